@@ -1,0 +1,223 @@
+//! The JOSE header, parsed strictly (RFC 7515 §4, RFC 8725 §3).
+
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::{self, MapAccess, Visitor};
+
+use super::error::{Error, Reason};
+use crate::keys::Algorithm;
+use crate::strict_json::{Str, StrictValue};
+
+/// The header of a verified token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Header {
+    /// The algorithm, equal to the verifying key's.
+    pub alg: Algorithm,
+    /// The key id, if the token named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// The token type (`at+jwt` for access tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
+    /// The content type, if any (never a nested JWT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cty: Option<String>,
+}
+
+/// Header members that make a verifier fetch keys, trust embedded keys, decompress or
+/// change the signing input. We never act on them, so a token carrying them is refused
+/// rather than half-understood (RFC 8725 §3.10, RFC 7515 §4.1.11, RFC 7797).
+const REFUSED: [&str; 7] = ["crit", "jku", "jwk", "x5u", "x5c", "zip", "b64"];
+
+/// A header as parsed, borrowing from the decoded bytes.
+#[derive(Debug)]
+pub(crate) struct RawHeader<'a> {
+    pub(crate) alg: Str<'a>,
+    pub(crate) kid: Option<Str<'a>>,
+    pub(crate) typ: Option<Str<'a>>,
+    pub(crate) cty: Option<Str<'a>>,
+    refused: Option<&'static str>,
+}
+
+impl<'a> RawHeader<'a> {
+    /// Parses and checks a decoded header: a strict JSON object with string `alg`,
+    /// `kid`, `typ` and `cty`, no duplicate names, none of [`REFUSED`], no nested JWT.
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<RawHeader<'a>, Error> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let header = de::Deserializer::deserialize_map(&mut de, HeaderVisitor)
+            .and_then(|h| de.end().map(|()| h))
+            .map_err(|e| Error::new(Reason::Malformed, format!("header: {e}")))?;
+        if let Some(name) = header.refused {
+            return Err(Error::new(
+                Reason::UnsupportedHeader,
+                format!("header member {name:?} is never accepted"),
+            ));
+        }
+        if let Some(cty) = &header.cty {
+            let cty = cty.0.as_ref();
+            let media = cty.strip_prefix("application/").unwrap_or(cty);
+            if media.eq_ignore_ascii_case("jwt") {
+                return Err(Error::new(
+                    Reason::UnsupportedHeader,
+                    "nested JWTs (cty: JWT) are not accepted",
+                ));
+            }
+        }
+        Ok(header)
+    }
+
+    pub(crate) fn algorithm(&self) -> Result<Algorithm, Error> {
+        Algorithm::from_name(&self.alg.0).ok_or_else(|| {
+            Error::new(
+                Reason::UnsupportedAlgorithm,
+                format!("alg {:?} is not supported", truncate(&self.alg.0)),
+            )
+        })
+    }
+
+    pub(crate) fn to_header(&self, alg: Algorithm) -> Header {
+        Header {
+            alg,
+            kid: self.kid.as_ref().map(|s| s.0.clone().into_owned()),
+            typ: self.typ.as_ref().map(|s| s.0.clone().into_owned()),
+            cty: self.cty.as_ref().map(|s| s.0.clone().into_owned()),
+        }
+    }
+}
+
+/// Keeps attacker-chosen strings in error details short.
+pub(crate) fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(32) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+struct HeaderVisitor;
+
+fn set_once<'a, E: de::Error>(slot: &mut Option<Str<'a>>, name: &str, v: Str<'a>) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::custom(format_args!("duplicate member name {name:?}")));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = RawHeader<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JOSE header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader<'de>, A::Error> {
+        let (mut alg, mut kid, mut typ, mut cty) = (None, None, None, None);
+        let mut refused = None;
+        let mut others: Vec<Str<'de>> = Vec::new();
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            let name = key.0.as_ref();
+            match name {
+                "alg" => set_once(&mut alg, name, map.next_value()?)?,
+                "kid" => set_once(&mut kid, name, map.next_value()?)?,
+                "typ" => set_once(&mut typ, name, map.next_value()?)?,
+                "cty" => set_once(&mut cty, name, map.next_value()?)?,
+                _ => {
+                    if others.contains(&key) {
+                        return Err(de::Error::custom(format_args!(
+                            "duplicate member name {:?}",
+                            truncate(name)
+                        )));
+                    }
+                    if refused.is_none() {
+                        refused = REFUSED.iter().copied().find(|r| *r == name);
+                    }
+                    // Checked for duplicates and depth, then dropped: unknown members
+                    // are ignored (RFC 7515 §4), refused ones are reported after parsing.
+                    map.next_value_seed(StrictValue::TOP)?;
+                    others.push(key);
+                }
+            }
+        }
+        let alg = alg.ok_or_else(|| de::Error::custom("missing alg"))?;
+        Ok(RawHeader {
+            alg,
+            kid,
+            typ,
+            cty,
+            refused,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(json: &str) -> Reason {
+        RawHeader::parse(json.as_bytes()).unwrap_err().reason()
+    }
+
+    #[test]
+    fn a_plain_header_parses() {
+        let h = RawHeader::parse(br#"{"alg":"ES256","kid":"k1","typ":"at+jwt","x":1}"#).unwrap();
+        assert_eq!(h.algorithm().unwrap(), Algorithm::ES256);
+        assert_eq!(h.kid.unwrap().0, "k1");
+    }
+
+    #[test]
+    fn duplicates_are_malformed_for_known_and_unknown_members() {
+        assert_eq!(
+            reason(r#"{"alg":"ES256","alg":"ES256"}"#),
+            Reason::Malformed
+        );
+        assert_eq!(reason(r#"{"alg":"ES256","x":1,"x":2}"#), Reason::Malformed);
+        assert_eq!(
+            reason(r#"{"alg":"ES256","\u0061lg":"HS256"}"#),
+            Reason::Malformed
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_missing_alg_are_malformed() {
+        assert_eq!(reason(r#"{"alg":1}"#), Reason::Malformed);
+        assert_eq!(reason(r#"{"alg":"ES256","kid":5}"#), Reason::Malformed);
+        assert_eq!(reason(r#"{"alg":"ES256","typ":null}"#), Reason::Malformed);
+        assert_eq!(reason(r#"{"kid":"a"}"#), Reason::Malformed);
+        assert_eq!(reason(r#"["alg"]"#), Reason::Malformed);
+        assert_eq!(reason(r#"{"alg":"ES256"} x"#), Reason::Malformed);
+    }
+
+    #[test]
+    fn refused_members_are_unsupported_header() {
+        for name in REFUSED {
+            let json = format!(r#"{{"alg":"ES256","{name}":"x"}}"#);
+            assert_eq!(reason(&json), Reason::UnsupportedHeader, "{name}");
+        }
+        assert_eq!(
+            reason(r#"{"alg":"ES256","crit":[]}"#),
+            Reason::UnsupportedHeader
+        );
+    }
+
+    #[test]
+    fn nested_jwt_content_type_is_refused() {
+        for cty in ["JWT", "jwt", "application/jwt", "application/JWT"] {
+            let json = format!(r#"{{"alg":"ES256","cty":"{cty}"}}"#);
+            assert_eq!(reason(&json), Reason::UnsupportedHeader, "{cty}");
+        }
+        assert!(RawHeader::parse(br#"{"alg":"ES256","cty":"text/plain"}"#).is_ok());
+    }
+
+    #[test]
+    fn none_in_any_spelling_is_unsupported() {
+        for alg in ["none", "None", "NONE", "nOnE", "es256", ""] {
+            let json = format!(r#"{{"alg":"{alg}"}}"#);
+            let h = RawHeader::parse(json.as_bytes()).unwrap();
+            assert_eq!(
+                h.algorithm().unwrap_err().reason(),
+                Reason::UnsupportedAlgorithm
+            );
+        }
+    }
+}

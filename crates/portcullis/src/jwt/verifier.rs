@@ -1,0 +1,180 @@
+//! The verifier: a key set, a validation policy and a cache of verified tokens.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+
+use super::claims::Claims;
+use super::error::{Error, Reason};
+use super::header::Header;
+use super::jws;
+use super::validation::Validation;
+use crate::b64;
+use crate::keys::KeySet;
+
+/// Defaults to 10,000 tokens, weighing at most 16 MiB together.
+pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Approximate size of a cache entry beyond the token bytes.
+const ENTRY_OVERHEAD: u64 = 512;
+
+/// A token that passed every check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifiedToken {
+    header: Header,
+    claims: Claims,
+}
+
+impl VerifiedToken {
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The claims.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+}
+
+struct Keys {
+    set: KeySet,
+    generation: u64,
+}
+
+#[derive(Clone)]
+struct Entry {
+    generation: u64,
+    token: Arc<VerifiedToken>,
+}
+
+#[derive(Clone)]
+struct TokenWeight;
+
+impl Weighter<Box<[u8]>, Entry> for TokenWeight {
+    fn weight(&self, key: &Box<[u8]>, _: &Entry) -> u64 {
+        key.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+/// Verifies access tokens: format, header, key, signature, then every claim rule of its
+/// [`Validation`].
+///
+/// Tokens that pass are remembered in a bounded cache keyed by the full token bytes
+/// (never a hash alone): a repeat skips the signature check and the parsing, but its
+/// time claims are checked against the clock again. Replacing the key set with
+/// [`Verifier::set_keys`] empties the cache.
+pub struct Verifier {
+    keys: ArcSwap<Keys>,
+    validation: Validation,
+    cache: Option<Cache<Box<[u8]>, Entry, TokenWeight>>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.load().set)
+            .field("validation", &self.validation)
+            .field("cache", &self.cache.as_ref().map(|c| c.len()))
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// A verifier with the default cache.
+    pub fn new(keys: KeySet, validation: Validation) -> Self {
+        Verifier {
+            keys: ArcSwap::from_pointee(Keys {
+                set: keys,
+                generation: 0,
+            }),
+            validation,
+            cache: Some(Cache::with_weighter(
+                DEFAULT_CACHE_ENTRIES,
+                DEFAULT_CACHE_BYTES,
+                TokenWeight,
+            )),
+        }
+    }
+
+    /// Sets the cache size: at most `entries` tokens and `bytes` of token data. Zero
+    /// entries turns the cache off.
+    #[must_use]
+    pub fn with_cache(mut self, entries: usize, bytes: u64) -> Self {
+        self.cache = (entries > 0).then(|| Cache::with_weighter(entries, bytes, TokenWeight));
+        self
+    }
+
+    /// The policy.
+    pub fn validation(&self) -> &Validation {
+        &self.validation
+    }
+
+    /// Replaces the key set and empties the cache, so no token is accepted on the
+    /// strength of a key that is gone.
+    pub fn set_keys(&self, keys: KeySet) {
+        let generation = self.keys.load().generation + 1;
+        self.keys.store(Arc::new(Keys {
+            set: keys,
+            generation,
+        }));
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+
+    /// A snapshot of the current key set.
+    pub fn with_keys<R>(&self, f: impl FnOnce(&KeySet) -> R) -> R {
+        f(&self.keys.load().set)
+    }
+
+    /// Verifies a token.
+    pub fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, Error> {
+        let bytes = token.as_bytes();
+        if bytes.len() > self.validation.max_token_size() {
+            return Err(jws::too_large(
+                bytes.len(),
+                self.validation.max_token_size(),
+            ));
+        }
+        let keys = self.keys.load();
+        if let Some(cache) = &self.cache
+            && let Some(hit) = cache.get(bytes)
+            && hit.generation == keys.generation
+        {
+            let now = self.validation.clock().now();
+            self.validation.check_time(&hit.token.claims, now)?;
+            return Ok(hit.token);
+        }
+        let verified = Arc::new(self.verify_with(&keys.set, bytes)?);
+        if let Some(cache) = &self.cache {
+            cache.insert(
+                bytes.into(),
+                Entry {
+                    generation: keys.generation,
+                    token: verified.clone(),
+                },
+            );
+        }
+        Ok(verified)
+    }
+
+    /// Verifies a token without consulting or filling the cache.
+    pub fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, Error> {
+        self.verify_with(&self.keys.load().set, token.as_bytes())
+    }
+
+    fn verify_with(&self, keys: &KeySet, token: &[u8]) -> Result<VerifiedToken, Error> {
+        let parts = jws::split(token, self.validation.max_token_size())?;
+        let (header, _key) = jws::verify_parts(&parts, keys)?;
+        let payload = b64::decode(parts.payload)
+            .ok_or_else(|| Error::new(Reason::Malformed, "payload is not strict base64url"))?;
+        let claims = Claims::parse(&payload)?;
+        self.validation.check_typ(header.typ.as_deref())?;
+        self.validation.check_claims(&claims)?;
+        Ok(VerifiedToken { header, claims })
+    }
+}
