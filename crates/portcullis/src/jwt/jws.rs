@@ -160,6 +160,15 @@ pub fn insecure_decode(
     Ok((serde_json::Value::Object(header), payload))
 }
 
+/// Parses untrusted JSON text as one object, with the same strictness as token
+/// headers and claims: duplicate member names at any depth, deep nesting and trailing
+/// data are errors.
+pub fn parse_json_object(
+    input: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, serde_json::Error> {
+    crate::strict_json::parse_object(input)
+}
+
 /// Signs `payload` with a header of `alg`, `typ` (when given) and the key's `kid`.
 pub fn sign(
     payload: &[u8],

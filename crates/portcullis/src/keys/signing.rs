@@ -29,7 +29,8 @@ pub struct SigningKey {
 
 enum Inner {
     Hmac {
-        key: hmac::Key,
+        // Boxed: the backend's HMAC context is over a kilobyte.
+        key: Box<hmac::Key>,
         secret: Zeroizing<Vec<u8>>,
     },
     Rsa(RsaKeyPair),
@@ -76,7 +77,7 @@ impl SigningKey {
             alg,
             kid,
             inner: Inner::Hmac {
-                key: hmac::Key::new(hmac_alg, secret),
+                key: Box::new(hmac::Key::new(hmac_alg, secret)),
                 secret: Zeroizing::new(secret.to_vec()),
             },
         })

@@ -27,7 +27,8 @@ pub struct VerifyingKey {
 
 #[derive(Clone)]
 enum Inner {
-    Hmac(hmac::Key),
+    // Boxed: the backend's HMAC context is over a kilobyte.
+    Hmac(Box<hmac::Key>),
     Public {
         key: ParsedPublicKey,
         params: PublicParams,
@@ -98,7 +99,7 @@ impl VerifyingKey {
         Ok(VerifyingKey {
             alg,
             kid,
-            inner: Inner::Hmac(hmac::Key::new(hmac_alg, secret)),
+            inner: Inner::Hmac(Box::new(hmac::Key::new(hmac_alg, secret))),
         })
     }
 

@@ -1,6 +1,10 @@
 //! Integration tests of the token core: one binary, so the suite links once.
 
+// Helpers outside #[test] functions unwrap too: a panic there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod regressions;
+mod rfc;
 mod support;
 mod verifier;
 mod wycheproof;

@@ -1,0 +1,74 @@
+//! The `portcullis` command line.
+//!
+//! Exit codes: 0 on success; 1 when `token verify` refuses the token (the reason code
+//! is on stderr); 2 for usage errors and for input the command cannot use (unreadable
+//! files, invalid keys or claims).
+
+mod keys;
+mod token;
+
+use std::io::Read as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Strict token authentication for HTTP APIs.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate keys and derive public key sets.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Sign, verify and decode tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+}
+
+/// How a command ended, beyond plain success.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The token was refused: exit 1.
+    Refused(portcullis::jwt::Error),
+    /// Bad input or invocation: exit 2.
+    Usage(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Usage(e)
+    }
+}
+
+/// Runs a parsed command line and reports failures on stderr.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Keys(cmd) => keys::run(cmd).map_err(Failure::Usage),
+        Command::Token(cmd) => token::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Refused(e)) => {
+            eprintln!("error: {}: {e}", e.reason().code());
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Reads all of stdin as UTF-8.
+pub(crate) fn read_stdin() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| anyhow::anyhow!("reading standard input: {e}"))?;
+    Ok(text)
+}
