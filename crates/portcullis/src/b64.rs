@@ -5,8 +5,9 @@
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-/// The one engine: `decode_allow_trailing_bits(false)` rejects an encoding whose unused
-/// low bits are not zero, so every byte string has exactly one accepted encoding.
+/// The `base64` crate's engine, for encoding (and, in tests, as the reference decoder):
+/// `decode_allow_trailing_bits(false)` rejects an encoding whose unused low bits are
+/// not zero, so every byte string has exactly one accepted encoding.
 const ENGINE: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
@@ -15,15 +16,78 @@ const ENGINE: GeneralPurpose = GeneralPurpose::new(
         .with_decode_allow_trailing_bits(false),
 );
 
-/// Decodes strict base64url; `None` on any deviation.
-pub(crate) fn decode(input: &[u8]) -> Option<Vec<u8>> {
-    ENGINE.decode(input).ok()
+/// Sentinel in [`DECODE`] for bytes outside the alphabet.
+const INVALID: u8 = 0xff;
+
+/// The value of each base64url character, [`INVALID`] for every other byte.
+const DECODE: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// The decoded length of `len` characters of unpadded base64url, or `None` for a
+/// length no canonical encoding has (one leftover character).
+pub(crate) fn decoded_len(len: usize) -> Option<usize> {
+    match len % 4 {
+        1 => None,
+        rem => Some(len / 4 * 3 + rem.saturating_sub(1)),
+    }
 }
 
-/// Decodes into `out`, returning the number of bytes written; `None` on any deviation or
-/// when `out` is too small. Used on the hot path to avoid an allocation.
+/// Decodes strict base64url; `None` on any deviation.
+pub(crate) fn decode(input: &[u8]) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; decoded_len(input.len())?];
+    decode_into(input, &mut out)?;
+    Some(out)
+}
+
+/// Decodes into the front of `out`, returning the number of bytes written; `None` on
+/// any deviation or when `out` is too small.
+///
+/// Written here rather than taken from the `base64` crate (which we still use to
+/// encode) because it is on the path of every token and this loop is several times
+/// faster: four table lookups per three bytes, validity accumulated without branches.
+/// The property test below checks it against the `base64` crate on arbitrary input.
 pub(crate) fn decode_into(input: &[u8], out: &mut [u8]) -> Option<usize> {
-    ENGINE.decode_slice(input, out).ok()
+    let len = decoded_len(input.len())?;
+    let out = out.get_mut(..len)?;
+    let mut bad = 0u8;
+    let (chunks, tail) = input.as_chunks::<4>();
+    let (out_chunks, out_tail) = out.split_at_mut(chunks.len() * 3);
+    for (quad, dst) in chunks.iter().zip(out_chunks.chunks_exact_mut(3)) {
+        let [a, b, c, d] = quad.map(|ch| DECODE[ch as usize]);
+        bad |= (a | b | c | d) & 0x80;
+        let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
+        dst[0] = (n >> 16) as u8;
+        dst[1] = (n >> 8) as u8;
+        dst[2] = n as u8;
+    }
+    match *tail {
+        [] => {}
+        [a, b] => {
+            let (a, b) = (DECODE[a as usize], DECODE[b as usize]);
+            bad |= (a | b) & 0x80;
+            // The 4 low bits of the last character are unused and must be zero.
+            bad |= b & 0x0f;
+            out_tail[0] = (a << 2) | (b >> 4);
+        }
+        [a, b, c] => {
+            let (a, b, c) = (DECODE[a as usize], DECODE[b as usize], DECODE[c as usize]);
+            bad |= (a | b | c) & 0x80;
+            // The 2 low bits of the last character are unused and must be zero.
+            bad |= c & 0x03;
+            out_tail[0] = (a << 2) | (b >> 4);
+            out_tail[1] = (b << 4) | (c >> 2);
+        }
+        _ => return None,
+    }
+    (bad == 0).then_some(len)
 }
 
 /// Encodes as base64url without padding.
@@ -39,6 +103,32 @@ pub(crate) fn encode_to(input: &[u8], out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decoder_agrees_with_the_base64_crate(input in "[A-Za-z0-9_\\-+/= .]{0,64}") {
+            prop_assert_eq!(decode(input.as_bytes()), ENGINE.decode(input.as_bytes()).ok());
+        }
+
+        #[test]
+        fn decoder_agrees_on_arbitrary_bytes(input in prop::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(decode(&input), ENGINE.decode(&input).ok());
+        }
+
+        #[test]
+        fn round_trips_arbitrary_bytes(data in prop::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(decode(encode(&data).as_bytes()), Some(data));
+        }
+    }
+
+    #[test]
+    fn too_small_output_is_refused() {
+        let mut out = [0u8; 2];
+        assert_eq!(decode_into(b"Zm9v", &mut out), None);
+        let mut out = [0u8; 3];
+        assert_eq!(decode_into(b"Zm9v", &mut out), Some(3));
+    }
 
     #[test]
     fn round_trips_every_length() {

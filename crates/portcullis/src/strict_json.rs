@@ -26,6 +26,10 @@ pub(crate) struct StrictValue {
 
 impl StrictValue {
     pub(crate) const TOP: StrictValue = StrictValue { depth: 0 };
+    /// For a member of a top-level object: that object is the first level.
+    pub(crate) const MEMBER: StrictValue = StrictValue { depth: 1 };
+    /// For a value inside a member of a top-level object.
+    pub(crate) const NESTED: StrictValue = StrictValue { depth: 2 };
 
     fn nested<E: de::Error>(self) -> Result<StrictValue, E> {
         if self.depth >= MAX_DEPTH {
@@ -101,13 +105,31 @@ impl<'de> Visitor<'de> for StrictValue {
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
                 return Err(de::Error::custom(format_args!(
-                    "duplicate member name {key:?}"
+                    "duplicate member name {:?}",
+                    truncate(&key)
                 )));
             }
             let value = map.next_value_seed(inner)?;
             out.insert(key, value);
         }
         Ok(Value::Object(out))
+    }
+}
+
+/// Keeps attacker-chosen strings short in error details and logs.
+pub(crate) fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(32) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The subtype of a media type: `application/` is optional and matched without regard
+/// to case (RFC 7515 §4.1.9, RFC 2045 §5.1).
+pub(crate) fn media_subtype(media: &str) -> &str {
+    match media.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &media[12..],
+        _ => media,
     }
 }
 

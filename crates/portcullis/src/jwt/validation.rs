@@ -36,16 +36,12 @@ impl TypPolicy {
         let want = match self {
             TypPolicy::InsecureAny => return Ok(()),
             TypPolicy::AccessToken => "at+jwt",
-            TypPolicy::Exact(t) => t.strip_prefix("application/").unwrap_or(t),
+            TypPolicy::Exact(t) => crate::strict_json::media_subtype(t),
         };
         let Some(typ) = typ else {
             return Err(Error::new(Reason::InvalidType, "missing typ header"));
         };
-        let media = match typ.get(..12) {
-            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
-            _ => typ,
-        };
-        if media.eq_ignore_ascii_case(want) {
+        if crate::strict_json::media_subtype(typ).eq_ignore_ascii_case(want) {
             Ok(())
         } else {
             Err(Error::new(
@@ -273,9 +269,16 @@ impl ValidationBuilder {
         self
     }
 
-    /// The longest `exp - iat` accepted, or `None` for no limit. Defaults to 24 h.
-    pub fn max_lifetime(mut self, max: Option<Duration>) -> Self {
-        self.inner.max_lifetime = max.map(|d| d.as_secs());
+    /// The longest `exp - iat` accepted. Defaults to 24 h.
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.inner.max_lifetime = Some(max.as_secs());
+        self
+    }
+
+    /// Accepts tokens of any lifetime. A stolen token with a far-off `exp` then stays
+    /// usable until then; only for tools inspecting foreign tokens.
+    pub fn insecure_unlimited_lifetime(mut self) -> Self {
+        self.inner.max_lifetime = None;
         self
     }
 

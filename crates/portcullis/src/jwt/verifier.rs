@@ -12,7 +12,6 @@ use super::error::{Error, Reason};
 use super::header::Header;
 use super::jws;
 use super::validation::Validation;
-use crate::b64;
 use crate::keys::KeySet;
 
 /// Defaults to 10,000 tokens, weighing at most 16 MiB together.
@@ -170,9 +169,11 @@ impl Verifier {
     fn verify_with(&self, keys: &KeySet, token: &[u8]) -> Result<VerifiedToken, Error> {
         let parts = jws::split(token, self.validation.max_token_size())?;
         let (header, _key) = jws::verify_parts(&parts, keys)?;
-        let payload = b64::decode(parts.payload)
+        let mut stack = [0u8; 1024];
+        let mut heap = Vec::new();
+        let payload = jws::decode_segment(parts.payload, &mut stack, &mut heap)
             .ok_or_else(|| Error::new(Reason::Malformed, "payload is not strict base64url"))?;
-        let claims = Claims::parse(&payload)?;
+        let claims = Claims::parse(payload)?;
         self.validation.check_typ(header.typ.as_deref())?;
         self.validation.check_claims(&claims)?;
         Ok(VerifiedToken { header, claims })

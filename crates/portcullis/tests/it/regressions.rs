@@ -87,6 +87,18 @@ fn psychic_ecdsa_signatures_are_refused() {
     one[31] = 1;
     let r_zero = format!("{input}.{}", b64(&[[0u8; 32], one].concat()));
     assert_eq!(reason(&fx, &r_zero), Reason::InvalidSignature);
+    let s_zero = format!("{input}.{}", b64(&[one, [0u8; 32]].concat()));
+    assert_eq!(reason(&fx, &s_zero), Reason::InvalidSignature);
+    let above = format!("{input}.{}", b64(&[[0xffu8; 32], [0xffu8; 32]].concat()));
+    assert_eq!(reason(&fx, &above), Reason::InvalidSignature);
+    // The other curves, with all-zero signatures of their exact lengths.
+    for (alg, len) in [(Algorithm::ES384, 96), (Algorithm::ES512, 132)] {
+        let fx = Fixture::new(alg);
+        let good = fx.token();
+        let input = &good[..good.rfind('.').unwrap()];
+        let zero = format!("{input}.{}", b64(&vec![0u8; len]));
+        assert_eq!(reason(&fx, &zero), Reason::InvalidSignature, "{alg}");
+    }
 }
 
 /// RFC 7518 §3.4: a DER-encoded ECDSA signature, or one of the wrong length, is refused.

@@ -142,7 +142,7 @@ fn without_iat_the_lifetime_counts_from_now() {
         .issuer(ISSUER)
         .audience(AUDIENCE)
         .required_claims(["exp"])
-        .max_lifetime(Some(Duration::from_secs(600)))
+        .max_lifetime(Duration::from_secs(600))
         .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
@@ -257,6 +257,29 @@ fn required_claims_are_enforced() {
     );
     let token = sign_raw(header, &claims_json(r#","tenant":"t""#), &fx.key);
     assert!(verifier.verify(&token).is_ok());
+}
+
+#[test]
+fn exp_is_required_even_when_the_required_list_leaves_it_out() {
+    let clock = ManualClock::new(NOW);
+    let key = SigningKey::generate(Algorithm::HS256, None).unwrap();
+    let v = Validation::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .required_claims(Vec::<String>::new())
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    let verifier = Verifier::new(KeySet::new(vec![key.verifying_key().unwrap()]).unwrap(), v);
+    let no_exp = sign_raw(
+        r#"{"alg":"HS256","typ":"at+jwt"}"#,
+        &format!(r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#),
+        &key,
+    );
+    assert_eq!(
+        verifier.verify(&no_exp).unwrap_err().reason(),
+        Reason::MissingClaim
+    );
 }
 
 #[test]

@@ -1,0 +1,234 @@
+//! Paired, interleaved measurement of the ratios docs/BENCHMARKS.md reports.
+//!
+//! This machine is shared and noisy, and criterion measures one benchmark after the
+//! other, so drift between them lands in their ratio. Here every round times a batch
+//! of each contender back to back, in rotating order, and a ratio is taken per round;
+//! the reported figure is the median of those per-round ratios, with its 10th and
+//! 90th percentiles to show the spread.
+//!
+//! Run: `cargo bench -p portcullis --bench ratios` (add an algorithm name to filter).
+
+// A benchmark that cannot set up should stop loudly; and the raw HMAC key stays inline
+// in its enum, as the primitive is measured without our boxing.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::large_enum_variant)]
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::SystemRandom;
+use common::{JwtClaims, builder, case};
+use portcullis::keys::Algorithm;
+
+const ROUNDS: usize = 301;
+const BATCH_TIME: Duration = Duration::from_micros(400);
+
+struct Series {
+    name: &'static str,
+    ns: Vec<f64>,
+}
+
+fn calibrate(f: &dyn Fn()) -> usize {
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < BATCH_TIME {
+        f();
+        n += 1;
+    }
+    n.max(1)
+}
+
+/// Times every contender in each round, rotating the order, and returns ns per call.
+fn paired(contenders: &[(&'static str, &dyn Fn())]) -> Vec<Series> {
+    for (_, f) in contenders {
+        for _ in 0..3 {
+            calibrate(*f); // warm up
+        }
+    }
+    let batches: Vec<usize> = contenders.iter().map(|(_, f)| calibrate(*f)).collect();
+    let mut series: Vec<Series> = contenders
+        .iter()
+        .map(|(name, _)| Series {
+            name,
+            ns: Vec::with_capacity(ROUNDS),
+        })
+        .collect();
+    for round in 0..ROUNDS {
+        for k in 0..contenders.len() {
+            let i = (round + k) % contenders.len();
+            let f = contenders[i].1;
+            let start = Instant::now();
+            for _ in 0..batches[i] {
+                f();
+            }
+            series[i]
+                .ns
+                .push(start.elapsed().as_nanos() as f64 / batches[i] as f64);
+        }
+    }
+    series
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn median(v: &[f64]) -> f64 {
+    percentile(v.to_vec(), 0.5)
+}
+
+fn ratio(a: &Series, b: &Series) -> String {
+    let r: Vec<f64> = a.ns.iter().zip(&b.ns).map(|(x, y)| x / y).collect();
+    format!(
+        "{:.3} ({:.3}–{:.3})",
+        percentile(r.clone(), 0.5),
+        percentile(r.clone(), 0.1),
+        percentile(r, 0.9)
+    )
+}
+
+fn time(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    // For profilers: PORTCULLIS_PROFILE=ALG loops our verify of that algorithm for 5 s.
+    if let Ok(alg) = std::env::var("PORTCULLIS_PROFILE") {
+        let alg: Algorithm = alg.parse().expect("algorithm name");
+        let case = case(alg);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            for _ in 0..1000 {
+                black_box(
+                    case.verifier
+                        .verify_uncached(black_box(&case.token))
+                        .expect("valid"),
+                );
+            }
+        }
+        return;
+    }
+    let rng = SystemRandom::new();
+    let mut verify_rows = Vec::new();
+    let mut sign_rows = Vec::new();
+    let mut cached_rows = Vec::new();
+    for alg in Algorithm::ALL {
+        if filter
+            .as_ref()
+            .is_some_and(|f| !alg.as_str().eq_ignore_ascii_case(f))
+        {
+            continue;
+        }
+        let case = case(alg);
+        eprintln!("measuring {alg}");
+        let ours = || {
+            black_box(
+                case.verifier
+                    .verify_uncached(black_box(&case.token))
+                    .expect("valid"),
+            );
+        };
+        let raw = || {
+            black_box(black_box(&case).verify_raw());
+        };
+        let cached = || {
+            black_box(case.cached.verify(black_box(&case.token)).expect("valid"));
+        };
+        let peer = || {
+            if let Some((_, dec, v, _)) = &case.jwt {
+                black_box(
+                    jsonwebtoken::decode::<JwtClaims>(black_box(&case.token), dec, v)
+                        .expect("valid"),
+                );
+            }
+        };
+        let mut contenders: Vec<(&'static str, &dyn Fn())> =
+            vec![("portcullis", &ours), ("aws-lc-rs", &raw)];
+        if case.jwt.is_some() {
+            contenders.push(("jsonwebtoken", &peer));
+        }
+        contenders.push(("cached", &cached));
+        let s = paired(&contenders);
+        let peer_cells = if case.jwt.is_some() {
+            (time(median(&s[2].ns)), ratio(&s[0], &s[2]))
+        } else {
+            ("n/a".into(), "n/a".into())
+        };
+        verify_rows.push(format!(
+            "| {alg} | {} | {} | {} | {} | {} |",
+            time(median(&s[0].ns)),
+            time(median(&s[1].ns)),
+            peer_cells.0,
+            ratio(&s[0], &s[1]),
+            peer_cells.1
+        ));
+        let c = s
+            .iter()
+            .find(|x| x.name == "cached")
+            .expect("cached series");
+        cached_rows.push(format!(
+            "| {alg} | {} | {} | {} |",
+            time(median(&c.ns)),
+            time(median(&s[0].ns)),
+            ratio(c, &s[0])
+        ));
+
+        let ours_sign = || {
+            black_box(builder().sign(black_box(&case.key)).expect("sign"));
+        };
+        let raw_sign = || {
+            black_box(black_box(&case).sign_raw(&rng));
+        };
+        let claims = case.claims_json();
+        let peer_sign = || {
+            if let Some((enc, _, _, header)) = &case.jwt {
+                black_box(jsonwebtoken::encode(header, black_box(&claims), enc).expect("sign"));
+            }
+        };
+        let mut contenders: Vec<(&'static str, &dyn Fn())> =
+            vec![("portcullis", &ours_sign), ("aws-lc-rs", &raw_sign)];
+        if case.jwt.is_some() {
+            contenders.push(("jsonwebtoken", &peer_sign));
+        }
+        let s = paired(&contenders);
+        let peer_cells = if case.jwt.is_some() {
+            (time(median(&s[2].ns)), ratio(&s[0], &s[2]))
+        } else {
+            ("n/a".into(), "n/a".into())
+        };
+        sign_rows.push(format!(
+            "| {alg} | {} | {} | {} | {} | {} |",
+            time(median(&s[0].ns)),
+            time(median(&s[1].ns)),
+            peer_cells.0,
+            ratio(&s[0], &s[1]),
+            peer_cells.1
+        ));
+    }
+    println!("### verify (paired, {ROUNDS} rounds)\n");
+    println!(
+        "| alg | portcullis | aws-lc-rs raw | jsonwebtoken | portcullis / raw | portcullis / jsonwebtoken |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    verify_rows.iter().for_each(|r| println!("{r}"));
+    println!("\n### sign (paired, {ROUNDS} rounds)\n");
+    println!(
+        "| alg | portcullis | aws-lc-rs raw | jsonwebtoken | portcullis / raw | portcullis / jsonwebtoken |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    sign_rows.iter().for_each(|r| println!("{r}"));
+    println!("\n### verify, cached repeat (paired with the uncached verify)\n");
+    println!("| alg | cached | uncached | cached / uncached |");
+    println!("|---|---:|---:|---:|");
+    cached_rows.iter().for_each(|r| println!("{r}"));
+    println!("\nRatios: median of per-round ratios (10th–90th percentile).");
+}

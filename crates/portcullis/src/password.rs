@@ -1,0 +1,247 @@
+//! Password hashing: Argon2id at the OWASP parameters, off the async runtime, with a
+//! bounded number of concurrent hashes and a bounded wait queue.
+//!
+//! We use `argon2-rust`, a port of the reference implementation with runtime-selected
+//! SIMD: it writes and reads the same PHC strings as the reference and the RustCrypto
+//! `argon2` crate, and on this project's machines it hashes faster than the latter at
+//! the same parameters (measured in `benches/password.rs`; figures in
+//! docs/BENCHMARKS.md). Its output is checked against RustCrypto's in the tests below.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use argon2_rust::params::Memory;
+use argon2_rust::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+/// Shortest accepted password, in bytes (NIST SP 800-63B §3.1.1.2).
+pub const MIN_PASSWORD_BYTES: usize = 8;
+/// Longest accepted password, in bytes. Longer ones are refused before hashing, never
+/// truncated.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// A password as typed: any Unicode, 8 to 1024 bytes, wiped from memory on drop and
+/// never shown by `Debug`.
+pub struct Password(Zeroizing<String>);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+impl Password {
+    /// Checks the length; the password is used exactly as given.
+    pub fn new(password: String) -> Result<Password, PasswordError> {
+        let password = Zeroizing::new(password);
+        if password.len() < MIN_PASSWORD_BYTES {
+            return Err(PasswordError::TooShort);
+        }
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(PasswordError::TooLong);
+        }
+        Ok(Password(password))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// Argon2id cost parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB. Defaults to 19456 (19 MiB).
+    pub memory_kib: u32,
+    /// Passes. Defaults to 2.
+    pub iterations: u32,
+    /// Lanes. Defaults to 1.
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    /// The OWASP Password Storage Cheat Sheet's first Argon2id line: m = 19 MiB,
+    /// t = 2, p = 1.
+    fn default() -> Self {
+        HashParams {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Why hashing or verifying did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordError {
+    /// Shorter than [`MIN_PASSWORD_BYTES`].
+    #[error("password must be at least 8 bytes")]
+    TooShort,
+    /// Longer than [`MAX_PASSWORD_BYTES`].
+    #[error("password must be at most 1024 bytes")]
+    TooLong,
+    /// Every hashing slot is busy and the wait queue is full: try again shortly.
+    #[error("password hashing is saturated")]
+    Busy,
+    /// The hash function failed or the stored hash is unreadable.
+    #[error("password hashing failed: {0}")]
+    Internal(String),
+}
+
+/// The result of checking a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// The password matches. When `needs_rehash` is set, the stored hash used other
+    /// parameters than the current ones and should be replaced by a fresh hash.
+    Match {
+        /// Store a new hash of this password.
+        needs_rehash: bool,
+    },
+    /// Wrong password, or no such user.
+    Mismatch,
+}
+
+/// Hashes and verifies passwords on the blocking thread pool, at most `concurrency`
+/// at once, with at most `queue` more waiting; beyond that it answers
+/// [`PasswordError::Busy`] at once instead of letting latency grow without bound.
+pub struct PasswordHasher {
+    params: HashParams,
+    argon2: Arc<Argon2>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    in_flight: Arc<AtomicUsize>,
+    /// A hash of a random password, verified against for unknown users so that their
+    /// answer takes as long as a wrong password's.
+    dummy: Arc<str>,
+}
+
+impl fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.params)
+            .field("capacity", &self.capacity)
+            .field("in_flight", &self.in_flight.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Defaults to the number of cores minus one, at least one: hashing never takes every
+/// core from the requests that only verify tokens.
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
+}
+
+impl PasswordHasher {
+    /// A hasher running at most `concurrency` hashes at once with at most `queue`
+    /// callers waiting. Computes the dummy hash, so it takes one hash's time.
+    pub fn new(params: HashParams, concurrency: usize, queue: usize) -> Result<Self, PasswordError> {
+        let built = Params::builder()
+            .memory(Memory::kib(u64::from(params.memory_kib)))
+            .passes(params.iterations)
+            .lanes(params.parallelism)
+            .build()
+            .map_err(|e| PasswordError::Internal(e.to_string()))?;
+        let argon2 = Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, built));
+        let mut random = Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(random.as_mut_slice())
+            .map_err(|_| PasswordError::Internal("no randomness".into()))?;
+        let dummy = argon2
+            .hash_password_with_random_salt(random.as_slice())
+            .map_err(|e| PasswordError::Internal(e.to_string()))?;
+        let concurrency = concurrency.max(1);
+        Ok(PasswordHasher {
+            params,
+            argon2,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            capacity: concurrency + queue,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            dummy: dummy.into(),
+        })
+    }
+
+    /// The parameters new hashes use.
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    /// Runs `job` on the blocking pool once a slot is free; refuses at once when the
+    /// slots and the queue are all taken.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Argon2) -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(PasswordError::Busy);
+        }
+        // Released on every path, including cancellation of this future.
+        let _slot = InFlight(self.in_flight.clone());
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PasswordError::Internal("hasher closed".into()))?;
+        let argon2 = self.argon2.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = job(&argon2);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| PasswordError::Internal(e.to_string()))
+    }
+
+    /// Hashes a password into a PHC string with a fresh random salt.
+    pub async fn hash(&self, password: Password) -> Result<String, PasswordError> {
+        self.run(move |argon2| argon2.hash_password_with_random_salt(password.bytes()))
+            .await?
+            .map_err(|e| PasswordError::Internal(e.to_string()))
+    }
+
+    /// Checks a password against a stored PHC string, or against the dummy hash when
+    /// there is no such user (`stored` is `None`), which always answers `Mismatch`
+    /// after the same amount of work.
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<&str>,
+    ) -> Result<Verification, PasswordError> {
+        let known = stored.is_some();
+        let stored: Arc<str> = stored.map_or_else(|| self.dummy.clone(), Arc::from);
+        let current = self.params;
+        self.run(move |_| {
+            let ok = Argon2::verify_password(&stored, password.bytes(), Algorithm::Argon2id).is_ok();
+            if !(ok && known) {
+                return Verification::Mismatch;
+            }
+            Verification::Match {
+                needs_rehash: !uses_params(&stored, current),
+            }
+        })
+        .await
+    }
+}
+
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// True when a PHC string is Argon2id v1.3 with exactly these parameters.
+fn uses_params(phc: &str, params: HashParams) -> bool {
+    argon2_rust::decode_string(phc, Algorithm::Argon2id).is_ok_and(|d| {
+        d.version == Version::V0x13
+            && d.params.memory_kib() == params.memory_kib
+            && d.params.passes() == params.iterations
+            && d.params.lanes() == params.parallelism
+    })
+}
