@@ -31,6 +31,27 @@ const DECODE: [u8; 256] = {
     table
 };
 
+/// [`DECODE`] shifted into place for each position of a group of four characters, with
+/// the top byte set for invalid characters: one OR of four lookups decodes a group.
+const fn shifted(shift: u32) -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = if DECODE[i] == INVALID {
+            0xff00_0000
+        } else {
+            (DECODE[i] as u32) << shift
+        };
+        i += 1;
+    }
+    table
+}
+
+const D0: [u32; 256] = shifted(18);
+const D1: [u32; 256] = shifted(12);
+const D2: [u32; 256] = shifted(6);
+const D3: [u32; 256] = shifted(0);
+
 /// The decoded length of `len` characters of unpadded base64url, or `None` for a
 /// length no canonical encoding has (one leftover character).
 pub(crate) fn decoded_len(len: usize) -> Option<usize> {
@@ -58,15 +79,18 @@ pub(crate) fn decode_into(input: &[u8], out: &mut [u8]) -> Option<usize> {
     let len = decoded_len(input.len())?;
     let out = out.get_mut(..len)?;
     let mut bad = 0u8;
+    let mut bad_groups = 0u32;
     let (chunks, tail) = input.as_chunks::<4>();
     let (out_chunks, out_tail) = out.split_at_mut(chunks.len() * 3);
-    for (quad, dst) in chunks.iter().zip(out_chunks.chunks_exact_mut(3)) {
-        let [a, b, c, d] = quad.map(|ch| DECODE[ch as usize]);
-        bad |= (a | b | c | d) & 0x80;
-        let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
+    for (&[a, b, c, d], dst) in chunks.iter().zip(out_chunks.chunks_exact_mut(3)) {
+        let n = D0[a as usize] | D1[b as usize] | D2[c as usize] | D3[d as usize];
+        bad_groups |= n;
         dst[0] = (n >> 16) as u8;
         dst[1] = (n >> 8) as u8;
         dst[2] = n as u8;
+    }
+    if bad_groups & 0xff00_0000 != 0 {
+        return None;
     }
     match *tail {
         [] => {}

@@ -40,6 +40,7 @@
 
 mod b64;
 pub mod clock;
+mod flat_json;
 pub mod jwt;
 pub mod keys;
 mod strict_json;

@@ -9,6 +9,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::{Map, Value};
 
 use super::error::{Error, Reason};
+use crate::flat_json::{self, Flat};
 use crate::strict_json::{Str, StrictValue, truncate};
 
 /// 9999-12-31T23:59:59Z: no NumericDate after it is accepted, whatever the policy.
@@ -101,6 +102,14 @@ impl Claims {
     /// Registered claims are read straight off the parser into their fields; only the
     /// other claims build a map. Duplicate names are refused either way.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Claims, Error> {
+        if let Some(raw) = flat_json::parse(bytes).and_then(RawClaims::from_flat) {
+            return raw.into_claims();
+        }
+        Self::parse_full(bytes)
+    }
+
+    /// The full strict parser, for every input the fast path declines.
+    fn parse_full(bytes: &[u8]) -> Result<Claims, Error> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let raw = de::Deserializer::deserialize_map(&mut de, RawClaimsVisitor)
             .and_then(|raw| de.end().map(|()| raw))
@@ -139,6 +148,52 @@ enum Raw {
 }
 
 impl RawClaims {
+    /// The same result the full parser gives for this input (see `flat_json`), or
+    /// `None` on a duplicate name, which the full parser then reports.
+    fn from_flat(members: Vec<(&str, Flat<'_>)>) -> Option<RawClaims> {
+        let mut raw = RawClaims::default();
+        for (name, value) in members {
+            let slot = match name {
+                "iss" => &mut raw.iss,
+                "sub" => &mut raw.sub,
+                "aud" => &mut raw.aud,
+                "exp" => &mut raw.exp,
+                "nbf" => &mut raw.nbf,
+                "iat" => &mut raw.iat,
+                "jti" => &mut raw.jti,
+                "sid" => &mut raw.sid,
+                "scope" => &mut raw.scope,
+                other => {
+                    let value = match value {
+                        Flat::Str(s) => Value::String(s.to_owned()),
+                        Flat::UInt(u) => Value::from(u),
+                        Flat::Bool(b) => Value::Bool(b),
+                        Flat::Null => Value::Null,
+                        Flat::StrArray(all) => Value::Array(
+                            all.into_iter()
+                                .map(|s| Value::String(s.to_owned()))
+                                .collect(),
+                        ),
+                    };
+                    if raw.extra.insert(other.to_owned(), value).is_some() {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return None;
+            }
+            *slot = Some(match value {
+                Flat::Str(s) => Raw::Str(s.to_owned()),
+                Flat::UInt(u) => Raw::Unsigned(u),
+                Flat::Bool(_) | Flat::Null => Raw::Mismatch,
+                Flat::StrArray(all) => Raw::Strings(all.into_iter().map(str::to_owned).collect()),
+            });
+        }
+        Some(raw)
+    }
+
     fn into_claims(self) -> Result<Claims, Error> {
         let sub = string(self.sub, "sub")?;
         if sub.as_deref() == Some("") {
@@ -329,8 +384,9 @@ fn date(value: Option<Raw>, name: &str, round: Round) -> Result<Option<u64>, Err
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn reason(json: &str) -> Reason {
         Claims::parse(json.as_bytes()).unwrap_err().reason()
@@ -392,6 +448,95 @@ mod tests {
         assert_eq!(reason(r#"{"exp":1,"exp":2}"#), Reason::Malformed);
         assert_eq!(reason(r#"{"admin":false,"admin":true}"#), Reason::Malformed);
         assert_eq!(reason(r#"{"a":{"b":1,"b":2}}"#), Reason::Malformed);
+    }
+
+    /// JSON text of the shapes tokens carry, with the deviations the fast path must
+    /// decline: escapes, control characters, fractions, signs, leading zeros, big
+    /// numbers, nesting, duplicates, odd whitespace, trailing data.
+    pub(crate) fn json_object_text() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("iss"),
+            Just("sub"),
+            Just("aud"),
+            Just("exp"),
+            Just("nbf"),
+            Just("iat"),
+            Just("jti"),
+            Just("sid"),
+            Just("scope"),
+            Just("alg"),
+            Just("kid"),
+            Just("typ"),
+            Just("cty"),
+            Just("crit"),
+            Just("x"),
+            Just("y"),
+            Just("a\\u0062"),
+        ]
+        .prop_map(|k| format!("\"{k}\""));
+        let string = prop_oneof![
+            "[a-z:/.+ ]{0,12}",
+            Just("\\n".to_owned()),
+            Just("\\u00e9".to_owned()),
+            Just("\u{e9}t\u{e9}".to_owned()),
+            Just("\u{1}".to_owned()),
+        ]
+        .prop_map(|s| format!("\"{s}\""));
+        let scalar = prop_oneof![
+            string.clone(),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0u64..3_000_000_000).prop_map(|n| n.to_string()),
+            Just("-1".to_owned()),
+            Just("-0".to_owned()),
+            Just("01".to_owned()),
+            Just("1.5".to_owned()),
+            Just("1e3".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            Just("null".to_owned()),
+            Just("\"EdDSA\"".to_owned()),
+            Just("\"at+jwt\"".to_owned()),
+        ];
+        let value = prop_oneof![
+            4 => scalar.clone(),
+            1 => prop::collection::vec(string, 0..3).prop_map(|v| format!("[{}]", v.join(","))),
+            1 => prop::collection::vec(scalar, 0..3).prop_map(|v| format!("[ {} ]", v.join(" , "))),
+            1 => Just("{\"k\":1}".to_owned()),
+        ];
+        let ws = prop_oneof![Just(""), Just(" "), Just("\n\t"), Just("\r")];
+        (
+            prop::collection::vec((key, value, ws.clone()), 0..8),
+            ws,
+            prop_oneof![
+                Just(""),
+                Just(""),
+                Just(" "),
+                Just(","),
+                Just("x"),
+                Just("}")
+            ],
+        )
+            .prop_map(|(members, ws, tail)| {
+                let body: Vec<String> = members
+                    .iter()
+                    .map(|(k, v, w)| format!("{w}{k}{w}:{w}{v}{w}"))
+                    .collect();
+                format!("{ws}{{{}}}{ws}{tail}", body.join(","))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// The fast path gives exactly the full parser's answer whenever it answers.
+        #[test]
+        fn fast_path_agrees_with_the_full_parser(text in json_object_text()) {
+            let full = Claims::parse_full(text.as_bytes());
+            if flat_json::parse(text.as_bytes()).and_then(RawClaims::from_flat).is_some() {
+                prop_assert_eq!(Claims::parse(text.as_bytes()), full);
+            }
+        }
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The JOSE header, parsed strictly (RFC 7515 §4, RFC 8725 §3).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
 use serde::de::{self, MapAccess, Visitor};
 
 use super::error::{Error, Reason};
+use crate::flat_json::{self, Flat};
 use crate::keys::Algorithm;
 pub(crate) use crate::strict_json::truncate;
 use crate::strict_json::{Str, StrictValue, media_subtype};
@@ -32,7 +34,7 @@ pub struct Header {
 const REFUSED: [&str; 7] = ["crit", "jku", "jwk", "x5u", "x5c", "zip", "b64"];
 
 /// A header as parsed, borrowing from the decoded bytes.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct RawHeader<'a> {
     pub(crate) alg: Str<'a>,
     pub(crate) kid: Option<Str<'a>>,
@@ -45,10 +47,10 @@ impl<'a> RawHeader<'a> {
     /// Parses and checks a decoded header: a strict JSON object with string `alg`,
     /// `kid`, `typ` and `cty`, no duplicate names, none of [`REFUSED`], no nested JWT.
     pub(crate) fn parse(bytes: &'a [u8]) -> Result<RawHeader<'a>, Error> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let header = de::Deserializer::deserialize_map(&mut de, HeaderVisitor)
-            .and_then(|h| de.end().map(|()| h))
-            .map_err(|e| Error::new(Reason::Malformed, format!("header: {e}")))?;
+        let header = match flat_json::parse(bytes).and_then(RawHeader::from_flat) {
+            Some(header) => header,
+            None => Self::parse_full(bytes)?,
+        };
         if let Some(name) = header.refused {
             return Err(Error::new(
                 Reason::UnsupportedHeader,
@@ -64,6 +66,50 @@ impl<'a> RawHeader<'a> {
             ));
         }
         Ok(header)
+    }
+
+    /// The full strict parser, for every input the fast path declines.
+    fn parse_full(bytes: &'a [u8]) -> Result<RawHeader<'a>, Error> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        de::Deserializer::deserialize_map(&mut de, HeaderVisitor)
+            .and_then(|h| de.end().map(|()| h))
+            .map_err(|e| Error::new(Reason::Malformed, format!("header: {e}")))
+    }
+
+    /// The same result the full parser gives for this input, or `None` to use it (a
+    /// registered member that is not a string, or no `alg`).
+    fn from_flat(members: Vec<(&'a str, Flat<'a>)>) -> Option<RawHeader<'a>> {
+        let (mut alg, mut kid, mut typ, mut cty, mut refused) = (None, None, None, None, None);
+        let mut others: Vec<&str> = Vec::new();
+        for (name, value) in members {
+            let slot = match name {
+                "alg" => &mut alg,
+                "kid" => &mut kid,
+                "typ" => &mut typ,
+                "cty" => &mut cty,
+                other => {
+                    if others.contains(&other) {
+                        return None;
+                    }
+                    others.push(other);
+                    if refused.is_none() {
+                        refused = REFUSED.iter().copied().find(|r| *r == other);
+                    }
+                    continue;
+                }
+            };
+            let (None, Flat::Str(s)) = (&slot, value) else {
+                return None;
+            };
+            *slot = Some(Str(Cow::Borrowed(s)));
+        }
+        Some(RawHeader {
+            alg: alg?,
+            kid,
+            typ,
+            cty,
+            refused,
+        })
     }
 
     pub(crate) fn algorithm(&self) -> Result<Algorithm, Error> {
@@ -144,6 +190,21 @@ impl<'de> Visitor<'de> for HeaderVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// The fast path gives exactly the full parser's answer whenever it answers.
+        #[test]
+        fn fast_path_agrees_with_the_full_parser(
+            text in crate::jwt::claims::tests::json_object_text()
+        ) {
+            if let Some(fast) = flat_json::parse(text.as_bytes()).and_then(RawHeader::from_flat) {
+                prop_assert_eq!(Ok(fast), RawHeader::parse_full(text.as_bytes()));
+            }
+        }
+    }
 
     fn reason(json: &str) -> Reason {
         RawHeader::parse(json.as_bytes()).unwrap_err().reason()
