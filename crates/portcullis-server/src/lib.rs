@@ -1,5 +1,16 @@
 //! The Portcullis server and its command line.
 //!
-//! `main.rs` only parses arguments; everything else lives here so tests can reach it.
+//! `main.rs` only parses arguments; everything else lives here so tests can reach it:
+//! [`config`] reads and checks the settings, [`startup`] builds and serves the
+//! application, the routes implement the HTTP contract of docs/http-api.md.
 
 pub mod cli;
+pub mod config;
+mod error;
+mod keyring;
+mod revocation;
+mod routes;
+pub mod startup;
+mod state;
+pub mod telemetry;
+mod throttle;

@@ -43,4 +43,8 @@ pub mod clock;
 mod flat_json;
 pub mod jwt;
 pub mod keys;
+pub mod password;
+pub mod refresh;
+pub mod rejection;
 mod strict_json;
+pub mod username;

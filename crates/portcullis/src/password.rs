@@ -48,6 +48,11 @@ impl Password {
     fn bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
+
+    /// The password text. Keep it out of logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Argon2id cost parameters.
@@ -139,7 +144,11 @@ pub fn default_concurrency() -> usize {
 impl PasswordHasher {
     /// A hasher running at most `concurrency` hashes at once with at most `queue`
     /// callers waiting. Computes the dummy hash, so it takes one hash's time.
-    pub fn new(params: HashParams, concurrency: usize, queue: usize) -> Result<Self, PasswordError> {
+    pub fn new(
+        params: HashParams,
+        concurrency: usize,
+        queue: usize,
+    ) -> Result<Self, PasswordError> {
         let built = Params::builder()
             .memory(Memory::kib(u64::from(params.memory_kib)))
             .passes(params.iterations)
@@ -216,7 +225,8 @@ impl PasswordHasher {
         let stored: Arc<str> = stored.map_or_else(|| self.dummy.clone(), Arc::from);
         let current = self.params;
         self.run(move |_| {
-            let ok = Argon2::verify_password(&stored, password.bytes(), Algorithm::Argon2id).is_ok();
+            let ok =
+                Argon2::verify_password(&stored, password.bytes(), Algorithm::Argon2id).is_ok();
             if !(ok && known) {
                 return Verification::Mismatch;
             }

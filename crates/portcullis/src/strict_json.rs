@@ -118,7 +118,12 @@ impl<'de> Visitor<'de> for StrictValue {
 
 /// Keeps attacker-chosen strings short in error details and logs.
 pub(crate) fn truncate(s: &str) -> &str {
-    match s.char_indices().nth(32) {
+    truncate_to(s, 32)
+}
+
+/// The first `n` characters of `s`.
+pub(crate) fn truncate_to(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
         None => s,
     }

@@ -20,6 +20,9 @@ pub(crate) enum KeysCommand {
     /// Read a private JWK or JWK Set on stdin and print the public JWK Set.
     /// HMAC keys are secrets and are left out.
     Public,
+    /// Server keys: make a new signing key active (on the configured database).
+    #[command(flatten)]
+    Server(super::serve::ServerKeysCommand),
 }
 
 pub(crate) fn run(cmd: KeysCommand) -> anyhow::Result<()> {
@@ -34,6 +37,7 @@ pub(crate) fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             println!("{}", pretty(&jwk)?);
             Ok(())
         }
+        KeysCommand::Server(cmd) => super::serve::server_keys(cmd),
         KeysCommand::Public => {
             let input = super::read_stdin()?;
             let jwks = parse_jwk_or_jwks(&input)?;

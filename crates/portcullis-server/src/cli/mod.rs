@@ -5,6 +5,7 @@
 //! files, invalid keys or claims).
 
 mod keys;
+mod serve;
 mod token;
 
 use std::io::Read as _;
@@ -22,7 +23,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate keys and derive public key sets.
+    /// Run the server (accounts, login, tokens, refresh, JWKS) on the configured database.
+    Serve(serve::ServeArgs),
+    /// Manage accounts on the configured database.
+    #[command(subcommand)]
+    Users(serve::UsersCommand),
+    /// Generate keys and derive public key sets; rotate and list the server's keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Sign, verify and decode tokens.
@@ -48,6 +54,8 @@ impl From<anyhow::Error> for Failure {
 /// Runs a parsed command line and reports failures on stderr.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Serve(args) => serve::serve(args).map_err(Failure::Usage),
+        Command::Users(cmd) => serve::users(cmd).map_err(Failure::Usage),
         Command::Keys(cmd) => keys::run(cmd).map_err(Failure::Usage),
         Command::Token(cmd) => token::run(cmd),
     };

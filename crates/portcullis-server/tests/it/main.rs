@@ -1,6 +1,8 @@
-//! Integration tests of the `portcullis` binary: one test binary, modules per area.
+//! Integration tests of the `portcullis` binary and server: one test binary.
 
 // Helpers outside #[test] functions unwrap too: a panic there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod server;
+mod support;

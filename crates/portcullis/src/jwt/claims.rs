@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::error::{Error, Reason};
 use crate::flat_json::{self, Flat};
-use crate::strict_json::{Str, StrictValue, truncate};
+use crate::strict_json::{Str, StrictValue, truncate, truncate_to};
 
 /// 9999-12-31T23:59:59Z: no NumericDate after it is accepted, whatever the policy.
 pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
@@ -113,7 +113,13 @@ impl Claims {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let raw = de::Deserializer::deserialize_map(&mut de, RawClaimsVisitor)
             .and_then(|raw| de.end().map(|()| raw))
-            .map_err(|e| Error::new(Reason::Malformed, format!("claims: {e}")))?;
+            .map_err(|e| {
+                let message = e.to_string();
+                Error::new(
+                    Reason::Malformed,
+                    format!("claims: {}", truncate_to(&message, 120)),
+                )
+            })?;
         raw.into_claims()
     }
 }

@@ -10,6 +10,7 @@ use super::error::{Error, Reason};
 use crate::flat_json::{self, Flat};
 use crate::keys::Algorithm;
 pub(crate) use crate::strict_json::truncate;
+use crate::strict_json::truncate_to;
 use crate::strict_json::{Str, StrictValue, media_subtype};
 
 /// The header of a verified token.
@@ -73,7 +74,14 @@ impl<'a> RawHeader<'a> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         de::Deserializer::deserialize_map(&mut de, HeaderVisitor)
             .and_then(|h| de.end().map(|()| h))
-            .map_err(|e| Error::new(Reason::Malformed, format!("header: {e}")))
+            // serde_json may quote the input (a string where an object belongs): keep
+            // what reaches the logs short.
+            .map_err(|e| {
+                Error::new(
+                    Reason::Malformed,
+                    format!("header: {}", truncate_to(&e.to_string(), 120)),
+                )
+            })
     }
 
     /// The same result the full parser gives for this input, or `None` to use it (a

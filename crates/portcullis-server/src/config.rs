@@ -1,0 +1,319 @@
+//! Configuration: a TOML file, overridden by `PORTCULLIS_*` environment variables,
+//! overridden by command-line flags. Everything is read raw first, then checked once
+//! into a typed [`Config`] with messages that name the setting.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use portcullis::keys::Algorithm;
+use serde::Deserialize;
+
+/// A duration in a config file: seconds, or text like `15m`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(u64),
+    Text(String),
+}
+
+impl RawDuration {
+    fn parse(&self, name: &str) -> anyhow::Result<Duration> {
+        match self {
+            RawDuration::Seconds(s) => Ok(Duration::from_secs(*s)),
+            RawDuration::Text(t) => parse_duration(t).with_context(|| format!("setting {name}")),
+        }
+    }
+}
+
+pub(crate) fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    if let Ok(secs) = text.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text.trim())
+        .map_err(|e| anyhow!("{text:?} is not a duration ({e}); try 15m, 14d or 900"))
+}
+
+/// Settings as written, every one optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    bind: Option<String>,
+    database_url: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    signing_alg: Option<String>,
+    access_token_ttl: Option<RawDuration>,
+    refresh_grace: Option<RawDuration>,
+    refresh_idle: Option<RawDuration>,
+    refresh_absolute: Option<RawDuration>,
+    default_scope: Option<String>,
+    hash_concurrency: Option<usize>,
+    hash_queue: Option<usize>,
+    max_body_bytes: Option<usize>,
+    login_failures_before_delay: Option<u32>,
+    login_max_delay: Option<RawDuration>,
+    event_poll_interval: Option<RawDuration>,
+}
+
+/// Flags given on the command line; they win over the file and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--bind`.
+    pub bind: Option<String>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--issuer`.
+    pub issuer: Option<String>,
+}
+
+/// The checked configuration. Every default is listed in docs/defaults.md.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Defaults to 127.0.0.1:8080.
+    pub bind: SocketAddr,
+    /// Defaults to `sqlite://portcullis.db`.
+    pub database_url: String,
+    /// Defaults to `http://` + the bind address.
+    pub issuer: String,
+    /// Defaults to the issuer.
+    pub audience: String,
+    /// Defaults to EdDSA.
+    pub signing_alg: Algorithm,
+    /// Defaults to 15 minutes.
+    pub access_token_ttl: Duration,
+    /// Defaults to 10 seconds.
+    pub refresh_grace: Duration,
+    /// Defaults to 14 days.
+    pub refresh_idle: Duration,
+    /// Defaults to 30 days.
+    pub refresh_absolute: Duration,
+    /// Scope given to new accounts. Defaults to none.
+    pub default_scope: String,
+    /// Defaults to the number of cores minus one, at least one.
+    pub hash_concurrency: usize,
+    /// Defaults to 64 waiting hashes; beyond that, 503.
+    pub hash_queue: usize,
+    /// Defaults to 16 KiB.
+    pub max_body_bytes: usize,
+    /// Failed logins per account (and per 4× that per address) before delays start.
+    /// Defaults to 5.
+    pub login_failures_before_delay: u32,
+    /// The longest delay throttling imposes. Defaults to 60 seconds: an attacker is
+    /// slowed down, the real owner is never locked out for long.
+    pub login_max_delay: Duration,
+    /// How often an instance reads the event log (revocations, key changes) when not
+    /// woken by a notification. Defaults to 500 ms.
+    pub event_poll_interval: Duration,
+}
+
+impl RawConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> anyhow::Result<RawConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Applies `PORTCULLIS_*` variables (e.g. `PORTCULLIS_DATABASE_URL`).
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<()> {
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix("PORTCULLIS_") else {
+                continue;
+            };
+            let num = |v: &str| {
+                v.parse::<usize>()
+                    .with_context(|| format!("{name}={v:?} is not a number"))
+            };
+            match key {
+                "BIND" => self.bind = Some(value),
+                "DATABASE_URL" => self.database_url = Some(value),
+                "ISSUER" => self.issuer = Some(value),
+                "AUDIENCE" => self.audience = Some(value),
+                "SIGNING_ALG" => self.signing_alg = Some(value),
+                "ACCESS_TOKEN_TTL" => self.access_token_ttl = Some(RawDuration::Text(value)),
+                "REFRESH_GRACE" => self.refresh_grace = Some(RawDuration::Text(value)),
+                "REFRESH_IDLE" => self.refresh_idle = Some(RawDuration::Text(value)),
+                "REFRESH_ABSOLUTE" => self.refresh_absolute = Some(RawDuration::Text(value)),
+                "DEFAULT_SCOPE" => self.default_scope = Some(value),
+                "HASH_CONCURRENCY" => self.hash_concurrency = Some(num(&value)?),
+                "HASH_QUEUE" => self.hash_queue = Some(num(&value)?),
+                "MAX_BODY_BYTES" => self.max_body_bytes = Some(num(&value)?),
+                "LOGIN_FAILURES_BEFORE_DELAY" => {
+                    self.login_failures_before_delay = Some(num(&value)? as u32);
+                }
+                "LOGIN_MAX_DELAY" => self.login_max_delay = Some(RawDuration::Text(value)),
+                "EVENT_POLL_INTERVAL" => self.event_poll_interval = Some(RawDuration::Text(value)),
+                // Other tools' variables and ones we do not own (PORTCULLIS_TEST_*, LOG).
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies command-line flags.
+    pub fn apply_overrides(&mut self, o: Overrides) {
+        if o.bind.is_some() {
+            self.bind = o.bind;
+        }
+        if o.database_url.is_some() {
+            self.database_url = o.database_url;
+        }
+        if o.issuer.is_some() {
+            self.issuer = o.issuer;
+        }
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = anyhow::Error;
+
+    fn try_from(raw: RawConfig) -> anyhow::Result<Config> {
+        let bind_text = raw.bind.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let bind: SocketAddr = bind_text
+            .parse()
+            .with_context(|| format!("bind {bind_text:?} is not an address like 127.0.0.1:8080"))?;
+        let database_url = raw
+            .database_url
+            .unwrap_or_else(|| "sqlite://portcullis.db".into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            bail!("database_url {database_url:?} must start with sqlite:// or postgres://");
+        }
+        let issuer = raw.issuer.unwrap_or_else(|| format!("http://{bind}"));
+        if issuer.is_empty() || issuer.chars().any(char::is_whitespace) {
+            bail!("issuer {issuer:?} must be a non-empty URL without spaces");
+        }
+        let audience = raw.audience.unwrap_or_else(|| issuer.clone());
+        let signing_alg = match raw.signing_alg {
+            None => Algorithm::EdDSA,
+            Some(name) => name.parse().map_err(|e| anyhow!("signing_alg: {e}"))?,
+        };
+        let dur = |v: &Option<RawDuration>, name: &str, default: u64| -> anyhow::Result<Duration> {
+            v.as_ref()
+                .map_or(Ok(Duration::from_secs(default)), |d| d.parse(name))
+        };
+        let access_token_ttl = dur(&raw.access_token_ttl, "access_token_ttl", 15 * 60)?;
+        if access_token_ttl < Duration::from_secs(30)
+            || access_token_ttl > Duration::from_secs(24 * 3600)
+        {
+            bail!("access_token_ttl must be between 30s and 24h");
+        }
+        let refresh_idle = dur(&raw.refresh_idle, "refresh_idle", 14 * 86_400)?;
+        let refresh_absolute = dur(&raw.refresh_absolute, "refresh_absolute", 30 * 86_400)?;
+        if refresh_idle > refresh_absolute {
+            bail!("refresh_idle must not be longer than refresh_absolute");
+        }
+        let refresh_grace = dur(&raw.refresh_grace, "refresh_grace", 10)?;
+        if refresh_grace > Duration::from_secs(120) {
+            bail!("refresh_grace must be at most 2m: it lets a stolen token be replayed");
+        }
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(16 * 1024);
+        if !(1024..=1024 * 1024).contains(&max_body_bytes) {
+            bail!("max_body_bytes must be between 1024 and 1048576");
+        }
+        let hash_concurrency = raw
+            .hash_concurrency
+            .unwrap_or_else(portcullis::password::default_concurrency);
+        if hash_concurrency == 0 {
+            bail!("hash_concurrency must be at least 1");
+        }
+        Ok(Config {
+            bind,
+            database_url,
+            issuer,
+            audience,
+            signing_alg,
+            access_token_ttl,
+            refresh_grace,
+            refresh_idle,
+            refresh_absolute,
+            default_scope: raw.default_scope.unwrap_or_default(),
+            hash_concurrency,
+            hash_queue: raw.hash_queue.unwrap_or(64),
+            max_body_bytes,
+            login_failures_before_delay: raw.login_failures_before_delay.unwrap_or(5).max(1),
+            login_max_delay: dur(&raw.login_max_delay, "login_max_delay", 60)?,
+            event_poll_interval: match &raw.event_poll_interval {
+                None => Duration::from_millis(500),
+                Some(d) => d
+                    .parse("event_poll_interval")?
+                    .clamp(Duration::from_millis(50), Duration::from_secs(1)),
+            },
+        })
+    }
+}
+
+impl Config {
+    /// File, then environment, then flags, then checks.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Config> {
+        let mut raw = match file {
+            Some(path) => RawConfig::from_file(path)?,
+            None => RawConfig::default(),
+        };
+        raw.apply_env(std::env::vars())?;
+        raw.apply_overrides(overrides);
+        Config::try_from(raw)
+    }
+
+    /// The defaults, for tests and tools.
+    pub fn defaults() -> anyhow::Result<Config> {
+        Config::try_from(RawConfig::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Config::defaults().unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://portcullis.db");
+        assert_eq!(c.issuer, "http://127.0.0.1:8080");
+        assert_eq!(c.audience, c.issuer);
+        assert_eq!(c.signing_alg, Algorithm::EdDSA);
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.event_poll_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let mut raw: RawConfig = toml::from_str(
+            "bind = \"127.0.0.1:9000\"\naccess_token_ttl = \"5m\"\nissuer = \"https://file\"",
+        )
+        .unwrap();
+        raw.apply_env([("PORTCULLIS_ISSUER".to_owned(), "https://env".to_owned())])
+            .unwrap();
+        raw.apply_overrides(Overrides {
+            bind: Some("127.0.0.1:9001".into()),
+            ..Overrides::default()
+        });
+        let c = Config::try_from(raw).unwrap();
+        assert_eq!(c.bind.port(), 9001);
+        assert_eq!(c.issuer, "https://env");
+        assert_eq!(c.access_token_ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn bad_settings_are_named_in_the_error() {
+        let err = |toml: &str| {
+            format!(
+                "{:#}",
+                Config::try_from(toml::from_str::<RawConfig>(toml).unwrap()).unwrap_err()
+            )
+        };
+        assert!(err("bind = \"nope\"").contains("bind"));
+        assert!(err("signing_alg = \"none\"").contains("signing_alg"));
+        assert!(err("access_token_ttl = \"soon\"").contains("access_token_ttl"));
+        assert!(err("database_url = \"mysql://x\"").contains("database_url"));
+        assert!(toml::from_str::<RawConfig>("unknown = 1").is_err());
+    }
+}

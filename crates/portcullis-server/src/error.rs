@@ -1,0 +1,131 @@
+//! How the server's failures become HTTP answers: the OAuth error shape
+//! `{"error": …, "error_description": …}` everywhere.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use portcullis::rejection::Rejection;
+use serde_json::json;
+
+/// The realm in `WWW-Authenticate` challenges.
+pub const REALM: &str = "portcullis";
+
+/// A failed request.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 `invalid_request`: the body or a parameter is wrong; the message says how.
+    InvalidRequest(String),
+    /// 409 `username_taken`.
+    UsernameTaken,
+    /// 401 `invalid_credentials`: the same for an unknown user and a wrong password.
+    InvalidCredentials,
+    /// 400 `invalid_grant`: a refresh token that is unknown, used, revoked or expired.
+    InvalidGrant,
+    /// 429 with `Retry-After`: too many failed logins.
+    Throttled {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// 503 with `Retry-After`: password hashing is saturated.
+    Busy,
+    /// A bearer-token failure, answered per RFC 6750.
+    Auth(Rejection),
+    /// 500: anything unexpected; logged with its context, never shown.
+    Unexpected(anyhow::Error),
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Unexpected(e)
+    }
+}
+
+impl From<portcullis::keys::Error> for ApiError {
+    fn from(e: portcullis::keys::Error) -> Self {
+        ApiError::Unexpected(e.into())
+    }
+}
+
+impl From<portcullis_store::Error> for ApiError {
+    fn from(e: portcullis_store::Error) -> Self {
+        ApiError::Unexpected(e.into())
+    }
+}
+
+fn oauth(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut response = (
+        status,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::InvalidRequest(message) => {
+                oauth(StatusCode::BAD_REQUEST, "invalid_request", &message)
+            }
+            ApiError::UsernameTaken => oauth(
+                StatusCode::CONFLICT,
+                "username_taken",
+                "that username is taken",
+            ),
+            ApiError::InvalidCredentials => oauth(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "the username or password is wrong",
+            ),
+            ApiError::InvalidGrant => oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "the refresh token is invalid, expired or revoked",
+            ),
+            ApiError::Throttled { retry_after } => {
+                let mut r = oauth(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    "too many failed logins; try again later",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                r
+            }
+            ApiError::Busy => {
+                let mut r = oauth(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the server is busy; try again shortly",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1));
+                r
+            }
+            ApiError::Auth(rejection) => {
+                tracing::info!(
+                    reason = rejection.log_reason(),
+                    "bearer authentication refused"
+                );
+                let mut r = (rejection.status(), Json(rejection.body())).into_response();
+                if let Ok(challenge) = HeaderValue::from_str(&rejection.challenge(REALM)) {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+                }
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            ApiError::Unexpected(e) => {
+                tracing::error!(error = format!("{e:#}"), "unexpected failure");
+                oauth(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "an unexpected error occurred",
+                )
+            }
+        }
+    }
+}

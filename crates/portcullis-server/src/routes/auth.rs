@@ -1,0 +1,322 @@
+//! Accounts and tokens: signup, login, refresh, logout, logout everywhere, me.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use portcullis::jwt::{Claims, TokenBuilder, random_id};
+use portcullis::password::{Password, PasswordError, Verification};
+use portcullis::refresh::RefreshToken;
+use portcullis::rejection::{Rejection, TokenFailure, bearer_token};
+use portcullis::username::normalize_username;
+use portcullis_store::{NewUser, Rotation, RotationPolicy, TokenHash};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body::JsonBody;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `{username, password}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// `{refresh_token}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+fn password(text: String) -> Result<Password, ApiError> {
+    Password::new(text).map_err(|e| ApiError::InvalidRequest(e.to_string()))
+}
+
+fn hashing(e: PasswordError) -> ApiError {
+    match e {
+        PasswordError::Busy => ApiError::Busy,
+        PasswordError::TooShort | PasswordError::TooLong => ApiError::InvalidRequest(e.to_string()),
+        other => ApiError::Unexpected(anyhow::anyhow!(other)),
+    }
+}
+
+/// `POST /auth/signup` → 201 `{id, username}`.
+pub async fn signup(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let username =
+        normalize_username(&body.username).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let password = password(body.password)?;
+    if state.0.store.user_by_username(&username).await?.is_some() {
+        return Err(ApiError::UsernameTaken);
+    }
+    let hash = state.0.hasher.hash(password).await.map_err(hashing)?;
+    let user = state
+        .0
+        .store
+        .create_user(NewUser {
+            id: random_id()?,
+            username,
+            password_hash: hash,
+            scope: state.0.config.default_scope.clone(),
+            created_at: state.now(),
+        })
+        .await
+        .map_err(|e| match e {
+            portcullis_store::Error::Conflict => ApiError::UsernameTaken,
+            other => other.into(),
+        })?;
+    tracing::info!(user = %user.id, "account created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": user.id, "username": user.username })),
+    )
+        .into_response())
+}
+
+/// `POST /auth/login` → 200 token response.
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    JsonBody(body): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let s = &state.0;
+    // An unusable name cannot match any account: answer like a wrong password.
+    let username = normalize_username(&body.username).ok();
+    let password = password(body.password)?;
+    let account_key = username
+        .clone()
+        .unwrap_or_else(|| body.username.chars().take(64).collect());
+    let now = state.now();
+    if let Some(retry_after) = s.throttle.check(&account_key, peer.ip(), now as u64) {
+        return Err(ApiError::Throttled { retry_after });
+    }
+    let user = match &username {
+        Some(name) => s.store.user_by_username(name).await?,
+        None => None,
+    };
+    let usable = user.as_ref().filter(|u| !u.disabled);
+    // Unknown, disabled and wrong-password logins all run one full verify.
+    let verification = s
+        .hasher
+        .verify(
+            password_clone(&password)?,
+            usable.map(|u| u.password_hash.as_str()),
+        )
+        .await
+        .map_err(hashing)?;
+    let (Verification::Match { needs_rehash }, Some(user)) = (verification, usable) else {
+        s.throttle.failure(&account_key, peer.ip(), now as u64);
+        tracing::info!(peer = %peer.ip(), "login refused");
+        return Err(ApiError::InvalidCredentials);
+    };
+    s.throttle.success(&account_key);
+    if needs_rehash {
+        let (state, user_id) = (state.clone(), user.id.clone());
+        tokio::spawn(async move {
+            if let Ok(hash) = state.0.hasher.hash(password).await
+                && let Err(e) = state.0.store.set_password_hash(&user_id, &hash).await
+            {
+                tracing::warn!(error = %e, "could not store the rehashed password");
+            }
+        });
+    }
+    let family = random_id()?;
+    let refresh = RefreshToken::generate()?;
+    s.store
+        .create_family(
+            &family,
+            &user.id,
+            &user.scope,
+            &TokenHash(refresh.hash()),
+            now,
+        )
+        .await?;
+    tracing::info!(user = %user.id, sid = %family, "login");
+    token_response(
+        &state,
+        &user.id,
+        &user.username,
+        &user.scope,
+        &family,
+        &refresh,
+    )
+}
+
+/// `Password` is not `Clone` (it is a secret); a rehash needs it once more.
+fn password_clone(p: &Password) -> Result<Password, ApiError> {
+    Password::new(p.expose().to_owned()).map_err(hashing)
+}
+
+/// `POST /auth/refresh` → 200 token response, or 400 `invalid_grant`.
+pub async fn refresh(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    let s = &state.0;
+    let presented = RefreshToken::parse(&body.refresh_token).ok_or(ApiError::InvalidGrant)?;
+    let next = RefreshToken::generate()?;
+    let policy = RotationPolicy {
+        grace: s.config.refresh_grace.as_secs() as i64,
+        idle: s.config.refresh_idle.as_secs() as i64,
+        absolute: s.config.refresh_absolute.as_secs() as i64,
+    };
+    let now = state.now();
+    match s
+        .store
+        .rotate(
+            &TokenHash(presented.hash()),
+            &TokenHash(next.hash()),
+            now,
+            policy,
+        )
+        .await?
+    {
+        Rotation::Rotated {
+            family_id,
+            user_id,
+            scope,
+        } => {
+            let user = s
+                .store
+                .user_by_id(&user_id)
+                .await?
+                .ok_or(ApiError::InvalidGrant)?;
+            token_response(&state, &user.id, &user.username, &scope, &family_id, &next)
+        }
+        Rotation::ReuseDetected { family_id } => {
+            s.revocations.revoke_family(&family_id);
+            tracing::warn!(sid = %family_id, "refresh token reused: family revoked");
+            Err(ApiError::InvalidGrant)
+        }
+        Rotation::Refused => Err(ApiError::InvalidGrant),
+    }
+}
+
+/// `POST /auth/logout` → 204: the refresh token's family is revoked.
+pub async fn logout(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    let presented = RefreshToken::parse(&body.refresh_token).ok_or(ApiError::InvalidGrant)?;
+    let family = state
+        .0
+        .store
+        .revoke_family_of(&TokenHash(presented.hash()), state.now())
+        .await?
+        .ok_or(ApiError::InvalidGrant)?;
+    state.0.revocations.revoke_family(&family);
+    tracing::info!(sid = %family, "logout");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /auth/logout-all` (bearer) → 204: every session of the user ends, and every
+/// access token issued before now is refused.
+pub async fn logout_all(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &uri, &headers)?;
+    let user_id = claims
+        .sub
+        .clone()
+        .ok_or(ApiError::Auth(Rejection::MissingCredentials))?;
+    let now = state.now();
+    let families = state.0.store.revoke_user(&user_id, now).await?;
+    for family in &families {
+        state.0.revocations.revoke_family(family);
+    }
+    state.0.revocations.set_not_before(&user_id, now);
+    tracing::info!(user = %user_id, sessions = families.len(), "logout everywhere");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /auth/me` (bearer) → 200 `{id, username, scope}`, answered from the token.
+pub async fn me(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &uri, &headers)?;
+    let body = json!({
+        "id": claims.sub,
+        "username": claims.extra.get("preferred_username"),
+        "scope": claims.scope.clone().unwrap_or_default(),
+    });
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The server's own bearer check: one `Authorization` header, no token in the query,
+/// a token that verifies, a session that is not revoked. No database read.
+fn authenticate(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    if uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p.starts_with("access_token=")))
+    {
+        return Err(ApiError::Auth(Rejection::InvalidRequest(
+            "access tokens are not accepted in the query string",
+        )));
+    }
+    let token = bearer_token(
+        headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
+    .map_err(ApiError::Auth)?;
+    let verified = state.0.verifier.verify(token).map_err(|e| {
+        ApiError::Auth(Rejection::InvalidToken(TokenFailure::Verification(
+            e.reason(),
+        )))
+    })?;
+    state
+        .0
+        .revocations
+        .check(verified.claims())
+        .map_err(|f| ApiError::Auth(Rejection::InvalidToken(f)))?;
+    Ok(verified.claims().clone())
+}
+
+fn token_response(
+    state: &AppState,
+    user_id: &str,
+    username: &str,
+    scope: &str,
+    family: &str,
+    refresh: &RefreshToken,
+) -> Result<Response, ApiError> {
+    let s = &state.0;
+    let keys = s.keys.current();
+    let access = TokenBuilder::access_token(&s.config.issuer, &s.config.audience)
+        .subject(user_id)
+        .session_id(family)
+        .scope(scope)
+        .claim("preferred_username", username)
+        .expires_in(s.config.access_token_ttl)
+        .sign_at(&keys.active, s.clock.as_ref())
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let body = json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": s.config.access_token_ttl.as_secs(),
+        "refresh_token": refresh.expose(),
+        "scope": scope,
+    });
+    let mut response = Json(body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}

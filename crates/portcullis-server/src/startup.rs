@@ -1,0 +1,282 @@
+//! Building the application and serving it until asked to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::HeaderName;
+use portcullis::clock::{Clock, SystemClock};
+use portcullis::jwt::Verifier;
+use portcullis::password::{HashParams, PasswordHasher};
+use portcullis_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::keyring::KeyRing;
+use crate::revocation::Revocations;
+use crate::routes;
+use crate::state::{AppState, Inner, validation};
+use crate::throttle::Throttle;
+
+/// A running server, for tests and for `main`.
+#[derive(Debug)]
+pub struct Running {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets in-flight requests finish, and waits.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("server task")?
+    }
+
+    /// Waits until the server stops by itself (it does not, unless it fails).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task")?
+    }
+
+    /// A handle that stops the server when signalled.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens the store, loads keys and revocations, binds, and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with(config, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with an injected clock.
+pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let store = portcullis_store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(&config.database_url)))?;
+    let now = clock.now() as i64;
+    // Keys retired less than a token lifetime (plus leeway) ago still verify.
+    let keep_for = config.access_token_ttl + Duration::from_secs(60);
+    let keys = KeyRing::load(store.as_ref(), config.signing_alg, keep_for, now).await?;
+    let revocations =
+        Revocations::from_state(store.revoked_since(now - keep_for.as_secs() as i64).await?);
+    let cursor = store.last_event_id().await?;
+    let hasher = PasswordHasher::new(
+        HashParams::default(),
+        config.hash_concurrency,
+        config.hash_queue,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let verifier = Verifier::new(
+        keys.current().verifying.clone(),
+        validation(&config, clock.clone())?,
+    );
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("binding {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let throttle = Throttle::new(
+        config.login_failures_before_delay,
+        config.login_max_delay.as_secs(),
+    );
+    let state = AppState(Arc::new(Inner {
+        config,
+        store,
+        hasher,
+        keys,
+        verifier,
+        revocations,
+        throttle,
+        clock,
+    }));
+    let (shutdown, mut stopped) = watch::channel(false);
+    let events = tokio::spawn(follow_events(state.clone(), cursor, shutdown.subscribe()));
+    let app = app(state.clone());
+    tracing::info!(%addr, backend = state.0.store.backend(), issuer = %state.0.config.issuer, "listening");
+    let task = tokio::spawn(async move {
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
+        .context("serving");
+        events.abort();
+        served
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+/// The router with its layers: body limit, request ids, tracing.
+pub fn app(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let limit = state.0.config.max_body_bytes;
+    routes::router(state)
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(move |req: &axum::http::Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            // The path only: query strings may carry secrets.
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Reads the event log: revocations and key changes made by any instance (or by the
+/// admin CLI) reach this one within the poll interval, sooner with PostgreSQL, whose
+/// notifications wake the reader at once.
+async fn follow_events(state: AppState, mut cursor: i64, mut stop: watch::Receiver<bool>) {
+    let wake = Arc::new(Notify::new());
+    if state.0.store.backend() == "postgres" {
+        tokio::spawn(listen(
+            state.0.config.database_url.clone(),
+            wake.clone(),
+            stop.clone(),
+        ));
+    }
+    let poll = state.0.config.event_poll_interval;
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => return,
+        }
+        match state.0.store.events_after(cursor, 1000).await {
+            Ok(events) => {
+                let mut keys_changed = false;
+                for event in &events {
+                    keys_changed |= state.0.revocations.apply(event);
+                    cursor = event.id;
+                }
+                if keys_changed {
+                    reload_keys(&state).await;
+                }
+            }
+            // The database is away: keep serving from memory and try again.
+            Err(e) => tracing::warn!(error = %e, "reading the event log failed"),
+        }
+    }
+}
+
+async fn reload_keys(state: &AppState) {
+    let keep_for = state.0.config.access_token_ttl + Duration::from_secs(60);
+    match state
+        .0
+        .keys
+        .reload(state.0.store.as_ref(), keep_for, state.now())
+        .await
+    {
+        Ok(()) => {
+            state
+                .0
+                .verifier
+                .set_keys(state.0.keys.current().verifying.clone());
+            tracing::info!(kid = ?state.0.keys.current().active.kid(), "signing keys reloaded");
+        }
+        Err(e) => tracing::error!(error = format!("{e:#}"), "reloading signing keys failed"),
+    }
+}
+
+/// LISTENs for event notifications, reconnecting after the database restarts.
+async fn listen(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => {
+                if listener
+                    .listen(portcullis_store::NOTIFY_CHANNEL)
+                    .await
+                    .is_ok()
+                {
+                    // Catch up on anything missed while disconnected.
+                    wake.notify_one();
+                    loop {
+                        tokio::select! {
+                            n = listener.try_recv() => match n {
+                                Ok(Some(_)) => wake.notify_one(),
+                                // Connection lost: reconnect below.
+                                Ok(None) | Err(_) => break,
+                            },
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "event listener cannot connect; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Starts serving and stops on SIGTERM or Ctrl-C, letting in-flight requests finish.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    let stop = running.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    running.wait().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[allow(dead_code)] // Used by the admin CLI.
+pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    portcullis_store::open(url)
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(url)))
+}

@@ -1,0 +1,54 @@
+//! Everything a request handler needs, shared.
+
+use std::sync::Arc;
+
+use portcullis::clock::Clock;
+use portcullis::jwt::{Validation, Verifier};
+use portcullis::password::PasswordHasher;
+use portcullis_store::Store;
+
+use crate::config::Config;
+use crate::keyring::KeyRing;
+use crate::revocation::Revocations;
+use crate::throttle::Throttle;
+
+/// Shared state: cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub hasher: PasswordHasher,
+    pub keys: KeyRing,
+    pub verifier: Verifier,
+    pub revocations: Revocations,
+    pub throttle: Throttle,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("backend", &self.0.store.backend())
+            .field("issuer", &self.0.config.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub(crate) fn now(&self) -> i64 {
+        self.0.clock.now() as i64
+    }
+}
+
+/// The access-token policy the server applies to its own tokens.
+pub(crate) fn validation(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Validation> {
+    Ok(Validation::builder()
+        .issuer(&config.issuer)
+        .audience(&config.audience)
+        .required_claims(["exp", "iat", "sub", "sid", "jti"])
+        .max_lifetime(config.access_token_ttl)
+        .clock(clock)
+        .build()?)
+}

@@ -1,0 +1,669 @@
+//! The HTTP contract over real HTTP, on SQLite and (when configured) PostgreSQL.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, config, databases, s};
+
+#[tokio::test]
+async fn the_whole_flow_works_on_every_store() {
+    for (url, dir) in databases().await {
+        let mut c = config(&url);
+        c.refresh_grace = Duration::ZERO;
+        let server = TestServer::start(c).await.keep_dir(dir);
+
+        let signup = server.signup("Alice", "correct horse battery").await;
+        assert_eq!(signup.status(), 201, "{url}");
+        let created: Value = signup.json().await.unwrap();
+        assert_eq!(created["username"], "alice");
+
+        let login = server.login("ALICE", "correct horse battery").await;
+        assert_eq!(login.status(), 200);
+        assert_eq!(login.headers()["cache-control"], "no-store");
+        let tokens: Value = login.json().await.unwrap();
+        assert_eq!(tokens["token_type"], "Bearer");
+        assert_eq!(tokens["expires_in"], 900);
+        let access = s(&tokens, "access_token");
+        let refresh = s(&tokens, "refresh_token");
+
+        let me: Value = server.me(&access).await.json().await.unwrap();
+        assert_eq!(me["id"], created["id"]);
+        assert_eq!(me["username"], "alice");
+
+        let rotated = server.refresh(&refresh).await;
+        assert_eq!(rotated.status(), 200);
+        let rotated: Value = rotated.json().await.unwrap();
+        let new_refresh = s(&rotated, "refresh_token");
+        assert_ne!(new_refresh, refresh);
+        assert_eq!(server.me(&s(&rotated, "access_token")).await.status(), 200);
+
+        // Reusing the rotated token revokes the whole family, new token included.
+        let reuse = server.refresh(&refresh).await;
+        assert_eq!(reuse.status(), 400);
+        assert_eq!(
+            reuse.json::<Value>().await.unwrap()["error"],
+            "invalid_grant"
+        );
+        assert_eq!(server.refresh(&new_refresh).await.status(), 400);
+        assert_eq!(
+            server.me(&s(&rotated, "access_token")).await.status(),
+            401,
+            "its session is revoked"
+        );
+
+        // A second session; logout-all ends it and refuses its access token.
+        let second: Value = server
+            .login("alice", "correct horse battery")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let access2 = s(&second, "access_token");
+        assert_eq!(server.me(&access2).await.status(), 200);
+        let all = server
+            .client
+            .post(server.url("/auth/logout-all"))
+            .bearer_auth(&access2)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(all.status(), 204);
+        let refused = server.me(&access2).await;
+        assert_eq!(refused.status(), 401);
+        assert!(
+            refused.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+        assert_eq!(
+            server.refresh(&s(&second, "refresh_token")).await.status(),
+            400
+        );
+        assert_eq!(server.me(&access).await.status(), 401, "older tokens too");
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn signup_and_login_errors_follow_the_contract() {
+    let (url, dir) = databases().await.remove(0);
+    let server = TestServer::start(config(&url)).await.keep_dir(dir);
+    assert_eq!(
+        server.signup("bob", "correct horse battery").await.status(),
+        201
+    );
+
+    let taken = server.signup("BOB", "another password").await;
+    assert_eq!(taken.status(), 409);
+    assert_eq!(
+        taken.json::<Value>().await.unwrap()["error"],
+        "username_taken"
+    );
+
+    for (body, what) in [
+        (
+            json!({"username": "carol", "password": "short"}),
+            "at least 8",
+        ),
+        (
+            json!({"username": "carol", "password": "x".repeat(1025)}),
+            "at most 1024",
+        ),
+        (
+            json!({"username": "bad name", "password": "correct horse battery"}),
+            "username",
+        ),
+        (json!({"username": "carol"}), "password"),
+        (
+            json!({"username": 5, "password": "correct horse battery"}),
+            "invalid",
+        ),
+        (
+            json!({"username": "carol", "password": "correct horse battery", "admin": true}),
+            "admin",
+        ),
+    ] {
+        let r = server.post("/auth/signup", body.clone()).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let err: Value = r.json().await.unwrap();
+        assert_eq!(err["error"], "invalid_request");
+        assert!(
+            err["error_description"].as_str().unwrap().contains(what),
+            "{err}"
+        );
+    }
+    let malformed = server
+        .client
+        .post(server.url("/auth/signup"))
+        .header("content-type", "application/json")
+        .body("{\"username\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let no_type = server
+        .client
+        .post(server.url("/auth/signup"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_type.status(), 400);
+    let huge = server
+        .client
+        .post(server.url("/auth/signup"))
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"username\":\"x\",\"password\":\"{}\"}}",
+            "a".repeat(64 * 1024)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+
+    // Unknown user and wrong password: same status, same body.
+    let wrong = server.login("bob", "wrong password!").await;
+    let unknown = server.login("nobody", "wrong password!").await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(unknown.status(), 401);
+    let (wrong, unknown): (Value, Value) =
+        (wrong.json().await.unwrap(), unknown.json().await.unwrap());
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong["error"], "invalid_credentials");
+
+    // Nothing was written by the refused signups.
+    assert_eq!(
+        server
+            .login("carol", "correct horse battery")
+            .await
+            .status(),
+        401
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_throttled_with_retry_after() {
+    let (url, dir) = databases().await.remove(0);
+    // A clock that does not move: the test cannot depend on how fast the machine is.
+    let clock = portcullis::clock::ManualClock::new(1_800_000_000);
+    let server = TestServer::start_with(config(&url), std::sync::Arc::new(clock.clone()))
+        .await
+        .keep_dir(dir);
+    server.signup("dave", "correct horse battery").await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(server.login("dave", "wrong password!").await);
+    }
+    let last = statuses.pop().unwrap();
+    assert_eq!(last.status(), 429);
+    let retry: u64 = last.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    // Even the right password waits: the throttle is checked first.
+    assert_eq!(
+        server.login("dave", "correct horse battery").await.status(),
+        429
+    );
+    // But not for long: once the delay has passed, the owner gets in.
+    clock.advance(retry);
+    assert_eq!(
+        server.login("dave", "correct horse battery").await.status(),
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bearer_failures_follow_rfc_6750() {
+    let (url, dir) = databases().await.remove(0);
+    let server = TestServer::start(config(&url)).await.keep_dir(dir);
+    let tokens = server.account("erin").await;
+    let access = s(&tokens, "access_token");
+
+    let none = server
+        .client
+        .get(server.url("/auth/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    assert_eq!(
+        none.headers()["www-authenticate"],
+        "Bearer realm=\"portcullis\""
+    );
+
+    let bad = server.me("not.a.token").await;
+    assert_eq!(bad.status(), 401);
+    assert!(
+        bad.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token");
+
+    let two = server
+        .client
+        .get(server.url("/auth/me"))
+        .header("authorization", format!("Bearer {access}"))
+        .header("authorization", format!("Bearer {access}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two.status(), 400);
+    let query = server
+        .client
+        .get(server.url(&format!("/auth/me?access_token={access}")))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(query.status(), 400);
+    let lower = server
+        .client
+        .get(server.url("/auth/me"))
+        .header("authorization", format!("bearer {access}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 200, "the scheme is case-insensitive");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn logout_revokes_the_family_and_its_access_tokens() {
+    let (url, dir) = databases().await.remove(0);
+    let server = TestServer::start(config(&url)).await.keep_dir(dir);
+    let tokens = server.account("frank").await;
+    let r = server
+        .post(
+            "/auth/logout",
+            json!({"refresh_token": s(&tokens, "refresh_token")}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        server.refresh(&s(&tokens, "refresh_token")).await.status(),
+        400
+    );
+    assert_eq!(server.me(&s(&tokens, "access_token")).await.status(), 401);
+    let unknown = server
+        .post("/auth/logout", json!({"refresh_token": "A".repeat(43)}))
+        .await;
+    assert_eq!(unknown.status(), 400);
+    assert_eq!(
+        unknown.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    let malformed = server
+        .post("/auth/logout", json!({"refresh_token": "nope"}))
+        .await;
+    assert_eq!(malformed.status(), 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn within_the_grace_window_a_rotated_token_gets_a_new_pair_in_the_same_family() {
+    let (url, dir) = databases().await.remove(0);
+    let server = TestServer::start(config(&url)).await.keep_dir(dir); // grace 10 s
+    let tokens = server.account("gina").await;
+    let first: Value = server
+        .refresh(&s(&tokens, "refresh_token"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let again = server.refresh(&s(&tokens, "refresh_token")).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_ne!(s(&again, "refresh_token"), s(&first, "refresh_token"));
+    assert_eq!(
+        server.refresh(&s(&first, "refresh_token")).await.status(),
+        200,
+        "the family lives on"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_of_one_token_give_exactly_one_success() {
+    for (url, dir) in databases().await {
+        let mut c = config(&url);
+        c.refresh_grace = Duration::ZERO;
+        let server = TestServer::start(c).await.keep_dir(dir);
+        let tokens = server.account("hank").await;
+        let refresh = s(&tokens, "refresh_token");
+        let attempts = (0..8).map(|_| server.refresh(&refresh));
+        let results = futures_join_all(attempts).await;
+        let ok = results.iter().filter(|r| r.status() == 200).count();
+        assert_eq!(
+            ok,
+            1,
+            "{url}: {:?}",
+            results.iter().map(|r| r.status()).collect::<Vec<_>>()
+        );
+        server.stop().await;
+    }
+}
+
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.map(Box::pin).collect();
+    let mut out = Vec::new();
+    // Poll them all concurrently on this task.
+    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.extend(results.into_iter().map(Option::unwrap));
+    out
+}
+
+#[tokio::test]
+async fn a_restart_loses_nothing_that_was_acknowledged() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let tokens = server.account("ivy").await;
+        let jwks_before: Value = server
+            .client
+            .get(server.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let dir = server.stop().await;
+
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        assert_eq!(
+            server.me(&s(&tokens, "access_token")).await.status(),
+            200,
+            "same keys after restart"
+        );
+        assert_eq!(
+            server.refresh(&s(&tokens, "refresh_token")).await.status(),
+            200
+        );
+        assert_eq!(
+            server.login("ivy", "correct horse battery").await.status(),
+            200
+        );
+        let jwks_after: Value = server
+            .client
+            .get(server.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(jwks_before, jwks_after);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn jwks_publishes_the_signing_key_and_healthz_answers() {
+    let (url, dir) = databases().await.remove(0);
+    let server = TestServer::start(config(&url)).await.keep_dir(dir);
+    let tokens = server.account("jack").await;
+    let r = server
+        .client
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+    let jwks: Value = r.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].get("d").is_none());
+    // The token verifies against the published JWKS with the library alone.
+    let set = portcullis::keys::KeySet::from_jwks_json(&jwks.to_string()).unwrap();
+    let verifier = portcullis::jwt::Verifier::new(
+        set,
+        portcullis::jwt::Validation::builder()
+            .issuer("http://portcullis.test")
+            .audience("http://portcullis.test")
+            .build()
+            .unwrap(),
+    );
+    let verified = verifier.verify(&s(&tokens, "access_token")).unwrap();
+    assert!(verified.claims().sid.is_some() && verified.claims().jti.is_some());
+    assert_eq!(verified.header().typ.as_deref(), Some("at+jwt"));
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let missing = server.client.get(server.url("/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_instances_on_one_postgres_share_revocations_within_a_second() {
+    let Some(url) = crate::support::fresh_postgres().await else {
+        eprintln!("PORTCULLIS_TEST_POSTGRES not set: skipping the two-instance test");
+        return;
+    };
+    let a = TestServer::start(config(&url)).await;
+    let b = TestServer::start(config(&url)).await;
+    let tokens = a.account("kate").await;
+    let access = s(&tokens, "access_token");
+    assert_eq!(
+        b.me(&access).await.status(),
+        200,
+        "b trusts a's keys (same database)"
+    );
+    let r = a
+        .post(
+            "/auth/logout",
+            json!({"refresh_token": s(&tokens, "refresh_token")}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let start = std::time::Instant::now();
+    loop {
+        if b.me(&access).await.status() == 401 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "b still accepts the token after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn keys_rotate_on_the_database_reaches_the_running_server() {
+    let (url, dir) = databases().await.remove(0);
+    let server = TestServer::start(config(&url)).await.keep_dir(dir);
+    let old = server.account("lena").await;
+    let rotate = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["keys", "rotate", "--database-url", &server.database_url])
+        .output()
+        .unwrap();
+    assert!(
+        rotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    let new_kid = String::from_utf8(rotate.stdout).unwrap().trim().to_owned();
+    let start = std::time::Instant::now();
+    loop {
+        let jwks: Value = server
+            .client
+            .get(server.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if jwks["keys"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "the new key was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fresh: Value = server
+        .login("lena", "correct horse battery")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let header = portcullis::jwt::jws::insecure_decode(&s(&fresh, "access_token"), 8192)
+        .unwrap()
+        .0;
+    assert_eq!(header["kid"], new_kid.as_str());
+    assert_eq!(
+        server.me(&s(&old, "access_token")).await.status(),
+        200,
+        "the retired key still verifies"
+    );
+    assert_eq!(server.me(&s(&fresh, "access_token")).await.status(), 200);
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["keys", "list", "--database-url", &server.database_url])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        listing.contains(&new_kid) && listing.contains("retired at"),
+        "{listing}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admin_commands_manage_accounts_on_the_database() {
+    let (url, dir) = databases().await.remove(0);
+    let server = TestServer::start(config(&url)).await.keep_dir(dir);
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let db = server.database_url.clone();
+    let add = run(
+        &[
+            "users",
+            "add",
+            "--database-url",
+            &db,
+            "Mallory",
+            "--scope",
+            "read",
+        ],
+        "correct horse battery\n",
+    );
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let tokens: Value = server
+        .login("mallory", "correct horse battery")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["scope"], "read");
+    let grant = run(
+        &[
+            "users",
+            "grant-scope",
+            "--database-url",
+            &db,
+            "mallory",
+            "read write",
+        ],
+        "",
+    );
+    assert!(grant.status.success());
+    let tokens: Value = server
+        .login("mallory", "correct horse battery")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["scope"], "read write");
+    let list = run(&["users", "list", "--database-url", &db], "");
+    assert!(String::from_utf8_lossy(&list.stdout).contains("mallory\tread write\tfalse"));
+    let disable = run(&["users", "disable", "--database-url", &db, "mallory"], "");
+    assert!(disable.status.success());
+    assert_eq!(
+        server
+            .login("mallory", "correct horse battery")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        server.refresh(&s(&tokens, "refresh_token")).await.status(),
+        400,
+        "a disabled user cannot refresh"
+    );
+    let missing = run(&["users", "disable", "--database-url", &db, "nobody"], "");
+    assert_eq!(missing.status.code(), Some(2));
+    let dup = run(
+        &["users", "add", "--database-url", &db, "mallory"],
+        "correct horse battery\n",
+    );
+    assert_eq!(dup.status.code(), Some(2));
+    server.stop().await;
+}

@@ -1,0 +1,159 @@
+//! A real server on a random port, on a fresh SQLite file or a fresh PostgreSQL database.
+
+use std::time::Duration;
+
+use portcullis_server::config::Config;
+use portcullis_server::startup::{self, Running};
+use serde_json::{Value, json};
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    running: Option<Running>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The stores to run a test against: SQLite always, PostgreSQL when
+/// `PORTCULLIS_TEST_POSTGRES` is set.
+pub async fn databases() -> Vec<(String, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = vec![(
+        format!("sqlite://{}", dir.path().join("test.db").display()),
+        Some(dir),
+    )];
+    if let Some(url) = fresh_postgres().await {
+        out.push((url, None));
+    }
+    out
+}
+
+/// A new, empty PostgreSQL database for one test.
+pub async fn fresh_postgres() -> Option<String> {
+    let admin = std::env::var("PORTCULLIS_TEST_POSTGRES").ok()?;
+    let name = format!(
+        "pc_test_{}",
+        portcullis::jwt::random_id()
+            .unwrap()
+            .to_lowercase()
+            .replace(['-', '_'], "")
+    );
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("PORTCULLIS_TEST_POSTGRES must be reachable");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
+}
+
+pub fn config(database_url: &str) -> Config {
+    let mut c = Config::defaults().unwrap();
+    c.bind = "127.0.0.1:0".parse().unwrap();
+    c.database_url = database_url.to_owned();
+    c.issuer = "http://portcullis.test".into();
+    c.audience = "http://portcullis.test".into();
+    c.hash_concurrency = 2;
+    c.event_poll_interval = Duration::from_millis(100);
+    c
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        Self::start_with(config, std::sync::Arc::new(portcullis::clock::SystemClock)).await
+    }
+
+    /// With an injected clock, for tests about time.
+    pub async fn start_with(
+        config: Config,
+        clock: std::sync::Arc<dyn portcullis::clock::Clock>,
+    ) -> TestServer {
+        let database_url = config.database_url.clone();
+        let running = startup::start_with(config, clock)
+            .await
+            .expect("server starts");
+        TestServer {
+            base: format!("http://{}", running.addr),
+            client: reqwest::Client::new(),
+            database_url,
+            running: Some(running),
+            _dir: None,
+        }
+    }
+
+    pub fn keep_dir(mut self, dir: Option<tempfile::TempDir>) -> Self {
+        self._dir = dir;
+        self
+    }
+
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        self.running.take().unwrap().stop().await.unwrap();
+        self._dir.take()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn signup(&self, username: &str, password: &str) -> reqwest::Response {
+        self.post(
+            "/auth/signup",
+            json!({ "username": username, "password": password }),
+        )
+        .await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
+        self.post(
+            "/auth/login",
+            json!({ "username": username, "password": password }),
+        )
+        .await
+    }
+
+    /// Signs up and logs in; returns the token response.
+    pub async fn account(&self, username: &str) -> Value {
+        assert_eq!(
+            self.signup(username, "correct horse battery")
+                .await
+                .status(),
+            201
+        );
+        let r = self.login(username, "correct horse battery").await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    pub async fn me(&self, access: &str) -> reqwest::Response {
+        self.client
+            .get(self.url("/auth/me"))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn refresh(&self, refresh: &str) -> reqwest::Response {
+        self.post("/auth/refresh", json!({ "refresh_token": refresh }))
+            .await
+    }
+}
+
+pub fn s(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+        .to_owned()
+}

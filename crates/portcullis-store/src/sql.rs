@@ -1,0 +1,453 @@
+//! The two SQL backends, generated from one body of SQL text.
+//!
+//! SQLite and PostgreSQL both accept `$n` placeholders, `RETURNING` and the statements
+//! below, so the implementation is written once (in `store_impl!`) and instantiated for
+//! each pool type. The differences live in `connect` and in whether events also wake
+//! other instances through `pg_notify`.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::{
+    Error, Event, EventKind, NewUser, RevokedState, Rotation, RotationPolicy, Store, StoredKey,
+    TokenHash, User,
+};
+
+/// The channel PostgreSQL instances listen on for new events.
+pub const NOTIFY_CHANNEL: &str = "portcullis_events";
+
+/// SQLite, in WAL mode: many readers, one writer at a time (rotations are serialized by
+/// the database's write lock, which is what makes them atomic).
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| Error::Config(format!("{url:?}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode: a committed transaction survives a crash or restart
+            // of the process; only an OS crash or power cut can lose the last ones.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let memory = url.contains(":memory:");
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database lives in one connection.
+            .max_connections(if memory { 1 } else { 8 })
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The pool, for tests and tools.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// PostgreSQL, for several instances behind a load balancer.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    url: String,
+}
+
+impl PostgresStore {
+    /// Connects and migrates.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore {
+            pool,
+            url: url.to_owned(),
+        })
+    }
+
+    /// The pool, for tests and tools.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The URL it was opened with (the event listener opens its own connection).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+type UserRow = (String, String, String, String, bool, i64, i64);
+
+fn user(row: UserRow) -> User {
+    let (id, username, password_hash, scope, disabled, not_before, created_at) = row;
+    User {
+        id,
+        username,
+        password_hash,
+        scope,
+        disabled,
+        not_before,
+        created_at,
+    }
+}
+
+const USER_COLUMNS: &str = "id, username, password_hash, scope, disabled, not_before, created_at";
+
+macro_rules! store_impl {
+    ($store:ty, $backend:literal, $notify:literal) => {
+        #[async_trait::async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn create_user(&self, new: NewUser) -> Result<User, Error> {
+                sqlx::query(
+                    "INSERT INTO users (id, username, password_hash, scope, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&new.id)
+                .bind(&new.username)
+                .bind(&new.password_hash)
+                .bind(&new.scope)
+                .bind(new.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(User {
+                    id: new.id,
+                    username: new.username,
+                    password_hash: new.password_hash,
+                    scope: new.scope,
+                    disabled: false,
+                    not_before: 0,
+                    created_at: new.created_at,
+                })
+            }
+
+            async fn user_by_username(&self, username: &str) -> Result<Option<User>, Error> {
+                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+                let row: Option<UserRow> =
+                    sqlx::query_as(&sql).bind(username).fetch_optional(&self.pool).await?;
+                Ok(row.map(user))
+            }
+
+            async fn user_by_id(&self, id: &str) -> Result<Option<User>, Error> {
+                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+                let row: Option<UserRow> =
+                    sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?;
+                Ok(row.map(user))
+            }
+
+            async fn list_users(&self) -> Result<Vec<User>, Error> {
+                let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username");
+                let rows: Vec<UserRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(user).collect())
+            }
+
+            async fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<(), Error> {
+                sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(hash)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, Error> {
+                let done = sqlx::query("UPDATE users SET disabled = $1 WHERE username = $2")
+                    .bind(disabled)
+                    .bind(username)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn set_scope(&self, username: &str, scope: &str) -> Result<bool, Error> {
+                let done = sqlx::query("UPDATE users SET scope = $1 WHERE username = $2")
+                    .bind(scope)
+                    .bind(username)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn create_family(
+                &self,
+                family_id: &str,
+                user_id: &str,
+                scope: &str,
+                token: &TokenHash,
+                now: i64,
+            ) -> Result<(), Error> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at) \
+                     VALUES ($1, $2, $3, $4, $4)",
+                )
+                .bind(family_id)
+                .bind(user_id)
+                .bind(scope)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(&token.0[..])
+                    .bind(family_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn rotate(
+                &self,
+                presented: &TokenHash,
+                next: &TokenHash,
+                now: i64,
+                policy: RotationPolicy,
+            ) -> Result<Rotation, Error> {
+                let mut tx = self.pool.begin().await?;
+                // Claim the token first: this write takes the row (PostgreSQL) or the
+                // database (SQLite) lock, so concurrent redemptions serialize here and
+                // only one of them sees rotated_at still empty.
+                let claimed = sqlx::query(
+                    "UPDATE refresh_tokens SET rotated_at = $1 WHERE hash = $2 AND rotated_at IS NULL",
+                )
+                .bind(now)
+                .bind(&presented.0[..])
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                let row: Option<(String, Option<i64>, String, String, i64, i64, Option<i64>, bool)> =
+                    sqlx::query_as(
+                        "SELECT t.family_id, t.rotated_at, f.user_id, f.scope, f.created_at, \
+                         f.last_used_at, f.revoked_at, u.disabled \
+                         FROM refresh_tokens t \
+                         JOIN refresh_families f ON f.id = t.family_id \
+                         JOIN users u ON u.id = f.user_id \
+                         WHERE t.hash = $1",
+                    )
+                    .bind(&presented.0[..])
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((family_id, rotated_at, user_id, scope, created_at, last_used_at, revoked_at, disabled)) = row
+                else {
+                    return Ok(Rotation::Refused);
+                };
+                let expired = now - last_used_at > policy.idle || now - created_at > policy.absolute;
+                if revoked_at.is_some() || expired || disabled {
+                    // Dropping the transaction rolls the claim back.
+                    return Ok(Rotation::Refused);
+                }
+                if !claimed {
+                    let within_grace = rotated_at.is_some_and(|at| policy.grace > 0 && now - at < policy.grace);
+                    if !within_grace {
+                        sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2")
+                            .bind(now)
+                            .bind(&family_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        insert_event(&mut tx, EventKind::FamilyRevoked, &family_id, now).await?;
+                        if $notify {
+                            sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
+                        }
+                        tx.commit().await?;
+                        return Ok(Rotation::ReuseDetected { family_id });
+                    }
+                }
+                sqlx::query("INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(&next.0[..])
+                    .bind(&family_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE refresh_families SET last_used_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(&family_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Rotation::Rotated {
+                    family_id,
+                    user_id,
+                    scope,
+                })
+            }
+
+            async fn revoke_family_of(&self, token: &TokenHash, now: i64) -> Result<Option<String>, Error> {
+                let mut tx = self.pool.begin().await?;
+                let family: Option<(String, Option<i64>)> = sqlx::query_as(
+                    "SELECT f.id, f.revoked_at FROM refresh_tokens t \
+                     JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1",
+                )
+                .bind(&token.0[..])
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((family_id, revoked_at)) = family else {
+                    return Ok(None);
+                };
+                if revoked_at.is_none() {
+                    sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(&family_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_event(&mut tx, EventKind::FamilyRevoked, &family_id, now).await?;
+                    if $notify {
+                        sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(Some(family_id))
+            }
+
+            async fn revoke_user(&self, user_id: &str, now: i64) -> Result<Vec<String>, Error> {
+                let mut tx = self.pool.begin().await?;
+                let revoked: Vec<(String,)> = sqlx::query_as(
+                    "UPDATE refresh_families SET revoked_at = $1 \
+                     WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(now)
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE users SET not_before = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                for (family_id,) in &revoked {
+                    insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now).await?;
+                }
+                insert_event(&mut tx, EventKind::UserNotBefore, user_id, now).await?;
+                if $notify {
+                    sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(revoked.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn revoked_since(&self, since: i64) -> Result<RevokedState, Error> {
+                let families: Vec<(String,)> =
+                    sqlx::query_as("SELECT id FROM refresh_families WHERE revoked_at >= $1")
+                        .bind(since)
+                        .fetch_all(&self.pool)
+                        .await?;
+                let not_before: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT id, not_before FROM users WHERE not_before >= $1")
+                        .bind(since)
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(RevokedState {
+                    families: families.into_iter().map(|(id,)| id).collect(),
+                    not_before,
+                })
+            }
+
+            async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error> {
+                let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT kid, alg, private_jwk, created_at, retired_at FROM signing_keys \
+                     ORDER BY created_at DESC, kid DESC",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(kid, alg, private_jwk, created_at, retired_at)| StoredKey {
+                        kid,
+                        alg,
+                        private_jwk,
+                        created_at,
+                        retired_at,
+                    })
+                    .collect())
+            }
+
+            async fn add_signing_key(&self, key: &StoredKey) -> Result<(), Error> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+                    .bind(key.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, alg, private_jwk, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&key.kid)
+                .bind(&key.alg)
+                .bind(&key.private_jwk)
+                .bind(key.created_at)
+                .execute(&mut *tx)
+                .await?;
+                insert_event(&mut tx, EventKind::KeysChanged, &key.kid, key.created_at).await?;
+                if $notify {
+                    sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn events_after(&self, cursor: i64, limit: i64) -> Result<Vec<Event>, Error> {
+                let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+                    "SELECT id, kind, subject, at FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(cursor)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(id, kind, subject, at)| {
+                        EventKind::parse(&kind).map(|kind| Event { id, kind, subject, at })
+                    })
+                    .collect())
+            }
+
+            async fn last_event_id(&self) -> Result<i64, Error> {
+                let (id,): (Option<i64>,) = sqlx::query_as("SELECT MAX(id) FROM events")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(id.unwrap_or(0))
+            }
+        }
+    };
+}
+
+async fn insert_event<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    kind: EventKind,
+    subject: &str,
+    at: i64,
+) -> Result<(), Error>
+where
+    DB: sqlx::Database,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'e> &'e mut <DB as sqlx::Database>::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query("INSERT INTO events (kind, subject, at) VALUES ($1, $2, $3)")
+        .bind(kind.as_str())
+        .bind(subject)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+store_impl!(SqliteStore, "sqlite", false);
+store_impl!(PostgresStore, "postgres", true);

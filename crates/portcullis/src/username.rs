@@ -1,0 +1,108 @@
+//! Username normalisation: the one function used at signup, login and lookup alike.
+//!
+//! Modelled on the UsernameCaseMapped profile of RFC 8265 §3.3: compatibility and width
+//! forms are folded (NFKC), letters are lower-cased, the result is put in NFC, and
+//! anything that makes two names look alike without being equal, or that cannot be
+//! typed back, is refused: whitespace, control and format characters, and characters
+//! outside letters, digits and `. _ - @ +`. Applying it to its own output returns the
+//! output unchanged (tested).
+
+use unicode_normalization::UnicodeNormalization as _;
+
+/// Longest accepted username, in bytes after normalisation.
+pub const MAX_USERNAME_BYTES: usize = 64;
+
+/// Why a username was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsernameError {
+    /// Nothing left after normalisation.
+    #[error("username must not be empty")]
+    Empty,
+    /// Longer than [`MAX_USERNAME_BYTES`].
+    #[error("username must be at most 64 bytes")]
+    TooLong,
+    /// A character outside letters, digits and `. _ - @ +`.
+    #[error("username may contain only letters, digits and . _ - @ +")]
+    InvalidCharacter,
+}
+
+/// Normalises a username, or says why it cannot be one.
+pub fn normalize_username(input: &str) -> Result<String, UsernameError> {
+    if input.len() > 4 * MAX_USERNAME_BYTES {
+        return Err(UsernameError::TooLong);
+    }
+    let folded: String = input.nfkc().collect::<String>().to_lowercase();
+    let normalized: String = folded.nfc().collect();
+    if normalized.is_empty() {
+        return Err(UsernameError::Empty);
+    }
+    if normalized.len() > MAX_USERNAME_BYTES {
+        return Err(UsernameError::TooLong);
+    }
+    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+');
+    if !normalized.chars().all(allowed) {
+        return Err(UsernameError::InvalidCharacter);
+    }
+    Ok(normalized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn case_width_and_compatibility_forms_fold_together() {
+        assert_eq!(normalize_username("Alice").unwrap(), "alice");
+        assert_eq!(normalize_username("ＡＬＩＣＥ").unwrap(), "alice");
+        // e + combining acute and the precomposed é are one name.
+        assert_eq!(
+            normalize_username("Jose\u{301}").unwrap(),
+            normalize_username("José").unwrap()
+        );
+        assert_eq!(normalize_username("ﬁlm").unwrap(), "film");
+    }
+
+    #[test]
+    fn lookalike_and_untypeable_characters_are_refused() {
+        for bad in [
+            "a b",
+            " alice",
+            "alice\n",
+            "al\u{200b}ice",
+            "a/b",
+            "a:b",
+            "\u{0}",
+            "<x>",
+        ] {
+            assert_eq!(
+                normalize_username(bad),
+                Err(UsernameError::InvalidCharacter),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(normalize_username(""), Err(UsernameError::Empty));
+        assert_eq!(
+            normalize_username(&"a".repeat(65)),
+            Err(UsernameError::TooLong)
+        );
+        assert!(normalize_username(&"a".repeat(64)).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn normalisation_is_idempotent(input in any::<String>()) {
+            if let Ok(once) = normalize_username(&input) {
+                prop_assert_eq!(normalize_username(&once), Ok(once.clone()));
+            }
+        }
+
+        #[test]
+        fn normalisation_is_idempotent_on_letters(input in "[a-zA-Zà-ÿＡ-Ｚ0-9._@+\\-\u{300}-\u{36f}]{1,20}") {
+            if let Ok(once) = normalize_username(&input) {
+                prop_assert_eq!(normalize_username(&once), Ok(once.clone()));
+            }
+        }
+    }
+}
