@@ -1,0 +1,304 @@
+//! One conformance suite, run against SQLite always and PostgreSQL whenever
+//! `PORTCULLIS_TEST_POSTGRES` is set (each test in a database of its own).
+
+// Helpers outside #[test] functions unwrap too: a panic there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use portcullis_store::{EventKind, NewUser, Rotation, RotationPolicy, Store, StoredKey, TokenHash};
+
+struct Db {
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn stores() -> Vec<Db> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let mut out = vec![Db {
+        store: portcullis_store::open(&url).await.unwrap(),
+        _dir: Some(dir),
+    }];
+    if let Ok(admin) = std::env::var("PORTCULLIS_TEST_POSTGRES") {
+        let name = format!("pc_test_store_{}", std::process::id()) + &unique();
+        let pool = sqlx::PgPool::connect(&admin)
+            .await
+            .expect("PORTCULLIS_TEST_POSTGRES reachable");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        out.push(Db {
+            store: portcullis_store::open(&format!("{base}/{name}"))
+                .await
+                .unwrap(),
+            _dir: None,
+        });
+    }
+    out
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "_{}_{}",
+        N.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+fn hash(n: u8) -> TokenHash {
+    TokenHash([n; 32])
+}
+
+const POLICY: RotationPolicy = RotationPolicy {
+    grace: 10,
+    idle: 100,
+    absolute: 1000,
+};
+
+async fn user(store: &dyn Store, name: &str) -> String {
+    let id = format!("id-{name}");
+    store
+        .create_user(NewUser {
+            id: id.clone(),
+            username: name.into(),
+            password_hash: "$argon2id$stub".into(),
+            scope: "read".into(),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn users_are_created_found_and_updated() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        let id = user(s, "alice").await;
+        assert!(
+            matches!(
+                s.create_user(NewUser {
+                    id: "other".into(),
+                    username: "alice".into(),
+                    password_hash: "x".into(),
+                    scope: String::new(),
+                    created_at: 1
+                })
+                .await,
+                Err(portcullis_store::Error::Conflict)
+            ),
+            "{}",
+            s.backend()
+        );
+        let found = s.user_by_username("alice").await.unwrap().unwrap();
+        assert_eq!(found.id, id);
+        assert_eq!(s.user_by_id(&id).await.unwrap().unwrap().username, "alice");
+        assert!(s.user_by_username("bob").await.unwrap().is_none());
+        assert!(s.set_scope("alice", "read write").await.unwrap());
+        assert!(s.set_disabled("alice", true).await.unwrap());
+        assert!(!s.set_disabled("nobody", true).await.unwrap());
+        s.set_password_hash(&id, "$argon2id$new").await.unwrap();
+        let u = s.user_by_id(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (u.scope.as_str(), u.disabled, u.password_hash.as_str()),
+            ("read write", true, "$argon2id$new")
+        );
+        assert_eq!(s.list_users().await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn rotation_reuse_grace_and_expiry() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        let uid = user(s, "carol").await;
+        s.create_family("fam", &uid, "read", &hash(1), 1000)
+            .await
+            .unwrap();
+        let Rotation::Rotated {
+            family_id,
+            user_id,
+            scope,
+        } = s.rotate(&hash(1), &hash(2), 1001, POLICY).await.unwrap()
+        else {
+            panic!("{}: first use rotates", s.backend());
+        };
+        assert_eq!(
+            (family_id.as_str(), user_id.as_str(), scope.as_str()),
+            ("fam", uid.as_str(), "read")
+        );
+        // Within the grace window the old token gets another pair.
+        assert!(matches!(
+            s.rotate(&hash(1), &hash(3), 1005, POLICY).await.unwrap(),
+            Rotation::Rotated { .. }
+        ));
+        // After it, reuse revokes the family.
+        assert_eq!(
+            s.rotate(&hash(1), &hash(4), 1012, POLICY).await.unwrap(),
+            Rotation::ReuseDetected {
+                family_id: "fam".into()
+            }
+        );
+        assert_eq!(
+            s.rotate(&hash(2), &hash(5), 1013, POLICY).await.unwrap(),
+            Rotation::Refused
+        );
+        assert_eq!(
+            s.rotate(&hash(9), &hash(6), 1013, POLICY).await.unwrap(),
+            Rotation::Refused,
+            "unknown"
+        );
+        let revoked = s.revoked_since(1000).await.unwrap();
+        assert_eq!(revoked.families, vec!["fam".to_owned()]);
+
+        s.create_family("idle", &uid, "read", &hash(10), 2000)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.rotate(&hash(10), &hash(11), 2101, POLICY).await.unwrap(),
+            Rotation::Refused,
+            "idle"
+        );
+        s.create_family("old", &uid, "read", &hash(20), 3000)
+            .await
+            .unwrap();
+        let mut t = 3000;
+        let mut current = 20u8;
+        while t < 3990 {
+            t += 90;
+            assert!(matches!(
+                s.rotate(&hash(current), &hash(current + 1), t, POLICY)
+                    .await
+                    .unwrap(),
+                Rotation::Rotated { .. }
+            ));
+            current += 1;
+        }
+        assert_eq!(
+            s.rotate(&hash(current), &hash(99), 4010, POLICY)
+                .await
+                .unwrap(),
+            Rotation::Refused,
+            "absolute"
+        );
+
+        s.create_family("off", &uid, "read", &hash(40), 5000)
+            .await
+            .unwrap();
+        s.set_disabled("carol", true).await.unwrap();
+        assert_eq!(
+            s.rotate(&hash(40), &hash(41), 5001, POLICY).await.unwrap(),
+            Rotation::Refused,
+            "disabled"
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_rotations_of_one_token_have_one_winner() {
+    for db in stores().await {
+        let uid = user(db.store.as_ref(), "dan").await;
+        db.store
+            .create_family("fam", &uid, "", &hash(1), 1000)
+            .await
+            .unwrap();
+        let no_grace = RotationPolicy { grace: 0, ..POLICY };
+        let tasks: Vec<_> = (0..8u8)
+            .map(|i| {
+                let store = db.store.clone();
+                tokio::spawn(async move {
+                    store
+                        .rotate(&hash(1), &hash(100 + i), 1001, no_grace)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut rotated = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Rotation::Rotated { .. }) {
+                rotated += 1;
+            }
+        }
+        assert_eq!(rotated, 1, "{}", db.store.backend());
+    }
+}
+
+#[tokio::test]
+async fn logout_and_logout_all_are_recorded_as_events() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        let uid = user(s, "erin").await;
+        s.create_family("a", &uid, "", &hash(1), 100).await.unwrap();
+        s.create_family("b", &uid, "", &hash(2), 100).await.unwrap();
+        let start = s.last_event_id().await.unwrap();
+        assert_eq!(
+            s.revoke_family_of(&hash(1), 200).await.unwrap().as_deref(),
+            Some("a")
+        );
+        assert_eq!(s.revoke_family_of(&hash(7), 200).await.unwrap(), None);
+        assert_eq!(
+            s.revoke_user(&uid, 300).await.unwrap(),
+            vec!["b".to_owned()]
+        );
+        let events = s.events_after(start, 100).await.unwrap();
+        let kinds: Vec<_> = events
+            .iter()
+            .map(|e| (e.kind, e.subject.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventKind::FamilyRevoked, "a"),
+                (EventKind::FamilyRevoked, "b"),
+                (EventKind::UserNotBefore, uid.as_str())
+            ]
+        );
+        assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(s.last_event_id().await.unwrap(), events.last().unwrap().id);
+        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().not_before, 300);
+        let state = s.revoked_since(250).await.unwrap();
+        assert_eq!(state.families, vec!["b".to_owned()]);
+        assert_eq!(state.not_before, vec![(uid.clone(), 300)]);
+    }
+}
+
+#[tokio::test]
+async fn a_new_signing_key_retires_the_old_one() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        let key = |kid: &str, at| StoredKey {
+            kid: kid.into(),
+            alg: "EdDSA".into(),
+            private_jwk: "{}".into(),
+            created_at: at,
+            retired_at: None,
+        };
+        s.add_signing_key(&key("k1", 10)).await.unwrap();
+        s.add_signing_key(&key("k2", 20)).await.unwrap();
+        let keys = s.signing_keys().await.unwrap();
+        assert_eq!(
+            keys.iter()
+                .map(|k| (k.kid.as_str(), k.retired_at))
+                .collect::<Vec<_>>(),
+            [("k2", None), ("k1", Some(20))]
+        );
+        let events = s.events_after(0, 10).await.unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.kind == EventKind::KeysChanged)
+                .count(),
+            2
+        );
+    }
+}
