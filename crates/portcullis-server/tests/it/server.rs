@@ -667,3 +667,170 @@ async fn admin_commands_manage_accounts_on_the_database() {
     assert_eq!(dup.status.code(), Some(2));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn responses_carry_a_request_id_and_echo_the_callers() {
+    let (url, dir) = databases().await.remove(0);
+    let server = TestServer::start(config(&url)).await.keep_dir(dir);
+    let r = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let r = server
+        .client
+        .get(server.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_hashing_queue_answers_503_with_retry_after() {
+    let (url, dir) = databases().await.remove(0);
+    let mut c = config(&url);
+    c.hash_concurrency = 1;
+    c.hash_queue = 0;
+    let server = TestServer::start(c).await.keep_dir(dir);
+    let names: Vec<String> = (0..6).map(|i| format!("user{i}")).collect();
+    let attempts = names
+        .iter()
+        .map(|name| server.signup(name, "correct horse battery"));
+    let results = futures_join_all(attempts).await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.contains(&201), "{statuses:?}");
+    let busy: Vec<_> = results.iter().filter(|r| r.status() == 503).collect();
+    assert!(!busy.is_empty(), "{statuses:?}");
+    assert_eq!(busy[0].headers()["retry-after"], "1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn revocations_still_spread_after_the_database_drops_every_connection() {
+    let Some(url) = crate::support::fresh_postgres().await else {
+        eprintln!("PORTCULLIS_TEST_POSTGRES not set: skipping");
+        return;
+    };
+    let a = TestServer::start(config(&url)).await;
+    let b = TestServer::start(config(&url)).await;
+    let tokens = a.account("nina").await;
+    let access = s(&tokens, "access_token");
+    assert_eq!(b.me(&access).await.status(), 200);
+    // What a database restart does to the servers: every connection is cut, the
+    // notification listeners' included.
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let admin = sqlx::PgPool::connect(&std::env::var("PORTCULLIS_TEST_POSTGRES").unwrap())
+        .await
+        .unwrap();
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&db)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(
+        killed.len() >= 2,
+        "listeners and pools were connected: {}",
+        killed.len()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A's pool reconnects for the logout; B must still learn of it within a second.
+    let r = a
+        .post(
+            "/auth/logout",
+            json!({"refresh_token": s(&tokens, "refresh_token")}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let start = std::time::Instant::now();
+    while b.me(&access).await.status() != 401 {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "b did not learn of the logout within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin.close().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = format!("sqlite://{}", dir.path().join("term.db").display());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &db,
+        ])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let start = std::time::Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A request whose body is not yet complete is in flight for certain: send all but
+    // its last byte, signal, then finish it.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let body = r#"{"username":"olga","password":"correct horse battery"}"#;
+    let head = format!(
+        "POST /auth/signup HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+        .write_all(&body.as_bytes()[..body.len() - 1])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream
+        .write_all(&body.as_bytes()[body.len() - 1..])
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    // And nothing new is accepted once it is gone.
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    assert!(client.get(format!("{base}/healthz")).send().await.is_err());
+}
