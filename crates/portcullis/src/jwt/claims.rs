@@ -154,22 +154,31 @@ enum Raw {
 }
 
 impl RawClaims {
+    /// The field of a registered claim, or `None` for any other name.
+    fn slot(&mut self, name: &str) -> Option<&mut Option<Raw>> {
+        Some(match name {
+            "iss" => &mut self.iss,
+            "sub" => &mut self.sub,
+            "aud" => &mut self.aud,
+            "exp" => &mut self.exp,
+            "nbf" => &mut self.nbf,
+            "iat" => &mut self.iat,
+            "jti" => &mut self.jti,
+            "sid" => &mut self.sid,
+            "scope" => &mut self.scope,
+            _ => return None,
+        })
+    }
+
     /// The same result the full parser gives for this input (see `flat_json`), or
     /// `None` on a duplicate name, which the full parser then reports.
     fn from_flat(members: Vec<(&str, Flat<'_>)>) -> Option<RawClaims> {
         let mut raw = RawClaims::default();
         for (name, value) in members {
-            let slot = match name {
-                "iss" => &mut raw.iss,
-                "sub" => &mut raw.sub,
-                "aud" => &mut raw.aud,
-                "exp" => &mut raw.exp,
-                "nbf" => &mut raw.nbf,
-                "iat" => &mut raw.iat,
-                "jti" => &mut raw.jti,
-                "sid" => &mut raw.sid,
-                "scope" => &mut raw.scope,
-                other => {
+            let slot = match raw.slot(name) {
+                Some(slot) => slot,
+                None => {
+                    let other = name;
                     let value = match value {
                         Flat::Str(s) => Value::String(s.to_owned()),
                         Flat::UInt(u) => Value::from(u),
@@ -304,17 +313,10 @@ impl<'de> Visitor<'de> for RawClaimsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims, A::Error> {
         let mut raw = RawClaims::default();
         while let Some(key) = map.next_key::<Str<'de>>()? {
-            let slot = match key.0.as_ref() {
-                "iss" => &mut raw.iss,
-                "sub" => &mut raw.sub,
-                "aud" => &mut raw.aud,
-                "exp" => &mut raw.exp,
-                "nbf" => &mut raw.nbf,
-                "iat" => &mut raw.iat,
-                "jti" => &mut raw.jti,
-                "sid" => &mut raw.sid,
-                "scope" => &mut raw.scope,
-                name => {
+            let slot = match raw.slot(&key.0) {
+                Some(slot) => slot,
+                None => {
+                    let name = key.0.as_ref();
                     if raw.extra.contains_key(name) {
                         return Err(duplicate(name));
                     }
