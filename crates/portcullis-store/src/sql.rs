@@ -262,10 +262,7 @@ macro_rules! store_impl {
                             .bind(&family_id)
                             .execute(&mut *tx)
                             .await?;
-                        insert_event(&mut tx, EventKind::FamilyRevoked, &family_id, now).await?;
-                        if $notify {
-                            sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
-                        }
+                        insert_event(&mut tx, EventKind::FamilyRevoked, &family_id, now, $notify).await?;
                         tx.commit().await?;
                         return Ok(Rotation::ReuseDetected { family_id });
                     }
@@ -307,10 +304,7 @@ macro_rules! store_impl {
                         .bind(&family_id)
                         .execute(&mut *tx)
                         .await?;
-                    insert_event(&mut tx, EventKind::FamilyRevoked, &family_id, now).await?;
-                    if $notify {
-                        sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
-                    }
+                    insert_event(&mut tx, EventKind::FamilyRevoked, &family_id, now, $notify).await?;
                 }
                 tx.commit().await?;
                 Ok(Some(family_id))
@@ -332,12 +326,9 @@ macro_rules! store_impl {
                     .execute(&mut *tx)
                     .await?;
                 for (family_id,) in &revoked {
-                    insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now).await?;
+                    insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now, $notify).await?;
                 }
-                insert_event(&mut tx, EventKind::UserNotBefore, user_id, now).await?;
-                if $notify {
-                    sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
-                }
+                insert_event(&mut tx, EventKind::UserNotBefore, user_id, now, $notify).await?;
                 tx.commit().await?;
                 Ok(revoked.into_iter().map(|(id,)| id).collect())
             }
@@ -393,10 +384,7 @@ macro_rules! store_impl {
                 .bind(key.created_at)
                 .execute(&mut *tx)
                 .await?;
-                insert_event(&mut tx, EventKind::KeysChanged, &key.kid, key.created_at).await?;
-                if $notify {
-                    sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
-                }
+                insert_event(&mut tx, EventKind::KeysChanged, &key.kid, key.created_at, $notify).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -427,11 +415,14 @@ macro_rules! store_impl {
     };
 }
 
+/// Appends to the event log; with `notify` (PostgreSQL), also wakes every listening
+/// instance when the transaction commits.
 async fn insert_event<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,
     kind: EventKind,
     subject: &str,
     at: i64,
+    notify: bool,
 ) -> Result<(), Error>
 where
     DB: sqlx::Database,
@@ -446,6 +437,12 @@ where
         .bind(at)
         .execute(&mut **tx)
         .await?;
+    if notify {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
