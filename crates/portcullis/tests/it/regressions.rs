@@ -292,3 +292,60 @@ fn weak_keys_are_refused_at_import() {
     assert!(SigningKey::from_hmac_secret(Algorithm::HS256, &[0x41; 31], None).is_err());
     // RSA 1024 and e = 1 are covered by the Wycheproof JSON Web Key vectors 8 and 9.
 }
+
+/// Deep nesting in a signed claim or header member is refused by the depth bound, not
+/// by a stack overflow, through the whole verifier.
+#[test]
+fn deeply_nested_claims_and_header_members_are_malformed() {
+    let fx = Fixture::new(Algorithm::HS256);
+    let deep = format!("{}1{}", "[".repeat(64), "]".repeat(64));
+    let token = sign_raw(
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#,
+        &claims_json(&format!(r#","deep":{deep}"#)),
+        &fx.key,
+    );
+    assert_eq!(reason(&fx, &token), Reason::Malformed);
+    let header = format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"k1","x":{deep}}}"#);
+    let token = sign_raw(&header, &claims_json(""), &fx.key);
+    assert_eq!(reason(&fx, &token), Reason::Malformed);
+    // Fifteen levels inside a claim are fine.
+    let ok = format!("{}1{}", "[".repeat(14), "]".repeat(14));
+    let token = sign_raw(
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#,
+        &claims_json(&format!(r#","ok":{ok}"#)),
+        &fx.key,
+    );
+    assert!(fx.verifier.verify(&token).is_ok());
+}
+
+/// Invalid UTF-8 inside a signed claims set is malformed, not a panic or a lossy string.
+#[test]
+fn invalid_utf8_in_signed_claims_is_malformed() {
+    let fx = Fixture::new(Algorithm::HS256);
+    let header = b64(br#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#);
+    let mut claims = claims_json("").into_bytes();
+    let at = claims.len() - 1;
+    claims.splice(at..at, br#","x":"\xff""#.iter().copied());
+    let input = format!("{header}.{}", b64(&claims));
+    let sig = fx.key.sign(input.as_bytes()).unwrap();
+    let token = format!("{input}.{}", b64(&sig));
+    assert_eq!(reason(&fx, &token), Reason::Malformed);
+}
+
+/// RFC 7518 §3.3 and our policy: an RSA key must be 2048–8192 bits with e = 65537.
+#[test]
+fn rsa_keys_with_another_exponent_or_an_even_modulus_are_refused() {
+    use portcullis::keys::VerifyingKey;
+    let rsa = SigningKey::generate(Algorithm::RS256, None).unwrap();
+    let mut jwk = rsa.verifying_key().unwrap().to_jwk().unwrap();
+    jwk.e = Some(b64(&[3]));
+    assert!(matches!(
+        VerifyingKey::from_jwk(&jwk),
+        Err(portcullis::keys::Error::WeakKey(_))
+    ));
+    jwk.e = Some(b64(&[1, 0, 1]));
+    let mut n = portcullis_b64_decode(jwk.n.as_deref().unwrap());
+    *n.last_mut().unwrap() &= 0xfe;
+    jwk.n = Some(b64(&n));
+    assert!(VerifyingKey::from_jwk(&jwk).is_err());
+}

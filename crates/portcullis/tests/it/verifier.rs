@@ -388,3 +388,19 @@ fn the_size_limit_applies_before_the_cache() {
         .unwrap();
     assert_eq!(reason(&fx, &big), Reason::TooLarge);
 }
+
+#[test]
+fn the_maximum_token_size_setting_is_bounded() {
+    use portcullis::jwt::PolicyError;
+    let b = || Validation::builder().issuer(ISSUER).audience(AUDIENCE);
+    assert_eq!(
+        b().max_token_size(255).build().unwrap_err(),
+        PolicyError::TokenSize(255)
+    );
+    assert_eq!(
+        b().max_token_size(65537).build().unwrap_err(),
+        PolicyError::TokenSize(65537)
+    );
+    assert!(b().max_token_size(256).build().is_ok());
+    assert!(b().max_token_size(65536).build().is_ok());
+}
