@@ -1,0 +1,128 @@
+//! Strategies: ways a request may prove who it is, tried in order (the Passport idea).
+//!
+//! A [`Strategy`] looks at the request parts and answers [`Outcome::Authenticated`],
+//! [`Outcome::Skip`] (not my kind of credentials) or [`Outcome::Reject`] (my kind, but
+//! invalid). A [`Chain`] tries its strategies in order; a rejection ends the chain, so a
+//! bad bearer token never falls through to a weaker strategy.
+//!
+//! Writing your own strategy: see docs/strategies.md (HTTP Basic against a user table).
+
+mod bearer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use bearer::{Bearer, RevocationCheck};
+use http::request::Parts;
+
+use crate::jwt::{Claims, VerifiedToken};
+use crate::rejection::Rejection;
+
+/// Who a request is, as established by a strategy.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// The subject (for tokens, `sub`).
+    pub subject: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The verified token, when a token strategy authenticated the request.
+    pub token: Option<Arc<VerifiedToken>>,
+    /// The name of the strategy that authenticated it.
+    pub strategy: &'static str,
+}
+
+impl Identity {
+    /// True when the identity has `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// The token's claims, if a token strategy authenticated the request.
+    pub fn claims(&self) -> Option<&Claims> {
+        self.token.as_deref().map(VerifiedToken::claims)
+    }
+
+    /// Passes when the identity has every one of `scopes`; otherwise the rejection to
+    /// answer (403 `insufficient_scope` naming them).
+    pub fn require_all(&self, scopes: &[&str]) -> Result<(), Rejection> {
+        if scopes.iter().all(|s| self.has_scope(s)) {
+            Ok(())
+        } else {
+            Err(Rejection::InsufficientScope(scopes.join(" ")))
+        }
+    }
+
+    /// Passes when the identity has at least one of `scopes`.
+    pub fn require_any(&self, scopes: &[&str]) -> Result<(), Rejection> {
+        if scopes.iter().any(|s| self.has_scope(s)) {
+            Ok(())
+        } else {
+            Err(Rejection::InsufficientScope(scopes.join(" ")))
+        }
+    }
+}
+
+/// What a strategy concluded.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The request is this identity.
+    Authenticated(Identity),
+    /// Not this strategy's kind of credentials: try the next one.
+    Skip,
+    /// This strategy's kind of credentials, and they are bad: stop here.
+    Reject(Rejection),
+}
+
+/// The future a strategy returns.
+pub type StrategyFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// A way to authenticate a request. Object-safe, so chains can mix strategies.
+pub trait Strategy: Send + Sync + 'static {
+    /// A short name for logs and [`Identity::strategy`].
+    fn name(&self) -> &'static str;
+
+    /// Looks at the request and decides.
+    fn authenticate<'a>(&'a self, parts: &'a Parts) -> StrategyFuture<'a>;
+}
+
+/// Strategies tried in order.
+#[derive(Clone, Default)]
+pub struct Chain {
+    strategies: Vec<Arc<dyn Strategy>>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.strategies.iter().map(|s| s.name()))
+            .finish()
+    }
+}
+
+impl Chain {
+    /// An empty chain (authenticates nobody).
+    pub fn new() -> Chain {
+        Chain::default()
+    }
+
+    /// Appends a strategy.
+    #[must_use]
+    pub fn with(mut self, strategy: impl Strategy) -> Chain {
+        self.strategies.push(Arc::new(strategy));
+        self
+    }
+
+    /// Runs the chain: the first authentication wins, the first rejection ends it,
+    /// `Ok(None)` when every strategy skipped.
+    pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Identity>, Rejection> {
+        for strategy in &self.strategies {
+            match strategy.authenticate(parts).await {
+                Outcome::Authenticated(identity) => return Ok(Some(identity)),
+                Outcome::Reject(rejection) => return Err(rejection),
+                Outcome::Skip => {}
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,252 @@
+//! The strategy chain, the middleware and the extractors, in process through tower.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use http::{Request, StatusCode};
+use portcullis::keys::Algorithm;
+use portcullis::middleware::{AuthLayer, Authenticated};
+use portcullis::strategy::{Bearer, Chain, Identity, Outcome, Strategy, StrategyFuture};
+use serde::Deserialize;
+use tower::ServiceExt as _;
+
+use crate::support::{Fixture, NOW};
+
+/// A stand-in for another kind of credentials: `x-api-key: good` authenticates.
+struct ApiKeyStub;
+
+impl Strategy for ApiKeyStub {
+    fn name(&self) -> &'static str {
+        "api_key"
+    }
+
+    fn authenticate<'a>(&'a self, parts: &'a http::request::Parts) -> StrategyFuture<'a> {
+        let outcome = match parts.headers.get("x-api-key").map(|v| v.as_bytes()) {
+            None => Outcome::Skip,
+            Some(b"good") => Outcome::Authenticated(Identity {
+                subject: "service".into(),
+                scopes: vec!["posts:write".into()],
+                token: None,
+                strategy: "api_key",
+            }),
+            Some(_) => Outcome::Reject(portcullis::rejection::Rejection::InvalidRequest(
+                "bad api key",
+            )),
+        };
+        Box::pin(std::future::ready(outcome))
+    }
+}
+
+#[derive(Deserialize)]
+struct Tenant {
+    tenant: Option<String>,
+}
+
+fn app(fx: &Fixture, required: bool) -> Router {
+    let verifier = Arc::new(portcullis::jwt::Verifier::new(
+        fx.verifier.with_keys(|k| k.clone()),
+        crate::support::validation(&fx.clock),
+    ));
+    let chain = Chain::new().with(Bearer::new(verifier)).with(ApiKeyStub);
+    let layer = if required {
+        AuthLayer::required(chain)
+    } else {
+        AuthLayer::optional(chain)
+    };
+    Router::new()
+        .route(
+            "/me",
+            get(|auth: Authenticated<Tenant>| async move {
+                format!(
+                    "{} {} {:?}",
+                    auth.identity.strategy, auth.identity.subject, auth.claims.tenant
+                )
+            }),
+        )
+        .route(
+            "/maybe",
+            get(|auth: Option<Authenticated>| async move {
+                auth.map_or("anonymous".to_owned(), |a| a.identity.subject)
+            }),
+        )
+        .route(
+            "/write",
+            get(|auth: Authenticated| async move {
+                auth.identity.require_all(&["posts:write"])?;
+                Ok::<_, portcullis::rejection::Rejection>("written")
+            }),
+        )
+        .layer(layer)
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
+    let r = app.clone().oneshot(req).await.unwrap();
+    let (parts, body) = r.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
+fn get_with(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut b = Request::get(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn a_valid_token_reaches_the_handler_with_its_custom_claims() {
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let token = fx
+        .builder()
+        .claim("tenant", "t1")
+        .sign_at(&fx.key, &fx.clock)
+        .unwrap();
+    let (status, _, body) = send(
+        &app(&fx, true),
+        get_with("/me", &[("authorization", &format!("Bearer {token}"))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "bearer user-1 Some(\"t1\")");
+}
+
+#[tokio::test]
+async fn missing_credentials_get_a_bare_challenge_and_bad_tokens_invalid_token() {
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let app = app(&fx, true);
+    let (status, headers, _) = send(&app, get_with("/me", &[])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"api\"");
+    let (status, headers, body) =
+        send(&app, get_with("/me", &[("authorization", "Bearer a.b.c")])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    assert!(body.contains("invalid_token") && !body.contains("malformed"));
+    fx.clock.set(NOW + 10_000);
+    let token = fx.token();
+    fx.clock.set(NOW + 20_000);
+    let (_, _, expired) = send(
+        &app,
+        get_with("/me", &[("authorization", &format!("Bearer {token}"))]),
+    )
+    .await;
+    assert_eq!(
+        expired, body,
+        "an expired token gets the same answer as garbage"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_bearer_token_never_falls_through_to_the_next_strategy() {
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let app = app(&fx, true);
+    let (status, _, body) = send(&app, get_with("/me", &[("x-api-key", "good")])).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "api_key service None")
+    );
+    let (status, _, _) = send(
+        &app,
+        get_with(
+            "/me",
+            &[("authorization", "Bearer nope"), ("x-api-key", "good")],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn optional_auth_lets_anonymous_requests_through_but_not_bad_tokens() {
+    let fx = Fixture::new(Algorithm::HS256);
+    let app = app(&fx, false);
+    let (status, _, body) = send(&app, get_with("/maybe", &[])).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "anonymous"));
+    let token = fx.token();
+    let (_, _, body) = send(
+        &app,
+        get_with("/maybe", &[("authorization", &format!("Bearer {token}"))]),
+    )
+    .await;
+    assert_eq!(body, "user-1");
+    let (status, _, _) = send(
+        &app,
+        get_with("/maybe", &[("authorization", "Bearer x.y.z")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn missing_scope_is_403_insufficient_scope_naming_it() {
+    let fx = Fixture::new(Algorithm::HS256);
+    let app = app(&fx, true);
+    let token = fx
+        .builder()
+        .scope("read")
+        .sign_at(&fx.key, &fx.clock)
+        .unwrap();
+    let (status, headers, body) = send(
+        &app,
+        get_with("/write", &[("authorization", &format!("Bearer {token}"))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("scope=\"posts:write\"")
+    );
+    assert!(body.contains("insufficient_scope"));
+    let token = fx
+        .builder()
+        .scope("read posts:write")
+        .sign_at(&fx.key, &fx.clock)
+        .unwrap();
+    let (status, _, _) = send(
+        &app,
+        get_with("/write", &[("authorization", &format!("Bearer {token}"))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn malformed_bearer_requests_are_400_invalid_request() {
+    let fx = Fixture::new(Algorithm::HS256);
+    let app = app(&fx, true);
+    let token = fx.token();
+    let query = Request::get(format!("/me?access_token={token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, query).await.0, StatusCode::BAD_REQUEST);
+    let two = Request::get("/me")
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, two).await.0, StatusCode::BAD_REQUEST);
+    let (status, _, _) = send(
+        &app,
+        get_with("/me", &[("authorization", "Basic dXNlcjpwYXNz")]),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "another scheme is skipped, then nobody is found"
+    );
+}
