@@ -45,7 +45,14 @@ impl IntoResponse for Rejection {
     }
 }
 
-fn custom<C: DeserializeOwned>(identity: &Identity) -> Result<C, Rejection> {
+fn custom<C: DeserializeOwned + 'static>(identity: &Identity) -> Result<C, Rejection> {
+    if std::any::TypeId::of::<C>() == std::any::TypeId::of::<NoClaims>() {
+        // Nothing to read: skip copying the claims (the common case, on every request).
+        return C::deserialize(
+            serde::de::value::UnitDeserializer::<serde::de::value::Error>::new(),
+        )
+        .map_err(|_| Rejection::MissingCredentials);
+    }
     let extra = identity
         .claims()
         .map(|c| serde_json::Value::Object(c.extra.clone()))
@@ -59,7 +66,7 @@ fn custom<C: DeserializeOwned>(identity: &Identity) -> Result<C, Rejection> {
 impl<S, C> FromRequestParts<S> for Authenticated<C>
 where
     S: Send + Sync,
-    C: DeserializeOwned + Send,
+    C: DeserializeOwned + Send + 'static,
 {
     type Rejection = AuthRejection;
 
@@ -77,7 +84,7 @@ where
 impl<S, C> OptionalFromRequestParts<S> for Authenticated<C>
 where
     S: Send + Sync,
-    C: DeserializeOwned + Send,
+    C: DeserializeOwned + Send + 'static,
 {
     type Rejection = AuthRejection;
 

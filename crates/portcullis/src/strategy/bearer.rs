@@ -91,13 +91,7 @@ impl Bearer {
         {
             return Outcome::Reject(Rejection::InvalidToken(failure));
         }
-        let claims = verified.claims();
-        Outcome::Authenticated(Identity {
-            subject: claims.sub.clone().unwrap_or_default(),
-            scopes: claims.scopes().map(str::to_owned).collect(),
-            token: Some(verified.clone()),
-            strategy: "bearer",
-        })
+        Outcome::Authenticated(Identity::from_token(verified, "bearer"))
     }
 }
 

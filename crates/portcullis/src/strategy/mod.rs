@@ -19,23 +19,67 @@ use http::request::Parts;
 use crate::jwt::{Claims, VerifiedToken};
 use crate::rejection::Rejection;
 
-/// Who a request is, as established by a strategy.
+/// Who a request is, as established by a strategy. Cheap to clone: for a token it is
+/// the shared verified token and nothing else.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    /// The subject (for tokens, `sub`).
-    pub subject: String,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
-    /// The verified token, when a token strategy authenticated the request.
-    pub token: Option<Arc<VerifiedToken>>,
-    /// The name of the strategy that authenticated it.
-    pub strategy: &'static str,
+    subject: Option<String>,
+    scopes: Vec<String>,
+    token: Option<Arc<VerifiedToken>>,
+    strategy: &'static str,
 }
 
 impl Identity {
+    /// An identity established without a token (an API key, a session): its subject
+    /// and scopes.
+    pub fn new(
+        subject: impl Into<String>,
+        scopes: Vec<String>,
+        strategy: &'static str,
+    ) -> Identity {
+        Identity {
+            subject: Some(subject.into()),
+            scopes,
+            token: None,
+            strategy,
+        }
+    }
+
+    /// The identity a verified token establishes: subject `sub`, scopes from `scope`.
+    pub fn from_token(token: Arc<VerifiedToken>, strategy: &'static str) -> Identity {
+        Identity {
+            subject: None,
+            scopes: Vec::new(),
+            token: Some(token),
+            strategy,
+        }
+    }
+
+    /// The subject (for tokens, `sub`).
+    pub fn subject(&self) -> &str {
+        match (&self.subject, &self.token) {
+            (Some(s), _) => s,
+            (None, Some(t)) => t.claims().sub.as_deref().unwrap_or(""),
+            (None, None) => "",
+        }
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match &self.token {
+            Some(t) if self.subject.is_none() => Box::new(t.claims().scopes()),
+            _ => Box::new(self.scopes.iter().map(String::as_str)),
+        }
+    }
+
+    /// The name of the strategy that authenticated the request.
+    pub fn strategy(&self) -> &'static str {
+        self.strategy
+    }
+
     /// True when the identity has `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+        self.scopes().any(|s| s == scope)
     }
 
     /// The token's claims, if a token strategy authenticated the request.

@@ -25,12 +25,11 @@ impl Strategy for ApiKeyStub {
     fn authenticate<'a>(&'a self, parts: &'a http::request::Parts) -> StrategyFuture<'a> {
         let outcome = match parts.headers.get("x-api-key").map(|v| v.as_bytes()) {
             None => Outcome::Skip,
-            Some(b"good") => Outcome::Authenticated(Identity {
-                subject: "service".into(),
-                scopes: vec!["posts:write".into()],
-                token: None,
-                strategy: "api_key",
-            }),
+            Some(b"good") => Outcome::Authenticated(Identity::new(
+                "service",
+                vec!["posts:write".into()],
+                "api_key",
+            )),
             Some(_) => Outcome::Reject(portcullis::rejection::Rejection::InvalidRequest(
                 "bad api key",
             )),
@@ -61,14 +60,16 @@ fn app(fx: &Fixture, required: bool) -> Router {
             get(|auth: Authenticated<Tenant>| async move {
                 format!(
                     "{} {} {:?}",
-                    auth.identity.strategy, auth.identity.subject, auth.claims.tenant
+                    auth.identity.strategy(),
+                    auth.identity.subject(),
+                    auth.claims.tenant
                 )
             }),
         )
         .route(
             "/maybe",
             get(|auth: Option<Authenticated>| async move {
-                auth.map_or("anonymous".to_owned(), |a| a.identity.subject)
+                auth.map_or("anonymous".to_owned(), |a| a.identity.subject().to_owned())
             }),
         )
         .route(
