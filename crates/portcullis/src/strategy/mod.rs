@@ -5,7 +5,9 @@
 //! invalid). A [`Chain`] tries its strategies in order; a rejection ends the chain, so a
 //! bad bearer token never falls through to a weaker strategy.
 //!
-//! Writing your own strategy: see docs/strategies.md (HTTP Basic against a user table).
+//! The guide that follows is docs/strategies.md.
+#![doc = ""]
+#![doc = include_str!("../../../../docs/strategies.md")]
 
 mod bearer;
 
