@@ -3,6 +3,8 @@
 //! The answer never says which check failed: every token failure is the same
 //! `invalid_token`. The precise reason travels beside it for the log and the metrics.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use http::StatusCode;
 use serde_json::json;
 
@@ -21,6 +23,8 @@ pub enum Rejection {
     InvalidToken(TokenFailure),
     /// The token is valid but lacks a scope the route needs.
     InsufficientScope(String),
+    /// The credentials could not be checked now (a store is down): 503, try again.
+    Unavailable,
 }
 
 /// What was wrong with a token, for logs and metrics only.
@@ -33,6 +37,8 @@ pub enum TokenFailure {
     SessionRevoked,
     /// It was issued before its user's "not before" time (logout everywhere).
     IssuedBeforeLogout,
+    /// A credential (an API key) that no store knows.
+    UnknownCredential,
 }
 
 impl TokenFailure {
@@ -42,6 +48,7 @@ impl TokenFailure {
             TokenFailure::Verification(reason) => reason.code(),
             TokenFailure::SessionRevoked => "session_revoked",
             TokenFailure::IssuedBeforeLogout => "issued_before_logout",
+            TokenFailure::UnknownCredential => "unknown_credential",
         }
     }
 }
@@ -54,6 +61,7 @@ impl Rejection {
             Rejection::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -74,6 +82,7 @@ impl Rejection {
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
                 quote(scope)
             ),
+            Rejection::Unavailable => format!("Bearer realm=\"{realm}\""),
         }
     }
 
@@ -97,6 +106,10 @@ impl Rejection {
                 "error_description": format!("this needs scope {scope}"),
                 "scope": scope,
             }),
+            Rejection::Unavailable => json!({
+                "error": "temporarily_unavailable",
+                "error_description": "credentials cannot be checked right now; try again",
+            }),
         }
     }
 
@@ -107,8 +120,55 @@ impl Rejection {
             Rejection::InvalidRequest(_) => "invalid_request",
             Rejection::InvalidToken(failure) => failure.code(),
             Rejection::InsufficientScope(_) => "insufficient_scope",
+            Rejection::Unavailable => "unavailable",
         }
     }
+
+    /// Counts this rejection under its reason (see [`rejection_counts`]).
+    pub fn count(&self) {
+        let code = self.log_reason();
+        if let Some(i) = COUNTED.iter().position(|c| *c == code) {
+            COUNTS[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Every reason a rejection is counted under.
+const COUNTED: [&str; 22] = [
+    "missing_credentials",
+    "invalid_request",
+    "insufficient_scope",
+    "unavailable",
+    "session_revoked",
+    "issued_before_logout",
+    "unknown_credential",
+    "malformed",
+    "too_large",
+    "unsupported_algorithm",
+    "unsupported_header",
+    "unknown_key",
+    "invalid_signature",
+    "expired",
+    "not_yet_valid",
+    "issued_in_future",
+    "lifetime_too_long",
+    "invalid_issuer",
+    "invalid_audience",
+    "invalid_type",
+    "missing_claim",
+    "invalid_claim",
+];
+
+static COUNTS: [AtomicU64; 22] = [const { AtomicU64::new(0) }; 22];
+
+/// How many rejections of each reason this process has answered, for metrics. The
+/// reasons are stable codes; the counts never include anything from the request.
+pub fn rejection_counts() -> Vec<(&'static str, u64)> {
+    COUNTED
+        .iter()
+        .zip(COUNTS.iter())
+        .map(|(code, n)| (*code, n.load(Ordering::Relaxed)))
+        .collect()
 }
 
 /// Keeps a value safe inside a quoted-string: drops `"` and `\` and control characters.
@@ -186,6 +246,25 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_reason_code_has_a_counter() {
+        for reason in Reason::ALL {
+            assert!(COUNTED.contains(&reason.code()), "{reason}");
+        }
+        let before = rejection_counts()
+            .iter()
+            .find(|(c, _)| *c == "expired")
+            .unwrap()
+            .1;
+        Rejection::InvalidToken(TokenFailure::Verification(Reason::Expired)).count();
+        let after = rejection_counts()
+            .iter()
+            .find(|(c, _)| *c == "expired")
+            .unwrap()
+            .1;
+        assert_eq!(after, before + 1);
     }
 
     #[test]

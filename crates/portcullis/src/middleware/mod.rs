@@ -109,6 +109,7 @@ pub fn rejection_response<B: From<String>>(rejection: &Rejection, realm: &str) -
 }
 
 fn tracing_log(rejection: &Rejection) {
+    rejection.count();
     tracing::info!(reason = rejection.log_reason(), "request not authenticated");
 }
 

@@ -9,12 +9,14 @@
 #![doc = ""]
 #![doc = include_str!("../../../../docs/strategies.md")]
 
+mod api_key;
 mod bearer;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use api_key::{ApiKey, ApiKeyRecord, ApiKeyStore, LookupFuture, MemoryApiKeys};
 pub use bearer::{Bearer, RevocationCheck};
 use http::request::Parts;
 

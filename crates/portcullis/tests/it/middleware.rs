@@ -8,34 +8,24 @@ use axum::routing::get;
 use http::{Request, StatusCode};
 use portcullis::keys::Algorithm;
 use portcullis::middleware::{AuthLayer, Authenticated};
-use portcullis::strategy::{Bearer, Chain, Identity, Outcome, Strategy, StrategyFuture};
+use portcullis::strategy::{ApiKey, ApiKeyRecord, Bearer, Chain, MemoryApiKeys};
 use serde::Deserialize;
 use tower::ServiceExt as _;
 
 use crate::support::{Fixture, NOW};
 
-/// A stand-in for another kind of credentials: `x-api-key: good` authenticates.
-struct ApiKeyStub;
+const SERVICE_KEY: &str = "pk_live_0123456789abcdefghijklmnopqrstuv";
 
-impl Strategy for ApiKeyStub {
-    fn name(&self) -> &'static str {
-        "api_key"
-    }
-
-    fn authenticate<'a>(&'a self, parts: &'a http::request::Parts) -> StrategyFuture<'a> {
-        let outcome = match parts.headers.get("x-api-key").map(|v| v.as_bytes()) {
-            None => Outcome::Skip,
-            Some(b"good") => Outcome::Authenticated(Identity::new(
-                "service",
-                vec!["posts:write".into()],
-                "api_key",
-            )),
-            Some(_) => Outcome::Reject(portcullis::rejection::Rejection::InvalidRequest(
-                "bad api key",
-            )),
-        };
-        Box::pin(std::future::ready(outcome))
-    }
+fn api_keys() -> Arc<MemoryApiKeys> {
+    let keys = MemoryApiKeys::default();
+    keys.insert(
+        SERVICE_KEY,
+        ApiKeyRecord {
+            subject: "service".into(),
+            scopes: vec!["posts:write".into()],
+        },
+    );
+    Arc::new(keys)
 }
 
 #[derive(Deserialize)]
@@ -48,7 +38,9 @@ fn app(fx: &Fixture, required: bool) -> Router {
         fx.verifier.with_keys(|k| k.clone()),
         crate::support::validation(&fx.clock),
     ));
-    let chain = Chain::new().with(Bearer::new(verifier)).with(ApiKeyStub);
+    let chain = Chain::new()
+        .with(Bearer::new(verifier))
+        .with(ApiKey::new(api_keys()));
     let layer = if required {
         AuthLayer::required(chain)
     } else {
@@ -153,7 +145,7 @@ async fn missing_credentials_get_a_bare_challenge_and_bad_tokens_invalid_token()
 async fn a_bad_bearer_token_never_falls_through_to_the_next_strategy() {
     let fx = Fixture::new(Algorithm::EdDSA);
     let app = app(&fx, true);
-    let (status, _, body) = send(&app, get_with("/me", &[("x-api-key", "good")])).await;
+    let (status, _, body) = send(&app, get_with("/me", &[("x-api-key", SERVICE_KEY)])).await;
     assert_eq!(
         (status, body.as_str()),
         (StatusCode::OK, "api_key service None")
@@ -162,7 +154,7 @@ async fn a_bad_bearer_token_never_falls_through_to_the_next_strategy() {
         &app,
         get_with(
             "/me",
-            &[("authorization", "Bearer nope"), ("x-api-key", "good")],
+            &[("authorization", "Bearer nope"), ("x-api-key", SERVICE_KEY)],
         ),
     )
     .await;
@@ -249,5 +241,22 @@ async fn malformed_bearer_requests_are_400_invalid_request() {
         status,
         StatusCode::UNAUTHORIZED,
         "another scheme is skipped, then nobody is found"
+    );
+}
+
+#[tokio::test]
+async fn unknown_api_keys_are_401_and_malformed_ones_400() {
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let app = app(&fx, true);
+    let (status, _, body) = send(&app, get_with("/me", &[("x-api-key", "pk_live_unknown")])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("invalid_token"));
+    let (status, _, _) = send(&app, get_with("/me", &[("x-api-key", "two words")])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = send(&app, get_with("/write", &[("x-api-key", SERVICE_KEY)])).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the key's scopes are the identity's"
     );
 }
