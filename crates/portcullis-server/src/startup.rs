@@ -19,7 +19,6 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::keyring::KeyRing;
-use crate::revocation::Revocations;
 use crate::routes;
 use crate::state::{AppState, Inner, validation};
 use crate::throttle::Throttle;
@@ -66,7 +65,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let keep_for = config.access_token_ttl + Duration::from_secs(60);
     let keys = KeyRing::load(store.as_ref(), config.signing_alg, keep_for, now).await?;
     let revocations =
-        Revocations::from_state(store.revoked_since(now - keep_for.as_secs() as i64).await?);
+        crate::revocation::from_state(store.revoked_since(now - keep_for.as_secs() as i64).await?);
     let cursor = store.last_event_id().await?;
     let hasher = PasswordHasher::new(
         HashParams::default(),
@@ -162,7 +161,7 @@ async fn follow_events(state: AppState, mut cursor: i64, mut stop: watch::Receiv
             Ok(events) => {
                 let mut keys_changed = false;
                 for event in &events {
-                    keys_changed |= state.0.revocations.apply(event);
+                    keys_changed |= crate::revocation::apply(&state.0.revocations, event);
                     cursor = event.id;
                 }
                 if keys_changed {

@@ -9,8 +9,8 @@ use portcullis_store::Store;
 
 use crate::config::Config;
 use crate::keyring::KeyRing;
-use crate::revocation::Revocations;
 use crate::throttle::Throttle;
+use portcullis::revocation::RevocationList;
 
 /// Shared state: cheap to clone.
 #[derive(Clone)]
@@ -22,7 +22,7 @@ pub(crate) struct Inner {
     pub hasher: PasswordHasher,
     pub keys: KeyRing,
     pub verifier: Verifier,
-    pub revocations: Revocations,
+    pub revocations: RevocationList,
     pub throttle: Throttle,
     pub clock: Arc<dyn Clock>,
 }

@@ -47,6 +47,7 @@ pub mod middleware;
 pub mod password;
 pub mod refresh;
 pub mod rejection;
+pub mod revocation;
 pub mod strategy;
 mod strict_json;
 pub mod username;

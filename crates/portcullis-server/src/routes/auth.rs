@@ -192,7 +192,7 @@ pub async fn refresh(
             token_response(&state, &user.id, &user.username, &scope, &family_id, &next)
         }
         Rotation::ReuseDetected { family_id } => {
-            s.revocations.revoke_family(&family_id);
+            s.revocations.revoke_session(&family_id);
             tracing::warn!(sid = %family_id, "refresh token reused: family revoked");
             Err(ApiError::InvalidGrant)
         }
@@ -212,7 +212,7 @@ pub async fn logout(
         .revoke_family_of(&TokenHash(presented.hash()), state.now())
         .await?
         .ok_or(ApiError::InvalidGrant)?;
-    state.0.revocations.revoke_family(&family);
+    state.0.revocations.revoke_session(&family);
     tracing::info!(sid = %family, "logout");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -232,7 +232,7 @@ pub async fn logout_all(
     let now = state.now();
     let families = state.0.store.revoke_user(&user_id, now).await?;
     for family in &families {
-        state.0.revocations.revoke_family(family);
+        state.0.revocations.revoke_session(family);
     }
     state.0.revocations.set_not_before(&user_id, now);
     tracing::info!(user = %user_id, sessions = families.len(), "logout everywhere");
@@ -260,7 +260,11 @@ pub async fn me(
 
 /// The server's own bearer check: one `Authorization` header, no token in the query,
 /// a token that verifies, a session that is not revoked. No database read.
-fn authenticate(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result<Claims, ApiError> {
+pub(super) fn authenticate(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Claims, ApiError> {
     if uri
         .query()
         .is_some_and(|q| q.split('&').any(|p| p.starts_with("access_token=")))
@@ -281,10 +285,7 @@ fn authenticate(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result<Clai
             e.reason(),
         )))
     })?;
-    state
-        .0
-        .revocations
-        .check(verified.claims())
+    portcullis::strategy::RevocationCheck::check(&state.0.revocations, verified.claims())
         .map_err(|f| ApiError::Auth(Rejection::InvalidToken(f)))?;
     Ok(verified.claims().clone())
 }

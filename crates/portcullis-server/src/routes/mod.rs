@@ -2,6 +2,7 @@
 
 mod auth;
 mod body;
+mod feed;
 mod meta;
 
 use axum::Router;
@@ -18,6 +19,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-all", post(auth::logout_all))
         .route("/auth/me", get(auth::me))
+        .route("/auth/revocations", get(feed::revocations))
         .route("/.well-known/jwks.json", get(meta::jwks))
         .route("/healthz", get(meta::healthz))
         .fallback(meta::not_found)

@@ -834,3 +834,114 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     assert!(status.success(), "clean exit after SIGTERM: {status:?}");
     assert!(client.get(format!("{base}/healthz")).send().await.is_err());
 }
+
+#[tokio::test]
+async fn the_revocation_feed_serves_services_with_the_scope_only() {
+    let (url, dir) = databases().await.remove(0);
+    let mut c = config(&url);
+    c.default_scope = "revocations:read".into();
+    let server = TestServer::start(c).await.keep_dir(dir);
+    let service = server.account("svc").await;
+    let user = server.account("pat").await;
+    let feed = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .client
+                .get(server.url("/auth/revocations?since=0"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let empty: Value = feed(s(&service, "access_token"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = empty["cursor"].as_i64().unwrap();
+    assert_eq!(
+        server
+            .post(
+                "/auth/logout",
+                json!({"refresh_token": s(&user, "refresh_token")})
+            )
+            .await
+            .status(),
+        204
+    );
+    let page: Value = feed(s(&service, "access_token"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sid = portcullis::jwt::jws::insecure_decode(&s(&user, "access_token"), 8192)
+        .unwrap()
+        .1;
+    let sid: Value = serde_json::from_slice(&sid).unwrap();
+    assert_eq!(page["revoked_sessions"], json!([sid["sid"]]));
+    assert!(page["cursor"].as_i64().unwrap() > cursor);
+    // Applied to a library list, the user's token is now refused there too.
+    let list = portcullis::revocation::RevocationList::new();
+    list.apply(&serde_json::from_value(page).unwrap());
+    let claims: portcullis::jwt::Claims = {
+        let set = portcullis::keys::KeySet::from_jwks_json(
+            &server
+                .client
+                .get(server.url("/.well-known/jwks.json"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let v = portcullis::jwt::Verifier::new(
+            set,
+            portcullis::jwt::Validation::builder()
+                .issuer("http://portcullis.test")
+                .audience("http://portcullis.test")
+                .build()
+                .unwrap(),
+        );
+        v.verify(&s(&user, "access_token"))
+            .unwrap()
+            .claims()
+            .clone()
+    };
+    assert!(portcullis::strategy::RevocationCheck::check(&list, &claims).is_err());
+
+    // Without the scope: 403; without a token: 401.
+    let mut c2 = config(&url);
+    c2.default_scope = String::new();
+    let other = TestServer::start(c2).await;
+    let plain = other.account("quinn").await;
+    let r = other
+        .client
+        .get(other.url("/auth/revocations"))
+        .bearer_auth(s(&plain, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    assert_eq!(
+        other
+            .client
+            .get(other.url("/auth/revocations"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    other.stop().await;
+    server.stop().await;
+}
