@@ -7,6 +7,10 @@
 //!   validation policy, with a cache of already-verified tokens;
 //! - [`keys`]: signing and verifying keys (the key fixes the algorithm), JWK and JWKS,
 //!   PEM import and export, and the [`keys::KeySet`] that verification looks keys up in;
+//! - [`strategy`] and [`middleware`]: Passport-style strategy chains (bearer tokens,
+//!   API keys, your own), a tower layer and the `Authenticated<C>` extractor;
+//! - [`password`], [`refresh`], [`username`], [`revocation`], [`rejection`]: the pieces
+//!   the Portcullis server is built from;
 //! - [`clock`]: injected time, so tests move the clock instead of sleeping.
 //!
 //! # Quick start
@@ -33,6 +37,38 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Protecting an axum API
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::{Router, routing::get};
+//! use portcullis::jwt::{Validation, Verifier};
+//! use portcullis::keys::KeySet;
+//! use portcullis::middleware::{AuthLayer, Authenticated};
+//! use portcullis::strategy::{Bearer, Chain};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let jwks = portcullis::keys::Jwks { keys: vec![] }.to_json();
+//! // The issuer's public keys (e.g. its /.well-known/jwks.json) and your policy.
+//! let keys = KeySet::from_jwks_json(&jwks)?;
+//! let policy = Validation::builder().issuer("https://auth.example").audience("api").build()?;
+//! let verifier = Arc::new(Verifier::new(keys, policy));
+//!
+//! let app: Router = Router::new()
+//!     .route("/me", get(|auth: Authenticated| async move {
+//!         auth.identity.require_all(&["read"])?;
+//!         Ok::<_, portcullis::rejection::Rejection>(auth.identity.subject().to_owned())
+//!     }))
+//!     .layer(AuthLayer::required(Chain::new().with(Bearer::new(verifier))));
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! No token is 401 with `WWW-Authenticate: Bearer realm="api"`; any bad token is 401
+//! `invalid_token` (the reason goes to the log and [`rejection::rejection_counts`]);
+//! a missing scope is 403 `insufficient_scope`.
 //!
 //! The rules the verifier enforces, and the reasons, are in `docs/security-model.md`;
 //! every default is listed in `docs/defaults.md`.
