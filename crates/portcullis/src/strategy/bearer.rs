@@ -6,7 +6,8 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 
 use super::{Identity, Outcome, Strategy, StrategyFuture};
-use crate::jwt::{Claims, Verifier};
+use crate::jwt::{Claims, Reason, VerifiedToken, Verifier};
+use crate::keys::remote::RemoteJwks;
 use crate::rejection::{Rejection, TokenFailure, bearer_token};
 
 /// Consulted after a token verifies: revoked sessions, per-user "not before" times.
@@ -22,6 +23,7 @@ pub trait RevocationCheck: Send + Sync + 'static {
 pub struct Bearer {
     verifier: Arc<Verifier>,
     revocation: Option<Arc<dyn RevocationCheck>>,
+    remote: Option<Arc<RemoteJwks>>,
 }
 
 impl std::fmt::Debug for Bearer {
@@ -38,6 +40,7 @@ impl Bearer {
         Bearer {
             verifier,
             revocation: None,
+            remote: None,
         }
     }
 
@@ -48,20 +51,29 @@ impl Bearer {
         self
     }
 
-    fn decide(&self, parts: &Parts) -> Outcome {
+    /// Keeps the verifier's keys in step with a remote JWKS: refreshed when stale, and
+    /// refetched (once per cooldown, single-flight) for a kid it does not know.
+    #[must_use]
+    pub fn with_remote_jwks(mut self, remote: Arc<RemoteJwks>) -> Bearer {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// The token of a bearer request, or the outcome when there is none to verify.
+    fn token(parts: &Parts) -> Result<&str, Outcome> {
         let in_query = parts
             .uri
             .query()
             .is_some_and(|q| q.split('&').any(|p| p.starts_with("access_token=")));
         let mut values = parts.headers.get_all(AUTHORIZATION).iter().peekable();
         let Some(first) = values.peek() else {
-            return if in_query {
+            return Err(if in_query {
                 Outcome::Reject(Rejection::InvalidRequest(
                     "access tokens are not accepted in the query string",
                 ))
             } else {
                 Outcome::Skip
-            };
+            });
         };
         let scheme = first
             .as_bytes()
@@ -69,16 +81,18 @@ impl Bearer {
             .next()
             .unwrap_or_default();
         if !scheme.eq_ignore_ascii_case(b"bearer") {
-            return Outcome::Skip;
+            return Err(Outcome::Skip);
         }
         if in_query {
-            return Outcome::Reject(Rejection::InvalidRequest("a token in more than one place"));
+            return Err(Outcome::Reject(Rejection::InvalidRequest(
+                "a token in more than one place",
+            )));
         }
-        let token = match bearer_token(values.map(|v| v.as_bytes())) {
-            Ok(token) => token,
-            Err(rejection) => return Outcome::Reject(rejection),
-        };
-        let verified = match self.verifier.verify(token) {
+        bearer_token(values.map(|v| v.as_bytes())).map_err(Outcome::Reject)
+    }
+
+    fn conclude(&self, verified: Result<Arc<VerifiedToken>, crate::jwt::Error>) -> Outcome {
+        let verified = match verified {
             Ok(verified) => verified,
             Err(e) => {
                 return Outcome::Reject(Rejection::InvalidToken(TokenFailure::Verification(
@@ -101,8 +115,29 @@ impl Strategy for Bearer {
     }
 
     fn authenticate<'a>(&'a self, parts: &'a Parts) -> StrategyFuture<'a> {
-        // Verification is synchronous and fast (microseconds): no need to yield.
-        let outcome = self.decide(parts);
-        Box::pin(std::future::ready(outcome))
+        let token = match Self::token(parts) {
+            Ok(token) => token,
+            Err(outcome) => return Box::pin(std::future::ready(outcome)),
+        };
+        let Some(remote) = &self.remote else {
+            // Local keys: verification is synchronous and takes microseconds.
+            return Box::pin(std::future::ready(
+                self.conclude(self.verifier.verify(token)),
+            ));
+        };
+        Box::pin(async move {
+            if let Err(e) = remote.refresh_if_stale().await {
+                tracing::warn!(error = %e, "remote JWKS refresh failed; serving the last good keys");
+            }
+            let mut verified = self.verifier.verify(token);
+            if verified
+                .as_ref()
+                .is_err_and(|e| e.reason() == Reason::UnknownKey)
+                && remote.refresh_for_unknown_kid().await
+            {
+                verified = self.verifier.verify(token);
+            }
+            self.conclude(verified)
+        })
     }
 }

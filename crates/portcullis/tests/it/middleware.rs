@@ -260,3 +260,78 @@ async fn unknown_api_keys_are_401_and_malformed_ones_400() {
         "the key's scopes are the identity's"
     );
 }
+
+struct ServedJwks(std::sync::Mutex<String>, std::sync::atomic::AtomicUsize);
+
+impl portcullis::keys::remote::JwksFetcher for ServedJwks {
+    fn fetch<'a>(&'a self, _url: &'a str) -> portcullis::keys::remote::FetchFuture<'a> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = self.0.lock().unwrap().clone();
+        Box::pin(std::future::ready(Ok(portcullis::keys::remote::Fetched {
+            body,
+            max_age: None,
+        })))
+    }
+}
+
+#[tokio::test]
+async fn a_remote_jwks_is_loaded_on_demand_and_refetched_for_a_new_kid() {
+    use portcullis::keys::{KeySet, SigningKey};
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let jwks = |keys: &[&SigningKey]| {
+        KeySet::new(keys.iter().map(|k| k.verifying_key().unwrap()).collect())
+            .unwrap()
+            .to_public_jwks()
+            .unwrap()
+            .to_json()
+    };
+    let served = Arc::new(ServedJwks(
+        std::sync::Mutex::new(jwks(&[&fx.key])),
+        Default::default(),
+    ));
+    let verifier = Arc::new(portcullis::jwt::Verifier::new(
+        KeySet::default(),
+        crate::support::validation(&fx.clock),
+    ));
+    let remote = Arc::new(portcullis::keys::remote::RemoteJwks::new(
+        "https://issuer.example/jwks",
+        served.clone(),
+        verifier.clone(),
+        Arc::new(fx.clock.clone()),
+    ));
+    let app = Router::new()
+        .route(
+            "/me",
+            get(|auth: Authenticated| async move { auth.identity.subject().to_owned() }),
+        )
+        .layer(AuthLayer::required(
+            Chain::new().with(Bearer::new(verifier).with_remote_jwks(remote)),
+        ));
+    let token = fx.token();
+    let (status, _, _) = send(
+        &app,
+        get_with("/me", &[("authorization", &format!("Bearer {token}"))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // The issuer rotates: a token with a new kid is refetched for (after the cooldown).
+    let k2 = SigningKey::generate(Algorithm::EdDSA, Some("k2".into())).unwrap();
+    *served.0.lock().unwrap() = jwks(&[&fx.key, &k2]);
+    let new_token = fx.builder().sign_at(&k2, &fx.clock).unwrap();
+    let auth = format!("Bearer {new_token}");
+    assert_eq!(
+        send(&app, get_with("/me", &[("authorization", &auth)]))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED,
+        "within the cooldown"
+    );
+    fx.clock.advance(31);
+    assert_eq!(
+        send(&app, get_with("/me", &[("authorization", &auth)]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(served.1.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -1,0 +1,298 @@
+//! A remote JWKS: fetched through a caller-supplied HTTP client, cached per
+//! `Cache-Control: max-age` within a floor and a ceiling, refetched once (behind a
+//! cooldown, single-flight) when a token names a kid we do not know, and kept when the
+//! issuer is down.
+//!
+//! The library has no HTTP client of its own: implement [`JwksFetcher`] with the one
+//! your service already uses (with its timeouts, proxies and TLS settings).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::jwt::Verifier;
+use crate::keys::KeySet;
+
+/// What a fetch returned: the body and the `max-age` of its `Cache-Control`, if any.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    /// The JWK Set document.
+    pub body: String,
+    /// `Cache-Control: max-age`, if the response had one (see [`max_age`]).
+    pub max_age: Option<Duration>,
+}
+
+/// The future of a fetch.
+pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, String>> + Send + 'a>>;
+
+/// Fetches a URL. Implement it with your HTTP client; errors are messages for the log.
+pub trait JwksFetcher: Send + Sync + 'static {
+    /// GETs `url`.
+    fn fetch<'a>(&'a self, url: &'a str) -> FetchFuture<'a>;
+}
+
+/// Reads `max-age` out of a `Cache-Control` value (`no-store`/`no-cache` give zero).
+pub fn max_age(cache_control: &str) -> Option<Duration> {
+    let mut age = None;
+    for directive in cache_control.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(v) = lower.strip_prefix("max-age=") {
+            age = v
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    age
+}
+
+#[derive(Debug, Default)]
+struct State {
+    loaded: bool,
+    expires_at: u64,
+    last_attempt: Option<u64>,
+}
+
+/// Keeps a [`Verifier`]'s keys in step with a remote JWKS.
+pub struct RemoteJwks {
+    url: String,
+    fetcher: Arc<dyn JwksFetcher>,
+    verifier: Arc<Verifier>,
+    clock: Arc<dyn Clock>,
+    floor: Duration,
+    ceiling: Duration,
+    cooldown: Duration,
+    state: Mutex<State>,
+    single_flight: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for RemoteJwks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteJwks")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteJwks {
+    /// Keys for `verifier` from `url`. Defaults: cache at least 60 s and at most 24 h
+    /// whatever `max-age` says; at most one refetch for unknown kids per 30 s.
+    pub fn new(
+        url: impl Into<String>,
+        fetcher: Arc<dyn JwksFetcher>,
+        verifier: Arc<Verifier>,
+        clock: Arc<dyn Clock>,
+    ) -> RemoteJwks {
+        RemoteJwks {
+            url: url.into(),
+            fetcher,
+            verifier,
+            clock,
+            floor: Duration::from_secs(60),
+            ceiling: Duration::from_secs(24 * 3600),
+            cooldown: Duration::from_secs(30),
+            state: Mutex::default(),
+            single_flight: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Sets the cache floor and ceiling.
+    #[must_use]
+    pub fn with_cache_bounds(mut self, floor: Duration, ceiling: Duration) -> RemoteJwks {
+        self.floor = floor;
+        self.ceiling = ceiling.max(floor);
+        self
+    }
+
+    /// Sets the minimum time between two fetches triggered by unknown kids.
+    #[must_use]
+    pub fn with_cooldown(mut self, cooldown: Duration) -> RemoteJwks {
+        self.cooldown = cooldown;
+        self
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Fetches when the cached keys have expired (or were never loaded). On failure the
+    /// last good keys keep serving.
+    pub async fn refresh_if_stale(&self) -> Result<(), String> {
+        let now = self.clock.now();
+        {
+            let st = self.state();
+            if st.loaded && now < st.expires_at {
+                return Ok(());
+            }
+        }
+        let _flight = self.single_flight.lock().await;
+        {
+            let st = self.state();
+            let fresh = st.loaded && self.clock.now() < st.expires_at;
+            let cooling = st
+                .last_attempt
+                .is_some_and(|t| self.clock.now().saturating_sub(t) < self.cooldown.as_secs());
+            if fresh || (st.loaded && cooling) {
+                return Ok(());
+            }
+        }
+        self.fetch().await
+    }
+
+    /// Called when a token names a kid we do not know: refetches at most once per
+    /// cooldown, however many requests ask at once. True when a fetch succeeded (the
+    /// caller may retry its verification).
+    pub async fn refresh_for_unknown_kid(&self) -> bool {
+        let _flight = self.single_flight.lock().await;
+        let cooling = self
+            .state()
+            .last_attempt
+            .is_some_and(|t| self.clock.now().saturating_sub(t) < self.cooldown.as_secs());
+        if cooling {
+            return false;
+        }
+        self.fetch().await.is_ok()
+    }
+
+    async fn fetch(&self) -> Result<(), String> {
+        let now = self.clock.now();
+        self.state().last_attempt = Some(now);
+        let fetched = self.fetcher.fetch(&self.url).await?;
+        let keys =
+            KeySet::from_jwks_json(&fetched.body).map_err(|e| format!("{}: {e}", self.url))?;
+        self.verifier.set_keys(keys);
+        let ttl = fetched
+            .max_age
+            .unwrap_or(self.floor)
+            .clamp(self.floor, self.ceiling);
+        let mut st = self.state();
+        st.loaded = true;
+        st.expires_at = now + ttl.as_secs();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::jwt::Validation;
+    use crate::keys::{Algorithm, SigningKey};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Fake {
+        calls: AtomicUsize,
+        body: Mutex<Result<String, String>>,
+        max_age: Option<Duration>,
+    }
+
+    impl JwksFetcher for Fake {
+        fn fetch<'a>(&'a self, _url: &'a str) -> FetchFuture<'a> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let body = self.body.lock().unwrap().clone()?;
+                Ok(Fetched {
+                    body,
+                    max_age: self.max_age,
+                })
+            })
+        }
+    }
+
+    fn setup(
+        max_age: Option<Duration>,
+    ) -> (
+        Arc<Fake>,
+        RemoteJwks,
+        Arc<Verifier>,
+        ManualClock,
+        SigningKey,
+    ) {
+        let key = SigningKey::generate(Algorithm::EdDSA, Some("k1".into())).unwrap();
+        let jwks = KeySet::new(vec![key.verifying_key().unwrap()])
+            .unwrap()
+            .to_public_jwks()
+            .unwrap()
+            .to_json();
+        let fake = Arc::new(Fake {
+            calls: AtomicUsize::new(0),
+            body: Mutex::new(Ok(jwks)),
+            max_age,
+        });
+        let clock = ManualClock::new(1_000_000);
+        let verifier = Arc::new(Verifier::new(
+            KeySet::default(),
+            Validation::builder()
+                .issuer("i")
+                .audience("a")
+                .build()
+                .unwrap(),
+        ));
+        let remote = RemoteJwks::new(
+            "https://i/jwks",
+            fake.clone(),
+            verifier.clone(),
+            Arc::new(clock.clone()),
+        );
+        (fake, remote, verifier, clock, key)
+    }
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            max_age("public, max-age=300"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("public"), None);
+        assert_eq!(max_age("Max-Age=\"60\""), Some(Duration::from_secs(60)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_concurrent_unknown_kids_cause_one_fetch() {
+        let (fake, remote, verifier, _clock, _key) = setup(None);
+        let remote = Arc::new(remote);
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let remote = remote.clone();
+                tokio::spawn(async move { remote.refresh_for_unknown_kid().await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(verifier.with_keys(KeySet::len), 1);
+    }
+
+    #[tokio::test]
+    async fn the_cache_honours_max_age_within_its_bounds_and_keeps_keys_when_the_issuer_is_down() {
+        let (fake, remote, verifier, clock, _key) = setup(Some(Duration::from_secs(5)));
+        remote.refresh_if_stale().await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        clock.advance(30); // max-age 5 s, but the floor is 60 s
+        remote.refresh_if_stale().await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        clock.advance(31);
+        *fake.body.lock().unwrap() = Err("connection refused".into());
+        assert!(remote.refresh_if_stale().await.is_err());
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            verifier.with_keys(KeySet::len),
+            1,
+            "the last good keys keep serving"
+        );
+        // A failure counts towards the cooldown: no hammering of a down issuer.
+        assert!(remote.refresh_if_stale().await.is_ok());
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+}
