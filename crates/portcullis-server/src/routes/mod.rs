@@ -4,6 +4,7 @@ mod auth;
 mod body;
 mod feed;
 mod meta;
+mod metadata;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -21,6 +22,11 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/me", get(auth::me))
         .route("/auth/revocations", get(feed::revocations))
         .route("/.well-known/jwks.json", get(meta::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::metadata),
+        )
+        .route("/.well-known/openid-configuration", get(metadata::metadata))
         .route("/healthz", get(meta::healthz))
         .fallback(meta::not_found)
         .with_state(state)

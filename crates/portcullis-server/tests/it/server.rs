@@ -945,3 +945,29 @@ async fn the_revocation_feed_serves_services_with_the_scope_only() {
     other.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn metadata_lets_a_resource_server_discover_the_jwks() {
+    let (url, dir) = databases().await.remove(0);
+    let server = TestServer::start(config(&url)).await.keep_dir(dir);
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let doc: Value = server
+            .client
+            .get(server.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(doc["issuer"], "http://portcullis.test");
+        assert_eq!(
+            doc["jwks_uri"],
+            "http://portcullis.test/.well-known/jwks.json"
+        );
+    }
+    server.stop().await;
+}

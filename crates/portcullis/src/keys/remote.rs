@@ -52,6 +52,47 @@ pub fn max_age(cache_control: &str) -> Option<Duration> {
     age
 }
 
+/// Finds an issuer's `jwks_uri` from its metadata: `/.well-known/openid-configuration`
+/// (OpenID Connect Discovery), else `/.well-known/oauth-authorization-server`
+/// (RFC 8414). The document's `issuer` must equal `issuer` exactly (RFC 8414 §3.3), and
+/// the `jwks_uri` must be on the issuer's origin or served over https.
+pub async fn discover(issuer: &str, fetcher: &dyn JwksFetcher) -> Result<String, String> {
+    let base = issuer.trim_end_matches('/');
+    let mut last = String::new();
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let url = format!("{base}{path}");
+        let fetched = match fetcher.fetch(&url).await {
+            Ok(f) => f,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let doc = crate::strict_json::parse_object(fetched.body.as_bytes())
+            .map_err(|e| format!("{url}: {e}"))?;
+        if doc.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
+            return Err(format!("{url}: the document's issuer is not {issuer:?}"));
+        }
+        let jwks_uri = doc
+            .get("jwks_uri")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| format!("{url}: no jwks_uri"))?;
+        let same_origin = jwks_uri
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.starts_with('/'));
+        if !(same_origin || jwks_uri.starts_with("https://")) {
+            return Err(format!(
+                "{url}: jwks_uri {jwks_uri:?} is neither https nor on the issuer's origin"
+            ));
+        }
+        return Ok(jwks_uri.to_owned());
+    }
+    Err(format!("no metadata at {base}: {last}"))
+}
+
 #[derive(Debug, Default)]
 struct State {
     loaded: bool,
@@ -244,6 +285,71 @@ mod tests {
             Arc::new(clock.clone()),
         );
         (fake, remote, verifier, clock, key)
+    }
+
+    struct Docs(Vec<(&'static str, String)>);
+
+    impl JwksFetcher for Docs {
+        fn fetch<'a>(&'a self, url: &'a str) -> FetchFuture<'a> {
+            let found = self
+                .0
+                .iter()
+                .find(|(u, _)| *u == url)
+                .map(|(_, b)| b.clone());
+            Box::pin(std::future::ready(
+                found
+                    .map(|body| Fetched {
+                        body,
+                        max_age: None,
+                    })
+                    .ok_or_else(|| "404".to_owned()),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn discovery_checks_the_issuer_and_the_jwks_uri() {
+        let oidc = "https://i.example/.well-known/openid-configuration";
+        let rfc8414 = "https://i.example/.well-known/oauth-authorization-server";
+        let doc = |iss: &str, uri: &str| format!(r#"{{"issuer":"{iss}","jwks_uri":"{uri}"}}"#);
+        let ok = Docs(vec![(
+            oidc,
+            doc("https://i.example", "https://i.example/jwks"),
+        )]);
+        assert_eq!(
+            discover("https://i.example", &ok).await.unwrap(),
+            "https://i.example/jwks"
+        );
+        let fallback = Docs(vec![(
+            rfc8414,
+            doc("https://i.example", "https://keys.example/j"),
+        )]);
+        assert_eq!(
+            discover("https://i.example", &fallback).await.unwrap(),
+            "https://keys.example/j"
+        );
+        let impostor = Docs(vec![(
+            oidc,
+            doc("https://evil.example", "https://evil.example/jwks"),
+        )]);
+        assert!(discover("https://i.example", &impostor).await.is_err());
+        let plain = Docs(vec![(
+            oidc,
+            doc("https://i.example", "http://elsewhere/jwks"),
+        )]);
+        assert!(discover("https://i.example", &plain).await.is_err());
+        let local = Docs(vec![(
+            "http://127.0.0.1:8080/.well-known/openid-configuration",
+            doc(
+                "http://127.0.0.1:8080",
+                "http://127.0.0.1:8080/.well-known/jwks.json",
+            ),
+        )]);
+        assert!(
+            discover("http://127.0.0.1:8080", &local).await.is_ok(),
+            "same origin over http is fine"
+        );
+        assert!(discover("https://i.example", &Docs(vec![])).await.is_err());
     }
 
     #[test]

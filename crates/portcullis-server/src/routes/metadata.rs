@@ -1,0 +1,21 @@
+//! Authorization-server metadata (RFC 8414; the same document at the OpenID Connect
+//! discovery path), so resource servers find the JWKS from the issuer alone.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+/// `GET /.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`.
+pub async fn metadata(State(state): State<AppState>) -> Json<Value> {
+    let issuer = state.0.config.issuer.trim_end_matches('/').to_owned();
+    Json(json!({
+        "issuer": state.0.config.issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        // Not an OAuth token endpoint (login takes a JSON body): a Portcullis extension.
+        "portcullis_revocation_feed": format!("{issuer}/auth/revocations"),
+        // RFC 8414 requires the member; there is no authorization endpoint.
+        "response_types_supported": [],
+    }))
+}
