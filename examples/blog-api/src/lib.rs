@@ -1,0 +1,433 @@
+//! A separate service for posts and comments that trusts a Portcullis server it is
+//! pointed at: it finds the JWKS by discovery, verifies tokens locally with the
+//! library's `Bearer` strategy, and learns of logouts from the server's revocation feed.
+//!
+//! Anyone may read; creating needs scope `posts:write`; deleting needs to be the author
+//! or to have scope `admin`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use portcullis::clock::SystemClock;
+use portcullis::jwt::{Validation, Verifier};
+use portcullis::keys::KeySet;
+use portcullis::keys::remote::{FetchFuture, Fetched, JwksFetcher, RemoteJwks, discover, max_age};
+use portcullis::middleware::{AuthLayer, Authenticated};
+use portcullis::rejection::Rejection;
+use portcullis::revocation::{RevocationFeed, RevocationList};
+use portcullis::strategy::{Bearer, Chain};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+
+/// Command line, or `BLOG_API_*` environment variables.
+#[derive(Debug, Clone, clap::Parser)]
+pub struct Args {
+    /// The Portcullis server's issuer URL.
+    #[arg(long, env = "BLOG_API_ISSUER")]
+    pub issuer: String,
+    /// The audience tokens must carry (default: the issuer).
+    #[arg(long, env = "BLOG_API_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "BLOG_API_BIND", default_value = "127.0.0.1:8081")]
+    pub bind: String,
+    /// The blog's own database.
+    #[arg(
+        long,
+        env = "BLOG_API_DATABASE_URL",
+        default_value = "sqlite://blog.db"
+    )]
+    pub database_url: String,
+    /// A service account with scope `revocations:read`, to follow the revocation feed.
+    #[arg(long, env = "BLOG_API_SERVICE_USERNAME")]
+    pub service_username: Option<String>,
+    /// Its password.
+    #[arg(long, env = "BLOG_API_SERVICE_PASSWORD")]
+    pub service_password: Option<String>,
+    /// How often to read the feed, in milliseconds.
+    #[arg(long, env = "BLOG_API_FEED_INTERVAL_MS", default_value_t = 500)]
+    pub feed_interval_ms: u64,
+}
+
+/// `JwksFetcher` over reqwest, with a timeout.
+struct Http(reqwest::Client);
+
+impl JwksFetcher for Http {
+    fn fetch<'a>(&'a self, url: &'a str) -> FetchFuture<'a> {
+        Box::pin(async move {
+            let r = self.0.get(url).send().await.map_err(|e| e.to_string())?;
+            if !r.status().is_success() {
+                return Err(format!("{url}: {}", r.status()));
+            }
+            let age = r
+                .headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok())
+                .and_then(max_age);
+            let body = r.text().await.map_err(|e| e.to_string())?;
+            Ok(Fetched { body, max_age: age })
+        })
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    db: SqlitePool,
+}
+
+/// A running blog-api.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// Starts the service.
+pub async fn start(args: Args) -> anyhow::Result<Running> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let fetcher = Arc::new(Http(http.clone()));
+    let jwks_uri = discover(&args.issuer, fetcher.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("discovering {}: {e}", args.issuer))?;
+    let audience = args.audience.clone().unwrap_or_else(|| args.issuer.clone());
+    let verifier = Arc::new(Verifier::new(
+        KeySet::default(),
+        Validation::builder()
+            .issuer(&args.issuer)
+            .audience(audience)
+            .build()?,
+    ));
+    let remote = Arc::new(RemoteJwks::new(
+        jwks_uri,
+        fetcher,
+        verifier.clone(),
+        Arc::new(SystemClock),
+    ));
+    remote
+        .refresh_if_stale()
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let revocations = Arc::new(RevocationList::new());
+    if let (Some(user), Some(pass)) = (&args.service_username, &args.service_password) {
+        tokio::spawn(follow_feed(
+            http,
+            args.issuer.clone(),
+            user.clone(),
+            pass.clone(),
+            revocations.clone(),
+            Duration::from_millis(args.feed_interval_ms.max(50)),
+        ));
+    }
+    let options = args
+        .database_url
+        .parse::<sqlx::sqlite::SqliteConnectOptions>()?
+        .create_if_missing(true);
+    let db = SqlitePool::connect_with(options)
+        .await
+        .context("opening the blog database")?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS posts (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL, \
+         body TEXT NOT NULL, author TEXT NOT NULL)",
+    )
+    .execute(&db)
+    .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS comments (id INTEGER PRIMARY KEY AUTOINCREMENT, post_id INTEGER NOT NULL \
+         REFERENCES posts (id) ON DELETE CASCADE, body TEXT NOT NULL, author TEXT NOT NULL)",
+    )
+    .execute(&db)
+    .await?;
+    let chain = Chain::new().with(
+        Bearer::new(verifier)
+            .with_remote_jwks(remote)
+            .with_revocation(revocations),
+    );
+    let app = Router::new()
+        .route("/posts", get(list_posts).post(create_post))
+        .route("/posts/{id}", get(get_post).delete(delete_post))
+        .route(
+            "/posts/{id}/comments",
+            get(list_comments).post(create_comment),
+        )
+        .route(
+            "/posts/{id}/comments/{cid}",
+            axum::routing::delete(delete_comment),
+        )
+        .layer(AuthLayer::optional(chain))
+        .with_state(AppState { db });
+    let listener = tokio::net::TcpListener::bind(&args.bind).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(Running { addr })
+}
+
+/// Logs in as the service account and applies the revocation feed, forever.
+async fn follow_feed(
+    http: reqwest::Client,
+    issuer: String,
+    username: String,
+    password: String,
+    list: Arc<RevocationList>,
+    every: Duration,
+) {
+    let base = issuer.trim_end_matches('/').to_owned();
+    let mut token: Option<String> = None;
+    loop {
+        if token.is_none() {
+            let login = http
+                .post(format!("{base}/auth/login"))
+                .json(&json!({"username": username, "password": password}))
+                .send()
+                .await;
+            token = match login {
+                Ok(r) if r.status().is_success() => r
+                    .json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["access_token"].as_str().map(str::to_owned)),
+                _ => None,
+            };
+        }
+        if let Some(t) = &token {
+            let r = http
+                .get(format!("{base}/auth/revocations?since={}", list.cursor()))
+                .bearer_auth(t)
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().is_success() => {
+                    if let Ok(feed) = r.json::<RevocationFeed>().await {
+                        list.apply(&feed);
+                        if feed.more {
+                            continue;
+                        }
+                    }
+                }
+                // Expired token: log in again next round.
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED => token = None,
+                _ => tracing::warn!("reading the revocation feed failed"),
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Errors of this service.
+enum ApiError {
+    NotFound,
+    Auth(Rejection),
+    BadRequest(String),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Db(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::NotFound => {
+                (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response()
+            }
+            ApiError::Auth(r) => r.into_response(),
+            ApiError::BadRequest(m) => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "invalid_request", "error_description": m})),
+            )
+                .into_response(),
+            ApiError::Db(e) => {
+                tracing::error!(error = %e, "database");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"error": "server_error"})),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+fn signed_in(auth: Option<Authenticated>) -> Result<Authenticated, ApiError> {
+    auth.ok_or(ApiError::Auth(Rejection::MissingCredentials))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPost {
+    title: String,
+    body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewComment {
+    body: String,
+}
+
+type PostRow = (i64, String, String, String);
+
+fn post_json((id, title, body, author): PostRow) -> Value {
+    json!({"id": id, "title": title, "body": body, "author": author})
+}
+
+async fn list_posts(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let rows: Vec<PostRow> =
+        sqlx::query_as("SELECT id, title, body, author FROM posts ORDER BY id")
+            .fetch_all(&s.db)
+            .await?;
+    Ok(Json(Value::Array(
+        rows.into_iter().map(post_json).collect(),
+    )))
+}
+
+async fn get_post(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let row: Option<PostRow> =
+        sqlx::query_as("SELECT id, title, body, author FROM posts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&s.db)
+            .await?;
+    row.map(|r| Json(post_json(r))).ok_or(ApiError::NotFound)
+}
+
+async fn create_post(
+    State(s): State<AppState>,
+    auth: Option<Authenticated>,
+    body: Result<Json<NewPost>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let auth = signed_in(auth)?;
+    auth.identity
+        .require_all(&["posts:write"])
+        .map_err(ApiError::Auth)?;
+    let Json(post) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if post.title.trim().is_empty() || post.title.len() > 200 || post.body.len() > 20_000 {
+        return Err(ApiError::BadRequest(
+            "title must be 1–200 bytes, body at most 20000".into(),
+        ));
+    }
+    let author = auth.identity.subject().to_owned();
+    let (id,): (i64,) =
+        sqlx::query_as("INSERT INTO posts (title, body, author) VALUES (?, ?, ?) RETURNING id")
+            .bind(&post.title)
+            .bind(&post.body)
+            .bind(&author)
+            .fetch_one(&s.db)
+            .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(post_json((id, post.title, post.body, author))),
+    )
+        .into_response())
+}
+
+fn may_delete(auth: &Authenticated, author: &str) -> Result<(), ApiError> {
+    if auth.identity.subject() == author || auth.identity.has_scope("admin") {
+        Ok(())
+    } else {
+        Err(ApiError::Auth(Rejection::InsufficientScope("admin".into())))
+    }
+}
+
+async fn delete_post(
+    State(s): State<AppState>,
+    auth: Option<Authenticated>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    let auth = signed_in(auth)?;
+    let author: Option<(String,)> = sqlx::query_as("SELECT author FROM posts WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&s.db)
+        .await?;
+    let (author,) = author.ok_or(ApiError::NotFound)?;
+    may_delete(&auth, &author)?;
+    sqlx::query("DELETE FROM comments WHERE post_id = ?")
+        .bind(id)
+        .execute(&s.db)
+        .await?;
+    sqlx::query("DELETE FROM posts WHERE id = ?")
+        .bind(id)
+        .execute(&s.db)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_comments(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let _post = get_post(State(s.clone()), Path(id)).await?;
+    let rows: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, body, author FROM comments WHERE post_id = ? ORDER BY id")
+            .bind(id)
+            .fetch_all(&s.db)
+            .await?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|(id, body, author)| json!({"id": id, "body": body, "author": author}))
+            .collect(),
+    )))
+}
+
+async fn create_comment(
+    State(s): State<AppState>,
+    auth: Option<Authenticated>,
+    Path(id): Path<i64>,
+    body: Result<Json<NewComment>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let auth = signed_in(auth)?;
+    auth.identity
+        .require_all(&["posts:write"])
+        .map_err(ApiError::Auth)?;
+    let Json(c) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if c.body.trim().is_empty() || c.body.len() > 5_000 {
+        return Err(ApiError::BadRequest("a comment is 1–5000 bytes".into()));
+    }
+    let _post = get_post(State(s.clone()), Path(id)).await?;
+    let author = auth.identity.subject().to_owned();
+    let (cid,): (i64,) = sqlx::query_as(
+        "INSERT INTO comments (post_id, body, author) VALUES (?, ?, ?) RETURNING id",
+    )
+    .bind(id)
+    .bind(&c.body)
+    .bind(&author)
+    .fetch_one(&s.db)
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": cid, "body": c.body, "author": author})),
+    )
+        .into_response())
+}
+
+async fn delete_comment(
+    State(s): State<AppState>,
+    auth: Option<Authenticated>,
+    Path((id, cid)): Path<(i64, i64)>,
+) -> Result<StatusCode, ApiError> {
+    let auth = signed_in(auth)?;
+    let author: Option<(String,)> =
+        sqlx::query_as("SELECT author FROM comments WHERE id = ? AND post_id = ?")
+            .bind(cid)
+            .bind(id)
+            .fetch_optional(&s.db)
+            .await?;
+    let (author,) = author.ok_or(ApiError::NotFound)?;
+    may_delete(&auth, &author)?;
+    sqlx::query("DELETE FROM comments WHERE id = ?")
+        .bind(cid)
+        .execute(&s.db)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
