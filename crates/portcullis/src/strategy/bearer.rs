@@ -141,3 +141,53 @@ impl Strategy for Bearer {
         })
     }
 }
+
+/// Bearer tokens from several issuers: the token's `iss` picks the [`Bearer`]
+/// configured for that issuer (an allow-list), which then verifies everything,
+/// `iss` included, with that issuer's own keys and policy. A token from any other
+/// issuer is refused without touching a key.
+#[derive(Clone, Debug, Default)]
+pub struct Issuers {
+    by_issuer: std::collections::HashMap<String, Bearer>,
+}
+
+impl Issuers {
+    /// No issuers yet.
+    pub fn new() -> Issuers {
+        Issuers::default()
+    }
+
+    /// Trusts `issuer`, verified by `bearer` (whose verifier must require that issuer).
+    #[must_use]
+    pub fn with(mut self, issuer: impl Into<String>, bearer: Bearer) -> Issuers {
+        self.by_issuer.insert(issuer.into(), bearer);
+        self
+    }
+
+    /// The unverified `iss` of a token, only to choose whom to ask.
+    fn issuer_of(token: &str) -> Option<String> {
+        let (_, payload) =
+            crate::jwt::jws::insecure_decode(token, crate::jwt::DEFAULT_MAX_TOKEN_SIZE).ok()?;
+        let claims = crate::strict_json::parse_object(&payload).ok()?;
+        claims.get("iss")?.as_str().map(str::to_owned)
+    }
+}
+
+impl Strategy for Issuers {
+    fn name(&self) -> &'static str {
+        "bearer"
+    }
+
+    fn authenticate<'a>(&'a self, parts: &'a Parts) -> StrategyFuture<'a> {
+        let token = match Bearer::token(parts) {
+            Ok(token) => token,
+            Err(outcome) => return Box::pin(std::future::ready(outcome)),
+        };
+        match Self::issuer_of(token).and_then(|iss| self.by_issuer.get(&iss)) {
+            Some(bearer) => bearer.authenticate(parts),
+            None => Box::pin(std::future::ready(Outcome::Reject(
+                Rejection::InvalidToken(TokenFailure::Verification(Reason::InvalidIssuer)),
+            ))),
+        }
+    }
+}

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use api_key::{ApiKey, ApiKeyRecord, ApiKeyStore, LookupFuture, MemoryApiKeys};
-pub use bearer::{Bearer, RevocationCheck};
+pub use bearer::{Bearer, Issuers, RevocationCheck};
 use http::request::Parts;
 
 use crate::jwt::{Claims, VerifiedToken};

@@ -335,3 +335,62 @@ async fn a_remote_jwks_is_loaded_on_demand_and_refetched_for_a_new_kid() {
     );
     assert_eq!(served.1.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn several_issuers_are_allowed_by_name_and_others_refused() {
+    use portcullis::jwt::{TokenBuilder, Validation, Verifier};
+    use portcullis::keys::{KeySet, SigningKey};
+    use portcullis::strategy::Issuers;
+    let clock = portcullis::clock::ManualClock::new(NOW);
+    let bearer_for = |iss: &str, key: &SigningKey| {
+        Bearer::new(Arc::new(Verifier::new(
+            KeySet::new(vec![key.verifying_key().unwrap()]).unwrap(),
+            Validation::builder()
+                .issuer(iss)
+                .audience("api")
+                .clock(Arc::new(clock.clone()))
+                .build()
+                .unwrap(),
+        )))
+    };
+    let (ka, kb, kc) = (
+        SigningKey::generate(Algorithm::EdDSA, Some("a".into())).unwrap(),
+        SigningKey::generate(Algorithm::ES256, Some("b".into())).unwrap(),
+        SigningKey::generate(Algorithm::EdDSA, Some("c".into())).unwrap(),
+    );
+    let chain = Chain::new().with(
+        Issuers::new()
+            .with("https://a.example", bearer_for("https://a.example", &ka))
+            .with("https://b.example", bearer_for("https://b.example", &kb)),
+    );
+    let app = Router::new()
+        .route(
+            "/me",
+            get(|auth: Authenticated| async move { auth.identity.subject().to_owned() }),
+        )
+        .layer(AuthLayer::required(chain));
+    let token = |iss: &str, key: &SigningKey| {
+        TokenBuilder::access_token(iss, "api")
+            .subject(iss)
+            .sign_at(key, &clock)
+            .unwrap()
+    };
+    for (iss, key, want) in [
+        ("https://a.example", &ka, StatusCode::OK),
+        ("https://b.example", &kb, StatusCode::OK),
+        ("https://c.example", &kc, StatusCode::UNAUTHORIZED),
+        // Claiming issuer A with another key is still refused by A's verifier.
+        ("https://a.example", &kc, StatusCode::UNAUTHORIZED),
+    ] {
+        let t = token(iss, key);
+        let (status, _, body) = send(
+            &app,
+            get_with("/me", &[("authorization", &format!("Bearer {t}"))]),
+        )
+        .await;
+        assert_eq!(status, want, "{iss}");
+        if want == StatusCode::OK {
+            assert_eq!(body, iss);
+        }
+    }
+}
