@@ -117,6 +117,10 @@ fn main() {
         }
         return;
     }
+    if filter.as_deref() == Some("middleware") {
+        middleware_overhead();
+        return;
+    }
     let rng = SystemRandom::new();
     let mut verify_rows = Vec::new();
     let mut sign_rows = Vec::new();
@@ -231,4 +235,70 @@ fn main() {
     println!("|---|---:|---:|---:|");
     cached_rows.iter().for_each(|r| println!("{r}"));
     println!("\nRatios: median of per-round ratios (10th–90th percentile).");
+}
+
+/// The middleware's added cost per request, paired: the same route and request with and
+/// without `AuthLayer` (cached token), through tower `oneshot` on one runtime.
+fn middleware_overhead() {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use portcullis::middleware::{AuthLayer, Authenticated};
+    use portcullis::strategy::{Bearer, Chain};
+    use tower::ServiceExt as _;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let case = case(Algorithm::EdDSA);
+    let verifier = std::sync::Arc::new(case.cached);
+    let open = Router::new().route("/", get(|| async { "user-1234".to_owned() }));
+    let protected = Router::new()
+        .route(
+            "/",
+            get(|auth: Authenticated| async move { auth.identity.subject().to_owned() }),
+        )
+        .layer(AuthLayer::required(
+            Chain::new().with(Bearer::new(verifier)),
+        ));
+    let header = format!("Bearer {}", case.token);
+    let request = || {
+        http::Request::get("/")
+            .header("authorization", header.as_str())
+            .body(Body::empty())
+            .expect("request")
+    };
+    let status = rt
+        .block_on(protected.clone().oneshot(request()))
+        .expect("response")
+        .status();
+    assert_eq!(status, 200);
+    let plain = || {
+        black_box(
+            rt.block_on(open.clone().oneshot(request()))
+                .expect("response"),
+        );
+    };
+    let guarded = || {
+        black_box(
+            rt.block_on(protected.clone().oneshot(request()))
+                .expect("response"),
+        );
+    };
+    let s = paired(&[("unprotected", &plain), ("protected", &guarded)]);
+    let diffs: Vec<f64> = s[1].ns.iter().zip(&s[0].ns).map(|(p, u)| p - u).collect();
+    println!("### middleware (paired, {ROUNDS} rounds, EdDSA token, cached)\n");
+    println!("| route | median |");
+    println!("|---|---:|");
+    println!("| unprotected | {} |", time(median(&s[0].ns)));
+    println!(
+        "| protected (AuthLayer + Bearer + Authenticated) | {} |",
+        time(median(&s[1].ns))
+    );
+    println!(
+        "\nadded cost per request: median {} (10th–90th percentile {} – {})",
+        time(percentile(diffs.clone(), 0.5)),
+        time(percentile(diffs.clone(), 0.1)),
+        time(percentile(diffs, 0.9))
+    );
 }

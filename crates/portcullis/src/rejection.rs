@@ -178,6 +178,22 @@ fn quote(s: &str) -> String {
         .collect()
 }
 
+/// The `b64token` characters of RFC 6750 §2.1, written without branches or lookups so
+/// the scan over a whole token vectorizes (it runs on every request).
+#[inline(always)]
+fn b64token(b: u8) -> bool {
+    (b.wrapping_sub(b'A') < 26)
+        | (b.wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
+        | (b == b'=')
+}
+
 /// Extracts a bearer token from the `Authorization` header values of a request
 /// (RFC 6750 §2.1): exactly one header, scheme `Bearer` in any case, one space, a
 /// token of `b64token` characters.
@@ -208,8 +224,11 @@ pub fn bearer_token<'a>(
             "Authorization scheme must be Bearer",
         ));
     }
-    let b64token = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b);
-    if token.is_empty() || !token.iter().all(b64token) {
+    if token.is_empty()
+        || !token
+            .chunks(32)
+            .all(|c| c.iter().fold(true, |ok, &b| ok & b64token(b)))
+    {
         return Err(Rejection::InvalidRequest("malformed bearer token"));
     }
     // All bytes are ASCII, so this cannot fail.

@@ -71,22 +71,46 @@ pub struct Auth<S> {
     layer: AuthLayer,
 }
 
-/// The response future of [`Auth`].
-pub struct ResponseFuture<R, E> {
-    inner: Pin<Box<dyn Future<Output = Result<R, E>> + Send>>,
+pin_project_lite::pin_project! {
+    /// The response future of [`Auth`]: the inner service's own future when the chain
+    /// decided at once (the usual case, no allocation), a ready rejection, or a boxed
+    /// future when a strategy had to wait.
+    pub struct ResponseFuture<F, R, E> {
+        #[pin]
+        kind: Kind<F, R, E>,
+    }
 }
 
-impl<R, E> std::fmt::Debug for ResponseFuture<R, E> {
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, R, E> {
+        Inner { #[pin] future: F },
+        Ready { response: Option<R> },
+        Boxed { future: Pin<Box<dyn Future<Output = Result<R, E>> + Send>> },
+    }
+}
+
+impl<F, R, E> std::fmt::Debug for ResponseFuture<F, R, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ResponseFuture")
     }
 }
 
-impl<R, E> Future for ResponseFuture<R, E> {
+impl<F, R, E> Future for ResponseFuture<F, R, E>
+where
+    F: Future<Output = Result<R, E>>,
+{
     type Output = Result<R, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => future.poll(cx),
+            // Taken once; a future polled again after completing may stay pending.
+            KindProj::Ready { response } => response
+                .take()
+                .map_or(Poll::Pending, |r| Poll::Ready(Ok(r))),
+            KindProj::Boxed { future } => future.as_mut().poll(cx),
+        }
     }
 }
 
@@ -122,7 +146,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<Response<ResBody>, S::Error>;
+    type Future = ResponseFuture<S::Future, Response<ResBody>, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -133,25 +157,52 @@ where
         // waits for the next one (tower's usual pattern).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        ResponseFuture {
-            inner: Box::pin(async move {
-                let (mut parts, body) = request.into_parts();
-                match layer.chain.authenticate(&parts).await {
-                    Ok(Some(identity)) => {
-                        parts.extensions.insert(identity);
-                    }
-                    Ok(None) if layer.required => {
-                        return Ok(rejection_response(
-                            &Rejection::MissingCredentials,
-                            layer.realm,
-                        ));
-                    }
-                    Ok(None) => {}
-                    Err(rejection) => return Ok(rejection_response(&rejection, layer.realm)),
-                }
-                inner.call(Request::from_parts(parts, body)).await
-            }),
+        let (mut parts, body) = request.into_parts();
+        let Some(decided) = self.layer.chain.authenticate_now(&parts) else {
+            let layer = self.layer.clone();
+            return ResponseFuture {
+                kind: Kind::Boxed {
+                    future: Box::pin(async move {
+                        let decided = layer.chain.authenticate(&parts).await;
+                        match admit(decided, &layer, &mut parts) {
+                            Ok(()) => inner.call(Request::from_parts(parts, body)).await,
+                            Err(response) => Ok(response),
+                        }
+                    }),
+                },
+            };
+        };
+        match admit(decided, &self.layer, &mut parts) {
+            Ok(()) => ResponseFuture {
+                kind: Kind::Inner {
+                    future: inner.call(Request::from_parts(parts, body)),
+                },
+            },
+            Err(response) => ResponseFuture {
+                kind: Kind::Ready {
+                    response: Some(response),
+                },
+            },
         }
+    }
+}
+
+/// Puts the identity in the request, or gives the answer that refuses it.
+fn admit<B: From<String>>(
+    decided: Result<Option<crate::strategy::Identity>, Rejection>,
+    layer: &AuthLayer,
+    parts: &mut http::request::Parts,
+) -> Result<(), Response<B>> {
+    match decided {
+        Ok(Some(identity)) => {
+            parts.extensions.insert(identity);
+            Ok(())
+        }
+        Ok(None) if layer.required => Err(rejection_response(
+            &Rejection::MissingCredentials,
+            layer.realm,
+        )),
+        Ok(None) => Ok(()),
+        Err(rejection) => Err(rejection_response(&rejection, layer.realm)),
     }
 }

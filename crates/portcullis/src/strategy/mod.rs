@@ -132,6 +132,13 @@ pub trait Strategy: Send + Sync + 'static {
 
     /// Looks at the request and decides.
     fn authenticate<'a>(&'a self, parts: &'a Parts) -> StrategyFuture<'a>;
+
+    /// Decides without waiting, when the strategy can (no I/O needed for this
+    /// request); `None` makes the chain call [`Strategy::authenticate`]. Saves a boxed
+    /// future per request for strategies like `Bearer` with local keys.
+    fn authenticate_now(&self, _parts: &Parts) -> Option<Outcome> {
+        None
+    }
 }
 
 /// Strategies tried in order.
@@ -161,11 +168,28 @@ impl Chain {
         self
     }
 
+    /// Runs the chain without waiting, when every strategy it reaches can decide at
+    /// once; `None` when one needs to wait (then use [`Chain::authenticate`]).
+    pub fn authenticate_now(&self, parts: &Parts) -> Option<Result<Option<Identity>, Rejection>> {
+        for strategy in &self.strategies {
+            match strategy.authenticate_now(parts)? {
+                Outcome::Authenticated(identity) => return Some(Ok(Some(identity))),
+                Outcome::Reject(rejection) => return Some(Err(rejection)),
+                Outcome::Skip => {}
+            }
+        }
+        Some(Ok(None))
+    }
+
     /// Runs the chain: the first authentication wins, the first rejection ends it,
     /// `Ok(None)` when every strategy skipped.
     pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Identity>, Rejection> {
         for strategy in &self.strategies {
-            match strategy.authenticate(parts).await {
+            let outcome = match strategy.authenticate_now(parts) {
+                Some(outcome) => outcome,
+                None => strategy.authenticate(parts).await,
+            };
+            match outcome {
                 Outcome::Authenticated(identity) => return Ok(Some(identity)),
                 Outcome::Reject(rejection) => return Err(rejection),
                 Outcome::Skip => {}
