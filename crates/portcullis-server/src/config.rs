@@ -68,8 +68,9 @@ pub struct Overrides {
     pub issuer: Option<String>,
 }
 
-/// The checked configuration. Every default is listed in docs/defaults.md.
-#[derive(Clone, Debug)]
+/// The checked configuration. Every default is listed in docs/defaults.md. `Debug`
+/// hides a password in the database URL.
+#[derive(Clone)]
 pub struct Config {
     /// Defaults to 127.0.0.1:8080.
     pub bind: SocketAddr,
@@ -106,6 +107,22 @@ pub struct Config {
     /// How often an instance reads the event log (revocations, key changes) when not
     /// woken by a notification. Defaults to 500 ms.
     pub event_poll_interval: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field(
+                "database_url",
+                &crate::startup::redact_url(&self.database_url),
+            )
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("signing_alg", &self.signing_alg)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RawConfig {
@@ -282,6 +299,17 @@ mod tests {
         assert_eq!(c.signing_alg, Algorithm::EdDSA);
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.event_poll_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let mut c = Config::defaults().unwrap();
+        c.database_url = "postgres://app:s3cret@db/portcullis".into();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("app:***@db"),
+            "{shown}"
+        );
     }
 
     #[test]

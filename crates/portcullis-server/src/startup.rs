@@ -10,6 +10,7 @@ use axum::http::HeaderName;
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::jwt::Verifier;
 use portcullis::password::{HashParams, PasswordHasher};
+use portcullis::strategy::Bearer;
 use portcullis_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -64,8 +65,9 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     // Keys retired less than a token lifetime (plus leeway) ago still verify.
     let keep_for = config.access_token_ttl + Duration::from_secs(60);
     let keys = KeyRing::load(store.as_ref(), config.signing_alg, keep_for, now).await?;
-    let revocations =
-        crate::revocation::from_state(store.revoked_since(now - keep_for.as_secs() as i64).await?);
+    let revocations = Arc::new(crate::revocation::from_state(
+        store.revoked_since(now - keep_for.as_secs() as i64).await?,
+    ));
     let cursor = store.last_event_id().await?;
     let hasher = PasswordHasher::new(
         HashParams::default(),
@@ -73,10 +75,11 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         config.hash_queue,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
-    let verifier = Verifier::new(
+    let verifier = Arc::new(Verifier::new(
         keys.current().verifying.clone(),
         validation(&config, clock.clone())?,
-    );
+    ));
+    let bearer = Bearer::new(verifier.clone()).with_revocation(revocations.clone());
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
@@ -92,6 +95,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         keys,
         verifier,
         revocations,
+        bearer,
         throttle,
         clock,
     }));
@@ -273,7 +277,6 @@ async fn shutdown_signal() {
     }
 }
 
-#[allow(dead_code)] // Used by the admin CLI.
 pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     portcullis_store::open(url)
         .await

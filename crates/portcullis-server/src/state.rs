@@ -5,6 +5,7 @@ use std::sync::Arc;
 use portcullis::clock::Clock;
 use portcullis::jwt::{Validation, Verifier};
 use portcullis::password::PasswordHasher;
+use portcullis::strategy::Bearer;
 use portcullis_store::Store;
 
 use crate::config::Config;
@@ -21,8 +22,10 @@ pub(crate) struct Inner {
     pub store: Arc<dyn Store>,
     pub hasher: PasswordHasher,
     pub keys: KeyRing,
-    pub verifier: Verifier,
-    pub revocations: RevocationList,
+    pub verifier: Arc<Verifier>,
+    pub revocations: Arc<RevocationList>,
+    /// The bearer check over `verifier` and `revocations`.
+    pub bearer: Bearer,
     pub throttle: Throttle,
     pub clock: Arc<dyn Clock>,
 }

@@ -27,8 +27,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 
-/// Command line, or `BLOG_API_*` environment variables.
-#[derive(Debug, Clone, clap::Parser)]
+/// Command line, or `BLOG_API_*` environment variables. `Debug` hides the password.
+#[derive(Clone, clap::Parser)]
 pub struct Args {
     /// The Portcullis server's issuer URL.
     #[arg(long, env = "BLOG_API_ISSUER")]
@@ -55,6 +55,22 @@ pub struct Args {
     /// How often to read the feed, in milliseconds.
     #[arg(long, env = "BLOG_API_FEED_INTERVAL_MS", default_value_t = 500)]
     pub feed_interval_ms: u64,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("bind", &self.bind)
+            .field("database_url", &self.database_url)
+            .field("service_username", &self.service_username)
+            .field(
+                "service_password",
+                &self.service_password.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 /// `JwksFetcher` over reqwest, with a timeout.

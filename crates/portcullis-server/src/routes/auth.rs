@@ -4,12 +4,14 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portcullis::jwt::{Claims, TokenBuilder, random_id};
 use portcullis::password::{Password, PasswordError, Verification};
 use portcullis::refresh::RefreshToken;
-use portcullis::rejection::{Rejection, TokenFailure, bearer_token};
+use portcullis::rejection::Rejection;
+use portcullis::strategy::{Outcome, Strategy as _};
 use portcullis::username::normalize_username;
 use portcullis_store::{NewUser, Rotation, RotationPolicy, TokenHash};
 use serde::Deserialize;
@@ -219,12 +221,8 @@ pub async fn logout(
 
 /// `POST /auth/logout-all` (bearer) → 204: every session of the user ends, and every
 /// access token issued before now is refused.
-pub async fn logout_all(
-    State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &uri, &headers)?;
+pub async fn logout_all(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &parts)?;
     let user_id = claims
         .sub
         .clone()
@@ -240,12 +238,8 @@ pub async fn logout_all(
 }
 
 /// `GET /auth/me` (bearer) → 200 `{id, username, scope}`, answered from the token.
-pub async fn me(
-    State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &uri, &headers)?;
+pub async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &parts)?;
     let body = json!({
         "id": claims.sub,
         "username": claims.extra.get("preferred_username"),
@@ -258,36 +252,19 @@ pub async fn me(
     Ok(response)
 }
 
-/// The server's own bearer check: one `Authorization` header, no token in the query,
-/// a token that verifies, a session that is not revoked. No database read.
-pub(super) fn authenticate(
-    state: &AppState,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Result<Claims, ApiError> {
-    if uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p.starts_with("access_token=")))
-    {
-        return Err(ApiError::Auth(Rejection::InvalidRequest(
-            "access tokens are not accepted in the query string",
-        )));
+/// The server's own bearer check: the library's `Bearer` strategy (one `Authorization`
+/// header, no token in the query, a token that verifies) with the in-memory revocation
+/// list. No database read.
+pub(super) fn authenticate(state: &AppState, parts: &Parts) -> Result<Claims, ApiError> {
+    match state.0.bearer.authenticate_now(parts) {
+        Some(Outcome::Authenticated(identity)) => identity
+            .claims()
+            .cloned()
+            .ok_or(ApiError::Auth(Rejection::MissingCredentials)),
+        Some(Outcome::Reject(rejection)) => Err(ApiError::Auth(rejection)),
+        // No bearer credentials (none, or another scheme).
+        Some(Outcome::Skip) | None => Err(ApiError::Auth(Rejection::MissingCredentials)),
     }
-    let token = bearer_token(
-        headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .map(HeaderValue::as_bytes),
-    )
-    .map_err(ApiError::Auth)?;
-    let verified = state.0.verifier.verify(token).map_err(|e| {
-        ApiError::Auth(Rejection::InvalidToken(TokenFailure::Verification(
-            e.reason(),
-        )))
-    })?;
-    portcullis::strategy::RevocationCheck::check(&state.0.revocations, verified.claims())
-        .map_err(|f| ApiError::Auth(Rejection::InvalidToken(f)))?;
-    Ok(verified.claims().clone())
 }
 
 fn token_response(

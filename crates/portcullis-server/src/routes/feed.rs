@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::request::Parts;
 use portcullis::rejection::Rejection;
 use portcullis::revocation::{NotBefore, RevocationFeed};
 use portcullis_store::EventKind;
@@ -31,11 +31,10 @@ pub struct Since {
 /// One page of the feed.
 pub async fn revocations(
     State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
     query: Result<Query<Since>, axum::extract::rejection::QueryRejection>,
+    parts: Parts,
 ) -> Result<Json<RevocationFeed>, ApiError> {
-    let claims = authenticate(&state, &uri, &headers)?;
+    let claims = authenticate(&state, &parts)?;
     if !claims.scopes().any(|s| s == FEED_SCOPE) {
         return Err(ApiError::Auth(Rejection::InsufficientScope(
             FEED_SCOPE.into(),
