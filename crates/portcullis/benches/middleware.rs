@@ -45,6 +45,8 @@ fn bench(c: &mut Criterion) {
     };
     let cached = Arc::new(Verifier::new(keys.clone(), policy()));
     let uncached = Arc::new(Verifier::new(keys, policy()).with_cache(0, 0));
+    // Each router gets `with_state(())` below, as `axum::serve` does: it turns the routes
+    // into services once, instead of re-applying layers to the handler per request.
     let route = || Router::new().route("/", get(|| async { "user-1".to_owned() }));
     let protected_route = || {
         Router::new().route(
@@ -52,12 +54,15 @@ fn bench(c: &mut Criterion) {
             get(|auth: Authenticated| async move { auth.identity.subject().to_owned() }),
         )
     };
-    let open = route();
-    let protected =
-        protected_route().layer(AuthLayer::required(Chain::new().with(Bearer::new(cached))));
-    let protected_fresh = protected_route().layer(AuthLayer::required(
-        Chain::new().with(Bearer::new(uncached)),
-    ));
+    let open = route().with_state(());
+    let protected = protected_route()
+        .layer(AuthLayer::required(Chain::new().with(Bearer::new(cached))))
+        .with_state(());
+    let protected_fresh = protected_route()
+        .layer(AuthLayer::required(
+            Chain::new().with(Bearer::new(uncached)),
+        ))
+        .with_state(());
     let t = token();
     let request = |auth: Option<&str>| {
         let mut b = Request::get("/");

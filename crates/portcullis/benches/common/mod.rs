@@ -45,8 +45,8 @@ pub struct Case {
     pub token: String,
     pub signing_input: Vec<u8>,
     pub signature: Vec<u8>,
-    pub verifier: Verifier,
-    pub cached: Verifier,
+    pub verifier: std::sync::Arc<Verifier>,
+    pub cached: std::sync::Arc<Verifier>,
     pub raw_signer: RawSigner,
     pub raw_verifier: RawVerifier,
     pub jwt: Option<(
@@ -84,8 +84,8 @@ pub fn case(alg: Algorithm) -> Case {
             .expect("policy")
     };
     let keys = || KeySet::new(vec![key.verifying_key().expect("public")]).expect("set");
-    let verifier = Verifier::new(keys(), validation()).with_cache(0, 0);
-    let cached = Verifier::new(keys(), validation());
+    let verifier = std::sync::Arc::new(Verifier::new(keys(), validation()).with_cache(0, 0));
+    let cached = std::sync::Arc::new(Verifier::new(keys(), validation()));
 
     let (raw_signer, raw_verifier, jwt_keys) = match alg.family() {
         KeyFamily::Hmac => {

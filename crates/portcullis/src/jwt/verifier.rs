@@ -1,11 +1,12 @@
 //! The verifier: a key set, a validation policy and a cache of verified tokens.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+use quick_cache::{Equivalent, Weighter};
 
 use super::claims::Claims;
 use super::error::{Error, Reason};
@@ -50,12 +51,51 @@ struct Entry {
     token: Arc<VerifiedToken>,
 }
 
+/// A cache key: the full bytes of a verified token, compared in full.
+///
+/// It hashes only the token's length and its last [`HASHED_TAIL`] bytes, which are
+/// signature: hashing all of a token of a few hundred bytes was a third of the cost of
+/// a cache hit. Collisions cannot be forced: only tokens that verified are stored, and
+/// two verified tokens with the same signature tail would take the signing key to
+/// make; a lookup with any other token only compares against the few entries of its
+/// hash. The hasher is randomly seeded, as quick_cache's default is.
+#[derive(PartialEq, Eq)]
+struct TokenKey(Box<[u8]>);
+
+/// A lookup by borrowed token bytes, hashed as [`TokenKey`] is.
+struct TokenRef<'a>(&'a [u8]);
+
+const HASHED_TAIL: usize = 24;
+
+fn hash_token<H: Hasher>(token: &[u8], state: &mut H) {
+    state.write_usize(token.len());
+    state.write(&token[token.len().saturating_sub(HASHED_TAIL)..]);
+}
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_token(&self.0, state);
+    }
+}
+
+impl Hash for TokenRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_token(self.0, state);
+    }
+}
+
+impl Equivalent<TokenKey> for TokenRef<'_> {
+    fn equivalent(&self, key: &TokenKey) -> bool {
+        *self.0 == *key.0
+    }
+}
+
 #[derive(Clone)]
 struct TokenWeight;
 
-impl Weighter<Box<[u8]>, Entry> for TokenWeight {
-    fn weight(&self, key: &Box<[u8]>, _: &Entry) -> u64 {
-        key.len() as u64 + ENTRY_OVERHEAD
+impl Weighter<TokenKey, Entry> for TokenWeight {
+    fn weight(&self, key: &TokenKey, _: &Entry) -> u64 {
+        key.0.len() as u64 + ENTRY_OVERHEAD
     }
 }
 
@@ -69,7 +109,7 @@ impl Weighter<Box<[u8]>, Entry> for TokenWeight {
 pub struct Verifier {
     keys: ArcSwap<Keys>,
     validation: Validation,
-    cache: Option<Cache<Box<[u8]>, Entry, TokenWeight>>,
+    cache: Option<Cache<TokenKey, Entry, TokenWeight>>,
 }
 
 impl fmt::Debug for Verifier {
@@ -132,7 +172,12 @@ impl Verifier {
 
     /// Verifies a token.
     pub fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, Error> {
-        let bytes = token.as_bytes();
+        self.verify_bytes(token.as_bytes())
+    }
+
+    /// Verifies a token given as bytes, as it comes in a header value (which need not
+    /// be UTF-8: anything but base64url and dots fails as malformed).
+    pub fn verify_bytes(&self, bytes: &[u8]) -> Result<Arc<VerifiedToken>, Error> {
         if bytes.len() > self.validation.max_token_size() {
             return Err(jws::too_large(
                 bytes.len(),
@@ -141,7 +186,7 @@ impl Verifier {
         }
         let keys = self.keys.load();
         if let Some(cache) = &self.cache
-            && let Some(hit) = cache.get(bytes)
+            && let Some(hit) = cache.get(&TokenRef(bytes))
             && hit.generation == keys.generation
         {
             let now = self.validation.clock().now();
@@ -151,7 +196,7 @@ impl Verifier {
         let verified = Arc::new(self.verify_with(&keys.set, bytes)?);
         if let Some(cache) = &self.cache {
             cache.insert(
-                bytes.into(),
+                TokenKey(bytes.into()),
                 Entry {
                     generation: keys.generation,
                     token: verified.clone(),

@@ -10,6 +10,7 @@ mod extract;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 pub use extract::{AuthRejection, Authenticated, NoClaims};
@@ -18,9 +19,15 @@ use http::{HeaderValue, Request, Response, header};
 use crate::rejection::Rejection;
 use crate::strategy::Chain;
 
-/// Configures [`Auth`]. Cheap to clone.
+/// Configures [`Auth`]. Cheap to clone: one reference count, as axum clones the
+/// middleware of a route for every request.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
+    config: Arc<Config>,
+}
+
+#[derive(Clone, Debug)]
+struct Config {
     chain: Chain,
     required: bool,
     realm: &'static str,
@@ -29,26 +36,28 @@ pub struct AuthLayer {
 impl AuthLayer {
     /// Every request must authenticate.
     pub fn required(chain: Chain) -> AuthLayer {
-        AuthLayer {
-            chain,
-            required: true,
-            realm: "api",
-        }
+        AuthLayer::new(chain, true)
     }
 
     /// Anonymous requests pass; credentials that are present must be valid.
     pub fn optional(chain: Chain) -> AuthLayer {
+        AuthLayer::new(chain, false)
+    }
+
+    fn new(chain: Chain, required: bool) -> AuthLayer {
         AuthLayer {
-            chain,
-            required: false,
-            realm: "api",
+            config: Arc::new(Config {
+                chain,
+                required,
+                realm: "api",
+            }),
         }
     }
 
     /// The realm of `WWW-Authenticate` challenges. Defaults to `api`.
     #[must_use]
     pub fn with_realm(mut self, realm: &'static str) -> AuthLayer {
-        self.realm = realm;
+        Arc::make_mut(&mut self.config).realm = realm;
         self
     }
 }
@@ -153,18 +162,21 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The clone that was driven to readiness serves this request; the fresh clone
-        // waits for the next one (tower's usual pattern).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = request.into_parts();
-        let Some(decided) = self.layer.chain.authenticate_now(&parts) else {
+        let Some(decided) = self.layer.config.chain.authenticate_now(&parts) else {
+            // The inner service is called later, from the future: the clone that was
+            // driven to readiness goes with it and the fresh clone waits for the next
+            // request (tower's usual pattern). The synchronous path below calls
+            // `self.inner` at once and needs no clone (for an axum route, a clone is an
+            // allocation).
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
             let layer = self.layer.clone();
             return ResponseFuture {
                 kind: Kind::Boxed {
                     future: Box::pin(async move {
-                        let decided = layer.chain.authenticate(&parts).await;
-                        match admit(decided, &layer, &mut parts) {
+                        let decided = layer.config.chain.authenticate(&parts).await;
+                        match admit(decided, &layer.config, &mut parts) {
                             Ok(()) => inner.call(Request::from_parts(parts, body)).await,
                             Err(response) => Ok(response),
                         }
@@ -172,10 +184,10 @@ where
                 },
             };
         };
-        match admit(decided, &self.layer, &mut parts) {
+        match admit(decided, &self.layer.config, &mut parts) {
             Ok(()) => ResponseFuture {
                 kind: Kind::Inner {
-                    future: inner.call(Request::from_parts(parts, body)),
+                    future: self.inner.call(Request::from_parts(parts, body)),
                 },
             },
             Err(response) => ResponseFuture {
@@ -190,7 +202,7 @@ where
 /// Puts the identity in the request, or gives the answer that refuses it.
 fn admit<B: From<String>>(
     decided: Result<Option<crate::strategy::Identity>, Rejection>,
-    layer: &AuthLayer,
+    layer: &Config,
     parts: &mut http::request::Parts,
 ) -> Result<(), Response<B>> {
     match decided {

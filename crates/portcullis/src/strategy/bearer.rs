@@ -8,7 +8,9 @@ use http::request::Parts;
 use super::{Identity, Outcome, Strategy, StrategyFuture};
 use crate::jwt::{Claims, Reason, VerifiedToken, Verifier};
 use crate::keys::remote::RemoteJwks;
-use crate::rejection::{Rejection, TokenFailure, bearer_token};
+use crate::rejection::{
+    Rejection, TokenFailure, bearer_candidate, is_b64token, malformed_bearer_token,
+};
 
 /// Consulted after a token verifies: revoked sessions, per-user "not before" times.
 pub trait RevocationCheck: Send + Sync + 'static {
@@ -60,13 +62,13 @@ impl Bearer {
     }
 
     /// The token of a bearer request, or the outcome when there is none to verify.
-    fn token(parts: &Parts) -> Result<&str, Outcome> {
+    fn token(parts: &Parts) -> Result<&[u8], Outcome> {
         let in_query = parts
             .uri
             .query()
             .is_some_and(|q| q.split('&').any(|p| p.starts_with("access_token=")));
-        let mut values = parts.headers.get_all(AUTHORIZATION).iter().peekable();
-        let Some(first) = values.peek() else {
+        let values = parts.headers.get_all(AUTHORIZATION);
+        let Some(first) = values.iter().next() else {
             return Err(if in_query {
                 Outcome::Reject(Rejection::InvalidRequest(
                     "access tokens are not accepted in the query string",
@@ -75,12 +77,14 @@ impl Bearer {
                 Outcome::Skip
             });
         };
-        let scheme = first
-            .as_bytes()
-            .split(|&b| b == b' ')
-            .next()
-            .unwrap_or_default();
-        if !scheme.eq_ignore_ascii_case(b"bearer") {
+        // The scheme is what comes before the first space, compared without case.
+        let first = first.as_bytes();
+        let is_bearer = match first.get(..7) {
+            Some(head) => head[..6].eq_ignore_ascii_case(b"bearer") && head[6] == b' ',
+            None => first.eq_ignore_ascii_case(b"bearer"),
+        };
+        if !is_bearer {
+            // Another scheme (Basic, ApiKey…): not ours.
             return Err(Outcome::Skip);
         }
         if in_query {
@@ -88,12 +92,18 @@ impl Bearer {
                 "a token in more than one place",
             )));
         }
-        bearer_token(values.map(|v| v.as_bytes())).map_err(Outcome::Reject)
+        bearer_candidate(values.iter().map(|v| v.as_bytes())).map_err(Outcome::Reject)
     }
 
-    fn conclude(&self, verified: Result<Arc<VerifiedToken>, crate::jwt::Error>) -> Outcome {
+    fn conclude(
+        &self,
+        token: &[u8],
+        verified: Result<Arc<VerifiedToken>, crate::jwt::Error>,
+    ) -> Outcome {
         let verified = match verified {
             Ok(verified) => verified,
+            // Checked only now: a token that verifies is always `b64token` syntax.
+            Err(_) if !is_b64token(token) => return Outcome::Reject(malformed_bearer_token()),
             Err(e) => {
                 return Outcome::Reject(Rejection::InvalidToken(TokenFailure::Verification(
                     e.reason(),
@@ -119,7 +129,7 @@ impl Strategy for Bearer {
             return None;
         }
         Some(match Self::token(parts) {
-            Ok(token) => self.conclude(self.verifier.verify(token)),
+            Ok(token) => self.conclude(token, self.verifier.verify_bytes(token)),
             Err(outcome) => outcome,
         })
     }
@@ -132,22 +142,22 @@ impl Strategy for Bearer {
         let Some(remote) = &self.remote else {
             // Local keys: verification is synchronous and takes microseconds.
             return Box::pin(std::future::ready(
-                self.conclude(self.verifier.verify(token)),
+                self.conclude(token, self.verifier.verify_bytes(token)),
             ));
         };
         Box::pin(async move {
             if let Err(e) = remote.refresh_if_stale().await {
                 tracing::warn!(error = %e, "remote JWKS refresh failed; serving the last good keys");
             }
-            let mut verified = self.verifier.verify(token);
+            let mut verified = self.verifier.verify_bytes(token);
             if verified
                 .as_ref()
                 .is_err_and(|e| e.reason() == Reason::UnknownKey)
                 && remote.refresh_for_unknown_kid().await
             {
-                verified = self.verifier.verify(token);
+                verified = self.verifier.verify_bytes(token);
             }
-            self.conclude(verified)
+            self.conclude(token, verified)
         })
     }
 }
@@ -175,7 +185,8 @@ impl Issuers {
     }
 
     /// The unverified `iss` of a token, only to choose whom to ask.
-    fn issuer_of(token: &str) -> Option<String> {
+    fn issuer_of(token: &[u8]) -> Option<String> {
+        let token = std::str::from_utf8(token).ok()?;
         let (_, payload) =
             crate::jwt::jws::insecure_decode(token, crate::jwt::DEFAULT_MAX_TOKEN_SIZE).ok()?;
         let claims = crate::strict_json::parse_object(&payload).ok()?;
@@ -195,6 +206,9 @@ impl Strategy for Issuers {
         };
         match Self::issuer_of(token).and_then(|iss| self.by_issuer.get(&iss)) {
             Some(bearer) => bearer.authenticate(parts),
+            None if !is_b64token(token) => Box::pin(std::future::ready(Outcome::Reject(
+                malformed_bearer_token(),
+            ))),
             None => Box::pin(std::future::ready(Outcome::Reject(
                 Rejection::InvalidToken(TokenFailure::Verification(Reason::InvalidIssuer)),
             ))),

@@ -242,6 +242,34 @@ async fn malformed_bearer_requests_are_400_invalid_request() {
         StatusCode::UNAUTHORIZED,
         "another scheme is skipped, then nobody is found"
     );
+    // Outside the b64token syntax of RFC 6750 §2.1: a malformed request, not a bad token
+    // (the syntax is checked after verification fails, so both paths are covered).
+    for bad in [
+        format!("Bearer {token}$"),
+        format!("Bearer a b{token}"),
+        "Bearer ".to_owned(),
+        "Bearer".to_owned(),
+    ] {
+        let (status, _, body) = send(&app, get_with("/me", &[("authorization", &bad)])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(body.contains("invalid_request"), "{bad}: {body}");
+    }
+    let obs_text = Request::get("/me")
+        .header(
+            "authorization",
+            http::HeaderValue::from_bytes(format!("Bearer {token}\u{e9}").as_bytes()).unwrap(),
+        )
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, obs_text).await.0, StatusCode::BAD_REQUEST);
+    // Well-formed but not a valid token: 401 invalid_token.
+    let (status, _, body) = send(
+        &app,
+        get_with("/me", &[("authorization", &format!("Bearer {token}x"))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("invalid_token"), "{body}");
 }
 
 #[tokio::test]
@@ -393,4 +421,15 @@ async fn several_issuers_are_allowed_by_name_and_others_refused() {
             assert_eq!(body, iss);
         }
     }
+    let t = token("https://a.example", &ka);
+    let (status, _, _) = send(
+        &app,
+        get_with("/me", &[("authorization", &format!("Bearer {t}~$"))]),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "malformed, whoever it names"
+    );
 }
