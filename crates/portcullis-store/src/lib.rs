@@ -1,6 +1,6 @@
 //! SQLite and PostgreSQL stores for the Portcullis server: accounts, refresh-token
-//! families, signing keys and the event log that carries revocations and key changes to
-//! every instance.
+//! families, cookie sessions, signing keys and the event log that carries revocations
+//! and key changes to every instance.
 //!
 //! One [`Store`] trait, chosen at run time from the database URL ([`open`]), with one
 //! implementation per backend generated from the same SQL text (both accept `$n`
@@ -13,14 +13,18 @@ mod sql;
 
 use std::sync::Arc;
 
+use portcullis::session::SessionStore;
+
 pub use error::Error;
 pub use model::{
     Event, EventKind, NewUser, RevokedState, Rotation, RotationPolicy, StoredKey, TokenHash, User,
 };
 
-/// Everything the server keeps. Object-safe: the backend is chosen at run time.
+/// Everything the server keeps. Object-safe: the backend is chosen at run time. Every
+/// store is also the library's [`SessionStore`], so an `Arc<dyn Store>` coerces to the
+/// `Arc<dyn SessionStore>` that `portcullis::session::Sessions` takes.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SessionStore + Send + Sync + 'static {
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;
 
@@ -59,9 +63,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Rotation, Error>;
     /// Revokes the family a token belongs to; `None` when the token is unknown.
     async fn revoke_family_of(&self, token: &TokenHash, now: i64) -> Result<Option<String>, Error>;
-    /// Revokes every family of a user and moves the user's "not before" to `now`.
+    /// Logout everywhere, atomically: revokes every refresh family and every cookie
+    /// session of a user and moves the user's "not before" to `now`; the revoked
+    /// families' and sessions' ids.
     async fn revoke_user(&self, user_id: &str, now: i64) -> Result<Vec<String>, Error>;
-    /// Families revoked and users' "not before" times moved at or after `since`.
+    /// Families and sessions revoked, and users' "not before" times moved, at or after
+    /// `since`.
     async fn revoked_since(&self, since: i64) -> Result<RevokedState, Error>;
 
     /// Every signing key, newest first.

@@ -134,6 +134,9 @@ impl fmt::Debug for StoredKey {
 pub enum EventKind {
     /// A refresh family was revoked; `subject` is its id (a `sid`).
     FamilyRevoked,
+    /// A cookie session was revoked; `subject` is its id (the `sid` of access tokens
+    /// minted from it).
+    SessionRevoked,
     /// A user's "not before" moved; `subject` is the user id.
     UserNotBefore,
     /// The signing keys changed; `subject` is the new kid.
@@ -144,6 +147,7 @@ impl EventKind {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventKind::FamilyRevoked => "family_revoked",
+            EventKind::SessionRevoked => "session_revoked",
             EventKind::UserNotBefore => "user_not_before",
             EventKind::KeysChanged => "keys_changed",
         }
@@ -152,6 +156,7 @@ impl EventKind {
     pub(crate) fn parse(s: &str) -> Option<EventKind> {
         match s {
             "family_revoked" => Some(EventKind::FamilyRevoked),
+            "session_revoked" => Some(EventKind::SessionRevoked),
             "user_not_before" => Some(EventKind::UserNotBefore),
             "keys_changed" => Some(EventKind::KeysChanged),
             _ => None,
@@ -175,7 +180,7 @@ pub struct Event {
 /// Revocations that may still matter for live access tokens.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RevokedState {
-    /// Revoked family ids.
+    /// Revoked family and session ids (`sid`s).
     pub families: Vec<String>,
     /// (user id, not before) pairs.
     pub not_before: Vec<(String, i64)>,

@@ -13,6 +13,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use portcullis::session::{
+    self, NewSession, SessionHash, SessionRecord, SessionStore, StoreFuture,
+};
+
 use crate::{
     Error, Event, EventKind, NewUser, RevokedState, Rotation, RotationPolicy, Store, StoredKey,
     TokenHash, User,
@@ -320,6 +324,14 @@ macro_rules! store_impl {
                 .bind(user_id)
                 .fetch_all(&mut *tx)
                 .await?;
+                let sessions: Vec<(String,)> = sqlx::query_as(
+                    "UPDATE sessions SET revoked_at = $1 \
+                     WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(now)
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
                 sqlx::query("UPDATE users SET not_before = $1 WHERE id = $2")
                     .bind(now)
                     .bind(user_id)
@@ -328,17 +340,22 @@ macro_rules! store_impl {
                 for (family_id,) in &revoked {
                     insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now, $notify).await?;
                 }
+                for (session_id,) in &sessions {
+                    insert_event(&mut tx, EventKind::SessionRevoked, session_id, now, $notify).await?;
+                }
                 insert_event(&mut tx, EventKind::UserNotBefore, user_id, now, $notify).await?;
                 tx.commit().await?;
-                Ok(revoked.into_iter().map(|(id,)| id).collect())
+                Ok(revoked.into_iter().chain(sessions).map(|(id,)| id).collect())
             }
 
             async fn revoked_since(&self, since: i64) -> Result<RevokedState, Error> {
-                let families: Vec<(String,)> =
-                    sqlx::query_as("SELECT id FROM refresh_families WHERE revoked_at >= $1")
-                        .bind(since)
-                        .fetch_all(&self.pool)
-                        .await?;
+                let families: Vec<(String,)> = sqlx::query_as(
+                    "SELECT id FROM refresh_families WHERE revoked_at >= $1 \
+                     UNION ALL SELECT id FROM sessions WHERE revoked_at >= $1",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
                 let not_before: Vec<(String, i64)> =
                     sqlx::query_as("SELECT id, not_before FROM users WHERE not_before >= $1")
                         .bind(since)
@@ -446,5 +463,162 @@ where
     Ok(())
 }
 
+type SessionRow = (String, String, String, String, i64, i64, i64);
+
+fn session_record(row: SessionRow) -> SessionRecord {
+    let (id, subject, scope, label, created_at, last_seen_at, expires_at) = row;
+    SessionRecord {
+        id,
+        subject,
+        scope,
+        label,
+        created_at,
+        last_seen_at,
+        expires_at,
+    }
+}
+
+/// The library's session errors carry no sqlx type: the message is enough for a 503.
+fn unavailable(e: impl Into<Error>) -> session::Error {
+    session::Error::Unavailable(e.into().to_string())
+}
+
+const SESSION_COLUMNS: &str =
+    "s.id, s.user_id, s.scope, s.label, s.created_at, s.last_seen_at, s.expires_at";
+
+/// The library's [`SessionStore`] over the same pool. Revoking a session also logs a
+/// `session_revoked` event, in the same transaction, so every instance refuses the
+/// access tokens minted from it (their `sid` is the session id).
+macro_rules! session_impl {
+    ($store:ty, $notify:literal) => {
+        impl SessionStore for $store {
+            fn create_session<'a>(&'a self, s: &'a NewSession) -> StoreFuture<'a, ()> {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO sessions (id, secret_hash, user_id, scope, label, \
+                         created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+                    )
+                    .bind(&s.id)
+                    .bind(&s.hash.0[..])
+                    .bind(&s.subject)
+                    .bind(&s.scope)
+                    .bind(&s.label)
+                    .bind(s.created_at)
+                    .bind(s.expires_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    Ok(())
+                })
+            }
+
+            fn find_session<'a>(
+                &'a self,
+                hash: &'a SessionHash,
+            ) -> StoreFuture<'a, Option<SessionRecord>> {
+                Box::pin(async move {
+                    // Sessions of disabled accounts are refused like revoked ones.
+                    let row: Option<SessionRow> = sqlx::query_as(&format!(
+                        "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+                         WHERE s.secret_hash = $1 AND s.revoked_at IS NULL AND NOT u.disabled"
+                    ))
+                    .bind(&hash.0[..])
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    Ok(row.map(session_record))
+                })
+            }
+
+            fn touch_session<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, ()> {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1",
+                    )
+                    .bind(at)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    Ok(())
+                })
+            }
+
+            fn revoke_session<'a>(
+                &'a self,
+                id: &'a str,
+                subject: Option<&'a str>,
+                at: i64,
+            ) -> StoreFuture<'a, bool> {
+                Box::pin(async move {
+                    let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                    let revoked = sqlx::query(
+                        "UPDATE sessions SET revoked_at = $1 WHERE id = $2 \
+                         AND revoked_at IS NULL AND ($3 IS NULL OR user_id = $3)",
+                    )
+                    .bind(at)
+                    .bind(id)
+                    .bind(subject)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected()
+                        == 1;
+                    if revoked {
+                        insert_event(&mut tx, EventKind::SessionRevoked, id, at, $notify)
+                            .await
+                            .map_err(unavailable)?;
+                    }
+                    tx.commit().await.map_err(unavailable)?;
+                    Ok(revoked)
+                })
+            }
+
+            fn revoke_sessions_of<'a>(
+                &'a self,
+                subject: &'a str,
+                at: i64,
+            ) -> StoreFuture<'a, Vec<String>> {
+                Box::pin(async move {
+                    let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                    let ids: Vec<(String,)> = sqlx::query_as(
+                        "UPDATE sessions SET revoked_at = $1 \
+                         WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
+                    )
+                    .bind(at)
+                    .bind(subject)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                    for (id,) in &ids {
+                        insert_event(&mut tx, EventKind::SessionRevoked, id, at, $notify)
+                            .await
+                            .map_err(unavailable)?;
+                    }
+                    tx.commit().await.map_err(unavailable)?;
+                    Ok(ids.into_iter().map(|(id,)| id).collect())
+                })
+            }
+
+            fn sessions_of<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, Vec<SessionRecord>> {
+                Box::pin(async move {
+                    let rows: Vec<SessionRow> = sqlx::query_as(&format!(
+                        "SELECT {SESSION_COLUMNS} FROM sessions s \
+                         WHERE s.user_id = $1 AND s.revoked_at IS NULL \
+                         ORDER BY s.created_at DESC, s.id"
+                    ))
+                    .bind(subject)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                    Ok(rows.into_iter().map(session_record).collect())
+                })
+            }
+        }
+    };
+}
+
 store_impl!(SqliteStore, "sqlite", false);
 store_impl!(PostgresStore, "postgres", true);
+session_impl!(SqliteStore, false);
+session_impl!(PostgresStore, true);

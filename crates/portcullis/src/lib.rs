@@ -11,6 +11,8 @@
 //!   API keys, your own), a tower layer and the `Authenticated<C>` extractor;
 //! - [`password`], [`refresh`], [`username`], [`revocation`], [`rejection`]: the pieces
 //!   the Portcullis server is built from;
+//! - [`session`]: cookie sessions with CSRF checks, for browsers and server-rendered
+//!   pages, beside tokens (the [`strategy::Session`] strategy);
 //! - [`clock`]: injected time, so tests move the clock instead of sleeping.
 //!
 //! # Quick start
@@ -84,6 +86,7 @@ pub mod password;
 pub mod refresh;
 pub mod rejection;
 pub mod revocation;
+pub mod session;
 pub mod strategy;
 mod strict_json;
 pub mod username;

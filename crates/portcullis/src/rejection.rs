@@ -25,6 +25,9 @@ pub enum Rejection {
     InsufficientScope(String),
     /// The credentials could not be checked now (a store is down): 503, try again.
     Unavailable,
+    /// A state-changing request authenticated by a session cookie that does not come
+    /// from the site's own pages (CSRF): 403.
+    CrossSiteRequest,
 }
 
 /// What was wrong with a token, for logs and metrics only.
@@ -62,6 +65,7 @@ impl Rejection {
             Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::CrossSiteRequest => StatusCode::FORBIDDEN,
         }
     }
 
@@ -82,7 +86,9 @@ impl Rejection {
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
                 quote(scope)
             ),
-            Rejection::Unavailable => format!("Bearer realm=\"{realm}\""),
+            Rejection::Unavailable | Rejection::CrossSiteRequest => {
+                format!("Bearer realm=\"{realm}\"")
+            }
         }
     }
 
@@ -110,6 +116,10 @@ impl Rejection {
                 "error": "temporarily_unavailable",
                 "error_description": "credentials cannot be checked right now; try again",
             }),
+            Rejection::CrossSiteRequest => json!({
+                "error": "access_denied",
+                "error_description": "cross-site request refused",
+            }),
         }
     }
 
@@ -121,6 +131,7 @@ impl Rejection {
             Rejection::InvalidToken(failure) => failure.code(),
             Rejection::InsufficientScope(_) => "insufficient_scope",
             Rejection::Unavailable => "unavailable",
+            Rejection::CrossSiteRequest => "cross_site_request",
         }
     }
 
@@ -134,8 +145,9 @@ impl Rejection {
 }
 
 /// Every reason a rejection is counted under.
-const COUNTED: [&str; 22] = [
+const COUNTED: [&str; 23] = [
     "missing_credentials",
+    "cross_site_request",
     "invalid_request",
     "insufficient_scope",
     "unavailable",
@@ -159,7 +171,7 @@ const COUNTED: [&str; 22] = [
     "invalid_claim",
 ];
 
-static COUNTS: [AtomicU64; 22] = [const { AtomicU64::new(0) }; 22];
+static COUNTS: [AtomicU64; 23] = [const { AtomicU64::new(0) }; 23];
 
 /// How many rejections of each reason this process has answered, for metrics. The
 /// reasons are stable codes; the counts never include anything from the request.

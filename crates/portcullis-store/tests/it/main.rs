@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use portcullis::session::{NewSession, SessionHash, SessionRecord};
 use portcullis_store::{EventKind, NewUser, Rotation, RotationPolicy, Store, StoredKey, TokenHash};
 
 struct Db {
@@ -299,6 +300,157 @@ async fn a_new_signing_key_retires_the_old_one() {
                 .filter(|e| e.kind == EventKind::KeysChanged)
                 .count(),
             2
+        );
+    }
+}
+
+fn new_session(id: &str, secret: u8, subject: &str, at: i64) -> NewSession {
+    NewSession {
+        id: id.into(),
+        hash: SessionHash([secret; 32]),
+        subject: subject.into(),
+        scope: "read write".into(),
+        label: "Firefox on Linux".into(),
+        created_at: at,
+        expires_at: at + 1000,
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_found_by_hash_touched_listed_and_revoked() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        let uid = user(s, "fay").await;
+        let other = user(s, "gus").await;
+        s.create_session(&new_session("s1", 1, &uid, 100))
+            .await
+            .unwrap();
+        s.create_session(&new_session("s2", 2, &uid, 110))
+            .await
+            .unwrap();
+        s.create_session(&new_session("s3", 3, &other, 120))
+            .await
+            .unwrap();
+        let found = s
+            .find_session(&SessionHash([1; 32]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            found,
+            SessionRecord {
+                id: "s1".into(),
+                subject: uid.clone(),
+                scope: "read write".into(),
+                label: "Firefox on Linux".into(),
+                created_at: 100,
+                last_seen_at: 100,
+                expires_at: 1100,
+            }
+        );
+        assert!(
+            s.find_session(&SessionHash([9; 32]))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // A taken secret hash is refused (a collision must never merge two sessions).
+        assert!(
+            s.create_session(&new_session("s4", 1, &uid, 130))
+                .await
+                .is_err()
+        );
+
+        s.touch_session("s1", 150).await.unwrap();
+        s.touch_session("s1", 140).await.unwrap(); // never moves back
+        let found = s
+            .find_session(&SessionHash([1; 32]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.last_seen_at, 150);
+
+        let ids = |v: Vec<SessionRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(s.sessions_of(&uid).await.unwrap()), ["s2", "s1"]);
+
+        let start = s.last_event_id().await.unwrap();
+        // Only the owner's revocation counts; twice is once.
+        assert!(!s.revoke_session("s1", Some(&other), 200).await.unwrap());
+        assert!(s.revoke_session("s1", Some(&uid), 200).await.unwrap());
+        assert!(!s.revoke_session("s1", Some(&uid), 201).await.unwrap());
+        assert!(
+            s.find_session(&SessionHash([1; 32]))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(ids(s.sessions_of(&uid).await.unwrap()), ["s2"]);
+        assert_eq!(s.revoke_sessions_of(&other, 210).await.unwrap(), ["s3"]);
+        let events: Vec<_> = s
+            .events_after(start, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.subject))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (EventKind::SessionRevoked, "s1".to_owned()),
+                (EventKind::SessionRevoked, "s3".to_owned())
+            ]
+        );
+        let state = s.revoked_since(200).await.unwrap();
+        let mut sids = state.families.clone();
+        sids.sort();
+        assert_eq!(sids, ["s1", "s3"]);
+    }
+}
+
+#[tokio::test]
+async fn logout_all_ends_sessions_and_families_together_and_disabled_users_have_none() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        let uid = user(s, "hal").await;
+        s.create_family("f1", &uid, "", &hash(1), 100)
+            .await
+            .unwrap();
+        s.create_session(&new_session("s1", 1, &uid, 100))
+            .await
+            .unwrap();
+        let mut revoked = s.revoke_user(&uid, 300).await.unwrap();
+        revoked.sort();
+        assert_eq!(revoked, ["f1", "s1"]);
+        assert!(
+            s.find_session(&SessionHash([1; 32]))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.sessions_of(&uid).await.unwrap().is_empty());
+
+        s.create_session(&new_session("s2", 2, &uid, 400))
+            .await
+            .unwrap();
+        assert!(
+            s.find_session(&SessionHash([2; 32]))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(s.set_disabled("hal", true).await.unwrap());
+        assert!(
+            s.find_session(&SessionHash([2; 32]))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.set_disabled("hal", false).await.unwrap());
+        assert!(
+            s.find_session(&SessionHash([2; 32]))
+                .await
+                .unwrap()
+                .is_some()
         );
     }
 }

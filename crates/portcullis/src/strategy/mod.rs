@@ -11,6 +11,7 @@
 
 mod api_key;
 mod bearer;
+mod session;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 pub use api_key::{ApiKey, ApiKeyRecord, ApiKeyStore, LookupFuture, MemoryApiKeys};
 pub use bearer::{Bearer, Issuers, RevocationCheck};
 use http::request::Parts;
+pub use session::Session;
 
 use crate::jwt::{Claims, VerifiedToken};
 use crate::rejection::Rejection;
@@ -30,6 +32,7 @@ pub struct Identity {
     subject: Option<String>,
     scopes: Vec<String>,
     token: Option<Arc<VerifiedToken>>,
+    session: Option<Arc<crate::session::SessionContext>>,
     strategy: &'static str,
 }
 
@@ -45,8 +48,22 @@ impl Identity {
             subject: Some(subject.into()),
             scopes,
             token: None,
+            session: None,
             strategy,
         }
+    }
+
+    /// The same identity, established by the cookie session `context`.
+    #[must_use]
+    pub fn with_session(mut self, context: crate::session::SessionContext) -> Identity {
+        self.session = Some(Arc::new(context));
+        self
+    }
+
+    /// The session, when a cookie session authenticated the request: its id and the
+    /// synchronizer token for forms.
+    pub fn session(&self) -> Option<&crate::session::SessionContext> {
+        self.session.as_deref()
     }
 
     /// The identity a verified token establishes: subject `sub`, scopes from `scope`.
@@ -55,6 +72,7 @@ impl Identity {
             subject: None,
             scopes: Vec::new(),
             token: Some(token),
+            session: None,
             strategy,
         }
     }

@@ -7,6 +7,7 @@ mod middleware;
 mod properties;
 mod regressions;
 mod rfc;
+mod sessions;
 mod support;
 mod verifier;
 mod wycheproof;

@@ -1,0 +1,63 @@
+//! The cookie-session strategy: requests that carry a live session cookie.
+
+use http::request::Parts;
+
+use super::{Identity, Outcome, Strategy, StrategyFuture};
+use crate::rejection::Rejection;
+use crate::session::{Sessions, csrf};
+
+/// Authenticates requests by their session cookie ([`crate::session`]). Skips
+/// requests without one, or whose session is unknown, revoked or expired (so an
+/// optional route treats them as anonymous); refuses a state-changing request that a
+/// session authenticates but that fails the CSRF check (403); answers 503 when the
+/// store is down.
+///
+/// Put it after [`super::Bearer`] in a chain: a request with a bad bearer token is
+/// refused by the bearer strategy and never reaches the cookie.
+#[derive(Clone, Debug)]
+pub struct Session {
+    sessions: Sessions,
+}
+
+impl Session {
+    /// A session strategy over `sessions`.
+    pub fn new(sessions: Sessions) -> Session {
+        Session { sessions }
+    }
+}
+
+impl Strategy for Session {
+    fn name(&self) -> &'static str {
+        "session"
+    }
+
+    fn authenticate_now(&self, parts: &Parts) -> Option<Outcome> {
+        // No cookie of ours: decided without touching the store.
+        self.sessions
+            .config()
+            .secret_from(&parts.headers)
+            .is_none()
+            .then_some(Outcome::Skip)
+    }
+
+    fn authenticate<'a>(&'a self, parts: &'a Parts) -> StrategyFuture<'a> {
+        Box::pin(async move {
+            let context = match self.sessions.lookup(&parts.headers).await {
+                Ok(Some(context)) => context,
+                Ok(None) => return Outcome::Skip,
+                Err(e) => {
+                    tracing::warn!(error = %e, "session store unavailable");
+                    return Outcome::Reject(Rejection::Unavailable);
+                }
+            };
+            if let Err(rejection) = csrf::check_request(parts, self.sessions.config(), &context) {
+                return Outcome::Reject(rejection);
+            }
+            let record = context.record();
+            let scopes = record.scope.split_whitespace().map(str::to_owned).collect();
+            Outcome::Authenticated(
+                Identity::new(record.subject.clone(), scopes, "session").with_session(context),
+            )
+        })
+    }
+}
