@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use portcullis::keys::Algorithm;
+use portcullis::session::SessionConfig;
 use serde::Deserialize;
 
 /// A duration in a config file: seconds, or text like `15m`.
@@ -55,6 +56,10 @@ pub struct RawConfig {
     login_failures_before_delay: Option<u32>,
     login_max_delay: Option<RawDuration>,
     event_poll_interval: Option<RawDuration>,
+    session_idle: Option<RawDuration>,
+    session_absolute: Option<RawDuration>,
+    session_token_ttl: Option<RawDuration>,
+    sessions_allow_insecure_http: Option<bool>,
 }
 
 /// Flags given on the command line; they win over the file and the environment.
@@ -107,6 +112,14 @@ pub struct Config {
     /// How often an instance reads the event log (revocations, key changes) when not
     /// woken by a notification. Defaults to 500 ms.
     pub event_poll_interval: Duration,
+    /// Cookie sessions: their origin is the issuer's (it decides the cookie's
+    /// attributes and which `Origin` may change state); idle timeout defaults to 30
+    /// minutes, absolute to 12 hours. An `http` issuer on a host that is not loopback is
+    /// refused unless `sessions_allow_insecure_http` is set.
+    pub sessions: SessionConfig,
+    /// Lifetime of the access tokens `POST /session/token` mints. Defaults to 5
+    /// minutes; at most `access_token_ttl`.
+    pub session_token_ttl: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -165,6 +178,16 @@ impl RawConfig {
                 }
                 "LOGIN_MAX_DELAY" => self.login_max_delay = Some(RawDuration::Text(value)),
                 "EVENT_POLL_INTERVAL" => self.event_poll_interval = Some(RawDuration::Text(value)),
+                "SESSION_IDLE" => self.session_idle = Some(RawDuration::Text(value)),
+                "SESSION_ABSOLUTE" => self.session_absolute = Some(RawDuration::Text(value)),
+                "SESSION_TOKEN_TTL" => self.session_token_ttl = Some(RawDuration::Text(value)),
+                "SESSIONS_ALLOW_INSECURE_HTTP" => {
+                    self.sessions_allow_insecure_http = Some(match value.as_str() {
+                        "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => bail!("{name}={value:?} must be true or false"),
+                    });
+                }
                 // Other tools' variables and ones we do not own (PORTCULLIS_TEST_*, LOG).
                 _ => {}
             }
@@ -241,7 +264,31 @@ impl TryFrom<RawConfig> for Config {
         if hash_concurrency == 0 {
             bail!("hash_concurrency must be at least 1");
         }
+        let origin = origin_of(&issuer)
+            .with_context(|| format!("issuer {issuer:?} must be an http(s) URL"))?;
+        let sessions = if raw.sessions_allow_insecure_http.unwrap_or(false) {
+            SessionConfig::insecure_allow_http(&origin)
+        } else {
+            SessionConfig::for_origin(&origin)
+        }
+        .map_err(|e| {
+            anyhow!(
+                "sessions for issuer {issuer:?}: {e}; use an https issuer, or set \
+                 sessions_allow_insecure_http = true on a private test network"
+            )
+        })?
+        .with_timeouts(
+            dur(&raw.session_idle, "session_idle", 30 * 60)?,
+            dur(&raw.session_absolute, "session_absolute", 12 * 3600)?,
+        )
+        .map_err(|e| anyhow!("session_idle / session_absolute: {e}"))?;
+        let session_token_ttl = dur(&raw.session_token_ttl, "session_token_ttl", 5 * 60)?;
+        if session_token_ttl < Duration::from_secs(30) || session_token_ttl > access_token_ttl {
+            bail!("session_token_ttl must be between 30s and access_token_ttl");
+        }
         Ok(Config {
+            sessions,
+            session_token_ttl,
             bind,
             database_url,
             issuer,
@@ -265,6 +312,16 @@ impl TryFrom<RawConfig> for Config {
             },
         })
     }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
 }
 
 impl Config {
@@ -343,5 +400,28 @@ mod tests {
         assert!(err("access_token_ttl = \"soon\"").contains("access_token_ttl"));
         assert!(err("database_url = \"mysql://x\"").contains("database_url"));
         assert!(toml::from_str::<RawConfig>("unknown = 1").is_err());
+        assert!(err("issuer = \"http://auth.example\"").contains("sessions_allow_insecure_http"));
+        assert!(err("issuer = \"ftp://auth.example\"").contains("issuer"));
+        assert!(err("session_idle = \"13h\"").contains("session_idle"));
+        assert!(err("session_token_ttl = \"1h\"").contains("session_token_ttl"));
+    }
+
+    #[test]
+    fn sessions_follow_the_issuer() {
+        let c = Config::defaults().unwrap();
+        assert_eq!(c.sessions.origin(), "http://127.0.0.1:8080");
+        assert!(!c.sessions.is_secure(), "loopback development");
+        let raw: RawConfig = toml::from_str("issuer = \"https://Auth.Example/tenant/\"").unwrap();
+        let c = Config::try_from(raw).unwrap();
+        assert_eq!(c.sessions.origin(), "https://auth.example");
+        assert!(c.sessions.is_secure());
+        assert_eq!(c.sessions.cookie_name(), "__Host-portcullis_session");
+        let raw: RawConfig = toml::from_str(
+            "issuer = \"http://auth.test\"\nsessions_allow_insecure_http = true\nsession_idle = \"5m\"",
+        )
+        .unwrap();
+        let c = Config::try_from(raw).unwrap();
+        assert_eq!(c.sessions.idle_timeout(), Duration::from_secs(300));
+        assert_eq!(c.session_token_ttl, Duration::from_secs(300));
     }
 }

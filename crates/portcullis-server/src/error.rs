@@ -28,8 +28,11 @@ pub enum ApiError {
     },
     /// 503 with `Retry-After`: password hashing is saturated.
     Busy,
-    /// A bearer-token failure, answered per RFC 6750.
+    /// A bearer-token or session failure, answered per RFC 6750 (a refused cross-site
+    /// request is 403 `access_denied`).
     Auth(Rejection),
+    /// 404 `not_found`.
+    NotFound(&'static str),
     /// 500: anything unexpected; logged with its context, never shown.
     Unexpected(anyhow::Error),
 }
@@ -42,6 +45,12 @@ impl From<anyhow::Error> for ApiError {
 
 impl From<portcullis::keys::Error> for ApiError {
     fn from(e: portcullis::keys::Error) -> Self {
+        ApiError::Unexpected(e.into())
+    }
+}
+
+impl From<portcullis::session::Error> for ApiError {
+    fn from(e: portcullis::session::Error) -> Self {
         ApiError::Unexpected(e.into())
     }
 }
@@ -80,6 +89,7 @@ impl IntoResponse for ApiError {
                 "invalid_credentials",
                 "the username or password is wrong",
             ),
+            ApiError::NotFound(what) => oauth(StatusCode::NOT_FOUND, "not_found", what),
             ApiError::InvalidGrant => oauth(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",

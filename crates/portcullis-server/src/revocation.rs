@@ -20,7 +20,9 @@ pub fn from_state(state: RevokedState) -> RevocationList {
 /// Applies one event from the log; true when it was a key change.
 pub fn apply(list: &RevocationList, event: &Event) -> bool {
     match event.kind {
-        EventKind::FamilyRevoked => list.revoke_session(&event.subject),
+        EventKind::FamilyRevoked | EventKind::SessionRevoked => {
+            list.revoke_session(&event.subject);
+        }
         EventKind::UserNotBefore => list.set_not_before(&event.subject, event.at),
         EventKind::KeysChanged => return true,
     }

@@ -10,7 +10,8 @@ use axum::http::HeaderName;
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::jwt::Verifier;
 use portcullis::password::{HashParams, PasswordHasher};
-use portcullis::strategy::Bearer;
+use portcullis::session::Sessions;
+use portcullis::strategy::{Bearer, Chain, Session};
 use portcullis_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -80,6 +81,11 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         validation(&config, clock.clone())?,
     ));
     let bearer = Bearer::new(verifier.clone()).with_revocation(revocations.clone());
+    let session_store: Arc<dyn portcullis::session::SessionStore> = store.clone();
+    let sessions = Sessions::new(session_store, config.sessions.clone(), clock.clone());
+    let chain = Chain::new()
+        .with(bearer.clone())
+        .with(Session::new(sessions.clone()));
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
@@ -96,6 +102,8 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         verifier,
         revocations,
         bearer,
+        sessions,
+        chain,
         throttle,
         clock,
     }));

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use portcullis::clock::Clock;
 use portcullis::jwt::{Validation, Verifier};
 use portcullis::password::PasswordHasher;
-use portcullis::strategy::Bearer;
+use portcullis::session::Sessions;
+use portcullis::strategy::{Bearer, Chain};
 use portcullis_store::Store;
 
 use crate::config::Config;
@@ -26,6 +27,11 @@ pub(crate) struct Inner {
     pub revocations: Arc<RevocationList>,
     /// The bearer check over `verifier` and `revocations`.
     pub bearer: Bearer,
+    /// Cookie sessions, in the same store.
+    pub sessions: Sessions,
+    /// Bearer, then session: for routes that accept either. A bad bearer token is
+    /// refused and never falls back to the cookie.
+    pub chain: Chain,
     pub throttle: Throttle,
     pub clock: Arc<dyn Clock>,
 }

@@ -11,9 +11,9 @@ use portcullis::jwt::{Claims, TokenBuilder, random_id};
 use portcullis::password::{Password, PasswordError, Verification};
 use portcullis::refresh::RefreshToken;
 use portcullis::rejection::Rejection;
-use portcullis::strategy::{Outcome, Strategy as _};
+use portcullis::strategy::{Identity, Outcome, Strategy as _};
 use portcullis::username::normalize_username;
-use portcullis_store::{NewUser, Rotation, RotationPolicy, TokenHash};
+use portcullis_store::{NewUser, Rotation, RotationPolicy, TokenHash, User};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -53,9 +53,23 @@ pub async fn signup(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
+    let user = create_account(&state, &body.username, body.password).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": user.id, "username": user.username })),
+    )
+        .into_response())
+}
+
+/// Creates an account (signup, by JSON or by the signup page).
+pub(super) async fn create_account(
+    state: &AppState,
+    username: &str,
+    password_text: String,
+) -> Result<User, ApiError> {
     let username =
-        normalize_username(&body.username).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let password = password(body.password)?;
+        normalize_username(username).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let password = password(password_text)?;
     if state.0.store.user_by_username(&username).await?.is_some() {
         return Err(ApiError::UsernameTaken);
     }
@@ -76,11 +90,7 @@ pub async fn signup(
             other => other.into(),
         })?;
     tracing::info!(user = %user.id, "account created");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "id": user.id, "username": user.username })),
-    )
-        .into_response())
+    Ok(user)
 }
 
 /// `POST /auth/login` → 200 token response.
@@ -90,46 +100,8 @@ pub async fn login(
     JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
     let s = &state.0;
-    // An unusable name cannot match any account: answer like a wrong password.
-    let username = normalize_username(&body.username).ok();
-    let password = password(body.password)?;
-    let account_key = username
-        .clone()
-        .unwrap_or_else(|| body.username.chars().take(64).collect());
+    let user = check_password(&state, peer, &body.username, body.password).await?;
     let now = state.now();
-    if let Some(retry_after) = s.throttle.check(&account_key, peer.ip(), now as u64) {
-        return Err(ApiError::Throttled { retry_after });
-    }
-    let user = match &username {
-        Some(name) => s.store.user_by_username(name).await?,
-        None => None,
-    };
-    let usable = user.as_ref().filter(|u| !u.disabled);
-    // Unknown, disabled and wrong-password logins all run one full verify.
-    let verification = s
-        .hasher
-        .verify(
-            password_clone(&password)?,
-            usable.map(|u| u.password_hash.as_str()),
-        )
-        .await
-        .map_err(hashing)?;
-    let (Verification::Match { needs_rehash }, Some(user)) = (verification, usable) else {
-        s.throttle.failure(&account_key, peer.ip(), now as u64);
-        tracing::info!(peer = %peer.ip(), "login refused");
-        return Err(ApiError::InvalidCredentials);
-    };
-    s.throttle.success(&account_key);
-    if needs_rehash {
-        let (state, user_id) = (state.clone(), user.id.clone());
-        tokio::spawn(async move {
-            if let Ok(hash) = state.0.hasher.hash(password).await
-                && let Err(e) = state.0.store.set_password_hash(&user_id, &hash).await
-            {
-                tracing::warn!(error = %e, "could not store the rehashed password");
-            }
-        });
-    }
     let family = random_id()?;
     let refresh = RefreshToken::generate()?;
     s.store
@@ -150,6 +122,59 @@ pub async fn login(
         &family,
         &refresh,
     )
+}
+
+/// A password login, with throttling, one full verify for unknown and disabled
+/// accounts, and a rehash in the background when the parameters changed. Shared by
+/// token login, session login and the login page.
+pub(super) async fn check_password(
+    state: &AppState,
+    peer: SocketAddr,
+    username_text: &str,
+    password_text: String,
+) -> Result<User, ApiError> {
+    let s = &state.0;
+    // An unusable name cannot match any account: answer like a wrong password.
+    let username = normalize_username(username_text).ok();
+    let password = password(password_text)?;
+    let account_key = username
+        .clone()
+        .unwrap_or_else(|| username_text.chars().take(64).collect());
+    let now = state.now();
+    if let Some(retry_after) = s.throttle.check(&account_key, peer.ip(), now as u64) {
+        return Err(ApiError::Throttled { retry_after });
+    }
+    let user = match &username {
+        Some(name) => s.store.user_by_username(name).await?,
+        None => None,
+    };
+    let usable = user.filter(|u| !u.disabled);
+    // Unknown, disabled and wrong-password logins all run one full verify.
+    let verification = s
+        .hasher
+        .verify(
+            password_clone(&password)?,
+            usable.as_ref().map(|u| u.password_hash.as_str()),
+        )
+        .await
+        .map_err(hashing)?;
+    let (Verification::Match { needs_rehash }, Some(user)) = (verification, usable) else {
+        s.throttle.failure(&account_key, peer.ip(), now as u64);
+        tracing::info!(peer = %peer.ip(), "login refused");
+        return Err(ApiError::InvalidCredentials);
+    };
+    s.throttle.success(&account_key);
+    if needs_rehash {
+        let (state, user_id) = (state.clone(), user.id.clone());
+        tokio::spawn(async move {
+            if let Ok(hash) = state.0.hasher.hash(password).await
+                && let Err(e) = state.0.store.set_password_hash(&user_id, &hash).await
+            {
+                tracing::warn!(error = %e, "could not store the rehashed password");
+            }
+        });
+    }
+    Ok(user)
 }
 
 /// `Password` is not `Clone` (it is a secret); a rehash needs it once more.
@@ -219,32 +244,58 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /auth/logout-all` (bearer) → 204: every session of the user ends, and every
-/// access token issued before now is refused.
+/// `POST /auth/logout-all` (bearer, or a session cookie with the CSRF checks) → 204:
+/// every refresh family and every cookie session of the user ends, and every access
+/// token issued before now is refused.
 pub async fn logout_all(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &parts)?;
-    let user_id = claims
-        .sub
-        .clone()
-        .ok_or(ApiError::Auth(Rejection::MissingCredentials))?;
-    let now = state.now();
-    let families = state.0.store.revoke_user(&user_id, now).await?;
-    for family in &families {
-        state.0.revocations.revoke_session(family);
+    let identity = identify(&state, &parts).await?;
+    end_everything(&state, identity.subject()).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if identity.session().is_some() {
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, state.0.sessions.config().clear_cookie());
     }
-    state.0.revocations.set_not_before(&user_id, now);
-    tracing::info!(user = %user_id, sessions = families.len(), "logout everywhere");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(response)
 }
 
-/// `GET /auth/me` (bearer) → 200 `{id, username, scope}`, answered from the token.
+/// Logout everywhere: one transaction in the store, then this instance's revocation
+/// list at once (other instances follow the event log).
+pub(super) async fn end_everything(state: &AppState, user_id: &str) -> Result<(), ApiError> {
+    let now = state.now();
+    let ended = state.0.store.revoke_user(user_id, now).await?;
+    for sid in &ended {
+        state.0.revocations.revoke_session(sid);
+    }
+    state.0.revocations.set_not_before(user_id, now);
+    tracing::info!(user = %user_id, sessions = ended.len(), "logout everywhere");
+    Ok(())
+}
+
+/// `GET /auth/me` (bearer or session cookie) → 200 `{id, username, scope}`: from the
+/// token for a bearer request, from the session and the account for a cookie.
 pub async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &parts)?;
-    let body = json!({
-        "id": claims.sub,
-        "username": claims.extra.get("preferred_username"),
-        "scope": claims.scope.clone().unwrap_or_default(),
-    });
+    let identity = identify(&state, &parts).await?;
+    let body = match identity.claims() {
+        Some(claims) => json!({
+            "id": claims.sub,
+            "username": claims.extra.get("preferred_username"),
+            "scope": claims.scope.clone().unwrap_or_default(),
+        }),
+        None => {
+            let user = state
+                .0
+                .store
+                .user_by_id(identity.subject())
+                .await?
+                .ok_or(ApiError::Auth(Rejection::MissingCredentials))?;
+            json!({
+                "id": user.id,
+                "username": user.username,
+                "scope": identity.scopes().collect::<Vec<_>>().join(" "),
+            })
+        }
+    };
     let mut response = Json(body).into_response();
     response
         .headers_mut()
@@ -267,7 +318,17 @@ pub(super) fn authenticate(state: &AppState, parts: &Parts) -> Result<Claims, Ap
     }
 }
 
-fn token_response(
+/// A bearer token, else a session cookie (whose state-changing requests pass the CSRF
+/// checks). A bad bearer token is refused, never rescued by the cookie.
+pub(super) async fn identify(state: &AppState, parts: &Parts) -> Result<Identity, ApiError> {
+    match state.0.chain.authenticate(parts).await {
+        Ok(Some(identity)) => Ok(identity),
+        Ok(None) => Err(ApiError::Auth(Rejection::MissingCredentials)),
+        Err(rejection) => Err(ApiError::Auth(rejection)),
+    }
+}
+
+pub(super) fn token_response(
     state: &AppState,
     user_id: &str,
     username: &str,
@@ -276,15 +337,14 @@ fn token_response(
     refresh: &RefreshToken,
 ) -> Result<Response, ApiError> {
     let s = &state.0;
-    let keys = s.keys.current();
-    let access = TokenBuilder::access_token(&s.config.issuer, &s.config.audience)
-        .subject(user_id)
-        .session_id(family)
-        .scope(scope)
-        .claim("preferred_username", username)
-        .expires_in(s.config.access_token_ttl)
-        .sign_at(&keys.active, s.clock.as_ref())
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let access = mint_access_token(
+        state,
+        user_id,
+        username,
+        scope,
+        family,
+        s.config.access_token_ttl,
+    )?;
     let body = json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -297,4 +357,25 @@ fn token_response(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// Signs an access token for `user_id` in session (or refresh family) `sid`.
+pub(super) fn mint_access_token(
+    state: &AppState,
+    user_id: &str,
+    username: &str,
+    scope: &str,
+    sid: &str,
+    ttl: std::time::Duration,
+) -> Result<String, ApiError> {
+    let s = &state.0;
+    let keys = s.keys.current();
+    TokenBuilder::access_token(&s.config.issuer, &s.config.audience)
+        .subject(user_id)
+        .session_id(sid)
+        .scope(scope)
+        .claim("preferred_username", username)
+        .expires_in(ttl)
+        .sign_at(&keys.active, s.clock.as_ref())
+        .map_err(|e| ApiError::Unexpected(e.into()))
 }

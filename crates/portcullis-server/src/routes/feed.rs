@@ -50,7 +50,9 @@ pub async fn revocations(
     };
     for event in events {
         match event.kind {
-            EventKind::FamilyRevoked => feed.revoked_sessions.push(event.subject),
+            EventKind::FamilyRevoked | EventKind::SessionRevoked => {
+                feed.revoked_sessions.push(event.subject);
+            }
             EventKind::UserNotBefore => feed.not_before.push(NotBefore {
                 sub: event.subject,
                 at: event.at,

@@ -5,9 +5,11 @@ mod body;
 mod feed;
 mod meta;
 mod metadata;
+mod pages;
+mod session;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::state::AppState;
 
@@ -27,6 +29,21 @@ pub fn router(state: AppState) -> Router {
             get(metadata::metadata),
         )
         .route("/.well-known/openid-configuration", get(metadata::metadata))
+        .route("/session/login", post(session::login))
+        .route("/session/logout", post(session::logout))
+        .route("/session/list", get(session::list))
+        .route("/session/token", post(session::token))
+        .route("/session/{id}", delete(session::delete))
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_form))
+        .route(
+            "/signup",
+            get(pages::signup_form).post(pages::signup_submit),
+        )
+        .route("/account", get(pages::account))
+        .route("/account/sessions/{id}/revoke", post(pages::revoke))
+        .route("/account/logout-all", post(pages::logout_all))
+        .route("/assets/portcullis.css", get(pages::stylesheet))
         .route("/healthz", get(meta::healthz))
         .fallback(meta::not_found)
         .with_state(state)

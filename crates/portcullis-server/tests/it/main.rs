@@ -5,4 +5,5 @@
 
 mod cli;
 mod server;
+mod sessions;
 mod support;

@@ -56,6 +56,8 @@ pub fn config(database_url: &str) -> Config {
     c.database_url = database_url.to_owned();
     c.issuer = "http://portcullis.test".into();
     c.audience = "http://portcullis.test".into();
+    c.sessions =
+        portcullis::session::SessionConfig::insecure_allow_http("http://portcullis.test").unwrap();
     c.hash_concurrency = 2;
     c.event_poll_interval = Duration::from_millis(100);
     c

@@ -15,7 +15,7 @@
 //! [`super::SessionContext::check_csrf_token`]: a second, independent defence.
 
 use http::request::Parts;
-use http::{Method, header};
+use http::{HeaderMap, Method, header};
 
 use super::{SessionConfig, SessionContext};
 use crate::rejection::Rejection;
@@ -40,7 +40,7 @@ pub fn check_request(
     if is_safe_method(&parts.method) {
         return Ok(());
     }
-    check_origin(parts, config).or_else(|refused| match refused {
+    check_origin(&parts.headers, config).or_else(|refused| match refused {
         // Neither header: fall back to the token header.
         Unknown => match parts.headers.get(CSRF_HEADER).map(|v| v.to_str()) {
             Some(Ok(token)) => session.check_csrf_token(token),
@@ -62,14 +62,14 @@ use Refused::{CrossSite, Unknown};
 
 /// The Fetch Metadata and `Origin` checks alone: for forms posted before any session
 /// exists (login, signup), where there is no token to fall back on.
-pub fn check_origin(parts: &Parts, config: &SessionConfig) -> Result<(), Refused> {
-    if let Some(site) = parts.headers.get("sec-fetch-site") {
+pub fn check_origin(headers: &HeaderMap, config: &SessionConfig) -> Result<(), Refused> {
+    if let Some(site) = headers.get("sec-fetch-site") {
         return match site.as_bytes() {
             b"same-origin" | b"none" => Ok(()),
             _ => Err(CrossSite),
         };
     }
-    match parts.headers.get(header::ORIGIN).map(|v| v.to_str()) {
+    match headers.get(header::ORIGIN).map(|v| v.to_str()) {
         Some(Ok(origin)) if config.origin_allowed(&origin.to_ascii_lowercase()) => Ok(()),
         Some(_) => Err(CrossSite),
         None => Err(Unknown),

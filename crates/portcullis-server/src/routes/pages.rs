@@ -1,0 +1,435 @@
+//! Server-rendered pages for people in a browser: sign in, create an account, and the
+//! account page (who am I, my sessions with a revoke button each, sign out, sign out
+//! everywhere). Plain HTML forms, no script; maud escapes every value it prints.
+//!
+//! Every page is sent with a strict Content-Security-Policy (no script at all, styles
+//! from our own stylesheet only, forms posting only to us, no framing) and
+//! `Cache-Control: no-store`. Every form that changes state carries the session's
+//! synchronizer token, on top of the Fetch Metadata / Origin checks.
+
+use std::net::SocketAddr;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{DOCTYPE, Markup, html};
+use portcullis::rejection::Rejection;
+use portcullis::session::{SessionContext, SessionRecord};
+use serde::Deserialize;
+
+use super::auth::{create_account, end_everything};
+use super::session::{
+    TokenForm, end_session, read_form, redirect_with_cookie, refuse_cross_site, session_identity,
+    start_session,
+};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// An HTML page with the security headers every page gets.
+fn page(status: StatusCode, markup: Markup) -> Response {
+    let mut r = (status, markup).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Portcullis" }
+                link rel="stylesheet" href="/assets/portcullis.css";
+            }
+            body {
+                header { p.brand { "Portcullis" } }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// The error box: announced by screen readers when the page loads with it.
+fn error_box(error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(message) = error {
+            p #form-error .error role="alert" { (message) }
+        }
+    }
+}
+
+fn credentials_form(
+    action: &str,
+    button: &str,
+    password_autocomplete: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Markup {
+    // With an error, the fields point at it, so assistive technology reads it with them.
+    let described = error.map(|_| "form-error");
+    html! {
+        (error_box(error))
+        form method="post" action=(action) {
+            label for="username" { "Username" }
+            input #username name="username" type="text" autocomplete="username"
+                required autofocus[username.is_empty()] value=(username)
+                aria-describedby=[described] aria-invalid=[error.map(|_| "true")];
+            label for="password" { "Password" }
+            input #password name="password" type="password"
+                autocomplete=(password_autocomplete) required minlength="8"
+                autofocus[!username.is_empty()] aria-describedby=[described];
+            button type="submit" { (button) }
+        }
+    }
+}
+
+fn login_page(error: Option<&str>, username: &str) -> Markup {
+    layout(
+        "Sign in",
+        html! {
+            h1 { "Sign in" }
+            (credentials_form("/session/login", "Sign in", "current-password", username, error))
+            p { "No account yet? " a href="/signup" { "Create one" } }
+        },
+    )
+}
+
+fn signup_page(error: Option<&str>, username: &str) -> Markup {
+    layout(
+        "Create an account",
+        html! {
+            h1 { "Create an account" }
+            (credentials_form("/signup", "Create account", "new-password", username, error))
+            p.hint { "Passwords need at least 8 characters; any characters work." }
+            p { "Already have an account? " a href="/login" { "Sign in" } }
+        },
+    )
+}
+
+/// What a person should read for a failed form, and the status to send it with.
+fn explain(e: ApiError) -> (StatusCode, String, Option<u64>) {
+    match e {
+        ApiError::InvalidCredentials => (
+            StatusCode::UNAUTHORIZED,
+            "The username or password is wrong.".into(),
+            None,
+        ),
+        ApiError::UsernameTaken => (
+            StatusCode::CONFLICT,
+            "That username is taken. Choose another one.".into(),
+            None,
+        ),
+        ApiError::InvalidRequest(message) => (StatusCode::BAD_REQUEST, capitalize(&message), None),
+        ApiError::Throttled { retry_after } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many failed attempts. Try again in {retry_after} seconds."),
+            Some(retry_after),
+        ),
+        ApiError::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is busy. Try again in a moment.".into(),
+            Some(1),
+        ),
+        ApiError::Auth(Rejection::CrossSiteRequest) => (
+            StatusCode::FORBIDDEN,
+            "This form was sent from another site, so it was refused.".into(),
+            None,
+        ),
+        ApiError::Auth(other) => (other.status(), "You need to sign in again.".into(), None),
+        ApiError::NotFound(what) => (StatusCode::NOT_FOUND, capitalize(what), None),
+        ApiError::InvalidGrant | ApiError::Unexpected(_) => {
+            if let ApiError::Unexpected(e) = &e {
+                tracing::error!(error = format!("{e:#}"), "unexpected failure behind a page");
+            }
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side. Try again.".into(),
+                None,
+            )
+        }
+    }
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
+        None => String::new(),
+    }
+}
+
+fn failed(e: ApiError, render: impl FnOnce(&str) -> Markup) -> Response {
+    let (status, message, retry_after) = explain(e);
+    let mut r = page(status, render(&message));
+    if let Some(secs) = retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    r
+}
+
+/// The login page again, after a failed form login.
+pub(super) fn login_failed(_state: &AppState, e: ApiError, username: &str) -> Response {
+    failed(e, |message| login_page(Some(message), username))
+}
+
+/// `GET /` → the account page, which sends strangers on to sign in.
+pub async fn home() -> Redirect {
+    Redirect::to("/account")
+}
+
+/// `GET /login`: the sign-in page, or on to the account page when already signed in.
+pub async fn login_form(State(state): State<AppState>, parts: Parts) -> Response {
+    if let Ok(Some(_)) = state.0.sessions.lookup(&parts.headers).await {
+        return Redirect::to("/account").into_response();
+    }
+    page(StatusCode::OK, login_page(None, ""))
+}
+
+/// `GET /signup`.
+pub async fn signup_form() -> Response {
+    page(StatusCode::OK, signup_page(None, ""))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupForm {
+    username: String,
+    password: String,
+}
+
+/// `POST /signup` (form): creates the account and signs it in (303 to the account
+/// page), or shows the form again with the error and the username.
+pub async fn signup_submit(
+    State(state): State<AppState>,
+    ConnectInfo(_peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers.clone();
+    let typed: Result<SignupForm, ApiError> = read_form(parts, body).await;
+    let username = typed
+        .as_ref()
+        .map(|f| f.username.clone())
+        .unwrap_or_default();
+    let result = async {
+        let form = typed?;
+        refuse_cross_site(&state, &headers)?;
+        let user = create_account(&state, &form.username, form.password).await?;
+        start_session(&state, &headers, &user.id, &user.scope).await
+    };
+    match result.await {
+        Ok(started) => redirect_with_cookie("/account", started.set_cookie),
+        Err(e) => failed(e, |message| signup_page(Some(message), &username)),
+    }
+}
+
+fn when(secs: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    // "2026-11-29T05:03:00Z" → "2026-11-29 05:03 UTC"
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    format!("{} {} UTC", &text[..10], &text[11..16])
+}
+
+fn account_page(
+    username: &str,
+    user_id: &str,
+    scopes: &str,
+    sessions: &[SessionRecord],
+    current: &SessionContext,
+) -> Markup {
+    let token = current.csrf_token();
+    layout(
+        "Your account",
+        html! {
+            h1 { "Your account" }
+            dl.facts {
+                dt { "Signed in as" } dd #who { (username) }
+                dt { "User id" } dd { code { (user_id) } }
+                dt { "Scopes" } dd { @if scopes.is_empty() { "none" } @else { (scopes) } }
+            }
+            h2 #sessions-heading { "Your sessions" }
+            p { "Every browser or device where you are signed in. Revoke any you do not recognise." }
+            table aria-labelledby="sessions-heading" {
+                thead { tr { th scope="col" { "Device" } th scope="col" { "Started" } th scope="col" { "Last active" } th scope="col" { "Action" } } }
+                tbody {
+                    @for s in sessions {
+                        @let this = s.id == current.id();
+                        tr data-session=(s.id) {
+                            td {
+                                (s.label)
+                                @if this { " " strong { "(this browser)" } }
+                            }
+                            td { (when(s.created_at)) }
+                            td { (when(s.last_seen_at)) }
+                            td {
+                                form method="post" action={ "/account/sessions/" (s.id) "/revoke" } {
+                                    input type="hidden" name="csrf_token" value=(token);
+                                    button type="submit" aria-label={ "Revoke the session started " (when(s.created_at)) " on " (s.label) } {
+                                        @if this { "Sign out here" } @else { "Revoke" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            div.actions {
+                form method="post" action="/session/logout" {
+                    input type="hidden" name="csrf_token" value=(token);
+                    button #sign-out type="submit" { "Sign out" }
+                }
+                form method="post" action="/account/logout-all" {
+                    input type="hidden" name="csrf_token" value=(token);
+                    button #sign-out-everywhere .danger type="submit" { "Sign out everywhere" }
+                }
+            }
+        },
+    )
+}
+
+/// `GET /account`: who you are and your sessions; strangers go to the sign-in page.
+pub async fn account(State(state): State<AppState>, parts: Parts) -> Response {
+    let rendered = async {
+        let identity = match session_identity(&state, &parts).await {
+            Ok(identity) => identity,
+            Err(ApiError::Auth(Rejection::MissingCredentials)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(current) = identity.session() else {
+            return Ok(None);
+        };
+        let Some(user) = state.0.store.user_by_id(identity.subject()).await? else {
+            return Ok(None);
+        };
+        let sessions = state.0.sessions.list(&user.id).await?;
+        let scopes = current.record().scope.clone();
+        Ok(Some(account_page(
+            &user.username,
+            &user.id,
+            &scopes,
+            &sessions,
+            current,
+        )))
+    };
+    match rendered.await {
+        Ok(Some(markup)) => page(StatusCode::OK, markup),
+        Ok(None) => Redirect::to("/login").into_response(),
+        Err(e) => failed(e, |message| {
+            layout(
+                "Error",
+                html! { h1 { "Something went wrong" } (error_box(Some(message))) },
+            )
+        }),
+    }
+}
+
+/// Runs a state-changing account form: the cookie session (with the Fetch Metadata /
+/// Origin checks), then the form's synchronizer token.
+async fn account_form(
+    state: &AppState,
+    request: Request,
+) -> Result<Option<portcullis::strategy::Identity>, ApiError> {
+    let (parts, body): (Parts, Body) = request.into_parts();
+    let identity = match session_identity(state, &parts).await {
+        Ok(identity) => identity,
+        Err(ApiError::Auth(Rejection::MissingCredentials)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let TokenForm { csrf_token } = read_form(parts, body).await?;
+    let Some(session) = identity.session() else {
+        return Ok(None);
+    };
+    session
+        .check_csrf_token(&csrf_token)
+        .map_err(ApiError::Auth)?;
+    Ok(Some(identity))
+}
+
+fn refused(e: ApiError) -> Response {
+    failed(e, |message| {
+        layout(
+            "Refused",
+            html! {
+                h1 { "That did not work" }
+                (error_box(Some(message)))
+                p { a href="/account" { "Back to your account" } }
+            },
+        )
+    })
+}
+
+/// `POST /account/sessions/{id}/revoke` (form): ends one of your sessions; ending
+/// this browser's own signs it out.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let identity = match account_form(&state, request).await {
+        Ok(Some(identity)) => identity,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(e) => return refused(e),
+    };
+    let this = identity.session().is_some_and(|s| s.id() == id);
+    match end_session(&state, &id, identity.subject()).await {
+        Ok(_) if this => redirect_with_cookie("/login", state.0.sessions.config().clear_cookie()),
+        // Already gone (another tab revoked it): the account page shows the truth.
+        Ok(_) => Redirect::to("/account").into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+/// `POST /account/logout-all` (form): ends every session and refresh family of yours
+/// and refuses every access token issued before now.
+pub async fn logout_all(State(state): State<AppState>, request: Request) -> Response {
+    let identity = match account_form(&state, request).await {
+        Ok(Some(identity)) => identity,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(e) => return refused(e),
+    };
+    match end_everything(&state, identity.subject()).await {
+        Ok(()) => redirect_with_cookie("/login", state.0.sessions.config().clear_cookie()),
+        Err(e) => refused(e),
+    }
+}
+
+/// `GET /assets/portcullis.css`: the pages' only stylesheet.
+pub async fn stylesheet() -> Response {
+    let mut r = include_str!("../../assets/portcullis.css").into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}

@@ -1,0 +1,570 @@
+//! Cookie sessions over real HTTP, on SQLite and (when configured) PostgreSQL: the
+//! cookie, fixation, CSRF, logout, timeouts, the device list, the session-to-token
+//! exchange, logout everywhere, and the server-rendered pages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis::clock::ManualClock;
+use portcullis::session::SessionConfig;
+use reqwest::header::{HeaderMap, SET_COOKIE};
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, config, databases, s};
+
+const ORIGIN: &str = "http://portcullis.test";
+const PASSWORD: &str = "correct horse battery";
+
+/// A client that shows redirects instead of following them, and keeps no cookies (the
+/// tests send them by hand, to control exactly what is presented).
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `name=value` of the response's session cookie.
+fn cookie_of(headers: &HeaderMap) -> String {
+    let set = headers
+        .get(SET_COOKIE)
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// Signs up `name` and logs in a cookie session; its cookie.
+async fn session(server: &TestServer, name: &str) -> String {
+    let _ = server.signup(name, PASSWORD).await;
+    let r = session_login(server, name, &[]).await;
+    assert_eq!(r.status(), 200);
+    cookie_of(r.headers())
+}
+
+async fn session_login(server: &TestServer, name: &str, cookie: &[&str]) -> reqwest::Response {
+    let mut req = client()
+        .post(server.url("/session/login"))
+        .json(&json!({ "username": name, "password": PASSWORD }));
+    for c in cookie {
+        req = req.header("cookie", *c);
+    }
+    req.send().await.unwrap()
+}
+
+async fn me(server: &TestServer, cookie: &str) -> reqwest::Response {
+    client()
+        .get(server.url("/auth/me"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A state-changing request with the cookie and `headers` (e.g. an Origin).
+async fn post(
+    server: &TestServer,
+    path: &str,
+    cookie: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = client().post(server.url(path)).header("cookie", cookie);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_session_login_sets_a_strict_cookie_that_auth_me_accepts() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let _ = server.signup("alice", PASSWORD).await;
+        let r = session_login(&server, "alice", &[]).await;
+        assert_eq!(r.status(), 200, "{url}");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let set = r.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+        for attr in [
+            "portcullis_session=",
+            "Path=/",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Max-Age=",
+        ] {
+            assert!(set.contains(attr), "{set}");
+        }
+        assert!(!set.contains("Domain"), "{set}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["user"]["username"], "alice");
+        assert!(body["csrf_token"].as_str().unwrap().len() >= 40);
+        let cookie = set.split(';').next().unwrap().to_owned();
+        let who: Value = me(&server, &cookie).await.json().await.unwrap();
+        assert_eq!(who["username"], "alice");
+        assert_eq!(who["id"], body["user"]["id"]);
+        // The same credentials, wrong password: nothing is set.
+        let wrong = client()
+            .post(server.url("/session/login"))
+            .json(&json!({ "username": "alice", "password": "not the password" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401);
+        assert!(wrong.headers().get(SET_COOKIE).is_none());
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_https_issuer_gets_the_host_prefixed_secure_cookie() {
+    let (url, dir) = databases().await.remove(0);
+    let mut c = config(&url);
+    c.issuer = "https://auth.example".into();
+    c.audience = c.issuer.clone();
+    c.sessions = SessionConfig::for_origin("https://auth.example").unwrap();
+    let server = TestServer::start(c).await.keep_dir(dir);
+    let _ = server.signup("alice", PASSWORD).await;
+    let r = session_login(&server, "alice", &[]).await;
+    let set = r.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.starts_with("__Host-portcullis_session="), "{set}");
+    for attr in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    assert!(!set.contains("Domain"), "{set}");
+    let cookie = cookie_of(r.headers());
+    assert_eq!(me(&server, &cookie).await.status(), 200);
+    // The development cookie name means nothing on an https site.
+    let dev = cookie.replace("__Host-portcullis_session", "portcullis_session");
+    assert_eq!(me(&server, &dev).await.status(), 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_id_planted_before_login_is_not_kept() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let _ = server.signup("victim", PASSWORD).await;
+        // A value the attacker made up, and a real session of the attacker's own.
+        let made_up = "portcullis_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let attackers = session(&server, "mallory").await;
+        for planted in [made_up, attackers.as_str()] {
+            let r = session_login(&server, "victim", &[planted]).await;
+            assert_eq!(r.status(), 200, "{url}");
+            let issued = cookie_of(r.headers());
+            assert_ne!(issued, planted, "a new id at login");
+            let who: Value = me(&server, &issued).await.json().await.unwrap();
+            assert_eq!(who["username"], "victim");
+            assert_eq!(
+                me(&server, planted).await.status(),
+                401,
+                "the planted id is not the victim's session"
+            );
+        }
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_cross_site_post_is_refused_and_changes_nothing() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let cookie = session(&server, "alice").await;
+        for headers in [
+            vec![("origin", "https://evil.example")],
+            vec![("sec-fetch-site", "cross-site")],
+            vec![("sec-fetch-site", "same-site")],
+            vec![("origin", "null")],
+            vec![],
+        ] {
+            for path in ["/session/logout", "/auth/logout-all", "/session/token"] {
+                let r = post(&server, path, &cookie, &headers).await;
+                assert_eq!(r.status(), 403, "{url} {path} {headers:?}");
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["error"], "access_denied");
+            }
+        }
+        assert_eq!(me(&server, &cookie).await.status(), 200, "still signed in");
+        // A cross-site login form (login CSRF) is refused too.
+        let r = client()
+            .post(server.url("/session/login"))
+            .header("origin", "https://evil.example")
+            .form(&[("username", "alice"), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.headers().get(SET_COOKIE).is_none());
+        // From our own origin, it works.
+        let r = post(&server, "/session/logout", &cookie, &[("origin", ORIGIN)]).await;
+        assert_eq!(r.status(), 204);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_on_the_server() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let cookie = session(&server, "alice").await;
+        let r = post(
+            &server,
+            "/session/logout",
+            &cookie,
+            &[("sec-fetch-site", "same-origin")],
+        )
+        .await;
+        assert_eq!(r.status(), 204, "{url}");
+        let cleared = r.headers()[SET_COOKIE].to_str().unwrap();
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+        // The browser forgets it; a copy replayed later is refused by the server.
+        assert_eq!(me(&server, &cookie).await.status(), 401);
+        let list = client()
+            .get(server.url("/session/list"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(list.status(), 401);
+        let again = post(&server, "/session/logout", &cookie, &[("origin", ORIGIN)]).await;
+        assert_eq!(again.status(), 401);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_session_is_refused() {
+    for (url, dir) in databases().await {
+        let mut c = config(&url);
+        c.sessions = c
+            .sessions
+            .with_timeouts(Duration::from_secs(600), Duration::from_secs(3600))
+            .unwrap();
+        let clock = ManualClock::new(1_800_000_000);
+        let server = TestServer::start_with(c, Arc::new(clock.clone()))
+            .await
+            .keep_dir(dir);
+
+        // Idle for the whole idle timeout.
+        let cookie = session(&server, "alice").await;
+        clock.advance(599);
+        assert_eq!(me(&server, &cookie).await.status(), 200, "{url}");
+        clock.advance(599);
+        assert_eq!(
+            me(&server, &cookie).await.status(),
+            200,
+            "use keeps it alive"
+        );
+        clock.advance(600);
+        assert_eq!(me(&server, &cookie).await.status(), 401, "idle");
+
+        // Busy, but past the absolute timeout.
+        let cookie = session(&server, "alice").await;
+        for _ in 0..11 {
+            clock.advance(300);
+            assert_eq!(me(&server, &cookie).await.status(), 200);
+        }
+        clock.advance(300);
+        assert_eq!(me(&server, &cookie).await.status(), 401, "absolute");
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_revoked_by_their_owner_only() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let a = session(&server, "alice").await;
+        let b_login = session_login(&server, "alice", &[]).await;
+        let b_id = b_login.json::<Value>().await.unwrap()["session"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let bob = session(&server, "bob").await;
+
+        let list: Value = client()
+            .get(server.url("/session/list"))
+            .header("cookie", &a)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sessions = list["sessions"].as_array().unwrap();
+        assert_eq!(sessions.len(), 2, "{url}: {list}");
+        assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+        assert!(
+            sessions
+                .iter()
+                .any(|s| s["id"] == b_id.as_str() && s["current"] == false)
+        );
+
+        // Bob cannot end Alice's session; it is not his to know about.
+        let r = client()
+            .delete(server.url(&format!("/session/{b_id}")))
+            .header("cookie", &bob)
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        // Alice can, from her other session; a DELETE by cookie needs same-origin proof.
+        let cross = client()
+            .delete(server.url(&format!("/session/{b_id}")))
+            .header("cookie", &a)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cross.status(), 403);
+        let r = client()
+            .delete(server.url(&format!("/session/{b_id}")))
+            .header("cookie", &a)
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let list: Value = client()
+            .get(server.url("/session/list"))
+            .header("cookie", &a)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
+
+        // With a bearer token the same works, without CSRF proof (no ambient credential).
+        let tokens = server
+            .login("alice", PASSWORD)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        let access = s(&tokens, "access_token");
+        let listed: Value = client()
+            .get(server.url("/session/list"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let a_id = listed["sessions"][0]["id"].as_str().unwrap().to_owned();
+        let r = client()
+            .delete(server.url(&format!("/session/{a_id}")))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(me(&server, &a).await.status(), 401);
+        assert_eq!(me(&server, &bob).await.status(), 200);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_token_works_until_its_session_ends() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let cookie = session(&server, "alice").await;
+        let r = post(&server, "/session/token", &cookie, &[("origin", ORIGIN)]).await;
+        assert_eq!(r.status(), 200, "{url}");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 300);
+        assert!(body.get("refresh_token").is_none());
+        let access = s(&body, "access_token");
+        let who: Value = server.me(&access).await.json().await.unwrap();
+        assert_eq!(who["username"], "alice");
+        // A bearer token cannot mint more tokens this way.
+        let r = client()
+            .post(server.url("/session/token"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        // Ending the session revokes what it minted (its sid).
+        let r = post(&server, "/session/logout", &cookie, &[("origin", ORIGIN)]).await;
+        assert_eq!(r.status(), 204);
+        assert_eq!(server.me(&access).await.status(), 401);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn logout_everywhere_ends_sessions_and_refresh_families_together() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let cookie = session(&server, "alice").await;
+        let other = session_login(&server, "alice", &[]).await;
+        let other = cookie_of(other.headers());
+        let tokens = server
+            .login("alice", PASSWORD)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        let r = post(&server, "/auth/logout-all", &cookie, &[("origin", ORIGIN)]).await;
+        assert_eq!(r.status(), 204, "{url}");
+        assert!(
+            r.headers()[SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
+        assert_eq!(me(&server, &cookie).await.status(), 401);
+        assert_eq!(me(&server, &other).await.status(), 401);
+        assert_eq!(server.me(&s(&tokens, "access_token")).await.status(), 401);
+        assert_eq!(
+            server.refresh(&s(&tokens, "refresh_token")).await.status(),
+            400
+        );
+
+        // And the other way round: a bearer logout-all ends the cookie sessions.
+        let cookie = session(&server, "alice").await;
+        let tokens = server
+            .login("alice", PASSWORD)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        let r = client()
+            .post(server.url("/auth/logout-all"))
+            .bearer_auth(s(&tokens, "access_token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(me(&server, &cookie).await.status(), 401);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_pages_keep_what_was_typed_show_errors_and_need_the_form_token() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let form = |path: &str, fields: &[(&str, &str)], cookie: Option<&str>| {
+            let mut req = client()
+                .post(server.url(path))
+                .header("origin", ORIGIN)
+                .form(fields);
+            if let Some(c) = cookie {
+                req = req.header("cookie", c);
+            }
+            req.send()
+        };
+        // Signup with a short password: the form comes back with the name, not the password.
+        let r = form(
+            "/signup",
+            &[("username", "Carol"), ("password", "short")],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+        let html = r.text().await.unwrap();
+        assert!(html.contains("role=\"alert\""), "{html}");
+        assert!(html.contains("value=\"Carol\""), "{html}");
+        assert!(!html.contains("short\""), "{html}");
+
+        // Signup that works signs in and goes to the account page.
+        let r = form(
+            "/signup",
+            &[("username", "Carol"), ("password", PASSWORD)],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], "/account");
+        let cookie = cookie_of(r.headers());
+
+        // A failed login keeps the username and says why.
+        let r = form(
+            "/session/login",
+            &[("username", "carol"), ("password", "wrong password!")],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 401);
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains("The username or password is wrong."),
+            "{html}"
+        );
+        assert!(html.contains("value=\"carol\""));
+        assert!(!html.contains("wrong password!"));
+        // Hostile input is escaped, not interpreted.
+        let r = form(
+            "/session/login",
+            &[
+                ("username", "<script>x</script>"),
+                ("password", "whatever123"),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+        let html = r.text().await.unwrap();
+        assert!(!html.contains("<script>x"), "{html}");
+        assert!(html.contains("&lt;script&gt;x"), "{html}");
+
+        // The account page.
+        let page = client()
+            .get(server.url("/account"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        assert!(
+            html.contains("carol") && html.contains("(this browser)"),
+            "{html}"
+        );
+        let token = html
+            .split("name=\"csrf_token\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        // Strangers are sent to sign in.
+        let r = client().get(server.url("/account")).send().await.unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], "/login");
+
+        // Forms that change state need the session's token, even from our origin.
+        let r = form(
+            "/session/logout",
+            &[("csrf_token", "forged")],
+            Some(&cookie),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 403);
+        let r = form("/account/logout-all", &[], Some(&cookie))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert_eq!(me(&server, &cookie).await.status(), 200, "still signed in");
+        let r = form("/session/logout", &[("csrf_token", &token)], Some(&cookie))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], "/login");
+        assert_eq!(me(&server, &cookie).await.status(), 401);
+        server.stop().await;
+    }
+}
