@@ -281,8 +281,8 @@ fn account_page(
                                 (s.label)
                                 @if this { " " strong { "(this browser)" } }
                             }
-                            td { (when(s.created_at)) }
-                            td { (when(s.last_seen_at)) }
+                            td.when { (when(s.created_at)) }
+                            td.when { (when(s.last_seen_at)) }
                             td {
                                 form method="post" action={ "/account/sessions/" (s.id) "/revoke" } {
                                     input type="hidden" name="csrf_token" value=(token);

@@ -1,0 +1,285 @@
+//! The pages in a real browser: headless Chromium (Debian's `chromium`), driven over
+//! WebDriver by ChromeDriver (Debian's `chromium-driver`). A person signs up, signs
+//! out, fails a login, logs in, sees the account page, revokes another device's
+//! session and signs out.
+//!
+//! `.ci/run` installs both packages and sets `PORTCULLIS_REQUIRE_BROWSER=1`, so in CI
+//! a missing browser fails the test. Elsewhere, without them, it says so and passes.
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, config, databases};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A port nobody is listening on right now (ChromeDriver and the server need theirs
+/// up front: the server's issuer, and so the pages' origin, includes it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn find(program: &str, env: &str) -> Option<String> {
+    if let Ok(path) = std::env::var(env) {
+        return Some(path);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+            .map(|p| p.display().to_string())
+    })
+}
+
+/// ChromeDriver as a child process, killed on drop.
+struct Driver {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start(path: &str) -> Driver {
+        let port = free_port();
+        let child = tokio::process::Command::new(path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(r) = http.get(format!("{url}/status")).send().await
+                && r.status().is_success()
+            {
+                return Driver { child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not answer on {url}");
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn browser(driver: &Driver, chromium: &str, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new",
+                // The CI machine runs tests as root, where Chromium's sandbox cannot start.
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a WebDriver session")
+}
+
+async fn fill(b: &Client, css: &str, text: &str) {
+    let field = b.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn path(b: &Client) -> String {
+    b.current_url().await.unwrap().path().to_owned()
+}
+
+/// Waits (up to 10 s) until the browser is on `expected` with the page loaded: a
+/// click that submits a form may return before the navigation it starts.
+async fn arrive(b: &Client, expected: &str) {
+    for _ in 0..200 {
+        if path(b).await == expected
+            && b.execute("return document.readyState", vec![]).await.ok() == Some(json!("complete"))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "still on {} instead of {expected}:\n{}",
+        path(b).await,
+        b.source().await.unwrap_or_default()
+    );
+}
+
+async fn text(b: &Client, css: &str) -> String {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_person_signs_up_logs_in_revokes_a_session_and_logs_out_in_chromium() {
+    let required = std::env::var_os("PORTCULLIS_REQUIRE_BROWSER").is_some();
+    let (Some(chromium), Some(chromedriver)) = (
+        find("chromium", "PORTCULLIS_CHROMIUM"),
+        find("chromedriver", "PORTCULLIS_CHROMEDRIVER"),
+    ) else {
+        assert!(
+            !required,
+            "PORTCULLIS_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
+        );
+        eprintln!("skipped: install Debian's chromium and chromium-driver to run the browser test");
+        return;
+    };
+
+    // The server on the default kind of origin, plain http on loopback: the
+    // development exception of the cookie rules, exactly as `portcullis serve` runs.
+    let (url, dir) = databases().await.remove(0);
+    let port = free_port();
+    let mut c = config(&url);
+    c.bind = format!("127.0.0.1:{port}").parse().unwrap();
+    c.issuer = format!("http://127.0.0.1:{port}");
+    c.audience = c.issuer.clone();
+    c.sessions = portcullis::session::SessionConfig::for_origin(&c.issuer).unwrap();
+    let server = TestServer::start(c).await.keep_dir(dir);
+    let base = server.base.clone();
+
+    let driver = Driver::start(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, &chromium, profile.path()).await;
+
+    // Sign up: lands on the account page, signed in.
+    b.goto(&format!("{base}/signup")).await.unwrap();
+    fill(&b, "#username", "Dana").await;
+    fill(&b, "#password", PASSWORD).await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/account").await;
+    assert_eq!(text(&b, "#who").await, "dana");
+
+    // Sign out, then a wrong password: the error shows and the name stays.
+    click(&b, "#sign-out").await;
+    arrive(&b, "/login").await;
+    fill(&b, "#username", "dana").await;
+    fill(&b, "#password", "not my password").await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/session/login").await;
+    assert_eq!(
+        text(&b, "[role=alert]").await,
+        "The username or password is wrong."
+    );
+    let kept = b
+        .find(Locator::Css("#username"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("dana"));
+
+    // Log in for real.
+    fill(&b, "#password", PASSWORD).await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/account").await;
+    assert!(b.source().await.unwrap().contains("(this browser)"));
+
+    // Another device signs in (over the JSON API); the page lists it.
+    let http = reqwest::Client::builder()
+        .user_agent("Second device")
+        .build()
+        .unwrap();
+    let other = http
+        .post(format!("{base}/session/login"))
+        .json(&json!({ "username": "dana", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    let other_cookie = other.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let other_id = other.json::<Value>().await.unwrap()["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me = |cookie: String| {
+        let http = http.clone();
+        let url = format!("{base}/auth/me");
+        async move {
+            http.get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(me(other_cookie.clone()).await, 200);
+    b.refresh().await.unwrap();
+    let row = format!("tr[data-session=\"{other_id}\"]");
+    assert!(text(&b, &row).await.contains("Second device"));
+    // PORTCULLIS_BROWSER_SCREENSHOTS=DIR keeps a picture of the page, for people.
+    if let Some(dir) = std::env::var_os("PORTCULLIS_BROWSER_SCREENSHOTS") {
+        let png = b.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join("account.png"), png).unwrap();
+    }
+
+    // Revoke it from the page: it is gone from the list and refused by the server.
+    click(&b, &format!("{row} button")).await;
+    // The same path again: wait for the row to go rather than for a new URL.
+    let mut gone = false;
+    for _ in 0..200 {
+        if b.find(Locator::Css(&row)).await.is_err() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the revoked session is still listed");
+    arrive(&b, "/account").await;
+    assert!(b.source().await.unwrap().contains("(this browser)"));
+    assert_eq!(me(other_cookie).await, 401);
+
+    // Sign out: back to the sign-in page, and the account page is closed.
+    click(&b, "#sign-out").await;
+    arrive(&b, "/login").await;
+    b.goto(&format!("{base}/account")).await.unwrap();
+    arrive(&b, "/login").await;
+
+    b.close().await.unwrap();
+    drop(driver);
+    server.stop().await;
+}
