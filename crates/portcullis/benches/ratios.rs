@@ -14,90 +14,14 @@
 
 mod common;
 
+use common::paired::{ROUNDS, median, paired, percentile, ratio, time};
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::SystemRandom;
 use common::{JwtClaims, builder, case};
 use portcullis::keys::Algorithm;
-
-const ROUNDS: usize = 301;
-const BATCH_TIME: Duration = Duration::from_micros(400);
-
-struct Series {
-    name: &'static str,
-    ns: Vec<f64>,
-}
-
-fn calibrate(f: &dyn Fn()) -> usize {
-    let start = Instant::now();
-    let mut n = 0usize;
-    while start.elapsed() < BATCH_TIME {
-        f();
-        n += 1;
-    }
-    n.max(1)
-}
-
-/// Times every contender in each round, rotating the order, and returns ns per call.
-fn paired(contenders: &[(&'static str, &dyn Fn())]) -> Vec<Series> {
-    for (_, f) in contenders {
-        for _ in 0..3 {
-            calibrate(*f); // warm up
-        }
-    }
-    let batches: Vec<usize> = contenders.iter().map(|(_, f)| calibrate(*f)).collect();
-    let mut series: Vec<Series> = contenders
-        .iter()
-        .map(|(name, _)| Series {
-            name,
-            ns: Vec::with_capacity(ROUNDS),
-        })
-        .collect();
-    for round in 0..ROUNDS {
-        for k in 0..contenders.len() {
-            let i = (round + k) % contenders.len();
-            let f = contenders[i].1;
-            let start = Instant::now();
-            for _ in 0..batches[i] {
-                f();
-            }
-            series[i]
-                .ns
-                .push(start.elapsed().as_nanos() as f64 / batches[i] as f64);
-        }
-    }
-    series
-}
-
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-fn median(v: &[f64]) -> f64 {
-    percentile(v.to_vec(), 0.5)
-}
-
-fn ratio(a: &Series, b: &Series) -> String {
-    let r: Vec<f64> = a.ns.iter().zip(&b.ns).map(|(x, y)| x / y).collect();
-    format!(
-        "{:.3} ({:.3}–{:.3})",
-        percentile(r.clone(), 0.5),
-        percentile(r.clone(), 0.1),
-        percentile(r, 0.9)
-    )
-}
-
-fn time(ns: f64) -> String {
-    if ns >= 1e6 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if ns >= 1e3 {
-        format!("{:.2} µs", ns / 1e3)
-    } else {
-        format!("{ns:.0} ns")
-    }
-}
 
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));

@@ -2,6 +2,8 @@
 //! portcullis, the bare aws-lc-rs primitive and the jsonwebtoken crate.
 #![allow(dead_code)] // Each bench target uses a different part.
 
+pub mod paired;
+
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
