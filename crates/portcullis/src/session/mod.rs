@@ -25,6 +25,39 @@
 //!   [`csrf::check_request`] (Fetch Metadata, then `Origin`, then an `X-CSRF-Token`
 //!   header); HTML forms also carry the session's synchronizer token, checked with
 //!   [`SessionContext::check_csrf_token`].
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::{Router, routing::get};
+//! use portcullis::clock::SystemClock;
+//! use portcullis::middleware::{AuthLayer, Authenticated};
+//! use portcullis::session::{MemorySessionStore, SessionConfig, Sessions};
+//! use portcullis::strategy::{Chain, Session};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sessions = Sessions::new(
+//!     // portcullis-store implements the store on SQLite and PostgreSQL.
+//!     Arc::new(MemorySessionStore::new()),
+//!     SessionConfig::for_origin("https://app.example")?,
+//!     Arc::new(SystemClock),
+//! );
+//! let app: Router = Router::new()
+//!     .route("/me", get(|auth: Authenticated| async move {
+//!         auth.identity.subject().to_owned()
+//!     }))
+//!     .layer(AuthLayer::required(Chain::new().with(Session::new(sessions.clone()))));
+//!
+//! // In your login handler, once the password checked out: a brand-new session, and
+//! // the `Set-Cookie` value to answer with.
+//! let started = sessions.start("user-42", "read", "Firefox on Linux").await?;
+//! assert!(started.set_cookie.to_str()?.starts_with("__Host-portcullis_session="));
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod csrf;
 mod memory;
