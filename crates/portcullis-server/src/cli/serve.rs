@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use portcullis::clock::{Clock as _, SystemClock};
 use portcullis::jwt::random_id;
 use portcullis::keys::Algorithm;
 use portcullis::password::{HashParams, Password, PasswordHasher};
@@ -143,12 +144,16 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
             UsersCommand::Disable { config, username } => {
                 let config = config.load(None, None)?;
                 let store = startup::open_store(&config.database_url).await?;
-                if !store
-                    .set_disabled(&normalize_username(&username)?, true)
-                    .await?
-                {
+                let name = normalize_username(&username)?;
+                let Some(user) = store.user_by_username(&name).await? else {
                     bail!("no such user: {username}");
-                }
+                };
+                store.set_disabled(&name, true).await?;
+                // Logout everywhere too: sessions, refresh families and every access
+                // token issued until now end on every running instance.
+                store
+                    .revoke_user(&user.id, SystemClock.now() as i64)
+                    .await?;
             }
             UsersCommand::GrantScope {
                 config,

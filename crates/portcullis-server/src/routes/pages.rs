@@ -367,7 +367,7 @@ async fn account_form(
     Ok(Some(identity))
 }
 
-fn refused(e: ApiError) -> Response {
+pub(super) fn refused(e: ApiError) -> Response {
     failed(e, |message| {
         layout(
             "Refused",

@@ -168,22 +168,32 @@ pub(super) fn redirect_with_cookie(to: &str, cookie: HeaderValue) -> Response {
     r
 }
 
-/// The session a request's cookie names (never a bearer token), with the CSRF checks
-/// for state-changing requests.
+/// The session a request's cookie names, with the CSRF checks for state-changing
+/// requests. A request that also carries an `Authorization` header is judged by the
+/// full chain first, so a bad bearer token is refused here too, never passed over for
+/// the cookie; a good one is not a session (401: these routes need the cookie).
 pub(super) async fn session_identity(
     state: &AppState,
     parts: &Parts,
 ) -> Result<Identity, ApiError> {
-    let strategy = Session::new(state.0.sessions.clone());
-    let outcome = match strategy.authenticate_now(parts) {
-        Some(outcome) => outcome,
-        None => strategy.authenticate(parts).await,
+    let identity = if parts.headers.contains_key(header::AUTHORIZATION) {
+        identify(state, parts).await?
+    } else {
+        let strategy = Session::new(state.0.sessions.clone());
+        let outcome = match strategy.authenticate_now(parts) {
+            Some(outcome) => outcome,
+            None => strategy.authenticate(parts).await,
+        };
+        match outcome {
+            Outcome::Authenticated(identity) => identity,
+            Outcome::Skip => return Err(ApiError::Auth(Rejection::MissingCredentials)),
+            Outcome::Reject(rejection) => return Err(ApiError::Auth(rejection)),
+        }
     };
-    match outcome {
-        Outcome::Authenticated(identity) => Ok(identity),
-        Outcome::Skip => Err(ApiError::Auth(Rejection::MissingCredentials)),
-        Outcome::Reject(rejection) => Err(ApiError::Auth(rejection)),
+    if identity.session().is_none() {
+        return Err(ApiError::Auth(Rejection::MissingCredentials));
     }
+    Ok(identity)
 }
 
 /// `POST /session/logout` → 204 (JSON) or 303 to the login page (form, which must carry
@@ -193,7 +203,11 @@ pub async fn logout(State(state): State<AppState>, request: Request) -> Result<R
     let form = is_form(&parts.headers);
     let identity = match session_identity(&state, &parts).await {
         Ok(identity) => identity,
-        Err(_) if form => return Ok(Redirect::to("/login").into_response()),
+        // Already signed out: where a signed-out person belongs.
+        Err(ApiError::Auth(Rejection::MissingCredentials)) if form => {
+            return Ok(Redirect::to("/login").into_response());
+        }
+        Err(e) if form => return Ok(pages::refused(e)),
         Err(e) => return Err(e),
     };
     let Some(session) = identity.session() else {
@@ -310,8 +324,18 @@ pub async fn token(State(state): State<AppState>, parts: Parts) -> Result<Respon
         .user_by_id(identity.subject())
         .await?
         .ok_or(ApiError::Auth(Rejection::MissingCredentials))?;
-    let scope = &session.record().scope;
-    let ttl = state.0.config.session_token_ttl;
+    let record = session.record();
+    let scope = &record.scope;
+    // Never outliving the session: not past its absolute end, nor past the moment it
+    // would time out if this were its last use (no event marks either).
+    let now = state.now();
+    let idle_end = now + state.0.sessions.config().idle_timeout().as_secs() as i64;
+    let left = (record.expires_at.min(idle_end) - now).max(1) as u64;
+    let ttl = state
+        .0
+        .config
+        .session_token_ttl
+        .min(std::time::Duration::from_secs(left));
     let access = mint_access_token(&state, &user.id, &user.username, scope, session.id(), ttl)?;
     let mut r = Json(json!({
         "access_token": access,

@@ -262,7 +262,11 @@ async fn an_expired_session_is_refused() {
             clock.advance(300);
             assert_eq!(me(&server, &cookie).await.status(), 200);
         }
-        clock.advance(300);
+        // 100 s before the end, a minted token lives 100 s, not session_token_ttl.
+        clock.advance(200);
+        let minted = post(&server, "/session/token", &cookie, &[("origin", ORIGIN)]).await;
+        assert_eq!(minted.json::<Value>().await.unwrap()["expires_in"], 100);
+        clock.advance(100);
         assert_eq!(me(&server, &cookie).await.status(), 401, "absolute");
         server.stop().await;
     }
@@ -565,6 +569,215 @@ async fn the_pages_keep_what_was_typed_show_errors_and_need_the_form_token() {
         assert_eq!(r.status(), 303);
         assert_eq!(r.headers()["location"], "/login");
         assert_eq!(me(&server, &cookie).await.status(), 401);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_ended_on_one_instance_is_refused_by_another_with_its_tokens() {
+    let Some(url) = crate::support::fresh_postgres().await else {
+        eprintln!("PORTCULLIS_TEST_POSTGRES not set: skipping the two-instance session test");
+        return;
+    };
+    let a = TestServer::start(config(&url)).await;
+    let b = TestServer::start(config(&url)).await;
+    let cookie = session(&a, "kim").await;
+    assert_eq!(me(&b, &cookie).await.status(), 200, "b reads a's sessions");
+    let minted = post(&b, "/session/token", &cookie, &[("origin", ORIGIN)]).await;
+    let access = s(&minted.json::<Value>().await.unwrap(), "access_token");
+    assert_eq!(a.me(&access).await.status(), 200);
+
+    let r = post(&a, "/session/logout", &cookie, &[("origin", ORIGIN)]).await;
+    assert_eq!(r.status(), 204);
+    // The cookie: at once (b reads the database).
+    assert_eq!(me(&b, &cookie).await.status(), 401);
+    // The token b minted from it: within a second (b follows the event log).
+    let start = std::time::Instant::now();
+    while b.me(&access).await.status() != 401 {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "b still accepts the session's token after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_script_without_origin_headers_proves_itself_with_the_csrf_token() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let _ = server.signup("ivy", PASSWORD).await;
+        let login = session_login(&server, "ivy", &[]).await;
+        let cookie = cookie_of(login.headers());
+        let token = s(&login.json::<Value>().await.unwrap(), "csrf_token");
+        let r = post(
+            &server,
+            "/session/token",
+            &cookie,
+            &[("x-csrf-token", "forged")],
+        )
+        .await;
+        assert_eq!(r.status(), 403, "{url}");
+        let r = post(
+            &server,
+            "/session/token",
+            &cookie,
+            &[("x-csrf-token", &token)],
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        // A token of another session does not pass for this one.
+        let other = session_login(&server, "ivy", &[]).await;
+        let other_cookie = cookie_of(other.headers());
+        let r = post(
+            &server,
+            "/session/token",
+            &other_cookie,
+            &[("x-csrf-token", &token)],
+        )
+        .await;
+        assert_eq!(r.status(), 403);
+        // A bad bearer token beside a good cookie is refused, not passed over.
+        let r = client()
+            .post(server.url("/session/token"))
+            .header("cookie", &cookie)
+            .header("origin", ORIGIN)
+            .bearer_auth("not.a.token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_token");
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn account_forms_refuse_forged_tokens_other_origins_and_other_peoples_sessions() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let first = session(&server, "jo").await;
+        // Another of Jo's sessions: its token must not pass for the first one's forms.
+        let login = session_login(&server, "jo", &[]).await;
+        let jo_token = s(&login.json::<Value>().await.unwrap(), "csrf_token");
+        let jo = {
+            // The account forms carry the token of the session that shows them.
+            let page = client()
+                .get(server.url("/account"))
+                .header("cookie", &first)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let token = page
+                .split("name=\"csrf_token\" value=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap()
+                .to_owned();
+            (first, token)
+        };
+        let max = session(&server, "max").await;
+        let max_id = client()
+            .get(server.url("/session/list"))
+            .header("cookie", &max)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["sessions"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let revoke = |cookie: &str, token: &str, origin: &str, id: &str| {
+            client()
+                .post(server.url(&format!("/account/sessions/{id}/revoke")))
+                .header("cookie", cookie)
+                .header("origin", origin)
+                .form(&[("csrf_token", token)])
+                .send()
+        };
+        // Forged token, another session's token, another origin: 403, nothing ends.
+        for (token, origin) in [
+            ("forged", ORIGIN),
+            (jo_token.as_str(), ORIGIN),
+            (jo.1.as_str(), "https://evil.example"),
+        ] {
+            let r = revoke(&jo.0, token, origin, &max_id).await.unwrap();
+            assert_eq!(r.status(), 403, "{url} {token} {origin}");
+        }
+        // Jo's own valid form, naming Max's session: it is not Jo's to end.
+        let r = revoke(&jo.0, &jo.1, ORIGIN, &max_id).await.unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(
+            me(&server, &max).await.status(),
+            200,
+            "max is still signed in"
+        );
+        assert_eq!(me(&server, &jo.0).await.status(), 200);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_cross_site_signup_form_creates_nothing() {
+    let (url, dir) = databases().await.remove(0);
+    let server = TestServer::start(config(&url)).await.keep_dir(dir);
+    let r = client()
+        .post(server.url("/signup"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("username", "lee"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get(SET_COOKIE).is_none());
+    assert_eq!(
+        server.signup("lee", PASSWORD).await.status(),
+        201,
+        "the name is free"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn disabling_an_account_ends_its_sessions_and_tokens() {
+    for (url, dir) in databases().await {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let cookie = session(&server, "nat").await;
+        let minted = post(&server, "/session/token", &cookie, &[("origin", ORIGIN)]).await;
+        let access = s(&minted.json::<Value>().await.unwrap(), "access_token");
+        let disable = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args([
+                "users",
+                "disable",
+                "nat",
+                "--database-url",
+                &server.database_url,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            disable.status.success(),
+            "{}",
+            String::from_utf8_lossy(&disable.stderr)
+        );
+        assert_eq!(me(&server, &cookie).await.status(), 401, "{url}");
+        let start = std::time::Instant::now();
+        while server.me(&access).await.status() != 401 {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "the disabled user's token still works"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let again = session_login(&server, "nat", &[]).await;
+        assert_eq!(again.status(), 401);
         server.stop().await;
     }
 }

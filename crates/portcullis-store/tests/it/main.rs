@@ -386,6 +386,17 @@ async fn sessions_are_found_by_hash_touched_listed_and_revoked() {
         );
         assert_eq!(ids(s.sessions_of(&uid).await.unwrap()), ["s2"]);
         assert_eq!(s.revoke_sessions_of(&other, 210).await.unwrap(), ["s3"]);
+        // Whoever's it is (an expired session revoked on sight).
+        s.create_session(&new_session("s5", 5, &uid, 150))
+            .await
+            .unwrap();
+        assert!(s.revoke_session("s5", None, 220).await.unwrap());
+        assert!(
+            s.find_session(&SessionHash([5; 32]))
+                .await
+                .unwrap()
+                .is_none()
+        );
         let events: Vec<_> = s
             .events_after(start, 100)
             .await
@@ -397,13 +408,14 @@ async fn sessions_are_found_by_hash_touched_listed_and_revoked() {
             events,
             [
                 (EventKind::SessionRevoked, "s1".to_owned()),
-                (EventKind::SessionRevoked, "s3".to_owned())
+                (EventKind::SessionRevoked, "s3".to_owned()),
+                (EventKind::SessionRevoked, "s5".to_owned())
             ]
         );
         let state = s.revoked_since(200).await.unwrap();
         let mut sids = state.families.clone();
         sids.sort();
-        assert_eq!(sids, ["s1", "s3"]);
+        assert_eq!(sids, ["s1", "s3", "s5"]);
     }
 }
 

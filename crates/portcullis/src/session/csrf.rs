@@ -4,10 +4,11 @@
 //! page makes it send. So a state-changing request (any method but GET, HEAD, OPTIONS
 //! and TRACE) that a cookie authenticates must prove it comes from our own pages:
 //!
-//! 1. **Fetch Metadata.** Browsers since 2020–2023 send `Sec-Fetch-Site`; only
+//! 1. **Fetch Metadata.** Browsers since 2020–2023 send `Sec-Fetch-Site`;
 //!    `same-origin` (and `none`, a navigation the user started) pass.
-//! 2. **Origin.** Without it, the `Origin` header must be the site's origin (or one
-//!    allowed with [`super::SessionConfig::with_allowed_origin`]); `null` never passes.
+//! 2. **Origin.** Otherwise the `Origin` header must be the site's origin (or one
+//!    allowed with [`super::SessionConfig::with_allowed_origin`], which the browser
+//!    calls `same-site` or `cross-site`); `null` never passes.
 //! 3. **Token header.** Without either (old browsers, scripts with a cookie jar), the
 //!    request must carry the session's synchronizer token in `X-CSRF-Token`.
 //!
@@ -63,15 +64,16 @@ use Refused::{CrossSite, Unknown};
 /// The Fetch Metadata and `Origin` checks alone: for forms posted before any session
 /// exists (login, signup), where there is no token to fall back on.
 pub fn check_origin(headers: &HeaderMap, config: &SessionConfig) -> Result<(), Refused> {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        return match site.as_bytes() {
-            b"same-origin" | b"none" => Ok(()),
-            _ => Err(CrossSite),
-        };
+    let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    if matches!(site, Some(b"same-origin" | b"none")) {
+        return Ok(());
     }
+    // Another allowed front end of the site is `same-site` or `cross-site` to the
+    // browser; its `Origin`, which pages cannot forge, decides.
     match headers.get(header::ORIGIN).map(|v| v.to_str()) {
         Some(Ok(origin)) if config.origin_allowed(&origin.to_ascii_lowercase()) => Ok(()),
         Some(_) => Err(CrossSite),
+        None if site.is_some() => Err(CrossSite),
         None => Err(Unknown),
     }
 }
@@ -128,6 +130,15 @@ mod tests {
             vec![("origin", "https://app.example")],
             vec![("origin", "https://ADMIN.app.example")],
             vec![("x-csrf-token", token.as_str())],
+            // What a browser sends from the other allowed front end.
+            vec![
+                ("sec-fetch-site", "same-site"),
+                ("origin", "https://admin.app.example"),
+            ],
+            vec![
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "https://admin.app.example"),
+            ],
         ];
         for h in &pass {
             for m in [Method::POST, Method::DELETE, Method::PUT, Method::PATCH] {
@@ -137,10 +148,14 @@ mod tests {
         let refuse = [
             vec![("sec-fetch-site", "cross-site")],
             vec![("sec-fetch-site", "same-site")],
-            // Fetch Metadata wins over a matching Origin.
+            vec![
+                ("sec-fetch-site", "same-site"),
+                ("origin", "https://blog.app.example"),
+            ],
+            // Fetch Metadata that says cross-site is not rescued by a token.
             vec![
                 ("sec-fetch-site", "cross-site"),
-                ("origin", "https://app.example"),
+                ("x-csrf-token", token.as_str()),
             ],
             vec![("origin", "https://evil.example")],
             vec![("origin", "null")],

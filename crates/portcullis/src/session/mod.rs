@@ -215,7 +215,11 @@ impl SessionConfig {
             self.absolute.as_secs()
         );
         // The secret is base64url and the rest is fixed ASCII.
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+        let mut value =
+            HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""));
+        // Kept out of `Debug` output and of HTTP/2 header compression tables.
+        value.set_sensitive(true);
+        value
     }
 
     /// The `Set-Cookie` value that removes the cookie.
@@ -271,15 +275,16 @@ fn normalize_origin(origin: &str) -> Result<String, ConfigError> {
 
 fn is_loopback_origin(origin: &str) -> bool {
     let host_port = origin.trim_start_matches("http://");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']')
-            .next()
-            .map(|h| format!("[{h}]"))
-            .unwrap_or_default()
-    } else {
-        host_port.split(':').next().unwrap_or_default().to_owned()
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
     };
-    host == "localhost" || host == "[::1]" || host.starts_with("127.")
+    // An address, or the one name that always means this machine; never a name that
+    // merely starts like a loopback address (127.0.0.1.example.net).
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The secret of a session: 256 random bits, base64url, the cookie's value. Only its
@@ -510,12 +515,20 @@ impl std::fmt::Debug for Sessions {
 }
 
 /// A session just started: its context and the `Set-Cookie` value to send.
-#[derive(Debug)]
 pub struct Started {
     /// The new session.
     pub context: SessionContext,
     /// The `Set-Cookie` header value that installs it.
     pub set_cookie: HeaderValue,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("context", &self.context)
+            .field("set_cookie", &"[redacted]")
+            .finish()
+    }
 }
 
 impl Sessions {
@@ -646,6 +659,7 @@ mod tests {
         }
         assert!(!cookie.contains("Domain"), "{cookie}");
         assert!(c.clear_cookie().to_str().unwrap().contains("Max-Age=0"));
+        assert!(!format!("{:?}", c.set_cookie(&secret)).contains(&secret.0));
     }
 
     #[test]
@@ -669,7 +683,14 @@ mod tests {
             SessionConfig::for_origin("http://app.example").unwrap_err(),
             ConfigError::InsecureOrigin("http://app.example".into())
         );
-        assert!(SessionConfig::for_origin("http://localhost.evil.example").is_err());
+        for public in [
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+            "http://127.attacker.example",
+            "http://[::2]:80",
+        ] {
+            assert!(SessionConfig::for_origin(public).is_err(), "{public}");
+        }
         assert!(SessionConfig::insecure_allow_http("http://app.test").is_ok());
         for bad in ["ftp://x", "https://", "https://a/b", "app.example"] {
             assert!(SessionConfig::for_origin(bad).is_err(), "{bad}");
