@@ -7,11 +7,10 @@
 //! `Cache-Control: no-store`. Every form that changes state carries the session's
 //! synchronizer token, on top of the Fetch Metadata / Origin checks.
 
-use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -190,7 +189,7 @@ fn failed(e: ApiError, render: impl FnOnce(&str) -> Markup) -> Response {
 }
 
 /// The login page again, after a failed form login.
-pub(super) fn login_failed(_state: &AppState, e: ApiError, username: &str) -> Response {
+pub(super) fn login_failed(e: ApiError, username: &str) -> Response {
     failed(e, |message| login_page(Some(message), username))
 }
 
@@ -221,11 +220,7 @@ pub struct SignupForm {
 
 /// `POST /signup` (form): creates the account and signs it in (303 to the account
 /// page), or shows the form again with the error and the username.
-pub async fn signup_submit(
-    State(state): State<AppState>,
-    ConnectInfo(_peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
+pub async fn signup_submit(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers.clone();
     let typed: Result<SignupForm, ApiError> = read_form(parts, body).await;

@@ -130,7 +130,7 @@ pub async fn login(
         };
         return Ok(match result {
             Ok((_, started)) => redirect_with_cookie("/account", started.set_cookie),
-            Err(e) => pages::login_failed(&state, e, &username),
+            Err(e) => pages::login_failed(e, &username),
         });
     }
     let JsonBody(credentials) =
