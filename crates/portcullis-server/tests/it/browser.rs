@@ -147,6 +147,15 @@ async fn text(b: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// PORTCULLIS_BROWSER_SCREENSHOTS=DIR keeps a picture of the page as `NAME.png`, for
+/// people to look at.
+async fn screenshot(b: &Client, name: &str) {
+    if let Some(dir) = std::env::var_os("PORTCULLIS_BROWSER_SCREENSHOTS") {
+        let png = b.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_person_signs_up_logs_in_revokes_a_session_and_logs_out_in_chromium() {
     let required = std::env::var_os("PORTCULLIS_REQUIRE_BROWSER").is_some();
@@ -197,6 +206,7 @@ async fn a_person_signs_up_logs_in_revokes_a_session_and_logs_out_in_chromium() 
         text(&b, "[role=alert]").await,
         "The username or password is wrong."
     );
+    screenshot(&b, "login-failed").await;
     let kept = b
         .find(Locator::Css("#username"))
         .await
@@ -251,11 +261,7 @@ async fn a_person_signs_up_logs_in_revokes_a_session_and_logs_out_in_chromium() 
     b.refresh().await.unwrap();
     let row = format!("tr[data-session=\"{other_id}\"]");
     assert!(text(&b, &row).await.contains("Second device"));
-    // PORTCULLIS_BROWSER_SCREENSHOTS=DIR keeps a picture of the page, for people.
-    if let Some(dir) = std::env::var_os("PORTCULLIS_BROWSER_SCREENSHOTS") {
-        let png = b.screenshot().await.unwrap();
-        std::fs::write(std::path::Path::new(&dir).join("account.png"), png).unwrap();
-    }
+    screenshot(&b, "account").await;
 
     // Revoke it from the page: it is gone from the list and refused by the server.
     click(&b, &format!("{row} button")).await;
