@@ -109,6 +109,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     }));
     let (shutdown, mut stopped) = watch::channel(false);
     let events = tokio::spawn(follow_events(state.clone(), cursor, shutdown.subscribe()));
+    let retention = tokio::spawn(retain(state.clone(), shutdown.subscribe()));
     let app = app(state.clone());
     tracing::info!(%addr, backend = state.0.store.backend(), issuer = %state.0.config.issuer, "listening");
     let task = tokio::spawn(async move {
@@ -122,6 +123,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         .await
         .context("serving");
         events.abort();
+        retention.abort();
         served
     });
     Ok(Running {
@@ -182,6 +184,42 @@ async fn follow_events(state: AppState, mut cursor: i64, mut stop: watch::Receiv
             }
             // The database is away: keep serving from memory and try again.
             Err(e) => tracing::warn!(error = %e, "reading the event log failed"),
+        }
+    }
+}
+
+/// Keeps the database and the in-memory revocation list from growing without end: at
+/// start and then once per access-token lifetime (plus leeway), deletes what ended
+/// before that window and forgets revocations no live token can need. Every instance
+/// runs it; the deletes are idempotent.
+async fn retain(state: AppState, mut stop: watch::Receiver<bool>) {
+    let keep = state.0.config.access_token_ttl + Duration::from_secs(60);
+    let policy = portcullis_store::RotationPolicy {
+        grace: state.0.config.refresh_grace.as_secs() as i64,
+        idle: state.0.config.refresh_idle.as_secs() as i64,
+        absolute: state.0.config.refresh_absolute.as_secs() as i64,
+    };
+    loop {
+        let now = state.now();
+        match state
+            .0
+            .store
+            .prune(now, keep.as_secs() as i64, policy)
+            .await
+        {
+            Ok(p) if p != portcullis_store::Pruned::default() => tracing::info!(
+                events = p.events,
+                sessions = p.sessions,
+                families = p.families,
+                "pruned records that ended"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning failed; trying again later"),
+        }
+        state.0.revocations.prune(now - keep.as_secs() as i64);
+        tokio::select! {
+            _ = tokio::time::sleep(keep) => {}
+            _ = stop.changed() => return,
         }
     }
 }

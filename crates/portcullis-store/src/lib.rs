@@ -17,7 +17,8 @@ use portcullis::session::SessionStore;
 
 pub use error::Error;
 pub use model::{
-    Event, EventKind, NewUser, RevokedState, Rotation, RotationPolicy, StoredKey, TokenHash, User,
+    Event, EventKind, NewUser, Pruned, RevokedState, Rotation, RotationPolicy, StoredKey,
+    TokenHash, User,
 };
 
 /// Everything the server keeps. Object-safe: the backend is chosen at run time. Every
@@ -70,6 +71,13 @@ pub trait Store: SessionStore + Send + Sync + 'static {
     /// Families and sessions revoked, and users' "not before" times moved, at or after
     /// `since`.
     async fn revoked_since(&self, since: i64) -> Result<RevokedState, Error>;
+
+    /// Deletes what ended more than `keep` seconds before `now` and can no longer
+    /// refuse or explain anything: events, cookie sessions that were revoked or passed
+    /// their absolute end, refresh families that were revoked or ran out under
+    /// `policy` (with their tokens). `keep` must cover the longest access-token
+    /// lifetime plus leeway: until then, revocations still matter to live tokens.
+    async fn prune(&self, now: i64, keep: i64, policy: RotationPolicy) -> Result<Pruned, Error>;
 
     /// Every signing key, newest first.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error>;

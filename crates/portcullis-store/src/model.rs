@@ -185,3 +185,14 @@ pub struct RevokedState {
     /// (user id, not before) pairs.
     pub not_before: Vec<(String, i64)>,
 }
+
+/// What [`crate::Store::prune`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events.
+    pub events: u64,
+    /// Ended cookie sessions.
+    pub sessions: u64,
+    /// Ended refresh families (their tokens go with them).
+    pub families: u64,
+}

@@ -18,8 +18,8 @@ use portcullis::session::{
 };
 
 use crate::{
-    Error, Event, EventKind, NewUser, RevokedState, Rotation, RotationPolicy, Store, StoredKey,
-    TokenHash, User,
+    Error, Event, EventKind, NewUser, Pruned, RevokedState, Rotation, RotationPolicy, Store,
+    StoredKey, TokenHash, User,
 };
 
 /// The channel PostgreSQL instances listen on for new events.
@@ -365,6 +365,34 @@ macro_rules! store_impl {
                     families: families.into_iter().map(|(id,)| id).collect(),
                     not_before,
                 })
+            }
+
+            async fn prune(&self, now: i64, keep: i64, policy: RotationPolicy) -> Result<Pruned, Error> {
+                let cutoff = now - keep;
+                let mut tx = self.pool.begin().await?;
+                let events = sqlx::query("DELETE FROM events WHERE at < $1")
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let sessions =
+                    sqlx::query("DELETE FROM sessions WHERE revoked_at < $1 OR expires_at < $1")
+                        .bind(cutoff)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                let families = sqlx::query(
+                    "DELETE FROM refresh_families \
+                     WHERE revoked_at < $1 OR last_used_at < $2 OR created_at < $3",
+                )
+                .bind(cutoff)
+                .bind(cutoff - policy.idle)
+                .bind(cutoff - policy.absolute)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(Pruned { events, sessions, families })
             }
 
             async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error> {

@@ -36,11 +36,22 @@ pub struct NotBefore {
 }
 
 /// The in-memory revocation state. Reads take a shared lock; no I/O.
+///
+/// It stays small if [`RevocationList::prune`] is called now and then: an entry only
+/// matters while a token it could refuse is still unexpired.
 #[derive(Debug, Default)]
 pub struct RevocationList {
-    sessions: RwLock<HashSet<String>>,
+    sessions: RwLock<Generations>,
     not_before: RwLock<HashMap<String, i64>>,
     cursor: AtomicI64,
+}
+
+/// Revoked `sid`s in two generations: each prune drops the older one, so an entry is
+/// kept for at least one pruning period and at most two.
+#[derive(Debug, Default)]
+struct Generations {
+    current: HashSet<String>,
+    previous: HashSet<String>,
 }
 
 impl RevocationList {
@@ -51,7 +62,34 @@ impl RevocationList {
 
     /// Records a revoked session.
     pub fn revoke_session(&self, sid: &str) {
-        write(&self.sessions).insert(sid.to_owned());
+        write(&self.sessions).current.insert(sid.to_owned());
+    }
+
+    /// Forgets what can no longer refuse any token. Call it every `period`, where
+    /// `period` is at least the longest lifetime of a token you accept plus the
+    /// verifier's leeway, with `before = now - period`: revoked sessions are kept for
+    /// one to two periods after their revocation and "not before" times earlier than
+    /// `before` are dropped, and by then every token they could refuse has expired.
+    pub fn prune(&self, before: i64) {
+        {
+            let mut sessions = write(&self.sessions);
+            sessions.previous = std::mem::take(&mut sessions.current);
+        }
+        write(&self.not_before).retain(|_, at| *at >= before);
+    }
+
+    /// How many revoked sessions and "not before" times are held, for metrics.
+    pub fn len(&self) -> (usize, usize) {
+        let sessions = read(&self.sessions);
+        (
+            sessions.current.len() + sessions.previous.len(),
+            read(&self.not_before).len(),
+        )
+    }
+
+    /// True when nothing is revoked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0)
     }
 
     /// Moves a user's "not before" (never backwards).
@@ -92,6 +130,12 @@ impl RevocationCheck for RevocationList {
             return Err(TokenFailure::IssuedBeforeLogout);
         }
         Ok(())
+    }
+}
+
+impl Generations {
+    fn contains(&self, sid: &str) -> bool {
+        self.current.contains(sid) || self.previous.contains(sid)
     }
 }
 
@@ -147,5 +191,37 @@ mod tests {
             Err(TokenFailure::IssuedBeforeLogout),
             "never backwards"
         );
+    }
+
+    #[test]
+    fn pruning_keeps_entries_for_one_to_two_periods() {
+        let list = RevocationList::new();
+        list.revoke_session("old");
+        list.set_not_before("u1", 100);
+        list.set_not_before("u2", 1000);
+        assert_eq!(list.len(), (1, 2));
+        // First prune: "old" survives (one period), u1's time is before the cut.
+        list.prune(500);
+        list.revoke_session("new");
+        assert_eq!(
+            list.check(&claims("old", "x", 0)),
+            Err(TokenFailure::SessionRevoked)
+        );
+        assert!(list.check(&claims("s", "u1", 50)).is_ok());
+        assert_eq!(
+            list.check(&claims("s", "u2", 999)),
+            Err(TokenFailure::IssuedBeforeLogout)
+        );
+        // Second prune: "old" goes, "new" stays.
+        list.prune(600);
+        assert!(list.check(&claims("old", "x", 0)).is_ok());
+        assert_eq!(
+            list.check(&claims("new", "x", 0)),
+            Err(TokenFailure::SessionRevoked)
+        );
+        assert_eq!(list.len(), (1, 1));
+        list.prune(2000);
+        list.prune(2000);
+        assert!(list.is_empty());
     }
 }

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use portcullis::clock::SystemClock;
+use portcullis::clock::{Clock as _, SystemClock};
 use portcullis::jwt::{Validation, Verifier};
 use portcullis::keys::KeySet;
 use portcullis::keys::remote::{FetchFuture, Fetched, JwksFetcher, RemoteJwks, discover, max_age};
@@ -198,7 +198,15 @@ async fn follow_feed(
 ) {
     let base = issuer.trim_end_matches('/').to_owned();
     let mut token: Option<String> = None;
+    // Revocations matter only while a token they refuse can be alive: at most the
+    // verifier's longest accepted lifetime plus its leeway.
+    let period = portcullis::jwt::DEFAULT_MAX_LIFETIME + portcullis::jwt::DEFAULT_LEEWAY;
+    let mut pruned = std::time::Instant::now();
     loop {
+        if pruned.elapsed() >= period {
+            list.prune(SystemClock.now() as i64 - period.as_secs() as i64);
+            pruned = std::time::Instant::now();
+        }
         if token.is_none() {
             let login = http
                 .post(format!("{base}/auth/login"))

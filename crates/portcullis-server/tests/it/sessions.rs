@@ -781,3 +781,50 @@ async fn disabling_an_account_ends_its_sessions_and_tokens() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn ended_sessions_are_pruned_once_no_token_can_need_them() {
+    for (url, dir) in databases().await {
+        let clock = ManualClock::new(1_800_000_000);
+        let server = TestServer::start_with(config(&url), Arc::new(clock.clone()))
+            .await
+            .keep_dir(dir);
+        let ended = session(&server, "pia").await;
+        let r = post(&server, "/session/logout", &ended, &[("origin", ORIGIN)]).await;
+        assert_eq!(r.status(), 204);
+        let live = session(&server, "pia").await;
+        let dir = server.stop().await;
+        let count = || async {
+            let sql = "SELECT COUNT(*) FROM sessions";
+            if url.starts_with("sqlite") {
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            } else {
+                let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(count().await, 2, "{url}");
+
+        // Within the access-token lifetime the ended row stays (its tokens may live);
+        // after it, the next start prunes it. The live session is untouched.
+        clock.advance(900 + 61);
+        let server = TestServer::start_with(config(&url), Arc::new(clock.clone()))
+            .await
+            .keep_dir(dir);
+        let start = std::time::Instant::now();
+        while count().await != 1 {
+            assert!(start.elapsed() < Duration::from_secs(5), "not pruned");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(me(&server, &live).await.status(), 200);
+        assert_eq!(me(&server, &ended).await.status(), 401);
+        server.stop().await;
+    }
+}

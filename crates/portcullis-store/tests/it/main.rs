@@ -466,3 +466,94 @@ async fn logout_all_ends_sessions_and_families_together_and_disabled_users_have_
         );
     }
 }
+
+#[tokio::test]
+async fn pruning_deletes_only_what_ended_before_the_cutoff() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        let uid = user(s, "ola").await;
+        // Families: revoked long ago, idle too long, too old, and a live one.
+        s.create_family("revoked", &uid, "", &hash(1), 100)
+            .await
+            .unwrap();
+        s.revoke_family_of(&hash(1), 150).await.unwrap();
+        s.create_family("idle", &uid, "", &hash(2), 100)
+            .await
+            .unwrap();
+        s.create_family("ancient", &uid, "", &hash(3), 10)
+            .await
+            .unwrap();
+        s.rotate(&hash(3), &hash(4), 1005, POLICY).await.unwrap();
+        s.create_family("live", &uid, "", &hash(5), 1100)
+            .await
+            .unwrap();
+        s.create_family("revoked-recently", &uid, "", &hash(6), 1100)
+            .await
+            .unwrap();
+        s.revoke_family_of(&hash(6), 1180).await.unwrap();
+        // Sessions: revoked long ago, past their end, revoked recently, live.
+        s.create_session(&new_session("s-revoked", 1, &uid, 100))
+            .await
+            .unwrap();
+        s.revoke_session("s-revoked", None, 150).await.unwrap();
+        let mut ended = new_session("s-ended", 2, &uid, 100);
+        ended.expires_at = 160;
+        s.create_session(&ended).await.unwrap();
+        s.create_session(&new_session("s-recent", 3, &uid, 1100))
+            .await
+            .unwrap();
+        s.revoke_session("s-recent", None, 1180).await.unwrap();
+        s.create_session(&new_session("s-live", 4, &uid, 1100))
+            .await
+            .unwrap();
+        let events_before = s.events_after(0, 100).await.unwrap();
+        let last = s.last_event_id().await.unwrap();
+
+        // now 1200, keep 100: the cutoff is 1100. POLICY: idle 100, absolute 1000.
+        let pruned = s.prune(1200, 100, POLICY).await.unwrap();
+        assert_eq!(pruned.families, 3, "revoked, idle and ancient");
+        assert_eq!(pruned.sessions, 2, "revoked and ended");
+        let old_events = events_before.iter().filter(|e| e.at < 1100).count() as u64;
+        assert!(old_events >= 2);
+        assert_eq!(pruned.events, old_events);
+
+        let left: Vec<String> = s
+            .events_after(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.subject)
+            .collect();
+        assert_eq!(left, ["revoked-recently", "s-recent"]);
+        assert_eq!(
+            s.last_event_id().await.unwrap(),
+            last,
+            "ids are never reused"
+        );
+        // The live ones still work; the pruned refresh tokens are simply unknown.
+        assert!(
+            s.find_session(&SessionHash([4; 32]))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(matches!(
+            s.rotate(&hash(5), &hash(7), 1150, POLICY).await.unwrap(),
+            Rotation::Rotated { .. }
+        ));
+        assert_eq!(
+            s.rotate(&hash(2), &hash(8), 1150, POLICY).await.unwrap(),
+            Rotation::Refused
+        );
+        // A revocation that still matters is still reported at startup.
+        let state = s.revoked_since(1100).await.unwrap();
+        let mut sids = state.families;
+        sids.sort();
+        assert_eq!(sids, ["revoked-recently", "s-recent"]);
+        // Nothing left to do the second time.
+        assert_eq!(
+            s.prune(1200, 100, POLICY).await.unwrap(),
+            Default::default()
+        );
+    }
+}
