@@ -325,6 +325,21 @@ fn origin_of(url: &str) -> Option<String> {
 }
 
 impl Config {
+    /// How long a revocation, a retired key or an ended record can still matter: the
+    /// access-token lifetime plus the verifier's leeway, rounded up to a minute.
+    pub fn revocation_window(&self) -> Duration {
+        self.access_token_ttl + Duration::from_secs(60)
+    }
+
+    /// The refresh-token lifetimes, in the store's terms.
+    pub fn rotation_policy(&self) -> portcullis_store::RotationPolicy {
+        portcullis_store::RotationPolicy {
+            grace: self.refresh_grace.as_secs() as i64,
+            idle: self.refresh_idle.as_secs() as i64,
+            absolute: self.refresh_absolute.as_secs() as i64,
+        }
+    }
+
     /// File, then environment, then flags, then checks.
     pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Config> {
         let mut raw = match file {
@@ -404,6 +419,26 @@ mod tests {
         assert!(err("issuer = \"ftp://auth.example\"").contains("issuer"));
         assert!(err("session_idle = \"13h\"").contains("session_idle"));
         assert!(err("session_token_ttl = \"1h\"").contains("session_token_ttl"));
+    }
+
+    #[test]
+    fn session_switches_from_the_environment_are_strict() {
+        let mut raw = RawConfig::default();
+        let set = |raw: &mut RawConfig, v: &str| {
+            raw.apply_env([(
+                "PORTCULLIS_SESSIONS_ALLOW_INSECURE_HTTP".to_owned(),
+                v.to_owned(),
+            )])
+        };
+        assert!(set(&mut raw, "yes").is_err());
+        assert!(set(&mut raw, "true").is_ok());
+        raw.issuer = Some("http://auth.test".into());
+        assert!(!Config::try_from(raw.clone()).unwrap().sessions.is_secure());
+        assert!(set(&mut raw, "0").is_ok());
+        assert!(
+            Config::try_from(raw).is_err(),
+            "http off loopback needs the switch"
+        );
     }
 
     #[test]

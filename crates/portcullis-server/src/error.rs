@@ -116,10 +116,7 @@ impl IntoResponse for ApiError {
                 r
             }
             ApiError::Auth(rejection) => {
-                tracing::info!(
-                    reason = rejection.log_reason(),
-                    "bearer authentication refused"
-                );
+                tracing::info!(reason = rejection.log_reason(), "authentication refused");
                 let mut r = (rejection.status(), Json(rejection.body())).into_response();
                 if let Ok(challenge) = HeaderValue::from_str(&rejection.challenge(REALM)) {
                     r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);

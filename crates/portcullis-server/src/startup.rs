@@ -64,7 +64,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         .with_context(|| format!("opening the database {}", redact_url(&config.database_url)))?;
     let now = clock.now() as i64;
     // Keys retired less than a token lifetime (plus leeway) ago still verify.
-    let keep_for = config.access_token_ttl + Duration::from_secs(60);
+    let keep_for = config.revocation_window();
     let keys = KeyRing::load(store.as_ref(), config.signing_alg, keep_for, now).await?;
     let revocations = Arc::new(crate::revocation::from_state(
         store.revoked_since(now - keep_for.as_secs() as i64).await?,
@@ -193,12 +193,8 @@ async fn follow_events(state: AppState, mut cursor: i64, mut stop: watch::Receiv
 /// before that window and forgets revocations no live token can need. Every instance
 /// runs it; the deletes are idempotent.
 async fn retain(state: AppState, mut stop: watch::Receiver<bool>) {
-    let keep = state.0.config.access_token_ttl + Duration::from_secs(60);
-    let policy = portcullis_store::RotationPolicy {
-        grace: state.0.config.refresh_grace.as_secs() as i64,
-        idle: state.0.config.refresh_idle.as_secs() as i64,
-        absolute: state.0.config.refresh_absolute.as_secs() as i64,
-    };
+    let keep = state.0.config.revocation_window();
+    let policy = state.0.config.rotation_policy();
     loop {
         let now = state.now();
         match state
@@ -225,7 +221,7 @@ async fn retain(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 async fn reload_keys(state: &AppState) {
-    let keep_for = state.0.config.access_token_ttl + Duration::from_secs(60);
+    let keep_for = state.0.config.revocation_window();
     match state
         .0
         .keys

@@ -511,8 +511,13 @@ fn unavailable(e: impl Into<Error>) -> session::Error {
     session::Error::Unavailable(e.into().to_string())
 }
 
-const SESSION_COLUMNS: &str =
-    "s.id, s.user_id, s.scope, s.label, s.created_at, s.last_seen_at, s.expires_at";
+/// The columns of a [`SessionRow`], as a literal so the queries are `concat!`ed at
+/// compile time (the session lookup runs on every cookie request).
+macro_rules! session_columns {
+    () => {
+        "s.id, s.user_id, s.scope, s.label, s.created_at, s.last_seen_at, s.expires_at"
+    };
+}
 
 /// The library's [`SessionStore`] over the same pool. Revoking a session also logs a
 /// `session_revoked` event, in the same transaction, so every instance refuses the
@@ -546,8 +551,10 @@ macro_rules! session_impl {
             ) -> StoreFuture<'a, Option<SessionRecord>> {
                 Box::pin(async move {
                     // Sessions of disabled accounts are refused like revoked ones.
-                    let row: Option<SessionRow> = sqlx::query_as(&format!(
-                        "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+                    let row: Option<SessionRow> = sqlx::query_as(concat!(
+                        "SELECT ",
+                        session_columns!(),
+                        " FROM sessions s JOIN users u ON u.id = s.user_id \
                          WHERE s.secret_hash = $1 AND s.revoked_at IS NULL AND NOT u.disabled"
                     ))
                     .bind(&hash.0[..])
@@ -630,8 +637,10 @@ macro_rules! session_impl {
 
             fn sessions_of<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, Vec<SessionRecord>> {
                 Box::pin(async move {
-                    let rows: Vec<SessionRow> = sqlx::query_as(&format!(
-                        "SELECT {SESSION_COLUMNS} FROM sessions s \
+                    let rows: Vec<SessionRow> = sqlx::query_as(concat!(
+                        "SELECT ",
+                        session_columns!(),
+                        " FROM sessions s \
                          WHERE s.user_id = $1 AND s.revoked_at IS NULL \
                          ORDER BY s.created_at DESC, s.id"
                     ))

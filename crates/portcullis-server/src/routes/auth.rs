@@ -13,7 +13,7 @@ use portcullis::refresh::RefreshToken;
 use portcullis::rejection::Rejection;
 use portcullis::strategy::{Identity, Outcome, Strategy as _};
 use portcullis::username::normalize_username;
-use portcullis_store::{NewUser, Rotation, RotationPolicy, TokenHash, User};
+use portcullis_store::{NewUser, Rotation, TokenHash, User};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -190,11 +190,7 @@ pub async fn refresh(
     let s = &state.0;
     let presented = RefreshToken::parse(&body.refresh_token).ok_or(ApiError::InvalidGrant)?;
     let next = RefreshToken::generate()?;
-    let policy = RotationPolicy {
-        grace: s.config.refresh_grace.as_secs() as i64,
-        idle: s.config.refresh_idle.as_secs() as i64,
-        absolute: s.config.refresh_absolute.as_secs() as i64,
-    };
+    let policy = s.config.rotation_policy();
     let now = state.now();
     match s
         .store

@@ -81,7 +81,8 @@ pub fn check_origin(headers: &HeaderMap, config: &SessionConfig) -> Result<(), R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{SessionRecord, SessionSecret};
+    use crate::session::SessionSecret;
+    use crate::session::tests::record;
 
     fn parts(method: Method, headers: &[(&str, &str)]) -> Parts {
         let mut b = http::Request::builder().method(method).uri("/x");
@@ -93,16 +94,7 @@ mod tests {
 
     fn ctx() -> (SessionContext, String) {
         let secret = SessionSecret::generate().unwrap();
-        let record = SessionRecord {
-            id: "s".into(),
-            subject: "u".into(),
-            scope: String::new(),
-            label: String::new(),
-            created_at: 0,
-            last_seen_at: 0,
-            expires_at: 10,
-        };
-        let c = SessionContext::new(record, &secret);
+        let c = SessionContext::new(record(0, 10), &secret);
         let token = c.csrf_token().to_owned();
         (c, token)
     }

@@ -643,8 +643,21 @@ impl Sessions {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A session of user `u`, last used at `last_seen_at`, ending at `expires_at`.
+    pub(crate) fn record(last_seen_at: i64, expires_at: i64) -> SessionRecord {
+        SessionRecord {
+            id: "s".into(),
+            subject: "u".into(),
+            scope: String::new(),
+            label: String::new(),
+            created_at: 0,
+            last_seen_at,
+            expires_at,
+        }
+    }
 
     #[test]
     fn https_origins_get_the_host_prefixed_secure_cookie() {
@@ -761,16 +774,7 @@ mod tests {
         let b = SessionSecret::generate().unwrap();
         assert_ne!(a.csrf_token(), b.csrf_token());
         assert_ne!(a.csrf_token(), a.0);
-        let record = SessionRecord {
-            id: "s".into(),
-            subject: "u".into(),
-            scope: String::new(),
-            label: String::new(),
-            created_at: 0,
-            last_seen_at: 0,
-            expires_at: 10,
-        };
-        let ctx = SessionContext::new(record, &a);
+        let ctx = SessionContext::new(record(0, 10), &a);
         assert!(ctx.check_csrf_token(&a.csrf_token()).is_ok());
         assert!(ctx.check_csrf_token(&b.csrf_token()).is_err());
         assert!(ctx.check_csrf_token("").is_err());
@@ -780,15 +784,7 @@ mod tests {
 
     #[test]
     fn expiry_is_idle_or_absolute() {
-        let r = SessionRecord {
-            id: "s".into(),
-            subject: "u".into(),
-            scope: String::new(),
-            label: String::new(),
-            created_at: 0,
-            last_seen_at: 100,
-            expires_at: 1000,
-        };
+        let r = record(100, 1000);
         let idle = Duration::from_secs(60);
         assert!(!r.is_expired(159, idle));
         assert!(r.is_expired(160, idle));
