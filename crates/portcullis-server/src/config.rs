@@ -60,6 +60,10 @@ pub struct RawConfig {
     session_absolute: Option<RawDuration>,
     session_token_ttl: Option<RawDuration>,
     sessions_allow_insecure_http: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
+    signups_before_delay: Option<u32>,
+    signup_max_delay: Option<RawDuration>,
+    device_lifetime: Option<RawDuration>,
 }
 
 /// Flags given on the command line; they win over the file and the environment.
@@ -103,12 +107,23 @@ pub struct Config {
     pub hash_queue: usize,
     /// Defaults to 16 KiB.
     pub max_body_bytes: usize,
-    /// Failed logins per account (and per 4× that per address) before delays start.
-    /// Defaults to 5.
+    /// Login attempts per account from unknown devices, per known device, and 4× that
+    /// per client address, before delays start. An attempt counts from the moment it
+    /// is admitted until it succeeds. Defaults to 5.
     pub login_failures_before_delay: u32,
-    /// The longest delay throttling imposes. Defaults to 60 seconds: an attacker is
-    /// slowed down, the real owner is never locked out for long.
+    /// The longest delay login throttling imposes. Defaults to 60 seconds.
     pub login_max_delay: Duration,
+    /// Account creations per client address before delays start (every signup counts,
+    /// successful or not). Defaults to 5.
+    pub signups_before_delay: u32,
+    /// The longest delay signup throttling imposes. Defaults to 5 minutes.
+    pub signup_max_delay: Duration,
+    /// How long a device that signed in stays known without signing in again (its
+    /// attempts are throttled apart from anonymous ones). Defaults to 90 days.
+    pub device_lifetime: Duration,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` headers name the client address.
+    /// Defaults to none: the TCP peer is the client.
+    pub trusted_proxies: crate::client::TrustedProxies,
     /// How often an instance reads the event log (revocations, key changes) when not
     /// woken by a notification. Defaults to 500 ms.
     pub event_poll_interval: Duration,
@@ -181,6 +196,19 @@ impl RawConfig {
                 "SESSION_IDLE" => self.session_idle = Some(RawDuration::Text(value)),
                 "SESSION_ABSOLUTE" => self.session_absolute = Some(RawDuration::Text(value)),
                 "SESSION_TOKEN_TTL" => self.session_token_ttl = Some(RawDuration::Text(value)),
+                "TRUSTED_PROXIES" => {
+                    self.trusted_proxies = Some(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|v| !v.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                    );
+                }
+                "SIGNUPS_BEFORE_DELAY" => self.signups_before_delay = Some(num(&value)? as u32),
+                "SIGNUP_MAX_DELAY" => self.signup_max_delay = Some(RawDuration::Text(value)),
+                "DEVICE_LIFETIME" => self.device_lifetime = Some(RawDuration::Text(value)),
                 "SESSIONS_ALLOW_INSECURE_HTTP" => {
                     self.sessions_allow_insecure_http = Some(match value.as_str() {
                         "1" | "true" => true,
@@ -286,7 +314,28 @@ impl TryFrom<RawConfig> for Config {
         if session_token_ttl < Duration::from_secs(30) || session_token_ttl > access_token_ttl {
             bail!("session_token_ttl must be between 30s and access_token_ttl");
         }
+        let trusted_proxies =
+            crate::client::TrustedProxies::parse(raw.trusted_proxies.as_deref().unwrap_or(&[]))
+                .map_err(|e| anyhow!("trusted_proxies: {e}"))?;
+        let login_max_delay = dur(&raw.login_max_delay, "login_max_delay", 60)?;
+        let signup_max_delay = dur(&raw.signup_max_delay, "signup_max_delay", 5 * 60)?;
+        for (name, d) in [
+            ("login_max_delay", login_max_delay),
+            ("signup_max_delay", signup_max_delay),
+        ] {
+            if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+                bail!("{name} must be between 1s and 1h");
+            }
+        }
+        let device_lifetime = dur(&raw.device_lifetime, "device_lifetime", 90 * 86_400)?;
+        if device_lifetime < Duration::from_secs(3600) {
+            bail!("device_lifetime must be at least 1h");
+        }
         Ok(Config {
+            trusted_proxies,
+            signups_before_delay: raw.signups_before_delay.unwrap_or(5).max(1),
+            signup_max_delay,
+            device_lifetime,
             sessions,
             session_token_ttl,
             bind,
@@ -303,7 +352,7 @@ impl TryFrom<RawConfig> for Config {
             hash_queue: raw.hash_queue.unwrap_or(64),
             max_body_bytes,
             login_failures_before_delay: raw.login_failures_before_delay.unwrap_or(5).max(1),
-            login_max_delay: dur(&raw.login_max_delay, "login_max_delay", 60)?,
+            login_max_delay,
             event_poll_interval: match &raw.event_poll_interval {
                 None => Duration::from_millis(500),
                 Some(d) => d
@@ -329,6 +378,16 @@ impl Config {
     /// access-token lifetime plus the verifier's leeway, rounded up to a minute.
     pub fn revocation_window(&self) -> Duration {
         self.access_token_ttl + Duration::from_secs(60)
+    }
+
+    /// What the store prunes, and when.
+    pub fn retention(&self) -> portcullis_store::Retention {
+        portcullis_store::Retention {
+            keep: self.revocation_window().as_secs() as i64,
+            rotation: self.rotation_policy(),
+            device_idle: self.device_lifetime.as_secs() as i64,
+            throttle_idle: crate::throttle::Throttle::new(self).idle(),
+        }
     }
 
     /// The refresh-token lifetimes, in the store's terms.
@@ -419,6 +478,31 @@ mod tests {
         assert!(err("issuer = \"ftp://auth.example\"").contains("issuer"));
         assert!(err("session_idle = \"13h\"").contains("session_idle"));
         assert!(err("session_token_ttl = \"1h\"").contains("session_token_ttl"));
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_or_the_environment_and_are_checked() {
+        let raw: RawConfig = toml::from_str("trusted_proxies = [\"10.0.0.0/8\", \"::1\"]").unwrap();
+        assert!(!Config::try_from(raw).unwrap().trusted_proxies.is_empty());
+        assert!(Config::defaults().unwrap().trusted_proxies.is_empty());
+        let mut raw = RawConfig::default();
+        raw.apply_env([(
+            "PORTCULLIS_TRUSTED_PROXIES".to_owned(),
+            "10.0.0.0/8, 192.0.2.7".to_owned(),
+        )])
+        .unwrap();
+        assert!(
+            !Config::try_from(raw.clone())
+                .unwrap()
+                .trusted_proxies
+                .is_empty()
+        );
+        raw.trusted_proxies = Some(vec!["10.0.0.0/99".into()]);
+        let err = format!("{:#}", Config::try_from(raw).unwrap_err());
+        assert!(
+            err.contains("trusted_proxies") && err.contains("10.0.0.0/99"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub enum ApiError {
     InvalidCredentials,
     /// 400 `invalid_grant`: a refresh token that is unknown, used, revoked or expired.
     InvalidGrant,
-    /// 429 with `Retry-After`: too many failed logins.
+    /// 429 with `Retry-After`: too many login or signup attempts.
     Throttled {
         /// Seconds to wait.
         retry_after: u64,
@@ -99,7 +99,7 @@ impl IntoResponse for ApiError {
                 let mut r = oauth(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too_many_requests",
-                    "too many failed logins; try again later",
+                    "too many attempts; try again after Retry-After seconds",
                 );
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));

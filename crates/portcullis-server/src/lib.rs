@@ -5,7 +5,9 @@
 //! application, the routes implement the HTTP contract of docs/http-api.md.
 
 pub mod cli;
+pub mod client;
 pub mod config;
+mod device;
 mod error;
 mod keyring;
 mod revocation;
@@ -13,4 +15,4 @@ mod routes;
 pub mod startup;
 mod state;
 pub mod telemetry;
-mod throttle;
+pub mod throttle;

@@ -90,10 +90,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         .await
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
-    let throttle = Throttle::new(
-        config.login_failures_before_delay,
-        config.login_max_delay.as_secs(),
-    );
+    let throttle = Throttle::new(&config);
     let state = AppState(Arc::new(Inner {
         config,
         store,
@@ -194,19 +191,16 @@ async fn follow_events(state: AppState, mut cursor: i64, mut stop: watch::Receiv
 /// runs it; the deletes are idempotent.
 async fn retain(state: AppState, mut stop: watch::Receiver<bool>) {
     let keep = state.0.config.revocation_window();
-    let policy = state.0.config.rotation_policy();
+    let retention = state.0.config.retention();
     loop {
         let now = state.now();
-        match state
-            .0
-            .store
-            .prune(now, keep.as_secs() as i64, policy)
-            .await
-        {
+        match state.0.store.prune(now, &retention).await {
             Ok(p) if p != portcullis_store::Pruned::default() => tracing::info!(
                 events = p.events,
                 sessions = p.sessions,
                 families = p.families,
+                throttle = p.throttle,
+                devices = p.devices,
                 "pruned records that ended"
             ),
             Ok(_) => {}

@@ -32,6 +32,7 @@ pub(crate) struct Inner {
     /// Bearer, then session: for routes that accept either. A bad bearer token is
     /// refused and never falls back to the cookie.
     pub chain: Chain,
+    /// Which throttle counters logins and signups spend (the counters are in the store).
     pub throttle: Throttle,
     pub clock: Arc<dyn Clock>,
 }

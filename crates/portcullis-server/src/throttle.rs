@@ -1,168 +1,140 @@
-//! Failed-login throttling, per account and per client address (NIST SP 800-63B
-//! §5.2.2): after a few failures each further attempt must wait, the wait doubling up to
-//! a cap. The cap is short (a minute by default), so an attacker is slowed to a crawl
-//! while the real owner is never locked out for long. A success clears the account.
+//! Which throttle counters a login or a signup spends. The rule itself (admission
+//! before hashing, doubling delays, what a success gives back) is the library's
+//! `portcullis::throttle`; the counters live in the store, so every instance on one
+//! database shares them.
 //!
-//! In memory, per instance: several instances each throttle on their own, so the
-//! effective limit is multiplied by the number of instances (documented).
+//! A login from a device that signed in to this account before (it carries a device
+//! credential, see `device.rs`) spends only that device's counter. Any other login
+//! spends the account's counter and the client address's counter. So an attacker's
+//! guesses, which never carry the owner's device credential, can slow down anonymous
+//! logins to the account but never the owner's known devices.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 
+use portcullis::throttle::{Attempt, Budget, Lane};
+use portcullis_store::TokenHash;
+
+use crate::config::Config;
+
+/// The budgets, from the configuration.
 #[derive(Clone, Copy, Debug)]
-struct Entry {
-    failures: u32,
-    last_failure: u64,
-    blocked_until: u64,
-}
-
-/// Forget an account's failures after this long without one.
-const RESET_AFTER: u64 = 15 * 60;
-/// Prune old entries once a map grows past this.
-const PRUNE_AT: usize = 100_000;
-
-#[derive(Debug, Default)]
-struct Counter {
-    entries: HashMap<String, Entry>,
-}
-
-impl Counter {
-    fn blocked(&self, key: &str, now: u64) -> Option<u64> {
-        let e = self.entries.get(key)?;
-        (e.blocked_until > now).then(|| e.blocked_until - now)
-    }
-
-    fn fail(&mut self, key: &str, now: u64, free: u32, max_delay: u64) {
-        if self.entries.len() >= PRUNE_AT {
-            self.entries
-                .retain(|_, e| now.saturating_sub(e.last_failure) < RESET_AFTER);
-        }
-        let e = self.entries.entry(key.to_owned()).or_insert(Entry {
-            failures: 0,
-            last_failure: now,
-            blocked_until: 0,
-        });
-        if now.saturating_sub(e.last_failure) >= RESET_AFTER {
-            e.failures = 0;
-        }
-        e.failures += 1;
-        e.last_failure = now;
-        if e.failures >= free {
-            let exponent = (e.failures - free).min(20);
-            e.blocked_until = now + (1u64 << exponent).min(max_delay);
-        }
-    }
-
-    fn clear(&mut self, key: &str) {
-        self.entries.remove(key);
-    }
-}
-
-/// Both counters.
-#[derive(Debug)]
 pub struct Throttle {
-    accounts: Mutex<Counter>,
-    addresses: Mutex<Counter>,
-    free_failures: u32,
-    max_delay: u64,
+    account: Budget,
+    address: Budget,
+    signup: Budget,
 }
 
 impl Throttle {
-    /// `free_failures` per account (four times as many per address) before delays start;
-    /// delays double from one second up to `max_delay` seconds.
-    pub fn new(free_failures: u32, max_delay: u64) -> Throttle {
+    /// Budgets: `login_failures_before_delay` per account and per device, four times
+    /// that per address, `signups_before_delay` per address; delays doubling up to
+    /// `login_max_delay` and `signup_max_delay`.
+    pub fn new(config: &Config) -> Throttle {
+        let free = config.login_failures_before_delay;
+        let max = config.login_max_delay.as_secs() as i64;
         Throttle {
-            accounts: Mutex::default(),
-            addresses: Mutex::default(),
-            free_failures: free_failures.max(1),
-            max_delay: max_delay.max(1),
+            account: Budget::new(free, max),
+            address: Budget::new(free.saturating_mul(4), max),
+            signup: Budget::new(
+                config.signups_before_delay,
+                config.signup_max_delay.as_secs() as i64,
+            ),
         }
     }
 
-    /// Seconds to wait before this account may try again from this address, if any.
-    pub fn check(&self, account: &str, address: IpAddr, now: u64) -> Option<u64> {
-        let a = lock(&self.accounts).blocked(account, now);
-        let b = lock(&self.addresses).blocked(&address.to_string(), now);
-        a.max(b)
+    /// The counters a login attempt on `account` spends: the known device's alone,
+    /// or the account's and the address's.
+    pub fn login(
+        &self,
+        account: &str,
+        address: IpAddr,
+        device: Option<&TokenHash>,
+    ) -> Vec<Attempt> {
+        match device {
+            Some(device) => vec![Attempt {
+                key: format!("device:{}", hex(&device.0[..16])),
+                budget: self.account,
+                lane: Lane::Device,
+            }],
+            None => vec![
+                Attempt {
+                    key: format!("account:{account}"),
+                    budget: self.account,
+                    lane: Lane::Account,
+                },
+                Attempt {
+                    key: format!("address:{}", address_key(address)),
+                    budget: self.address,
+                    lane: Lane::Address,
+                },
+            ],
+        }
     }
 
-    /// Records a failed attempt.
-    pub fn failure(&self, account: &str, address: IpAddr, now: u64) {
-        lock(&self.accounts).fail(account, now, self.free_failures, self.max_delay);
-        lock(&self.addresses).fail(
-            &address.to_string(),
-            now,
-            self.free_failures * 4,
-            self.max_delay,
-        );
+    /// The counter a signup from `address` spends.
+    pub fn signup(&self, address: IpAddr) -> Vec<Attempt> {
+        vec![Attempt {
+            key: format!("signup:{}", address_key(address)),
+            budget: self.signup,
+            lane: Lane::Spend,
+        }]
     }
 
-    /// Records a success: the account starts over.
-    pub fn success(&self, account: &str) {
-        lock(&self.accounts).clear(account);
+    /// How long a counter can matter after its last attempt (for pruning).
+    pub fn idle(&self) -> i64 {
+        [self.account, self.address, self.signup]
+            .iter()
+            .map(|b| b.reset_after)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The login budget of one account from unknown devices.
+    pub fn account_budget(&self) -> Budget {
+        self.account
     }
 }
 
-/// A poisoned lock only means another request panicked mid-update of a counter; the
-/// counters stay usable.
-fn lock(m: &Mutex<Counter>) -> std::sync::MutexGuard<'_, Counter> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// IPv6 clients are counted by their /64: one subscriber usually holds a whole /64
+/// and could otherwise take a fresh address for every guess.
+fn address_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-
     #[test]
-    fn delays_start_after_the_free_failures_and_are_capped() {
-        let t = Throttle::new(3, 60);
-        for _ in 0..2 {
-            t.failure("alice", IP, 1000);
-        }
-        assert_eq!(t.check("alice", IP, 1000), None);
-        t.failure("alice", IP, 1000);
-        assert_eq!(t.check("alice", IP, 1000), Some(1));
-        for _ in 0..30 {
-            t.failure("alice", IP, 1000);
-        }
-        assert_eq!(t.check("alice", IP, 1000), Some(60));
+    fn a_known_device_spends_only_its_own_counter() {
+        let t = Throttle::new(&Config::defaults().unwrap());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let anonymous = t.login("alice", ip, None);
         assert_eq!(
-            t.check("alice", IP, 1060),
-            None,
-            "never locked out past the cap"
+            anonymous.iter().map(|a| a.key.as_str()).collect::<Vec<_>>(),
+            ["account:alice", "address:192.0.2.1"]
         );
-        assert_eq!(
-            t.check(
-                "bob",
-                IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)),
-                1000
-            ),
-            None
-        );
+        assert_eq!(anonymous[1].budget.free, 20);
+        let known = t.login("alice", ip, Some(&TokenHash([7; 32])));
+        assert_eq!(known.len(), 1);
+        assert_eq!(known[0].lane, Lane::Device);
+        assert!(known[0].key.starts_with("device:0707"));
     }
 
     #[test]
-    fn success_clears_the_account_and_old_failures_are_forgotten() {
-        let t = Throttle::new(1, 60);
-        t.failure("alice", IP, 1000);
-        assert!(t.check("alice", IP, 1000).is_some());
-        t.success("alice");
-        assert_eq!(t.check("alice", IP, 1000).filter(|_| false), None);
-        let t = Throttle::new(2, 60);
-        t.failure("carol", IP, 0);
-        t.failure("carol", IP, RESET_AFTER + 10);
-        assert_eq!(t.check("carol", IP, RESET_AFTER + 10), None);
-    }
-
-    #[test]
-    fn an_address_is_throttled_across_accounts() {
-        let t = Throttle::new(1, 60);
-        for i in 0..4 {
-            t.failure(&format!("user{i}"), IP, 1000);
-        }
-        assert!(t.check("someone-else", IP, 1000).is_some());
+    fn ipv6_clients_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_eq!(address_key(a), "2001:db8:1:2::/64");
     }
 }

@@ -17,9 +17,11 @@ use portcullis::session::SessionStore;
 
 pub use error::Error;
 pub use model::{
-    Event, EventKind, NewUser, Pruned, RevokedState, Rotation, RotationPolicy, StoredKey,
+    Event, EventKind, NewUser, Pruned, Retention, RevokedState, Rotation, ScopeChange, StoredKey,
     TokenHash, User,
 };
+pub use portcullis::refresh::RotationPolicy;
+pub use portcullis::throttle::{Admission, Attempt, Settlement};
 
 /// Everything the server keeps. Object-safe: the backend is chosen at run time. Every
 /// store is also the library's [`SessionStore`], so an `Arc<dyn Store>` coerces to the
@@ -29,7 +31,8 @@ pub trait Store: SessionStore + Send + Sync + 'static {
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;
 
-    /// Creates an account. A taken username is [`Error::Conflict`].
+    /// Creates an account. A taken username, or one whose skeleton an account already
+    /// has, is [`Error::Conflict`].
     async fn create_user(&self, user: NewUser) -> Result<User, Error>;
     /// Looks an account up by its normalised username.
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, Error>;
@@ -41,8 +44,35 @@ pub trait Store: SessionStore + Send + Sync + 'static {
     async fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<(), Error>;
     /// Disables or enables an account; false when there is no such user.
     async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, Error>;
-    /// Replaces an account's scope; false when there is no such user.
-    async fn set_scope(&self, username: &str, scope: &str) -> Result<bool, Error>;
+    /// Replaces an account's scope, atomically with the scope of every live refresh
+    /// family and cookie session of the account (their next refresh or token mints the
+    /// new scope). When a scope is taken away, the user's "not before" moves to `now`
+    /// and an event tells every instance, so access tokens issued before are refused.
+    /// `None` when there is no such user.
+    async fn set_scope(
+        &self,
+        username: &str,
+        scope: &str,
+        now: i64,
+    ) -> Result<Option<ScopeChange>, Error>;
+
+    /// Takes one slot in every counter of `attempts` or none (the library's
+    /// `throttle::admit`, applied under one lock on those counters, so that concurrent
+    /// attempts on any instance serialize).
+    async fn admit(&self, attempts: &[Attempt], now: i64) -> Result<Admission, Error>;
+    /// Ends an admitted attempt (the library's `throttle::settle` on each counter).
+    async fn settle(&self, attempts: &[Attempt], how: Settlement) -> Result<(), Error>;
+
+    /// Remembers a device that signed in as `user_id` by the SHA-256 of its credential.
+    async fn add_device(&self, hash: &TokenHash, user_id: &str, now: i64) -> Result<(), Error>;
+    /// The user a device credential belongs to, if it is known and was used less than
+    /// `idle` seconds ago; marks it used.
+    async fn device_owner(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+        idle: i64,
+    ) -> Result<Option<String>, Error>;
 
     /// Starts a refresh family with its first token.
     async fn create_family(
@@ -53,8 +83,9 @@ pub trait Store: SessionStore + Send + Sync + 'static {
         token: &TokenHash,
         now: i64,
     ) -> Result<(), Error>;
-    /// Redeems `presented`, storing `next` in its place: atomic, so that of several
-    /// concurrent redemptions of one token at most one is a plain rotation.
+    /// Redeems `presented`, storing `next` in its place by the library's rotation rule
+    /// (`portcullis::refresh::decide`), under a lock on the family: whatever the
+    /// concurrency, the family has one live token afterwards.
     async fn rotate(
         &self,
         presented: &TokenHash,
@@ -72,12 +103,13 @@ pub trait Store: SessionStore + Send + Sync + 'static {
     /// `since`.
     async fn revoked_since(&self, since: i64) -> Result<RevokedState, Error>;
 
-    /// Deletes what ended more than `keep` seconds before `now` and can no longer
-    /// refuse or explain anything: events, cookie sessions that were revoked or passed
-    /// their absolute end, refresh families that were revoked or ran out under
-    /// `policy` (with their tokens). `keep` must cover the longest access-token
-    /// lifetime plus leeway: until then, revocations still matter to live tokens.
-    async fn prune(&self, now: i64, keep: i64, policy: RotationPolicy) -> Result<Pruned, Error>;
+    /// Deletes what ended more than `retention.keep` seconds before `now` and can no
+    /// longer refuse or explain anything: events, cookie sessions that were revoked or
+    /// passed their absolute end, refresh families that were revoked or ran out (with
+    /// their tokens); and spent throttle counters and forgotten devices. `keep` must
+    /// cover the longest access-token lifetime plus leeway: until then, revocations
+    /// still matter to live tokens.
+    async fn prune(&self, now: i64, retention: &Retention) -> Result<Pruned, Error>;
 
     /// Every signing key, newest first.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error>;

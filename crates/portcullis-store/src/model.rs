@@ -42,6 +42,9 @@ pub struct NewUser {
     pub id: String,
     /// Normalised username.
     pub username: String,
+    /// Its UTS #39 confusable skeleton (`portcullis::username::skeleton`): unique, so a
+    /// look-alike of an existing name is [`crate::Error::Conflict`].
+    pub skeleton: String,
     /// Argon2id PHC string.
     pub password_hash: String,
     /// Space-separated scopes.
@@ -69,23 +72,14 @@ impl fmt::Debug for TokenHash {
     }
 }
 
-/// Lifetimes that govern a rotation, in seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RotationPolicy {
-    /// A just-rotated token may be redeemed again within this window, each time issuing
-    /// a new pair in the same family (0 turns it off).
-    pub grace: i64,
-    /// A family unused for this long is over.
-    pub idle: i64,
-    /// A family older than this is over.
-    pub absolute: i64,
-}
-
 /// The outcome of redeeming a refresh token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rotation {
-    /// The token was valid; `next` now stands in its place.
+    /// The token was the family's live one, or the one just rotated presented again
+    /// within the grace window (`retry`); `next` is now the family's one live token.
     Rotated {
+        /// True for a retry within the grace window (the successor issued before died).
+        retry: bool,
         /// The family (the `sid` of its access tokens).
         family_id: String,
         /// Its user.
@@ -93,7 +87,8 @@ pub enum Rotation {
         /// The scope the family was granted.
         scope: String,
     },
-    /// An already-rotated token outside the grace window: the family is now revoked.
+    /// Another token of the family (rotated, or replaced by a retry): the family is
+    /// now revoked.
     ReuseDetected {
         /// The revoked family.
         family_id: String,
@@ -195,4 +190,33 @@ pub struct Pruned {
     pub sessions: u64,
     /// Ended refresh families (their tokens go with them).
     pub families: u64,
+    /// Spent throttle counters.
+    pub throttle: u64,
+    /// Devices unused past their lifetime.
+    pub devices: u64,
+}
+
+/// What [`crate::Store::set_scope`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScopeChange {
+    /// A scope was taken away: access tokens issued before the change are refused.
+    pub removed: bool,
+    /// Live refresh families re-scoped (their next refresh mints the new scope).
+    pub families: u64,
+    /// Live cookie sessions re-scoped.
+    pub sessions: u64,
+}
+
+/// How long ended records are kept, for [`crate::Store::prune`] (seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// How long a revocation can still refuse a live access token: the longest
+    /// access-token lifetime plus leeway.
+    pub keep: i64,
+    /// Refresh lifetimes.
+    pub rotation: portcullis::refresh::RotationPolicy,
+    /// A known device unused for this long is forgotten.
+    pub device_idle: i64,
+    /// A throttle counter with no attempt for this long is spent.
+    pub throttle_idle: i64,
 }

@@ -13,13 +13,15 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use portcullis::refresh::{Decision, FamilyView, decide};
 use portcullis::session::{
     self, NewSession, SessionHash, SessionRecord, SessionStore, StoreFuture,
 };
+use portcullis::throttle::{self, Counter};
 
 use crate::{
-    Error, Event, EventKind, NewUser, Pruned, RevokedState, Rotation, RotationPolicy, Store,
-    StoredKey, TokenHash, User,
+    Admission, Attempt, Error, Event, EventKind, NewUser, Pruned, Retention, RevokedState,
+    Rotation, RotationPolicy, ScopeChange, Settlement, Store, StoredKey, TokenHash, User,
 };
 
 /// The channel PostgreSQL instances listen on for new events.
@@ -51,7 +53,9 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let store = SqliteStore { pool };
+        store.fill_skeletons().await?;
+        Ok(store)
     }
 
     /// The pool, for tests and tools.
@@ -76,10 +80,12 @@ impl PostgresStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStore {
+        let store = PostgresStore {
             pool,
             url: url.to_owned(),
-        })
+        };
+        store.fill_skeletons().await?;
+        Ok(store)
     }
 
     /// The pool, for tests and tools.
@@ -110,8 +116,105 @@ fn user(row: UserRow) -> User {
 
 const USER_COLUMNS: &str = "id, username, password_hash, scope, disabled, not_before, created_at";
 
+/// A family row as the rotation reads it.
+#[derive(sqlx::FromRow)]
+struct FamilyRow {
+    id: String,
+    user_id: String,
+    scope: String,
+    created_at: i64,
+    last_used_at: i64,
+    revoked_at: Option<i64>,
+    current_hash: Option<Vec<u8>>,
+    previous_hash: Option<Vec<u8>>,
+    rotated_at: Option<i64>,
+    disabled: bool,
+}
+
+fn hash32(bytes: Option<&[u8]>) -> Option<[u8; 32]> {
+    bytes.and_then(|b| b.try_into().ok())
+}
+
+impl FamilyRow {
+    fn view(&self) -> FamilyView {
+        FamilyView {
+            revoked: self.revoked_at.is_some(),
+            user_disabled: self.disabled,
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            // A family without a live token (impossible after migration 0003) has
+            // nothing that matches: every token of it is reuse.
+            current: hash32(self.current_hash.as_deref()).unwrap_or([0; 32]),
+            previous: hash32(self.previous_hash.as_deref()).zip(self.rotated_at),
+        }
+    }
+}
+
+/// True when `new` lacks a scope `old` had.
+fn removes_scope(old: &str, new: &str) -> bool {
+    old.split_whitespace()
+        .any(|s| !new.split_whitespace().any(|n| n == s))
+}
+
+/// Counters are taken in key order, so two attempts that share counters lock them in
+/// the same order and never deadlock.
+fn in_key_order(attempts: &[Attempt]) -> Vec<&Attempt> {
+    let mut sorted: Vec<&Attempt> = attempts.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    sorted.dedup_by(|a, b| a.key == b.key);
+    sorted
+}
+
+/// Creates a counter if it is missing and returns it, locked: the upsert takes the
+/// row lock (PostgreSQL) or the write lock (SQLite) until the transaction ends.
+const LOCK_COUNTER: &str = "INSERT INTO throttle (key, failures, last_at, blocked_until) \
+     VALUES ($1, 0, 0, 0) ON CONFLICT (key) DO UPDATE SET failures = throttle.failures \
+     RETURNING failures, last_at, blocked_until";
+
+const UPDATE_COUNTER: &str =
+    "UPDATE throttle SET failures = $1, last_at = $2, blocked_until = $3 WHERE key = $4";
+
+fn counter((failures, last_at, blocked_until): (i64, i64, i64)) -> Counter {
+    Counter {
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        last_at,
+        blocked_until,
+    }
+}
+
 macro_rules! store_impl {
     ($store:ty, $backend:literal, $notify:literal) => {
+        impl $store {
+            /// Gives accounts created before migration 0003 their skeleton. Two older
+            /// accounts that look alike keep working; the later one is left without
+            /// a skeleton (and said so in the log), and new look-alikes of either are
+            /// still refused.
+            async fn fill_skeletons(&self) -> Result<(), Error> {
+                let rows: Vec<(String, String)> =
+                    sqlx::query_as("SELECT id, username FROM users WHERE skeleton IS NULL ORDER BY created_at, id")
+                        .fetch_all(&self.pool)
+                        .await?;
+                for (id, username) in rows {
+                    let skeleton = portcullis::username::skeleton(&username);
+                    match sqlx::query("UPDATE users SET skeleton = $1 WHERE id = $2")
+                        .bind(&skeleton)
+                        .bind(&id)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(Error::from)
+                    {
+                        Ok(_) => {}
+                        Err(Error::Conflict) => tracing::warn!(
+                            user = %id,
+                            "an older account's username looks like another's (UTS #39); both keep working"
+                        ),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -120,11 +223,12 @@ macro_rules! store_impl {
 
             async fn create_user(&self, new: NewUser) -> Result<User, Error> {
                 sqlx::query(
-                    "INSERT INTO users (id, username, password_hash, scope, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO users (id, username, skeleton, password_hash, scope, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&new.id)
                 .bind(&new.username)
+                .bind(&new.skeleton)
                 .bind(&new.password_hash)
                 .bind(&new.scope)
                 .bind(new.created_at)
@@ -179,13 +283,150 @@ macro_rules! store_impl {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn set_scope(&self, username: &str, scope: &str) -> Result<bool, Error> {
-                let done = sqlx::query("UPDATE users SET scope = $1 WHERE username = $2")
-                    .bind(scope)
+            async fn set_scope(
+                &self,
+                username: &str,
+                scope: &str,
+                now: i64,
+            ) -> Result<Option<ScopeChange>, Error> {
+                let mut tx = self.pool.begin().await?;
+                // The write first: it locks the row (or the database) before the read.
+                sqlx::query("UPDATE users SET scope = scope WHERE username = $1")
                     .bind(username)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(done.rows_affected() == 1)
+                let Some((user_id, old)): Option<(String, String)> =
+                    sqlx::query_as("SELECT id, scope FROM users WHERE username = $1")
+                        .bind(username)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                else {
+                    return Ok(None);
+                };
+                let removed = removes_scope(&old, scope);
+                sqlx::query(
+                    "UPDATE users SET scope = $1, \
+                     not_before = CASE WHEN $2 AND not_before < $3 THEN $3 ELSE not_before END \
+                     WHERE id = $4",
+                )
+                .bind(scope)
+                .bind(removed)
+                .bind(now)
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?;
+                let families = sqlx::query(
+                    "UPDATE refresh_families SET scope = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(scope)
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let sessions = sqlx::query(
+                    "UPDATE sessions SET scope = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(scope)
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if removed {
+                    insert_event(&mut tx, EventKind::UserNotBefore, &user_id, now, $notify).await?;
+                }
+                tx.commit().await?;
+                Ok(Some(ScopeChange { removed, families, sessions }))
+            }
+
+            async fn admit(&self, attempts: &[Attempt], now: i64) -> Result<Admission, Error> {
+                let sorted = in_key_order(attempts);
+                let mut tx = self.pool.begin().await?;
+                let mut counters = Vec::with_capacity(sorted.len());
+                for attempt in &sorted {
+                    let row: (i64, i64, i64) = sqlx::query_as(LOCK_COUNTER)
+                        .bind(&attempt.key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    counters.push((attempt.budget, counter(row)));
+                }
+                let admission = throttle::admit(&mut counters, now);
+                if admission != Admission::Admitted {
+                    // Rolled back: a refusal counts nothing.
+                    return Ok(admission);
+                }
+                for (attempt, (_, c)) in sorted.iter().zip(&counters) {
+                    sqlx::query(UPDATE_COUNTER)
+                    .bind(i64::from(c.failures))
+                    .bind(c.last_at)
+                    .bind(c.blocked_until)
+                    .bind(&attempt.key)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(admission)
+            }
+
+            async fn settle(&self, attempts: &[Attempt], how: Settlement) -> Result<(), Error> {
+                if how == Settlement::Failure {
+                    // Counted at admission already.
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                for attempt in in_key_order(attempts) {
+                    let row: (i64, i64, i64) = sqlx::query_as(LOCK_COUNTER)
+                        .bind(&attempt.key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let mut c = counter(row);
+                    throttle::settle(attempt.lane, &attempt.budget, &mut c, how);
+                    if c == Counter::default() {
+                        sqlx::query("DELETE FROM throttle WHERE key = $1")
+                            .bind(&attempt.key)
+                            .execute(&mut *tx)
+                            .await?;
+                    } else {
+                        sqlx::query(UPDATE_COUNTER)
+                        .bind(i64::from(c.failures))
+                        .bind(c.last_at)
+                        .bind(c.blocked_until)
+                        .bind(&attempt.key)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn add_device(&self, hash: &TokenHash, user_id: &str, now: i64) -> Result<(), Error> {
+                sqlx::query(
+                    "INSERT INTO devices (hash, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)",
+                )
+                .bind(&hash.0[..])
+                .bind(user_id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn device_owner(
+                &self,
+                hash: &TokenHash,
+                now: i64,
+                idle: i64,
+            ) -> Result<Option<String>, Error> {
+                let owner: Option<(String,)> = sqlx::query_as(
+                    "UPDATE devices SET last_used_at = $1 WHERE hash = $2 AND last_used_at >= $3 \
+                     RETURNING user_id",
+                )
+                .bind(now)
+                .bind(&hash.0[..])
+                .bind(now - idle)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(owner.map(|(id,)| id))
             }
 
             async fn create_family(
@@ -198,13 +439,14 @@ macro_rules! store_impl {
             ) -> Result<(), Error> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
-                    "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at) \
-                     VALUES ($1, $2, $3, $4, $4)",
+                    "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, current_hash) \
+                     VALUES ($1, $2, $3, $4, $4, $5)",
                 )
                 .bind(family_id)
                 .bind(user_id)
                 .bind(scope)
                 .bind(now)
+                .bind(&token.0[..])
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query("INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES ($1, $2, $3)")
@@ -225,68 +467,87 @@ macro_rules! store_impl {
                 policy: RotationPolicy,
             ) -> Result<Rotation, Error> {
                 let mut tx = self.pool.begin().await?;
-                // Claim the token first: this write takes the row (PostgreSQL) or the
-                // database (SQLite) lock, so concurrent redemptions serialize here and
-                // only one of them sees rotated_at still empty.
-                let claimed = sqlx::query(
-                    "UPDATE refresh_tokens SET rotated_at = $1 WHERE hash = $2 AND rotated_at IS NULL",
+                // Lock the family first (a write: the row lock in PostgreSQL, the write
+                // lock in SQLite), then read it: concurrent redemptions of any token of
+                // one family serialize here, and each decides on what the last one wrote.
+                sqlx::query(
+                    "UPDATE refresh_families SET last_used_at = last_used_at \
+                     WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $1)",
                 )
-                .bind(now)
                 .bind(&presented.0[..])
                 .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                let row: Option<(String, Option<i64>, String, String, i64, i64, Option<i64>, bool)> =
-                    sqlx::query_as(
-                        "SELECT t.family_id, t.rotated_at, f.user_id, f.scope, f.created_at, \
-                         f.last_used_at, f.revoked_at, u.disabled \
-                         FROM refresh_tokens t \
-                         JOIN refresh_families f ON f.id = t.family_id \
-                         JOIN users u ON u.id = f.user_id \
-                         WHERE t.hash = $1",
-                    )
-                    .bind(&presented.0[..])
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some((family_id, rotated_at, user_id, scope, created_at, last_used_at, revoked_at, disabled)) = row
-                else {
+                .await?;
+                let family: Option<FamilyRow> = sqlx::query_as(
+                    "SELECT f.id, f.user_id, f.scope, f.created_at, f.last_used_at, f.revoked_at, \
+                     f.current_hash, f.previous_hash, f.rotated_at, u.disabled \
+                     FROM refresh_tokens t \
+                     JOIN refresh_families f ON f.id = t.family_id \
+                     JOIN users u ON u.id = f.user_id \
+                     WHERE t.hash = $1",
+                )
+                .bind(&presented.0[..])
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(family) = family else {
                     return Ok(Rotation::Refused);
                 };
-                let expired = now - last_used_at > policy.idle || now - created_at > policy.absolute;
-                if revoked_at.is_some() || expired || disabled {
-                    // Dropping the transaction rolls the claim back.
-                    return Ok(Rotation::Refused);
-                }
-                if !claimed {
-                    let within_grace = rotated_at.is_some_and(|at| policy.grace > 0 && now - at < policy.grace);
-                    if !within_grace {
+                let decision = decide(&presented.0, &family.view(), now, policy);
+                let retry = match decision {
+                    // Dropping the transaction changes nothing.
+                    Decision::Refuse => return Ok(Rotation::Refused),
+                    Decision::Reuse => {
                         sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2")
                             .bind(now)
-                            .bind(&family_id)
+                            .bind(&family.id)
                             .execute(&mut *tx)
                             .await?;
-                        insert_event(&mut tx, EventKind::FamilyRevoked, &family_id, now, $notify).await?;
+                        insert_event(&mut tx, EventKind::FamilyRevoked, &family.id, now, $notify).await?;
                         tx.commit().await?;
-                        return Ok(Rotation::ReuseDetected { family_id });
+                        return Ok(Rotation::ReuseDetected { family_id: family.id });
                     }
-                }
+                    Decision::Rotate => false,
+                    Decision::RetryWithinGrace => true,
+                };
                 sqlx::query("INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES ($1, $2, $3)")
                     .bind(&next.0[..])
-                    .bind(&family_id)
+                    .bind(&family.id)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("UPDATE refresh_families SET last_used_at = $1 WHERE id = $2")
+                // The token that stops being live: the presented one on a rotation, the
+                // successor a retry replaces.
+                sqlx::query("UPDATE refresh_tokens SET rotated_at = $1 WHERE hash = $2 AND rotated_at IS NULL")
                     .bind(now)
-                    .bind(&family_id)
+                    .bind(family.current_hash.as_deref())
                     .execute(&mut *tx)
                     .await?;
+                if retry {
+                    sqlx::query(
+                        "UPDATE refresh_families SET current_hash = $1, last_used_at = $2 WHERE id = $3",
+                    )
+                    .bind(&next.0[..])
+                    .bind(now)
+                    .bind(&family.id)
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    sqlx::query(
+                        "UPDATE refresh_families SET current_hash = $1, previous_hash = $2, \
+                         rotated_at = $3, last_used_at = $3 WHERE id = $4",
+                    )
+                    .bind(&next.0[..])
+                    .bind(&presented.0[..])
+                    .bind(now)
+                    .bind(&family.id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
                 Ok(Rotation::Rotated {
-                    family_id,
-                    user_id,
-                    scope,
+                    retry,
+                    family_id: family.id,
+                    user_id: family.user_id,
+                    scope: family.scope,
                 })
             }
 
@@ -367,8 +628,9 @@ macro_rules! store_impl {
                 })
             }
 
-            async fn prune(&self, now: i64, keep: i64, policy: RotationPolicy) -> Result<Pruned, Error> {
-                let cutoff = now - keep;
+            async fn prune(&self, now: i64, retention: &Retention) -> Result<Pruned, Error> {
+                let cutoff = now - retention.keep;
+                let policy: RotationPolicy = retention.rotation;
                 let mut tx = self.pool.begin().await?;
                 let events = sqlx::query("DELETE FROM events WHERE at < $1")
                     .bind(cutoff)
@@ -391,8 +653,20 @@ macro_rules! store_impl {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                // Spent counters: nothing to wait for, nothing to count (a delay never
+                // outlasts throttle_idle, which is longer than the longest delay).
+                let throttle = sqlx::query("DELETE FROM throttle WHERE last_at <= $1")
+                    .bind(now - retention.throttle_idle)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let devices = sqlx::query("DELETE FROM devices WHERE last_used_at < $1")
+                    .bind(now - retention.device_idle)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 tx.commit().await?;
-                Ok(Pruned { events, sessions, families })
+                Ok(Pruned { events, sessions, families, throttle, devices })
             }
 
             async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error> {

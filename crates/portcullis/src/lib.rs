@@ -9,8 +9,8 @@
 //!   PEM import and export, and the [`keys::KeySet`] that verification looks keys up in;
 //! - [`strategy`] and [`middleware`]: Passport-style strategy chains (bearer tokens,
 //!   API keys, your own), a tower layer and the `Authenticated<C>` extractor;
-//! - [`password`], [`refresh`], [`username`], [`revocation`], [`rejection`]: the pieces
-//!   the Portcullis server is built from;
+//! - [`password`], [`refresh`], [`throttle`], [`username`], [`revocation`],
+//!   [`rejection`]: the pieces the Portcullis server is built from;
 //! - [`session`]: cookie sessions with CSRF checks, for browsers and server-rendered
 //!   pages, beside tokens (the [`strategy::Session`] strategy);
 //! - [`clock`]: injected time, so tests move the clock instead of sleeping.
@@ -89,4 +89,5 @@ pub mod revocation;
 pub mod session;
 pub mod strategy;
 mod strict_json;
+pub mod throttle;
 pub mod username;

@@ -6,8 +6,16 @@
 //! typed back, is refused: whitespace, control and format characters, and characters
 //! outside letters, digits and `. _ - @ +`. Applying it to its own output returns the
 //! output unchanged (tested).
+//!
+//! Names that still look alike after that (Cyrillic `а` for Latin `a`, Greek `ο` for
+//! `o`, dotless `ı` for `i`) are handled at account creation with Unicode UTS #39, using
+//! the tables of the `unicode-security` crate rather than lists of our own: a new name
+//! must be single-script ([`check_new_username`]), and a name whose confusable
+//! [`skeleton`] equals an existing account's skeleton is taken. Both apply to new names
+//! only, so an account created before these rules can still sign in.
 
 use unicode_normalization::UnicodeNormalization as _;
+use unicode_security::MixedScript as _;
 
 /// Longest accepted username, in bytes after normalisation.
 pub const MAX_USERNAME_BYTES: usize = 64;
@@ -25,6 +33,12 @@ pub enum UsernameError {
     /// A character outside letters, digits and `. _ - @ +`.
     #[error("username may contain only letters, digits and . _ - @ +")]
     InvalidCharacter,
+    /// Letters of more than one script (UTS #39 mixed-script detection).
+    #[error(
+        "username mixes letters of different scripts (for example Latin with Cyrillic or \
+         Greek look-alikes); use letters of one script"
+    )]
+    MixedScript,
 }
 
 /// Normalises a username, or says why it cannot be one.
@@ -47,10 +61,59 @@ pub fn normalize_username(input: &str) -> Result<String, UsernameError> {
     Ok(normalized)
 }
 
+/// The rule for a name a new account may take, beyond [`normalize_username`]: its
+/// letters come from a single script (UTS #39 §5.1; Han with Hiragana and Katakana, and
+/// the like, count as one). `normalized` is the output of [`normalize_username`].
+pub fn check_new_username(normalized: &str) -> Result<(), UsernameError> {
+    if normalized.is_single_script() {
+        Ok(())
+    } else {
+        Err(UsernameError::MixedScript)
+    }
+}
+
+/// The UTS #39 confusable skeleton of a normalised username: two names with the same
+/// skeleton look alike, so the second is refused as taken.
+pub fn skeleton(normalized: &str) -> String {
+    unicode_security::skeleton(normalized).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn look_alike_names_share_a_skeleton_and_mixed_scripts_are_refused() {
+        let alice = skeleton(&normalize_username("alice").unwrap());
+        // Cyrillic а, dotless ı, and the Latin original.
+        for lookalike in ["\u{430}lice", "al\u{131}ce", "ALICE"] {
+            let name = normalize_username(lookalike).unwrap();
+            assert_eq!(skeleton(&name), alice, "{lookalike}");
+        }
+        let bob = skeleton("bob");
+        assert_eq!(skeleton(&normalize_username("b\u{3bf}b").unwrap()), bob);
+        assert_eq!(
+            check_new_username(&normalize_username("\u{430}lice").unwrap()),
+            Err(UsernameError::MixedScript)
+        );
+        assert_eq!(
+            check_new_username("b\u{3bf}b"),
+            Err(UsernameError::MixedScript)
+        );
+        for fine in [
+            "alice",
+            "al\u{131}ce",
+            "боб",
+            "βοβ",
+            "山田たろう",
+            "user.name+tag@x",
+            "x1",
+        ] {
+            assert_eq!(check_new_username(fine), Ok(()), "{fine}");
+        }
+        assert_ne!(skeleton("alice"), skeleton("alicia"));
+    }
 
     #[test]
     fn case_width_and_compatibility_forms_fold_together() {

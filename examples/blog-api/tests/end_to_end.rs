@@ -47,9 +47,10 @@ async fn posts_need_a_portcullis_token_and_logout_everywhere_reaches_the_blog() 
     let store = portcullis_store::open(&auth_db).await.unwrap();
     assert!(
         store
-            .set_scope("blog-svc", "revocations:read")
+            .set_scope("blog-svc", "revocations:read", 0)
             .await
             .unwrap()
+            .is_some()
     );
 
     let blog = blog_api::start(blog_api::Args {

@@ -75,10 +75,12 @@ async fn session_request(store: Arc<dyn SessionStore>, user: &str) -> (Sessions,
 
 async fn sql_user(store: &dyn Store) -> String {
     let id = random_id().unwrap();
+    let username = format!("bench-{}", id.to_lowercase());
     store
         .create_user(NewUser {
             id: id.clone(),
-            username: format!("bench-{}", id.to_lowercase()),
+            skeleton: portcullis::username::skeleton(&username),
+            username,
             password_hash: "$argon2id$not-used".into(),
             scope: "read".into(),
             created_at: 0,

@@ -8,8 +8,8 @@ use portcullis::clock::{Clock as _, SystemClock};
 use portcullis::jwt::random_id;
 use portcullis::keys::Algorithm;
 use portcullis::password::{HashParams, Password, PasswordHasher};
-use portcullis::username::normalize_username;
-use portcullis_store::NewUser;
+use portcullis::username::{check_new_username, normalize_username, skeleton};
+use portcullis_store::{NewUser, Store};
 
 use crate::config::{Config, Overrides};
 use crate::{keyring, startup, telemetry};
@@ -87,15 +87,79 @@ pub(crate) enum UsersCommand {
         /// The username.
         username: String,
     },
-    /// Set an account's scopes (space separated), replacing the old ones.
+    /// Set an account's scopes: replace them all (SCOPE), or --add and --remove some.
+    /// Live refresh families and sessions take the new scopes at once; when a scope is
+    /// taken away, access tokens issued before are refused on every instance.
     GrantScope {
         #[command(flatten)]
         config: ConfigArgs,
         /// The username.
         username: String,
-        /// The scopes.
-        scope: String,
+        /// The new scopes, space separated, replacing the old ones.
+        #[arg(conflicts_with_all = ["add", "remove"], required_unless_present_any = ["add", "remove"])]
+        scope: Option<String>,
+        /// A scope to add (repeatable).
+        #[arg(long, value_name = "SCOPE")]
+        add: Vec<String>,
+        /// A scope to remove (repeatable).
+        #[arg(long, value_name = "SCOPE")]
+        remove: Vec<String>,
     },
+    /// Take scopes away from an account (the same as grant-scope --remove).
+    RevokeScope {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The username.
+        username: String,
+        /// The scopes to remove.
+        #[arg(required = true)]
+        scope: Vec<String>,
+    },
+}
+
+/// Applies a scope change and says what it did.
+async fn change_scope(
+    store: &dyn Store,
+    username: &str,
+    replace: Option<String>,
+    add: &[String],
+    remove: &[String],
+) -> anyhow::Result<()> {
+    let name = normalize_username(username)?;
+    let Some(user) = store.user_by_username(&name).await? else {
+        bail!("no such user: {username}");
+    };
+    let words =
+        |text: &str| -> Vec<String> { text.split_whitespace().map(str::to_owned).collect() };
+    let mut scopes = match replace {
+        Some(text) => words(&text),
+        None => words(&user.scope),
+    };
+    for s in add.iter().flat_map(|a| words(a)) {
+        if !scopes.contains(&s) {
+            scopes.push(s);
+        }
+    }
+    let removing: Vec<String> = remove.iter().flat_map(|r| words(r)).collect();
+    scopes.retain(|s| !removing.contains(s));
+    let scope = scopes.join(" ");
+    let Some(change) = store.set_scope(&name, &scope, now()).await? else {
+        bail!("no such user: {username}");
+    };
+    println!(
+        "{name}: scope is now {scope:?} (was {:?}); {} refresh famil{} and {} session{} re-scoped{}",
+        user.scope,
+        change.families,
+        if change.families == 1 { "y" } else { "ies" },
+        change.sessions,
+        if change.sessions == 1 { "" } else { "s" },
+        if change.removed {
+            "; access tokens issued before now are refused"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
@@ -109,6 +173,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 let config = config.load(None, None)?;
                 let store = startup::open_store(&config.database_url).await?;
                 let username = normalize_username(&username)?;
+                check_new_username(&username)?;
                 let password = Password::new(
                     super::read_stdin()?
                         .trim_end_matches(['\n', '\r'])
@@ -119,6 +184,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 let user = store
                     .create_user(NewUser {
                         id: random_id()?,
+                        skeleton: skeleton(&username),
                         username,
                         password_hash: hash,
                         scope: scope.unwrap_or(config.default_scope),
@@ -127,7 +193,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                     .await
                     .map_err(|e| match e {
                         portcullis_store::Error::Conflict => {
-                            anyhow::anyhow!("that username is taken")
+                            anyhow::anyhow!("that username, or one that looks like it, is taken")
                         }
                         other => other.into(),
                     })?;
@@ -159,15 +225,21 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 config,
                 username,
                 scope,
+                add,
+                remove,
             } => {
                 let config = config.load(None, None)?;
                 let store = startup::open_store(&config.database_url).await?;
-                if !store
-                    .set_scope(&normalize_username(&username)?, scope.trim())
-                    .await?
-                {
-                    bail!("no such user: {username}");
-                }
+                change_scope(store.as_ref(), &username, scope, &add, &remove).await?;
+            }
+            UsersCommand::RevokeScope {
+                config,
+                username,
+                scope,
+            } => {
+                let config = config.load(None, None)?;
+                let store = startup::open_store(&config.database_url).await?;
+                change_scope(store.as_ref(), &username, None, &[], &scope).await?;
             }
         }
         Ok(())

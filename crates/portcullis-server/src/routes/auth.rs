@@ -1,9 +1,9 @@
 //! Accounts and tokens: signup, login, refresh, logout, logout everywhere, me.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,12 +12,15 @@ use portcullis::password::{Password, PasswordError, Verification};
 use portcullis::refresh::RefreshToken;
 use portcullis::rejection::Rejection;
 use portcullis::strategy::{Identity, Outcome, Strategy as _};
-use portcullis::username::normalize_username;
-use portcullis_store::{NewUser, Rotation, TokenHash, User};
+use portcullis::throttle::Attempt;
+use portcullis::username::{check_new_username, normalize_username, skeleton};
+use portcullis_store::{Admission, NewUser, Rotation, Settlement, TokenHash, User};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::body::JsonBody;
+use crate::client::ClientAddr;
+use crate::device::{self, DeviceToken};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -27,6 +30,17 @@ use crate::state::AppState;
 pub struct Credentials {
     username: String,
     password: String,
+}
+
+/// `{username, password, device_token?}`: a login may carry the device credential an
+/// earlier login of this account returned.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+    #[serde(default)]
+    device_token: Option<String>,
 }
 
 /// `{refresh_token}`.
@@ -51,9 +65,10 @@ fn hashing(e: PasswordError) -> ApiError {
 /// `POST /auth/signup` → 201 `{id, username}`.
 pub async fn signup(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
-    let user = create_account(&state, &body.username, body.password).await?;
+    let user = create_account(&state, client, &body.username, body.password).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": user.id, "username": user.username })),
@@ -61,24 +76,34 @@ pub async fn signup(
         .into_response())
 }
 
-/// Creates an account (signup, by JSON or by the signup page).
+/// Creates an account (signup, by JSON or by the signup page): throttled per client
+/// address, and a taken name costs the same hash as a free one, so the answer's timing
+/// says nothing the 409 does not.
 pub(super) async fn create_account(
     state: &AppState,
+    client: IpAddr,
     username: &str,
     password_text: String,
 ) -> Result<User, ApiError> {
     let username =
         normalize_username(username).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    check_new_username(&username).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let password = password(password_text)?;
-    if state.0.store.user_by_username(&username).await?.is_some() {
-        return Err(ApiError::UsernameTaken);
-    }
-    let hash = state.0.hasher.hash(password).await.map_err(hashing)?;
+    let attempts = state.0.throttle.signup(client);
+    admit(state, &attempts).await?;
+    let hash = match state.0.hasher.hash(password).await {
+        Ok(hash) => hash,
+        Err(e) => {
+            settle(state, &attempts, Settlement::NotChecked).await;
+            return Err(hashing(e));
+        }
+    };
     let user = state
         .0
         .store
         .create_user(NewUser {
             id: random_id()?,
+            skeleton: skeleton(&username),
             username,
             password_hash: hash,
             scope: state.0.config.default_scope.clone(),
@@ -86,6 +111,7 @@ pub(super) async fn create_account(
         })
         .await
         .map_err(|e| match e {
+            // The name, or a look-alike of it (UTS #39 skeleton), is taken.
             portcullis_store::Error::Conflict => ApiError::UsernameTaken,
             other => other.into(),
         })?;
@@ -93,14 +119,36 @@ pub(super) async fn create_account(
     Ok(user)
 }
 
-/// `POST /auth/login` → 200 token response.
+/// Takes a slot in every counter of `attempts`, or answers 429.
+async fn admit(state: &AppState, attempts: &[Attempt]) -> Result<(), ApiError> {
+    match state.0.store.admit(attempts, state.now()).await? {
+        Admission::Admitted => Ok(()),
+        Admission::Refused { retry_after } => Err(ApiError::Throttled {
+            retry_after: retry_after.max(1) as u64,
+        }),
+    }
+}
+
+/// Ends an admitted attempt. A store failure here is logged, never answered: it leaves
+/// the attempt counted, which is the safe side.
+async fn settle(state: &AppState, attempts: &[Attempt], how: Settlement) {
+    if let Err(e) = state.0.store.settle(attempts, how).await {
+        tracing::warn!(error = %e, "settling a throttled attempt failed");
+    }
+}
+
+/// `POST /auth/login` → 200 token response, with `device_token` when this client was
+/// not a known device of the account yet.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    JsonBody(body): JsonBody<Credentials>,
+    ClientAddr(client): ClientAddr,
+    JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let s = &state.0;
-    let user = check_password(&state, peer, &body.username, body.password).await?;
+    // A malformed credential is no credential: the login is simply anonymous.
+    let device = body.device_token.as_deref().and_then(DeviceToken::parse);
+    let signed_in = check_password(&state, client, device, &body.username, body.password).await?;
+    let user = &signed_in.user;
     let now = state.now();
     let family = random_id()?;
     let refresh = RefreshToken::generate()?;
@@ -121,18 +169,27 @@ pub async fn login(
         &user.scope,
         &family,
         &refresh,
+        signed_in.new_device.as_ref(),
     )
 }
 
-/// A password login, with throttling, one full verify for unknown and disabled
-/// accounts, and a rehash in the background when the parameters changed. Shared by
-/// token login, session login and the login page.
+/// A successful password check.
+pub(super) struct SignedIn {
+    pub user: User,
+    /// A credential for this client, when it was not a known device of the account.
+    pub new_device: Option<DeviceToken>,
+}
+
+/// A password login, admitted by the throttle before the password is hashed, with one
+/// full verify for unknown and disabled accounts and a rehash in the background when
+/// the parameters changed. Shared by token login, session login and the login page.
 pub(super) async fn check_password(
     state: &AppState,
-    peer: SocketAddr,
+    client: IpAddr,
+    device: Option<DeviceToken>,
     username_text: &str,
     password_text: String,
-) -> Result<User, ApiError> {
+) -> Result<SignedIn, ApiError> {
     let s = &state.0;
     // An unusable name cannot match any account: answer like a wrong password.
     let username = normalize_username(username_text).ok();
@@ -140,30 +197,48 @@ pub(super) async fn check_password(
     let account_key = username
         .clone()
         .unwrap_or_else(|| username_text.chars().take(64).collect());
-    let now = state.now();
-    if let Some(retry_after) = s.throttle.check(&account_key, peer.ip(), now as u64) {
-        return Err(ApiError::Throttled { retry_after });
-    }
     let user = match &username {
         Some(name) => s.store.user_by_username(name).await?,
         None => None,
     };
+    // A device credential counts only for the account it was issued to.
+    let known_device = match (&device, &user) {
+        (Some(token), Some(user)) => device::owner(state, token)
+            .await?
+            .filter(|owner| *owner == user.id)
+            .map(|_| TokenHash(token.hash())),
+        _ => None,
+    };
+    let attempts = s
+        .throttle
+        .login(&account_key, client, known_device.as_ref());
+    admit(state, &attempts).await?;
     let usable = user.filter(|u| !u.disabled);
     // Unknown, disabled and wrong-password logins all run one full verify.
-    let verification = s
+    let verification = match s
         .hasher
         .verify(
             password_clone(&password)?,
             usable.as_ref().map(|u| u.password_hash.as_str()),
         )
         .await
-        .map_err(hashing)?;
+    {
+        Ok(verification) => verification,
+        Err(e) => {
+            settle(state, &attempts, Settlement::NotChecked).await;
+            return Err(hashing(e));
+        }
+    };
     let (Verification::Match { needs_rehash }, Some(user)) = (verification, usable) else {
-        s.throttle.failure(&account_key, peer.ip(), now as u64);
-        tracing::info!(peer = %peer.ip(), "login refused");
+        // Counted when admitted: nothing more to write.
+        tracing::info!(peer = %client, known_device = known_device.is_some(), "login refused");
         return Err(ApiError::InvalidCredentials);
     };
-    s.throttle.success(&account_key);
+    settle(state, &attempts, Settlement::Success).await;
+    let new_device = match known_device {
+        Some(_) => None,
+        None => Some(device::issue(state, &user.id).await?),
+    };
     if needs_rehash {
         let (state, user_id) = (state.clone(), user.id.clone());
         tokio::spawn(async move {
@@ -174,7 +249,7 @@ pub(super) async fn check_password(
             }
         });
     }
-    Ok(user)
+    Ok(SignedIn { user, new_device })
 }
 
 /// `Password` is not `Clone` (it is a secret); a rehash needs it once more.
@@ -203,16 +278,28 @@ pub async fn refresh(
         .await?
     {
         Rotation::Rotated {
+            retry,
             family_id,
             user_id,
             scope,
         } => {
+            if retry {
+                tracing::info!(sid = %family_id, "refresh retried within the grace window: the earlier successor is dead");
+            }
             let user = s
                 .store
                 .user_by_id(&user_id)
                 .await?
                 .ok_or(ApiError::InvalidGrant)?;
-            token_response(&state, &user.id, &user.username, &scope, &family_id, &next)
+            token_response(
+                &state,
+                &user.id,
+                &user.username,
+                &scope,
+                &family_id,
+                &next,
+                None,
+            )
         }
         Rotation::ReuseDetected { family_id } => {
             s.revocations.revoke_session(&family_id);
@@ -331,6 +418,7 @@ pub(super) fn token_response(
     scope: &str,
     family: &str,
     refresh: &RefreshToken,
+    device: Option<&DeviceToken>,
 ) -> Result<Response, ApiError> {
     let s = &state.0;
     let access = mint_access_token(
@@ -341,13 +429,16 @@ pub(super) fn token_response(
         family,
         s.config.access_token_ttl,
     )?;
-    let body = json!({
+    let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": s.config.access_token_ttl.as_secs(),
         "refresh_token": refresh.expose(),
         "scope": scope,
     });
+    if let Some(device) = device {
+        body["device_token"] = device.expose().into();
+    }
     let mut response = Json(body).into_response();
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -24,6 +24,7 @@ use super::session::{
     TokenForm, end_session, read_form, redirect_with_cookie, refuse_cross_site, session_identity,
     start_session,
 };
+use crate::client::ClientAddr;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -142,7 +143,7 @@ fn explain(e: ApiError) -> (StatusCode, String, Option<u64>) {
         ApiError::InvalidRequest(message) => (StatusCode::BAD_REQUEST, capitalize(&message), None),
         ApiError::Throttled { retry_after } => (
             StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many failed attempts. Try again in {retry_after} seconds."),
+            format!("Too many attempts. Try again in {retry_after} seconds."),
             Some(retry_after),
         ),
         ApiError::Busy => (
@@ -220,7 +221,11 @@ pub struct SignupForm {
 
 /// `POST /signup` (form): creates the account and signs it in (303 to the account
 /// page), or shows the form again with the error and the username.
-pub async fn signup_submit(State(state): State<AppState>, request: Request) -> Response {
+pub async fn signup_submit(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers.clone();
     let typed: Result<SignupForm, ApiError> = read_form(parts, body).await;
@@ -231,7 +236,7 @@ pub async fn signup_submit(State(state): State<AppState>, request: Request) -> R
     let result = async {
         let form = typed?;
         refuse_cross_site(&state, &headers)?;
-        let user = create_account(&state, &form.username, form.password).await?;
+        let user = create_account(&state, client, &form.username, form.password).await?;
         start_session(&state, &headers, &user.id, &user.scope).await
     };
     match result.await {

@@ -1,11 +1,11 @@
 //! Cookie sessions over HTTP: login (JSON or form), logout, the user's own sessions,
 //! and the session-to-token exchange for single-page apps.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -16,9 +16,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::auth::{check_password, identify, mint_access_token};
+use super::auth::{SignedIn, check_password, identify, mint_access_token};
 use super::body::JsonBody;
 use super::pages;
+use crate::client::ClientAddr;
+use crate::device;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -113,7 +115,7 @@ pub(super) fn refuse_cross_site(state: &AppState, headers: &HeaderMap) -> Result
 /// username that was typed (never the password).
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
@@ -125,17 +127,22 @@ pub async fn login(
             .map(|c| c.username.clone())
             .unwrap_or_default();
         let result = match typed {
-            Ok(credentials) => login_with(&state, peer, &headers, credentials).await,
+            Ok(credentials) => login_with(&state, client, &headers, credentials).await,
             Err(e) => Err(e),
         };
         return Ok(match result {
-            Ok((_, started)) => redirect_with_cookie("/account", started.set_cookie),
+            Ok((signed_in, started)) => {
+                let mut r = redirect_with_cookie("/account", started.set_cookie);
+                give_device_cookie(&state, &mut r, &signed_in);
+                r
+            }
             Err(e) => pages::login_failed(e, &username),
         });
     }
     let JsonBody(credentials) =
         JsonBody::from_request(Request::from_parts(parts, body), &()).await?;
-    let (user, started) = login_with(&state, peer, &headers, credentials).await?;
+    let (signed_in, started) = login_with(&state, client, &headers, credentials).await?;
+    let user = &signed_in.user;
     let record = started.context.record();
     let mut r = Json(json!({
         "session": { "id": record.id, "expires_at": record.expires_at },
@@ -146,19 +153,37 @@ pub async fn login(
     let h = r.headers_mut();
     h.insert(header::SET_COOKIE, started.set_cookie);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    give_device_cookie(&state, &mut r, &signed_in);
     Ok(r)
+}
+
+/// Adds the device cookie when the login made this browser a known device.
+pub(super) fn give_device_cookie(state: &AppState, r: &mut Response, signed_in: &SignedIn) {
+    if let Some(token) = &signed_in.new_device {
+        r.headers_mut()
+            .append(header::SET_COOKIE, device::set_cookie(state, token));
+    }
 }
 
 async fn login_with(
     state: &AppState,
-    peer: SocketAddr,
+    client: IpAddr,
     headers: &HeaderMap,
     credentials: LoginRequest,
-) -> Result<(portcullis_store::User, Started), ApiError> {
+) -> Result<(SignedIn, Started), ApiError> {
     refuse_cross_site(state, headers)?;
-    let user = check_password(state, peer, &credentials.username, credentials.password).await?;
+    let device = device::from_cookie(state, headers);
+    let signed_in = check_password(
+        state,
+        client,
+        device,
+        &credentials.username,
+        credentials.password,
+    )
+    .await?;
+    let user = &signed_in.user;
     let started = start_session(state, headers, &user.id, &user.scope).await?;
-    Ok((user, started))
+    Ok((signed_in, started))
 }
 
 /// A 303 to `to` that also sets (or clears) the session cookie.

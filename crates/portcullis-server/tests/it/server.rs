@@ -310,8 +310,10 @@ async fn logout_revokes_the_family_and_its_access_tokens() {
     server.stop().await;
 }
 
+/// A retry within the grace window gets a fresh pair, and the successor it replaces
+/// dies: one live chain (issue 9, finding 5 — this test used to assert the fork).
 #[tokio::test]
-async fn within_the_grace_window_a_rotated_token_gets_a_new_pair_in_the_same_family() {
+async fn within_the_grace_window_a_retry_gets_a_new_pair_and_the_replaced_successor_dies() {
     let (url, dir) = databases().await.remove(0);
     let server = TestServer::start(config(&url)).await.keep_dir(dir); // grace 10 s
     let tokens = server.account("gina").await;
@@ -326,9 +328,9 @@ async fn within_the_grace_window_a_rotated_token_gets_a_new_pair_in_the_same_fam
     let again: Value = again.json().await.unwrap();
     assert_ne!(s(&again, "refresh_token"), s(&first, "refresh_token"));
     assert_eq!(
-        server.refresh(&s(&first, "refresh_token")).await.status(),
+        server.refresh(&s(&again, "refresh_token")).await.status(),
         200,
-        "the family lives on"
+        "the retry's chain is the live one"
     );
     server.stop().await;
 }
@@ -644,6 +646,70 @@ async fn admin_commands_manage_accounts_on_the_database() {
     assert_eq!(tokens["scope"], "read write");
     let list = run(&["users", "list", "--database-url", &db], "");
     assert!(String::from_utf8_lossy(&list.stdout).contains("mallory\tread write\tfalse"));
+    // Add and remove scopes one by one; each command says what it did.
+    let out = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let added = out(run(
+        &[
+            "users",
+            "grant-scope",
+            "--database-url",
+            &db,
+            "mallory",
+            "--add",
+            "admin",
+        ],
+        "",
+    ));
+    assert!(added.contains("\"read write admin\""), "{added}");
+    assert!(
+        added.contains("2 refresh families and 0 sessions re-scoped"),
+        "{added}"
+    );
+    assert!(!added.contains("refused"), "{added}");
+    let removed = out(run(
+        &[
+            "users",
+            "revoke-scope",
+            "--database-url",
+            &db,
+            "mallory",
+            "admin",
+            "write",
+        ],
+        "",
+    ));
+    assert!(removed.contains("scope is now \"read\""), "{removed}");
+    assert!(
+        removed.contains("access tokens issued before now are refused"),
+        "{removed}"
+    );
+    let both = out(run(
+        &[
+            "users",
+            "grant-scope",
+            "--database-url",
+            &db,
+            "mallory",
+            "--add",
+            "write",
+            "--remove",
+            "nothing",
+        ],
+        "",
+    ));
+    assert!(both.contains("scope is now \"read write\""), "{both}");
+    let neither = run(
+        &["users", "grant-scope", "--database-url", &db, "mallory"],
+        "",
+    );
+    assert_eq!(
+        neither.status.code(),
+        Some(2),
+        "a scope, --add or --remove is needed"
+    );
     let disable = run(&["users", "disable", "--database-url", &db, "mallory"], "");
     assert!(disable.status.success());
     assert_eq!(

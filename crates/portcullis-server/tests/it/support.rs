@@ -60,6 +60,8 @@ pub fn config(database_url: &str) -> Config {
         portcullis::session::SessionConfig::insecure_allow_http("http://portcullis.test").unwrap();
     c.hash_concurrency = 2;
     c.event_poll_interval = Duration::from_millis(100);
+    // Tests create many accounts from 127.0.0.1; the signup tests set their own budget.
+    c.signups_before_delay = 10_000;
     c
 }
 
@@ -159,3 +161,41 @@ pub fn s(v: &Value, key: &str) -> String {
         .unwrap_or_else(|| panic!("{key} missing in {v}"))
         .to_owned()
 }
+
+/// A fresh SQLite database in a folder of its own.
+pub fn sqlite_db() -> (String, Option<tempfile::TempDir>) {
+    let dir = tempfile::tempdir().unwrap();
+    (
+        format!("sqlite://{}", dir.path().join("test.db").display()),
+        Some(dir),
+    )
+}
+
+/// One test body, run as two named tests: `NAME::sqlite` and `NAME::postgres` (the
+/// latter says it skipped when `PORTCULLIS_TEST_POSTGRES` is not set).
+macro_rules! on_each_store {
+    ($(#[$meta:meta])* async fn $name:ident($url:ident, $dir:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($url: String, $dir: Option<tempfile::TempDir>) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                let (url, dir) = crate::support::sqlite_db();
+                run(url, dir).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                match crate::support::fresh_postgres().await {
+                    Some(url) => run(url, None).await,
+                    None => eprintln!("skipped: PORTCULLIS_TEST_POSTGRES is not set"),
+                }
+            }
+        }
+    };
+}
+pub(crate) use on_each_store;

@@ -7,11 +7,37 @@
 use std::sync::Arc;
 
 use portcullis::session::{NewSession, SessionHash, SessionRecord};
-use portcullis_store::{EventKind, NewUser, Rotation, RotationPolicy, Store, StoredKey, TokenHash};
+use portcullis::throttle::{Admission, Attempt, Budget, Lane, Settlement};
+use portcullis_store::{
+    EventKind, NewUser, Retention, Rotation, RotationPolicy, Store, StoredKey, TokenHash,
+};
 
 struct Db {
     store: Arc<dyn Store>,
+    url: String,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    /// A second store on the same database: another instance.
+    async fn another_instance(&self) -> Arc<dyn Store> {
+        portcullis_store::open(&self.url).await.unwrap()
+    }
+
+    /// One value read straight from the database, as text.
+    async fn read(&self, sql: &str) -> Option<Vec<u8>> {
+        if self.url.starts_with("sqlite") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            let v: Option<(Option<Vec<u8>>,)> =
+                sqlx::query_as(sql).fetch_optional(&pool).await.unwrap();
+            v.and_then(|(v,)| v)
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            let v: Option<(Option<Vec<u8>>,)> =
+                sqlx::query_as(sql).fetch_optional(&pool).await.unwrap();
+            v.and_then(|(v,)| v)
+        }
+    }
 }
 
 async fn stores() -> Vec<Db> {
@@ -19,6 +45,7 @@ async fn stores() -> Vec<Db> {
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
     let mut out = vec![Db {
         store: portcullis_store::open(&url).await.unwrap(),
+        url,
         _dir: Some(dir),
     }];
     if let Ok(admin) = std::env::var("PORTCULLIS_TEST_POSTGRES") {
@@ -32,10 +59,10 @@ async fn stores() -> Vec<Db> {
             .unwrap();
         pool.close().await;
         let (base, _) = admin.rsplit_once('/').unwrap();
+        let url = format!("{base}/{name}");
         out.push(Db {
-            store: portcullis_store::open(&format!("{base}/{name}"))
-                .await
-                .unwrap(),
+            store: portcullis_store::open(&url).await.unwrap(),
+            url,
             _dir: None,
         });
     }
@@ -71,6 +98,7 @@ async fn user(store: &dyn Store, name: &str) -> String {
         .create_user(NewUser {
             id: id.clone(),
             username: name.into(),
+            skeleton: portcullis::username::skeleton(name),
             password_hash: "$argon2id$stub".into(),
             scope: "read".into(),
             created_at: 1,
@@ -78,6 +106,15 @@ async fn user(store: &dyn Store, name: &str) -> String {
         .await
         .unwrap();
     id
+}
+
+fn retention(keep: i64) -> Retention {
+    Retention {
+        keep,
+        rotation: POLICY,
+        device_idle: 10_000,
+        throttle_idle: 900,
+    }
 }
 
 #[tokio::test]
@@ -90,6 +127,7 @@ async fn users_are_created_found_and_updated() {
                 s.create_user(NewUser {
                     id: "other".into(),
                     username: "alice".into(),
+                    skeleton: "alice".into(),
                     password_hash: "x".into(),
                     scope: String::new(),
                     created_at: 1
@@ -104,7 +142,13 @@ async fn users_are_created_found_and_updated() {
         assert_eq!(found.id, id);
         assert_eq!(s.user_by_id(&id).await.unwrap().unwrap().username, "alice");
         assert!(s.user_by_username("bob").await.unwrap().is_none());
-        assert!(s.set_scope("alice", "read write").await.unwrap());
+        assert!(
+            s.set_scope("alice", "read write", 5)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(s.set_scope("nobody", "read", 5).await.unwrap().is_none());
         assert!(s.set_disabled("alice", true).await.unwrap());
         assert!(!s.set_disabled("nobody", true).await.unwrap());
         s.set_password_hash(&id, "$argon2id$new").await.unwrap();
@@ -126,6 +170,7 @@ async fn rotation_reuse_grace_and_expiry() {
             .await
             .unwrap();
         let Rotation::Rotated {
+            retry: false,
             family_id,
             user_id,
             scope,
@@ -140,7 +185,7 @@ async fn rotation_reuse_grace_and_expiry() {
         // Within the grace window the old token gets another pair.
         assert!(matches!(
             s.rotate(&hash(1), &hash(3), 1005, POLICY).await.unwrap(),
-            Rotation::Rotated { .. }
+            Rotation::Rotated { retry: true, .. }
         ));
         // After it, reuse revokes the family.
         assert_eq!(
@@ -510,7 +555,7 @@ async fn pruning_deletes_only_what_ended_before_the_cutoff() {
         let last = s.last_event_id().await.unwrap();
 
         // now 1200, keep 100: the cutoff is 1100. POLICY: idle 100, absolute 1000.
-        let pruned = s.prune(1200, 100, POLICY).await.unwrap();
+        let pruned = s.prune(1200, &retention(100)).await.unwrap();
         assert_eq!(pruned.families, 3, "revoked, idle and ancient");
         assert_eq!(pruned.sessions, 2, "revoked and ended");
         let old_events = events_before.iter().filter(|e| e.at < 1100).count() as u64;
@@ -552,8 +597,304 @@ async fn pruning_deletes_only_what_ended_before_the_cutoff() {
         assert_eq!(sids, ["revoked-recently", "s-recent"]);
         // Nothing left to do the second time.
         assert_eq!(
-            s.prune(1200, 100, POLICY).await.unwrap(),
+            s.prune(1200, &retention(100)).await.unwrap(),
             Default::default()
         );
+    }
+}
+
+#[tokio::test]
+async fn fifty_concurrent_refreshes_leave_one_live_token_in_the_family() {
+    for db in stores().await {
+        let uid = user(db.store.as_ref(), "erin").await;
+        db.store
+            .create_family("fam", &uid, "", &hash(1), 1000)
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..50u8)
+            .map(|i| {
+                let store = db.store.clone();
+                tokio::spawn(async move {
+                    let next = hash(100 + i);
+                    (
+                        next.clone(),
+                        store.rotate(&hash(1), &next, 1001, POLICY).await.unwrap(),
+                    )
+                })
+            })
+            .collect();
+        let mut issued = Vec::new();
+        let mut plain = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                (next, Rotation::Rotated { retry, .. }) => {
+                    plain += usize::from(!retry);
+                    issued.push(next);
+                }
+                (_, other) => panic!("{}: {other:?}", db.store.backend()),
+            }
+        }
+        let backend = db.store.backend();
+        assert_eq!(plain, 1, "{backend}: one rotation, the rest retries");
+        // The family names one live token, and it is one of those handed out.
+        let live = db
+            .read("SELECT current_hash FROM refresh_families WHERE id = 'fam'")
+            .await
+            .unwrap();
+        let winner = issued
+            .iter()
+            .find(|h| h.0[..] == live[..])
+            .expect("issued")
+            .clone();
+        let losers: Vec<_> = issued.iter().filter(|h| **h != winner).cloned().collect();
+        assert_eq!(losers.len(), 49);
+        // The live one rotates; any other one is reuse and ends the whole family.
+        assert!(matches!(
+            db.store
+                .rotate(&winner, &hash(200), 1002, POLICY)
+                .await
+                .unwrap(),
+            Rotation::Rotated { retry: false, .. }
+        ));
+        assert_eq!(
+            db.store
+                .rotate(&losers[7], &hash(201), 1003, POLICY)
+                .await
+                .unwrap(),
+            Rotation::ReuseDetected {
+                family_id: "fam".into()
+            },
+            "{backend}"
+        );
+        assert_eq!(
+            db.store
+                .rotate(&hash(200), &hash(202), 1004, POLICY)
+                .await
+                .unwrap(),
+            Rotation::Refused
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_retry_within_grace_kills_the_successor_it_replaces() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        let uid = user(s, "fay").await;
+        s.create_family("fam", &uid, "", &hash(1), 1000)
+            .await
+            .unwrap();
+        // The owner rotates; a thief replays the old token within the grace window.
+        s.rotate(&hash(1), &hash(2), 1001, POLICY).await.unwrap();
+        assert!(matches!(
+            s.rotate(&hash(1), &hash(3), 1002, POLICY).await.unwrap(),
+            Rotation::Rotated { retry: true, .. }
+        ));
+        // The owner's next use of the replaced successor is reuse: the family ends,
+        // the thief's chain with it.
+        assert!(matches!(
+            s.rotate(&hash(2), &hash(4), 1003, POLICY).await.unwrap(),
+            Rotation::ReuseDetected { .. }
+        ));
+        assert_eq!(
+            s.rotate(&hash(3), &hash(5), 1004, POLICY).await.unwrap(),
+            Rotation::Refused
+        );
+    }
+}
+
+fn login_attempts(account: &str) -> Vec<Attempt> {
+    vec![
+        Attempt {
+            key: format!("account:{account}"),
+            budget: Budget::new(5, 60),
+            lane: Lane::Account,
+        },
+        Attempt {
+            key: "address:192.0.2.1".into(),
+            budget: Budget::new(20, 60),
+            lane: Lane::Address,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn concurrent_attempts_on_two_instances_share_one_budget() {
+    for db in stores().await {
+        let other = db.another_instance().await;
+        let tasks: Vec<_> = (0..60)
+            .map(|i| {
+                let store = if i % 2 == 0 {
+                    db.store.clone()
+                } else {
+                    other.clone()
+                };
+                tokio::spawn(
+                    async move { store.admit(&login_attempts("gus"), 5000).await.unwrap() },
+                )
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Admission::Admitted => admitted += 1,
+                Admission::Refused { retry_after } => assert!(retry_after >= 1),
+            }
+        }
+        assert_eq!(admitted, 5, "{}", db.store.backend());
+        // Waiting out the delay admits one more, and only one.
+        assert_eq!(
+            db.store.admit(&login_attempts("gus"), 5001).await.unwrap(),
+            Admission::Admitted
+        );
+        assert_eq!(
+            other.admit(&login_attempts("gus"), 5001).await.unwrap(),
+            Admission::Refused { retry_after: 2 }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_success_clears_the_account_and_gives_back_the_address_slot() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        for _ in 0..4 {
+            assert_eq!(
+                s.admit(&login_attempts("hal"), 10).await.unwrap(),
+                Admission::Admitted
+            );
+        }
+        assert_eq!(
+            s.admit(&login_attempts("hal"), 10).await.unwrap(),
+            Admission::Admitted
+        );
+        s.settle(&login_attempts("hal"), Settlement::Success)
+            .await
+            .unwrap();
+        // The account starts over: five more attempts at once.
+        for _ in 0..5 {
+            assert_eq!(
+                s.admit(&login_attempts("hal"), 11).await.unwrap(),
+                Admission::Admitted
+            );
+        }
+        // The address holds 4 + 5 = 9 of its 20; a never-checked attempt is given back.
+        s.settle(&login_attempts("ivy"), Settlement::NotChecked)
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            assert_eq!(
+                s.admit(&login_attempts("ivy"), 11).await.unwrap(),
+                Admission::Admitted
+            );
+            s.settle(&login_attempts("ivy"), Settlement::Success)
+                .await
+                .unwrap();
+        }
+        // Spent counters go with retention; live ones stay.
+        assert_eq!(
+            s.prune(11 + 899, &retention(100)).await.unwrap().throttle,
+            0
+        );
+        assert!(s.prune(11 + 900, &retention(100)).await.unwrap().throttle >= 1);
+    }
+}
+
+#[tokio::test]
+async fn devices_are_known_by_hash_until_unused_too_long() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        let uid = user(s, "jan").await;
+        s.add_device(&hash(9), &uid, 100).await.unwrap();
+        assert_eq!(
+            s.device_owner(&hash(9), 150, 100).await.unwrap(),
+            Some(uid.clone())
+        );
+        assert_eq!(s.device_owner(&hash(8), 150, 100).await.unwrap(), None);
+        // Used at 150: still known at 250, forgotten after 100 s more unused.
+        assert_eq!(s.device_owner(&hash(9), 250, 100).await.unwrap(), Some(uid));
+        assert_eq!(s.device_owner(&hash(9), 351, 100).await.unwrap(), None);
+        let r = Retention {
+            device_idle: 100,
+            ..retention(100)
+        };
+        assert_eq!(s.prune(351, &r).await.unwrap().devices, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_scope_change_reaches_live_families_and_sessions_and_a_removal_moves_not_before() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        let uid = user(s, "kim").await;
+        s.set_scope("kim", "read admin", 10).await.unwrap();
+        s.create_family("fam", &uid, "read admin", &hash(1), 1000)
+            .await
+            .unwrap();
+        s.create_family("gone", &uid, "read admin", &hash(2), 1000)
+            .await
+            .unwrap();
+        s.revoke_family_of(&hash(2), 1001).await.unwrap();
+        s.create_session(&new_session("sess", 3, &uid, 1000))
+            .await
+            .unwrap();
+        let added = s
+            .set_scope("kim", "read admin write", 1002)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (added.removed, added.families, added.sessions),
+            (false, 1, 1)
+        );
+        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().not_before, 0);
+        let cursor = s.last_event_id().await.unwrap();
+        let removed = s.set_scope("kim", "read", 1003).await.unwrap().unwrap();
+        assert!(removed.removed);
+        // The next refresh mints the new scope, and so does the session.
+        let Rotation::Rotated { scope, .. } =
+            s.rotate(&hash(1), &hash(4), 1004, POLICY).await.unwrap()
+        else {
+            panic!("rotates");
+        };
+        assert_eq!(scope, "read");
+        let session = s
+            .find_session(&SessionHash([3; 32]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(session.scope, "read");
+        // Tokens issued before the removal are refused on every instance.
+        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().not_before, 1003);
+        let events = s.events_after(cursor, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].kind, events[0].subject.as_str(), events[0].at),
+            (EventKind::UserNotBefore, uid.as_str(), 1003)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_look_alike_of_an_existing_username_is_taken() {
+    for db in stores().await {
+        let s = db.store.as_ref();
+        user(s, "alice").await;
+        for lookalike in ["\u{430}lice", "al\u{131}ce"] {
+            let r = s
+                .create_user(NewUser {
+                    id: format!("id-{lookalike}"),
+                    username: lookalike.into(),
+                    skeleton: portcullis::username::skeleton(lookalike),
+                    password_hash: "x".into(),
+                    scope: String::new(),
+                    created_at: 1,
+                })
+                .await;
+            assert!(
+                matches!(r, Err(portcullis_store::Error::Conflict)),
+                "{lookalike}: {r:?}"
+            );
+        }
     }
 }

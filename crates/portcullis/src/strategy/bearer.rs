@@ -19,8 +19,9 @@ pub trait RevocationCheck: Send + Sync + 'static {
 }
 
 /// Authenticates `Authorization: Bearer <jwt>`. Skips requests without an
-/// `Authorization` header or with another scheme; rejects every bearer token that
-/// fails, and a token in the query string.
+/// `Authorization` header or with one header of another scheme; rejects every bearer
+/// token that fails, a token in the query string, and a request with more than one
+/// `Authorization` header (whatever their schemes and order).
 #[derive(Clone)]
 pub struct Bearer {
     verifier: Arc<Verifier>,
@@ -68,6 +69,14 @@ impl Bearer {
             .query()
             .is_some_and(|q| q.split('&').any(|p| p.starts_with("access_token=")));
         let values = parts.headers.get_all(AUTHORIZATION);
+        // More than one Authorization header is refused whatever their schemes and
+        // order, before any of them is looked at (RFC 6750 §2: one method per request).
+        let mut iter = values.iter();
+        if iter.next().is_some() && iter.next().is_some() {
+            return Err(Outcome::Reject(Rejection::InvalidRequest(
+                "more than one Authorization header",
+            )));
+        }
         let Some(first) = values.iter().next() else {
             return Err(if in_query {
                 Outcome::Reject(Rejection::InvalidRequest(

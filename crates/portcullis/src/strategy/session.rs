@@ -13,7 +13,9 @@ use crate::session::{Sessions, csrf};
 /// store is down.
 ///
 /// Put it after [`super::Bearer`] in a chain: a request with a bad bearer token is
-/// refused by the bearer strategy and never reaches the cookie.
+/// refused by the bearer strategy and never reaches the cookie. A request that reaches
+/// it with a cookie *and* an `Authorization` header (a scheme no earlier strategy
+/// accepted) is refused with 400 `invalid_request`: one request, one credential.
 #[derive(Clone, Debug)]
 pub struct Session {
     sessions: Sessions,
@@ -42,6 +44,14 @@ impl Strategy for Session {
 
     fn authenticate<'a>(&'a self, parts: &'a Parts) -> StrategyFuture<'a> {
         Box::pin(async move {
+            // A cookie beside an Authorization header that no earlier strategy took (a
+            // scheme this chain does not accept): credentials in two places, so the
+            // request is refused rather than judged by the cookie alone.
+            if parts.headers.contains_key(http::header::AUTHORIZATION) {
+                return Outcome::Reject(Rejection::InvalidRequest(
+                    "credentials in more than one place: an Authorization header and a session cookie",
+                ));
+            }
             let context = match self.sessions.lookup(&parts.headers).await {
                 Ok(Some(context)) => context,
                 Ok(None) => return Outcome::Skip,

@@ -272,6 +272,32 @@ async fn malformed_bearer_requests_are_400_invalid_request() {
     assert!(body.contains("invalid_token"), "{body}");
 }
 
+/// Issue 9, finding 9: `Basic` first and a `Bearer` second slipped past the bearer
+/// strategy, which read only the first header.
+#[tokio::test]
+async fn stacked_authorization_headers_are_refused_in_either_order() {
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let token = format!("Bearer {}", fx.token());
+    for app in [app(&fx, true), app(&fx, false)] {
+        for pair in [
+            ["Basic dXNlcjpwYXNz", token.as_str()],
+            [token.as_str(), "Basic dXNlcjpwYXNz"],
+            ["Basic dXNlcjpwYXNz", "Bearer not.a.token"],
+            ["Basic dXNlcjpwYXNz", "Basic dXNlcjpwYXNz"],
+        ] {
+            for path in ["/me", "/maybe"] {
+                let req = get_with(
+                    path,
+                    &[("authorization", pair[0]), ("authorization", pair[1])],
+                );
+                let (status, _, body) = send(&app, req).await;
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {pair:?}");
+                assert!(body.contains("invalid_request"), "{body}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn unknown_api_keys_are_401_and_malformed_ones_400() {
     let fx = Fixture::new(Algorithm::EdDSA);

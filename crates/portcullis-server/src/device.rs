@@ -1,0 +1,99 @@
+//! Device credentials (OWASP "Blocking Brute Force Attacks": device cookies). A client
+//! that signs in successfully gets a credential: 256 random bits it keeps, of which
+//! the server stores only the SHA-256, bound to the account. A later login to the same
+//! account that carries it is throttled on that device's own counter, apart from
+//! anonymous attempts, so an attacker's guesses never lock out the owner's known
+//! device.
+//!
+//! A stored random credential rather than a signed one (OWASP's cookie is an HMAC over
+//! the login name): no signing key to keep and rotate, it can be forgotten server-side,
+//! and looking it up is one indexed read on a path that already reads the account.
+//!
+//! Browsers get it as an `HttpOnly; SameSite=Strict` cookie from the session login and
+//! the sign-in page; API clients get `device_token` in the `/auth/login` answer and
+//! send it back in the next login's body.
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use portcullis::refresh::RefreshToken;
+use portcullis_store::TokenHash;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const SECURE_NAME: &str = "__Host-portcullis_device";
+const DEV_NAME: &str = "portcullis_device";
+
+/// A device credential (the same 256-bit, stored-as-SHA-256 shape as refresh tokens).
+pub type DeviceToken = RefreshToken;
+
+fn cookie_name(state: &AppState) -> &'static str {
+    if state.0.config.sessions.is_secure() {
+        SECURE_NAME
+    } else {
+        DEV_NAME
+    }
+}
+
+/// The device credential a request's cookies carry, if one is well formed (and named
+/// once: a planted duplicate makes it count as absent).
+pub fn from_cookie(state: &AppState, headers: &HeaderMap) -> Option<DeviceToken> {
+    let name = cookie_name(state);
+    let mut found = None;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == name
+            {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(v);
+            }
+        }
+    }
+    RefreshToken::parse(found?)
+}
+
+/// The `Set-Cookie` value that gives a browser its device credential.
+pub fn set_cookie(state: &AppState, token: &DeviceToken) -> HeaderValue {
+    let secure = if state.0.config.sessions.is_secure() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let value = format!(
+        "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        cookie_name(state),
+        token.expose(),
+        state.0.config.device_lifetime.as_secs()
+    );
+    // base64url and fixed ASCII: always a valid header value.
+    let mut value = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""));
+    value.set_sensitive(true);
+    value
+}
+
+/// The account a presented credential belongs to, if the store knows it.
+pub async fn owner(state: &AppState, token: &DeviceToken) -> Result<Option<String>, ApiError> {
+    Ok(state
+        .0
+        .store
+        .device_owner(
+            &TokenHash(token.hash()),
+            state.now(),
+            state.0.config.device_lifetime.as_secs() as i64,
+        )
+        .await?)
+}
+
+/// A new credential for a device that just signed in as `user_id`.
+pub async fn issue(state: &AppState, user_id: &str) -> Result<DeviceToken, ApiError> {
+    let token = RefreshToken::generate()?;
+    state
+        .0
+        .store
+        .add_device(&TokenHash(token.hash()), user_id, state.now())
+        .await?;
+    Ok(token)
+}
