@@ -71,6 +71,11 @@ async fn start(args: &Args, database_url: Option<String>) -> anyhow::Result<Serv
         .env("RUST_LOG", "warn")
         // The scenarios create many accounts from one address on purpose.
         .env("PORTCULLIS_SIGNUPS_BEFORE_DELAY", "1000000")
+        // PostgreSQL needs a key-encryption key; SQLite makes one beside the database.
+        .env(
+            "PORTCULLIS_KEY_ENCRYPTION_KEY",
+            "bG9hZC1oYXJuZXNzLWtleS1lbmNyeXB0aW9uLWtleSE",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

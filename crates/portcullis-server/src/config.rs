@@ -64,6 +64,23 @@ pub struct RawConfig {
     signups_before_delay: Option<u32>,
     signup_max_delay: Option<RawDuration>,
     device_lifetime: Option<RawDuration>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<RawDuration>,
+    idle_timeout: Option<RawDuration>,
+    request_timeout: Option<RawDuration>,
+    key_encryption_key: Option<SecretText>,
+    key_encryption_key_file: Option<std::path::PathBuf>,
+}
+
+/// A secret setting: deserialized like a string, never shown by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+struct SecretText(String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// Flags given on the command line; they win over the file and the environment.
@@ -121,6 +138,19 @@ pub struct Config {
     /// How long a device that signed in stays known without signing in again (its
     /// attempts are throttled apart from anonymous ones). Defaults to 90 days.
     pub device_lifetime: Duration,
+    /// Connections served at once; beyond, 503 and close. Defaults to 4096.
+    pub max_connections: usize,
+    /// Time a client has to send a request head once the server waits for one (an
+    /// idle keep-alive connection included). Defaults to 10 seconds.
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moves for this long is closed. Defaults to 60
+    /// seconds.
+    pub idle_timeout: Duration,
+    /// A request not answered within this is answered 408. Defaults to 30 seconds.
+    pub request_timeout: Duration,
+    /// Where the key-encryption key of the signing keys comes from (see `kek.rs`).
+    /// Defaults to a file beside an SQLite database; required with PostgreSQL.
+    pub kek: crate::kek::KekSetting,
     /// Peers whose `Forwarded` / `X-Forwarded-For` headers name the client address.
     /// Defaults to none: the TCP peer is the client.
     pub trusted_proxies: crate::client::TrustedProxies,
@@ -209,6 +239,14 @@ impl RawConfig {
                 "SIGNUPS_BEFORE_DELAY" => self.signups_before_delay = Some(num(&value)? as u32),
                 "SIGNUP_MAX_DELAY" => self.signup_max_delay = Some(RawDuration::Text(value)),
                 "DEVICE_LIFETIME" => self.device_lifetime = Some(RawDuration::Text(value)),
+                "MAX_CONNECTIONS" => self.max_connections = Some(num(&value)?),
+                "HEADER_READ_TIMEOUT" => {
+                    self.header_read_timeout = Some(RawDuration::Text(value));
+                }
+                "IDLE_TIMEOUT" => self.idle_timeout = Some(RawDuration::Text(value)),
+                "REQUEST_TIMEOUT" => self.request_timeout = Some(RawDuration::Text(value)),
+                "KEY_ENCRYPTION_KEY" => self.key_encryption_key = Some(SecretText(value)),
+                "KEY_ENCRYPTION_KEY_FILE" => self.key_encryption_key_file = Some(value.into()),
                 "SESSIONS_ALLOW_INSECURE_HTTP" => {
                     self.sessions_allow_insecure_http = Some(match value.as_str() {
                         "1" | "true" => true,
@@ -331,7 +369,39 @@ impl TryFrom<RawConfig> for Config {
         if device_lifetime < Duration::from_secs(3600) {
             bail!("device_lifetime must be at least 1h");
         }
+        let max_connections = raw.max_connections.unwrap_or(4096);
+        if !(16..=1_000_000).contains(&max_connections) {
+            bail!("max_connections must be between 16 and 1000000");
+        }
+        let header_read_timeout = dur(&raw.header_read_timeout, "header_read_timeout", 10)?;
+        let idle_timeout = dur(&raw.idle_timeout, "idle_timeout", 60)?;
+        let request_timeout = dur(&raw.request_timeout, "request_timeout", 30)?;
+        for (name, d) in [
+            ("header_read_timeout", header_read_timeout),
+            ("idle_timeout", idle_timeout),
+            ("request_timeout", request_timeout),
+        ] {
+            if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+                bail!("{name} must be between 1s and 1h");
+            }
+        }
+        if idle_timeout <= request_timeout {
+            bail!(
+                "idle_timeout must be longer than request_timeout (a slow answer is not idleness)"
+            );
+        }
+        if raw.key_encryption_key.is_some() && raw.key_encryption_key_file.is_some() {
+            bail!("set key_encryption_key or key_encryption_key_file, not both");
+        }
         Ok(Config {
+            kek: crate::kek::KekSetting {
+                inline: raw.key_encryption_key.map(|s| zeroize::Zeroizing::new(s.0)),
+                file: raw.key_encryption_key_file,
+            },
+            max_connections,
+            header_read_timeout,
+            idle_timeout,
+            request_timeout,
             trusted_proxies,
             signups_before_delay: raw.signups_before_delay.unwrap_or(5).max(1),
             signup_max_delay,
@@ -378,6 +448,15 @@ impl Config {
     /// access-token lifetime plus the verifier's leeway, rounded up to a minute.
     pub fn revocation_window(&self) -> Duration {
         self.access_token_ttl + Duration::from_secs(60)
+    }
+
+    /// The listener's limits.
+    pub fn limits(&self) -> crate::wire::Limits {
+        crate::wire::Limits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+        }
     }
 
     /// What the store prunes, and when.
@@ -478,6 +557,9 @@ mod tests {
         assert!(err("issuer = \"ftp://auth.example\"").contains("issuer"));
         assert!(err("session_idle = \"13h\"").contains("session_idle"));
         assert!(err("session_token_ttl = \"1h\"").contains("session_token_ttl"));
+        assert!(err("max_connections = 2").contains("max_connections"));
+        assert!(err("header_read_timeout = 0").contains("header_read_timeout"));
+        assert!(err("idle_timeout = \"20s\"").contains("idle_timeout"));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub enum ApiError {
     Auth(Rejection),
     /// 404 `not_found`.
     NotFound(&'static str),
+    /// 413 `invalid_request`: the body is over `max_body_bytes`.
+    TooLarge,
+    /// 415 `invalid_request`: a `Content-Type` other than JSON.
+    UnsupportedMediaType(String),
     /// 500: anything unexpected; logged with its context, never shown.
     Unexpected(anyhow::Error),
 }
@@ -90,6 +94,16 @@ impl IntoResponse for ApiError {
                 "the username or password is wrong",
             ),
             ApiError::NotFound(what) => oauth(StatusCode::NOT_FOUND, "not_found", what),
+            ApiError::TooLarge => oauth(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "the request body is larger than max_body_bytes",
+            ),
+            ApiError::UnsupportedMediaType(message) => oauth(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                &message,
+            ),
             ApiError::InvalidGrant => oauth(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",
@@ -135,4 +149,50 @@ impl IntoResponse for ApiError {
             }
         }
     }
+}
+
+/// Gives every error answer that is not ours yet (405 from the router, 408 from the
+/// request timeout, 413 from the body limit, anything else a layer produces) the same
+/// JSON shape as the rest. Pages (HTML) and our own JSON errors pass unchanged.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let typed = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/html"));
+    if typed {
+        return response;
+    }
+    let (code, description) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this method is not allowed on this route; the Allow header lists those that are",
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "the request was not completed within request_timeout",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "invalid_request",
+            "the request body is larger than max_body_bytes",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("invalid_request", "Content-Type must be application/json")
+        }
+        s if s.is_server_error() => ("server_error", "an unexpected error occurred"),
+        _ => ("invalid_request", "the request was refused"),
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut fresh = oauth(status, code, description);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CACHE_CONTROL {
+            fresh.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    fresh
 }

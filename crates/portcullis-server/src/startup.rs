@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
@@ -65,7 +66,11 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let now = clock.now() as i64;
     // Keys retired less than a token lifetime (plus leeway) ago still verify.
     let keep_for = config.revocation_window();
-    let keys = KeyRing::load(store.as_ref(), config.signing_alg, keep_for, now).await?;
+    let (kek, kek_generated) = crate::keyring::open_kek(store.as_ref(), &config).await?;
+    if kek_generated {
+        tracing::info!(source = %kek.source, "generated a key-encryption key for the signing keys; back it up with the database, which is useless without it");
+    }
+    let keys = KeyRing::load(store.as_ref(), kek, config.signing_alg, keep_for, now).await?;
     let revocations = Arc::new(crate::revocation::from_state(
         store.revoked_since(now - keep_for.as_secs() as i64).await?,
     ));
@@ -104,21 +109,16 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         throttle,
         clock,
     }));
-    let (shutdown, mut stopped) = watch::channel(false);
+    let (shutdown, stopped) = watch::channel(false);
     let events = tokio::spawn(follow_events(state.clone(), cursor, shutdown.subscribe()));
     let retention = tokio::spawn(retain(state.clone(), shutdown.subscribe()));
     let app = app(state.clone());
     tracing::info!(%addr, backend = state.0.store.backend(), issuer = %state.0.config.issuer, "listening");
+    let limits = state.0.config.limits();
     let task = tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await
-        .context("serving");
+        let served = crate::wire::serve(listener, app, limits, stopped.clone())
+            .await
+            .context("serving");
         events.abort();
         retention.abort();
         served
@@ -130,12 +130,19 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     })
 }
 
-/// The router with its layers: body limit, request ids, tracing.
+/// The router with its layers: body limit, request timeout, JSON error bodies for the
+/// answers layers and the router give (405, 408, 413), request ids, tracing.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let limit = state.0.config.max_body_bytes;
+    let timeout = state.0.config.request_timeout;
     routes::router(state)
         .layer(RequestBodyLimitLayer::new(limit))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::map_response(crate::error::json_errors))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(move |req: &axum::http::Request<_>| {
             let id = req

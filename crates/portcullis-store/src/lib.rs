@@ -63,7 +63,8 @@ pub trait Store: SessionStore + Send + Sync + 'static {
     /// Ends an admitted attempt (the library's `throttle::settle` on each counter).
     async fn settle(&self, attempts: &[Attempt], how: Settlement) -> Result<(), Error>;
 
-    /// Remembers a device that signed in as `user_id` by the SHA-256 of its credential.
+    /// Remembers a device that signed in as `user_id` by the SHA-256 of its credential;
+    /// an account keeps its [`MAX_DEVICES_PER_USER`] most recently used devices.
     async fn add_device(&self, hash: &TokenHash, user_id: &str, now: i64) -> Result<(), Error>;
     /// The user a device credential belongs to, if it is known and was used less than
     /// `idle` seconds ago; marks it used.
@@ -115,12 +116,19 @@ pub trait Store: SessionStore + Send + Sync + 'static {
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error>;
     /// Adds a signing key and retires the others, atomically.
     async fn add_signing_key(&self, key: &StoredKey) -> Result<(), Error>;
+    /// Replaces the stored private material of keys (sealing plaintext keys, moving to
+    /// a new key-encryption key), all or none.
+    async fn replace_key_material(&self, keys: &[(String, String)]) -> Result<(), Error>;
 
     /// Events after `cursor`, oldest first (at most `limit`).
     async fn events_after(&self, cursor: i64, limit: i64) -> Result<Vec<Event>, Error>;
     /// The id of the newest event, or 0.
     async fn last_event_id(&self) -> Result<i64, Error>;
 }
+
+/// How many known devices an account keeps; a new one pushes out the least recently
+/// used.
+pub const MAX_DEVICES_PER_USER: i64 = 20;
 
 /// Opens (creating and migrating) the database a URL names: `sqlite://PATH`,
 /// `sqlite::memory:` (tests), or `postgres://…`.

@@ -47,6 +47,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let memory = url.contains(":memory:");
+        if !memory {
+            prepare_private_file(options.get_filename())?;
+        }
         let pool = SqlitePoolOptions::new()
             // An in-memory database lives in one connection.
             .max_connections(if memory { 1 } else { 8 })
@@ -61,6 +64,38 @@ impl SqliteStore {
     /// The pool, for tests and tools.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// The database holds password hashes, token hashes and (sealed) private keys: a new
+/// file is created readable by its owner only (0600), and SQLite gives its WAL and
+/// shared-memory files the same mode. An existing file readable by others is said so.
+fn prepare_private_file(path: &std::path::Path) -> Result<(), Error> {
+    if path.exists() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            if let Ok(meta) = std::fs::metadata(path)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                    "the database file is readable by other users; chmod 600 it"
+                );
+            }
+        }
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Another process made it first: fine, SQLite opens it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Config(format!("creating {}: {e}", path.display()))),
     }
 }
 
@@ -400,14 +435,27 @@ macro_rules! store_impl {
             }
 
             async fn add_device(&self, hash: &TokenHash, user_id: &str, now: i64) -> Result<(), Error> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO devices (hash, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)",
                 )
                 .bind(&hash.0[..])
                 .bind(user_id)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                // A client that never sends its credential back would add a row per
+                // login: keep the most recently used ones only.
+                sqlx::query(
+                    "DELETE FROM devices WHERE user_id = $1 AND hash NOT IN \
+                     (SELECT hash FROM devices WHERE user_id = $1 \
+                      ORDER BY last_used_at DESC, created_at DESC LIMIT $2)",
+                )
+                .bind(user_id)
+                .bind(crate::MAX_DEVICES_PER_USER)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -704,6 +752,19 @@ macro_rules! store_impl {
                 .execute(&mut *tx)
                 .await?;
                 insert_event(&mut tx, EventKind::KeysChanged, &key.kid, key.created_at, $notify).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn replace_key_material(&self, keys: &[(String, String)]) -> Result<(), Error> {
+                let mut tx = self.pool.begin().await?;
+                for (kid, material) in keys {
+                    sqlx::query("UPDATE signing_keys SET private_jwk = $1 WHERE kid = $2")
+                        .bind(material)
+                        .bind(kid)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }

@@ -261,6 +261,19 @@ pub(crate) enum ServerKeysCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Seal every signing key under a new key-encryption key, read from FILE (or made
+    /// there, mode 0600, with --generate). Then point every instance at it
+    /// (key_encryption_key_file) and restart them.
+    Rewrap {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The new key-encryption key: a file holding 32 bytes in base64.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Make a new random key in FILE (which must not exist).
+        #[arg(long)]
+        generate: bool,
+    },
 }
 
 pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
@@ -269,9 +282,37 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
             ServerKeysCommand::Rotate { config, alg } => {
                 let config = config.load(None, None)?;
                 let store = startup::open_store(&config.database_url).await?;
-                let kid = keyring::rotate(store.as_ref(), alg.unwrap_or(config.signing_alg), now())
+                let (kek, _) = keyring::open_kek(store.as_ref(), &config).await?;
+                let kid = keyring::rotate(store.as_ref(), &kek, alg.unwrap_or(config.signing_alg), now())
                     .await?;
                 println!("{kid}");
+            }
+            ServerKeysCommand::Rewrap {
+                config,
+                to,
+                generate,
+            } => {
+                let config = config.load(None, None)?;
+                let store = startup::open_store(&config.database_url).await?;
+                let (old, _) = keyring::open_kek(store.as_ref(), &config).await?;
+                let source = format!("key_encryption_key_file {}", to.display());
+                let new = if generate {
+                    let (kek, text) = crate::kek::Kek::generate(source)?;
+                    crate::kek::write_private(&to, text.as_bytes())
+                        .with_context(|| format!("writing {}", to.display()))?;
+                    kek
+                } else {
+                    let text = std::fs::read_to_string(&to)
+                        .with_context(|| format!("reading {}", to.display()))?;
+                    crate::kek::Kek::from_text(&text, source)?
+                };
+                let moved = keyring::rewrap(store.as_ref(), &old, &new).await?;
+                println!(
+                    "sealed {moved} signing keys under the key in {}; set key_encryption_key_file = {:?} \
+                     (or PORTCULLIS_KEY_ENCRYPTION_KEY_FILE) on every instance and restart them",
+                    to.display(),
+                    to.display().to_string()
+                );
             }
             ServerKeysCommand::List { config } => {
                 let config = config.load(None, None)?;

@@ -6,9 +6,34 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON body; any problem (wrong content type, malformed JSON, wrong types, unknown
-/// or missing fields, too large) is a 400 `invalid_request` that says what is wrong.
+/// A JSON body. `Content-Type` must be `application/json`, with no parameter but
+/// `charset=utf-8` (415 otherwise; 400 when it is missing); malformed JSON, wrong
+/// types, unknown or missing fields are 400 `invalid_request` saying what is wrong; a
+/// body over the limit is 413, announced or chunked.
 pub struct JsonBody<T>(pub T);
+
+/// `application/json`, optionally with `charset=utf-8` (any case, any spacing): JSON is
+/// UTF-8 (RFC 8259 §8.1), and `application/*+json` types are other formats.
+fn check_content_type(value: &str) -> Result<(), ApiError> {
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    let refused = || {
+        ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json (optionally with charset=utf-8), not {value:?}"
+        ))
+    };
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(refused());
+    }
+    for parameter in parts {
+        let (name, v) = parameter.split_once('=').ok_or_else(refused)?;
+        let v = v.trim().trim_matches('"');
+        if !(name.trim().eq_ignore_ascii_case("charset") && v.eq_ignore_ascii_case("utf-8")) {
+            return Err(refused());
+        }
+    }
+    Ok(())
+}
 
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
@@ -18,8 +43,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(value) = req.headers().get(axum::http::header::CONTENT_TYPE) {
+            check_content_type(value.to_str().unwrap_or_default())?;
+        }
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            // A body over the limit is found while reading a chunked one: 413 as well.
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge)
+            }
             Err(rejection) => Err(ApiError::InvalidRequest(describe(&rejection))),
         }
     }
@@ -34,5 +66,39 @@ fn describe(rejection: &JsonRejection) -> String {
         JsonRejection::JsonDataError(e) => format!("invalid request body: {}", e.body_text()),
         JsonRejection::BytesRejection(_) => "request body too large or unreadable".into(),
         other => other.body_text(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_json_in_utf_8_is_accepted() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+        ] {
+            assert!(check_content_type(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "application/problem+json",
+            "application/vnd.api+json",
+            "application/json; charset=utf-16",
+            "application/json; boundary=x",
+            "application/json; charset",
+            "text/plain",
+            "application/jsonx",
+        ] {
+            assert!(
+                matches!(
+                    check_content_type(bad),
+                    Err(ApiError::UnsupportedMediaType(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 }

@@ -158,6 +158,16 @@ fn explain(e: ApiError) -> (StatusCode, String, Option<u64>) {
         ),
         ApiError::Auth(other) => (other.status(), "You need to sign in again.".into(), None),
         ApiError::NotFound(what) => (StatusCode::NOT_FOUND, capitalize(what), None),
+        ApiError::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "What you sent is too large.".into(),
+            None,
+        ),
+        ApiError::UnsupportedMediaType(message) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            capitalize(&message),
+            None,
+        ),
         ApiError::InvalidGrant | ApiError::Unexpected(_) => {
             if let ApiError::Unexpected(e) = &e {
                 tracing::error!(error = format!("{e:#}"), "unexpected failure behind a page");

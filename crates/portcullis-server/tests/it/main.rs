@@ -6,6 +6,8 @@
 mod attacks;
 mod browser;
 mod cli;
+mod keys_at_rest;
 mod server;
 mod sessions;
 mod support;
+mod wire;

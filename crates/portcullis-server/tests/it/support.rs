@@ -62,8 +62,16 @@ pub fn config(database_url: &str) -> Config {
     c.event_poll_interval = Duration::from_millis(100);
     // Tests create many accounts from 127.0.0.1; the signup tests set their own budget.
     c.signups_before_delay = 10_000;
+    // SQLite keeps its key-encryption key beside the database (the default); PostgreSQL
+    // needs one configured, the same for every instance of a test.
+    if database_url.starts_with("postgres") {
+        c.kek.inline = Some(zeroize::Zeroizing::new(TEST_KEK.to_owned()));
+    }
     c
 }
+
+/// The key-encryption key of PostgreSQL test databases (32 bytes, base64url).
+pub const TEST_KEK: &str = "cG9ydGN1bGxpcy10ZXN0LWtleS1lbmNyeXB0aW9uISE";
 
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {

@@ -1,0 +1,334 @@
+//! Private signing keys at rest: envelope encryption under a key-encryption key (KEK)
+//! kept outside the database.
+//!
+//! Each private JWK is sealed with AES-256-GCM (aws-lc-rs) under the KEK, with a fresh
+//! random nonce, and the key id and algorithm as authenticated data: a sealed key moved
+//! to another row, or relabelled with another algorithm, fails to open. The stored text
+//! is `enc:v1:` + base64url(nonce ‖ ciphertext ‖ tag).
+//!
+//! Where the KEK comes from, first match wins:
+//! 1. `PORTCULLIS_KEY_ENCRYPTION_KEY` (or `key_encryption_key` in the file): 32 bytes,
+//!    base64url or standard base64;
+//! 2. `key_encryption_key_file`: a file holding that text;
+//! 3. for the embedded SQLite default only: `<database>.kek` beside the database,
+//!    generated on first start with mode 0600 (and said so in the log).
+//!
+//! A database that already holds sealed keys never gets a new KEK silently: a missing
+//! or wrong one stops the start with a message naming the settings.
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, anyhow, bail};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use zeroize::Zeroizing;
+
+const PREFIX: &str = "enc:v1:";
+
+/// The key-encryption key. Never printed.
+pub struct Kek {
+    key: RandomizedNonceKey,
+    /// Where it came from, for messages.
+    pub source: String,
+}
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kek")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// True when a stored private key is sealed (not a plaintext JWK from before 0.2).
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(PREFIX)
+}
+
+fn aad(kid: &str, alg: &str) -> Vec<u8> {
+    // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+    let mut aad = Vec::with_capacity(kid.len() + alg.len() + 16);
+    aad.extend_from_slice(&(kid.len() as u64).to_be_bytes());
+    aad.extend_from_slice(kid.as_bytes());
+    aad.extend_from_slice(alg.as_bytes());
+    aad
+}
+
+impl Kek {
+    /// A KEK from its 32 bytes.
+    pub fn from_bytes(bytes: &[u8], source: impl Into<String>) -> anyhow::Result<Kek> {
+        if bytes.len() != 32 {
+            bail!("a key-encryption key is 32 bytes, got {}", bytes.len());
+        }
+        Ok(Kek {
+            key: RandomizedNonceKey::new(&AES_256_GCM, bytes)
+                .map_err(|_| anyhow!("unusable key-encryption key"))?,
+            source: source.into(),
+        })
+    }
+
+    /// A KEK from its text form (base64url or standard base64 of 32 bytes).
+    pub fn from_text(text: &str, source: impl Into<String>) -> anyhow::Result<Kek> {
+        let source = source.into();
+        let text = text.trim();
+        let bytes = Zeroizing::new(
+            URL_SAFE_NO_PAD
+                .decode(text.trim_end_matches('='))
+                .or_else(|_| STANDARD.decode(text))
+                .map_err(|_| anyhow!("{source} is not base64 of 32 bytes"))?,
+        );
+        Kek::from_bytes(&bytes, source)
+    }
+
+    /// A new random KEK, and its text form.
+    pub fn generate(source: impl Into<String>) -> anyhow::Result<(Kek, Zeroizing<String>)> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(bytes.as_mut_slice()).map_err(|_| anyhow!("no randomness"))?;
+        let text = Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes.as_slice()));
+        Ok((Kek::from_bytes(bytes.as_slice(), source)?, text))
+    }
+
+    /// Seals a private JWK for the row of `kid` and `alg`.
+    pub fn seal(&self, kid: &str, alg: &str, private_jwk: &str) -> anyhow::Result<String> {
+        let mut in_out = Zeroizing::new(private_jwk.as_bytes().to_vec());
+        let nonce = self
+            .key
+            .seal_in_place_append_tag(Aad::from(aad(kid, alg)), &mut *in_out)
+            .map_err(|_| anyhow!("sealing signing key {kid} failed"))?;
+        let mut out = nonce.as_ref().to_vec();
+        out.extend_from_slice(&in_out);
+        Ok(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out)))
+    }
+
+    /// Opens a sealed private JWK; the error says the KEK does not fit.
+    pub fn open(&self, kid: &str, alg: &str, stored: &str) -> anyhow::Result<Zeroizing<String>> {
+        let body = stored
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| anyhow!("signing key {kid} is not sealed"))?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| anyhow!("signing key {kid}: the sealed text is damaged"))?;
+        if bytes.len() < NONCE_LEN + 16 {
+            bail!("signing key {kid}: the sealed text is damaged");
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| anyhow!("signing key {kid}: bad nonce"))?;
+        let mut in_out = Zeroizing::new(sealed.to_vec());
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(aad(kid, alg)), &mut in_out)
+            .map_err(|_| {
+                anyhow!(
+                    "the key-encryption key from {} does not open signing key {kid}: it is not \
+                     the key these signing keys were sealed with (check \
+                     PORTCULLIS_KEY_ENCRYPTION_KEY / key_encryption_key_file)",
+                    self.source
+                )
+            })?;
+        Ok(Zeroizing::new(
+            String::from_utf8(plain.to_vec()).context("signing key is not UTF-8")?,
+        ))
+    }
+}
+
+/// Where the KEK is configured.
+#[derive(Clone, Default)]
+pub struct KekSetting {
+    /// `key_encryption_key` / `PORTCULLIS_KEY_ENCRYPTION_KEY`.
+    pub inline: Option<Zeroizing<String>>,
+    /// `key_encryption_key_file`.
+    pub file: Option<PathBuf>,
+}
+
+impl fmt::Debug for KekSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KekSetting")
+            .field("inline", &self.inline.as_ref().map(|_| "[redacted]"))
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+/// The SQLite database file a URL names, if it is a file.
+pub fn sqlite_path(database_url: &str) -> Option<PathBuf> {
+    let rest = database_url.strip_prefix("sqlite:")?;
+    let rest = rest.trim_start_matches("//");
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+}
+
+/// Finds the KEK. `has_sealed_keys` says whether the database already holds sealed
+/// keys: then a missing KEK is an error, never a new one.
+pub fn resolve(
+    setting: &KekSetting,
+    database_url: &str,
+    has_sealed_keys: bool,
+) -> anyhow::Result<(Kek, bool)> {
+    if let Some(text) = &setting.inline {
+        return Ok((
+            Kek::from_text(text, "PORTCULLIS_KEY_ENCRYPTION_KEY / key_encryption_key")?,
+            false,
+        ));
+    }
+    if let Some(file) = &setting.file {
+        let text = Zeroizing::new(std::fs::read_to_string(file).with_context(|| {
+            format!("key_encryption_key_file {}: cannot read it", file.display())
+        })?);
+        warn_if_readable_by_others(file);
+        return Ok((
+            Kek::from_text(&text, format!("key_encryption_key_file {}", file.display()))?,
+            false,
+        ));
+    }
+    let Some(db) = sqlite_path(database_url) else {
+        if database_url.contains(":memory:") {
+            // A database that lives and dies with the process: so does its KEK.
+            return Ok((
+                Kek::generate("an in-memory key for an in-memory database")?.0,
+                false,
+            ));
+        }
+        bail!(
+            "no key-encryption key: with PostgreSQL, set PORTCULLIS_KEY_ENCRYPTION_KEY or \
+             key_encryption_key_file (32 random bytes, base64; e.g. `openssl rand -base64 32`), \
+             the same on every instance"
+        );
+    };
+    let path = beside(&db);
+    if path.exists() {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the key-encryption key {}", path.display()))?,
+        );
+        warn_if_readable_by_others(&path);
+        return Ok((
+            Kek::from_text(&text, format!("the file {}", path.display()))?,
+            false,
+        ));
+    }
+    if has_sealed_keys {
+        bail!(
+            "the database holds encrypted signing keys but their key-encryption key {} is \
+             missing: restore that file, or set PORTCULLIS_KEY_ENCRYPTION_KEY or \
+             key_encryption_key_file to the key they were sealed with",
+            path.display()
+        );
+    }
+    let (kek, text) = Kek::generate(format!("the file {}", path.display()))?;
+    write_private(&path, text.as_bytes())
+        .with_context(|| format!("writing the key-encryption key {}", path.display()))?;
+    Ok((kek, true))
+}
+
+/// `<database>.kek`.
+pub fn beside(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".kek");
+    PathBuf::from(name)
+}
+
+/// Creates a file readable by its owner only (0600), failing if it exists.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Logs a warning when a file holding secrets can be read by group or others.
+pub fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "a file holding secrets is readable by other users; chmod 600 it"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_keys_open_only_with_their_kek_kid_and_alg() {
+        let (kek, _) = Kek::generate("test").unwrap();
+        let sealed = kek
+            .seal("k1", "EdDSA", r#"{"kty":"OKP","d":"secret"}"#)
+            .unwrap();
+        assert!(is_sealed(&sealed));
+        assert!(!sealed.contains("secret"));
+        assert_eq!(
+            kek.open("k1", "EdDSA", &sealed).unwrap().as_str(),
+            r#"{"kty":"OKP","d":"secret"}"#
+        );
+        assert!(
+            kek.open("k2", "EdDSA", &sealed).is_err(),
+            "moved to another row"
+        );
+        assert!(kek.open("k1", "ES256", &sealed).is_err(), "relabelled");
+        let (other, _) = Kek::generate("other").unwrap();
+        let err = format!("{:#}", other.open("k1", "EdDSA", &sealed).unwrap_err());
+        assert!(err.contains("PORTCULLIS_KEY_ENCRYPTION_KEY"), "{err}");
+        // Two seals of one key differ (fresh nonces).
+        assert_ne!(
+            sealed,
+            kek.seal("k1", "EdDSA", r#"{"kty":"OKP","d":"secret"}"#)
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn the_text_form_round_trips_and_bad_lengths_are_refused() {
+        let (kek, text) = Kek::generate("a").unwrap();
+        let again = Kek::from_text(&text, "b").unwrap();
+        let sealed = kek.seal("k", "EdDSA", "x").unwrap();
+        assert_eq!(again.open("k", "EdDSA", &sealed).unwrap().as_str(), "x");
+        assert!(Kek::from_text("c2hvcnQ", "short").is_err());
+        assert!(!format!("{kek:?}").contains(text.as_str()));
+    }
+
+    #[test]
+    fn the_embedded_default_lives_beside_the_database_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let (_, generated) = resolve(&KekSetting::default(), &url, false).unwrap();
+        assert!(generated);
+        let path = dir.path().join("p.db.kek");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let (_, generated) = resolve(&KekSetting::default(), &url, true).unwrap();
+        assert!(!generated, "found, not made again");
+        std::fs::remove_file(&path).unwrap();
+        let err = format!(
+            "{:#}",
+            resolve(&KekSetting::default(), &url, true).unwrap_err()
+        );
+        assert!(
+            err.contains("key_encryption_key_file") && err.contains("p.db.kek"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            resolve(&KekSetting::default(), "postgres://db/x", false).unwrap_err()
+        );
+        assert!(err.contains("PORTCULLIS_KEY_ENCRYPTION_KEY"), "{err}");
+    }
+}

@@ -1,0 +1,203 @@
+//! The listener: accepting connections with a cap, and the per-connection limits that
+//! keep idle, slow or abandoned clients from holding the server.
+//!
+//! `axum::serve` has no knobs for these, so connections are served here with hyper's
+//! HTTP/1 connection builder, the machinery axum uses underneath:
+//!
+//! - **`max_connections`**: a connection beyond the cap gets a short `503` with
+//!   `Retry-After` and is closed at once, so it costs nothing while it waits;
+//! - **`header_read_timeout`** (HTTP/1): from the moment the server waits for a request
+//!   until its head has arrived; it also closes a keep-alive connection left idle
+//!   between requests, and a slowloris that sends its head a byte at a time;
+//! - **`idle_timeout`**: a connection on which no byte moves either way for this long
+//!   is closed, whatever its state (a body that stops arriving, a client that stops
+//!   reading the answer);
+//! - the whole-request timeout is a tower layer (`startup::app`).
+//!
+//! Graceful shutdown: on the signal the listener stops accepting, and every connection
+//! finishes the request it is serving, then closes.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt as _;
+
+/// The connection limits, from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections served at once; more are refused with 503.
+    pub max_connections: usize,
+    /// Time to send a request head, idle keep-alive wait included.
+    pub header_read_timeout: Duration,
+    /// Time with no byte read or written before a connection is closed.
+    pub idle_timeout: Duration,
+}
+
+/// What a connection over the cap is told before it is closed.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\ncache-control: no-store\r\nretry-after: 1\r\n\
+connection: close\r\ncontent-length: 97\r\n\r\n\
+{\"error\":\"temporarily_unavailable\",\"error_description\":\"too many connections; try again shortly\"}";
+
+/// Serves `app` on `listener` until `stop` turns true, then waits for the requests in
+/// flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // `()` out, so no borrow of the channel is held across the loop's awaits.
+    let mut stopped = std::pin::pin!(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: the listener itself is
+                    // fine, so wait a moment instead of spinning or giving up.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stopped => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = limits.max_connections, "connection refused: at the connection cap");
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(request)
+        });
+        let io = TokioIo::new(Idle::new(stream, limits.idle_timeout));
+        let connection = graceful.watch(builder.serve_connection(io, service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Tells a connection over the cap to come back later, without waiting on it long.
+async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(OVER_CAPACITY).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// A stream that fails with `TimedOut` once no byte has moved either way for
+/// `timeout`. The timer is boxed so the stream stays `Unpin`, as hyper wants.
+struct Idle<S> {
+    inner: S,
+    deadline: Pin<Box<Sleep>>,
+    timeout: Duration,
+}
+
+impl<S> Idle<S> {
+    fn new(inner: S, timeout: Duration) -> Idle<S> {
+        Idle {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+        }
+    }
+
+    /// Progress pushes the deadline back; no progress past it is an error.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+        progressed: bool,
+    ) -> Poll<io::Result<T>> {
+        if progressed {
+            self.deadline.as_mut().reset(Instant::now() + self.timeout);
+            return polled;
+        }
+        if polled.is_pending() && self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle for too long",
+            )));
+        }
+        polled
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let progressed = matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        self.check(cx, polled, progressed)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let progressed = matches!(polled, Poll::Ready(Ok(n)) if n > 0);
+        self.check(cx, polled, progressed)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let progressed = matches!(polled, Poll::Ready(Ok(n)) if n > 0);
+        self.check(cx, polled, progressed)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

@@ -1,0 +1,168 @@
+//! Signing keys at rest, as someone who reads the database file or a backup would try
+//! them: sealed in both stores, useless without the key-encryption key, a wrong key a
+//! clear start-up error, old plaintext keys sealed on upgrade, files readable by their
+//! owner only.
+
+use portcullis::keys::{Algorithm, SigningKey};
+use portcullis_store::StoredKey;
+
+use crate::support::{TEST_KEK, TestServer, config, on_each_store, sqlite_db};
+
+/// Every stored private key, as the raw column text.
+async fn raw_keys(url: &str) -> Vec<(String, String)> {
+    let sql = "SELECT kid, private_jwk FROM signing_keys ORDER BY created_at";
+    if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    }
+}
+
+on_each_store! {
+    async fn private_keys_are_sealed_in_the_database(url, dir) {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let rows = raw_keys(&url).await;
+        assert_eq!(rows.len(), 1);
+        for (kid, material) in &rows {
+            assert!(material.starts_with("enc:v1:"), "{kid}: {material}");
+            assert!(!material.contains("\"d\""), "no private member in the clear");
+        }
+        // And the server signs with it.
+        let tokens = server.account("alice").await;
+        assert_eq!(server.me(tokens["access_token"].as_str().unwrap()).await.status(), 200);
+        server.stop().await;
+    }
+}
+
+on_each_store! {
+    async fn a_wrong_key_encryption_key_stops_the_start_with_a_clear_message(url, dir) {
+        let mut c = config(&url);
+        c.kek.inline = Some(zeroize::Zeroizing::new(TEST_KEK.to_owned()));
+        let server = TestServer::start(c.clone()).await.keep_dir(dir);
+        let dir = server.stop().await;
+        let (_, other) = portcullis_server::kek::Kek::generate("test").unwrap();
+        c.kek.inline = Some(other);
+        let err = portcullis_server::startup::start(c).await.unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("does not open signing key")
+                && message.contains("PORTCULLIS_KEY_ENCRYPTION_KEY"),
+            "{message}"
+        );
+        // Nothing was replaced: the right key still opens them.
+        let rows = raw_keys(&url).await;
+        assert_eq!(rows.len(), 1);
+        drop(dir);
+    }
+}
+
+on_each_store! {
+    async fn plaintext_keys_from_before_are_sealed_on_the_first_start(url, dir) {
+        let store = portcullis_store::open(&url).await.unwrap();
+        let key = SigningKey::generate(Algorithm::EdDSA, Some("old-plain".into())).unwrap();
+        store
+            .add_signing_key(&StoredKey {
+                kid: "old-plain".into(),
+                alg: "EdDSA".into(),
+                private_jwk: key.to_jwk().unwrap().to_json(),
+                created_at: 1_700_000_000,
+                retired_at: None,
+            })
+            .await
+            .unwrap();
+        assert!(raw_keys(&url).await[0].1.contains("\"d\""), "plaintext before");
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let rows = raw_keys(&url).await;
+        assert_eq!(rows[0].0, "old-plain");
+        assert!(rows[0].1.starts_with("enc:v1:"), "sealed after");
+        // Still the same key: tokens carry its kid.
+        let tokens = server.account("alice").await;
+        let header = portcullis::jwt::jws::insecure_decode(tokens["access_token"].as_str().unwrap(), 8192)
+            .unwrap()
+            .0;
+        assert_eq!(header["kid"], "old-plain");
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_embedded_database_and_its_key_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (url, dir) = sqlite_db();
+    let server = TestServer::start(config(&url)).await;
+    server.account("alice").await;
+    let folder = dir.as_ref().unwrap().path().to_owned();
+    for name in ["test.db", "test.db-wal", "test.db-shm", "test.db.kek"] {
+        let mode = std::fs::metadata(folder.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{name}: {mode:o}");
+    }
+    server.stop().await;
+    // Without its key-encryption key, the database does not start, and says why.
+    std::fs::rename(folder.join("test.db.kek"), folder.join("elsewhere.kek")).unwrap();
+    let err = portcullis_server::startup::start(config(&url))
+        .await
+        .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("test.db.kek") && message.contains("key_encryption_key_file"),
+        "{message}"
+    );
+    // Pointed at it, it starts.
+    let mut c = config(&url);
+    c.kek.file = Some(folder.join("elsewhere.kek"));
+    let server = TestServer::start(c).await;
+    assert_eq!(
+        server
+            .login("alice", "correct horse battery")
+            .await
+            .status(),
+        200
+    );
+    server.stop().await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn rewrap_moves_the_keys_to_a_new_key_encryption_key() {
+    let (url, dir) = sqlite_db();
+    let server = TestServer::start(config(&url)).await;
+    let before = server.account("alice").await;
+    server.stop().await;
+    let folder = dir.as_ref().unwrap().path().to_owned();
+    let new = folder.join("new.kek");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["keys", "rewrap", "--database-url", &url, "--to"])
+        .arg(&new)
+        .arg("--generate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sealed 1 signing keys"));
+    // The old key opens nothing now; the new one opens everything.
+    let err = portcullis_server::startup::start(config(&url))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("does not open"));
+    let mut c = config(&url);
+    c.kek.file = Some(new);
+    let server = TestServer::start(c).await;
+    assert_eq!(
+        server
+            .me(before["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    server.stop().await;
+    drop(dir);
+}
