@@ -11,6 +11,9 @@ use portcullis::keys::Algorithm;
 use portcullis::session::SessionConfig;
 use serde::Deserialize;
 
+/// The `max-age` of the JWKS document: resource servers refetch it at least this often.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+
 /// A duration in a config file: seconds, or text like `15m`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
@@ -70,6 +73,8 @@ pub struct RawConfig {
     request_timeout: Option<RawDuration>,
     key_encryption_key: Option<SecretText>,
     key_encryption_key_file: Option<std::path::PathBuf>,
+    key_rotation_interval: Option<RawDuration>,
+    key_publication_delay: Option<RawDuration>,
 }
 
 /// A secret setting: deserialized like a string, never shown by `Debug`.
@@ -148,6 +153,13 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// A request not answered within this is answered 408. Defaults to 30 seconds.
     pub request_timeout: Duration,
+    /// How often a new signing key is made, automatically (zero: never). Defaults to
+    /// 30 days.
+    pub key_rotation_interval: Duration,
+    /// How long a new key is published before it signs. Defaults to the JWKS
+    /// `max-age` (5 minutes) plus one unknown-kid cooldown (30 s): a resource server
+    /// that caches the JWKS as told has the key before it sees a token signed by it.
+    pub key_publication_delay: Duration,
     /// Where the key-encryption key of the signing keys comes from (see `kek.rs`).
     /// Defaults to a file beside an SQLite database; required with PostgreSQL.
     pub kek: crate::kek::KekSetting,
@@ -246,6 +258,12 @@ impl RawConfig {
                 "IDLE_TIMEOUT" => self.idle_timeout = Some(RawDuration::Text(value)),
                 "REQUEST_TIMEOUT" => self.request_timeout = Some(RawDuration::Text(value)),
                 "KEY_ENCRYPTION_KEY" => self.key_encryption_key = Some(SecretText(value)),
+                "KEY_ROTATION_INTERVAL" => {
+                    self.key_rotation_interval = Some(RawDuration::Text(value));
+                }
+                "KEY_PUBLICATION_DELAY" => {
+                    self.key_publication_delay = Some(RawDuration::Text(value));
+                }
                 "KEY_ENCRYPTION_KEY_FILE" => self.key_encryption_key_file = Some(value.into()),
                 "SESSIONS_ALLOW_INSECURE_HTTP" => {
                     self.sessions_allow_insecure_http = Some(match value.as_str() {
@@ -390,10 +408,30 @@ impl TryFrom<RawConfig> for Config {
                 "idle_timeout must be longer than request_timeout (a slow answer is not idleness)"
             );
         }
+        let key_publication_delay = dur(
+            &raw.key_publication_delay,
+            "key_publication_delay",
+            JWKS_MAX_AGE.as_secs() + 30,
+        )?;
+        if key_publication_delay > Duration::from_secs(86_400) {
+            bail!("key_publication_delay must be at most 1d");
+        }
+        let key_rotation_interval = dur(
+            &raw.key_rotation_interval,
+            "key_rotation_interval",
+            30 * 86_400,
+        )?;
+        if !key_rotation_interval.is_zero()
+            && key_rotation_interval < key_publication_delay + Duration::from_secs(60)
+        {
+            bail!("key_rotation_interval must be 0 (off) or at least key_publication_delay + 1m");
+        }
         if raw.key_encryption_key.is_some() && raw.key_encryption_key_file.is_some() {
             bail!("set key_encryption_key or key_encryption_key_file, not both");
         }
         Ok(Config {
+            key_rotation_interval,
+            key_publication_delay,
             kek: crate::kek::KekSetting {
                 inline: raw.key_encryption_key.map(|s| zeroize::Zeroizing::new(s.0)),
                 file: raw.key_encryption_key_file,
@@ -560,6 +598,8 @@ mod tests {
         assert!(err("max_connections = 2").contains("max_connections"));
         assert!(err("header_read_timeout = 0").contains("header_read_timeout"));
         assert!(err("idle_timeout = \"20s\"").contains("idle_timeout"));
+        assert!(err("key_rotation_interval = \"1m\"").contains("key_rotation_interval"));
+        assert!(err("key_publication_delay = \"2d\"").contains("key_publication_delay"));
     }
 
     #[test]

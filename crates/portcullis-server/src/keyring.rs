@@ -1,5 +1,9 @@
-//! Signing keys: the active one signs, every key that may still have live tokens
-//! verifies and is published in the JWKS. Keys live in the database so that every
+//! Signing keys and their lifecycle. A key is *next* from its creation until its
+//! `activates_at` (published in the JWKS and verifying, not signing), then *current*
+//! (signing) until the next key activates, then *retired* (published and verifying)
+//! until every token it signed has expired, then *gone*. The states follow from the
+//! stored times and the clock alone ([`lifecycle`]), so every instance moves keys on
+//! time without an event or a restart; a key change (a new key) is an event. Keys live in the database so that every
 //! instance signs with the same one and a restart keeps them; their private halves are
 //! sealed there under the key-encryption key (`kek.rs`).
 
@@ -14,14 +18,99 @@ use portcullis_store::{Store, StoredKey};
 
 use crate::kek::{self, Kek};
 
+/// Where a key is in its life at a moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published and verifying; signs from its `activates_at`.
+    Next,
+    /// Signs new tokens.
+    Current,
+    /// Published and verifying until its last token has expired.
+    Retired,
+    /// No longer published or trusted.
+    Gone,
+}
+
+impl KeyState {
+    /// Lower-case name, for listings and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Current => "current",
+            KeyState::Retired => "retired",
+            KeyState::Gone => "gone",
+        }
+    }
+}
+
+/// The state of each key of `keys` (in activation order, as the store lists them) at
+/// `now`, where a retired key stays trusted for `keep` seconds after it stopped
+/// signing; and the next moment at which a state changes.
+pub fn lifecycle(keys: &[StoredKey], now: i64, keep: i64) -> (Vec<KeyState>, Option<i64>) {
+    // The last key whose time has come signs. (If none has, which only a clock set
+    // back can cause, the first one signs rather than none.)
+    let current = keys
+        .iter()
+        .rposition(|k| k.activates_at <= now)
+        .unwrap_or(0);
+    let mut next_change: Option<i64> = None;
+    let mut at = |t: i64| next_change = Some(next_change.map_or(t, |n| n.min(t)));
+    let states = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            if i == current {
+                KeyState::Current
+            } else if i > current {
+                at(key.activates_at);
+                KeyState::Next
+            } else {
+                // It stopped signing when the key after it started.
+                let gone_at = keys[i + 1].activates_at + keep + 1;
+                if now < gone_at {
+                    at(gone_at);
+                    KeyState::Retired
+                } else {
+                    KeyState::Gone
+                }
+            }
+        })
+        .collect();
+    (states, next_change)
+}
+
+/// A key as listed (no secret).
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub alg: Algorithm,
+    /// When it starts (or started) signing.
+    pub activates_at: i64,
+    /// Its state when the keys were loaded.
+    pub state: KeyState,
+}
+
 /// The keys as last loaded.
 pub struct Keys {
     /// Signs new tokens.
     pub active: SigningKey,
-    /// Verifies: the active key and retired ones whose tokens may still be alive.
+    /// Verifies: the next, current and retired keys.
     pub verifying: KeySet,
     /// The public JWKS document, rendered once.
     pub jwks_json: String,
+    /// Every stored key, in activation order.
+    pub listing: Vec<KeyInfo>,
+    /// When a state changes next (the keys must be rebuilt then).
+    pub next_change: Option<i64>,
+}
+
+impl Keys {
+    /// The key that activates last: what an automatic rotation succeeds.
+    pub fn newest(&self) -> Option<&KeyInfo> {
+        self.listing.last()
+    }
 }
 
 impl std::fmt::Debug for Keys {
@@ -29,6 +118,7 @@ impl std::fmt::Debug for Keys {
         f.debug_struct("Keys")
             .field("active", &self.active.kid())
             .field("verifying", &self.verifying.len())
+            .field("next_change", &self.next_change)
             .finish()
     }
 }
@@ -46,6 +136,11 @@ impl KeyRing {
         self.keys.load_full()
     }
 
+    /// The key-encryption key the signing keys are sealed under.
+    pub fn kek(&self) -> &Kek {
+        &self.kek
+    }
+
     /// Loads the keys, creating a first one of `alg` when there is none.
     pub async fn load(
         store: &dyn Store,
@@ -55,7 +150,8 @@ impl KeyRing {
         now: i64,
     ) -> anyhow::Result<KeyRing> {
         if store.signing_keys().await?.is_empty() {
-            rotate(store, &kek, alg, now).await?;
+            // The very first key signs at once: nobody can have cached a JWKS yet.
+            add_key(store, &kek, alg, now, now, None).await?;
         }
         let keys = build(store, &kek, keep_for, now).await?;
         Ok(KeyRing {
@@ -104,55 +200,101 @@ pub async fn open_kek(
 
 async fn build(store: &dyn Store, kek: &Kek, keep_for: Duration, now: i64) -> anyhow::Result<Keys> {
     let stored = store.signing_keys().await?;
+    let (states, next_change) = lifecycle(&stored, now, keep_for.as_secs() as i64);
     let mut active = None;
     let mut verifying = Vec::new();
-    for key in &stored {
-        // A retired key verifies until every token it signed has expired.
-        let live = key
-            .retired_at
-            .is_none_or(|at| now - at <= keep_for.as_secs() as i64);
-        if !live {
+    let mut listing = Vec::with_capacity(stored.len());
+    for (key, state) in stored.iter().zip(&states) {
+        let alg: Algorithm = key
+            .alg
+            .parse()
+            .map_err(|e| anyhow::anyhow!("signing key {}: {e}", key.kid))?;
+        listing.push(KeyInfo {
+            kid: key.kid.clone(),
+            alg,
+            activates_at: key.activates_at,
+            state: *state,
+        });
+        if *state == KeyState::Gone {
             continue;
         }
         let private = kek.open(&key.kid, &key.alg, &key.private_jwk)?;
         let signing = SigningKey::from_jwk(&Jwk::from_json(&private)?)
             .with_context(|| format!("signing key {}", key.kid))?;
         verifying.push(signing.verifying_key()?);
-        if key.retired_at.is_none() && active.is_none() {
+        if *state == KeyState::Current {
             active = Some(signing);
         }
     }
-    let active = active.context("no active signing key: run `portcullis keys rotate`")?;
+    let active = active.context("no signing key: run `portcullis keys rotate --now`")?;
     let verifying = KeySet::new(verifying)?;
     let jwks: Jwks = verifying.to_public_jwks()?;
     Ok(Keys {
         active,
         verifying,
         jwks_json: jwks.to_json(),
+        listing,
+        next_change,
     })
 }
 
-/// Makes a new key of `alg` the active one; the previous ones are retired (and keep
-/// verifying until their tokens expire).
-pub async fn rotate(
+/// Adds a new key of `alg` that starts signing at `activates_at` (published at once).
+/// `predecessor` names the key an automatic rotation succeeds; `Ok(None)` when another
+/// instance already added that successor.
+pub async fn add_key(
     store: &dyn Store,
     kek: &Kek,
     alg: Algorithm,
     now: i64,
-) -> anyhow::Result<String> {
+    activates_at: i64,
+    predecessor: Option<&str>,
+) -> anyhow::Result<Option<String>> {
     let kid = random_id()?;
     let key = SigningKey::generate(alg, Some(kid.clone()))?;
     let private = zeroize::Zeroizing::new(key.to_jwk()?.to_json());
-    store
-        .add_signing_key(&StoredKey {
-            kid: kid.clone(),
-            alg: alg.as_str().to_owned(),
-            private_jwk: kek.seal(&kid, alg.as_str(), &private)?,
-            created_at: now,
-            retired_at: None,
-        })
-        .await?;
-    Ok(kid)
+    // A new key always activates after every existing one (a second later at least),
+    // so the order of activation, which decides which key signs, has no ties.
+    let after = store
+        .signing_keys()
+        .await?
+        .last()
+        .map_or(i64::MIN, |k| k.activates_at + 1);
+    let activates_at = activates_at.max(now).max(after);
+    let stored = StoredKey {
+        kid: kid.clone(),
+        alg: alg.as_str().to_owned(),
+        private_jwk: kek.seal(&kid, alg.as_str(), &private)?,
+        created_at: now,
+        activates_at,
+        predecessor: predecessor.map(str::to_owned),
+    };
+    match store.add_signing_key(&stored).await {
+        Ok(()) => Ok(Some(kid)),
+        Err(portcullis_store::Error::Conflict) if predecessor.is_some() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What `portcullis keys rotate` does on `config`'s database: a new key of `alg`,
+/// published now and signing after `key_publication_delay` (or at once). Its kid and
+/// the moment it signs from.
+pub async fn rotate(
+    config: &crate::config::Config,
+    alg: Algorithm,
+    at_once: bool,
+    now: i64,
+) -> anyhow::Result<(String, i64)> {
+    let store = crate::startup::open_store(&config.database_url).await?;
+    let (kek, _) = open_kek(store.as_ref(), config).await?;
+    let activates_at = if at_once {
+        now
+    } else {
+        now + config.key_publication_delay.as_secs() as i64
+    };
+    let kid = add_key(store.as_ref(), &kek, alg, now, activates_at, None)
+        .await?
+        .context("the key was not added")?;
+    Ok((kid, activates_at))
 }
 
 /// Moves every stored key to `new` (each opened with `old`), in one transaction.
@@ -168,4 +310,50 @@ pub async fn rewrap(store: &dyn Store, old: &Kek, new: &Kek) -> anyhow::Result<u
         .collect::<anyhow::Result<Vec<_>>>()?;
     store.replace_key_material(&moved).await?;
     Ok(moved.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kid: &str, activates_at: i64) -> StoredKey {
+        StoredKey {
+            kid: kid.into(),
+            alg: "EdDSA".into(),
+            private_jwk: String::new(),
+            created_at: activates_at - 330,
+            activates_at,
+            predecessor: None,
+        }
+    }
+
+    #[test]
+    fn keys_go_next_current_retired_gone_on_time() {
+        use KeyState::*;
+        let keys = [key("a", 1000), key("b", 2000), key("c", 3000)];
+        let keep = 960;
+        assert_eq!(
+            lifecycle(&keys, 1500, keep),
+            (vec![Current, Next, Next], Some(2000))
+        );
+        assert_eq!(
+            lifecycle(&keys, 2000, keep),
+            (vec![Retired, Current, Next], Some(2961))
+        );
+        assert_eq!(lifecycle(&keys, 2960, keep).0, vec![Retired, Current, Next]);
+        assert_eq!(
+            lifecycle(&keys, 2961, keep),
+            (vec![Gone, Current, Next], Some(3000))
+        );
+        assert_eq!(
+            lifecycle(&keys, 3000, keep),
+            (vec![Gone, Retired, Current], Some(3961))
+        );
+        assert_eq!(
+            lifecycle(&keys, 9999, keep),
+            (vec![Gone, Gone, Current], None)
+        );
+        // A clock set before every key: the first signs rather than none.
+        assert_eq!(lifecycle(&keys, 10, keep).0, vec![Current, Next, Next]);
+    }
 }

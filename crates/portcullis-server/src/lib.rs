@@ -10,7 +10,7 @@ pub mod config;
 mod device;
 mod error;
 pub mod kek;
-mod keyring;
+pub mod keyring;
 mod revocation;
 mod routes;
 pub mod startup;

@@ -71,6 +71,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         tracing::info!(source = %kek.source, "generated a key-encryption key for the signing keys; back it up with the database, which is useless without it");
     }
     let keys = KeyRing::load(store.as_ref(), kek, config.signing_alg, keep_for, now).await?;
+    log_keys(&keys.current(), "signing key");
     let revocations = Arc::new(crate::revocation::from_state(
         store.revoked_since(now - keep_for.as_secs() as i64).await?,
     ));
@@ -112,6 +113,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let (shutdown, stopped) = watch::channel(false);
     let events = tokio::spawn(follow_events(state.clone(), cursor, shutdown.subscribe()));
     let retention = tokio::spawn(retain(state.clone(), shutdown.subscribe()));
+    let lifecycle = tokio::spawn(key_lifecycle(state.clone(), shutdown.subscribe()));
     let app = app(state.clone());
     tracing::info!(%addr, backend = state.0.store.backend(), issuer = %state.0.config.issuer, "listening");
     let limits = state.0.config.limits();
@@ -121,6 +123,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
             .context("serving");
         events.abort();
         retention.abort();
+        lifecycle.abort();
         served
     });
     Ok(Running {
@@ -221,6 +224,66 @@ async fn retain(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Moves the keys through their states on time (a next key starts signing, a retired
+/// one leaves the JWKS and the verifier), and makes the next key when automatic
+/// rotation is due. Checked every second against the injected clock; the decision to
+/// rotate is the store's (one successor per key), so several instances add one key.
+async fn key_lifecycle(state: AppState, mut stop: watch::Receiver<bool>) {
+    let config = &state.0.config;
+    let interval = config.key_rotation_interval.as_secs() as i64;
+    let delay = config.key_publication_delay.as_secs() as i64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        let now = state.now();
+        let keys = state.0.keys.current();
+        if keys.next_change.is_some_and(|at| at <= now) {
+            reload_keys(&state).await;
+        }
+        let Some(newest) = keys.newest() else {
+            continue;
+        };
+        if interval == 0 || now < newest.activates_at + interval - delay {
+            continue;
+        }
+        let activates_at = (now + delay).max(newest.activates_at + interval);
+        match crate::keyring::add_key(
+            state.0.store.as_ref(),
+            state.0.keys.kek(),
+            config.signing_alg,
+            now,
+            activates_at,
+            Some(&newest.kid),
+        )
+        .await
+        {
+            Ok(Some(kid)) => {
+                tracing::info!(%kid, activates_at, "automatic key rotation: a new key is published");
+                reload_keys(&state).await;
+            }
+            // Another instance made it: the event log brings it here.
+            Ok(None) => reload_keys(&state).await,
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "automatic key rotation failed; trying again"
+            ),
+        }
+    }
+}
+
+/// One line per key that is not gone: which signs, which is next and from when.
+fn log_keys(keys: &crate::keyring::Keys, what: &str) {
+    for key in keys
+        .listing
+        .iter()
+        .filter(|k| k.state != crate::keyring::KeyState::Gone)
+    {
+        tracing::info!(kid = %key.kid, alg = key.alg.as_str(), state = key.state.as_str(), signs_from = key.activates_at, "{what}");
+    }
+}
+
 async fn reload_keys(state: &AppState) {
     let keep_for = state.0.config.revocation_window();
     match state
@@ -234,7 +297,7 @@ async fn reload_keys(state: &AppState) {
                 .0
                 .verifier
                 .set_keys(state.0.keys.current().verifying.clone());
-            tracing::info!(kid = ?state.0.keys.current().active.kid(), "signing keys reloaded");
+            log_keys(&state.0.keys.current(), "signing keys reloaded");
         }
         Err(e) => tracing::error!(error = format!("{e:#}"), "reloading signing keys failed"),
     }

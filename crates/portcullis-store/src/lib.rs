@@ -112,9 +112,11 @@ pub trait Store: SessionStore + Send + Sync + 'static {
     /// still matter to live tokens.
     async fn prune(&self, now: i64, retention: &Retention) -> Result<Pruned, Error>;
 
-    /// Every signing key, newest first.
+    /// Every signing key, in the order they start signing (earliest first).
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error>;
-    /// Adds a signing key and retires the others, atomically.
+    /// Adds a signing key, with a `keys_changed` event. A second key naming the same
+    /// `predecessor` is [`Error::Conflict`]: of several instances rotating at once, one
+    /// adds the key.
     async fn add_signing_key(&self, key: &StoredKey) -> Result<(), Error>;
     /// Replaces the stored private material of keys (sealing plaintext keys, moving to
     /// a new key-encryption key), all or none.

@@ -104,12 +104,14 @@ pub struct StoredKey {
     pub kid: String,
     /// JOSE algorithm name.
     pub alg: String,
-    /// The private JWK. A secret.
+    /// The private JWK, sealed under the key-encryption key. A secret.
     pub private_jwk: String,
-    /// Creation time.
+    /// Creation time (it is published from then on).
     pub created_at: i64,
-    /// When it stopped signing, if it has.
-    pub retired_at: Option<i64>,
+    /// When it starts signing; it stops when the next key starts.
+    pub activates_at: i64,
+    /// The key an automatic rotation made it to succeed (one successor per key).
+    pub predecessor: Option<String>,
 }
 
 impl fmt::Debug for StoredKey {
@@ -119,7 +121,8 @@ impl fmt::Debug for StoredKey {
             .field("alg", &self.alg)
             .field("private_jwk", &"[redacted]")
             .field("created_at", &self.created_at)
-            .field("retired_at", &self.retired_at)
+            .field("activates_at", &self.activates_at)
+            .field("predecessor", &self.predecessor)
             .finish()
     }
 }

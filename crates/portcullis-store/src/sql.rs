@@ -718,37 +718,37 @@ macro_rules! store_impl {
             }
 
             async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error> {
-                let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
-                    "SELECT kid, alg, private_jwk, created_at, retired_at FROM signing_keys \
-                     ORDER BY created_at DESC, kid DESC",
+                let rows: Vec<(String, String, String, i64, i64, Option<String>)> = sqlx::query_as(
+                    "SELECT kid, alg, private_jwk, created_at, activates_at, predecessor FROM signing_keys \
+                     ORDER BY activates_at, created_at, kid",
                 )
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(kid, alg, private_jwk, created_at, retired_at)| StoredKey {
+                    .map(|(kid, alg, private_jwk, created_at, activates_at, predecessor)| StoredKey {
                         kid,
                         alg,
                         private_jwk,
                         created_at,
-                        retired_at,
+                        activates_at,
+                        predecessor,
                     })
                     .collect())
             }
 
             async fn add_signing_key(&self, key: &StoredKey) -> Result<(), Error> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
-                    .bind(key.created_at)
-                    .execute(&mut *tx)
-                    .await?;
                 sqlx::query(
-                    "INSERT INTO signing_keys (kid, alg, private_jwk, created_at) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO signing_keys (kid, alg, private_jwk, created_at, activates_at, predecessor) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&key.kid)
                 .bind(&key.alg)
                 .bind(&key.private_jwk)
                 .bind(key.created_at)
+                .bind(key.activates_at)
+                .bind(key.predecessor.as_deref())
                 .execute(&mut *tx)
                 .await?;
                 insert_event(&mut tx, EventKind::KeysChanged, &key.kid, key.created_at, $notify).await?;

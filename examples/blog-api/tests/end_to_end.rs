@@ -16,18 +16,25 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn posts_need_a_portcullis_token_and_logout_everywhere_reaches_the_blog() {
-    let dir = tempfile::tempdir().unwrap();
-    let auth_db = format!("sqlite://{}", dir.path().join("auth.db").display());
+/// A Portcullis server's configuration on a free port, its database in `dir`; and its
+/// issuer URL. New accounts may write posts.
+fn auth_config(dir: &tempfile::TempDir) -> (portcullis_server::config::Config, String) {
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
     let mut config = portcullis_server::config::Config::defaults().unwrap();
     config.bind = format!("127.0.0.1:{port}").parse().unwrap();
-    config.database_url = auth_db.clone();
+    config.database_url = format!("sqlite://{}", dir.path().join("auth.db").display());
     config.issuer = issuer.clone();
     config.audience = issuer.clone();
     config.default_scope = "posts:write".into();
+    (config, issuer)
+}
+
+#[tokio::test]
+async fn posts_need_a_portcullis_token_and_logout_everywhere_reaches_the_blog() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, issuer) = auth_config(&dir);
+    let auth_db = config.database_url.clone();
     config.event_poll_interval = Duration::from_millis(100);
     let auth = portcullis_server::startup::start(config).await.unwrap();
     let http = reqwest::Client::new();
@@ -233,6 +240,108 @@ async fn posts_need_a_portcullis_token_and_logout_everywhere_reaches_the_blog() 
             .unwrap()
             .status(),
         204
+    );
+    auth.stop().await.unwrap();
+}
+
+/// Issue 10: after `keys rotate`, resource servers caching the JWKS refused new tokens
+/// for up to ~30 s. Now a rotation publishes the key before it signs, and the library's
+/// unknown-kid refetch is not held back by earlier scheduled fetches: every freshly
+/// issued token is accepted across a manual and an automatic rotation.
+#[tokio::test]
+async fn the_blog_accepts_every_fresh_token_across_key_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, issuer) = auth_config(&dir);
+    // Short, so the test sees both rotations in about a minute: published 2 s before
+    // signing, and a new key 62 s after the last one (the shortest interval allowed
+    // with that delay; resource servers refetch for an unknown kid at most every 30 s).
+    config.key_publication_delay = Duration::from_secs(2);
+    config.key_rotation_interval = Duration::from_secs(62);
+    let auth = portcullis_server::startup::start(config.clone())
+        .await
+        .unwrap();
+    let blog = blog_api::start(blog_api::Args {
+        issuer: issuer.clone(),
+        audience: None,
+        bind: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}", dir.path().join("blog.db").display()),
+        service_username: None,
+        service_password: None,
+        feed_interval_ms: 500,
+    })
+    .await
+    .unwrap();
+    let blog_url = format!("http://{}", blog.addr);
+    let http = reqwest::Client::new();
+    let credentials = json!({"username": "alice", "password": "correct horse battery"});
+    assert_eq!(
+        http.post(format!("{issuer}/auth/signup"))
+            .json(&credentials)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+
+    let started = Instant::now();
+    let mut rotated_by_hand = false;
+    let mut kids = Vec::<String>::new();
+    let (mut accepted, mut refused) = (0, Vec::new());
+    while started.elapsed() < Duration::from_secs(70) {
+        if !rotated_by_hand && started.elapsed() > Duration::from_secs(1) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            portcullis_server::keyring::rotate(
+                &config,
+                portcullis::keys::Algorithm::EdDSA,
+                false,
+                now,
+            )
+            .await
+            .unwrap();
+            rotated_by_hand = true;
+        }
+        let tokens: Value = http
+            .post(format!("{issuer}/auth/login"))
+            .json(&credentials)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        let (header, _) = portcullis::jwt::jws::insecure_decode(&access, 8192).unwrap();
+        let kid = header["kid"].as_str().unwrap().to_owned();
+        if !kids.contains(&kid) {
+            kids.push(kid.clone());
+        }
+        let r = http
+            .post(format!("{blog_url}/posts"))
+            .bearer_auth(&access)
+            .json(&json!({"title": "t", "body": "b"}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 201 {
+            accepted += 1;
+        } else {
+            refused.push((started.elapsed(), kid, r.status()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        kids.len(),
+        3,
+        "signed with the first key, the rotated one and the automatic one"
+    );
+    assert!(
+        refused.is_empty(),
+        "{} accepted, refused: {refused:?}",
+        accepted
     );
     auth.stop().await.unwrap();
 }

@@ -74,12 +74,17 @@ async fn main() -> anyhow::Result<()> {
     let checked = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let other = Arc::new(AtomicU64::new(0));
+    let others = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        u64,
+    >::new()));
     let started = Instant::now();
     let end = started + Duration::from_secs(args.seconds);
 
     let attacker = {
         let (client, base) = (client.clone(), base.clone());
         let (checked, refused, other) = (checked.clone(), refused.clone(), other.clone());
+        let others = others.clone();
         let (burst, interval) = (args.burst, Duration::from_millis(args.interval_ms));
         tokio::spawn(async move {
             let mut n = 0u64;
@@ -96,7 +101,14 @@ async fn main() -> anyhow::Result<()> {
                     match t.await.unwrap() {
                         Ok(401) => checked.fetch_add(1, Ordering::Relaxed),
                         Ok(429) => refused.fetch_add(1, Ordering::Relaxed),
-                        _ => other.fetch_add(1, Ordering::Relaxed),
+                        answer => {
+                            let what = match answer {
+                                Ok(status) => status.to_string(),
+                                Err(e) => format!("error: {e}"),
+                            };
+                            *others.lock().unwrap().entry(what).or_default() += 1;
+                            other.fetch_add(1, Ordering::Relaxed)
+                        }
                     };
                 }
                 tokio::time::sleep(interval).await;
@@ -140,6 +152,9 @@ async fn main() -> anyhow::Result<()> {
         refused.load(Ordering::Relaxed),
         other.load(Ordering::Relaxed)
     );
+    for (what, n) in others.lock().unwrap().iter() {
+        println!("  other answer {what}: {n}");
+    }
     println!("documented budget for {} s: {allowed}", elapsed.as_secs());
     println!("owner's known device: {owner_ok}/{owner_tries} logins on the first try");
     running.stop().await?;

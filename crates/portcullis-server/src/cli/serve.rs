@@ -248,13 +248,19 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ServerKeysCommand {
-    /// Make a new signing key active; the old one keeps verifying until its tokens expire.
+    /// Make a new signing key: published at once, signing after key_publication_delay
+    /// (5 min 30 s by default), when the current one retires (it verifies until its
+    /// tokens expire).
     Rotate {
         #[command(flatten)]
         config: ConfigArgs,
         /// Algorithm of the new key (default: the configured signing_alg).
         #[arg(long)]
         alg: Option<Algorithm>,
+        /// Sign with it at once (an emergency: resource servers that cached the JWKS
+        /// refuse its tokens until they fetch it again).
+        #[arg(long)]
+        now: bool,
     },
     /// List the signing keys in the database.
     List {
@@ -279,13 +285,20 @@ pub(crate) enum ServerKeysCommand {
 pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         match cmd {
-            ServerKeysCommand::Rotate { config, alg } => {
+            ServerKeysCommand::Rotate {
+                config,
+                alg,
+                now: at_once,
+            } => {
                 let config = config.load(None, None)?;
-                let store = startup::open_store(&config.database_url).await?;
-                let (kek, _) = keyring::open_kek(store.as_ref(), &config).await?;
-                let kid = keyring::rotate(store.as_ref(), &kek, alg.unwrap_or(config.signing_alg), now())
-                    .await?;
+                let alg = alg.unwrap_or(config.signing_alg);
+                let (kid, activates_at) = keyring::rotate(&config, alg, at_once, now()).await?;
                 println!("{kid}");
+                eprintln!(
+                    "key {kid} ({}) is published now and signs from {}",
+                    alg.as_str(),
+                    when(activates_at)
+                );
             }
             ServerKeysCommand::Rewrap {
                 config,
@@ -317,18 +330,31 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
             ServerKeysCommand::List { config } => {
                 let config = config.load(None, None)?;
                 let store = startup::open_store(&config.database_url).await?;
-                println!("kid\talg\tcreated_at\tstatus");
-                for k in store.signing_keys().await? {
-                    let status = match k.retired_at {
-                        None => "active".to_owned(),
-                        Some(at) => format!("retired at {at}"),
-                    };
-                    println!("{}\t{}\t{}\t{status}", k.kid, k.alg, k.created_at);
+                let keys = store.signing_keys().await?;
+                let keep = config.revocation_window().as_secs() as i64;
+                let (states, _) = keyring::lifecycle(&keys, now(), keep);
+                println!("kid\talg\tcreated\tsigns from\tstate");
+                for (k, state) in keys.iter().zip(states) {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        k.kid,
+                        k.alg,
+                        when(k.created_at),
+                        when(k.activates_at),
+                        state.as_str()
+                    );
                 }
             }
         }
         Ok(())
     })
+}
+
+/// A time for people: `2026-12-01 05:03:00 UTC`.
+fn when(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    format!("{} {} UTC", &text[..10], &text[11..19])
 }
 
 fn now() -> i64 {

@@ -8,8 +8,9 @@ use serde_json::json;
 
 use crate::state::AppState;
 
-/// `GET /.well-known/jwks.json`: the public keys, cacheable for five minutes (a key is
-/// published well before it signs and long after it stops).
+/// `GET /.well-known/jwks.json`: the public keys (next, current and retired),
+/// cacheable for `JWKS_MAX_AGE`; a key is published `key_publication_delay` (longer)
+/// before it signs and until its last token has expired.
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let keys = state.0.keys.current();
     (
@@ -18,14 +19,19 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             ),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            ),
+            (header::CACHE_CONTROL, jwks_cache_control()),
         ],
         keys.jwks_json.clone(),
     )
         .into_response()
+}
+
+fn jwks_cache_control() -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "public, max-age={}",
+        crate::config::JWKS_MAX_AGE.as_secs()
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("public, max-age=300"))
 }
 
 /// `GET /healthz`: the process is up.

@@ -11,19 +11,9 @@ use portcullis::refresh::RefreshToken;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, config, on_each_store, s};
+use crate::support::{TestServer, config, on_each_store, s, still_clock};
 
 const PASSWORD: &str = "correct horse battery";
-
-/// A clock that stands still at the present: throttle delays end only when a test
-/// moves it, so no assertion depends on how fast the machine is.
-fn still_clock() -> Arc<ManualClock> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    Arc::new(ManualClock::new(now))
-}
 
 async fn start(url: &str, clock: &Arc<ManualClock>) -> TestServer {
     TestServer::start_with(config(url), clock.clone()).await

@@ -68,7 +68,8 @@ on_each_store! {
                 alg: "EdDSA".into(),
                 private_jwk: key.to_jwk().unwrap().to_json(),
                 created_at: 1_700_000_000,
-                retired_at: None,
+                activates_at: 1_700_000_000,
+                predecessor: None,
             })
             .await
             .unwrap();

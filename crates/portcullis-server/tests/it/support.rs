@@ -170,6 +170,16 @@ pub fn s(v: &Value, key: &str) -> String {
         .to_owned()
 }
 
+/// A clock that stands still at the present until the test moves it: delays and
+/// lifetimes end only when the test says so, whatever the machine's speed.
+pub fn still_clock() -> std::sync::Arc<portcullis::clock::ManualClock> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::sync::Arc::new(portcullis::clock::ManualClock::new(now))
+}
+
 /// A fresh SQLite database in a folder of its own.
 pub fn sqlite_db() -> (String, Option<tempfile::TempDir>) {
     let dir = tempfile::tempdir().unwrap();

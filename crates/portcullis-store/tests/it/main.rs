@@ -319,24 +319,33 @@ async fn logout_and_logout_all_are_recorded_as_events() {
 }
 
 #[tokio::test]
-async fn a_new_signing_key_retires_the_old_one() {
+async fn signing_keys_come_in_activation_order_and_a_key_has_one_successor() {
     for db in stores().await {
         let s = db.store.as_ref();
-        let key = |kid: &str, at| StoredKey {
+        let key = |kid: &str, at, activates, predecessor: Option<&str>| StoredKey {
             kid: kid.into(),
             alg: "EdDSA".into(),
             private_jwk: "{}".into(),
             created_at: at,
-            retired_at: None,
+            activates_at: activates,
+            predecessor: predecessor.map(str::to_owned),
         };
-        s.add_signing_key(&key("k1", 10)).await.unwrap();
-        s.add_signing_key(&key("k2", 20)).await.unwrap();
+        s.add_signing_key(&key("k1", 10, 10, None)).await.unwrap();
+        s.add_signing_key(&key("k3", 30, 100, Some("k1")))
+            .await
+            .unwrap();
+        s.add_signing_key(&key("k2", 20, 50, None)).await.unwrap();
+        // A second successor of k1 (another instance rotating at the same moment).
+        assert!(matches!(
+            s.add_signing_key(&key("k4", 31, 101, Some("k1"))).await,
+            Err(portcullis_store::Error::Conflict)
+        ));
         let keys = s.signing_keys().await.unwrap();
         assert_eq!(
             keys.iter()
-                .map(|k| (k.kid.as_str(), k.retired_at))
+                .map(|k| (k.kid.as_str(), k.activates_at))
                 .collect::<Vec<_>>(),
-            [("k2", None), ("k1", Some(20))]
+            [("k1", 10), ("k2", 50), ("k3", 100)]
         );
         let events = s.events_after(0, 10).await.unwrap();
         assert_eq!(
@@ -344,7 +353,7 @@ async fn a_new_signing_key_retires_the_old_one() {
                 .iter()
                 .filter(|e| e.kind == EventKind::KeysChanged)
                 .count(),
-            2
+            3
         );
     }
 }

@@ -97,7 +97,12 @@ pub async fn discover(issuer: &str, fetcher: &dyn JwksFetcher) -> Result<String,
 struct State {
     loaded: bool,
     expires_at: u64,
+    /// The last fetch of any kind: a failed scheduled refresh waits a cooldown.
     last_attempt: Option<u64>,
+    /// The last fetch an unknown kid asked for: the cooldown of such fetches counts
+    /// from it alone, so a scheduled fetch (or the first one) never delays a key that
+    /// was published since.
+    last_unknown_kid: Option<u64>,
 }
 
 /// Keeps a [`Verifier`]'s keys in step with a remote JWKS.
@@ -151,7 +156,8 @@ impl RemoteJwks {
         self
     }
 
-    /// Sets the minimum time between two fetches triggered by unknown kids.
+    /// Sets the minimum time between two fetches triggered by unknown kids, counted from
+    /// the last such fetch (scheduled refreshes do not count).
     #[must_use]
     pub fn with_cooldown(mut self, cooldown: Duration) -> RemoteJwks {
         self.cooldown = cooldown;
@@ -193,12 +199,16 @@ impl RemoteJwks {
     /// caller may retry its verification).
     pub async fn refresh_for_unknown_kid(&self) -> bool {
         let _flight = self.single_flight.lock().await;
-        let cooling = self
-            .state()
-            .last_attempt
-            .is_some_and(|t| self.clock.now().saturating_sub(t) < self.cooldown.as_secs());
-        if cooling {
-            return false;
+        let now = self.clock.now();
+        {
+            let mut st = self.state();
+            let cooling = st
+                .last_unknown_kid
+                .is_some_and(|t| now.saturating_sub(t) < self.cooldown.as_secs());
+            if cooling {
+                return false;
+            }
+            st.last_unknown_kid = Some(now);
         }
         self.fetch().await.is_ok()
     }
@@ -378,6 +388,28 @@ mod tests {
         }
         assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
         assert_eq!(verifier.with_keys(KeySet::len), 1);
+    }
+
+    /// Issue 10: the cooldown counted from any fetch, start-up included, so a key
+    /// published just after start was refused for up to a cooldown.
+    #[tokio::test]
+    async fn the_unknown_kid_cooldown_counts_from_unknown_kid_fetches_only() {
+        let (fake, remote, _verifier, clock, _key) = setup(None);
+        remote.refresh_if_stale().await.unwrap();
+        clock.advance(1);
+        assert!(
+            remote.refresh_for_unknown_kid().await,
+            "not delayed by start-up"
+        );
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        clock.advance(29);
+        assert!(
+            !remote.refresh_for_unknown_kid().await,
+            "within its own cooldown"
+        );
+        clock.advance(1);
+        assert!(remote.refresh_for_unknown_kid().await);
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

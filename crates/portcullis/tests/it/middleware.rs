@@ -368,11 +368,23 @@ async fn a_remote_jwks_is_loaded_on_demand_and_refetched_for_a_new_kid() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    // The issuer rotates: a token with a new kid is refetched for (after the cooldown).
+    // The issuer rotates: a token with a new kid is refetched for at once (the
+    // start-up fetch does not hold it back)…
     let k2 = SigningKey::generate(Algorithm::EdDSA, Some("k2".into())).unwrap();
     *served.0.lock().unwrap() = jwks(&[&fx.key, &k2]);
     let new_token = fx.builder().sign_at(&k2, &fx.clock).unwrap();
     let auth = format!("Bearer {new_token}");
+    assert_eq!(
+        send(&app, get_with("/me", &[("authorization", &auth)]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(served.1.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // …but unknown kids are refetched for at most once per cooldown.
+    let k3 = SigningKey::generate(Algorithm::EdDSA, Some("k3".into())).unwrap();
+    *served.0.lock().unwrap() = jwks(&[&fx.key, &k2, &k3]);
+    let auth = format!("Bearer {}", fx.builder().sign_at(&k3, &fx.clock).unwrap());
     assert_eq!(
         send(&app, get_with("/me", &[("authorization", &auth)]))
             .await
@@ -387,7 +399,7 @@ async fn a_remote_jwks_is_loaded_on_demand_and_refetched_for_a_new_kid() {
             .0,
         StatusCode::OK
     );
-    assert_eq!(served.1.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(served.1.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
