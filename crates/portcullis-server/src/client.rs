@@ -10,13 +10,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
-use axum::http::request::Parts;
 use ipnet::IpNet;
-
-use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The `trusted_proxies` setting: CIDR ranges (or single addresses) whose forwarding
 /// headers are believed. Defaults to none.
@@ -116,28 +111,6 @@ fn node_address(text: &str) -> Option<IpAddr> {
     }
     let inner = text.strip_prefix('[')?.split(']').next()?;
     inner.parse::<IpAddr>().ok().map(canonical)
-}
-
-/// The client address of a request, as an extractor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
-
-impl FromRequestParts<AppState> for ClientAddr {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
-            .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no peer address")))?;
-        Ok(ClientAddr(
-            state.0.config.trusted_proxies.client(peer, &parts.headers),
-        ))
-    }
 }
 
 #[cfg(test)]

@@ -183,10 +183,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("bind", &self.bind)
-            .field(
-                "database_url",
-                &crate::startup::redact_url(&self.database_url),
-            )
+            .field("database_url", &redact_url(&self.database_url))
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("signing_alg", &self.signing_alg)
@@ -471,6 +468,18 @@ impl TryFrom<RawConfig> for Config {
     }
 }
 
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// `scheme://host[:port]` of a URL.
 fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
@@ -494,16 +503,6 @@ impl Config {
             max_connections: self.max_connections,
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
-        }
-    }
-
-    /// What the store prunes, and when.
-    pub fn retention(&self) -> portcullis_store::Retention {
-        portcullis_store::Retention {
-            keep: self.revocation_window().as_secs() as i64,
-            rotation: self.rotation_policy(),
-            device_idle: self.device_lifetime.as_secs() as i64,
-            throttle_idle: crate::throttle::Throttle::new(self).idle(),
         }
     }
 

@@ -275,23 +275,23 @@ pub async fn add_key(
     }
 }
 
-/// What `portcullis keys rotate` does on `config`'s database: a new key of `alg`,
-/// published now and signing after `key_publication_delay` (or at once). Its kid and
-/// the moment it signs from.
+/// What `portcullis keys rotate` does on `config`'s database (`store`): a new key of
+/// `alg`, published now and signing after `key_publication_delay` (or at once). Its
+/// kid and the moment it signs from.
 pub async fn rotate(
+    store: &dyn Store,
     config: &crate::config::Config,
     alg: Algorithm,
     at_once: bool,
     now: i64,
 ) -> anyhow::Result<(String, i64)> {
-    let store = crate::startup::open_store(&config.database_url).await?;
-    let (kek, _) = open_kek(store.as_ref(), config).await?;
+    let (kek, _) = open_kek(store, config).await?;
     let activates_at = if at_once {
         now
     } else {
         now + config.key_publication_delay.as_secs() as i64
     };
-    let kid = add_key(store.as_ref(), &kek, alg, now, activates_at, None)
+    let kid = add_key(store, &kek, alg, now, activates_at, None)
         .await?
         .context("the key was not added")?;
     Ok((kid, activates_at))

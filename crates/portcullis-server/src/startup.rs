@@ -20,7 +20,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::Config;
+use crate::config::{Config, redact_url};
 use crate::keyring::KeyRing;
 use crate::routes;
 use crate::state::{AppState, Inner, validation};
@@ -195,13 +195,24 @@ async fn follow_events(state: AppState, mut cursor: i64, mut stop: watch::Receiv
     }
 }
 
+/// What the store prunes, and when: ended records after the revocation window, spent
+/// throttle counters, forgotten devices.
+fn retention(config: &Config) -> portcullis_store::Retention {
+    portcullis_store::Retention {
+        keep: config.revocation_window().as_secs() as i64,
+        rotation: config.rotation_policy(),
+        device_idle: config.device_lifetime.as_secs() as i64,
+        throttle_idle: Throttle::new(config).idle(),
+    }
+}
+
 /// Keeps the database and the in-memory revocation list from growing without end: at
 /// start and then once per access-token lifetime (plus leeway), deletes what ended
 /// before that window and forgets revocations no live token can need. Every instance
 /// runs it; the deletes are idempotent.
 async fn retain(state: AppState, mut stop: watch::Receiver<bool>) {
     let keep = state.0.config.revocation_window();
-    let retention = state.0.config.retention();
+    let retention = retention(&state.0.config);
     loop {
         let now = state.now();
         match state.0.store.prune(now, &retention).await {
@@ -333,18 +344,6 @@ async fn listen(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>)
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
         }
-    }
-}
-
-/// A database URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
     }
 }
 

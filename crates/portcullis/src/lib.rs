@@ -85,6 +85,7 @@ pub mod middleware;
 pub mod password;
 pub mod refresh;
 pub mod rejection;
+pub mod remote;
 pub mod revocation;
 pub mod session;
 pub mod strategy;

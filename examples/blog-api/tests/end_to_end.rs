@@ -294,7 +294,9 @@ async fn the_blog_accepts_every_fresh_token_across_key_rotations() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs() as i64;
+            let store = portcullis_store::open(&config.database_url).await.unwrap();
             portcullis_server::keyring::rotate(
+                store.as_ref(),
                 &config,
                 portcullis::keys::Algorithm::EdDSA,
                 false,

@@ -92,7 +92,8 @@ async fn main() -> anyhow::Result<()> {
                 let tasks: Vec<_> = (0..burst)
                     .map(|_| {
                         n += 1;
-                        let body = json!({ "username": "owner", "password": format!("guess {n}") });
+                        let body =
+                            json!({ "username": "owner", "password": format!("wrong guess {n}") });
                         let req = client.post(format!("{base}/auth/login")).json(&body);
                         tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) })
                     })

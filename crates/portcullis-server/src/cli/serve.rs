@@ -292,7 +292,9 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
             } => {
                 let config = config.load(None, None)?;
                 let alg = alg.unwrap_or(config.signing_alg);
-                let (kid, activates_at) = keyring::rotate(&config, alg, at_once, now()).await?;
+                let store = startup::open_store(&config.database_url).await?;
+                let (kid, activates_at) =
+                    keyring::rotate(store.as_ref(), &config, alg, at_once, now()).await?;
                 println!("{kid}");
                 eprintln!(
                     "key {kid} ({}) is published now and signs from {}",

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::JsonBody;
-use crate::client::ClientAddr;
+use super::client_addr::ClientAddr;
 use crate::device::{self, DeviceToken};
 use crate::error::ApiError;
 use crate::state::AppState;

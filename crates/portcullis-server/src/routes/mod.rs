@@ -2,6 +2,8 @@
 
 mod auth;
 mod body;
+mod client_addr;
+mod cookie;
 mod feed;
 mod meta;
 mod metadata;

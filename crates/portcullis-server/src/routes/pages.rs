@@ -20,11 +20,11 @@ use portcullis::session::{SessionContext, SessionRecord};
 use serde::Deserialize;
 
 use super::auth::{create_account, end_everything};
-use super::session::{
+use super::client_addr::ClientAddr;
+use super::cookie::{
     TokenForm, end_session, read_form, redirect_with_cookie, refuse_cross_site, session_identity,
     start_session,
 };
-use crate::client::ClientAddr;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -10,7 +10,7 @@ mod error;
 mod jwk;
 mod keyset;
 mod oid;
-pub mod remote;
+mod params;
 mod rsa_checks;
 mod signing;
 mod verifying;

@@ -4,7 +4,7 @@ use spki::{AlgorithmIdentifierRef, ObjectIdentifier};
 
 use super::algorithm::{Algorithm, KeyFamily};
 use super::error::{Error, Result};
-use super::verifying::{PublicParams, rsa_params_from_pkcs1};
+use super::params::{PublicParams, rsa_params_from_pkcs1};
 
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");

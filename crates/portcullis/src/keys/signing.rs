@@ -14,9 +14,8 @@ use super::algorithm::{Algorithm, KeyFamily};
 use super::error::{Error, Result, rejected};
 use super::jwk::{Jwk, b64_member};
 use super::oid::{self, KeyKind};
-use super::verifying::{
-    PublicParams, VerifyingKey, der_error, jwk_algorithm, rsa_params_from_pkcs1,
-};
+use super::params::{PublicParams, der_error, rsa_params_from_pkcs1};
+use super::verifying::{VerifyingKey, jwk_algorithm};
 
 /// A key that signs with exactly one [`Algorithm`]. Its `Debug` output is redacted;
 /// HMAC secrets are wiped from memory on drop (the backend's own copies of private

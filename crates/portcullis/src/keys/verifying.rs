@@ -1,17 +1,17 @@
 //! Verifying keys: the public half of an asymmetric key, or an HMAC secret.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::hmac;
 use aws_lc_rs::signature::ParsedPublicKey;
-use pkcs1::der::{Decode as _, Encode as _};
+use pkcs1::der::Encode as _;
 use zeroize::Zeroizing;
 
 use super::algorithm::{Algorithm, KeyFamily};
 use super::error::{Error, Result, rejected};
 use super::jwk::{Jwk, b64_member};
+use super::params::{PublicParams, der_error};
 use super::{oid, rsa_checks};
 
 /// A key that checks signatures of exactly one [`Algorithm`].
@@ -33,14 +33,6 @@ enum Inner {
         key: ParsedPublicKey,
         params: PublicParams,
     },
-}
-
-/// The public numbers, kept for JWK export.
-#[derive(Clone, Debug)]
-pub(crate) enum PublicParams {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    Ec { x: Vec<u8>, y: Vec<u8> },
-    Okp { x: Vec<u8> },
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -347,17 +339,4 @@ pub(crate) fn jwk_algorithm(jwk: &Jwk) -> Result<Algorithm> {
         });
     }
     Ok(alg)
-}
-
-pub(crate) fn der_error(e: impl fmt::Display) -> Error {
-    Error::Encoding(Cow::Owned(e.to_string()))
-}
-
-/// Reads `n` and `e` from a PKCS#1 RSAPublicKey.
-pub(crate) fn rsa_params_from_pkcs1(der: &[u8]) -> Result<PublicParams> {
-    let key = pkcs1::RsaPublicKey::from_der(der).map_err(der_error)?;
-    Ok(PublicParams::Rsa {
-        n: key.modulus.as_bytes().to_vec(),
-        e: key.public_exponent.as_bytes().to_vec(),
-    })
 }

@@ -7,10 +7,10 @@ use http::request::Parts;
 
 use super::{Identity, Outcome, Strategy, StrategyFuture};
 use crate::jwt::{Claims, Reason, VerifiedToken, Verifier};
-use crate::keys::remote::RemoteJwks;
 use crate::rejection::{
     Rejection, TokenFailure, bearer_candidate, is_b64token, malformed_bearer_token,
 };
+use crate::remote::RemoteJwks;
 
 /// Consulted after a token verifies: revoked sessions, per-user "not before" times.
 pub trait RevocationCheck: Send + Sync + 'static {

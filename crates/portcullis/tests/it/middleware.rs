@@ -317,11 +317,11 @@ async fn unknown_api_keys_are_401_and_malformed_ones_400() {
 
 struct ServedJwks(std::sync::Mutex<String>, std::sync::atomic::AtomicUsize);
 
-impl portcullis::keys::remote::JwksFetcher for ServedJwks {
-    fn fetch<'a>(&'a self, _url: &'a str) -> portcullis::keys::remote::FetchFuture<'a> {
+impl portcullis::remote::JwksFetcher for ServedJwks {
+    fn fetch<'a>(&'a self, _url: &'a str) -> portcullis::remote::FetchFuture<'a> {
         self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let body = self.0.lock().unwrap().clone();
-        Box::pin(std::future::ready(Ok(portcullis::keys::remote::Fetched {
+        Box::pin(std::future::ready(Ok(portcullis::remote::Fetched {
             body,
             max_age: None,
         })))
@@ -347,7 +347,7 @@ async fn a_remote_jwks_is_loaded_on_demand_and_refetched_for_a_new_kid() {
         KeySet::default(),
         crate::support::validation(&fx.clock),
     ));
-    let remote = Arc::new(portcullis::keys::remote::RemoteJwks::new(
+    let remote = Arc::new(portcullis::remote::RemoteJwks::new(
         "https://issuer.example/jwks",
         served.clone(),
         verifier.clone(),
