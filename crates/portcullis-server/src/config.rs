@@ -481,13 +481,14 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// `scheme://host[:port]` of a URL.
+/// (Parsed with the `url` crate: case, IDNA and default ports as browsers do.)
 fn origin_of(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    if scheme != "http" && scheme != "https" {
+    let url = url::Url::parse(url).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
-    let authority = rest.split(['/', '?', '#']).next()?;
-    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+    let origin = url.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
 impl Config {
@@ -654,6 +655,12 @@ mod tests {
         let raw: RawConfig = toml::from_str("issuer = \"https://Auth.Example/tenant/\"").unwrap();
         let c = Config::try_from(raw).unwrap();
         assert_eq!(c.sessions.origin(), "https://auth.example");
+        // The default port is no part of the origin a browser sends.
+        let raw: RawConfig = toml::from_str("issuer = \"https://auth.example:443/x\"").unwrap();
+        assert_eq!(
+            Config::try_from(raw).unwrap().sessions.origin(),
+            "https://auth.example"
+        );
         assert!(c.sessions.is_secure());
         assert_eq!(c.sessions.cookie_name(), "__Host-portcullis_session");
         let raw: RawConfig = toml::from_str(

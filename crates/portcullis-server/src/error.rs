@@ -77,61 +77,71 @@ fn oauth(status: StatusCode, error: &str, description: &str) -> Response {
     response
 }
 
+impl ApiError {
+    /// The HTTP status of this failure: the one mapping, used by the JSON answers and
+    /// the pages alike.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::InvalidGrant => StatusCode::BAD_REQUEST,
+            ApiError::UsernameTaken => StatusCode::CONFLICT,
+            ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Auth(rejection) => rejection.status(),
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds a client should wait before trying again, for the answers that say so.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Throttled { retry_after } => Some((*retry_after).max(1)),
+            ApiError::Busy => Some(1),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match self {
-            ApiError::InvalidRequest(message) => {
-                oauth(StatusCode::BAD_REQUEST, "invalid_request", &message)
-            }
-            ApiError::UsernameTaken => oauth(
-                StatusCode::CONFLICT,
-                "username_taken",
-                "that username is taken",
-            ),
+        let status = self.status();
+        let retry_after = self.retry_after();
+        let mut r = match self {
+            ApiError::InvalidRequest(message) => oauth(status, "invalid_request", &message),
+            ApiError::UsernameTaken => oauth(status, "username_taken", "that username is taken"),
             ApiError::InvalidCredentials => oauth(
-                StatusCode::UNAUTHORIZED,
+                status,
                 "invalid_credentials",
                 "the username or password is wrong",
             ),
-            ApiError::NotFound(what) => oauth(StatusCode::NOT_FOUND, "not_found", what),
+            ApiError::NotFound(what) => oauth(status, "not_found", what),
             ApiError::TooLarge => oauth(
-                StatusCode::PAYLOAD_TOO_LARGE,
+                status,
                 "invalid_request",
                 "the request body is larger than max_body_bytes",
             ),
-            ApiError::UnsupportedMediaType(message) => oauth(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_request",
-                &message,
-            ),
+            ApiError::UnsupportedMediaType(message) => oauth(status, "invalid_request", &message),
             ApiError::InvalidGrant => oauth(
-                StatusCode::BAD_REQUEST,
+                status,
                 "invalid_grant",
                 "the refresh token is invalid, expired or revoked",
             ),
-            ApiError::Throttled { retry_after } => {
-                let mut r = oauth(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    "too many attempts; try again after Retry-After seconds",
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
-                r
-            }
-            ApiError::Busy => {
-                let mut r = oauth(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "the server is busy; try again shortly",
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(1));
-                r
-            }
+            ApiError::Throttled { .. } => oauth(
+                status,
+                "too_many_requests",
+                "too many attempts; try again after Retry-After seconds",
+            ),
+            ApiError::Busy => oauth(
+                status,
+                "temporarily_unavailable",
+                "the server is busy; try again shortly",
+            ),
             ApiError::Auth(rejection) => {
                 tracing::info!(reason = rejection.log_reason(), "authentication refused");
-                let mut r = (rejection.status(), Json(rejection.body())).into_response();
+                let mut r = (status, Json(rejection.body())).into_response();
                 if let Ok(challenge) = HeaderValue::from_str(&rejection.challenge(REALM)) {
                     r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
                 }
@@ -141,13 +151,14 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unexpected(e) => {
                 tracing::error!(error = format!("{e:#}"), "unexpected failure");
-                oauth(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "an unexpected error occurred",
-                )
+                oauth(status, "server_error", "an unexpected error occurred")
             }
+        };
+        if let Some(secs) = retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        r
     }
 }
 

@@ -255,3 +255,76 @@ fn uses_params(phc: &str, params: HashParams) -> bool {
             && d.params.lanes() == params.parallelism
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// RFC 9106 §5.3, the Argon2id test vector of the reference implementation
+    /// (version 0x13, 32 KiB, 3 passes, 4 lanes, with secret and associated data).
+    #[test]
+    fn argon2id_matches_the_rfc_9106_test_vector() {
+        let params = Params::builder()
+            .memory(Memory::kib(32))
+            .passes(3)
+            .lanes(4)
+            .build()
+            .unwrap();
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let mut tag = [0u8; 32];
+        argon2
+            .hash_into_with_ad(&[1; 32], &[2; 16], &[3; 8], &[4; 12], &mut tag)
+            .unwrap();
+        assert_eq!(
+            hex(&tag),
+            "0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659"
+        );
+    }
+
+    /// The same tags as RustCrypto's `argon2` at the parameters we use, for several
+    /// passwords and salts, and PHC strings each side verifies.
+    #[test]
+    fn argon2id_agrees_with_rustcrypto_at_the_owasp_parameters() {
+        let p = HashParams::default();
+        let ours = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::builder()
+                .memory(Memory::kib(u64::from(p.memory_kib)))
+                .passes(p.iterations)
+                .lanes(p.parallelism)
+                .build()
+                .unwrap(),
+        );
+        let theirs = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32)).unwrap(),
+        );
+        for (password, salt) in [
+            (
+                &b"correct horse battery staple"[..],
+                &b"0123456789abcdef"[..],
+            ),
+            ("pässwörd ✓ with ünïcode".as_bytes(), &[0u8; 16][..]),
+            (&[0xffu8; 1024][..], &[7u8; 32][..]),
+        ] {
+            let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+            ours.hash_into(password, salt, &mut a).unwrap();
+            theirs.hash_password_into(password, salt, &mut b).unwrap();
+            assert_eq!(a, b);
+        }
+        // A PHC string we write verifies with theirs.
+        let phc = ours
+            .hash_password_with_random_salt(b"correct horse")
+            .unwrap();
+        use argon2::PasswordVerifier as _;
+        let parsed = argon2::PasswordHash::new(&phc).unwrap();
+        assert!(theirs.verify_password(b"correct horse", &parsed).is_ok());
+        assert!(theirs.verify_password(b"wrong horse", &parsed).is_err());
+    }
+}

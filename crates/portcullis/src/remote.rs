@@ -80,10 +80,11 @@ pub async fn discover(issuer: &str, fetcher: &dyn JwksFetcher) -> Result<String,
             .get("jwks_uri")
             .and_then(|v| v.as_str())
             .ok_or_else(|| format!("{url}: no jwks_uri"))?;
-        let same_origin = jwks_uri
-            .strip_prefix(base)
-            .is_some_and(|rest| rest.starts_with('/'));
-        if !(same_origin || jwks_uri.starts_with("https://")) {
+        // Origins compared as origins (scheme, host, port with defaults), not as text.
+        let parsed = url::Url::parse(jwks_uri).map_err(|e| format!("{url}: jwks_uri: {e}"))?;
+        let same_origin = url::Url::parse(issuer)
+            .is_ok_and(|i| i.origin().is_tuple() && i.origin() == parsed.origin());
+        if !(same_origin || parsed.scheme() == "https") {
             return Err(format!(
                 "{url}: jwks_uri {jwks_uri:?} is neither https nor on the issuer's origin"
             ));

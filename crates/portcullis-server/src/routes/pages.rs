@@ -127,58 +127,33 @@ fn signup_page(error: Option<&str>, username: &str) -> Markup {
     )
 }
 
-/// What a person should read for a failed form, and the status to send it with.
+/// What a person should read for a failed form, and the status to send it with (the
+/// same status the JSON answer has: `ApiError::status`).
 fn explain(e: ApiError) -> (StatusCode, String, Option<u64>) {
-    match e {
-        ApiError::InvalidCredentials => (
-            StatusCode::UNAUTHORIZED,
-            "The username or password is wrong.".into(),
-            None,
-        ),
-        ApiError::UsernameTaken => (
-            StatusCode::CONFLICT,
-            "That username is taken. Choose another one.".into(),
-            None,
-        ),
-        ApiError::InvalidRequest(message) => (StatusCode::BAD_REQUEST, capitalize(&message), None),
-        ApiError::Throttled { retry_after } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many attempts. Try again in {retry_after} seconds."),
-            Some(retry_after),
-        ),
-        ApiError::Busy => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The server is busy. Try again in a moment.".into(),
-            Some(1),
-        ),
-        ApiError::Auth(Rejection::CrossSiteRequest) => (
-            StatusCode::FORBIDDEN,
-            "This form was sent from another site, so it was refused.".into(),
-            None,
-        ),
-        ApiError::Auth(other) => (other.status(), "You need to sign in again.".into(), None),
-        ApiError::NotFound(what) => (StatusCode::NOT_FOUND, capitalize(what), None),
-        ApiError::TooLarge => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "What you sent is too large.".into(),
-            None,
-        ),
-        ApiError::UnsupportedMediaType(message) => (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            capitalize(&message),
-            None,
-        ),
-        ApiError::InvalidGrant | ApiError::Unexpected(_) => {
-            if let ApiError::Unexpected(e) = &e {
-                tracing::error!(error = format!("{e:#}"), "unexpected failure behind a page");
-            }
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong on our side. Try again.".into(),
-                None,
-            )
+    let (status, retry_after) = (e.status(), e.retry_after());
+    let message = match e {
+        ApiError::InvalidCredentials => "The username or password is wrong.".into(),
+        ApiError::UsernameTaken => "That username is taken. Choose another one.".into(),
+        ApiError::InvalidRequest(message) | ApiError::UnsupportedMediaType(message) => {
+            capitalize(&message)
         }
-    }
+        ApiError::Throttled { retry_after } => {
+            format!("Too many attempts. Try again in {retry_after} seconds.")
+        }
+        ApiError::Busy => "The server is busy. Try again in a moment.".into(),
+        ApiError::Auth(Rejection::CrossSiteRequest) => {
+            "This form was sent from another site, so it was refused.".into()
+        }
+        ApiError::Auth(_) => "You need to sign in again.".into(),
+        ApiError::NotFound(what) => capitalize(what),
+        ApiError::TooLarge => "What you sent is too large.".into(),
+        ApiError::InvalidGrant => "That sign-in has ended. Sign in again.".into(),
+        ApiError::Unexpected(e) => {
+            tracing::error!(error = format!("{e:#}"), "unexpected failure behind a page");
+            "Something went wrong on our side. Try again.".into()
+        }
+    };
+    (status, message, retry_after)
 }
 
 fn capitalize(text: &str) -> String {
@@ -442,4 +417,43 @@ pub async fn stylesheet() -> Response {
         HeaderValue::from_static("nosniff"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14: the pages answered 500 for `InvalidGrant`, which the JSON routes answer
+    /// 400; now both take the status from `ApiError::status`.
+    #[test]
+    fn a_page_answers_every_failure_with_the_status_the_json_route_gives() {
+        let all = || {
+            vec![
+                ApiError::InvalidRequest("bad".into()),
+                ApiError::UsernameTaken,
+                ApiError::InvalidCredentials,
+                ApiError::InvalidGrant,
+                ApiError::Throttled { retry_after: 7 },
+                ApiError::Busy,
+                ApiError::Auth(Rejection::CrossSiteRequest),
+                ApiError::Auth(Rejection::MissingCredentials),
+                ApiError::NotFound("gone"),
+                ApiError::TooLarge,
+                ApiError::UnsupportedMediaType("text/plain".into()),
+                ApiError::Unexpected(anyhow::anyhow!("boom")),
+            ]
+        };
+        for (page, json) in all().into_iter().zip(all()) {
+            let json = json.into_response();
+            let (status, _, retry_after) = explain(page);
+            assert_eq!(status, json.status());
+            assert_eq!(
+                retry_after.map(|s| s.to_string()),
+                json.headers()
+                    .get(header::RETRY_AFTER)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            );
+        }
+        assert_eq!(explain(ApiError::InvalidGrant).0, StatusCode::BAD_REQUEST);
+    }
 }

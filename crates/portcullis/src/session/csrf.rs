@@ -71,7 +71,9 @@ pub fn check_origin(headers: &HeaderMap, config: &SessionConfig) -> Result<(), R
     // Another allowed front end of the site is `same-site` or `cross-site` to the
     // browser; its `Origin`, which pages cannot forge, decides.
     match headers.get(header::ORIGIN).map(|v| v.to_str()) {
-        Some(Ok(origin)) if config.origin_allowed(&origin.to_ascii_lowercase()) => Ok(()),
+        Some(Ok(origin)) if super::origin_of(origin).is_some_and(|o| config.origin_allowed(&o)) => {
+            Ok(())
+        }
         Some(_) => Err(CrossSite),
         None if site.is_some() => Err(CrossSite),
         None => Err(Unknown),
@@ -97,6 +99,53 @@ mod tests {
         let c = SessionContext::new(record(0, 10), &secret);
         let token = c.csrf_token().to_owned();
         (c, token)
+    }
+
+    /// Issue 14: an origin written with its default port failed every check.
+    #[test]
+    fn origins_are_compared_as_origins_not_as_text() {
+        let (c, _) = ctx();
+        for configured in [
+            "https://App.example:443",
+            "https://app.example/",
+            "https://app.example",
+        ] {
+            let config = SessionConfig::for_origin(configured).unwrap();
+            assert_eq!(config.origin(), "https://app.example", "{configured}");
+            for sent in [
+                "https://app.example",
+                "https://app.example:443",
+                "HTTPS://APP.EXAMPLE",
+            ] {
+                let p = parts(Method::POST, &[("origin", sent)]);
+                assert!(
+                    check_request(&p, &config, &c).is_ok(),
+                    "{configured} vs {sent}"
+                );
+            }
+            for other in [
+                "https://app.example:8443",
+                "http://app.example",
+                "https://app.example.evil",
+            ] {
+                let p = parts(Method::POST, &[("origin", other)]);
+                assert!(
+                    check_request(&p, &config, &c).is_err(),
+                    "{configured} vs {other}"
+                );
+            }
+        }
+        let dev = SessionConfig::for_origin("http://localhost:80").unwrap();
+        assert_eq!(dev.origin(), "http://localhost");
+        assert!(!dev.is_secure());
+        for bad in [
+            "https://app.example/path",
+            "https://user@app.example",
+            "ftp://app.example",
+            "app.example",
+        ] {
+            assert!(SessionConfig::for_origin(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

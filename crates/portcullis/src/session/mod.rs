@@ -259,32 +259,39 @@ impl SessionConfig {
     }
 }
 
-/// `scheme://host[:port]`, lowercased, without a path or a trailing slash.
+/// An origin as a browser serializes it in `Origin`: lower-case scheme and host (IDNA
+/// applied), and no port when it is the scheme's default — so `https://App.example:443`
+/// and `https://app.example` are one origin. Parsed with the `url` crate (the WHATWG
+/// URL rules browsers follow), never compared as raw text. Only `http` and `https`
+/// origins, with nothing after the authority but an optional `/`.
+pub(crate) fn origin_of(text: &str) -> Option<String> {
+    let url = url::Url::parse(text.trim()).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none();
+    let origin = url.origin();
+    (plain && origin.is_tuple()).then(|| origin.ascii_serialization())
+}
+
 fn normalize_origin(origin: &str) -> Result<String, ConfigError> {
-    let bad = || ConfigError::InvalidOrigin(origin.to_owned());
-    let lower = origin.trim_end_matches('/').to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))
-        .ok_or_else(bad)?;
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
-        return Err(bad());
-    }
-    Ok(lower)
+    origin_of(origin).ok_or_else(|| ConfigError::InvalidOrigin(origin.to_owned()))
 }
 
 fn is_loopback_origin(origin: &str) -> bool {
-    let host_port = origin.trim_start_matches("http://");
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host_port.split(':').next().unwrap_or_default(),
-    };
     // An address, or the one name that always means this machine; never a name that
     // merely starts like a loopback address (127.0.0.1.example.net).
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    match url::Url::parse(origin)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// The secret of a session: 256 random bits, base64url, the cookie's value. Only its
