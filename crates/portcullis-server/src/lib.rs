@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 mod device;
 mod error;
+mod events;
 pub mod kek;
 pub mod keyring;
 mod revocation;

@@ -5,6 +5,22 @@
 use portcullis::revocation::RevocationList;
 use portcullis_store::{Event, EventKind, RevokedState};
 
+/// Where this instance is in the event log (`events.rs` moves it).
+#[derive(Debug)]
+pub struct Cursor(tokio::sync::Mutex<i64>);
+
+impl Cursor {
+    /// Starting after event `id`.
+    pub fn new(id: i64) -> Cursor {
+        Cursor(tokio::sync::Mutex::new(id))
+    }
+
+    /// Holds the cursor: one reader of the log at a time.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, i64> {
+        self.0.lock().await
+    }
+}
+
 /// Builds the list from what the database says is still relevant.
 pub fn from_state(state: RevokedState) -> RevocationList {
     let list = RevocationList::new();

@@ -14,7 +14,7 @@ use portcullis::session::Sessions;
 use portcullis::strategy::{Bearer, Chain, Session};
 use portcullis_store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -71,7 +71,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         tracing::info!(source = %kek.source, "generated a key-encryption key for the signing keys; back it up with the database, which is useless without it");
     }
     let keys = KeyRing::load(store.as_ref(), kek, config.signing_alg, keep_for, now).await?;
-    log_keys(&keys.current(), "signing key");
+    crate::events::log_keys(&keys.current(), "signing key");
     let revocations = Arc::new(crate::revocation::from_state(
         store.revoked_since(now - keep_for.as_secs() as i64).await?,
     ));
@@ -108,10 +108,11 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         sessions,
         chain,
         throttle,
+        events: crate::revocation::Cursor::new(cursor),
         clock,
     }));
     let (shutdown, stopped) = watch::channel(false);
-    let events = tokio::spawn(follow_events(state.clone(), cursor, shutdown.subscribe()));
+    let events = tokio::spawn(crate::events::follow(state.clone(), shutdown.subscribe()));
     let retention = tokio::spawn(retain(state.clone(), shutdown.subscribe()));
     let lifecycle = tokio::spawn(key_lifecycle(state.clone(), shutdown.subscribe()));
     let app = app(state.clone());
@@ -157,42 +158,6 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-}
-
-/// Reads the event log: revocations and key changes made by any instance (or by the
-/// admin CLI) reach this one within the poll interval, sooner with PostgreSQL, whose
-/// notifications wake the reader at once.
-async fn follow_events(state: AppState, mut cursor: i64, mut stop: watch::Receiver<bool>) {
-    let wake = Arc::new(Notify::new());
-    if state.0.store.backend() == "postgres" {
-        tokio::spawn(listen(
-            state.0.config.database_url.clone(),
-            wake.clone(),
-            stop.clone(),
-        ));
-    }
-    let poll = state.0.config.event_poll_interval;
-    loop {
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
-            _ = stop.changed() => return,
-        }
-        match state.0.store.events_after(cursor, 1000).await {
-            Ok(events) => {
-                let mut keys_changed = false;
-                for event in &events {
-                    keys_changed |= crate::revocation::apply(&state.0.revocations, event);
-                    cursor = event.id;
-                }
-                if keys_changed {
-                    reload_keys(&state).await;
-                }
-            }
-            // The database is away: keep serving from memory and try again.
-            Err(e) => tracing::warn!(error = %e, "reading the event log failed"),
-        }
-    }
 }
 
 /// What the store prunes, and when: ended records after the revocation window, spent
@@ -251,7 +216,7 @@ async fn key_lifecycle(state: AppState, mut stop: watch::Receiver<bool>) {
         let now = state.now();
         let keys = state.0.keys.current();
         if keys.next_change.is_some_and(|at| at <= now) {
-            reload_keys(&state).await;
+            crate::events::reload_keys(&state).await;
         }
         let Some(newest) = keys.newest() else {
             continue;
@@ -272,77 +237,14 @@ async fn key_lifecycle(state: AppState, mut stop: watch::Receiver<bool>) {
         {
             Ok(Some(kid)) => {
                 tracing::info!(%kid, activates_at, "automatic key rotation: a new key is published");
-                reload_keys(&state).await;
+                crate::events::reload_keys(&state).await;
             }
             // Another instance made it: the event log brings it here.
-            Ok(None) => reload_keys(&state).await,
+            Ok(None) => crate::events::reload_keys(&state).await,
             Err(e) => tracing::warn!(
                 error = format!("{e:#}"),
                 "automatic key rotation failed; trying again"
             ),
-        }
-    }
-}
-
-/// One line per key that is not gone: which signs, which is next and from when.
-fn log_keys(keys: &crate::keyring::Keys, what: &str) {
-    for key in keys
-        .listing
-        .iter()
-        .filter(|k| k.state != crate::keyring::KeyState::Gone)
-    {
-        tracing::info!(kid = %key.kid, alg = key.alg.as_str(), state = key.state.as_str(), signs_from = key.activates_at, "{what}");
-    }
-}
-
-async fn reload_keys(state: &AppState) {
-    let keep_for = state.0.config.revocation_window();
-    match state
-        .0
-        .keys
-        .reload(state.0.store.as_ref(), keep_for, state.now())
-        .await
-    {
-        Ok(()) => {
-            state
-                .0
-                .verifier
-                .set_keys(state.0.keys.current().verifying.clone());
-            log_keys(&state.0.keys.current(), "signing keys reloaded");
-        }
-        Err(e) => tracing::error!(error = format!("{e:#}"), "reloading signing keys failed"),
-    }
-}
-
-/// LISTENs for event notifications, reconnecting after the database restarts.
-async fn listen(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
-    loop {
-        match sqlx::postgres::PgListener::connect(&url).await {
-            Ok(mut listener) => {
-                if listener
-                    .listen(portcullis_store::NOTIFY_CHANNEL)
-                    .await
-                    .is_ok()
-                {
-                    // Catch up on anything missed while disconnected.
-                    wake.notify_one();
-                    loop {
-                        tokio::select! {
-                            n = listener.try_recv() => match n {
-                                Ok(Some(_)) => wake.notify_one(),
-                                // Connection lost: reconnect below.
-                                Ok(None) | Err(_) => break,
-                            },
-                            _ = stop.changed() => return,
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "event listener cannot connect; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
         }
     }
 }

@@ -34,6 +34,9 @@ pub(crate) struct Inner {
     pub chain: Chain,
     /// Which throttle counters logins and signups spend (the counters are in the store).
     pub throttle: Throttle,
+    /// Where this instance is in the event log; `events::catch_up` alone moves it and
+    /// alone changes `revocations` and `keys` after start.
+    pub events: crate::revocation::Cursor,
     pub clock: Arc<dyn Clock>,
 }
 

@@ -302,7 +302,8 @@ pub async fn refresh(
             )
         }
         Rotation::ReuseDetected { family_id } => {
-            s.revocations.revoke_session(&family_id);
+            // Its access tokens die here before the answer, and everywhere through the log.
+            crate::events::catch_up(&state).await;
             tracing::warn!(sid = %family_id, "refresh token reused: family revoked");
             Err(ApiError::InvalidGrant)
         }
@@ -322,7 +323,7 @@ pub async fn logout(
         .revoke_family_of(&TokenHash(presented.hash()), state.now())
         .await?
         .ok_or(ApiError::InvalidGrant)?;
-    state.0.revocations.revoke_session(&family);
+    crate::events::catch_up(&state).await;
     tracing::info!(sid = %family, "logout");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -342,15 +343,12 @@ pub async fn logout_all(State(state): State<AppState>, parts: Parts) -> Result<R
     Ok(response)
 }
 
-/// Logout everywhere: one transaction in the store, then this instance's revocation
-/// list at once (other instances follow the event log).
+/// Logout everywhere: one transaction in the store (with its events), applied here
+/// before the answer; other instances follow the event log.
 pub(super) async fn end_everything(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     let now = state.now();
     let ended = state.0.store.revoke_user(user_id, now).await?;
-    for sid in &ended {
-        state.0.revocations.revoke_session(sid);
-    }
-    state.0.revocations.set_not_before(user_id, now);
+    crate::events::catch_up(state).await;
     tracing::info!(user = %user_id, sessions = ended.len(), "logout everywhere");
     Ok(())
 }

@@ -77,7 +77,7 @@ pub(super) async fn start_session(
             .await
             .is_ok()
     {
-        state.0.revocations.revoke_session(previous.id());
+        crate::events::catch_up(state).await;
     }
     let started = sessions
         .start(user_id, scope, &label(headers))
@@ -145,8 +145,9 @@ pub(super) async fn end_session(
         .await
         .map_err(ApiError::from)?;
     if ended {
-        // Access tokens minted from it carry its id as `sid`.
-        state.0.revocations.revoke_session(id);
+        // Access tokens minted from it carry its id as `sid`: they die here before the
+        // answer (the store logged a `session_revoked` event), everywhere else soon.
+        crate::events::catch_up(state).await;
         tracing::info!(user = %subject, sid = %id, "session ended");
     }
     Ok(ended)

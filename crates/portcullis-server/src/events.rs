@@ -1,0 +1,182 @@
+//! The event log, and the one owner of what this instance keeps in memory from it.
+//!
+//! Every revocation (logout, logout everywhere, reuse detection, a removed scope, an
+//! ended session) and every key change is written to the store with an event, in the
+//! same transaction. The in-memory revocation list and the loaded keys change only
+//! here, by applying events in order — whether the event came from this instance (a
+//! route calls [`catch_up`] right after its write, so its own revocations apply before
+//! it answers) or from another one (the follower, woken by PostgreSQL notifications or
+//! polling).
+//!
+//! Event ids come from a sequence. On PostgreSQL, two transactions can commit out of id
+//! order, so a reader may see id 11 before id 10 exists. The cursor therefore stops
+//! before a gap (events after it are applied anyway — applying is idempotent — and
+//! read again next time) until the gap fills, or until the event after it is
+//! [`GAP_WAIT`] old, when the gap is taken for a rolled-back transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_store::Event;
+use tokio::sync::{Notify, watch};
+
+use crate::keyring::{KeyState, Keys};
+use crate::state::AppState;
+
+/// How long a gap in event ids is waited for before it is taken as a rolled-back
+/// transaction (every transaction that writes an event is short).
+pub const GAP_WAIT: i64 = 10;
+
+/// Where the cursor may move after reading `events` (in id order) from `cursor`: past
+/// every event up to the first gap in ids that is younger than `GAP_WAIT`.
+pub fn advance(cursor: i64, events: &[Event], now: i64) -> i64 {
+    let mut to = cursor;
+    for event in events {
+        if event.id != to + 1 && now - event.at < GAP_WAIT {
+            break;
+        }
+        to = event.id;
+    }
+    to
+}
+
+/// Applies every event after the cursor, then moves it. Returns once this instance's
+/// memory reflects everything the store had committed when it was called.
+pub async fn catch_up(state: &AppState) {
+    let mut cursor = state.0.events.lock().await;
+    loop {
+        let events = match state.0.store.events_after(*cursor, 1000).await {
+            Ok(events) => events,
+            // The database is away: keep serving from memory; the follower retries.
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the event log failed");
+                return;
+            }
+        };
+        let mut keys_changed = false;
+        for event in &events {
+            keys_changed |= crate::revocation::apply(&state.0.revocations, event);
+        }
+        if keys_changed {
+            reload_keys(state).await;
+        }
+        let moved = advance(*cursor, &events, state.now());
+        let full = events.len() == 1000;
+        let stuck = moved == *cursor;
+        *cursor = moved;
+        if !full || stuck {
+            return;
+        }
+    }
+}
+
+/// Follows the log until `stop`: woken at once by PostgreSQL notifications, and every
+/// `event_poll_interval` regardless.
+pub async fn follow(state: AppState, mut stop: watch::Receiver<bool>) {
+    let wake = Arc::new(Notify::new());
+    if state.0.store.backend() == "postgres" {
+        tokio::spawn(listen(
+            state.0.config.database_url.clone(),
+            wake.clone(),
+            stop.clone(),
+        ));
+    }
+    let poll = state.0.config.event_poll_interval;
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => return,
+        }
+        catch_up(&state).await;
+    }
+}
+
+/// One line per key that is not gone: which signs, which is next and from when.
+pub fn log_keys(keys: &Keys, what: &str) {
+    for key in keys.listing.iter().filter(|k| k.state != KeyState::Gone) {
+        tracing::info!(kid = %key.kid, alg = key.alg.as_str(), state = key.state.as_str(), signs_from = key.activates_at, "{what}");
+    }
+}
+
+/// Rebuilds the keys from the store (a key was added, or a state changed) and hands the
+/// verifier the new set.
+pub async fn reload_keys(state: &AppState) {
+    let keep_for = state.0.config.revocation_window();
+    match state
+        .0
+        .keys
+        .reload(state.0.store.as_ref(), keep_for, state.now())
+        .await
+    {
+        Ok(()) => {
+            state
+                .0
+                .verifier
+                .set_keys(state.0.keys.current().verifying.clone());
+            log_keys(&state.0.keys.current(), "signing keys reloaded");
+        }
+        Err(e) => tracing::error!(error = format!("{e:#}"), "reloading signing keys failed"),
+    }
+}
+
+/// LISTENs for event notifications, reconnecting after the database restarts.
+async fn listen(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => {
+                if listener
+                    .listen(portcullis_store::NOTIFY_CHANNEL)
+                    .await
+                    .is_ok()
+                {
+                    // Catch up on anything missed while disconnected.
+                    wake.notify_one();
+                    loop {
+                        tokio::select! {
+                            n = listener.try_recv() => match n {
+                                Ok(Some(_)) => wake.notify_one(),
+                                // Connection lost: reconnect below.
+                                Ok(None) | Err(_) => break,
+                            },
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "event listener cannot connect; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_store::EventKind;
+
+    fn event(id: i64, at: i64) -> Event {
+        Event {
+            id,
+            kind: EventKind::FamilyRevoked,
+            subject: format!("sid-{id}"),
+            at,
+        }
+    }
+
+    #[test]
+    fn the_cursor_stops_before_a_young_gap_and_passes_an_old_one() {
+        let now = 1000;
+        // Contiguous: all the way.
+        assert_eq!(advance(10, &[event(11, now), event(12, now)], now), 12);
+        // Id 12 not committed yet (13 is visible): stop after 11, read 13 again later.
+        assert_eq!(advance(10, &[event(11, now), event(13, now)], now), 11);
+        assert_eq!(advance(10, &[event(13, now)], now), 10);
+        // The gap is older than GAP_WAIT: a rolled-back transaction, move on.
+        assert_eq!(advance(10, &[event(13, now - GAP_WAIT)], now), 13);
+        assert_eq!(advance(10, &[], now), 10);
+    }
+}
