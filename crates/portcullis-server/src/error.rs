@@ -140,8 +140,9 @@ impl IntoResponse for ApiError {
                 "the server is busy; try again shortly",
             ),
             ApiError::Auth(rejection) => {
-                tracing::info!(reason = rejection.log_reason(), "authentication refused");
                 let mut r = (status, Json(rejection.body())).into_response();
+                r.extensions_mut()
+                    .insert(Failure::Refused(rejection.log_reason()));
                 if let Ok(challenge) = HeaderValue::from_str(&rejection.challenge(REALM)) {
                     r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
                 }
@@ -150,8 +151,10 @@ impl IntoResponse for ApiError {
                 r
             }
             ApiError::Unexpected(e) => {
-                tracing::error!(error = format!("{e:#}"), "unexpected failure");
-                oauth(status, "server_error", "an unexpected error occurred")
+                let mut r = oauth(status, "server_error", "an unexpected error occurred");
+                r.extensions_mut()
+                    .insert(Failure::Unexpected(format!("{e:#}")));
+                r
             }
         };
         if let Some(secs) = retry_after {
@@ -160,6 +163,26 @@ impl IntoResponse for ApiError {
         }
         r
     }
+}
+
+/// What went wrong behind an answer, for the log only: `into_response` (and the pages)
+/// put it in the response's extensions, [`log_failures`] writes it once. Never sent.
+#[derive(Clone, Debug)]
+pub enum Failure {
+    /// Authentication refused, with the precise reason (never the token).
+    Refused(&'static str),
+    /// Something unexpected, with its whole error chain.
+    Unexpected(String),
+}
+
+/// The one place failures are logged (a layer, not `IntoResponse`).
+pub async fn log_failures(response: Response) -> Response {
+    match response.extensions().get::<Failure>() {
+        Some(Failure::Refused(reason)) => tracing::info!(reason, "authentication refused"),
+        Some(Failure::Unexpected(error)) => tracing::error!(error, "unexpected failure"),
+        None => {}
+    }
+    response
 }
 
 /// Gives every error answer that is not ours yet (405 from the router, 408 from the
@@ -206,4 +229,38 @@ pub async fn json_errors(response: Response) -> Response {
         }
     }
     fresh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The detail of a failure travels to the log layer in the extensions, and never
+    /// in the body.
+    #[tokio::test]
+    async fn failures_reach_the_log_layer_not_the_client() {
+        let r =
+            ApiError::Unexpected(anyhow::anyhow!("db password wrong").context("opening the pool"))
+                .into_response();
+        match r.extensions().get::<Failure>() {
+            Some(Failure::Unexpected(chain)) => {
+                assert!(chain.contains("opening the pool") && chain.contains("db password wrong"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("password"));
+        let r = ApiError::Auth(Rejection::InvalidRequest("x")).into_response();
+        assert!(matches!(
+            r.extensions().get::<Failure>(),
+            Some(Failure::Refused("invalid_request"))
+        ));
+        assert!(
+            ApiError::InvalidCredentials
+                .into_response()
+                .extensions()
+                .get::<Failure>()
+                .is_none()
+        );
+    }
 }

@@ -147,6 +147,7 @@ pub fn app(state: AppState) -> Router {
             timeout,
         ))
         .layer(axum::middleware::map_response(crate::error::json_errors))
+        .layer(axum::middleware::map_response(crate::error::log_failures))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(move |req: &axum::http::Request<_>| {
             let id = req

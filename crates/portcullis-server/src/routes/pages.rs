@@ -148,10 +148,7 @@ fn explain(e: ApiError) -> (StatusCode, String, Option<u64>) {
         ApiError::NotFound(what) => capitalize(what),
         ApiError::TooLarge => "What you sent is too large.".into(),
         ApiError::InvalidGrant => "That sign-in has ended. Sign in again.".into(),
-        ApiError::Unexpected(e) => {
-            tracing::error!(error = format!("{e:#}"), "unexpected failure behind a page");
-            "Something went wrong on our side. Try again.".into()
-        }
+        ApiError::Unexpected(_) => "Something went wrong on our side. Try again.".into(),
     };
     (status, message, retry_after)
 }
@@ -165,8 +162,19 @@ fn capitalize(text: &str) -> String {
 }
 
 fn failed(e: ApiError, render: impl FnOnce(&str) -> Markup) -> Response {
+    // For the log layer, as the JSON answers do.
+    let failure = match &e {
+        ApiError::Auth(rejection) => Some(crate::error::Failure::Refused(rejection.log_reason())),
+        ApiError::Unexpected(error) => {
+            Some(crate::error::Failure::Unexpected(format!("{error:#}")))
+        }
+        _ => None,
+    };
     let (status, message, retry_after) = explain(e);
     let mut r = page(status, render(&message));
+    if let Some(failure) = failure {
+        r.extensions_mut().insert(failure);
+    }
     if let Some(secs) = retry_after {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
