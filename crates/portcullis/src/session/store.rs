@@ -1,0 +1,86 @@
+//! What a session store keeps, and the trait a store implements.
+
+use super::error::Error;
+use super::secret::SessionHash;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A session to store.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    /// The public id (safe to show and log; it is not the secret).
+    pub id: String,
+    /// The hash of the secret.
+    pub hash: SessionHash,
+    /// The user.
+    pub subject: String,
+    /// Scopes granted, space separated.
+    pub scope: String,
+    /// What started it, for the user's device list (a browser's `User-Agent`).
+    pub label: String,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    /// When it ends at the latest (absolute timeout).
+    pub expires_at: i64,
+}
+
+/// A live session, as the store returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The public id.
+    pub id: String,
+    /// The user.
+    pub subject: String,
+    /// Scopes granted, space separated.
+    pub scope: String,
+    /// What started it.
+    pub label: String,
+    /// When it started.
+    pub created_at: i64,
+    /// When it was last used (written at most once per touch interval).
+    pub last_seen_at: i64,
+    /// When it ends at the latest.
+    pub expires_at: i64,
+}
+
+impl SessionRecord {
+    /// True when the session has ended by time: idle too long, or past its end.
+    pub fn is_expired(&self, now: i64, idle: Duration) -> bool {
+        now >= self.expires_at || now.saturating_sub(self.last_seen_at) >= idle.as_secs() as i64
+    }
+}
+
+/// The future a [`SessionStore`] method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
+
+/// Where sessions live. Object-safe (`Arc<dyn SessionStore>`): the server picks SQLite
+/// or PostgreSQL at run time (portcullis-store implements this for both);
+/// [`MemorySessionStore`] is for unit tests and single-process toys.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new session.
+    fn create_session<'a>(&'a self, session: &'a NewSession) -> StoreFuture<'a, ()>;
+
+    /// The live (not revoked) session with this secret hash, if any. A store may also
+    /// refuse sessions of users it knows to be disabled.
+    fn find_session<'a>(&'a self, hash: &'a SessionHash) -> StoreFuture<'a, Option<SessionRecord>>;
+
+    /// Records that the session was used at `at`.
+    fn touch_session<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, ()>;
+
+    /// Revokes the session `id` if it belongs to `subject` (or whoever's it is, when
+    /// `subject` is `None`); true when a live session was revoked.
+    fn revoke_session<'a>(
+        &'a self,
+        id: &'a str,
+        subject: Option<&'a str>,
+        at: i64,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Revokes every live session of `subject`; their ids.
+    fn revoke_sessions_of<'a>(&'a self, subject: &'a str, at: i64) -> StoreFuture<'a, Vec<String>>;
+
+    /// The live sessions of `subject`, newest first (expired ones may be included; the
+    /// caller filters by time).
+    fn sessions_of<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, Vec<SessionRecord>>;
+}
