@@ -4,11 +4,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, config, databases, s};
+use crate::support::{TestServer, config, databases, on_each_store, s};
 
-#[tokio::test]
-async fn the_whole_flow_works_on_every_store() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn the_whole_flow_works_on_every_store(url, dir) {
         let mut c = config(&url);
         c.refresh_grace = Duration::ZERO;
         let server = TestServer::start(c).await.keep_dir(dir);
@@ -335,9 +334,8 @@ async fn within_the_grace_window_a_retry_gets_a_new_pair_and_the_replaced_succes
     server.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_refreshes_of_one_token_give_exactly_one_success() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn concurrent_refreshes_of_one_token_give_exactly_one_success(url, dir) {
         let mut c = config(&url);
         c.refresh_grace = Duration::ZERO;
         let server = TestServer::start(c).await.keep_dir(dir);
@@ -388,9 +386,8 @@ async fn futures_join_all<F: std::future::Future>(
     out
 }
 
-#[tokio::test]
-async fn a_restart_loses_nothing_that_was_acknowledged() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn a_restart_loses_nothing_that_was_acknowledged(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let tokens = server.account("ivy").await;
         let jwks_before: Value = server

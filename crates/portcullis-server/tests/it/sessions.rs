@@ -10,7 +10,7 @@ use portcullis::session::SessionConfig;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, config, databases, s};
+use crate::support::{TestServer, config, databases, on_each_store, s};
 
 const ORIGIN: &str = "http://portcullis.test";
 const PASSWORD: &str = "correct horse battery";
@@ -75,9 +75,8 @@ async fn post(
     req.send().await.unwrap()
 }
 
-#[tokio::test]
-async fn a_session_login_sets_a_strict_cookie_that_auth_me_accepts() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn a_session_login_sets_a_strict_cookie_that_auth_me_accepts(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let _ = server.signup("alice", PASSWORD).await;
         let r = session_login(&server, "alice", &[]).await;
@@ -138,9 +137,8 @@ async fn an_https_issuer_gets_the_host_prefixed_secure_cookie() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn an_id_planted_before_login_is_not_kept() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn an_id_planted_before_login_is_not_kept(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let _ = server.signup("victim", PASSWORD).await;
         // A value the attacker made up, and a real session of the attacker's own.
@@ -163,9 +161,8 @@ async fn an_id_planted_before_login_is_not_kept() {
     }
 }
 
-#[tokio::test]
-async fn a_cross_site_post_is_refused_and_changes_nothing() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn a_cross_site_post_is_refused_and_changes_nothing(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let cookie = session(&server, "alice").await;
         for headers in [
@@ -200,9 +197,8 @@ async fn a_cross_site_post_is_refused_and_changes_nothing() {
     }
 }
 
-#[tokio::test]
-async fn logout_ends_the_session_on_the_server() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn logout_ends_the_session_on_the_server(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let cookie = session(&server, "alice").await;
         let r = post(
@@ -230,9 +226,8 @@ async fn logout_ends_the_session_on_the_server() {
     }
 }
 
-#[tokio::test]
-async fn an_expired_session_is_refused() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn an_expired_session_is_refused(url, dir) {
         let mut c = config(&url);
         c.sessions = c
             .sessions
@@ -272,9 +267,8 @@ async fn an_expired_session_is_refused() {
     }
 }
 
-#[tokio::test]
-async fn sessions_are_listed_and_revoked_by_their_owner_only() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn sessions_are_listed_and_revoked_by_their_owner_only(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let a = session(&server, "alice").await;
         let b_login = session_login(&server, "alice", &[]).await;
@@ -369,9 +363,8 @@ async fn sessions_are_listed_and_revoked_by_their_owner_only() {
     }
 }
 
-#[tokio::test]
-async fn a_session_token_works_until_its_session_ends() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn a_session_token_works_until_its_session_ends(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let cookie = session(&server, "alice").await;
         let r = post(&server, "/session/token", &cookie, &[("origin", ORIGIN)]).await;
@@ -400,9 +393,8 @@ async fn a_session_token_works_until_its_session_ends() {
     }
 }
 
-#[tokio::test]
-async fn logout_everywhere_ends_sessions_and_refresh_families_together() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn logout_everywhere_ends_sessions_and_refresh_families_together(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let cookie = session(&server, "alice").await;
         let other = session_login(&server, "alice", &[]).await;
@@ -449,9 +441,8 @@ async fn logout_everywhere_ends_sessions_and_refresh_families_together() {
     }
 }
 
-#[tokio::test]
-async fn the_pages_keep_what_was_typed_show_errors_and_need_the_form_token() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn the_pages_keep_what_was_typed_show_errors_and_need_the_form_token(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let form = |path: &str, fields: &[(&str, &str)], cookie: Option<&str>| {
             let mut req = client()
@@ -604,9 +595,8 @@ async fn a_session_ended_on_one_instance_is_refused_by_another_with_its_tokens()
     b.stop().await;
 }
 
-#[tokio::test]
-async fn a_script_without_origin_headers_proves_itself_with_the_csrf_token() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn a_script_without_origin_headers_proves_itself_with_the_csrf_token(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let _ = server.signup("ivy", PASSWORD).await;
         let login = session_login(&server, "ivy", &[]).await;
@@ -654,9 +644,8 @@ async fn a_script_without_origin_headers_proves_itself_with_the_csrf_token() {
     }
 }
 
-#[tokio::test]
-async fn account_forms_refuse_forged_tokens_other_origins_and_other_peoples_sessions() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn account_forms_refuse_forged_tokens_other_origins_and_other_peoples_sessions(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let first = session(&server, "jo").await;
         // Another of Jo's sessions: its token must not pass for the first one's forms.
@@ -745,9 +734,8 @@ async fn a_cross_site_signup_form_creates_nothing() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn disabling_an_account_ends_its_sessions_and_tokens() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn disabling_an_account_ends_its_sessions_and_tokens(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let cookie = session(&server, "nat").await;
         let minted = post(&server, "/session/token", &cookie, &[("origin", ORIGIN)]).await;
@@ -782,9 +770,8 @@ async fn disabling_an_account_ends_its_sessions_and_tokens() {
     }
 }
 
-#[tokio::test]
-async fn ended_sessions_are_pruned_once_no_token_can_need_them() {
-    for (url, dir) in databases().await {
+on_each_store! {
+    async fn ended_sessions_are_pruned_once_no_token_can_need_them(url, dir) {
         let clock = ManualClock::new(1_800_000_000);
         let server = TestServer::start_with(config(&url), Arc::new(clock.clone()))
             .await

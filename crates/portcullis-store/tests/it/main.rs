@@ -40,33 +40,63 @@ impl Db {
     }
 }
 
-async fn stores() -> Vec<Db> {
+/// A fresh SQLite database in a folder of its own.
+async fn sqlite() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    let mut out = vec![Db {
+    Db {
         store: portcullis_store::open(&url).await.unwrap(),
         url,
         _dir: Some(dir),
-    }];
-    if let Ok(admin) = std::env::var("PORTCULLIS_TEST_POSTGRES") {
-        let name = format!("pc_test_store_{}", std::process::id()) + &unique();
-        let pool = sqlx::PgPool::connect(&admin)
-            .await
-            .expect("PORTCULLIS_TEST_POSTGRES reachable");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let (base, _) = admin.rsplit_once('/').unwrap();
-        let url = format!("{base}/{name}");
-        out.push(Db {
-            store: portcullis_store::open(&url).await.unwrap(),
-            url,
-            _dir: None,
-        });
     }
-    out
+}
+
+/// A fresh PostgreSQL database, when `PORTCULLIS_TEST_POSTGRES` is set.
+async fn postgres() -> Option<Db> {
+    let admin = std::env::var("PORTCULLIS_TEST_POSTGRES").ok()?;
+    let name = format!("pc_test_store_{}", std::process::id()) + &unique();
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("PORTCULLIS_TEST_POSTGRES reachable");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    Some(Db {
+        store: portcullis_store::open(&url).await.unwrap(),
+        url,
+        _dir: None,
+    })
+}
+
+/// One conformance test, run as two named tests: `NAME::sqlite` and `NAME::postgres`
+/// (which says it skipped when `PORTCULLIS_TEST_POSTGRES` is not set).
+macro_rules! conformance {
+    ($(#[$meta:meta])* async fn $name:ident($db:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($db: Db) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                run(super::sqlite().await).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                match super::postgres().await {
+                    Some(db) => run(db).await,
+                    None => eprintln!("skipped: PORTCULLIS_TEST_POSTGRES is not set"),
+                }
+            }
+        }
+    };
 }
 
 fn unique() -> String {
@@ -117,9 +147,8 @@ fn retention(keep: i64) -> Retention {
     }
 }
 
-#[tokio::test]
-async fn users_are_created_found_and_updated() {
-    for db in stores().await {
+conformance! {
+    async fn users_are_created_found_and_updated(db) {
         let s = db.store.as_ref();
         let id = user(s, "alice").await;
         assert!(
@@ -161,9 +190,8 @@ async fn users_are_created_found_and_updated() {
     }
 }
 
-#[tokio::test]
-async fn rotation_reuse_grace_and_expiry() {
-    for db in stores().await {
+conformance! {
+    async fn rotation_reuse_grace_and_expiry(db) {
         let s = db.store.as_ref();
         let uid = user(s, "carol").await;
         s.create_family("fam", &uid, "read", &hash(1), 1000)
@@ -249,9 +277,8 @@ async fn rotation_reuse_grace_and_expiry() {
     }
 }
 
-#[tokio::test]
-async fn concurrent_rotations_of_one_token_have_one_winner() {
-    for db in stores().await {
+conformance! {
+    async fn concurrent_rotations_of_one_token_have_one_winner(db) {
         let uid = user(db.store.as_ref(), "dan").await;
         db.store
             .create_family("fam", &uid, "", &hash(1), 1000)
@@ -279,9 +306,8 @@ async fn concurrent_rotations_of_one_token_have_one_winner() {
     }
 }
 
-#[tokio::test]
-async fn logout_and_logout_all_are_recorded_as_events() {
-    for db in stores().await {
+conformance! {
+    async fn logout_and_logout_all_are_recorded_as_events(db) {
         let s = db.store.as_ref();
         let uid = user(s, "erin").await;
         s.create_family("a", &uid, "", &hash(1), 100).await.unwrap();
@@ -318,9 +344,8 @@ async fn logout_and_logout_all_are_recorded_as_events() {
     }
 }
 
-#[tokio::test]
-async fn signing_keys_come_in_activation_order_and_a_key_has_one_successor() {
-    for db in stores().await {
+conformance! {
+    async fn signing_keys_come_in_activation_order_and_a_key_has_one_successor(db) {
         let s = db.store.as_ref();
         let key = |kid: &str, at, activates, predecessor: Option<&str>| StoredKey {
             kid: kid.into(),
@@ -370,9 +395,8 @@ fn new_session(id: &str, secret: u8, subject: &str, at: i64) -> NewSession {
     }
 }
 
-#[tokio::test]
-async fn sessions_are_found_by_hash_touched_listed_and_revoked() {
-    for db in stores().await {
+conformance! {
+    async fn sessions_are_found_by_hash_touched_listed_and_revoked(db) {
         let s = db.store.as_ref();
         let uid = user(s, "fay").await;
         let other = user(s, "gus").await;
@@ -473,9 +497,8 @@ async fn sessions_are_found_by_hash_touched_listed_and_revoked() {
     }
 }
 
-#[tokio::test]
-async fn logout_all_ends_sessions_and_families_together_and_disabled_users_have_none() {
-    for db in stores().await {
+conformance! {
+    async fn logout_all_ends_sessions_and_families_together_and_disabled_users_have_none(db) {
         let s = db.store.as_ref();
         let uid = user(s, "hal").await;
         s.create_family("f1", &uid, "", &hash(1), 100)
@@ -521,9 +544,8 @@ async fn logout_all_ends_sessions_and_families_together_and_disabled_users_have_
     }
 }
 
-#[tokio::test]
-async fn pruning_deletes_only_what_ended_before_the_cutoff() {
-    for db in stores().await {
+conformance! {
+    async fn pruning_deletes_only_what_ended_before_the_cutoff(db) {
         let s = db.store.as_ref();
         let uid = user(s, "ola").await;
         // Families: revoked long ago, idle too long, too old, and a live one.
@@ -612,9 +634,8 @@ async fn pruning_deletes_only_what_ended_before_the_cutoff() {
     }
 }
 
-#[tokio::test]
-async fn fifty_concurrent_refreshes_leave_one_live_token_in_the_family() {
-    for db in stores().await {
+conformance! {
+    async fn fifty_concurrent_refreshes_leave_one_live_token_in_the_family(db) {
         let uid = user(db.store.as_ref(), "erin").await;
         db.store
             .create_family("fam", &uid, "", &hash(1), 1000)
@@ -685,9 +706,8 @@ async fn fifty_concurrent_refreshes_leave_one_live_token_in_the_family() {
     }
 }
 
-#[tokio::test]
-async fn a_retry_within_grace_kills_the_successor_it_replaces() {
-    for db in stores().await {
+conformance! {
+    async fn a_retry_within_grace_kills_the_successor_it_replaces(db) {
         let s = db.store.as_ref();
         let uid = user(s, "fay").await;
         s.create_family("fam", &uid, "", &hash(1), 1000)
@@ -727,9 +747,8 @@ fn login_attempts(account: &str) -> Vec<Attempt> {
     ]
 }
 
-#[tokio::test]
-async fn concurrent_attempts_on_two_instances_share_one_budget() {
-    for db in stores().await {
+conformance! {
+    async fn concurrent_attempts_on_two_instances_share_one_budget(db) {
         let other = db.another_instance().await;
         let tasks: Vec<_> = (0..60)
             .map(|i| {
@@ -763,9 +782,8 @@ async fn concurrent_attempts_on_two_instances_share_one_budget() {
     }
 }
 
-#[tokio::test]
-async fn a_success_clears_the_account_and_gives_back_the_address_slot() {
-    for db in stores().await {
+conformance! {
+    async fn a_success_clears_the_account_and_gives_back_the_address_slot(db) {
         let s = db.store.as_ref();
         for _ in 0..4 {
             assert_eq!(
@@ -809,9 +827,8 @@ async fn a_success_clears_the_account_and_gives_back_the_address_slot() {
     }
 }
 
-#[tokio::test]
-async fn devices_are_known_by_hash_until_unused_too_long() {
-    for db in stores().await {
+conformance! {
+    async fn devices_are_known_by_hash_until_unused_too_long(db) {
         let s = db.store.as_ref();
         let uid = user(s, "jan").await;
         s.add_device(&hash(9), &uid, 100).await.unwrap();
@@ -831,9 +848,8 @@ async fn devices_are_known_by_hash_until_unused_too_long() {
     }
 }
 
-#[tokio::test]
-async fn a_scope_change_reaches_live_families_and_sessions_and_a_removal_moves_not_before() {
-    for db in stores().await {
+conformance! {
+    async fn a_scope_change_reaches_live_families_and_sessions_and_a_removal_moves_not_before(db) {
         let s = db.store.as_ref();
         let uid = user(s, "kim").await;
         s.set_scope("kim", "read admin", 10).await.unwrap();
@@ -884,9 +900,8 @@ async fn a_scope_change_reaches_live_families_and_sessions_and_a_removal_moves_n
     }
 }
 
-#[tokio::test]
-async fn a_look_alike_of_an_existing_username_is_taken() {
-    for db in stores().await {
+conformance! {
+    async fn a_look_alike_of_an_existing_username_is_taken(db) {
         let s = db.store.as_ref();
         user(s, "alice").await;
         for lookalike in ["\u{430}lice", "al\u{131}ce"] {
