@@ -14,7 +14,7 @@
 //! send it back in the next login's body.
 
 use axum::http::{HeaderMap, HeaderValue, header};
-use portcullis::refresh::RefreshToken;
+use portcullis::opaque::Opaque;
 use portcullis_store::TokenHash;
 
 use crate::error::ApiError;
@@ -23,8 +23,8 @@ use crate::state::AppState;
 const SECURE_NAME: &str = "__Host-portcullis_device";
 const DEV_NAME: &str = "portcullis_device";
 
-/// A device credential (the same 256-bit, stored-as-SHA-256 shape as refresh tokens).
-pub type DeviceToken = RefreshToken;
+/// A device credential: an opaque 256-bit credential, stored as its SHA-256.
+pub type DeviceToken = Opaque;
 
 fn cookie_name(state: &AppState) -> &'static str {
     if state.0.config.sessions.is_secure() {
@@ -52,7 +52,7 @@ pub fn from_cookie(state: &AppState, headers: &HeaderMap) -> Option<DeviceToken>
             }
         }
     }
-    RefreshToken::parse(found?)
+    Opaque::parse(found?)
 }
 
 /// The `Set-Cookie` value that gives a browser its device credential.
@@ -80,7 +80,7 @@ pub async fn owner(state: &AppState, token: &DeviceToken) -> Result<Option<Strin
         .0
         .store
         .device_owner(
-            &TokenHash(token.hash()),
+            &TokenHash(token.sha256()),
             state.now(),
             state.0.config.device_lifetime.as_secs() as i64,
         )
@@ -89,11 +89,12 @@ pub async fn owner(state: &AppState, token: &DeviceToken) -> Result<Option<Strin
 
 /// A new credential for a device that just signed in as `user_id`.
 pub async fn issue(state: &AppState, user_id: &str) -> Result<DeviceToken, ApiError> {
-    let token = RefreshToken::generate()?;
+    let token =
+        Opaque::generate().map_err(|_| ApiError::Unexpected(anyhow::anyhow!("no randomness")))?;
     state
         .0
         .store
-        .add_device(&TokenHash(token.hash()), user_id, state.now())
+        .add_device(&TokenHash(token.sha256()), user_id, state.now())
         .await?;
     Ok(token)
 }

@@ -82,6 +82,7 @@ mod flat_json;
 pub mod jwt;
 pub mod keys;
 pub mod middleware;
+pub mod opaque;
 pub mod password;
 pub mod refresh;
 pub mod rejection;

@@ -10,13 +10,11 @@
 
 use std::fmt;
 
-use aws_lc_rs::digest;
-use zeroize::Zeroizing;
+use crate::opaque::Opaque;
 
-use crate::b64;
-
-/// A refresh token as handed to a client. Never logged: `Debug` is redacted.
-pub struct RefreshToken(Zeroizing<String>);
+/// A refresh token as handed to a client: an [`Opaque`] credential. Never logged:
+/// `Debug` is redacted.
+pub struct RefreshToken(Opaque);
 
 impl fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -25,38 +23,28 @@ impl fmt::Debug for RefreshToken {
 }
 
 /// Length of an encoded refresh token: 32 bytes in unpadded base64url.
-pub const REFRESH_TOKEN_LEN: usize = 43;
+pub const REFRESH_TOKEN_LEN: usize = crate::opaque::OPAQUE_LEN;
 
 impl RefreshToken {
     /// A fresh token of 256 random bits.
     pub fn generate() -> Result<RefreshToken, crate::keys::Error> {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        aws_lc_rs::rand::fill(bytes.as_mut_slice())?;
-        Ok(RefreshToken(Zeroizing::new(b64::encode(bytes.as_slice()))))
+        Ok(RefreshToken(Opaque::generate()?))
     }
 
     /// Parses a token a client presented: exactly 43 base64url characters that decode
     /// canonically, or `None`.
     pub fn parse(presented: &str) -> Option<RefreshToken> {
-        if presented.len() != REFRESH_TOKEN_LEN {
-            return None;
-        }
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        b64::decode_into(presented.as_bytes(), bytes.as_mut_slice())?;
-        Some(RefreshToken(Zeroizing::new(presented.to_owned())))
+        Opaque::parse(presented).map(RefreshToken)
     }
 
     /// The token text, to send to the client.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 
     /// The SHA-256 of the token: what is stored and looked up.
     pub fn hash(&self) -> [u8; 32] {
-        let digest = digest::digest(&digest::SHA256, self.0.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest.as_ref());
-        out
+        self.0.sha256()
     }
 }
 

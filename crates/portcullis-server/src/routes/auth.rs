@@ -206,7 +206,7 @@ pub(super) async fn check_password(
         (Some(token), Some(user)) => device::owner(state, token)
             .await?
             .filter(|owner| *owner == user.id)
-            .map(|_| TokenHash(token.hash())),
+            .map(|_| TokenHash(token.sha256())),
         _ => None,
     };
     let attempts = s

@@ -20,7 +20,7 @@ impl SessionConfig {
         let value = format!(
             "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
             self.cookie_name(),
-            secret.0,
+            secret.expose(),
             self.absolute.as_secs()
         );
         // The secret is base64url and the rest is fixed ASCII.

@@ -116,7 +116,7 @@ pub(crate) mod tests {
         }
         assert!(!cookie.contains("Domain"), "{cookie}");
         assert!(c.clear_cookie().to_str().unwrap().contains("Max-Age=0"));
-        assert!(!format!("{:?}", c.set_cookie(&secret)).contains(&secret.0));
+        assert!(!format!("{:?}", c.set_cookie(&secret)).contains(secret.expose()));
     }
 
     #[test]
@@ -184,7 +184,7 @@ pub(crate) mod tests {
             }
             h
         };
-        let good = format!("theme=dark; __Host-portcullis_session={}", secret.0);
+        let good = format!("theme=dark; __Host-portcullis_session={}", secret.expose());
         assert_eq!(
             c.secret_from(&headers(&[&good])).unwrap().hash(),
             secret.hash()
@@ -193,17 +193,20 @@ pub(crate) mod tests {
         assert!(
             c.secret_from(&headers(&[
                 "a=b",
-                &format!("__Host-portcullis_session={}", secret.0)
+                &format!("__Host-portcullis_session={}", secret.expose())
             ]))
             .is_some()
         );
         // Twice: refused, whichever is real.
-        let twice = format!("{good}; __Host-portcullis_session={}", secret.0);
+        let twice = format!("{good}; __Host-portcullis_session={}", secret.expose());
         assert!(c.secret_from(&headers(&[&twice])).is_none());
         // The dev name is not read on an https site, nor junk values.
         assert!(
-            c.secret_from(&headers(&[&format!("portcullis_session={}", secret.0)]))
-                .is_none()
+            c.secret_from(&headers(&[&format!(
+                "portcullis_session={}",
+                secret.expose()
+            )]))
+            .is_none()
         );
         assert!(
             c.secret_from(&headers(&["__Host-portcullis_session=abc"]))
@@ -217,13 +220,13 @@ pub(crate) mod tests {
         let a = SessionSecret::generate().unwrap();
         let b = SessionSecret::generate().unwrap();
         assert_ne!(a.csrf_token(), b.csrf_token());
-        assert_ne!(a.csrf_token(), a.0);
+        assert_ne!(a.csrf_token(), a.expose());
         let ctx = SessionContext::new(record(0, 10), &a);
         assert!(ctx.check_csrf_token(&a.csrf_token()).is_ok());
         assert!(ctx.check_csrf_token(&b.csrf_token()).is_err());
         assert!(ctx.check_csrf_token("").is_err());
         assert!(!format!("{ctx:?}").contains(ctx.csrf_token()));
-        assert!(!format!("{a:?}").contains(&a.0));
+        assert!(!format!("{a:?}").contains(a.expose()));
     }
 
     #[test]

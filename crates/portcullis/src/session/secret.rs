@@ -2,14 +2,14 @@
 //! synchronizer token derived from it for forms.
 
 use aws_lc_rs::digest;
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
 use super::error::Error;
 use crate::b64;
+use crate::opaque::Opaque;
 
-/// The secret of a session: 256 random bits, base64url, the cookie's value. Only its
-/// hash is ever stored.
-pub struct SessionSecret(pub(super) String);
+/// The secret of a session: an [`Opaque`] 256-bit credential, the cookie's value.
+/// Only its hash is ever stored.
+pub struct SessionSecret(Opaque);
 
 impl std::fmt::Debug for SessionSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -17,39 +17,28 @@ impl std::fmt::Debug for SessionSecret {
     }
 }
 
-impl Drop for SessionSecret {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
-    }
-}
-
 impl SessionSecret {
     /// A new random secret.
     pub fn generate() -> Result<SessionSecret, Error> {
-        let mut bytes = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| Error::Random)?;
-        let secret = SessionSecret(b64::encode(&bytes));
-        zeroize::Zeroize::zeroize(&mut bytes);
-        Ok(secret)
+        Opaque::generate()
+            .map(SessionSecret)
+            .map_err(|_| Error::Random)
     }
 
-    /// Parses a presented secret: exactly the shape [`SessionSecret::generate`] makes.
+    /// Parses a presented secret: exactly the shape [`SessionSecret::generate`] makes
+    /// (43 base64url characters, canonical).
     pub fn parse(text: &str) -> Option<SessionSecret> {
-        (text.len() == 43
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .then(|| SessionSecret(text.to_owned()))
+        Opaque::parse(text).map(SessionSecret)
+    }
+
+    /// The cookie's value.
+    pub(super) fn expose(&self) -> &str {
+        self.0.expose()
     }
 
     /// The hash the store keeps.
     pub fn hash(&self) -> SessionHash {
-        let d = digest::digest(&digest::SHA256, self.0.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(d.as_ref());
-        SessionHash(out)
+        SessionHash(self.0.sha256())
     }
 
     /// The synchronizer (CSRF) token of this session: derived from the secret with a
@@ -58,7 +47,7 @@ impl SessionSecret {
     pub(super) fn csrf_token(&self) -> String {
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(b"portcullis csrf token v1\0");
-        ctx.update(self.0.as_bytes());
+        ctx.update(self.0.expose().as_bytes());
         b64::encode(ctx.finish().as_ref())
     }
 }

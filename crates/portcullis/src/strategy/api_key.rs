@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
-use aws_lc_rs::digest;
 use http::HeaderName;
 use http::request::Parts;
 
@@ -61,10 +60,7 @@ impl ApiKeyStore for MemoryApiKeys {
 }
 
 fn sha256(key: &str) -> [u8; 32] {
-    let d = digest::digest(&digest::SHA256, key.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+    crate::opaque::sha256(key.as_bytes())
 }
 
 /// Authenticates a key in a header (default `x-api-key`). Skips requests without it;
