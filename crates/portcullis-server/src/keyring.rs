@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use portcullis::jwt::random_id;
 use portcullis::keys::{Algorithm, Jwk, Jwks, KeySet, SigningKey};
-use portcullis_store::{Store, StoredKey};
+use portcullis_store::{KeyStore, StoredKey};
 
 use crate::kek::{self, Kek};
 
@@ -143,7 +143,7 @@ impl KeyRing {
 
     /// Loads the keys, creating a first one of `alg` when there is none.
     pub async fn load(
-        store: &dyn Store,
+        store: &dyn KeyStore,
         kek: Arc<Kek>,
         alg: Algorithm,
         keep_for: Duration,
@@ -163,7 +163,7 @@ impl KeyRing {
     /// Reloads after a key change.
     pub async fn reload(
         &self,
-        store: &dyn Store,
+        store: &dyn KeyStore,
         keep_for: Duration,
         now: i64,
     ) -> anyhow::Result<()> {
@@ -177,7 +177,7 @@ impl KeyRing {
 /// in plaintext (a database from before sealing). The second value is true when the
 /// KEK was generated just now (the embedded default's first start).
 pub async fn open_kek(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     config: &crate::config::Config,
 ) -> anyhow::Result<(Arc<Kek>, bool)> {
     let stored = store.signing_keys().await?;
@@ -198,7 +198,12 @@ pub async fn open_kek(
     Ok((Arc::new(kek), generated))
 }
 
-async fn build(store: &dyn Store, kek: &Kek, keep_for: Duration, now: i64) -> anyhow::Result<Keys> {
+async fn build(
+    store: &dyn KeyStore,
+    kek: &Kek,
+    keep_for: Duration,
+    now: i64,
+) -> anyhow::Result<Keys> {
     let stored = store.signing_keys().await?;
     let (states, next_change) = lifecycle(&stored, now, keep_for.as_secs() as i64);
     let mut active = None;
@@ -242,7 +247,7 @@ async fn build(store: &dyn Store, kek: &Kek, keep_for: Duration, now: i64) -> an
 /// `predecessor` names the key an automatic rotation succeeds; `Ok(None)` when another
 /// instance already added that successor.
 pub async fn add_key(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     kek: &Kek,
     alg: Algorithm,
     now: i64,
@@ -279,7 +284,7 @@ pub async fn add_key(
 /// `alg`, published now and signing after `key_publication_delay` (or at once). Its
 /// kid and the moment it signs from.
 pub async fn rotate(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     config: &crate::config::Config,
     alg: Algorithm,
     at_once: bool,
@@ -298,7 +303,7 @@ pub async fn rotate(
 }
 
 /// Moves every stored key to `new` (each opened with `old`), in one transaction.
-pub async fn rewrap(store: &dyn Store, old: &Kek, new: &Kek) -> anyhow::Result<usize> {
+pub async fn rewrap(store: &dyn KeyStore, old: &Kek, new: &Kek) -> anyhow::Result<usize> {
     let moved = store
         .signing_keys()
         .await?

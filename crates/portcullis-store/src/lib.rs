@@ -23,27 +23,40 @@ pub use model::{
 pub use portcullis::refresh::RotationPolicy;
 pub use portcullis::throttle::{Admission, Attempt, Settlement};
 
-/// Everything the server keeps. Object-safe: the backend is chosen at run time. Every
-/// store is also the library's [`SessionStore`], so an `Arc<dyn Store>` coerces to the
-/// `Arc<dyn SessionStore>` that `portcullis::session::Sessions` takes.
-#[async_trait::async_trait]
-pub trait Store: SessionStore + Send + Sync + 'static {
+/// Everything the server keeps. Object-safe: the backend is chosen at run time. It is
+/// the narrow traits together ([`UserStore`], [`FamilyStore`], [`AdmissionStore`],
+/// [`KeyStore`], [`EventStore`]) and the library's [`SessionStore`], so an
+/// `Arc<dyn Store>` coerces to any of them (`Arc<dyn SessionStore>` is what
+/// `portcullis::session::Sessions` takes).
+pub trait Store:
+    UserStore + FamilyStore + AdmissionStore + KeyStore + EventStore + SessionStore
+{
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;
+}
 
+/// Accounts. Part of [`Store`]; callers take the narrowest trait they need.
+#[async_trait::async_trait]
+pub trait UserStore: Send + Sync + 'static {
     /// Creates an account. A taken username, or one whose skeleton an account already
     /// has, is [`Error::Conflict`].
     async fn create_user(&self, user: NewUser) -> Result<User, Error>;
+
     /// Looks an account up by its normalised username.
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, Error>;
+
     /// Looks an account up by id.
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, Error>;
+
     /// Every account, by username.
     async fn list_users(&self) -> Result<Vec<User>, Error>;
+
     /// Replaces a password hash (rehash on login).
     async fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<(), Error>;
+
     /// Disables or enables an account; false when there is no such user.
     async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, Error>;
+
     /// Replaces an account's scope, atomically with the scope of every live refresh
     /// family and cookie session of the account (their next refresh or token mints the
     /// new scope). When a scope is taken away, the user's "not before" moves to `now`
@@ -55,17 +68,23 @@ pub trait Store: SessionStore + Send + Sync + 'static {
         scope: &str,
         now: i64,
     ) -> Result<Option<ScopeChange>, Error>;
+}
 
+/// Throttle counters and known devices: what admits a password check. Part of [`Store`]; callers take the narrowest trait they need.
+#[async_trait::async_trait]
+pub trait AdmissionStore: Send + Sync + 'static {
     /// Takes one slot in every counter of `attempts` or none (the library's
     /// `throttle::admit`, applied under one lock on those counters, so that concurrent
     /// attempts on any instance serialize).
     async fn admit(&self, attempts: &[Attempt], now: i64) -> Result<Admission, Error>;
+
     /// Ends an admitted attempt (the library's `throttle::settle` on each counter).
     async fn settle(&self, attempts: &[Attempt], how: Settlement) -> Result<(), Error>;
 
     /// Remembers a device that signed in as `user_id` by the SHA-256 of its credential;
     /// an account keeps its [`MAX_DEVICES_PER_USER`] most recently used devices.
     async fn add_device(&self, hash: &TokenHash, user_id: &str, now: i64) -> Result<(), Error>;
+
     /// The user a device credential belongs to, if it is known and was used less than
     /// `idle` seconds ago; marks it used.
     async fn device_owner(
@@ -74,7 +93,11 @@ pub trait Store: SessionStore + Send + Sync + 'static {
         now: i64,
         idle: i64,
     ) -> Result<Option<String>, Error>;
+}
 
+/// Refresh-token families, and logout everywhere. Part of [`Store`]; callers take the narrowest trait they need.
+#[async_trait::async_trait]
+pub trait FamilyStore: Send + Sync + 'static {
     /// Starts a refresh family with its first token.
     async fn create_family(
         &self,
@@ -84,6 +107,7 @@ pub trait Store: SessionStore + Send + Sync + 'static {
         token: &TokenHash,
         now: i64,
     ) -> Result<(), Error>;
+
     /// Redeems `presented`, storing `next` in its place by the library's rotation rule
     /// (`portcullis::refresh::decide`), under a lock on the family: whatever the
     /// concurrency, the family has one live token afterwards.
@@ -94,15 +118,44 @@ pub trait Store: SessionStore + Send + Sync + 'static {
         now: i64,
         policy: RotationPolicy,
     ) -> Result<Rotation, Error>;
+
     /// Revokes the family a token belongs to; `None` when the token is unknown.
     async fn revoke_family_of(&self, token: &TokenHash, now: i64) -> Result<Option<String>, Error>;
+
     /// Logout everywhere, atomically: revokes every refresh family and every cookie
     /// session of a user and moves the user's "not before" to `now`; the revoked
     /// families' and sessions' ids.
     async fn revoke_user(&self, user_id: &str, now: i64) -> Result<Vec<String>, Error>;
+
     /// Families and sessions revoked, and users' "not before" times moved, at or after
     /// `since`.
     async fn revoked_since(&self, since: i64) -> Result<RevokedState, Error>;
+}
+
+/// Signing keys, sealed. Part of [`Store`]; callers take the narrowest trait they need.
+#[async_trait::async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Every signing key, in the order they start signing (earliest first).
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error>;
+
+    /// Adds a signing key, with a `keys_changed` event. A second key naming the same
+    /// `predecessor` is [`Error::Conflict`]: of several instances rotating at once, one
+    /// adds the key.
+    async fn add_signing_key(&self, key: &StoredKey) -> Result<(), Error>;
+
+    /// Replaces the stored private material of keys (sealing plaintext keys, moving to
+    /// a new key-encryption key), all or none.
+    async fn replace_key_material(&self, keys: &[(String, String)]) -> Result<(), Error>;
+}
+
+/// The event log, and retention. Part of [`Store`]; callers take the narrowest trait they need.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Events after `cursor`, oldest first (at most `limit`).
+    async fn events_after(&self, cursor: i64, limit: i64) -> Result<Vec<Event>, Error>;
+
+    /// The id of the newest event, or 0.
+    async fn last_event_id(&self) -> Result<i64, Error>;
 
     /// Deletes what ended more than `retention.keep` seconds before `now` and can no
     /// longer refuse or explain anything: events, cookie sessions that were revoked or
@@ -111,21 +164,6 @@ pub trait Store: SessionStore + Send + Sync + 'static {
     /// cover the longest access-token lifetime plus leeway: until then, revocations
     /// still matter to live tokens.
     async fn prune(&self, now: i64, retention: &Retention) -> Result<Pruned, Error>;
-
-    /// Every signing key, in the order they start signing (earliest first).
-    async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error>;
-    /// Adds a signing key, with a `keys_changed` event. A second key naming the same
-    /// `predecessor` is [`Error::Conflict`]: of several instances rotating at once, one
-    /// adds the key.
-    async fn add_signing_key(&self, key: &StoredKey) -> Result<(), Error>;
-    /// Replaces the stored private material of keys (sealing plaintext keys, moving to
-    /// a new key-encryption key), all or none.
-    async fn replace_key_material(&self, keys: &[(String, String)]) -> Result<(), Error>;
-
-    /// Events after `cursor`, oldest first (at most `limit`).
-    async fn events_after(&self, cursor: i64, limit: i64) -> Result<Vec<Event>, Error>;
-    /// The id of the newest event, or 0.
-    async fn last_event_id(&self) -> Result<i64, Error>;
 }
 
 /// How many known devices an account keeps; a new one pushes out the least recently

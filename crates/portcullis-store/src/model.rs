@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// A stored account.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct User {
     /// Opaque id, the `sub` of its tokens.
     pub id: String,
@@ -98,7 +98,7 @@ pub enum Rotation {
 }
 
 /// A stored signing key.
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct StoredKey {
     /// Key id.
     pub kid: String,

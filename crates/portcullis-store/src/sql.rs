@@ -20,8 +20,9 @@ use portcullis::session::{
 use portcullis::throttle::{self, Counter};
 
 use crate::{
-    Admission, Attempt, Error, Event, EventKind, NewUser, Pruned, Retention, RevokedState,
-    Rotation, RotationPolicy, ScopeChange, Settlement, Store, StoredKey, TokenHash, User,
+    Admission, AdmissionStore, Attempt, Error, Event, EventKind, EventStore, FamilyStore, KeyStore,
+    NewUser, Pruned, Retention, RevokedState, Rotation, RotationPolicy, ScopeChange, Settlement,
+    Store, StoredKey, TokenHash, User, UserStore,
 };
 
 /// The channel PostgreSQL instances listen on for new events.
@@ -134,22 +135,33 @@ impl PostgresStore {
     }
 }
 
-type UserRow = (String, String, String, String, bool, i64, i64);
-
-fn user(row: UserRow) -> User {
-    let (id, username, password_hash, scope, disabled, not_before, created_at) = row;
-    User {
-        id,
-        username,
-        password_hash,
-        scope,
-        disabled,
-        not_before,
-        created_at,
-    }
+/// The columns of a [`User`], as a literal so queries are `concat!`ed at compile time.
+macro_rules! user_columns {
+    () => {
+        "id, username, password_hash, scope, disabled, not_before, created_at"
+    };
 }
 
-const USER_COLUMNS: &str = "id, username, password_hash, scope, disabled, not_before, created_at";
+/// An event row, before its kind is parsed.
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    kind: String,
+    subject: String,
+    at: i64,
+}
+
+impl EventRow {
+    /// `None` for a kind this version does not know (written by a newer one).
+    fn event(self) -> Option<Event> {
+        EventKind::parse(&self.kind).map(|kind| Event {
+            id: self.id,
+            kind,
+            subject: self.subject,
+            at: self.at,
+        })
+    }
+}
 
 /// A family row as the rotation reads it.
 #[derive(sqlx::FromRow)]
@@ -209,11 +221,19 @@ const LOCK_COUNTER: &str = "INSERT INTO throttle (key, failures, last_at, blocke
 const UPDATE_COUNTER: &str =
     "UPDATE throttle SET failures = $1, last_at = $2, blocked_until = $3 WHERE key = $4";
 
-fn counter((failures, last_at, blocked_until): (i64, i64, i64)) -> Counter {
+/// A throttle counter row.
+#[derive(sqlx::FromRow)]
+struct CounterRow {
+    failures: i64,
+    last_at: i64,
+    blocked_until: i64,
+}
+
+fn counter(row: CounterRow) -> Counter {
     Counter {
-        failures: u32::try_from(failures).unwrap_or(u32::MAX),
-        last_at,
-        blocked_until,
+        failures: u32::try_from(row.failures).unwrap_or(u32::MAX),
+        last_at: row.last_at,
+        blocked_until: row.blocked_until,
     }
 }
 
@@ -250,12 +270,14 @@ macro_rules! store_impl {
             }
         }
 
-        #[async_trait::async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
                 $backend
             }
+        }
 
+        #[async_trait::async_trait]
+        impl UserStore for $store {
             async fn create_user(&self, new: NewUser) -> Result<User, Error> {
                 sqlx::query(
                     "INSERT INTO users (id, username, skeleton, password_hash, scope, created_at) \
@@ -281,23 +303,23 @@ macro_rules! store_impl {
             }
 
             async fn user_by_username(&self, username: &str) -> Result<Option<User>, Error> {
-                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
-                let row: Option<UserRow> =
-                    sqlx::query_as(&sql).bind(username).fetch_optional(&self.pool).await?;
-                Ok(row.map(user))
+                Ok(sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE username = $1"))
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn user_by_id(&self, id: &str) -> Result<Option<User>, Error> {
-                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-                let row: Option<UserRow> =
-                    sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?;
-                Ok(row.map(user))
+                Ok(sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn list_users(&self) -> Result<Vec<User>, Error> {
-                let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username");
-                let rows: Vec<UserRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
-                Ok(rows.into_iter().map(user).collect())
+                Ok(sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users ORDER BY username"))
+                    .fetch_all(&self.pool)
+                    .await?)
             }
 
             async fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<(), Error> {
@@ -372,13 +394,16 @@ macro_rules! store_impl {
                 tx.commit().await?;
                 Ok(Some(ScopeChange { removed, families, sessions }))
             }
+        }
 
+        #[async_trait::async_trait]
+        impl AdmissionStore for $store {
             async fn admit(&self, attempts: &[Attempt], now: i64) -> Result<Admission, Error> {
                 let sorted = in_key_order(attempts);
                 let mut tx = self.pool.begin().await?;
                 let mut counters = Vec::with_capacity(sorted.len());
                 for attempt in &sorted {
-                    let row: (i64, i64, i64) = sqlx::query_as(LOCK_COUNTER)
+                    let row: CounterRow = sqlx::query_as(LOCK_COUNTER)
                         .bind(&attempt.key)
                         .fetch_one(&mut *tx)
                         .await?;
@@ -409,7 +434,7 @@ macro_rules! store_impl {
                 }
                 let mut tx = self.pool.begin().await?;
                 for attempt in in_key_order(attempts) {
-                    let row: (i64, i64, i64) = sqlx::query_as(LOCK_COUNTER)
+                    let row: CounterRow = sqlx::query_as(LOCK_COUNTER)
                         .bind(&attempt.key)
                         .fetch_one(&mut *tx)
                         .await?;
@@ -476,7 +501,10 @@ macro_rules! store_impl {
                 .await?;
                 Ok(owner.map(|(id,)| id))
             }
+        }
 
+        #[async_trait::async_trait]
+        impl FamilyStore for $store {
             async fn create_family(
                 &self,
                 family_id: &str,
@@ -675,6 +703,71 @@ macro_rules! store_impl {
                     not_before,
                 })
             }
+        }
+
+        #[async_trait::async_trait]
+        impl KeyStore for $store {
+            async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error> {
+                Ok(sqlx::query_as(
+                    "SELECT kid, alg, private_jwk, created_at, activates_at, predecessor FROM signing_keys \
+                     ORDER BY activates_at, created_at, kid",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn add_signing_key(&self, key: &StoredKey) -> Result<(), Error> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, alg, private_jwk, created_at, activates_at, predecessor) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&key.kid)
+                .bind(&key.alg)
+                .bind(&key.private_jwk)
+                .bind(key.created_at)
+                .bind(key.activates_at)
+                .bind(key.predecessor.as_deref())
+                .execute(&mut *tx)
+                .await?;
+                insert_event(&mut tx, EventKind::KeysChanged, &key.kid, key.created_at, $notify).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn replace_key_material(&self, keys: &[(String, String)]) -> Result<(), Error> {
+                let mut tx = self.pool.begin().await?;
+                for (kid, material) in keys {
+                    sqlx::query("UPDATE signing_keys SET private_jwk = $1 WHERE kid = $2")
+                        .bind(material)
+                        .bind(kid)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl EventStore for $store {
+            async fn events_after(&self, cursor: i64, limit: i64) -> Result<Vec<Event>, Error> {
+                let rows: Vec<EventRow> = sqlx::query_as(
+                    "SELECT id, kind, subject, at FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(cursor)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().filter_map(EventRow::event).collect())
+            }
+
+            async fn last_event_id(&self) -> Result<i64, Error> {
+                let (id,): (Option<i64>,) = sqlx::query_as("SELECT MAX(id) FROM events")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(id.unwrap_or(0))
+            }
 
             async fn prune(&self, now: i64, retention: &Retention) -> Result<Pruned, Error> {
                 let cutoff = now - retention.keep;
@@ -716,81 +809,6 @@ macro_rules! store_impl {
                 tx.commit().await?;
                 Ok(Pruned { events, sessions, families, throttle, devices })
             }
-
-            async fn signing_keys(&self) -> Result<Vec<StoredKey>, Error> {
-                let rows: Vec<(String, String, String, i64, i64, Option<String>)> = sqlx::query_as(
-                    "SELECT kid, alg, private_jwk, created_at, activates_at, predecessor FROM signing_keys \
-                     ORDER BY activates_at, created_at, kid",
-                )
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(kid, alg, private_jwk, created_at, activates_at, predecessor)| StoredKey {
-                        kid,
-                        alg,
-                        private_jwk,
-                        created_at,
-                        activates_at,
-                        predecessor,
-                    })
-                    .collect())
-            }
-
-            async fn add_signing_key(&self, key: &StoredKey) -> Result<(), Error> {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO signing_keys (kid, alg, private_jwk, created_at, activates_at, predecessor) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&key.kid)
-                .bind(&key.alg)
-                .bind(&key.private_jwk)
-                .bind(key.created_at)
-                .bind(key.activates_at)
-                .bind(key.predecessor.as_deref())
-                .execute(&mut *tx)
-                .await?;
-                insert_event(&mut tx, EventKind::KeysChanged, &key.kid, key.created_at, $notify).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn replace_key_material(&self, keys: &[(String, String)]) -> Result<(), Error> {
-                let mut tx = self.pool.begin().await?;
-                for (kid, material) in keys {
-                    sqlx::query("UPDATE signing_keys SET private_jwk = $1 WHERE kid = $2")
-                        .bind(material)
-                        .bind(kid)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn events_after(&self, cursor: i64, limit: i64) -> Result<Vec<Event>, Error> {
-                let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
-                    "SELECT id, kind, subject, at FROM events WHERE id > $1 ORDER BY id LIMIT $2",
-                )
-                .bind(cursor)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .filter_map(|(id, kind, subject, at)| {
-                        EventKind::parse(&kind).map(|kind| Event { id, kind, subject, at })
-                    })
-                    .collect())
-            }
-
-            async fn last_event_id(&self) -> Result<i64, Error> {
-                let (id,): (Option<i64>,) = sqlx::query_as("SELECT MAX(id) FROM events")
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(id.unwrap_or(0))
-            }
         }
     };
 }
@@ -826,18 +844,27 @@ where
     Ok(())
 }
 
-type SessionRow = (String, String, String, String, i64, i64, i64);
+/// A session row (the library's `SessionRecord` knows nothing of SQL).
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    subject: String,
+    scope: String,
+    label: String,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+}
 
 fn session_record(row: SessionRow) -> SessionRecord {
-    let (id, subject, scope, label, created_at, last_seen_at, expires_at) = row;
     SessionRecord {
-        id,
-        subject,
-        scope,
-        label,
-        created_at,
-        last_seen_at,
-        expires_at,
+        id: row.id,
+        subject: row.subject,
+        scope: row.scope,
+        label: row.label,
+        created_at: row.created_at,
+        last_seen_at: row.last_seen_at,
+        expires_at: row.expires_at,
     }
 }
 
@@ -850,7 +877,7 @@ fn unavailable(e: impl Into<Error>) -> session::Error {
 /// compile time (the session lookup runs on every cookie request).
 macro_rules! session_columns {
     () => {
-        "s.id, s.user_id, s.scope, s.label, s.created_at, s.last_seen_at, s.expires_at"
+        "s.id, s.user_id AS subject, s.scope, s.label, s.created_at, s.last_seen_at, s.expires_at"
     };
 }
 

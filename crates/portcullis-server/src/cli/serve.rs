@@ -9,7 +9,7 @@ use portcullis::jwt::random_id;
 use portcullis::keys::Algorithm;
 use portcullis::password::{HashParams, Password, PasswordHasher};
 use portcullis::username::{check_new_username, normalize_username, skeleton};
-use portcullis_store::{NewUser, Store};
+use portcullis_store::{NewUser, UserStore};
 
 use crate::config::{Config, Overrides};
 use crate::{keyring, startup, telemetry};
@@ -119,7 +119,7 @@ pub(crate) enum UsersCommand {
 
 /// Applies a scope change and says what it did.
 async fn change_scope(
-    store: &dyn Store,
+    store: &dyn UserStore,
     username: &str,
     replace: Option<String>,
     add: &[String],
