@@ -39,42 +39,136 @@ pub(crate) fn parse_duration(text: &str) -> anyhow::Result<Duration> {
         .map_err(|e| anyhow!("{text:?} is not a duration ({e}); try 15m, 14d or 900"))
 }
 
-/// Settings as written, every one optional.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    bind: Option<String>,
-    database_url: Option<String>,
-    issuer: Option<String>,
-    audience: Option<String>,
-    signing_alg: Option<String>,
-    access_token_ttl: Option<RawDuration>,
-    refresh_grace: Option<RawDuration>,
-    refresh_idle: Option<RawDuration>,
-    refresh_absolute: Option<RawDuration>,
-    default_scope: Option<String>,
-    hash_concurrency: Option<usize>,
-    hash_queue: Option<usize>,
-    max_body_bytes: Option<usize>,
-    login_failures_before_delay: Option<u32>,
-    login_max_delay: Option<RawDuration>,
-    event_poll_interval: Option<RawDuration>,
-    session_idle: Option<RawDuration>,
-    session_absolute: Option<RawDuration>,
-    session_token_ttl: Option<RawDuration>,
-    sessions_allow_insecure_http: Option<bool>,
-    trusted_proxies: Option<Vec<String>>,
-    signups_before_delay: Option<u32>,
-    signup_max_delay: Option<RawDuration>,
-    device_lifetime: Option<RawDuration>,
-    max_connections: Option<usize>,
-    header_read_timeout: Option<RawDuration>,
-    idle_timeout: Option<RawDuration>,
-    request_timeout: Option<RawDuration>,
-    key_encryption_key: Option<SecretText>,
-    key_encryption_key_file: Option<std::path::PathBuf>,
-    key_rotation_interval: Option<RawDuration>,
-    key_publication_delay: Option<RawDuration>,
+/// Declares every setting once: the field of [`RawConfig`] (read from TOML by serde)
+/// and its `PORTCULLIS_<NAME>` environment variable (read by [`FromEnv`]), so a new
+/// setting is one line here plus its check in `TryFrom<RawConfig>`.
+macro_rules! settings {
+    ($($name:ident: $ty:ty,)*) => {
+        /// Settings as written, every one optional.
+        #[derive(Clone, Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawConfig {
+            $($name: Option<$ty>,)*
+        }
+
+        impl RawConfig {
+            /// Sets the setting `key` (lower case, without the prefix) from the
+            /// environment variable `var`; false when no setting has that name.
+            fn set_from_env(&mut self, var: &str, key: &str, value: String) -> anyhow::Result<bool> {
+                $(
+                    if key == stringify!($name) {
+                        self.$name = Some(<$ty as FromEnv>::from_env(var, value)?);
+                        return Ok(true);
+                    }
+                )*
+                Ok(false)
+            }
+        }
+    };
+}
+
+settings! {
+    bind: String,
+    database_url: String,
+    issuer: String,
+    audience: String,
+    signing_alg: String,
+    access_token_ttl: RawDuration,
+    refresh_grace: RawDuration,
+    refresh_idle: RawDuration,
+    refresh_absolute: RawDuration,
+    default_scope: String,
+    hash_concurrency: usize,
+    hash_queue: usize,
+    max_body_bytes: usize,
+    login_failures_before_delay: u32,
+    login_max_delay: RawDuration,
+    event_poll_interval: RawDuration,
+    session_idle: RawDuration,
+    session_absolute: RawDuration,
+    session_token_ttl: RawDuration,
+    sessions_allow_insecure_http: bool,
+    trusted_proxies: Vec<String>,
+    signups_before_delay: u32,
+    signup_max_delay: RawDuration,
+    device_lifetime: RawDuration,
+    max_connections: usize,
+    header_read_timeout: RawDuration,
+    idle_timeout: RawDuration,
+    request_timeout: RawDuration,
+    key_encryption_key: SecretText,
+    key_encryption_key_file: std::path::PathBuf,
+    key_rotation_interval: RawDuration,
+    key_publication_delay: RawDuration,
+}
+
+/// A setting's type, read from an environment variable's text.
+trait FromEnv: Sized {
+    fn from_env(var: &str, value: String) -> anyhow::Result<Self>;
+}
+
+impl FromEnv for String {
+    fn from_env(_: &str, value: String) -> anyhow::Result<Self> {
+        Ok(value)
+    }
+}
+
+impl FromEnv for std::path::PathBuf {
+    fn from_env(_: &str, value: String) -> anyhow::Result<Self> {
+        Ok(value.into())
+    }
+}
+
+impl FromEnv for RawDuration {
+    fn from_env(_: &str, value: String) -> anyhow::Result<Self> {
+        Ok(RawDuration::Text(value))
+    }
+}
+
+impl FromEnv for usize {
+    fn from_env(var: &str, value: String) -> anyhow::Result<Self> {
+        value
+            .trim()
+            .parse()
+            .with_context(|| format!("{var}={value:?} is not a number"))
+    }
+}
+
+impl FromEnv for u32 {
+    fn from_env(var: &str, value: String) -> anyhow::Result<Self> {
+        value
+            .trim()
+            .parse()
+            .with_context(|| format!("{var}={value:?} is not a number"))
+    }
+}
+
+impl FromEnv for bool {
+    fn from_env(var: &str, value: String) -> anyhow::Result<Self> {
+        match value.as_str() {
+            "1" | "true" => Ok(true),
+            "0" | "false" => Ok(false),
+            _ => bail!("{var}={value:?} must be true or false"),
+        }
+    }
+}
+
+/// A list: comma-separated in the environment.
+impl FromEnv for Vec<String> {
+    fn from_env(_: &str, value: String) -> anyhow::Result<Self> {
+        Ok(value
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
+impl FromEnv for SecretText {
+    fn from_env(_: &str, value: String) -> anyhow::Result<Self> {
+        Ok(SecretText(value))
+    }
 }
 
 /// A secret setting: deserialized like a string, never shown by `Debug`.
@@ -209,69 +303,9 @@ impl RawConfig {
             let Some(key) = name.strip_prefix("PORTCULLIS_") else {
                 continue;
             };
-            let num = |v: &str| {
-                v.parse::<usize>()
-                    .with_context(|| format!("{name}={v:?} is not a number"))
-            };
-            match key {
-                "BIND" => self.bind = Some(value),
-                "DATABASE_URL" => self.database_url = Some(value),
-                "ISSUER" => self.issuer = Some(value),
-                "AUDIENCE" => self.audience = Some(value),
-                "SIGNING_ALG" => self.signing_alg = Some(value),
-                "ACCESS_TOKEN_TTL" => self.access_token_ttl = Some(RawDuration::Text(value)),
-                "REFRESH_GRACE" => self.refresh_grace = Some(RawDuration::Text(value)),
-                "REFRESH_IDLE" => self.refresh_idle = Some(RawDuration::Text(value)),
-                "REFRESH_ABSOLUTE" => self.refresh_absolute = Some(RawDuration::Text(value)),
-                "DEFAULT_SCOPE" => self.default_scope = Some(value),
-                "HASH_CONCURRENCY" => self.hash_concurrency = Some(num(&value)?),
-                "HASH_QUEUE" => self.hash_queue = Some(num(&value)?),
-                "MAX_BODY_BYTES" => self.max_body_bytes = Some(num(&value)?),
-                "LOGIN_FAILURES_BEFORE_DELAY" => {
-                    self.login_failures_before_delay = Some(num(&value)? as u32);
-                }
-                "LOGIN_MAX_DELAY" => self.login_max_delay = Some(RawDuration::Text(value)),
-                "EVENT_POLL_INTERVAL" => self.event_poll_interval = Some(RawDuration::Text(value)),
-                "SESSION_IDLE" => self.session_idle = Some(RawDuration::Text(value)),
-                "SESSION_ABSOLUTE" => self.session_absolute = Some(RawDuration::Text(value)),
-                "SESSION_TOKEN_TTL" => self.session_token_ttl = Some(RawDuration::Text(value)),
-                "TRUSTED_PROXIES" => {
-                    self.trusted_proxies = Some(
-                        value
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|v| !v.is_empty())
-                            .map(str::to_owned)
-                            .collect(),
-                    );
-                }
-                "SIGNUPS_BEFORE_DELAY" => self.signups_before_delay = Some(num(&value)? as u32),
-                "SIGNUP_MAX_DELAY" => self.signup_max_delay = Some(RawDuration::Text(value)),
-                "DEVICE_LIFETIME" => self.device_lifetime = Some(RawDuration::Text(value)),
-                "MAX_CONNECTIONS" => self.max_connections = Some(num(&value)?),
-                "HEADER_READ_TIMEOUT" => {
-                    self.header_read_timeout = Some(RawDuration::Text(value));
-                }
-                "IDLE_TIMEOUT" => self.idle_timeout = Some(RawDuration::Text(value)),
-                "REQUEST_TIMEOUT" => self.request_timeout = Some(RawDuration::Text(value)),
-                "KEY_ENCRYPTION_KEY" => self.key_encryption_key = Some(SecretText(value)),
-                "KEY_ROTATION_INTERVAL" => {
-                    self.key_rotation_interval = Some(RawDuration::Text(value));
-                }
-                "KEY_PUBLICATION_DELAY" => {
-                    self.key_publication_delay = Some(RawDuration::Text(value));
-                }
-                "KEY_ENCRYPTION_KEY_FILE" => self.key_encryption_key_file = Some(value.into()),
-                "SESSIONS_ALLOW_INSECURE_HTTP" => {
-                    self.sessions_allow_insecure_http = Some(match value.as_str() {
-                        "1" | "true" => true,
-                        "0" | "false" => false,
-                        _ => bail!("{name}={value:?} must be true or false"),
-                    });
-                }
-                // Other tools' variables and ones we do not own (PORTCULLIS_TEST_*, LOG).
-                _ => {}
-            }
+            // Other tools' variables and ones we do not own (PORTCULLIS_TEST_*, LOG)
+            // match no setting and are left alone.
+            self.set_from_env(&name, &key.to_ascii_lowercase(), value)?;
         }
         Ok(())
     }
@@ -625,6 +659,45 @@ mod tests {
             err.contains("trusted_proxies") && err.contains("10.0.0.0/99"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_setting_reads_its_environment_variable() {
+        let mut raw = RawConfig::default();
+        raw.apply_env(
+            [
+                ("PORTCULLIS_MAX_CONNECTIONS", "100"),
+                ("PORTCULLIS_KEY_ROTATION_INTERVAL", "0"),
+                ("PORTCULLIS_SIGNUPS_BEFORE_DELAY", "9"),
+                ("PORTCULLIS_REQUEST_TIMEOUT", "20s"),
+                ("PORTCULLIS_KEY_ENCRYPTION_KEY_FILE", "/run/secrets/kek"),
+                ("PORTCULLIS_TEST_POSTGRES", "not ours: ignored"),
+                ("OTHER_TOOL", "ignored"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        )
+        .unwrap();
+        let c = Config::try_from(raw).unwrap();
+        assert_eq!(c.max_connections, 100);
+        assert!(c.key_rotation_interval.is_zero());
+        assert_eq!(c.signups_before_delay, 9);
+        assert_eq!(c.request_timeout, Duration::from_secs(20));
+        assert_eq!(c.kek.file.as_deref(), Some(Path::new("/run/secrets/kek")));
+        let err = RawConfig::default()
+            .apply_env([("PORTCULLIS_HASH_QUEUE".to_owned(), "lots".to_owned())])
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("PORTCULLIS_HASH_QUEUE"),
+            "{err:#}"
+        );
+        // The key is never shown.
+        let mut raw = RawConfig::default();
+        raw.apply_env([(
+            "PORTCULLIS_KEY_ENCRYPTION_KEY".to_owned(),
+            "s3cret-kek".to_owned(),
+        )])
+        .unwrap();
+        assert!(!format!("{raw:?}").contains("s3cret-kek"));
     }
 
     #[test]
