@@ -2,20 +2,27 @@
 //! side by side on the same password and salt: `argon2-rust` (what we use) and the
 //! RustCrypto `argon2` crate. Both must produce the same tag, which is checked first.
 //!
+//! Paired and interleaved (`benches/common/paired.rs`): each round hashes with both, in
+//! rotating order, so the machine's drift lands on both alike; the figure is the median
+//! of the per-round ratios with the 10th–90th percentile.
+//!
 //! Run: `cargo bench -p portcullis --bench password`.
 
 // A benchmark that cannot set up should stop loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::hint::black_box;
-use std::time::Duration;
+#[path = "common/paired.rs"]
+mod paired;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use paired::{median, paired_rounds, ratio, time};
 
 const PASSWORD: &[u8] = b"correct horse battery staple";
 const SALT: &[u8] = b"0123456789abcdef";
+const ROUNDS: usize = 61;
 
-fn bench(c: &mut Criterion) {
+fn main() {
     let ours = argon2_rust::Argon2::new(
         argon2_rust::Algorithm::Argon2id,
         argon2_rust::Version::V0x13,
@@ -39,32 +46,31 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     assert_eq!(a, b, "both implementations compute the same Argon2id tag");
 
-    let mut g = c.benchmark_group("argon2id-owasp");
-    g.bench_function("argon2-rust", |bench| {
-        bench.iter(|| {
-            let mut out = [0u8; 32];
-            ours.hash_into(black_box(PASSWORD), SALT, &mut out).unwrap();
-            out
-        })
-    });
-    g.bench_function("argon2 (RustCrypto)", |bench| {
-        bench.iter(|| {
-            let mut out = [0u8; 32];
-            rustcrypto
-                .hash_password_into(black_box(PASSWORD), SALT, &mut out)
-                .unwrap();
-            out
-        })
-    });
-    g.finish();
+    let hash_ours = || {
+        let mut out = [0u8; 32];
+        ours.hash_into(black_box(PASSWORD), SALT, &mut out).unwrap();
+        black_box(out);
+    };
+    let hash_rustcrypto = || {
+        let mut out = [0u8; 32];
+        rustcrypto
+            .hash_password_into(black_box(PASSWORD), SALT, &mut out)
+            .unwrap();
+        black_box(out);
+    };
+    let series = paired_rounds(
+        &[
+            ("argon2-rust", &hash_ours),
+            ("argon2 (RustCrypto)", &hash_rustcrypto),
+        ],
+        ROUNDS,
+    );
+    println!("argon2id-owasp, {ROUNDS} paired rounds");
+    for s in &series {
+        println!("  {:<22} median {}", s.name, time(median(&s.ns)));
+    }
+    println!(
+        "  RustCrypto / argon2-rust: {}",
+        ratio(&series[1], &series[0])
+    );
 }
-
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(6))
-        .sample_size(20);
-    targets = bench
-}
-criterion_main!(benches);
