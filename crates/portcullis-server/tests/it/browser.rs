@@ -14,7 +14,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, config, databases};
+use crate::support::{TestServer, config, sqlite_db};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -173,7 +173,7 @@ async fn a_person_signs_up_logs_in_revokes_a_session_and_logs_out_in_chromium() 
 
     // The server on the default kind of origin, plain http on loopback: the
     // development exception of the cookie rules, exactly as `portcullis serve` runs.
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let port = free_port();
     let mut c = config(&url);
     c.bind = format!("127.0.0.1:{port}").parse().unwrap();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, config, databases, on_each_store, s};
+use crate::support::{TestServer, config, on_each_store, s, sqlite_db};
 
 on_each_store! {
     async fn the_whole_flow_works_on_every_store(url, dir) {
@@ -87,7 +87,7 @@ on_each_store! {
 
 #[tokio::test]
 async fn signup_and_login_errors_follow_the_contract() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let server = TestServer::start(config(&url)).await.keep_dir(dir);
     assert_eq!(
         server.signup("bob", "correct horse battery").await.status(),
@@ -186,7 +186,7 @@ async fn signup_and_login_errors_follow_the_contract() {
 
 #[tokio::test]
 async fn repeated_failed_logins_are_throttled_with_retry_after() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     // A clock that does not move: the test cannot depend on how fast the machine is.
     let clock = portcullis::clock::ManualClock::new(1_800_000_000);
     let server = TestServer::start_with(config(&url), std::sync::Arc::new(clock.clone()))
@@ -221,7 +221,7 @@ async fn repeated_failed_logins_are_throttled_with_retry_after() {
 
 #[tokio::test]
 async fn bearer_failures_follow_rfc_6750() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let server = TestServer::start(config(&url)).await.keep_dir(dir);
     let tokens = server.account("erin").await;
     let access = s(&tokens, "access_token");
@@ -279,7 +279,7 @@ async fn bearer_failures_follow_rfc_6750() {
 
 #[tokio::test]
 async fn logout_revokes_the_family_and_its_access_tokens() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let server = TestServer::start(config(&url)).await.keep_dir(dir);
     let tokens = server.account("frank").await;
     let r = server
@@ -313,7 +313,7 @@ async fn logout_revokes_the_family_and_its_access_tokens() {
 /// dies: one live chain (issue 9, finding 5 — this test used to assert the fork).
 #[tokio::test]
 async fn within_the_grace_window_a_retry_gets_a_new_pair_and_the_replaced_successor_dies() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let server = TestServer::start(config(&url)).await.keep_dir(dir); // grace 10 s
     let tokens = server.account("gina").await;
     let first: Value = server
@@ -431,7 +431,7 @@ on_each_store! {
 
 #[tokio::test]
 async fn jwks_publishes_the_signing_key_and_healthz_answers() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let server = TestServer::start(config(&url)).await.keep_dir(dir);
     let tokens = server.account("jack").await;
     let r = server
@@ -515,7 +515,7 @@ async fn two_instances_on_one_postgres_share_revocations_within_a_second() {
 
 #[tokio::test]
 async fn keys_rotate_now_on_the_database_reaches_the_running_server() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let server = TestServer::start(config(&url)).await.keep_dir(dir);
     let old = server.account("lena").await;
     // The emergency rotation: signing at once (the gentle one is in key_lifecycle).
@@ -599,7 +599,7 @@ async fn keys_rotate_now_on_the_database_reaches_the_running_server() {
 
 #[tokio::test]
 async fn admin_commands_manage_accounts_on_the_database() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let server = TestServer::start(config(&url)).await.keep_dir(dir);
     let run = |args: &[&str], stdin: &str| {
         use std::io::Write as _;
@@ -754,7 +754,7 @@ async fn admin_commands_manage_accounts_on_the_database() {
 
 #[tokio::test]
 async fn responses_carry_a_request_id_and_echo_the_callers() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let server = TestServer::start(config(&url)).await.keep_dir(dir);
     let r = server
         .client
@@ -777,7 +777,7 @@ async fn responses_carry_a_request_id_and_echo_the_callers() {
 
 #[tokio::test]
 async fn a_full_hashing_queue_answers_503_with_retry_after() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let mut c = config(&url);
     c.hash_concurrency = 1;
     c.hash_queue = 0;
@@ -921,7 +921,7 @@ async fn sigterm_lets_the_request_in_flight_finish() {
 
 #[tokio::test]
 async fn the_revocation_feed_serves_services_with_the_scope_only() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let mut c = config(&url);
     c.default_scope = "revocations:read".into();
     let server = TestServer::start(c).await.keep_dir(dir);
@@ -1032,7 +1032,7 @@ async fn the_revocation_feed_serves_services_with_the_scope_only() {
 
 #[tokio::test]
 async fn metadata_lets_a_resource_server_discover_the_jwks() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let server = TestServer::start(config(&url)).await.keep_dir(dir);
     for path in [
         "/.well-known/openid-configuration",

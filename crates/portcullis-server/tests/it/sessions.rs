@@ -10,7 +10,7 @@ use portcullis::session::SessionConfig;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, config, databases, on_each_store, s};
+use crate::support::{TestServer, config, on_each_store, s, sqlite_db};
 
 const ORIGIN: &str = "http://portcullis.test";
 const PASSWORD: &str = "correct horse battery";
@@ -115,7 +115,7 @@ on_each_store! {
 
 #[tokio::test]
 async fn an_https_issuer_gets_the_host_prefixed_secure_cookie() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let mut c = config(&url);
     c.issuer = "https://auth.example".into();
     c.audience = c.issuer.clone();
@@ -715,7 +715,7 @@ on_each_store! {
 
 #[tokio::test]
 async fn a_cross_site_signup_form_creates_nothing() {
-    let (url, dir) = databases().await.remove(0);
+    let (url, dir) = sqlite_db();
     let server = TestServer::start(config(&url)).await.keep_dir(dir);
     let r = client()
         .post(server.url("/signup"))

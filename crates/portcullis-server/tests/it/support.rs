@@ -14,20 +14,6 @@ pub struct TestServer {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// The stores to run a test against: SQLite always, PostgreSQL when
-/// `PORTCULLIS_TEST_POSTGRES` is set.
-pub async fn databases() -> Vec<(String, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut out = vec![(
-        format!("sqlite://{}", dir.path().join("test.db").display()),
-        Some(dir),
-    )];
-    if let Some(url) = fresh_postgres().await {
-        out.push((url, None));
-    }
-    out
-}
-
 /// A new, empty PostgreSQL database for one test.
 pub async fn fresh_postgres() -> Option<String> {
     let admin = std::env::var("PORTCULLIS_TEST_POSTGRES").ok()?;
@@ -180,6 +166,23 @@ pub fn still_clock() -> std::sync::Arc<portcullis::clock::ManualClock> {
     std::sync::Arc::new(portcullis::clock::ManualClock::new(now))
 }
 
+/// Drops a test database (connections still open to it are ended). Called when a test
+/// passed; a failed test leaves its database for a look, and `.ci/run` drops leftovers.
+pub async fn drop_postgres(url: &str) {
+    let Ok(admin) = std::env::var("PORTCULLIS_TEST_POSTGRES") else {
+        return;
+    };
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
 /// A fresh SQLite database in a folder of its own.
 pub fn sqlite_db() -> (String, Option<tempfile::TempDir>) {
     let dir = tempfile::tempdir().unwrap();
@@ -209,7 +212,10 @@ macro_rules! on_each_store {
             #[tokio::test]
             async fn postgres() {
                 match crate::support::fresh_postgres().await {
-                    Some(url) => run(url, None).await,
+                    Some(url) => {
+                        run(url.clone(), None).await;
+                        crate::support::drop_postgres(&url).await;
+                    }
                     None => eprintln!("skipped: PORTCULLIS_TEST_POSTGRES is not set"),
                 }
             }

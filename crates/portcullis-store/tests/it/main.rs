@@ -72,6 +72,19 @@ async fn postgres() -> Option<Db> {
     })
 }
 
+/// Drops a test database once its test passed (its stores are gone by then; any
+/// connection left open is ended).
+async fn drop_postgres(url: &str) {
+    let admin = std::env::var("PORTCULLIS_TEST_POSTGRES").unwrap();
+    let (_, name) = url.rsplit_once('/').unwrap();
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
 /// One conformance test, run as two named tests: `NAME::sqlite` and `NAME::postgres`
 /// (which says it skipped when `PORTCULLIS_TEST_POSTGRES` is not set).
 macro_rules! conformance {
@@ -91,7 +104,11 @@ macro_rules! conformance {
             #[tokio::test]
             async fn postgres() {
                 match super::postgres().await {
-                    Some(db) => run(db).await,
+                    Some(db) => {
+                        let url = db.url.clone();
+                        run(db).await;
+                        super::drop_postgres(&url).await;
+                    }
                     None => eprintln!("skipped: PORTCULLIS_TEST_POSTGRES is not set"),
                 }
             }
