@@ -57,6 +57,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Opens the configured database for an admin command, which never creates one: a
+/// missing SQLite file is almost always the wrong folder or a typo, not a wish for an
+/// empty database.
+async fn open_existing(url: &str) -> anyhow::Result<std::sync::Arc<dyn portcullis_store::Store>> {
+    if let Some(path) = crate::kek::sqlite_path(url)
+        && !path.exists()
+    {
+        let shown = std::path::absolute(&path).unwrap_or(path);
+        bail!(
+            "no database at {}; start `portcullis serve` first, or pass --database-url",
+            shown.display()
+        );
+    }
+    startup::open_store(url).await
+}
+
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init();
     let config = args.config.load(args.bind, args.issuer)?;
@@ -80,8 +96,16 @@ pub(crate) enum UsersCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Disable an account: it can no longer log in or refresh.
+    /// Disable an account: it can no longer log in or refresh, and every session,
+    /// refresh family and access token it has ends.
     Disable {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The username.
+        username: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
         #[command(flatten)]
         config: ConfigArgs,
         /// The username.
@@ -171,7 +195,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 scope,
             } => {
                 let config = config.load(None, None)?;
-                let store = startup::open_store(&config.database_url).await?;
+                let store = open_existing(&config.database_url).await?;
                 let username = normalize_username(&username)?;
                 check_new_username(&username)?;
                 let password = Password::new(
@@ -201,7 +225,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
             }
             UsersCommand::List { config } => {
                 let config = config.load(None, None)?;
-                let store = startup::open_store(&config.database_url).await?;
+                let store = open_existing(&config.database_url).await?;
                 println!("id\tusername\tscope\tdisabled");
                 for u in store.list_users().await? {
                     println!("{}\t{}\t{}\t{}", u.id, u.username, u.scope, u.disabled);
@@ -209,7 +233,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
             }
             UsersCommand::Disable { config, username } => {
                 let config = config.load(None, None)?;
-                let store = startup::open_store(&config.database_url).await?;
+                let store = open_existing(&config.database_url).await?;
                 let name = normalize_username(&username)?;
                 let Some(user) = store.user_by_username(&name).await? else {
                     bail!("no such user: {username}");
@@ -217,9 +241,22 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 store.set_disabled(&name, true).await?;
                 // Logout everywhere too: sessions, refresh families and every access
                 // token issued until now end on every running instance.
-                store
+                let ended = store
                     .revoke_user(&user.id, SystemClock.now() as i64)
                     .await?;
+                println!(
+                    "{name}: disabled; {} sessions and refresh families ended, access tokens issued before now refused",
+                    ended.len()
+                );
+            }
+            UsersCommand::Enable { config, username } => {
+                let config = config.load(None, None)?;
+                let store = open_existing(&config.database_url).await?;
+                let name = normalize_username(&username)?;
+                if !store.set_disabled(&name, false).await? {
+                    bail!("no such user: {username}");
+                }
+                println!("{name}: enabled; it can log in again (its old sessions stay ended)");
             }
             UsersCommand::GrantScope {
                 config,
@@ -229,7 +266,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 remove,
             } => {
                 let config = config.load(None, None)?;
-                let store = startup::open_store(&config.database_url).await?;
+                let store = open_existing(&config.database_url).await?;
                 change_scope(store.as_ref(), &username, scope, &add, &remove).await?;
             }
             UsersCommand::RevokeScope {
@@ -238,7 +275,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 scope,
             } => {
                 let config = config.load(None, None)?;
-                let store = startup::open_store(&config.database_url).await?;
+                let store = open_existing(&config.database_url).await?;
                 change_scope(store.as_ref(), &username, None, &[], &scope).await?;
             }
         }
@@ -292,7 +329,7 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
             } => {
                 let config = config.load(None, None)?;
                 let alg = alg.unwrap_or(config.signing_alg);
-                let store = startup::open_store(&config.database_url).await?;
+                let store = open_existing(&config.database_url).await?;
                 let (kid, activates_at) =
                     keyring::rotate(store.as_ref(), &config, alg, at_once, now()).await?;
                 println!("{kid}");
@@ -308,7 +345,7 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
                 generate,
             } => {
                 let config = config.load(None, None)?;
-                let store = startup::open_store(&config.database_url).await?;
+                let store = open_existing(&config.database_url).await?;
                 let (old, _) = keyring::open_kek(store.as_ref(), &config).await?;
                 let source = format!("key_encryption_key_file {}", to.display());
                 let new = if generate {
@@ -331,7 +368,7 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
             }
             ServerKeysCommand::List { config } => {
                 let config = config.load(None, None)?;
-                let store = startup::open_store(&config.database_url).await?;
+                let store = open_existing(&config.database_url).await?;
                 let keys = store.signing_keys().await?;
                 let keep = config.revocation_window().as_secs() as i64;
                 let (states, _) = keyring::lifecycle(&keys, now(), keep);

@@ -174,13 +174,20 @@ fn verify(args: VerifyArgs) -> Result<(), Failure> {
         0 => builder.insecure_unlimited_lifetime(),
         secs => builder.max_lifetime(Duration::from_secs(secs)),
     };
+    // Strict by default everywhere else: say so loudly when a check is skipped.
     builder = match &args.iss {
         Some(iss) => builder.issuer(iss),
-        None => builder.insecure_skip_issuer(),
+        None => {
+            eprintln!("warning: no --iss: a token from any issuer is accepted");
+            builder.insecure_skip_issuer()
+        }
     };
     builder = match &args.aud {
         Some(aud) => builder.audience(aud),
-        None => builder.insecure_skip_audience(),
+        None => {
+            eprintln!("warning: no --aud: a token for any audience is accepted");
+            builder.insecure_skip_audience()
+        }
     };
     builder = match args.typ.as_deref() {
         None => builder,

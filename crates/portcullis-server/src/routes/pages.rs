@@ -121,7 +121,7 @@ fn signup_page(error: Option<&str>, username: &str) -> Markup {
         html! {
             h1 { "Create an account" }
             (credentials_form("/signup", "Create account", "new-password", username, error))
-            p.hint { "Passwords need at least 8 characters; any characters work." }
+            p.hint { "Passwords need at least 8 bytes: 8 plain letters or digits, or fewer letters of other scripts. Any characters work." }
             p { "Already have an account? " a href="/login" { "Sign in" } }
         },
     )

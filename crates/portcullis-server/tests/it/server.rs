@@ -730,6 +730,10 @@ async fn admin_commands_manage_accounts_on_the_database() {
     );
     let disable = run(&["users", "disable", "--database-url", &db, "mallory"], "");
     assert!(disable.status.success());
+    assert!(
+        String::from_utf8_lossy(&disable.stdout).contains("mallory: disabled"),
+        "every admin command says what it did"
+    );
     assert_eq!(
         server
             .login("mallory", "correct horse battery")
@@ -744,6 +748,36 @@ async fn admin_commands_manage_accounts_on_the_database() {
     );
     let missing = run(&["users", "disable", "--database-url", &db, "nobody"], "");
     assert_eq!(missing.status.code(), Some(2));
+    // Enabled again, the account logs in (its old refresh tokens stay ended).
+    let enable = out(run(
+        &["users", "enable", "--database-url", &db, "mallory"],
+        "",
+    ));
+    assert!(enable.contains("mallory: enabled"), "{enable}");
+    assert_eq!(
+        server
+            .login("mallory", "correct horse battery")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        server.refresh(&s(&tokens, "refresh_token")).await.status(),
+        400
+    );
+    // Admin commands never create a database: a wrong path is an error that names it.
+    let nowhere = format!("sqlite://{}/nowhere.db", std::env::temp_dir().display());
+    let wrong = run(&["users", "list", "--database-url", &nowhere], "");
+    assert_eq!(wrong.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&wrong.stderr).to_string();
+    assert!(
+        said.contains("no database at") && said.contains("nowhere.db"),
+        "{said}"
+    );
+    assert!(
+        !std::env::temp_dir().join("nowhere.db").exists(),
+        "nothing created"
+    );
     let dup = run(
         &["users", "add", "--database-url", &db, "mallory"],
         "correct horse battery\n",
