@@ -31,11 +31,58 @@ use crate::throttle::Throttle;
 pub struct Running {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
+    /// What a person starting it should be told (see [`Running::banner`]).
+    pub started: Started,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// What happened at start, for the banner.
+#[derive(Clone, Debug)]
+pub struct Started {
+    /// The issuer, and the origin of the pages.
+    pub issuer: String,
+    /// Where the data is: an absolute path for SQLite, a URL without its password.
+    pub database: String,
+    /// The database file did not exist before this start.
+    pub database_created: bool,
+    /// A first signing key was generated now (its algorithm).
+    pub key_generated: Option<&'static str>,
+    /// A key-encryption key was generated now: where.
+    pub kek_generated: Option<String>,
+}
+
 impl Running {
+    /// The start-up banner: version, address, issuer, database, keys, pages.
+    pub fn banner(&self) -> String {
+        let s = &self.started;
+        let mut out = format!(
+            "Portcullis {} listening on http://{}\n  issuer    {}\n  database  {}{}\n",
+            env!("CARGO_PKG_VERSION"),
+            self.addr,
+            s.issuer,
+            s.database,
+            if s.database_created {
+                " (created now)"
+            } else {
+                ""
+            },
+        );
+        if let Some(alg) = s.key_generated {
+            out += &format!("  keys      generated a first {alg} signing key\n");
+        }
+        if let Some(path) = &s.kek_generated {
+            out += &format!(
+                "  keys      sealed under a new key-encryption key in {path}: back it up with the database\n"
+            );
+        }
+        let base = s.issuer.trim_end_matches('/');
+        out += &format!(
+            "  pages     {base}/signup  {base}/login  {base}/account\n  API       {base}/auth/signup  /auth/login  /auth/refresh  /auth/me; stop with Ctrl-C\n"
+        );
+        out
+    }
+
     /// Stops accepting connections, lets in-flight requests finish, and waits.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
@@ -60,6 +107,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// [`start`] with an injected clock.
 pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let sqlite_file =
+        crate::kek::sqlite_path(&config.database_url).map(|p| std::path::absolute(&p).unwrap_or(p));
+    let database_created = sqlite_file.as_ref().is_some_and(|p| !p.exists());
     let store = portcullis_store::open(&config.database_url)
         .await
         .with_context(|| format!("opening the database {}", redact_url(&config.database_url)))?;
@@ -70,6 +120,8 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     if kek_generated {
         tracing::info!(source = %kek.source, "generated a key-encryption key for the signing keys; back it up with the database, which is useless without it");
     }
+    let first_key = store.signing_keys().await?.is_empty();
+    let kek_source = kek.source.clone();
     let keys = KeyRing::load(store.as_ref(), kek, config.signing_alg, keep_for, now).await?;
     crate::events::log_keys(&keys.current(), "signing key");
     let revocations = Arc::new(crate::revocation::from_state(
@@ -117,6 +169,24 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let lifecycle = tokio::spawn(key_lifecycle(state.clone(), shutdown.subscribe()));
     let app = app(state.clone());
     tracing::info!(%addr, backend = state.0.store.backend(), issuer = %state.0.config.issuer, "listening");
+    let started = Started {
+        issuer: state.0.config.issuer.clone(),
+        database: match &sqlite_file {
+            Some(path) => path.display().to_string(),
+            None => redact_url(&state.0.config.database_url),
+        },
+        database_created,
+        key_generated: first_key.then(|| state.0.config.signing_alg.as_str()),
+        kek_generated: kek_generated.then(|| {
+            let path = std::path::PathBuf::from(
+                kek_source.strip_prefix("the file ").unwrap_or(&kek_source),
+            );
+            std::path::absolute(&path)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        }),
+    };
     let limits = state.0.config.limits();
     let task = tokio::spawn(async move {
         let served = crate::wire::serve(listener, app, limits, stopped.clone())
@@ -129,6 +199,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     });
     Ok(Running {
         addr,
+        started,
         shutdown,
         task,
     })
@@ -251,8 +322,11 @@ async fn key_lifecycle(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 /// Starts serving and stops on SIGTERM or Ctrl-C, letting in-flight requests finish.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, quiet: bool) -> anyhow::Result<()> {
     let running = start(config).await?;
+    if !quiet {
+        eprint!("{}", running.banner());
+    }
     let stop = running.shutdown_handle();
     tokio::spawn(async move {
         shutdown_signal().await;

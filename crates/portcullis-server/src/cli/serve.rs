@@ -35,6 +35,9 @@ pub(crate) struct ServeArgs {
     /// The `iss` of issued tokens (default http:// + the bind address).
     #[arg(long)]
     issuer: Option<String>,
+    /// No start-up banner (the log still says what happens).
+    #[arg(long)]
+    quiet: bool,
 }
 
 impl ConfigArgs {
@@ -76,7 +79,7 @@ async fn open_existing(url: &str) -> anyhow::Result<std::sync::Arc<dyn portculli
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init();
     let config = args.config.load(args.bind, args.issuer)?;
-    runtime()?.block_on(startup::run(config))
+    runtime()?.block_on(startup::run(config, args.quiet))
 }
 
 #[derive(Debug, Subcommand)]

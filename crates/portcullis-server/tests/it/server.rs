@@ -1089,3 +1089,95 @@ async fn metadata_lets_a_resource_server_discover_the_jwks() {
     }
     server.stop().await;
 }
+
+/// The first thing a newcomer reads: where the server listens, what it is called, where
+/// its data went, what it generated, and where the pages are. `--quiet` drops it.
+#[tokio::test]
+async fn the_start_up_banner_says_where_everything_is() {
+    use tokio::io::AsyncBufReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = dir.path().join("banner.db");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+        ])
+        .arg(format!("sqlite://{}", db.display()))
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut banner = String::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.trim_start().starts_with("pages") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("a banner");
+    for expected in [
+        format!(
+            "Portcullis {} listening on http://127.0.0.1:{port}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        format!("issuer    http://127.0.0.1:{port}"),
+        format!("database  {} (created now)", db.display()),
+        "generated a first EdDSA signing key".to_owned(),
+        format!("{}.kek", db.display()),
+        format!("http://127.0.0.1:{port}/signup"),
+        format!("http://127.0.0.1:{port}/account"),
+    ] {
+        assert!(
+            banner.contains(&expected),
+            "{expected:?} missing in\n{banner}"
+        );
+    }
+    child.kill().await.unwrap();
+
+    // A second start on the same database: nothing created, nothing generated; quiet.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "serve",
+            "--quiet",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+        ])
+        .arg(format!("sqlite://{}", db.display()))
+        .env("RUST_LOG", "off")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let start = std::time::Instant::now();
+    while client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("listening on"),
+        "--quiet prints no banner"
+    );
+}
