@@ -565,6 +565,10 @@ on_each_store! {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(portcullis_postgres),
+    ignore = "PORTCULLIS_TEST_POSTGRES is not set"
+)]
 async fn a_session_ended_on_one_instance_is_refused_by_another_with_its_tokens() {
     let Some(url) = crate::support::fresh_postgres().await else {
         eprintln!("PORTCULLIS_TEST_POSTGRES not set: skipping the two-instance session test");
