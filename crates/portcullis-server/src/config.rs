@@ -505,7 +505,8 @@ impl TryFrom<RawConfig> for Config {
 /// A database URL without its password, for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
+        // Only a password is hidden; a user alone is shown as given.
+        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
             let userinfo = &url[scheme + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])

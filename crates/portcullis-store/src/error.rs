@@ -10,6 +10,10 @@ pub enum Error {
     /// The database URL or options are unusable.
     #[error("database configuration: {0}")]
     Config(String),
+    /// The database cannot be reached or refused us; the message says why and what to
+    /// do.
+    #[error("{0}")]
+    Connect(String),
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),

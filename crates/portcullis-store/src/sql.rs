@@ -68,10 +68,39 @@ impl SqliteStore {
     }
 }
 
+/// What a failed first connection means, and what to do about it.
+fn explain_postgres(e: &sqlx::Error, options: &sqlx::postgres::PgConnectOptions) -> String {
+    let (host, port) = (options.get_host(), options.get_port());
+    let database = options.get_database().unwrap_or("postgres");
+    let user = options.get_username();
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+            "connection refused at {host}:{port}: is PostgreSQL running there? (start it, or fix the host and port in database_url)"
+        ),
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => format!(
+            "database {database:?} does not exist on {host}:{port}: create it with `createdb {database}` (or CREATE DATABASE {database})"
+        ),
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("28P01" | "28000")) => {
+            format!(
+                "PostgreSQL at {host}:{port} refused user {user:?}: check the user and password in database_url"
+            )
+        }
+        other => format!("cannot connect to PostgreSQL at {host}:{port}: {other}"),
+    }
+}
+
 /// The database holds password hashes, token hashes and (sealed) private keys: a new
 /// file is created readable by its owner only (0600), and SQLite gives its WAL and
 /// shared-memory files the same mode. An existing file readable by others is said so.
 fn prepare_private_file(path: &std::path::Path) -> Result<(), Error> {
+    if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty())
+        && !folder.is_dir()
+    {
+        return Err(Error::Connect(format!(
+            "folder {} does not exist: create it, or choose another database_url",
+            folder.display()
+        )));
+    }
     if path.exists() {
         #[cfg(unix)]
         {
@@ -110,10 +139,32 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects and migrates.
     pub async fn connect(url: &str) -> Result<Self, Error> {
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Config(format!("database_url is not a PostgreSQL URL: {e}")))?;
+        // One connection first, so that what is wrong is said once, in plain words, and
+        // within a few seconds (a pool only says "timed out", after ten).
+        let probe = tokio::time::timeout(
+            Duration::from_secs(3),
+            sqlx::ConnectOptions::connect(&options),
+        )
+        .await;
+        match probe {
+            Err(_) => {
+                return Err(Error::Connect(format!(
+                    "no answer from PostgreSQL at {}:{} within 3 s: is it running, and reachable from here?",
+                    options.get_host(),
+                    options.get_port()
+                )));
+            }
+            Ok(Err(e)) => return Err(Error::Connect(explain_postgres(&e, &options))),
+            Ok(Ok(connection)) => {
+                let _ = sqlx::Connection::close(connection).await;
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let store = PostgresStore {

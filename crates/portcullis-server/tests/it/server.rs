@@ -1189,3 +1189,49 @@ async fn the_start_up_banner_says_where_everything_is() {
         "--quiet prints no banner"
     );
 }
+
+/// What a newcomer sees when the database is not there: the cause once, with the fix,
+/// and quickly.
+#[tokio::test]
+async fn database_errors_say_what_is_wrong_and_what_to_do() {
+    let start = |url: String| async move {
+        let mut c = config(&url);
+        c.kek.inline = Some(zeroize::Zeroizing::new(crate::support::TEST_KEK.to_owned()));
+        let t = std::time::Instant::now();
+        let err = portcullis_server::startup::start(c).await.unwrap_err();
+        (format!("{err:#}"), t.elapsed())
+    };
+    // Nothing listens on port 1.
+    let (said, took) = start("postgres://postgres@127.0.0.1:1/app".into()).await;
+    assert!(
+        said.contains("connection refused at 127.0.0.1:1")
+            && said.contains("is PostgreSQL running"),
+        "{said}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "refused within 3 s, took {took:?}"
+    );
+    assert_eq!(said.matches("refused").count(), 1, "said once: {said}");
+    // A folder that does not exist.
+    let (said, _) = start("sqlite:///nonexistent-folder-for-test/app.db".into()).await;
+    assert!(
+        said.contains("folder /nonexistent-folder-for-test does not exist"),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("nonexistent-folder-for-test").count(),
+        2,
+        "{said}"
+    );
+    // A PostgreSQL database that does not exist, when there is a server to ask.
+    if let Ok(admin) = std::env::var("PORTCULLIS_TEST_POSTGRES") {
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        let (said, _) = start(format!("{base}/pc_test_missing_db")).await;
+        assert!(
+            said.contains("\"pc_test_missing_db\" does not exist")
+                && said.contains("createdb pc_test_missing_db"),
+            "{said}"
+        );
+    }
+}
