@@ -6,7 +6,7 @@
 //! writes the cookie; the [`crate::strategy::Session`] strategy authenticates requests
 //! that carry it, so one route can accept a bearer token or a session.
 //!
-//! The rules (../shared/SECURITY.md, "Cookie sessions"), and where they hold:
+//! The rules (docs/security-rules.md, "Cookie sessions"), and where they hold:
 //!
 //! - **Cookie attributes.** `__Host-` prefix, `Secure`, `HttpOnly`, `SameSite=Lax`,
 //!   `Path=/`, no `Domain` ([`SessionConfig::for_origin`] with an `https` origin).
