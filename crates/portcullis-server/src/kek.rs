@@ -305,7 +305,7 @@ mod tests {
     fn the_embedded_default_lives_beside_the_database_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("p.db").display());
-        let (_, generated) = resolve(&KekSetting::default(), &url, false).unwrap();
+        let (first, generated) = resolve(&KekSetting::default(), &url, false).unwrap();
         assert!(generated);
         let path = dir.path().join("p.db.kek");
         #[cfg(unix)]
@@ -314,8 +314,13 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
-        let (_, generated) = resolve(&KekSetting::default(), &url, true).unwrap();
+        let (again, generated) = resolve(&KekSetting::default(), &url, true).unwrap();
         assert!(!generated, "found, not made again");
+        let sealed = first.seal("k", "EdDSA", "secret").unwrap();
+        assert_eq!(
+            again.open("k", "EdDSA", &sealed).unwrap().as_str(),
+            "secret"
+        );
         std::fs::remove_file(&path).unwrap();
         let err = format!(
             "{:#}",

@@ -211,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_count_nothing_so_concurrency_cannot_multiply_attempts() {
+    fn refusals_count_nothing() {
         let b = Budget::new(5, 60);
         let mut c = [fresh(b)];
         let admitted = (0..60)
@@ -234,17 +234,20 @@ mod tests {
     fn success_clears_account_and_device_gives_back_on_address_and_spends_signups() {
         let b = Budget::new(2, 60);
         let mut account = Counter::default();
+        let mut device = Counter::default();
         let mut address = Counter::default();
         let mut spend = Counter::default();
-        for c in [&mut account, &mut address, &mut spend] {
+        for c in [&mut account, &mut device, &mut address, &mut spend] {
             c.count(&b, 10);
             c.count(&b, 10);
         }
         assert_eq!(address.blocked_until, 11);
         settle(Lane::Account, &b, &mut account, Settlement::Success);
+        settle(Lane::Device, &b, &mut device, Settlement::Success);
         settle(Lane::Address, &b, &mut address, Settlement::Success);
         settle(Lane::Spend, &b, &mut spend, Settlement::Success);
         assert_eq!(account, Counter::default());
+        assert_eq!(device, Counter::default());
         assert_eq!(address.failures, 1);
         assert_eq!(
             address.blocked_until, 0,

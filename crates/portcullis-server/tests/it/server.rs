@@ -331,6 +331,13 @@ async fn within_the_grace_window_a_retry_gets_a_new_pair_and_the_replaced_succes
         200,
         "the retry's chain is the live one"
     );
+    // The successor the retry replaced is dead: using it is reuse.
+    let replaced = server.refresh(&s(&first, "refresh_token")).await;
+    assert_eq!(replaced.status(), 400);
+    assert_eq!(
+        replaced.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
     server.stop().await;
 }
 

@@ -823,11 +823,9 @@ conformance! {
                 Admission::Admitted
             );
         }
-        // The address holds 4 + 5 = 9 of its 20; a never-checked attempt is given back.
-        s.settle(&login_attempts("ivy"), Settlement::NotChecked)
-            .await
-            .unwrap();
-        for _ in 0..10 {
+        // The address holds 4 + 5 = 9 of its 20. Twenty logins that succeed (more than
+        // the 11 left) all pass: each success gives its address slot back.
+        for _ in 0..20 {
             assert_eq!(
                 s.admit(&login_attempts("ivy"), 11).await.unwrap(),
                 Admission::Admitted
@@ -835,6 +833,13 @@ conformance! {
             s.settle(&login_attempts("ivy"), Settlement::Success)
                 .await
                 .unwrap();
+        }
+        // A never-checked attempt is given back too, on the account as well: five more
+        // attempts after one that the server could not check.
+        assert_eq!(s.admit(&login_attempts("joe"), 11).await.unwrap(), Admission::Admitted);
+        s.settle(&login_attempts("joe"), Settlement::NotChecked).await.unwrap();
+        for _ in 0..5 {
+            assert_eq!(s.admit(&login_attempts("joe"), 11).await.unwrap(), Admission::Admitted);
         }
         // Spent counters go with retention; live ones stay.
         assert_eq!(
