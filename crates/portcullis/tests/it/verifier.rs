@@ -376,10 +376,27 @@ fn failures_are_not_cached_and_a_near_copy_is_not_a_hit() {
     let near = String::from_utf8(bytes).unwrap();
     assert_eq!(reason(&fx, &near), Reason::InvalidSignature);
     assert_eq!(reason(&fx, &near), Reason::InvalidSignature);
+    // A change before the hashed tail (the cache key hashes the length and the last 24
+    // bytes): same bucket as the cached token, and still no hit.
+    let mut bytes = token.clone().into_bytes();
+    let i = bytes.len() - 30;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let same_bucket = String::from_utf8(bytes).unwrap();
+    assert_eq!(reason(&fx, &same_bucket), Reason::InvalidSignature);
+    // A failure is not remembered: a token not valid yet verifies once it is.
+    let now = portcullis::clock::Clock::now(&fx.clock);
+    let early = fx
+        .builder()
+        .not_before(now + 120)
+        .sign_at(&fx.key, &fx.clock)
+        .unwrap();
+    assert_eq!(reason(&fx, &early), Reason::NotYetValid);
+    fx.clock.advance(121);
+    assert!(fx.verifier.verify(&early).is_ok());
 }
 
 #[test]
-fn the_size_limit_applies_before_the_cache() {
+fn an_oversized_token_is_refused_as_too_large() {
     let fx = Fixture::new(Algorithm::HS256);
     let big = fx
         .builder()
