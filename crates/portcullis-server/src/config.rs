@@ -329,9 +329,19 @@ impl TryFrom<RawConfig> for Config {
 
     fn try_from(raw: RawConfig) -> anyhow::Result<Config> {
         let bind_text = raw.bind.unwrap_or_else(|| "127.0.0.1:8080".into());
-        let bind: SocketAddr = bind_text
-            .parse()
-            .with_context(|| format!("bind {bind_text:?} is not an address like 127.0.0.1:8080"))?;
+        // An address, or a name and port (`localhost:8080`), resolved once, here.
+        let bind: SocketAddr = match bind_text.parse() {
+            Ok(addr) => addr,
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(bind_text.as_str())
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .with_context(|| {
+                    format!(
+                        "bind {bind_text:?} is not an address like 127.0.0.1:8080 or localhost:8080"
+                    )
+                })?,
+        };
+        let issuer_given = raw.issuer.is_some();
         let database_url = raw
             .database_url
             .unwrap_or_else(|| "sqlite://portcullis.db".into());
@@ -387,10 +397,21 @@ impl TryFrom<RawConfig> for Config {
             SessionConfig::for_origin(&origin)
         }
         .map_err(|e| {
-            anyhow!(
-                "sessions for issuer {issuer:?}: {e}; use an https issuer, or set \
-                 sessions_allow_insecure_http = true on a private test network"
-            )
+            if issuer_given {
+                anyhow!(
+                    "issuer {issuer:?}: {e}. Use the https URL clients reach the server by, or \
+                     set sessions_allow_insecure_http = true on a private test network"
+                )
+            } else {
+                // The issuer was made from the bind address: the fix is to name the
+                // public URL, not to weaken the cookie.
+                anyhow!(
+                    "bind {bind} serves other machines, so the issuer must be the https URL \
+                     they use: pass --issuer https://your.host (or set issuer); plain http \
+                     off this machine needs sessions_allow_insecure_http = true, for private \
+                     test networks only"
+                )
+            }
         })?
         .with_timeouts(
             dur(&raw.session_idle, "session_idle", 30 * 60)?,
@@ -699,6 +720,25 @@ mod tests {
         )])
         .unwrap();
         assert!(!format!("{raw:?}").contains("s3cret-kek"));
+    }
+
+    #[test]
+    fn a_bind_name_resolves_and_a_public_bind_asks_for_an_https_issuer() {
+        let raw: RawConfig = toml::from_str("bind = \"localhost:9099\"").unwrap();
+        let c = Config::try_from(raw).unwrap();
+        assert_eq!(c.bind.port(), 9099);
+        assert!(c.bind.ip().is_loopback());
+        let raw: RawConfig = toml::from_str("bind = \"0.0.0.0:8080\"").unwrap();
+        let err = format!("{:#}", Config::try_from(raw).unwrap_err());
+        assert!(err.contains("--issuer https://"), "{err}");
+        assert_eq!(
+            err.matches("sessions_allow_insecure_http").count(),
+            1,
+            "said once: {err}"
+        );
+        let raw: RawConfig =
+            toml::from_str("bind = \"0.0.0.0:8080\"\nissuer = \"https://auth.example\"").unwrap();
+        assert!(Config::try_from(raw).is_ok());
     }
 
     #[test]
