@@ -1,12 +1,14 @@
 //! Who is asking: the client address the throttles count by.
 //!
 //! The TCP peer, unless the peer is one of the configured `trusted_proxies`: then the
-//! forwarding headers are read from the right (the hop nearest to us) and the first
-//! address that is not a trusted proxy is the client. `Forwarded` (RFC 7239) is used
-//! when present, `X-Forwarded-For` otherwise. Headers from any other peer are ignored,
-//! so a client cannot choose its own address by sending them. An entry that is not an
-//! address (`unknown`, an obfuscated name) stops the walk at the last trusted hop, so a
-//! garbled chain is counted against the proxy rather than against nobody.
+//! one forwarding header the proxies write (`forwarded_header`: `X-Forwarded-For` by
+//! default, or `Forwarded`, RFC 7239) is read from the right (the hop nearest to us),
+//! and the first address that is not a trusted proxy is the client. Only that header is
+//! read, never the other one: a proxy appends to the header it writes and passes any
+//! other through untouched, so falling back would let a client choose its address.
+//! Headers from any other peer are ignored. An entry that is not an address (`unknown`,
+//! an obfuscated name, a line that is not text) stops the walk at the last trusted hop,
+//! so a garbled chain is counted against the proxy rather than against nobody.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -14,9 +16,34 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 
 /// The `trusted_proxies` setting: CIDR ranges (or single addresses) whose forwarding
-/// headers are believed. Defaults to none.
+/// header is believed, and which header that is. Defaults to none.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ForwardedHeader,
+}
+
+/// The one forwarding header the trusted proxies write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (most proxies and load balancers).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
+    Forwarded,
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
+            "forwarded" => Ok(ForwardedHeader::Forwarded),
+            other => Err(format!("{other:?} is not x-forwarded-for or forwarded")),
+        }
+    }
+}
 
 impl TrustedProxies {
     /// Parses `10.0.0.0/8`, `192.0.2.7`, `::1/128`…; the error names the bad entry.
@@ -30,17 +57,27 @@ impl TrustedProxies {
                     .map_err(|_| format!("{e:?} is not an address or a CIDR range like 10.0.0.0/8"))
             })
             .collect::<Result<_, _>>()
-            .map(TrustedProxies)
+            .map(|nets| TrustedProxies {
+                nets,
+                header: ForwardedHeader::default(),
+            })
+    }
+
+    /// The same proxies, writing `header`.
+    #[must_use]
+    pub fn with_header(mut self, header: ForwardedHeader) -> TrustedProxies {
+        self.header = header;
+        self
     }
 
     /// True when no proxy is trusted.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty()
     }
 
     fn trusts(&self, addr: IpAddr) -> bool {
         let addr = canonical(addr);
-        self.0.iter().any(|net| net.contains(&addr))
+        self.nets.iter().any(|net| net.contains(&addr))
     }
 
     /// The client address of a request that came from `peer` with `headers`.
@@ -49,7 +86,7 @@ impl TrustedProxies {
         if !self.trusts(client) {
             return client;
         }
-        for hop in forwarded_chain(headers).into_iter().rev() {
+        for hop in forwarded_chain(headers, self.header).into_iter().rev() {
             match hop {
                 Some(addr) if self.trusts(addr) => client = addr,
                 Some(addr) => return addr,
@@ -68,35 +105,35 @@ fn canonical(addr: IpAddr) -> IpAddr {
     }
 }
 
-/// The hops the forwarding headers list, leftmost (farthest) first; `None` for an
-/// entry that is not an address.
-fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> = headers
-        .get_all("forwarded")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(|element| {
-                element.split(';').find_map(|pair| {
-                    let (name, value) = pair.trim().split_once('=')?;
-                    name.trim()
-                        .eq_ignore_ascii_case("for")
-                        .then(|| node_address(value.trim()))
-                })?
-            })
-            .collect();
+/// The hops the forwarding header lists, leftmost (farthest) first; `None` for an
+/// entry that is not an address, or a header line that is not text.
+fn forwarded_chain(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
+    let name = match header {
+        ForwardedHeader::XForwardedFor => "x-forwarded-for",
+        ForwardedHeader::Forwarded => "forwarded",
+    };
+    let mut hops = Vec::new();
+    for line in headers.get_all(name) {
+        let Ok(line) = line.to_str() else {
+            hops.push(None);
+            continue;
+        };
+        for element in line.split(',') {
+            hops.push(match header {
+                ForwardedHeader::XForwardedFor => node_address(element.trim()),
+                ForwardedHeader::Forwarded => element
+                    .split(';')
+                    .find_map(|pair| {
+                        let (name, value) = pair.trim().split_once('=')?;
+                        name.trim()
+                            .eq_ignore_ascii_case("for")
+                            .then(|| node_address(value.trim()))
+                    })
+                    .flatten(),
+            });
+        }
     }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(|v| v.to_str().ok())
-        .flat_map(|v| v.unwrap_or("\u{0}").split(','))
-        .map(|hop| node_address(hop.trim()))
-        .collect()
+    hops
 }
 
 /// An RFC 7239 node (`192.0.2.1`, `"192.0.2.1:80"`, `"[2001:db8::1]:443"`), or a
@@ -161,16 +198,42 @@ mod tests {
         assert_eq!(t.client(ip("10.0.0.1"), &HeaderMap::new()), ip("10.0.0.1"));
     }
 
+    /// Security review: with `Forwarded` preferred whenever present, a client behind a
+    /// proxy that writes X-Forwarded-For chose its own address with a `Forwarded` header.
     #[test]
-    fn forwarded_wins_and_its_node_forms_parse() {
-        let t = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
+    fn only_the_configured_header_is_read_never_the_other() {
+        let xff = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
         let h = headers(&[
             ("x-forwarded-for", "198.51.100.1"),
-            (
-                "forwarded",
-                "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"",
-            ),
+            ("forwarded", "for=6.6.6.6"),
         ]);
+        assert_eq!(xff.client(ip("10.0.0.1"), &h), ip("198.51.100.1"));
+        let fwd = xff.clone().with_header(ForwardedHeader::Forwarded);
+        assert_eq!(fwd.client(ip("10.0.0.1"), &h), ip("6.6.6.6"));
+        // No fallback: without its header, the proxy itself is the client.
+        let only_xff = headers(&[("x-forwarded-for", "198.51.100.1")]);
+        assert_eq!(fwd.client(ip("10.0.0.1"), &only_xff), ip("10.0.0.1"));
+        // A line that is not text is a garbled hop, not a skipped one.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(xff.client(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        assert_eq!(
+            "Forwarded".parse::<ForwardedHeader>(),
+            Ok(ForwardedHeader::Forwarded)
+        );
+        assert!("x-real-ip".parse::<ForwardedHeader>().is_err());
+    }
+
+    #[test]
+    fn forwarded_node_forms_parse() {
+        let t = TrustedProxies::parse(&["10.0.0.0/8"])
+            .unwrap()
+            .with_header(ForwardedHeader::Forwarded);
+        let h = headers(&[(
+            "forwarded",
+            "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"",
+        )]);
         assert_eq!(t.client(ip("10.0.0.1"), &h), ip("2001:db8:cafe::17"));
         let h = headers(&[(
             "forwarded",
@@ -184,6 +247,7 @@ mod tests {
         let t = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
         let h = headers(&[("x-forwarded-for", "203.0.113.9, unknown, 10.1.1.1")]);
         assert_eq!(t.client(ip("10.0.0.1"), &h), ip("10.1.1.1"));
+        let t = t.with_header(ForwardedHeader::Forwarded);
         let h = headers(&[("forwarded", "for=_hidden, for=10.2.2.2")]);
         assert_eq!(t.client(ip("10.0.0.1"), &h), ip("10.2.2.2"));
     }

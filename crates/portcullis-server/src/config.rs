@@ -89,6 +89,7 @@ settings! {
     session_token_ttl: RawDuration,
     sessions_allow_insecure_http: bool,
     trusted_proxies: Vec<String>,
+    forwarded_header: String,
     signups_before_delay: u32,
     signup_max_delay: RawDuration,
     device_lifetime: RawDuration,
@@ -349,7 +350,10 @@ impl TryFrom<RawConfig> for Config {
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
         {
-            bail!("database_url {database_url:?} must start with sqlite:// or postgres://");
+            bail!(
+                "database_url {:?} must start with sqlite:// or postgres://",
+                redact_url(&database_url)
+            );
         }
         let issuer = raw.issuer.unwrap_or_else(|| format!("http://{bind}"));
         if issuer.is_empty() || issuer.chars().any(char::is_whitespace) {
@@ -422,9 +426,14 @@ impl TryFrom<RawConfig> for Config {
         if session_token_ttl < Duration::from_secs(30) || session_token_ttl > access_token_ttl {
             bail!("session_token_ttl must be between 30s and access_token_ttl");
         }
+        let forwarded_header: crate::client::ForwardedHeader = match &raw.forwarded_header {
+            None => crate::client::ForwardedHeader::default(),
+            Some(text) => text.parse().map_err(|e| anyhow!("forwarded_header: {e}"))?,
+        };
         let trusted_proxies =
             crate::client::TrustedProxies::parse(raw.trusted_proxies.as_deref().unwrap_or(&[]))
-                .map_err(|e| anyhow!("trusted_proxies: {e}"))?;
+                .map_err(|e| anyhow!("trusted_proxies: {e}"))?
+                .with_header(forwarded_header);
         let login_max_delay = dur(&raw.login_max_delay, "login_max_delay", 60)?;
         let signup_max_delay = dur(&raw.signup_max_delay, "signup_max_delay", 5 * 60)?;
         for (name, d) in [
@@ -523,17 +532,32 @@ impl TryFrom<RawConfig> for Config {
     }
 }
 
-/// A database URL without its password, for messages.
+/// A database URL without its password, for messages: the password of the userinfo
+/// and a `password=` query parameter are replaced by `***`.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        // Only a password is hidden; a user alone is shown as given.
-        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
+    let parsed = url::Url::parse(url).ok().filter(|u| !u.cannot_be_a_base());
+    let Some(mut parsed) = parsed else {
+        // Not a URL with an authority: show only the scheme.
+        return format!("{}:…", url.split(':').next().unwrap_or_default());
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string().replace("%2A%2A%2A", "***")
 }
 
 /// `scheme://host[:port]` of a URL.
@@ -603,6 +627,21 @@ mod tests {
         assert_eq!(c.signing_alg, Algorithm::EdDSA);
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.event_poll_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn redacted_urls_hide_passwords_wherever_they_are() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db/x"),
+            "postgres://app:***@db/x"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        let q = redact_url("postgres://app@db/x?password=s3cret&sslmode=require");
+        assert!(
+            !q.contains("s3cret") && q.contains("sslmode=require"),
+            "{q}"
+        );
+        assert!(!redact_url("mysql:app:s3cret@@x").contains("s3cret"));
     }
 
     #[test]

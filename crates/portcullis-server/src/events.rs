@@ -11,8 +11,10 @@
 //! Event ids come from a sequence. On PostgreSQL, two transactions can commit out of id
 //! order, so a reader may see id 11 before id 10 exists. The cursor therefore stops
 //! before a gap (events after it are applied anyway — applying is idempotent — and
-//! read again next time) until the gap fills, or until the event after it is
-//! [`GAP_WAIT`] old, when the gap is taken for a rolled-back transaction.
+//! read again next time) until the gap fills, or until this instance has waited
+//! [`GAP_WAIT`] at it, by its own monotonic clock, when the gap is taken for a
+//! rolled-back transaction. (Not by the events' own times: another instance's clock
+//! may run ahead.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,19 +27,23 @@ use crate::state::AppState;
 
 /// How long a gap in event ids is waited for before it is taken as a rolled-back
 /// transaction (every transaction that writes an event is short).
-pub const GAP_WAIT: i64 = 10;
+pub const GAP_WAIT: Duration = Duration::from_secs(10);
 
 /// Where the cursor may move after reading `events` (in id order) from `cursor`: past
-/// every event up to the first gap in ids that is younger than `GAP_WAIT`.
-pub fn advance(cursor: i64, events: &[Event], now: i64) -> i64 {
+/// every event up to the first gap in ids, and past that gap too when `pass_gap` (the
+/// reader has waited at it long enough). Also whether it stopped at a gap.
+pub fn advance(cursor: i64, events: &[Event], mut pass_gap: bool) -> (i64, bool) {
     let mut to = cursor;
     for event in events {
-        if event.id != to + 1 && now - event.at < GAP_WAIT {
-            break;
+        if event.id != to + 1 {
+            if !pass_gap {
+                return (to, true);
+            }
+            pass_gap = false;
         }
         to = event.id;
     }
-    to
+    (to, false)
 }
 
 /// Applies every event after the cursor, then moves it. Returns once this instance's
@@ -45,7 +51,7 @@ pub fn advance(cursor: i64, events: &[Event], now: i64) -> i64 {
 pub async fn catch_up(state: &AppState) {
     let mut cursor = state.0.events.lock().await;
     loop {
-        let events = match state.0.store.events_after(*cursor, 1000).await {
+        let events = match state.0.store.events_after(cursor.id, 1000).await {
             Ok(events) => events,
             // The database is away: keep serving from memory; the follower retries.
             Err(e) => {
@@ -60,11 +66,19 @@ pub async fn catch_up(state: &AppState) {
         if keys_changed {
             reload_keys(state).await;
         }
-        let moved = advance(*cursor, &events, state.now());
-        let full = events.len() == 1000;
-        let stuck = moved == *cursor;
-        *cursor = moved;
-        if !full || stuck {
+        let waited = cursor
+            .waiting_since
+            .is_some_and(|t| t.elapsed() >= GAP_WAIT);
+        let (moved, at_gap) = advance(cursor.id, &events, waited);
+        if moved != cursor.id {
+            cursor.waiting_since = None;
+        }
+        if at_gap && cursor.waiting_since.is_none() {
+            cursor.waiting_since = Some(std::time::Instant::now());
+        }
+        let stuck = moved == cursor.id;
+        cursor.id = moved;
+        if events.len() < 1000 || stuck {
             return;
         }
     }
@@ -168,15 +182,23 @@ mod tests {
     }
 
     #[test]
-    fn the_cursor_stops_before_a_young_gap_and_passes_an_old_one() {
-        let now = 1000;
+    fn the_cursor_stops_before_a_gap_until_it_has_waited_there() {
+        // The events' own times do not matter (another instance's clock may run ahead).
+        let far_past = 0;
         // Contiguous: all the way.
-        assert_eq!(advance(10, &[event(11, now), event(12, now)], now), 12);
+        assert_eq!(
+            advance(10, &[event(11, 1), event(12, 1)], false),
+            (12, false)
+        );
         // Id 12 not committed yet (13 is visible): stop after 11, read 13 again later.
-        assert_eq!(advance(10, &[event(11, now), event(13, now)], now), 11);
-        assert_eq!(advance(10, &[event(13, now)], now), 10);
-        // The gap is older than GAP_WAIT: a rolled-back transaction, move on.
-        assert_eq!(advance(10, &[event(13, now - GAP_WAIT)], now), 13);
-        assert_eq!(advance(10, &[], now), 10);
+        assert_eq!(
+            advance(10, &[event(11, 1), event(13, far_past)], false),
+            (11, true)
+        );
+        assert_eq!(advance(10, &[event(13, far_past)], false), (10, true));
+        // Waited long enough at it: a rolled-back transaction; pass that one gap only.
+        assert_eq!(advance(10, &[event(13, 1)], true), (13, false));
+        assert_eq!(advance(10, &[event(12, 1), event(14, 1)], true), (12, true));
+        assert_eq!(advance(10, &[], true), (10, false));
     }
 }

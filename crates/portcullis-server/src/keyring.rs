@@ -257,14 +257,19 @@ pub async fn add_key(
     let kid = random_id()?;
     let key = SigningKey::generate(alg, Some(kid.clone()))?;
     let private = zeroize::Zeroizing::new(key.to_jwk()?.to_json());
-    // A new key always activates after every existing one (a second later at least),
-    // so the order of activation, which decides which key signs, has no ties.
-    let after = store
+    // No two keys activate in the same second, so the order of activation, which
+    // decides which key signs, has no ties. (A key for now still signs now, ahead of a
+    // pending next key: `keys rotate --now` is for emergencies.)
+    let taken: Vec<i64> = store
         .signing_keys()
         .await?
-        .last()
-        .map_or(i64::MIN, |k| k.activates_at + 1);
-    let activates_at = activates_at.max(now).max(after);
+        .iter()
+        .map(|k| k.activates_at)
+        .collect();
+    let mut activates_at = activates_at.max(now);
+    while taken.contains(&activates_at) {
+        activates_at += 1;
+    }
     let stored = StoredKey {
         kid: kid.clone(),
         alg: alg.as_str().to_owned(),

@@ -7,16 +7,29 @@ use portcullis_store::{Event, EventKind, RevokedState};
 
 /// Where this instance is in the event log (`events.rs` moves it).
 #[derive(Debug)]
-pub struct Cursor(tokio::sync::Mutex<i64>);
+pub struct Cursor(tokio::sync::Mutex<CursorState>);
+
+/// The last event applied in order, and since when (on this instance's own clock) the
+/// reader has been waiting at a gap after it.
+#[derive(Debug)]
+pub struct CursorState {
+    /// Every event up to this id has been applied.
+    pub id: i64,
+    /// When the reader first found the next id missing.
+    pub waiting_since: Option<std::time::Instant>,
+}
 
 impl Cursor {
     /// Starting after event `id`.
     pub fn new(id: i64) -> Cursor {
-        Cursor(tokio::sync::Mutex::new(id))
+        Cursor(tokio::sync::Mutex::new(CursorState {
+            id,
+            waiting_since: None,
+        }))
     }
 
     /// Holds the cursor: one reader of the log at a time.
-    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, i64> {
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, CursorState> {
         self.0.lock().await
     }
 }

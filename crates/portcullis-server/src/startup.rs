@@ -124,10 +124,14 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let kek_source = kek.source.clone();
     let keys = KeyRing::load(store.as_ref(), kek, config.signing_alg, keep_for, now).await?;
     crate::events::log_keys(&keys.current(), "signing key");
+    // The cursor first, then the state: a revocation committed in between is both in
+    // the state and after the cursor (applying it twice is harmless), never in neither.
+    // The cursor starts a little behind the newest id, so that a lower id still being
+    // committed (PostgreSQL commits out of order) is read when it lands.
+    let cursor = (store.last_event_id().await? - 100).max(0);
     let revocations = Arc::new(crate::revocation::from_state(
         store.revoked_since(now - keep_for.as_secs() as i64).await?,
     ));
-    let cursor = store.last_event_id().await?;
     let hasher = PasswordHasher::new(
         HashParams::default(),
         config.hash_concurrency,

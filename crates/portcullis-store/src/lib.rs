@@ -98,15 +98,17 @@ pub trait AdmissionStore: Send + Sync + 'static {
 /// Refresh-token families, and logout everywhere. Part of [`Store`]; callers take the narrowest trait they need.
 #[async_trait::async_trait]
 pub trait FamilyStore: Send + Sync + 'static {
-    /// Starts a refresh family with its first token.
+    /// Starts a refresh family with its first token, with the user's scope as it is
+    /// *now* (read in the same statement, so a scope change racing a login cannot
+    /// leave the old scope in a new family). The family's scope, or `None` when the user
+    /// is gone or disabled.
     async fn create_family(
         &self,
         family_id: &str,
         user_id: &str,
-        scope: &str,
         token: &TokenHash,
         now: i64,
-    ) -> Result<(), Error>;
+    ) -> Result<Option<String>, Error>;
 
     /// Redeems `presented`, storing `next` in its place by the library's rotation rule
     /// (`portcullis::refresh::decide`), under a lock on the family: whatever the

@@ -560,22 +560,24 @@ macro_rules! store_impl {
                 &self,
                 family_id: &str,
                 user_id: &str,
-                scope: &str,
                 token: &TokenHash,
                 now: i64,
-            ) -> Result<(), Error> {
+            ) -> Result<Option<String>, Error> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(
+                let scope: Option<(String,)> = sqlx::query_as(
                     "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, current_hash) \
-                     VALUES ($1, $2, $3, $4, $4, $5)",
+                     SELECT $1, id, scope, $3, $3, $4 FROM users WHERE id = $2 AND NOT disabled \
+                     RETURNING scope",
                 )
                 .bind(family_id)
                 .bind(user_id)
-                .bind(scope)
                 .bind(now)
                 .bind(&token.0[..])
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+                let Some((scope,)) = scope else {
+                    return Ok(None);
+                };
                 sqlx::query("INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES ($1, $2, $3)")
                     .bind(&token.0[..])
                     .bind(family_id)
@@ -583,7 +585,7 @@ macro_rules! store_impl {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(Some(scope))
             }
 
             async fn rotate(
@@ -680,6 +682,15 @@ macro_rules! store_impl {
 
             async fn revoke_family_of(&self, token: &TokenHash, now: i64) -> Result<Option<String>, Error> {
                 let mut tx = self.pool.begin().await?;
+                // The write first (it takes the lock before anything is read, so SQLite
+                // never has to upgrade a read snapshot), then what it found.
+                sqlx::query(
+                    "UPDATE refresh_families SET last_used_at = last_used_at \
+                     WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $1)",
+                )
+                .bind(&token.0[..])
+                .execute(&mut *tx)
+                .await?;
                 let family: Option<(String, Option<i64>)> = sqlx::query_as(
                     "SELECT f.id, f.revoked_at FROM refresh_tokens t \
                      JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1",
@@ -704,6 +715,11 @@ macro_rules! store_impl {
 
             async fn revoke_user(&self, user_id: &str, now: i64) -> Result<Vec<String>, Error> {
                 let mut tx = self.pool.begin().await?;
+                // The user's row first, as `set_scope` does: one lock order, no deadlock.
+                sqlx::query("UPDATE users SET not_before = not_before WHERE id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
                 let revoked: Vec<(String,)> = sqlx::query_as(
                     "UPDATE refresh_families SET revoked_at = $1 \
                      WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",

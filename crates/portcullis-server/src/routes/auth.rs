@@ -152,21 +152,19 @@ pub async fn login(
     let now = state.now();
     let family = random_id()?;
     let refresh = RefreshToken::generate()?;
-    s.store
-        .create_family(
-            &family,
-            &user.id,
-            &user.scope,
-            &TokenHash(refresh.hash()),
-            now,
-        )
-        .await?;
+    // The family takes the account's scope as it is now, not as it was read before the
+    // password check: a scope removed meanwhile is not minted.
+    let scope = s
+        .store
+        .create_family(&family, &user.id, &TokenHash(refresh.hash()), now)
+        .await?
+        .ok_or(ApiError::InvalidCredentials)?;
     tracing::info!(user = %user.id, sid = %family, "login");
     token_response(
         &state,
         &user.id,
         &user.username,
-        &user.scope,
+        &scope,
         &family,
         &refresh,
         signed_in.new_device.as_ref(),
@@ -201,13 +199,14 @@ pub(super) async fn check_password(
         Some(name) => s.store.user_by_username(name).await?,
         None => None,
     };
-    // A device credential counts only for the account it was issued to.
-    let known_device = match (&device, &user) {
-        (Some(token), Some(user)) => device::owner(state, token)
+    // A device credential counts only for the account it was issued to. It is looked
+    // up whether or not the account exists, so the lookup tells nothing about that.
+    let known_device = match &device {
+        Some(token) => device::owner(state, token)
             .await?
-            .filter(|owner| *owner == user.id)
+            .filter(|owner| user.as_ref().is_some_and(|u| u.id == *owner))
             .map(|_| TokenHash(token.sha256())),
-        _ => None,
+        None => None,
     };
     let attempts = s
         .throttle
