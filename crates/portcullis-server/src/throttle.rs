@@ -21,6 +21,9 @@ use crate::config::Config;
 pub struct Throttle {
     account: Budget,
     address: Budget,
+    /// An IPv6 /48 (a site's usual allocation): 16 times an address's budget, so one
+    /// site cannot multiply its budget by taking addresses in 65,536 /64s.
+    site: Budget,
     signup: Budget,
 }
 
@@ -34,6 +37,7 @@ impl Throttle {
         Throttle {
             account: Budget::new(free, max),
             address: Budget::new(free.saturating_mul(4), max),
+            site: Budget::new(free.saturating_mul(64), max),
             signup: Budget::new(
                 config.signups_before_delay,
                 config.signup_max_delay.as_secs() as i64,
@@ -55,18 +59,29 @@ impl Throttle {
                 budget: self.account,
                 lane: Lane::Device,
             }],
-            None => vec![
-                Attempt {
-                    key: format!("account:{account}"),
-                    budget: self.account,
-                    lane: Lane::Account,
-                },
-                Attempt {
-                    key: format!("address:{}", address_key(address)),
-                    budget: self.address,
-                    lane: Lane::Address,
-                },
-            ],
+            None => {
+                let mut attempts = vec![
+                    Attempt {
+                        key: format!("account:{account}"),
+                        budget: self.account,
+                        lane: Lane::Account,
+                    },
+                    Attempt {
+                        key: format!("address:{}", address_key(address)),
+                        budget: self.address,
+                        lane: Lane::Address,
+                    },
+                ];
+                if let IpAddr::V6(v6) = address {
+                    let s = v6.segments();
+                    attempts.push(Attempt {
+                        key: format!("site:{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]),
+                        budget: self.site,
+                        lane: Lane::Address,
+                    });
+                }
+                attempts
+            }
         }
     }
 
@@ -81,7 +96,7 @@ impl Throttle {
 
     /// How long a counter can matter after its last attempt (for pruning).
     pub fn idle(&self) -> i64 {
-        [self.account, self.address, self.signup]
+        [self.account, self.address, self.site, self.signup]
             .iter()
             .map(|b| b.reset_after)
             .max()
@@ -128,6 +143,21 @@ mod tests {
         assert_eq!(known.len(), 1);
         assert_eq!(known[0].lane, Lane::Device);
         assert!(known[0].key.starts_with("device:0707"));
+    }
+
+    /// Security review: a /48 holder had 65,536 /64 address budgets.
+    #[test]
+    fn ipv6_clients_also_spend_their_48s_budget() {
+        let t = Throttle::new(&Config::defaults().unwrap());
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:ffff::1".parse().unwrap();
+        let (x, y) = (t.login("alice", a, None), t.login("alice", b, None));
+        assert_ne!(x[1].key, y[1].key, "different /64s");
+        assert_eq!(x[2].key, y[2].key, "one /48");
+        assert_eq!(x[2].key, "site:2001:db8:1::/48");
+        assert_eq!(x[2].budget.free, 320);
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(t.login("alice", v4, None).len(), 2);
     }
 
     #[test]

@@ -414,6 +414,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn max_age_is_followed_between_the_floor_and_the_ceiling() {
+        let (fake, remote, _verifier, clock, _key) = setup(Some(Duration::from_secs(300)));
+        remote.refresh_if_stale().await.unwrap();
+        clock.advance(299);
+        remote.refresh_if_stale().await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "fresh for 300 s");
+        clock.advance(1);
+        remote.refresh_if_stale().await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2, "stale at 300 s");
+        // Two days asked for: a day at most.
+        let (fake, remote, _verifier, clock, _key) = setup(Some(Duration::from_secs(2 * 86_400)));
+        remote.refresh_if_stale().await.unwrap();
+        clock.advance(86_399);
+        remote.refresh_if_stale().await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        clock.advance(1);
+        remote.refresh_if_stale().await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2, "the ceiling holds");
+    }
+
+    #[tokio::test]
     async fn the_cache_honours_max_age_within_its_bounds_and_keeps_keys_when_the_issuer_is_down() {
         let (fake, remote, verifier, clock, _key) = setup(Some(Duration::from_secs(5)));
         remote.refresh_if_stale().await.unwrap();
