@@ -166,7 +166,7 @@ impl IntoResponse for ApiError {
 }
 
 /// What went wrong behind an answer, for the log only: `into_response` (and the pages)
-/// put it in the response's extensions, [`log_failures`] writes it once. Never sent.
+/// put it in the response's extensions, [`finish`] writes it once. Never sent.
 #[derive(Clone, Debug)]
 pub enum Failure {
     /// Authentication refused, with the precise reason (never the token).
@@ -175,20 +175,25 @@ pub enum Failure {
     Unexpected(String),
 }
 
-/// The one place failures are logged (a layer, not `IntoResponse`).
-pub async fn log_failures(response: Response) -> Response {
+/// The one layer every answer passes on its way out (one step on the hot path, not
+/// two): failures are logged here, once (not in `IntoResponse`), and error answers
+/// that are not ours yet get the JSON shape ([`json_errors`]).
+pub async fn finish(response: Response) -> Response {
+    if response.status().is_success() {
+        return response;
+    }
     match response.extensions().get::<Failure>() {
         Some(Failure::Refused(reason)) => tracing::info!(reason, "authentication refused"),
         Some(Failure::Unexpected(error)) => tracing::error!(error, "unexpected failure"),
         None => {}
     }
-    response
+    json_errors(response)
 }
 
 /// Gives every error answer that is not ours yet (405 from the router, 408 from the
 /// request timeout, 413 from the body limit, anything else a layer produces) the same
 /// JSON shape as the rest. Pages (HTML) and our own JSON errors pass unchanged.
-pub async fn json_errors(response: Response) -> Response {
+fn json_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

@@ -209,8 +209,9 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     })
 }
 
-/// The router with its layers: body limit, request timeout, JSON error bodies for the
-/// answers layers and the router give (405, 408, 413), request ids, tracing.
+/// The router with its layers: body limit, request timeout, failures logged once and
+/// JSON error bodies for the answers layers and the router give (405, 408, 413),
+/// request ids, tracing.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let limit = state.0.config.max_body_bytes;
@@ -221,8 +222,7 @@ pub fn app(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        .layer(axum::middleware::map_response(crate::error::json_errors))
-        .layer(axum::middleware::map_response(crate::error::log_failures))
+        .layer(axum::middleware::map_response(crate::error::finish))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(move |req: &axum::http::Request<_>| {
             let id = req

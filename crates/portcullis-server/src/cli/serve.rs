@@ -41,6 +41,13 @@ pub(crate) struct ServeArgs {
 }
 
 impl ConfigArgs {
+    /// The configuration, and its existing database (admin commands never create one).
+    async fn open(&self) -> anyhow::Result<(Config, std::sync::Arc<dyn portcullis_store::Store>)> {
+        let config = self.load(None, None)?;
+        let store = open_existing(&config.database_url).await?;
+        Ok((config, store))
+    }
+
     fn load(&self, bind: Option<String>, issuer: Option<String>) -> anyhow::Result<Config> {
         Config::load(
             self.config.as_deref(),
@@ -197,8 +204,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 username,
                 scope,
             } => {
-                let config = config.load(None, None)?;
-                let store = open_existing(&config.database_url).await?;
+                let (config, store) = config.open().await?;
                 let username = normalize_username(&username)?;
                 check_new_username(&username)?;
                 let password = Password::new(
@@ -227,16 +233,14 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 println!("{}\t{}", user.id, user.username);
             }
             UsersCommand::List { config } => {
-                let config = config.load(None, None)?;
-                let store = open_existing(&config.database_url).await?;
+                let (_, store) = config.open().await?;
                 println!("id\tusername\tscope\tdisabled");
                 for u in store.list_users().await? {
                     println!("{}\t{}\t{}\t{}", u.id, u.username, u.scope, u.disabled);
                 }
             }
             UsersCommand::Disable { config, username } => {
-                let config = config.load(None, None)?;
-                let store = open_existing(&config.database_url).await?;
+                let (_, store) = config.open().await?;
                 let name = normalize_username(&username)?;
                 let Some(user) = store.user_by_username(&name).await? else {
                     bail!("no such user: {username}");
@@ -253,8 +257,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 );
             }
             UsersCommand::Enable { config, username } => {
-                let config = config.load(None, None)?;
-                let store = open_existing(&config.database_url).await?;
+                let (_, store) = config.open().await?;
                 let name = normalize_username(&username)?;
                 if !store.set_disabled(&name, false).await? {
                     bail!("no such user: {username}");
@@ -268,8 +271,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 add,
                 remove,
             } => {
-                let config = config.load(None, None)?;
-                let store = open_existing(&config.database_url).await?;
+                let (_, store) = config.open().await?;
                 change_scope(store.as_ref(), &username, scope, &add, &remove).await?;
             }
             UsersCommand::RevokeScope {
@@ -277,8 +279,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 username,
                 scope,
             } => {
-                let config = config.load(None, None)?;
-                let store = open_existing(&config.database_url).await?;
+                let (_, store) = config.open().await?;
                 change_scope(store.as_ref(), &username, None, &[], &scope).await?;
             }
         }
@@ -347,8 +348,7 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
                 to,
                 generate,
             } => {
-                let config = config.load(None, None)?;
-                let store = open_existing(&config.database_url).await?;
+                let (config, store) = config.open().await?;
                 let (old, _) = keyring::open_kek(store.as_ref(), &config).await?;
                 let source = format!("key_encryption_key_file {}", to.display());
                 let new = if generate {
@@ -370,8 +370,7 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
                 );
             }
             ServerKeysCommand::List { config } => {
-                let config = config.load(None, None)?;
-                let store = open_existing(&config.database_url).await?;
+                let (config, store) = config.open().await?;
                 let keys = store.signing_keys().await?;
                 let keep = config.revocation_window().as_secs() as i64;
                 let (states, _) = keyring::lifecycle(&keys, now(), keep);
