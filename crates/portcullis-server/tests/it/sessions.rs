@@ -777,7 +777,11 @@ on_each_store! {
 on_each_store! {
     async fn ended_sessions_are_pruned_once_no_token_can_need_them(url, dir) {
         let clock = ManualClock::new(1_800_000_000);
-        let server = TestServer::start_with(config(&url), Arc::new(clock.clone()))
+        // Known devices are forgotten after 5 minutes here: the device row each login
+        // leaves is the witness that a pruning pass ran while the ended session stayed.
+        let mut c = config(&url);
+        c.device_lifetime = Duration::from_secs(300);
+        let server = TestServer::start_with(c.clone(), Arc::new(clock.clone()))
             .await
             .keep_dir(dir);
         let ended = session(&server, "pia").await;
@@ -785,28 +789,44 @@ on_each_store! {
         assert_eq!(r.status(), 204);
         let live = session(&server, "pia").await;
         let dir = server.stop().await;
-        let count = || async {
-            let sql = "SELECT COUNT(*) FROM sessions";
-            if url.starts_with("sqlite") {
-                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-                sqlx::query_scalar::<_, i64>(sql)
+        let db_url = url.as_str();
+        let count_of = |table: &'static str| async move {
+            let sql = format!("SELECT COUNT(*) FROM {table}");
+            if db_url.starts_with("sqlite") {
+                let pool = sqlx::SqlitePool::connect(db_url).await.unwrap();
+                sqlx::query_scalar::<_, i64>(&sql)
                     .fetch_one(&pool)
                     .await
                     .unwrap()
             } else {
-                let pool = sqlx::PgPool::connect(&url).await.unwrap();
-                sqlx::query_scalar::<_, i64>(sql)
+                let pool = sqlx::PgPool::connect(db_url).await.unwrap();
+                sqlx::query_scalar::<_, i64>(&sql)
                     .fetch_one(&pool)
                     .await
                     .unwrap()
             }
         };
+        let count = || count_of("sessions");
         assert_eq!(count().await, 2, "{url}");
+        assert!(count_of("devices").await > 0, "{url}");
 
-        // Within the access-token lifetime the ended row stays (its tokens may live);
-        // after it, the next start prunes it. The live session is untouched.
-        clock.advance(900 + 61);
-        let server = TestServer::start_with(config(&url), Arc::new(clock.clone()))
+        // Within the access-token lifetime the ended row stays (its tokens may live):
+        // a start 10 minutes on prunes the devices but keeps both sessions.
+        clock.advance(600);
+        let server = TestServer::start_with(c.clone(), Arc::new(clock.clone()))
+            .await
+            .keep_dir(dir);
+        let start = std::time::Instant::now();
+        while count_of("devices").await != 0 {
+            assert!(start.elapsed() < Duration::from_secs(5), "no pruning pass ran");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(count().await, 2, "pruned inside the window: {url}");
+        let dir = server.stop().await;
+
+        // After it, the next start prunes it. The live session is untouched.
+        clock.advance(900 + 61 - 600);
+        let server = TestServer::start_with(c, Arc::new(clock.clone()))
             .await
             .keep_dir(dir);
         let start = std::time::Instant::now();

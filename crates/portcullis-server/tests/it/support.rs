@@ -59,6 +59,22 @@ pub fn config(database_url: &str) -> Config {
 /// The key-encryption key of PostgreSQL test databases (32 bytes, base64url).
 pub const TEST_KEK: &str = "cG9ydGN1bGxpcy10ZXN0LWtleS1lbmNyeXB0aW9uISE";
 
+/// Sends the servers' log to libtest's captured output: a test that passes shows
+/// nothing, a failing one prints its server's log (`RUST_LOG` filters, default info;
+/// `--nocapture` shows it live).
+fn test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
         Self::start_with(config, std::sync::Arc::new(portcullis::clock::SystemClock)).await
@@ -69,6 +85,7 @@ impl TestServer {
         config: Config,
         clock: std::sync::Arc<dyn portcullis::clock::Clock>,
     ) -> TestServer {
+        test_log();
         let database_url = config.database_url.clone();
         let running = startup::start_with(config, clock)
             .await

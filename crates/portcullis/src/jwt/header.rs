@@ -198,20 +198,38 @@ impl<'de> Visitor<'de> for HeaderVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jwt::claims::tests::json_object_text;
     use proptest::prelude::*;
 
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
-
-        /// The fast path gives exactly the full parser's answer whenever it answers.
-        #[test]
-        fn fast_path_agrees_with_the_full_parser(
-            text in crate::jwt::claims::tests::json_object_text()
-        ) {
+    /// The fast path gives exactly the full parser's answer whenever it answers.
+    #[test]
+    fn fast_path_agrees_with_the_full_parser() {
+        // Headers need a string `alg`: most inputs get one in front of the generated
+        // members (which may repeat it, or bring a `kid` or `typ` of the wrong type).
+        let with_alg = |text: String| match text.find('{') {
+            Some(i) => {
+                let rest = &text[i + 1..];
+                let sep = if rest.trim_start().starts_with('}') {
+                    ""
+                } else {
+                    ","
+                };
+                format!("{}{{\"alg\":\"EdDSA\"{sep}{rest}", &text[..i])
+            }
+            None => text,
+        };
+        let texts = prop_oneof![
+            1 => json_object_text(),
+            4 => json_object_text().prop_map(with_alg),
+        ];
+        // About 290 of 4,000 take the fast path (2 did before the `alg` was added).
+        crate::jwt::claims::tests::over_json_objects(texts, 150, |text| {
             if let Some(fast) = flat_json::parse(text.as_bytes()).and_then(RawHeader::from_flat) {
                 prop_assert_eq!(Ok(fast), RawHeader::parse_full(text.as_bytes()));
+                return Ok(true);
             }
-        }
+            Ok(false)
+        });
     }
 
     fn reason(json: &str) -> Reason {
