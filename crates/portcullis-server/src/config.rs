@@ -2,6 +2,7 @@
 //! overridden by command-line flags. Everything is read raw first, then checked once
 //! into a typed [`Config`] with messages that name the setting.
 
+use portcullis::clock::secs;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -590,9 +591,9 @@ impl Config {
     /// The refresh-token lifetimes, in the store's terms.
     pub fn rotation_policy(&self) -> portcullis_store::RotationPolicy {
         portcullis_store::RotationPolicy {
-            grace: self.refresh_grace.as_secs() as i64,
-            idle: self.refresh_idle.as_secs() as i64,
-            absolute: self.refresh_absolute.as_secs() as i64,
+            grace: secs(self.refresh_grace),
+            idle: secs(self.refresh_idle),
+            absolute: secs(self.refresh_absolute),
         }
     }
 

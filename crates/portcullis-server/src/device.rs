@@ -14,6 +14,7 @@
 //! send it back in the next login's body.
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use portcullis::clock::secs;
 use portcullis::opaque::Opaque;
 use portcullis_store::TokenHash;
 
@@ -82,7 +83,7 @@ pub async fn owner(state: &AppState, token: &DeviceToken) -> Result<Option<Strin
         .device_owner(
             &TokenHash(token.sha256()),
             state.now(),
-            state.0.config.device_lifetime.as_secs() as i64,
+            secs(state.0.config.device_lifetime),
         )
         .await?)
 }

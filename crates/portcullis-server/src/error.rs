@@ -24,7 +24,7 @@ pub enum ApiError {
     /// 429 with `Retry-After`: too many login or signup attempts.
     Throttled {
         /// Seconds to wait.
-        retry_after: u64,
+        retry_after: i64,
     },
     /// 503 with `Retry-After`: password hashing is saturated.
     Busy,
@@ -96,7 +96,7 @@ impl ApiError {
     }
 
     /// Seconds a client should wait before trying again, for the answers that say so.
-    pub fn retry_after(&self) -> Option<u64> {
+    pub fn retry_after(&self) -> Option<i64> {
         match self {
             ApiError::Throttled { retry_after } => Some((*retry_after).max(1)),
             ApiError::Busy => Some(1),

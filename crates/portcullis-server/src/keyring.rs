@@ -7,6 +7,7 @@
 //! instance signs with the same one and a restart keeps them; their private halves are
 //! sealed there under the key-encryption key (`kek.rs`).
 
+use portcullis::clock::secs;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,7 +206,7 @@ async fn build(
     now: i64,
 ) -> anyhow::Result<Keys> {
     let stored = store.signing_keys().await?;
-    let (states, next_change) = lifecycle(&stored, now, keep_for.as_secs() as i64);
+    let (states, next_change) = lifecycle(&stored, now, secs(keep_for));
     let mut active = None;
     let mut verifying = Vec::new();
     let mut listing = Vec::with_capacity(stored.len());
@@ -299,7 +300,7 @@ pub async fn rotate(
     let activates_at = if at_once {
         now
     } else {
-        now + config.key_publication_delay.as_secs() as i64
+        now + secs(config.key_publication_delay)
     };
     let kid = add_key(store, &kek, alg, now, activates_at, None)
         .await?

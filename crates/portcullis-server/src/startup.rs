@@ -1,5 +1,6 @@
 //! Building the application and serving it until asked to stop.
 
+use portcullis::clock::secs;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,7 +114,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let store = portcullis_store::open(&config.database_url)
         .await
         .with_context(|| format!("opening the database {}", redact_url(&config.database_url)))?;
-    let now = clock.now() as i64;
+    let now = clock.now();
     // Keys retired less than a token lifetime (plus leeway) ago still verify.
     let keep_for = config.revocation_window();
     let (kek, kek_generated) = crate::keyring::open_kek(store.as_ref(), &config).await?;
@@ -130,7 +131,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     // committed (PostgreSQL commits out of order) is read when it lands.
     let cursor = (store.last_event_id().await? - 100).max(0);
     let revocations = Arc::new(crate::revocation::from_state(
-        store.revoked_since(now - keep_for.as_secs() as i64).await?,
+        store.revoked_since(now - secs(keep_for)).await?,
     ));
     let hasher = PasswordHasher::new(
         HashParams::default(),
@@ -240,9 +241,9 @@ pub fn app(state: AppState) -> Router {
 /// throttle counters, forgotten devices.
 fn retention(config: &Config) -> portcullis_store::Retention {
     portcullis_store::Retention {
-        keep: config.revocation_window().as_secs() as i64,
+        keep: secs(config.revocation_window()),
         rotation: config.rotation_policy(),
-        device_idle: config.device_lifetime.as_secs() as i64,
+        device_idle: secs(config.device_lifetime),
         throttle_idle: Throttle::new(config).idle(),
     }
 }
@@ -268,7 +269,7 @@ async fn retain(state: AppState, mut stop: watch::Receiver<bool>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning failed; trying again later"),
         }
-        state.0.revocations.prune(now - keep.as_secs() as i64);
+        state.0.revocations.prune(now - secs(keep));
         tokio::select! {
             _ = tokio::time::sleep(keep) => {}
             _ = stop.changed() => return,
@@ -282,8 +283,8 @@ async fn retain(state: AppState, mut stop: watch::Receiver<bool>) {
 /// rotate is the store's (one successor per key), so several instances add one key.
 async fn key_lifecycle(state: AppState, mut stop: watch::Receiver<bool>) {
     let config = &state.0.config;
-    let interval = config.key_rotation_interval.as_secs() as i64;
-    let delay = config.key_publication_delay.as_secs() as i64;
+    let interval = secs(config.key_rotation_interval);
+    let delay = secs(config.key_publication_delay);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -51,7 +51,7 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     pub(crate) fn now(&self) -> i64 {
-        self.0.clock.now() as i64
+        self.0.clock.now()
     }
 }
 

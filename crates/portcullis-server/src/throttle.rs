@@ -9,6 +9,7 @@
 //! guesses, which never carry the owner's device credential, can slow down anonymous
 //! logins to the account but never the owner's known devices.
 
+use portcullis::clock::secs;
 use std::net::IpAddr;
 
 use portcullis::throttle::{Attempt, Budget, Lane};
@@ -33,15 +34,12 @@ impl Throttle {
     /// `login_max_delay` and `signup_max_delay`.
     pub fn new(config: &Config) -> Throttle {
         let free = config.login_failures_before_delay;
-        let max = config.login_max_delay.as_secs() as i64;
+        let max = secs(config.login_max_delay);
         Throttle {
             account: Budget::new(free, max),
             address: Budget::new(free.saturating_mul(4), max),
             site: Budget::new(free.saturating_mul(64), max),
-            signup: Budget::new(
-                config.signups_before_delay,
-                config.signup_max_delay.as_secs() as i64,
-            ),
+            signup: Budget::new(config.signups_before_delay, secs(config.signup_max_delay)),
         }
     }
 

@@ -5,13 +5,29 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A point in time, in whole seconds since 1970-01-01T00:00:00Z: the one time type of
+/// the library, the server and the store (JWT dates, database columns and clocks alike;
+/// signed, as SQL integers are, so that differences need no casts).
+pub type UnixTime = i64;
+
+/// A length of time in whole seconds, as [`UnixTime`] arithmetic wants it. Durations
+/// beyond `i64::MAX` seconds (never configured in practice) saturate.
+pub fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The [`SystemTime`] of a [`UnixTime`], for formatting; times before 1970 show as 1970.
+pub fn system_time(t: UnixTime) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(t.max(0).unsigned_abs())
+}
 
 /// A source of the current time, in whole seconds since the Unix epoch.
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Seconds since 1970-01-01T00:00:00Z.
-    fn now(&self) -> u64;
+    fn now(&self) -> UnixTime;
 }
 
 /// The system's wall clock.
@@ -19,38 +35,36 @@ pub trait Clock: Send + Sync + fmt::Debug {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now(&self) -> u64 {
+    fn now(&self) -> UnixTime {
         // A clock set before 1970 is a broken host; treating it as the epoch makes every
         // token look issued in the future, which fails closed.
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, secs)
     }
 }
 
 /// A clock that only moves when told to. Cloning shares the same time.
 #[derive(Clone, Debug, Default)]
-pub struct ManualClock(Arc<AtomicU64>);
+pub struct ManualClock(Arc<AtomicI64>);
 
 impl ManualClock {
     /// A clock showing `now` seconds since the epoch.
-    pub fn new(now: u64) -> Self {
-        Self(Arc::new(AtomicU64::new(now)))
+    pub fn new(now: UnixTime) -> Self {
+        Self(Arc::new(AtomicI64::new(now)))
     }
 
     /// Sets the time.
-    pub fn set(&self, now: u64) {
+    pub fn set(&self, now: UnixTime) {
         self.0.store(now, Ordering::SeqCst);
     }
 
     /// Moves the time forward by `secs`.
-    pub fn advance(&self, secs: u64) {
+    pub fn advance(&self, secs: i64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
-    fn now(&self) -> u64 {
+    fn now(&self) -> UnixTime {
         self.0.load(Ordering::SeqCst)
     }
 }

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, UnixTime, secs};
 use crate::jwt::Verifier;
 use crate::keys::KeySet;
 
@@ -97,13 +97,13 @@ pub async fn discover(issuer: &str, fetcher: &dyn JwksFetcher) -> Result<String,
 #[derive(Debug, Default)]
 struct State {
     loaded: bool,
-    expires_at: u64,
+    expires_at: UnixTime,
     /// The last fetch of any kind: a failed scheduled refresh waits a cooldown.
-    last_attempt: Option<u64>,
+    last_attempt: Option<UnixTime>,
     /// The last fetch an unknown kid asked for: the cooldown of such fetches counts
     /// from it alone, so a scheduled fetch (or the first one) never delays a key that
     /// was published since.
-    last_unknown_kid: Option<u64>,
+    last_unknown_kid: Option<UnixTime>,
 }
 
 /// Keeps a [`Verifier`]'s keys in step with a remote JWKS.
@@ -187,7 +187,7 @@ impl RemoteJwks {
             let fresh = st.loaded && self.clock.now() < st.expires_at;
             let cooling = st
                 .last_attempt
-                .is_some_and(|t| self.clock.now().saturating_sub(t) < self.cooldown.as_secs());
+                .is_some_and(|t| self.clock.now() - t < secs(self.cooldown));
             if fresh || (st.loaded && cooling) {
                 return Ok(());
             }
@@ -205,7 +205,7 @@ impl RemoteJwks {
             let mut st = self.state();
             let cooling = st
                 .last_unknown_kid
-                .is_some_and(|t| now.saturating_sub(t) < self.cooldown.as_secs());
+                .is_some_and(|t| now - t < secs(self.cooldown));
             if cooling {
                 return false;
             }
@@ -227,7 +227,7 @@ impl RemoteJwks {
             .clamp(self.floor, self.ceiling);
         let mut st = self.state();
         st.loaded = true;
-        st.expires_at = now + ttl.as_secs();
+        st.expires_at = now.saturating_add(secs(ttl));
         Ok(())
     }
 }

@@ -125,7 +125,7 @@ impl RevocationCheck for RevocationList {
         }
         if let (Some(sub), Some(iat)) = (&claims.sub, claims.iat)
             && let Some(&nbf) = read(&self.not_before).get(sub)
-            && (iat as i64) < nbf
+            && iat < nbf
         {
             return Err(TokenFailure::IssuedBeforeLogout);
         }
@@ -153,7 +153,7 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn claims(sid: &str, sub: &str, iat: u64) -> Claims {
+    fn claims(sid: &str, sub: &str, iat: i64) -> Claims {
         Claims {
             sid: Some(sid.into()),
             sub: Some(sub.into()),

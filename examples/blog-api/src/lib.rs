@@ -5,6 +5,7 @@
 //! Anyone may read; creating needs scope `posts:write`; deleting needs to be the author
 //! or to have scope `admin`.
 
+use portcullis::clock::secs;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -204,7 +205,7 @@ async fn follow_feed(
     let mut pruned = std::time::Instant::now();
     loop {
         if pruned.elapsed() >= period {
-            list.prune(SystemClock.now() as i64 - period.as_secs() as i64);
+            list.prune(SystemClock.now() - secs(period));
             pruned = std::time::Instant::now();
         }
         if token.is_none() {

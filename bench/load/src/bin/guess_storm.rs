@@ -13,6 +13,7 @@
 // A harness that cannot set up should stop loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use portcullis::clock::secs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -168,5 +169,5 @@ async fn main() -> anyhow::Result<()> {
 /// The most guesses the account budget admits in `elapsed`, rounded up to the next
 /// whole second (the throttle counts in seconds).
 fn budget_for(budget: Budget, elapsed: Duration) -> u64 {
-    budget.most_in(elapsed.as_secs() as i64 + 1)
+    budget.most_in(secs(elapsed) + 1)
 }

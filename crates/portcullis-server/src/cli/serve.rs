@@ -1,5 +1,6 @@
 //! `portcullis serve` and the admin commands that work on the configured database.
 
+use portcullis::clock::secs;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
@@ -249,7 +250,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 // Logout everywhere too: sessions, refresh families and every access
                 // token issued until now end on every running instance.
                 let ended = store
-                    .revoke_user(&user.id, SystemClock.now() as i64)
+                    .revoke_user(&user.id, SystemClock.now())
                     .await?;
                 println!(
                     "{name}: disabled; {} sessions and refresh families ended, access tokens issued before now refused",
@@ -372,7 +373,7 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
             ServerKeysCommand::List { config } => {
                 let (config, store) = config.open().await?;
                 let keys = store.signing_keys().await?;
-                let keep = config.revocation_window().as_secs() as i64;
+                let keep = secs(config.revocation_window());
                 let (states, _) = keyring::lifecycle(&keys, now(), keep);
                 println!("kid\talg\tcreated\tsigns from\tstate");
                 for (k, state) in keys.iter().zip(states) {
@@ -393,12 +394,12 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
 
 /// A time for people: `2026-12-01 05:03:00 UTC`.
 fn when(secs: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    let t = portcullis::clock::system_time(secs);
     let text = humantime::format_rfc3339_seconds(t).to_string();
     format!("{} {} UTC", &text[..10], &text[11..19])
 }
 
 fn now() -> i64 {
     use portcullis::clock::Clock as _;
-    portcullis::clock::SystemClock.now() as i64
+    portcullis::clock::SystemClock.now()
 }

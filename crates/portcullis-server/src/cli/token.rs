@@ -83,7 +83,7 @@ pub(crate) struct VerifyArgs {
     max_lifetime: u64,
     /// Verify as if the time were this (seconds since the epoch).
     #[arg(long)]
-    at: Option<u64>,
+    at: Option<i64>,
     /// The token, or - to read it from stdin.
     #[arg(default_value = "-")]
     token: String,

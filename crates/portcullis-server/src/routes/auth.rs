@@ -124,7 +124,7 @@ async fn admit(state: &AppState, attempts: &[Attempt]) -> Result<(), ApiError> {
     match state.0.store.admit(attempts, state.now()).await? {
         Admission::Admitted => Ok(()),
         Admission::Refused { retry_after } => Err(ApiError::Throttled {
-            retry_after: retry_after.max(1) as u64,
+            retry_after: retry_after.max(1),
         }),
     }
 }

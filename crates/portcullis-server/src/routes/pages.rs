@@ -7,8 +7,6 @@
 //! `Cache-Control: no-store`. Every form that changes state carries the session's
 //! synchronizer token, on top of the Fetch Metadata / Origin checks.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
@@ -129,7 +127,7 @@ fn signup_page(error: Option<&str>, username: &str) -> Markup {
 
 /// What a person should read for a failed form, and the status to send it with (the
 /// same status the JSON answer has: `ApiError::status`).
-fn explain(e: ApiError) -> (StatusCode, String, Option<u64>) {
+fn explain(e: ApiError) -> (StatusCode, String, Option<i64>) {
     let (status, retry_after) = (e.status(), e.retry_after());
     let message = match e {
         ApiError::InvalidCredentials => "The username or password is wrong.".into(),
@@ -239,7 +237,7 @@ pub async fn signup_submit(
 }
 
 fn when(secs: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    let t = portcullis::clock::system_time(secs);
     // "2026-11-29T05:03:00Z" → "2026-11-29 05:03 UTC"
     let text = humantime::format_rfc3339_seconds(t).to_string();
     format!("{} {} UTC", &text[..10], &text[11..16])
@@ -465,7 +463,7 @@ mod tests {
                 json.headers().get(header::RETRY_AFTER).map(|v| v
                     .to_str()
                     .unwrap()
-                    .parse::<u64>()
+                    .parse::<i64>()
                     .unwrap()),
                 retry
             );

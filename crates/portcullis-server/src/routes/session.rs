@@ -1,6 +1,7 @@
 //! Cookie sessions over HTTP: login (JSON or form), logout, the user's own sessions,
 //! and the session-to-token exchange for single-page apps.
 
+use portcullis::clock::secs;
 use std::net::IpAddr;
 
 use axum::Json;
@@ -222,8 +223,10 @@ pub async fn token(State(state): State<AppState>, parts: Parts) -> Result<Respon
     // Never outliving the session: not past its absolute end, nor past the moment it
     // would time out if this were its last use (no event marks either).
     let now = state.now();
-    let idle_end = now + state.0.sessions.config().idle_timeout().as_secs() as i64;
-    let left = (record.expires_at.min(idle_end) - now).max(1) as u64;
+    let idle_end = now + secs(state.0.sessions.config().idle_timeout());
+    let left = (record.expires_at.min(idle_end) - now)
+        .max(1)
+        .unsigned_abs();
     let ttl = state
         .0
         .config

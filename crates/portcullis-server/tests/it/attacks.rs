@@ -314,7 +314,7 @@ on_each_store! {
         let server = start(&url, &clock).await.keep_dir(dir);
         assert_eq!(server.signup("alice", PASSWORD).await.status(), 201);
         let store = portcullis_store::open(&url).await.unwrap();
-        let now = || portcullis::clock::Clock::now(clock.as_ref()) as i64;
+        let now = || portcullis::clock::Clock::now(clock.as_ref());
         store.set_scope("alice", "read admin", now()).await.unwrap().unwrap();
         let tokens: Value = server.login("alice", PASSWORD).await.json().await.unwrap();
         assert_eq!(tokens["scope"], "read admin");

@@ -98,7 +98,7 @@ on_each_store! {
         let k2 = String::from_utf8(out.stdout).unwrap().trim().to_owned();
 
         let store = portcullis_store::open(&url).await.unwrap();
-        let signs_from = store.signing_keys().await.unwrap()[1].activates_at as u64;
+        let signs_from = store.signing_keys().await.unwrap()[1].activates_at;
         assert!(signs_from >= clock.now() + 300, "published well before it signs");
 
         // Next: published on both instances at once, not signing.
@@ -174,7 +174,7 @@ on_each_store! {
         assert_eq!(keys.len(), 2, "one key per interval");
         assert_eq!(keys[1].predecessor.as_deref(), Some(k1.as_str()));
         assert_eq!(signing_kid(&b, "alice").await, k1, "published, not signing yet");
-        clock.set(keys[1].activates_at as u64);
+        clock.set(keys[1].activates_at);
         let k2 = &keys[1].kid;
         for s in [&a, &b] {
             eventually("the new key signs on the hour", move || async move {

@@ -199,7 +199,7 @@ async fn repeated_failed_logins_are_throttled_with_retry_after() {
     }
     let last = statuses.pop().unwrap();
     assert_eq!(last.status(), 429);
-    let retry: u64 = last.headers()["retry-after"]
+    let retry: i64 = last.headers()["retry-after"]
         .to_str()
         .unwrap()
         .parse()

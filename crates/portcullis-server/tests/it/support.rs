@@ -176,10 +176,7 @@ pub fn s(v: &Value, key: &str) -> String {
 /// A clock that stands still at the present until the test moves it: delays and
 /// lifetimes end only when the test says so, whatever the machine's speed.
 pub fn still_clock() -> std::sync::Arc<portcullis::clock::ManualClock> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = portcullis::clock::Clock::now(&portcullis::clock::SystemClock);
     std::sync::Arc::new(portcullis::clock::ManualClock::new(now))
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::error::SignError;
 use super::jws;
 use crate::b64;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, UnixTime, secs};
 use crate::keys::SigningKey;
 
 /// Defaults to 15 minutes, the access-token lifetime of the token profile.
@@ -81,17 +81,17 @@ impl TokenBuilder {
     }
 
     /// Sets `iat`, seconds since the epoch (default: now).
-    pub fn issued_at(self, iat: u64) -> Self {
+    pub fn issued_at(self, iat: UnixTime) -> Self {
         self.claim("iat", iat)
     }
 
     /// Sets `exp`, seconds since the epoch (default: `iat` + lifetime).
-    pub fn expires_at(self, exp: u64) -> Self {
+    pub fn expires_at(self, exp: UnixTime) -> Self {
         self.claim("exp", exp)
     }
 
     /// Sets `nbf`, seconds since the epoch.
-    pub fn not_before(self, nbf: u64) -> Self {
+    pub fn not_before(self, nbf: UnixTime) -> Self {
         self.claim("nbf", nbf)
     }
 
@@ -132,7 +132,7 @@ impl TokenBuilder {
 
     /// Signs, taking "now" from `clock` for the default `iat`.
     pub fn sign_at(mut self, key: &SigningKey, clock: &dyn Clock) -> Result<String, SignError> {
-        let iat = match self.claims.get("iat").and_then(Value::as_u64) {
+        let iat = match self.claims.get("iat").and_then(Value::as_i64) {
             Some(iat) => iat,
             None => {
                 let now = clock.now();
@@ -145,7 +145,7 @@ impl TokenBuilder {
         }
         self.claims
             .entry("exp")
-            .or_insert(iat.saturating_add(self.lifetime.as_secs()).into());
+            .or_insert(iat.saturating_add(secs(self.lifetime)).into());
         let payload = Value::Object(self.claims).to_string();
         Ok(jws::sign(payload.as_bytes(), self.typ.as_deref(), key)?)
     }

@@ -9,11 +9,12 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::{Map, Value};
 
 use super::error::{Error, Reason};
+use crate::clock::UnixTime;
 use crate::flat_json::{self, Flat};
 use crate::strict_json::{Str, StrictValue, truncate, truncate_to};
 
 /// 9999-12-31T23:59:59Z: no NumericDate after it is accepted, whatever the policy.
-pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+pub const MAX_NUMERIC_DATE: UnixTime = 253_402_300_799;
 
 /// The claims of a verified token. Registered claims are typed; everything else is in
 /// `extra`, checked for duplicate names like the rest.
@@ -30,13 +31,13 @@ pub struct Claims {
     pub aud: Option<Audience>,
     /// Expiry, seconds since the epoch (a fractional value is rounded down).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exp: Option<u64>,
+    pub exp: Option<UnixTime>,
     /// Not before, seconds since the epoch (a fractional value is rounded up).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<u64>,
+    pub nbf: Option<UnixTime>,
     /// Issued at, seconds since the epoch (a fractional value is rounded up).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub iat: Option<u64>,
+    pub iat: Option<UnixTime>,
     /// Token id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
@@ -368,18 +369,20 @@ enum Round {
 /// A NumericDate (RFC 7519 §2): a JSON number of seconds, never a string, boolean or
 /// null; not negative, finite, and no later than [`MAX_NUMERIC_DATE`]. Fractions are
 /// rounded in the direction that shortens validity.
-fn date(value: Option<Raw>, name: &str, round: Round) -> Result<Option<u64>, Error> {
+fn date(value: Option<Raw>, name: &str, round: Round) -> Result<Option<UnixTime>, Error> {
     let secs = match value {
         None => return Ok(None),
-        Some(Raw::Unsigned(u)) => u,
+        Some(Raw::Unsigned(u)) => {
+            UnixTime::try_from(u).map_err(|_| invalid(name, "is after the year 9999"))?
+        }
         Some(Raw::Float(f)) if f.is_finite() && f >= 0.0 => {
             if f > MAX_NUMERIC_DATE as f64 {
                 return Err(invalid(name, "is after the year 9999"));
             }
             // In range, so the cast is exact for the integral part.
             match round {
-                Round::Down => f.floor() as u64,
-                Round::Up => f.ceil() as u64,
+                Round::Down => f.floor() as UnixTime,
+                Round::Up => f.ceil() as UnixTime,
             }
         }
         Some(Raw::Float(_)) => return Err(invalid(name, "must be a non-negative number")),

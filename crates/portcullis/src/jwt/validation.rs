@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::claims::Claims;
 use super::error::{Error, Reason};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, UnixTime, secs};
 
 /// Defaults to 30 seconds: room for clock skew between issuer and verifier.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -58,8 +58,8 @@ pub struct Validation {
     issuer: Option<String>,
     audiences: Vec<String>,
     typ: TypPolicy,
-    leeway: u64,
-    max_lifetime: Option<u64>,
+    leeway: i64,
+    max_lifetime: Option<i64>,
     max_token_size: usize,
     required: Vec<String>,
     clock: Arc<dyn Clock>,
@@ -101,7 +101,7 @@ pub enum PolicyError {
     MissingAudience,
     /// The leeway is above [`MAX_LEEWAY`].
     #[error("leeway of {0} s is above the maximum of 300 s")]
-    LeewayTooLarge(u64),
+    LeewayTooLarge(i64),
     /// The maximum token size is outside 256 bytes ..= 64 KiB.
     #[error("maximum token size {0} is outside 256 ..= 65536 bytes")]
     TokenSize(usize),
@@ -117,8 +117,8 @@ impl Validation {
                 issuer: None,
                 audiences: Vec::new(),
                 typ: TypPolicy::AccessToken,
-                leeway: DEFAULT_LEEWAY.as_secs(),
-                max_lifetime: Some(DEFAULT_MAX_LIFETIME.as_secs()),
+                leeway: secs(DEFAULT_LEEWAY),
+                max_lifetime: Some(secs(DEFAULT_MAX_LIFETIME)),
                 max_token_size: DEFAULT_MAX_TOKEN_SIZE,
                 required: vec!["exp".into(), "iat".into(), "sub".into()],
                 clock: Arc::new(SystemClock),
@@ -196,7 +196,7 @@ impl Validation {
     }
 
     /// The time rules alone: also re-checked on every cache hit.
-    pub(crate) fn check_time(&self, claims: &Claims, now: u64) -> Result<(), Error> {
+    pub(crate) fn check_time(&self, claims: &Claims, now: UnixTime) -> Result<(), Error> {
         let leeway = self.leeway;
         if let Some(exp) = claims.exp
             && now >= exp.saturating_add(leeway)
@@ -265,13 +265,13 @@ impl ValidationBuilder {
 
     /// Clock-skew allowance for `exp`, `nbf` and `iat`. Defaults to 30 s; at most 300 s.
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.inner.leeway = leeway.as_secs();
+        self.inner.leeway = secs(leeway);
         self
     }
 
     /// The longest `exp - iat` accepted. Defaults to 24 h.
     pub fn max_lifetime(mut self, max: Duration) -> Self {
-        self.inner.max_lifetime = Some(max.as_secs());
+        self.inner.max_lifetime = Some(secs(max));
         self
     }
 
@@ -314,7 +314,7 @@ impl ValidationBuilder {
         if v.audiences.is_empty() && !self.skip_audience {
             return Err(PolicyError::MissingAudience);
         }
-        if v.leeway > MAX_LEEWAY.as_secs() {
+        if v.leeway > secs(MAX_LEEWAY) {
             return Err(PolicyError::LeewayTooLarge(v.leeway));
         }
         if !(256..=65536).contains(&v.max_token_size) {

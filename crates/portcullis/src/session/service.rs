@@ -9,7 +9,7 @@ use super::context::SessionContext;
 use super::error::Error;
 use super::secret::SessionSecret;
 use super::store::{NewSession, SessionRecord, SessionStore};
-use crate::clock::Clock;
+use crate::clock::{Clock, secs};
 
 /// Starts, lists and ends sessions, and writes their cookies. Cheap to clone.
 #[derive(Clone)]
@@ -69,7 +69,7 @@ impl Sessions {
     }
 
     fn now(&self) -> i64 {
-        self.clock.now() as i64
+        self.clock.now()
     }
 
     /// Starts a session for `subject` with a brand-new secret (call it after a
@@ -89,7 +89,7 @@ impl Sessions {
                 .take(200)
                 .collect(),
             created_at: now,
-            expires_at: now + self.config.absolute.as_secs() as i64,
+            expires_at: now + secs(self.config.absolute),
         };
         self.store.create_session(&session).await?;
         let record = SessionRecord {
@@ -145,7 +145,7 @@ impl Sessions {
             return Ok(None);
         }
         let mut record = record;
-        if now - record.last_seen_at >= self.config.touch_interval.as_secs() as i64 {
+        if now - record.last_seen_at >= secs(self.config.touch_interval) {
             match self.store.touch_session(&record.id, now).await {
                 Ok(()) => record.last_seen_at = now,
                 Err(e) => tracing::warn!(error = %e, "could not record session use"),

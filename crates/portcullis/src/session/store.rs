@@ -2,6 +2,7 @@
 
 use super::error::Error;
 use super::secret::SessionHash;
+use crate::clock::secs;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -47,7 +48,7 @@ pub struct SessionRecord {
 impl SessionRecord {
     /// True when the session has ended by time: idle too long, or past its end.
     pub fn is_expired(&self, now: i64, idle: Duration) -> bool {
-        now >= self.expires_at || now.saturating_sub(self.last_seen_at) >= idle.as_secs() as i64
+        now >= self.expires_at || now.saturating_sub(self.last_seen_at) >= secs(idle)
     }
 }
 

@@ -9,7 +9,7 @@ use portcullis::keys::{Algorithm, KeySet, SigningKey};
 pub const ISSUER: &str = "https://issuer.example";
 pub const AUDIENCE: &str = "api";
 /// 2026-01-01T00:00:00Z.
-pub const NOW: u64 = 1_767_225_600;
+pub const NOW: i64 = 1_767_225_600;
 
 pub struct Fixture {
     pub key: SigningKey,
