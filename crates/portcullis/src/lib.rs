@@ -69,8 +69,9 @@
 //! ```
 //!
 //! No token is 401 with `WWW-Authenticate: Bearer realm="api"`; any bad token is 401
-//! `invalid_token` (the reason goes to the log and [`rejection::rejection_counts`]);
-//! a missing scope is 403 `insufficient_scope`.
+//! `invalid_token` (the reason goes to the log and to the `portcullis_rejections_total`
+//! counter of the `metrics` facade, see [`rejection::Rejection::count`]); a missing scope
+//! is 403 `insufficient_scope`.
 //!
 //! The rules the verifier enforces, and the reasons, are in `docs/security-model.md`;
 //! every default is listed in `docs/defaults.md`.

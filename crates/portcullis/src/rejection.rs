@@ -3,7 +3,6 @@
 //! The answer never says which check failed: every token failure is the same
 //! `invalid_token`. The precise reason travels beside it for the log and the metrics.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::StatusCode;
 use serde_json::json;
@@ -135,52 +134,14 @@ impl Rejection {
         }
     }
 
-    /// Counts this rejection under its reason (see [`rejection_counts`]).
+    /// Counts this rejection under its reason in the `portcullis_rejections_total`
+    /// counter of the [`metrics`] facade (label `reason`, one of the stable codes; never
+    /// anything from the request). A no-op unless the application installs a metrics
+    /// recorder, such as a Prometheus exporter. The middleware calls it once per refusal.
     pub fn count(&self) {
-        let code = self.log_reason();
-        if let Some(i) = COUNTED.iter().position(|c| *c == code) {
-            COUNTS[i].fetch_add(1, Ordering::Relaxed);
-        }
+        metrics::counter!("portcullis_rejections_total", "reason" => self.log_reason())
+            .increment(1);
     }
-}
-
-/// Every reason a rejection is counted under.
-const COUNTED: [&str; 23] = [
-    "missing_credentials",
-    "cross_site_request",
-    "invalid_request",
-    "insufficient_scope",
-    "unavailable",
-    "session_revoked",
-    "issued_before_logout",
-    "unknown_credential",
-    "malformed",
-    "too_large",
-    "unsupported_algorithm",
-    "unsupported_header",
-    "unknown_key",
-    "invalid_signature",
-    "expired",
-    "not_yet_valid",
-    "issued_in_future",
-    "lifetime_too_long",
-    "invalid_issuer",
-    "invalid_audience",
-    "invalid_type",
-    "missing_claim",
-    "invalid_claim",
-];
-
-static COUNTS: [AtomicU64; 23] = [const { AtomicU64::new(0) }; 23];
-
-/// How many rejections of each reason this process has answered, for metrics. The
-/// reasons are stable codes; the counts never include anything from the request.
-pub fn rejection_counts() -> Vec<(&'static str, u64)> {
-    COUNTED
-        .iter()
-        .zip(COUNTS.iter())
-        .map(|(code, n)| (*code, n.load(Ordering::Relaxed)))
-        .collect()
 }
 
 /// Keeps a value safe inside a quoted-string: drops `"` and `\` and control characters.
@@ -289,22 +250,36 @@ mod tests {
     }
 
     #[test]
-    fn every_reason_code_has_a_counter() {
-        for reason in Reason::ALL {
-            assert!(COUNTED.contains(&reason.code()), "{reason}");
-        }
-        let before = rejection_counts()
-            .iter()
-            .find(|(c, _)| *c == "expired")
-            .unwrap()
-            .1;
-        Rejection::InvalidToken(TokenFailure::Verification(Reason::Expired)).count();
-        let after = rejection_counts()
-            .iter()
-            .find(|(c, _)| *c == "expired")
-            .unwrap()
-            .1;
-        assert_eq!(after, before + 1);
+    fn a_rejection_is_counted_under_its_reason() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            Rejection::InvalidToken(TokenFailure::Verification(Reason::Expired)).count();
+            Rejection::InvalidToken(TokenFailure::Verification(Reason::Expired)).count();
+            Rejection::MissingCredentials.count();
+        });
+        let mut counts: Vec<(String, String, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                let reason = key.labels().find(|l| l.key() == "reason").unwrap();
+                let DebugValue::Counter(n) = value else {
+                    panic!("not a counter")
+                };
+                (key.name().to_owned(), reason.value().to_owned(), n)
+            })
+            .collect();
+        counts.sort();
+        assert_eq!(
+            counts,
+            [
+                ("portcullis_rejections_total".into(), "expired".into(), 2),
+                ("portcullis_rejections_total".into(), "missing_credentials".into(), 1),
+            ]
+        );
     }
 
     #[test]
