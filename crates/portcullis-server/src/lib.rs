@@ -18,4 +18,5 @@ pub mod startup;
 mod state;
 pub mod telemetry;
 pub mod throttle;
+mod user_agent;
 pub mod wire;

@@ -17,8 +17,8 @@ use portcullis::session::SessionStore;
 
 pub use error::Error;
 pub use model::{
-    Event, EventKind, NewUser, Pruned, Retention, RevokedState, Rotation, ScopeChange, StoredKey,
-    TokenHash, User,
+    Event, EventKind, FamilyInfo, NewUser, Pruned, Retention, RevokedState, Rotation, ScopeChange,
+    StoredKey, TokenHash, User,
 };
 pub use portcullis::refresh::RotationPolicy;
 pub use portcullis::throttle::{Admission, Attempt, Settlement};
@@ -107,8 +107,22 @@ pub trait FamilyStore: Send + Sync + 'static {
         family_id: &str,
         user_id: &str,
         token: &TokenHash,
+        label: &str,
         now: i64,
     ) -> Result<Option<String>, Error>;
+
+    /// A user's live refresh families (not revoked, neither idle nor older than the
+    /// policy allows at `now`), most recently used first.
+    async fn families_of(
+        &self,
+        user_id: &str,
+        now: i64,
+        policy: RotationPolicy,
+    ) -> Result<Vec<FamilyInfo>, Error>;
+
+    /// Revokes one of a user's families by id, with its event; false when the user has
+    /// no such family that is not already revoked.
+    async fn revoke_family(&self, user_id: &str, family_id: &str, now: i64) -> Result<bool, Error>;
 
     /// Redeems `presented`, storing `next` in its place by the library's rotation rule
     /// (`portcullis::refresh::decide`), under a lock on the family: whatever the

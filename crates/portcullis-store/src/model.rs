@@ -97,6 +97,19 @@ pub enum Rotation {
     Refused,
 }
 
+/// A live refresh family, as its user sees it in a list of logins.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct FamilyInfo {
+    /// The family id (the `sid` of its access tokens).
+    pub id: String,
+    /// What started it (the login's User-Agent), or empty.
+    pub label: String,
+    /// When the login happened.
+    pub created_at: i64,
+    /// When a refresh token of it was last redeemed (or the login, if never).
+    pub last_used_at: i64,
+}
+
 /// A stored signing key.
 #[derive(Clone, sqlx::FromRow)]
 pub struct StoredKey {

@@ -20,9 +20,9 @@ use portcullis::session::{
 use portcullis::throttle::{self, Counter};
 
 use crate::{
-    Admission, AdmissionStore, Attempt, Error, Event, EventKind, EventStore, FamilyStore, KeyStore,
-    NewUser, Pruned, Retention, RevokedState, Rotation, RotationPolicy, ScopeChange, Settlement,
-    Store, StoredKey, TokenHash, User, UserStore,
+    Admission, AdmissionStore, Attempt, Error, Event, EventKind, EventStore, FamilyInfo,
+    FamilyStore, KeyStore, NewUser, Pruned, Retention, RevokedState, Rotation, RotationPolicy,
+    ScopeChange, Settlement, Store, StoredKey, TokenHash, User, UserStore,
 };
 
 /// The channel PostgreSQL instances listen on for new events.
@@ -561,18 +561,20 @@ macro_rules! store_impl {
                 family_id: &str,
                 user_id: &str,
                 token: &TokenHash,
+                label: &str,
                 now: i64,
             ) -> Result<Option<String>, Error> {
                 let mut tx = self.pool.begin().await?;
                 let scope: Option<(String,)> = sqlx::query_as(
-                    "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, current_hash) \
-                     SELECT $1, id, scope, $3, $3, $4 FROM users WHERE id = $2 AND NOT disabled \
+                    "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, current_hash, label) \
+                     SELECT $1, id, scope, $3, $3, $4, $5 FROM users WHERE id = $2 AND NOT disabled \
                      RETURNING scope",
                 )
                 .bind(family_id)
                 .bind(user_id)
                 .bind(now)
                 .bind(&token.0[..])
+                .bind(label)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((scope,)) = scope else {
@@ -678,6 +680,44 @@ macro_rules! store_impl {
                     user_id: family.user_id,
                     scope: family.scope,
                 })
+            }
+
+            async fn families_of(
+                &self,
+                user_id: &str,
+                now: i64,
+                policy: RotationPolicy,
+            ) -> Result<Vec<FamilyInfo>, Error> {
+                // The same bounds as `refresh::decide`: a family past either is over.
+                Ok(sqlx::query_as(
+                    "SELECT id, label, created_at, last_used_at FROM refresh_families \
+                     WHERE user_id = $1 AND revoked_at IS NULL \
+                     AND last_used_at >= $2 AND created_at >= $3 \
+                     ORDER BY last_used_at DESC, id",
+                )
+                .bind(user_id)
+                .bind(now.saturating_sub(policy.idle))
+                .bind(now.saturating_sub(policy.absolute))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn revoke_family(&self, user_id: &str, family_id: &str, now: i64) -> Result<bool, Error> {
+                let mut tx = self.pool.begin().await?;
+                let revoked: Option<(String,)> = sqlx::query_as(
+                    "UPDATE refresh_families SET revoked_at = $1 \
+                     WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(now)
+                .bind(family_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if revoked.is_some() {
+                    insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now, $notify).await?;
+                }
+                tx.commit().await?;
+                Ok(revoked.is_some())
             }
 
             async fn revoke_family_of(&self, token: &TokenHash, now: i64) -> Result<Option<String>, Error> {

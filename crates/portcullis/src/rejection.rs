@@ -3,7 +3,6 @@
 //! The answer never says which check failed: every token failure is the same
 //! `invalid_token`. The precise reason travels beside it for the log and the metrics.
 
-
 use http::StatusCode;
 use serde_json::json;
 
@@ -117,7 +116,7 @@ impl Rejection {
             }),
             Rejection::CrossSiteRequest => json!({
                 "error": "access_denied",
-                "error_description": "cross-site request refused",
+                "error_description": CROSS_SITE_REFUSED,
             }),
         }
     }
@@ -143,6 +142,10 @@ impl Rejection {
             .increment(1);
     }
 }
+
+/// What a cross-site refusal says: what the request lacked and what to send. Nothing in
+/// it depends on the request.
+pub const CROSS_SITE_REFUSED: &str = "cross-site request refused: a state-changing request with the session cookie must come from this site's pages (an Origin header of this site) or carry the session's CSRF token in X-CSRF-Token";
 
 /// Keeps a value safe inside a quoted-string: drops `"` and `\` and control characters.
 fn quote(s: &str) -> String {
@@ -277,7 +280,11 @@ mod tests {
             counts,
             [
                 ("portcullis_rejections_total".into(), "expired".into(), 2),
-                ("portcullis_rejections_total".into(), "missing_credentials".into(), 1),
+                (
+                    "portcullis_rejections_total".into(),
+                    "missing_credentials".into(),
+                    1
+                ),
             ]
         );
     }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use axum::Json;
 use axum::extract::State;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portcullis::jwt::{Claims, TokenBuilder, random_id};
 use portcullis::password::{Password, PasswordError, Verification};
@@ -142,6 +142,7 @@ async fn settle(state: &AppState, attempts: &[Attempt], how: Settlement) {
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let s = &state.0;
@@ -156,7 +157,13 @@ pub async fn login(
     // password check: a scope removed meanwhile is not minted.
     let scope = s
         .store
-        .create_family(&family, &user.id, &TokenHash(refresh.hash()), now)
+        .create_family(
+            &family,
+            &user.id,
+            &TokenHash(refresh.hash()),
+            &crate::user_agent::label(&headers),
+            now,
+        )
         .await?
         .ok_or(ApiError::InvalidCredentials)?;
     tracing::info!(user = %user.id, sid = %family, "login");

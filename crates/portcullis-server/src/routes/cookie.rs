@@ -52,15 +52,6 @@ pub(super) async fn read_form<T: DeserializeOwned>(
     }
 }
 
-/// What started a session, for the user's device list.
-pub(super) fn label(headers: &HeaderMap) -> String {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("unknown client")
-        .to_owned()
-}
-
 /// Starts a session after a successful login or signup. The cookie the request came
 /// with, if any, names a session this browser is leaving: it ends (and an id we never
 /// issued ends nothing and is replaced, never adopted).
@@ -80,7 +71,7 @@ pub(super) async fn start_session(
         crate::events::catch_up(state).await;
     }
     let started = sessions
-        .start(user_id, scope, &label(headers))
+        .start(user_id, scope, &crate::user_agent::label(headers))
         .await
         .map_err(ApiError::from)?;
     tracing::info!(user = %user_id, sid = %started.context.id(), "session started");
@@ -133,6 +124,25 @@ pub(super) async fn session_identity(
 
 /// Ends one of `subject`'s sessions, here and (through the event log) everywhere;
 /// false when it was not a live session of theirs.
+/// Ends one of a user's logins by id: a cookie session, or else an API login (a
+/// refresh family). False when the user has neither by that id.
+pub(super) async fn end_login(state: &AppState, id: &str, subject: &str) -> Result<bool, ApiError> {
+    if end_session(state, id, subject).await? {
+        return Ok(true);
+    }
+    let ended = state
+        .0
+        .store
+        .revoke_family(subject, id, state.now())
+        .await?;
+    if ended {
+        // Its access tokens carry the family id as `sid`: refused from here on.
+        crate::events::catch_up(state).await;
+        tracing::info!(user = %subject, sid = %id, "API login ended");
+    }
+    Ok(ended)
+}
+
 pub(super) async fn end_session(
     state: &AppState,
     id: &str,

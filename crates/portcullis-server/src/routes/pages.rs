@@ -15,12 +15,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 use portcullis::rejection::Rejection;
 use portcullis::session::{SessionContext, SessionRecord};
+use portcullis_store::FamilyInfo;
 use serde::Deserialize;
 
 use super::auth::{create_account, end_everything};
 use super::client_addr::ClientAddr;
 use super::cookie::{
-    TokenForm, end_session, read_form, redirect_with_cookie, refuse_cross_site, session_identity,
+    TokenForm, end_login, read_form, redirect_with_cookie, refuse_cross_site, session_identity,
     start_session,
 };
 use crate::error::ApiError;
@@ -248,9 +249,28 @@ fn account_page(
     user_id: &str,
     scopes: &str,
     sessions: &[SessionRecord],
+    api_logins: &[FamilyInfo],
     current: &SessionContext,
 ) -> Markup {
     let token = current.csrf_token();
+    // A program's short name, with the full User-Agent under it (long strings wrap).
+    let device = |label: &str| {
+        html! {
+            (crate::user_agent::describe(label))
+            br;
+            small.ua { (label) }
+        }
+    };
+    let revoke = |id: &str, what: &str, started: i64, label: &str, text: &str| {
+        html! {
+            form method="post" action={ "/account/sessions/" (id) "/revoke" } {
+                input type="hidden" name="csrf_token" value=(token);
+                button type="submit" aria-label={ "Revoke the " (what) " started " (when(started)) " on " (crate::user_agent::describe(label)) } {
+                    (text)
+                }
+            }
+        }
+    };
     layout(
         "Your account",
         html! {
@@ -260,27 +280,39 @@ fn account_page(
                 dt { "User id" } dd { code { (user_id) } }
                 dt { "Scopes" } dd { @if scopes.is_empty() { "none" } @else { (scopes) } }
             }
-            h2 #sessions-heading { "Your sessions" }
-            p { "Every browser or device where you are signed in. Revoke any you do not recognise." }
+            h2 #sessions-heading { "Your browser sessions" }
+            p { "Every browser where you are signed in. Revoke any you do not recognise." }
             table aria-labelledby="sessions-heading" {
-                thead { tr { th scope="col" { "Device" } th scope="col" { "Started" } th scope="col" { "Last active" } th scope="col" { "Action" } } }
+                thead { tr { th scope="col" { "Browser" } th scope="col" { "Started" } th scope="col" { "Last active" } th scope="col" { "Action" } } }
                 tbody {
                     @for s in sessions {
                         @let this = s.id == current.id();
                         tr data-session=(s.id) {
-                            td {
-                                (s.label)
+                            td.device {
+                                (device(&s.label))
                                 @if this { " " strong { "(this browser)" } }
                             }
                             td.when { (when(s.created_at)) }
                             td.when { (when(s.last_seen_at)) }
-                            td {
-                                form method="post" action={ "/account/sessions/" (s.id) "/revoke" } {
-                                    input type="hidden" name="csrf_token" value=(token);
-                                    button type="submit" aria-label={ "Revoke the session started " (when(s.created_at)) " on " (s.label) } {
-                                        @if this { "Sign out here" } @else { "Revoke" }
-                                    }
-                                }
+                            td { (revoke(&s.id, "session", s.created_at, &s.label, if this { "Sign out here" } else { "Revoke" })) }
+                        }
+                    }
+                }
+            }
+            h2 #api-logins-heading { "Apps and scripts" }
+            @if api_logins.is_empty() {
+                p #no-api-logins { "No app or script is signed in as you with your password." }
+            } @else {
+                p { "Programs that signed in with your password and hold a refresh token. Revoking one ends its access at once." }
+                table aria-labelledby="api-logins-heading" {
+                    thead { tr { th scope="col" { "Program" } th scope="col" { "Signed in" } th scope="col" { "Last refreshed" } th scope="col" { "Action" } } }
+                    tbody {
+                        @for f in api_logins {
+                            tr data-api-login=(f.id) {
+                                td.device { (device(&f.label)) }
+                                td.when { (when(f.created_at)) }
+                                td.when { (when(f.last_used_at)) }
+                                td { (revoke(&f.id, "API login", f.created_at, &f.label, "Revoke")) }
                             }
                         }
                     }
@@ -291,9 +323,16 @@ fn account_page(
                     input type="hidden" name="csrf_token" value=(token);
                     button #sign-out type="submit" { "Sign out" }
                 }
+            }
+            details #everywhere {
+                summary { "Sign out everywhere…" }
+                p {
+                    "This ends all " (sessions.len() + api_logins.len())
+                    " of your sessions and API logins, this browser's included, and every access token issued before now stops working. Use it if you think someone else has signed in as you."
+                }
                 form method="post" action="/account/logout-all" {
                     input type="hidden" name="csrf_token" value=(token);
-                    button #sign-out-everywhere .danger type="submit" { "Sign out everywhere" }
+                    button #sign-out-everywhere .danger type="submit" { "Yes, sign out everywhere" }
                 }
             }
         },
@@ -315,12 +354,14 @@ pub async fn account(State(state): State<AppState>, parts: Parts) -> Response {
             return Ok(None);
         };
         let sessions = state.0.sessions.list(&user.id).await?;
+        let api_logins = super::session::api_logins(&state, &user.id).await?;
         let scopes = current.record().scope.clone();
         Ok(Some(account_page(
             &user.username,
             &user.id,
             &scopes,
             &sessions,
+            &api_logins,
             current,
         )))
     };
@@ -371,8 +412,8 @@ pub(super) fn refused(e: ApiError) -> Response {
     })
 }
 
-/// `POST /account/sessions/{id}/revoke` (form): ends one of your sessions; ending
-/// this browser's own signs it out.
+/// `POST /account/sessions/{id}/revoke` (form): ends one of your sessions or API
+/// logins; ending this browser's own session signs it out.
 pub async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -384,7 +425,7 @@ pub async fn revoke(
         Err(e) => return refused(e),
     };
     let this = identity.session().is_some_and(|s| s.id() == id);
-    match end_session(&state, &id, identity.subject()).await {
+    match end_login(&state, &id, identity.subject()).await {
         Ok(_) if this => redirect_with_cookie("/login", state.0.sessions.config().clear_cookie()),
         // Already gone (another tab revoked it): the account page shows the truth.
         Ok(_) => Redirect::to("/account").into_response(),

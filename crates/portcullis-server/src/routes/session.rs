@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use portcullis::rejection::Rejection;
 use portcullis::session::{SessionRecord, Started};
 use portcullis::strategy::Identity;
+use portcullis_store::FamilyInfo;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -19,7 +20,7 @@ use super::auth::{SignedIn, check_password, identify, mint_access_token};
 use super::body::JsonBody;
 use super::client_addr::ClientAddr;
 use super::cookie::{
-    TokenForm, end_session, is_form, read_form, redirect_with_cookie, refuse_cross_site,
+    TokenForm, end_login, end_session, is_form, read_form, redirect_with_cookie, refuse_cross_site,
     session_identity, start_session,
 };
 use super::pages;
@@ -148,6 +149,7 @@ fn describe(record: &SessionRecord, current: bool) -> serde_json::Value {
     json!({
         "id": record.id,
         "label": record.label,
+        "device": crate::user_agent::describe(&record.label),
         "created_at": record.created_at,
         "last_seen_at": record.last_seen_at,
         "expires_at": record.expires_at,
@@ -163,7 +165,21 @@ pub(super) fn current_sid(identity: &Identity) -> Option<&str> {
         .or_else(|| identity.claims().and_then(|c| c.sid.as_deref()))
 }
 
-/// `GET /session/list` (bearer or cookie) → 200 `{sessions: [...]}`, newest first.
+/// An API login (a live refresh family) as `GET /session/list` shows it.
+fn describe_family(family: &FamilyInfo, current: bool) -> serde_json::Value {
+    json!({
+        "id": family.id,
+        "label": family.label,
+        "device": crate::user_agent::describe(&family.label),
+        "created_at": family.created_at,
+        "last_used_at": family.last_used_at,
+        "current": current,
+    })
+}
+
+/// `GET /session/list` (bearer or cookie) → 200 `{sessions: [...], api_logins: [...]}`:
+/// browser sessions newest first, then the API logins (live refresh families) most
+/// recently used first. Either kind ends with `DELETE /session/{id}`.
 pub async fn list(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
     let identity = identify(&state, &parts).await?;
     let current = current_sid(&identity);
@@ -177,21 +193,40 @@ pub async fn list(State(state): State<AppState>, parts: Parts) -> Result<Respons
         .iter()
         .map(|s| describe(s, Some(s.id.as_str()) == current))
         .collect();
-    let mut r = Json(json!({ "sessions": items })).into_response();
+    let families = api_logins(&state, identity.subject()).await?;
+    let api_logins: Vec<_> = families
+        .iter()
+        .map(|f| describe_family(f, Some(f.id.as_str()) == current))
+        .collect();
+    let mut r = Json(json!({ "sessions": items, "api_logins": api_logins })).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
 
-/// `DELETE /session/{id}` (bearer or cookie) → 204, or 404 when it is not a live
-/// session of yours. Ending the current cookie session also clears the cookie.
+/// A user's live API logins (refresh families), most recently used first.
+pub(super) async fn api_logins(
+    state: &AppState,
+    user_id: &str,
+) -> Result<Vec<FamilyInfo>, ApiError> {
+    let policy = state.0.config.rotation_policy();
+    Ok(state
+        .0
+        .store
+        .families_of(user_id, state.now(), policy)
+        .await?)
+}
+
+/// `DELETE /session/{id}` (bearer or cookie) → 204, or 404 when it is neither a live
+/// session nor an API login of yours. Ending the current cookie session also clears
+/// the cookie.
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
     parts: Parts,
 ) -> Result<Response, ApiError> {
     let identity = identify(&state, &parts).await?;
-    if !end_session(&state, &id, identity.subject()).await? {
+    if !end_login(&state, &id, identity.subject()).await? {
         return Err(ApiError::NotFound("no such session"));
     }
     let mut response = StatusCode::NO_CONTENT.into_response();

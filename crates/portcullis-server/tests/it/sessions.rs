@@ -177,6 +177,9 @@ on_each_store! {
                 assert_eq!(r.status(), 403, "{url} {path} {headers:?}");
                 let body: Value = r.json().await.unwrap();
                 assert_eq!(body["error"], "access_denied");
+                // The refusal says what a legitimate client sends instead.
+                let said = body["error_description"].as_str().unwrap();
+                assert!(said.contains("Origin") && said.contains("X-CSRF-Token"), "{said}");
             }
         }
         assert_eq!(me(&server, &cookie).await.status(), 200, "still signed in");
@@ -836,6 +839,116 @@ on_each_store! {
         }
         assert_eq!(me(&server, &live).await.status(), 200);
         assert_eq!(me(&server, &ended).await.status(), 401);
+        server.stop().await;
+    }
+}
+
+on_each_store! {
+    async fn api_logins_are_listed_beside_sessions_and_revocable_one_by_one(url, dir) {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let cookie = session(&server, "nina").await;
+        let login = |ua: &'static str| {
+            let server = &server;
+            async move {
+                let r = client()
+                    .post(server.url("/auth/login"))
+                    .header("user-agent", ua)
+                    .json(&json!({ "username": "nina", "password": PASSWORD }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.json::<Value>().await.unwrap()
+            }
+        };
+        let script = login("curl/8.5.0").await;
+        let app = login("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0").await;
+        let access = s(&script, "access_token");
+
+        // With the script's own token: both API logins, the script's marked current.
+        let r = client()
+            .get(server.url("/session/list"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let list: Value = r.json().await.unwrap();
+        let logins = list["api_logins"].as_array().unwrap();
+        assert_eq!(logins.len(), 2, "{list}");
+        let mine = logins.iter().find(|l| l["current"] == true).unwrap();
+        assert_eq!(mine["device"], "curl");
+        assert_eq!(mine["label"], "curl/8.5.0");
+        let other = logins.iter().find(|l| l["current"] == false).unwrap();
+        assert_eq!(other["device"], "Firefox on Linux");
+        assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
+        let script_id = s(&mine, "id");
+
+        // The account page shows them, each with a revoke form.
+        let page = client()
+            .get(server.url("/account"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains(&format!("data-api-login=\"{script_id}\"")), "{page}");
+        assert!(page.contains("Firefox on Linux"));
+        assert!(page.contains(&format!("/account/sessions/{script_id}/revoke")));
+
+        // Ending the script's login from the browser session: its refresh token and
+        // access token stop working at once; the app's go on.
+        let r = client()
+            .delete(server.url(&format!("/session/{script_id}")))
+            .header("cookie", &cookie)
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let r = server
+            .post("/auth/refresh", json!({ "refresh_token": s(&script, "refresh_token") }))
+            .await;
+        assert_eq!(r.status(), 400);
+        let r = client().get(server.url("/auth/me")).bearer_auth(&access).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = server
+            .post("/auth/refresh", json!({ "refresh_token": s(&app, "refresh_token") }))
+            .await;
+        assert_eq!(r.status(), 200);
+
+        // Twice, or someone else's: 404, nothing ended.
+        let r = client()
+            .delete(server.url(&format!("/session/{script_id}")))
+            .header("cookie", &cookie)
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let stranger = session(&server, "omar").await;
+        let app_id = s(&other, "id");
+        let r = client()
+            .delete(server.url(&format!("/session/{app_id}")))
+            .header("cookie", &stranger)
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let list: Value = client()
+            .get(server.url("/session/list"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<_> = list["api_logins"].as_array().unwrap().iter().map(|l| s(&l, "id")).collect();
+        assert_eq!(ids, [app_id]);
         server.stop().await;
     }
 }

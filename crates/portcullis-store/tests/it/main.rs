@@ -212,7 +212,7 @@ conformance! {
     async fn rotation_reuse_grace_and_expiry(db) {
         let s = db.store.as_ref();
         let uid = user(s, "carol").await;
-        s.create_family("fam", &uid, &hash(1), 1000)
+        s.create_family("fam", &uid, &hash(1), "", 1000)
             .await
             .unwrap();
         let Rotation::Rotated {
@@ -252,7 +252,7 @@ conformance! {
         let revoked = s.revoked_since(1000).await.unwrap();
         assert_eq!(revoked.families, vec!["fam".to_owned()]);
 
-        s.create_family("idle", &uid, &hash(10), 2000)
+        s.create_family("idle", &uid, &hash(10), "", 2000)
             .await
             .unwrap();
         assert_eq!(
@@ -260,7 +260,7 @@ conformance! {
             Rotation::Refused,
             "idle"
         );
-        s.create_family("old", &uid, &hash(20), 3000)
+        s.create_family("old", &uid, &hash(20), "", 3000)
             .await
             .unwrap();
         let mut t = 3000;
@@ -283,7 +283,7 @@ conformance! {
             "absolute"
         );
 
-        s.create_family("off", &uid, &hash(40), 5000)
+        s.create_family("off", &uid, &hash(40), "", 5000)
             .await
             .unwrap();
         s.set_disabled("carol", true).await.unwrap();
@@ -299,7 +299,7 @@ conformance! {
     async fn concurrent_rotations_of_one_token_have_one_winner(db) {
         let uid = user(db.store.as_ref(), "dan").await;
         db.store
-            .create_family("fam", &uid, &hash(1), 1000)
+            .create_family("fam", &uid, &hash(1), "", 1000)
             .await
             .unwrap();
         let no_grace = RotationPolicy { grace: 0, ..POLICY };
@@ -328,8 +328,8 @@ conformance! {
     async fn logout_and_logout_all_are_recorded_as_events(db) {
         let s = db.store.as_ref();
         let uid = user(s, "erin").await;
-        s.create_family("a", &uid, &hash(1), 100).await.unwrap();
-        s.create_family("b", &uid, &hash(2), 100).await.unwrap();
+        s.create_family("a", &uid, &hash(1), "", 100).await.unwrap();
+        s.create_family("b", &uid, &hash(2), "", 100).await.unwrap();
         let start = s.last_event_id().await.unwrap();
         assert_eq!(
             s.revoke_family_of(&hash(1), 200).await.unwrap().as_deref(),
@@ -519,7 +519,7 @@ conformance! {
     async fn logout_all_ends_sessions_and_families_together_and_disabled_users_have_none(db) {
         let s = db.store.as_ref();
         let uid = user(s, "hal").await;
-        s.create_family("f1", &uid, &hash(1), 100)
+        s.create_family("f1", &uid, &hash(1), "", 100)
             .await
             .unwrap();
         s.create_session(&new_session("s1", 1, &uid, 100))
@@ -567,21 +567,21 @@ conformance! {
         let s = db.store.as_ref();
         let uid = user(s, "ola").await;
         // Families: revoked long ago, idle too long, too old, and a live one.
-        s.create_family("revoked", &uid, &hash(1), 100)
+        s.create_family("revoked", &uid, &hash(1), "", 100)
             .await
             .unwrap();
         s.revoke_family_of(&hash(1), 150).await.unwrap();
-        s.create_family("idle", &uid, &hash(2), 100)
+        s.create_family("idle", &uid, &hash(2), "", 100)
             .await
             .unwrap();
-        s.create_family("ancient", &uid, &hash(3), 10)
+        s.create_family("ancient", &uid, &hash(3), "", 10)
             .await
             .unwrap();
         s.rotate(&hash(3), &hash(4), 1005, POLICY).await.unwrap();
-        s.create_family("live", &uid, &hash(5), 1100)
+        s.create_family("live", &uid, &hash(5), "", 1100)
             .await
             .unwrap();
-        s.create_family("revoked-recently", &uid, &hash(6), 1100)
+        s.create_family("revoked-recently", &uid, &hash(6), "", 1100)
             .await
             .unwrap();
         s.revoke_family_of(&hash(6), 1180).await.unwrap();
@@ -656,7 +656,7 @@ conformance! {
     async fn fifty_concurrent_refreshes_leave_one_live_token_in_the_family(db) {
         let uid = user(db.store.as_ref(), "erin").await;
         db.store
-            .create_family("fam", &uid, &hash(1), 1000)
+            .create_family("fam", &uid, &hash(1), "", 1000)
             .await
             .unwrap();
         let tasks: Vec<_> = (0..50u8)
@@ -728,7 +728,7 @@ conformance! {
     async fn a_retry_within_grace_kills_the_successor_it_replaces(db) {
         let s = db.store.as_ref();
         let uid = user(s, "fay").await;
-        s.create_family("fam", &uid, &hash(1), 1000)
+        s.create_family("fam", &uid, &hash(1), "", 1000)
             .await
             .unwrap();
         // The owner rotates; a thief replays the old token within the grace window.
@@ -876,10 +876,10 @@ conformance! {
         let s = db.store.as_ref();
         let uid = user(s, "kim").await;
         s.set_scope("kim", "read admin", 10).await.unwrap();
-        s.create_family("fam", &uid, &hash(1), 1000)
+        s.create_family("fam", &uid, &hash(1), "", 1000)
             .await
             .unwrap();
-        s.create_family("gone", &uid, &hash(2), 1000)
+        s.create_family("gone", &uid, &hash(2), "", 1000)
             .await
             .unwrap();
         s.revoke_family_of(&hash(2), 1001).await.unwrap();
@@ -943,5 +943,51 @@ conformance! {
                 "{lookalike}: {r:?}"
             );
         }
+    }
+}
+
+conformance! {
+    async fn api_logins_are_listed_live_and_revoked_one_by_one_by_their_owner(db) {
+        let s = db.store.as_ref();
+        let uid = user(s, "lena").await;
+        let other = user(s, "otto").await;
+        s.create_family("phone", &uid, &hash(1), "App/1.0", 1000).await.unwrap();
+        s.create_family("laptop", &uid, &hash(2), "curl/8.5.0", 1010).await.unwrap();
+        s.create_family("idle", &uid, &hash(3), "", 900).await.unwrap();
+        s.create_family("gone", &uid, &hash(4), "", 1020).await.unwrap();
+        s.create_family("theirs", &other, &hash(5), "", 1020).await.unwrap();
+        s.revoke_family_of(&hash(4), 1030).await.unwrap();
+        // The phone refreshed last: it comes first. "idle" was last used 101 s ago.
+        assert!(matches!(
+            s.rotate(&hash(1), &hash(11), 1040, POLICY).await.unwrap(),
+            Rotation::Rotated { .. }
+        ));
+        let listed = s.families_of(&uid, 1001 + POLICY.idle, POLICY).await.unwrap();
+        let summary: Vec<_> = listed
+            .iter()
+            .map(|f| (f.id.as_str(), f.label.as_str(), f.created_at, f.last_used_at))
+            .collect();
+        assert_eq!(
+            summary,
+            [("phone", "App/1.0", 1000, 1040), ("laptop", "curl/8.5.0", 1010, 1010)]
+        );
+        // Past the absolute lifetime nothing is live.
+        assert!(s.families_of(&uid, 1000 + POLICY.absolute + 1, POLICY).await.unwrap().is_empty());
+
+        // Only the owner can end a family, once, with an event for other instances.
+        let start = s.last_event_id().await.unwrap();
+        assert!(!s.revoke_family(&other, "laptop", 1050).await.unwrap());
+        assert!(!s.revoke_family(&uid, "theirs", 1050).await.unwrap());
+        assert!(s.revoke_family(&uid, "laptop", 1050).await.unwrap());
+        assert!(!s.revoke_family(&uid, "laptop", 1051).await.unwrap(), "already revoked");
+        let events = s.events_after(start, 100).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].kind, events[0].subject.as_str()), (EventKind::FamilyRevoked, "laptop"));
+        assert_eq!(
+            s.rotate(&hash(2), &hash(12), 1052, POLICY).await.unwrap(),
+            Rotation::Refused
+        );
+        let ids: Vec<_> = s.families_of(&uid, 1052, POLICY).await.unwrap().into_iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["phone"]);
     }
 }
