@@ -882,7 +882,7 @@ on_each_store! {
         let other = logins.iter().find(|l| l["current"] == false).unwrap();
         assert_eq!(other["device"], "Firefox on Linux");
         assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
-        let script_id = s(&mine, "id");
+        let script_id = s(mine, "id");
 
         // The account page shows them, each with a revoke form.
         let page = client()
@@ -929,7 +929,7 @@ on_each_store! {
             .unwrap();
         assert_eq!(r.status(), 404);
         let stranger = session(&server, "omar").await;
-        let app_id = s(&other, "id");
+        let app_id = s(other, "id");
         let r = client()
             .delete(server.url(&format!("/session/{app_id}")))
             .header("cookie", &stranger)
@@ -947,7 +947,7 @@ on_each_store! {
             .json()
             .await
             .unwrap();
-        let ids: Vec<_> = list["api_logins"].as_array().unwrap().iter().map(|l| s(&l, "id")).collect();
+        let ids: Vec<_> = list["api_logins"].as_array().unwrap().iter().map(|l| s(l, "id")).collect();
         assert_eq!(ids, [app_id]);
         server.stop().await;
     }
