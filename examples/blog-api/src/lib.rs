@@ -80,7 +80,7 @@ struct Http(reqwest::Client);
 impl JwksFetcher for Http {
     fn fetch<'a>(&'a self, url: &'a str) -> FetchFuture<'a> {
         Box::pin(async move {
-            let r = self.0.get(url).send().await.map_err(|e| e.to_string())?;
+            let r = self.0.get(url).send().await.map_err(|e| chain(&e))?;
             if !r.status().is_success() {
                 return Err(format!("{url}: {}", r.status()));
             }
@@ -89,10 +89,23 @@ impl JwksFetcher for Http {
                 .get("cache-control")
                 .and_then(|v| v.to_str().ok())
                 .and_then(max_age);
-            let body = r.text().await.map_err(|e| e.to_string())?;
+            let body = r.text().await.map_err(|e| chain(&e))?;
             Ok(Fetched { body, max_age: age })
         })
     }
+}
+
+/// An error with its causes, `outer: inner: root`: reqwest's own message ("error
+/// sending request") says nothing of why without them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[derive(Clone)]
@@ -136,11 +149,20 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!(e))?;
     let revocations = Arc::new(RevocationList::new());
     if let (Some(user), Some(pass)) = (&args.service_username, &args.service_password) {
-        tokio::spawn(follow_feed(
+        let account = ServiceAccount {
             http,
-            args.issuer.clone(),
-            user.clone(),
-            pass.clone(),
+            base: args.issuer.trim_end_matches('/').to_owned(),
+            username: user.clone(),
+            password: pass.clone(),
+        };
+        // Credentials that do not work are a configuration error: say so now, rather
+        // than start without the feed (and accept revoked tokens until they expire).
+        let token = account.login().await.map_err(|e| {
+            anyhow::anyhow!("the revocation feed's service account cannot log in: {e}")
+        })?;
+        tokio::spawn(follow_feed(
+            account,
+            token,
             revocations.clone(),
             Duration::from_millis(args.feed_interval_ms.max(50)),
         ));
@@ -188,17 +210,88 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
     Ok(Running { addr })
 }
 
-/// Logs in as the service account and applies the revocation feed, forever.
-async fn follow_feed(
+/// The account the feed is read as.
+struct ServiceAccount {
     http: reqwest::Client,
-    issuer: String,
+    base: String,
     username: String,
     password: String,
+}
+
+/// Why a service-account login failed.
+enum LoginError {
+    /// The server refused the credentials (wrong password, unknown or disabled user):
+    /// retrying soon cannot help, and would spend the account's login budget.
+    Refused(String),
+    /// Throttled: try again after this long.
+    Throttled(Duration),
+    /// The server could not be reached or answered oddly: worth retrying.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for LoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoginError::Refused(why) => write!(
+                f,
+                "{why}: check --service-username and --service-password (BLOG_API_SERVICE_*)"
+            ),
+            LoginError::Throttled(wait) => {
+                write!(f, "throttled by the server; retry in {} s", wait.as_secs())
+            }
+            LoginError::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
+impl ServiceAccount {
+    async fn login(&self) -> Result<String, LoginError> {
+        let url = format!("{}/auth/login", self.base);
+        let r = self
+            .http
+            .post(&url)
+            .json(&json!({"username": self.username, "password": self.password}))
+            .send()
+            .await
+            .map_err(|e| LoginError::Unavailable(format!("{url}: {}", chain(&e))))?;
+        let status = r.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60);
+            return Err(LoginError::Throttled(Duration::from_secs(wait)));
+        }
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if status.is_client_error() {
+            let code = body["error"].as_str().unwrap_or("refused");
+            return Err(LoginError::Refused(format!(
+                "{url} answered {status} {code} for user {:?}",
+                self.username
+            )));
+        }
+        match body["access_token"].as_str() {
+            Some(token) if status.is_success() => Ok(token.to_owned()),
+            _ => Err(LoginError::Unavailable(format!("{url} answered {status}"))),
+        }
+    }
+}
+
+/// Applies the revocation feed, forever, logging in again when the token expires.
+/// Failures back off (doubling up to 5 minutes, or as long as the server asks) and are
+/// logged as errors: while the feed is not read, revoked tokens are accepted until they
+/// expire.
+async fn follow_feed(
+    account: ServiceAccount,
+    token: String,
     list: Arc<RevocationList>,
     every: Duration,
 ) {
-    let base = issuer.trim_end_matches('/').to_owned();
-    let mut token: Option<String> = None;
+    const MAX_BACKOFF: Duration = Duration::from_secs(300);
+    let mut token = Some(token);
+    let mut backoff = every;
     // Revocations matter only while a token they refuse can be alive: at most the
     // verifier's longest accepted lifetime plus its leeway.
     let period = portcullis::jwt::DEFAULT_MAX_LIFETIME + portcullis::jwt::DEFAULT_LEEWAY;
@@ -208,42 +301,53 @@ async fn follow_feed(
             list.prune(SystemClock.now() - secs(period));
             pruned = std::time::Instant::now();
         }
-        if token.is_none() {
-            let login = http
-                .post(format!("{base}/auth/login"))
-                .json(&json!({"username": username, "password": password}))
-                .send()
-                .await;
-            token = match login {
-                Ok(r) if r.status().is_success() => r
-                    .json::<Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v["access_token"].as_str().map(str::to_owned)),
-                _ => None,
-            };
-        }
-        if let Some(t) = &token {
-            let r = http
-                .get(format!("{base}/auth/revocations?since={}", list.cursor()))
-                .bearer_auth(t)
-                .send()
-                .await;
-            match r {
-                Ok(r) if r.status().is_success() => {
-                    if let Ok(feed) = r.json::<RevocationFeed>().await {
-                        list.apply(&feed);
-                        if feed.more {
-                            continue;
-                        }
+        let t = match token.take() {
+            Some(t) => t,
+            None => match account.login().await {
+                Ok(t) => t,
+                Err(e) => {
+                    let wait = match &e {
+                        LoginError::Throttled(wait) => *wait,
+                        _ => backoff,
+                    };
+                    tracing::error!(
+                        error = %e,
+                        retry_in_s = wait.as_secs(),
+                        "revocation feed: service account login failed; revoked tokens are accepted until they expire"
+                    );
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            },
+        };
+        let url = format!("{}/auth/revocations?since={}", account.base, list.cursor());
+        match account.http.get(&url).bearer_auth(&t).send().await {
+            Ok(r) if r.status().is_success() => match r.json::<RevocationFeed>().await {
+                Ok(feed) => {
+                    list.apply(&feed);
+                    backoff = every;
+                    token = Some(t);
+                    if feed.more {
+                        continue;
                     }
                 }
-                // Expired token: log in again next round.
-                Ok(r) if r.status() == StatusCode::UNAUTHORIZED => token = None,
-                _ => tracing::warn!("reading the revocation feed failed"),
+                Err(e) => tracing::error!(error = %chain(&e), "revocation feed: unreadable page"),
+            },
+            // Expired token: log in again now.
+            Ok(r) if r.status() == StatusCode::UNAUTHORIZED => continue,
+            Ok(r) => {
+                tracing::error!(status = %r.status(), "revocation feed: refused; is the service account granted revocations:read?");
+                token = Some(t);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                tracing::error!(error = %chain(&e), "revocation feed: server unreachable");
+                token = Some(t);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(backoff).await;
     }
 }
 

@@ -347,3 +347,61 @@ async fn the_blog_accepts_every_fresh_token_across_key_rotations() {
     );
     auth.stop().await.unwrap();
 }
+
+/// The blog's arguments against `issuer`, with a database in `dir`.
+fn blog_args(issuer: &str, dir: &tempfile::TempDir, password: &str) -> blog_api::Args {
+    blog_api::Args {
+        issuer: issuer.to_owned(),
+        audience: None,
+        bind: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}", dir.path().join("blog.db").display()),
+        service_username: Some("blog-svc".into()),
+        service_password: Some(password.into()),
+        feed_interval_ms: 100,
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_service_password_or_a_down_issuer_stops_the_start_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, issuer) = auth_config(&dir);
+    let auth = portcullis_server::startup::start(config).await.unwrap();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{issuer}/auth/signup"))
+        .json(&json!({"username": "blog-svc", "password": "service password 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // A wrong password fails the start at once, naming the account and what to check,
+    // instead of running without the feed.
+    let started = blog_api::start(blog_args(&issuer, &dir, "not the password")).await;
+    let message = format!("{:#}", started.err().expect("the start fails"));
+    assert!(
+        message.contains("service account cannot log in"),
+        "{message}"
+    );
+    assert!(message.contains("invalid_credentials"), "{message}");
+    assert!(message.contains("--service-password"), "{message}");
+    // Only one attempt was spent: the right password still gets in at once.
+    assert!(
+        blog_api::start(blog_args(&issuer, &dir, "service password 1"))
+            .await
+            .is_ok()
+    );
+
+    // With the issuer down, the error carries the cause, not just "error sending request".
+    auth.stop().await.unwrap();
+    let started = blog_api::start(blog_args(&issuer, &dir, "service password 1")).await;
+    let message = format!("{:#}", started.err().expect("the start fails"));
+    assert!(
+        message.contains(&format!("discovering {issuer}")),
+        "{message}"
+    );
+    assert!(
+        message.to_lowercase().contains("connection refused"),
+        "{message}"
+    );
+}
