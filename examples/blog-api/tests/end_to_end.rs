@@ -378,7 +378,7 @@ async fn a_wrong_service_password_or_a_down_issuer_stops_the_start_and_says_why(
     // A wrong password fails the start at once, naming the account and what to check,
     // instead of running without the feed.
     let started = blog_api::start(blog_args(&issuer, &dir, "not the password")).await;
-    let message = format!("{:#}", started.err().expect("the start fails"));
+    let message = format!("{:#}", started.expect_err("the start fails"));
     assert!(
         message.contains("service account cannot log in"),
         "{message}"
@@ -395,7 +395,7 @@ async fn a_wrong_service_password_or_a_down_issuer_stops_the_start_and_says_why(
     // With the issuer down, the error carries the cause, not just "error sending request".
     auth.stop().await.unwrap();
     let started = blog_api::start(blog_args(&issuer, &dir, "service password 1")).await;
-    let message = format!("{:#}", started.err().expect("the start fails"));
+    let message = format!("{:#}", started.expect_err("the start fails"));
     assert!(
         message.contains(&format!("discovering {issuer}")),
         "{message}"
