@@ -197,7 +197,7 @@ pub struct RevokedState {
     pub not_before: Vec<(String, i64)>,
 }
 
-/// What [`crate::Store::prune`] deleted.
+/// What [`crate::EventStore::prune`] deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
     /// Events.
@@ -212,7 +212,7 @@ pub struct Pruned {
     pub devices: u64,
 }
 
-/// What [`crate::Store::set_scope`] changed.
+/// What [`crate::UserStore::set_scope`] changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ScopeChange {
     /// A scope was taken away: access tokens issued before the change are refused.
@@ -223,7 +223,7 @@ pub struct ScopeChange {
     pub sessions: u64,
 }
 
-/// How long ended records are kept, for [`crate::Store::prune`] (seconds).
+/// How long ended records are kept, for [`crate::EventStore::prune`] (seconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {
     /// How long a revocation can still refuse a live access token: the longest

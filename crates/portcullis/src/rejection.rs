@@ -38,7 +38,8 @@ pub enum TokenFailure {
     SessionRevoked,
     /// It was issued before its user's "not before" time (logout everywhere).
     IssuedBeforeLogout,
-    /// A credential (an API key) that no store knows.
+    /// An API key that no store knows (answered with an `ApiKey` challenge and "the
+    /// API key is invalid", not as a bearer token).
     UnknownCredential,
 }
 
@@ -76,6 +77,11 @@ impl Rejection {
             Rejection::InvalidRequest(_) => {
                 format!("Bearer realm=\"{realm}\", error=\"invalid_request\"")
             }
+            // An API key is not a bearer token: its refusal names its own scheme.
+            Rejection::InvalidToken(TokenFailure::UnknownCredential) => format!(
+                "ApiKey realm=\"{realm}\", error=\"invalid_token\", \
+                 error_description=\"the API key is invalid\""
+            ),
             Rejection::InvalidToken(_) => format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_token\", \
                  error_description=\"the access token is invalid\""
@@ -100,6 +106,10 @@ impl Rejection {
             Rejection::InvalidRequest(what) => json!({
                 "error": "invalid_request",
                 "error_description": what,
+            }),
+            Rejection::InvalidToken(TokenFailure::UnknownCredential) => json!({
+                "error": "invalid_token",
+                "error_description": "the API key is invalid",
             }),
             Rejection::InvalidToken(_) => json!({
                 "error": "invalid_token",

@@ -124,6 +124,19 @@ pub(super) async fn session_identity(
 
 /// Ends one of `subject`'s sessions, here and (through the event log) everywhere;
 /// false when it was not a live session of theirs.
+/// A user's live API logins (refresh families), most recently used first.
+pub(super) async fn api_logins(
+    state: &AppState,
+    user_id: &str,
+) -> Result<Vec<portcullis_store::FamilyInfo>, ApiError> {
+    let policy = state.0.config.rotation_policy();
+    Ok(state
+        .0
+        .store
+        .families_of(user_id, state.now(), policy)
+        .await?)
+}
+
 /// Ends one of a user's logins by id: a cookie session, or else an API login (a
 /// refresh family). False when the user has neither by that id.
 pub(super) async fn end_login(state: &AppState, id: &str, subject: &str) -> Result<bool, ApiError> {

@@ -354,7 +354,7 @@ pub async fn account(State(state): State<AppState>, parts: Parts) -> Response {
             return Ok(None);
         };
         let sessions = state.0.sessions.list(&user.id).await?;
-        let api_logins = super::session::api_logins(&state, &user.id).await?;
+        let api_logins = super::cookie::api_logins(&state, &user.id).await?;
         let scopes = current.record().scope.clone();
         Ok(Some(account_page(
             &user.username,

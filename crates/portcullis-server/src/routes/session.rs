@@ -20,8 +20,8 @@ use super::auth::{SignedIn, check_password, identify, mint_access_token};
 use super::body::JsonBody;
 use super::client_addr::ClientAddr;
 use super::cookie::{
-    TokenForm, end_login, end_session, is_form, read_form, redirect_with_cookie, refuse_cross_site,
-    session_identity, start_session,
+    TokenForm, api_logins, end_login, end_session, is_form, read_form, redirect_with_cookie,
+    refuse_cross_site, session_identity, start_session,
 };
 use super::pages;
 use crate::device;
@@ -202,19 +202,6 @@ pub async fn list(State(state): State<AppState>, parts: Parts) -> Result<Respons
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
-}
-
-/// A user's live API logins (refresh families), most recently used first.
-pub(super) async fn api_logins(
-    state: &AppState,
-    user_id: &str,
-) -> Result<Vec<FamilyInfo>, ApiError> {
-    let policy = state.0.config.rotation_policy();
-    Ok(state
-        .0
-        .store
-        .families_of(user_id, state.now(), policy)
-        .await?)
 }
 
 /// `DELETE /session/{id}` (bearer or cookie) → 204, or 404 when it is neither a live

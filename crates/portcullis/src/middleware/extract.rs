@@ -8,8 +8,10 @@ use serde::de::DeserializeOwned;
 use crate::rejection::{Rejection, TokenFailure};
 use crate::strategy::Identity;
 
-/// The identity [`super::AuthLayer`] established, with the token's custom claims
-/// deserialized as `C` ([`NoClaims`], the default, when you need none). Never names
+/// The identity [`super::AuthLayer`] established, with the token's claims set
+/// deserialized as `C` ([`NoClaims`], the default, when you need none), registered
+/// claims included. A token whose claims do not fit `C` is refused (401) and the
+/// reason logged. Never names
 /// your state type: it reads only the request extensions.
 #[derive(Debug, Clone)]
 pub struct Authenticated<C = NoClaims> {
@@ -35,16 +37,28 @@ pub struct AuthRejection(pub Rejection);
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        super::rejection_response(&self.0, "api")
+        self.0.into_response()
     }
 }
+
+/// A rejection answered by a handler or an extractor, kept on the response so that the
+/// [`super::AuthLayer`] around it can put its own realm in the challenge.
+#[derive(Clone, Debug)]
+pub(super) struct Answered(pub(super) Rejection);
 
 impl IntoResponse for Rejection {
+    /// The answer with the default realm `api`; inside an [`super::AuthLayer`] the
+    /// layer's realm replaces it.
     fn into_response(self) -> Response {
-        super::rejection_response(&self, "api")
+        let mut response = super::rejection_response(&self, super::DEFAULT_REALM);
+        response.extensions_mut().insert(Answered(self));
+        response
     }
 }
 
+/// `C` from the whole claims set, registered claims included (so `struct C { sub:
+/// String, scope: String, tenant: String }` works). An identity without a token (an API
+/// key, a cookie session) offers `sub` and `scope`.
 fn custom<C: DeserializeOwned + 'static>(identity: &Identity) -> Result<C, Rejection> {
     if std::any::TypeId::of::<C>() == std::any::TypeId::of::<NoClaims>() {
         // Nothing to read: skip copying the claims (the common case, on every request).
@@ -53,13 +67,22 @@ fn custom<C: DeserializeOwned + 'static>(identity: &Identity) -> Result<C, Rejec
         )
         .map_err(|_| Rejection::MissingCredentials);
     }
-    let extra = identity
-        .claims()
-        .map(|c| serde_json::Value::Object(c.extra.clone()))
-        .unwrap_or(serde_json::Value::Object(serde_json::Map::new()));
-    serde_json::from_value(extra).map_err(|_| {
-        // The token verified but lacks claims this route relies on.
-        Rejection::InvalidToken(TokenFailure::Verification(crate::jwt::Reason::MissingClaim))
+    let set = match identity.claims() {
+        Some(claims) => serde_json::to_value(claims).unwrap_or_default(),
+        None => serde_json::json!({
+            "sub": identity.subject(),
+            "scope": identity.scopes().collect::<Vec<_>>().join(" "),
+        }),
+    };
+    serde_json::from_value(set).map_err(|e| {
+        // The token verified but does not have the shape this route declared: say why
+        // in the log (the client only learns the token is not good here).
+        tracing::warn!(
+            claims_type = std::any::type_name::<C>(),
+            error = %e,
+            "the verified claims do not deserialize into the route's claims type"
+        );
+        Rejection::InvalidToken(TokenFailure::Verification(crate::jwt::Reason::InvalidClaim))
     })
 }
 

@@ -7,6 +7,7 @@
 //! the request extensions, where [`Authenticated`] finds it.
 
 mod extract;
+mod scope;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,9 +16,13 @@ use std::task::{Context, Poll};
 
 pub use extract::{AuthRejection, Authenticated, NoClaims};
 use http::{HeaderValue, Request, Response, header};
+pub use scope::{RequireScope, RequireScopeService, ScopeFuture};
 
 use crate::rejection::Rejection;
 use crate::strategy::Chain;
+
+/// The realm of challenges when nobody configured one.
+pub const DEFAULT_REALM: &str = "api";
 
 /// Configures [`Auth`]. Cheap to clone: one reference count, as axum clones the
 /// middleware of a route for every request.
@@ -49,12 +54,14 @@ impl AuthLayer {
             config: Arc::new(Config {
                 chain,
                 required,
-                realm: "api",
+                realm: DEFAULT_REALM,
             }),
         }
     }
 
-    /// The realm of `WWW-Authenticate` challenges. Defaults to `api`.
+    /// The realm of `WWW-Authenticate` challenges. Defaults to `api`. It is also the
+    /// realm of the refusals the routes behind the layer answer (the [`Authenticated`]
+    /// extractor, `require_all`, [`RequireScope`]).
     #[must_use]
     pub fn with_realm(mut self, realm: &'static str) -> AuthLayer {
         Arc::make_mut(&mut self.config).realm = realm;
@@ -93,7 +100,7 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F, R, E> {
-        Inner { #[pin] future: F },
+        Inner { #[pin] future: F, realm: &'static str },
         Ready { response: Option<R> },
         Boxed { future: Pin<Box<dyn Future<Output = Result<R, E>> + Send>> },
     }
@@ -105,15 +112,17 @@ impl<F, R, E> std::fmt::Debug for ResponseFuture<F, R, E> {
     }
 }
 
-impl<F, R, E> Future for ResponseFuture<F, R, E>
+impl<F, B, E> Future for ResponseFuture<F, Response<B>, E>
 where
-    F: Future<Output = Result<R, E>>,
+    F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<R, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx),
+            KindProj::Inner { future, realm } => future
+                .poll(cx)
+                .map(|r| r.map(|response| with_realm(response, realm))),
             // Taken once; a future polled again after completing may stay pending.
             KindProj::Ready { response } => response
                 .take()
@@ -137,6 +146,19 @@ pub fn rejection_response<B: From<String>>(rejection: &Rejection, realm: &str) -
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(challenge) = HeaderValue::from_str(&rejection.challenge(realm)) {
         headers.insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    response
+}
+
+/// A refusal answered behind the layer gets the layer's realm in its challenge.
+fn with_realm<B>(mut response: Response<B>, realm: &'static str) -> Response<B> {
+    if realm != DEFAULT_REALM
+        && let Some(extract::Answered(rejection)) = response.extensions().get()
+        && let Ok(challenge) = HeaderValue::from_str(&rejection.challenge(realm))
+    {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
     }
     response
 }
@@ -177,7 +199,10 @@ where
                     future: Box::pin(async move {
                         let decided = layer.config.chain.authenticate(&parts).await;
                         match admit(decided, &layer.config, &mut parts) {
-                            Ok(()) => inner.call(Request::from_parts(parts, body)).await,
+                            Ok(()) => inner
+                                .call(Request::from_parts(parts, body))
+                                .await
+                                .map(|r| with_realm(r, layer.config.realm)),
                             Err(response) => Ok(response),
                         }
                     }),
@@ -188,6 +213,7 @@ where
             Ok(()) => ResponseFuture {
                 kind: Kind::Inner {
                     future: self.inner.call(Request::from_parts(parts, body)),
+                    realm: self.layer.config.realm,
                 },
             },
             Err(response) => ResponseFuture {

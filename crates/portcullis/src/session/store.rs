@@ -57,7 +57,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Se
 
 /// Where sessions live. Object-safe (`Arc<dyn SessionStore>`): the server picks SQLite
 /// or PostgreSQL at run time (portcullis-store implements this for both);
-/// [`MemorySessionStore`] is for unit tests and single-process toys.
+/// [`super::MemorySessionStore`] is for unit tests and single-process toys.
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new session.
     fn create_session<'a>(&'a self, session: &'a NewSession) -> StoreFuture<'a, ()>;

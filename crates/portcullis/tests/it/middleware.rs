@@ -302,9 +302,15 @@ async fn stacked_authorization_headers_are_refused_in_either_order() {
 async fn unknown_api_keys_are_401_and_malformed_ones_400() {
     let fx = Fixture::new(Algorithm::EdDSA);
     let app = app(&fx, true);
-    let (status, _, body) = send(&app, get_with("/me", &[("x-api-key", "pk_live_unknown")])).await;
+    let (status, headers, body) =
+        send(&app, get_with("/me", &[("x-api-key", "pk_live_unknown")])).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("invalid_token"));
+    // A key is not an access token: its refusal says so, under its own scheme.
+    assert!(body.contains("the API key is invalid"), "{body}");
+    assert!(!body.contains("access token"), "{body}");
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("ApiKey realm=\"api\""), "{challenge}");
     let (status, _, _) = send(&app, get_with("/me", &[("x-api-key", "two words")])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _, _) = send(&app, get_with("/write", &[("x-api-key", SERVICE_KEY)])).await;
@@ -470,4 +476,190 @@ async fn several_issuers_are_allowed_by_name_and_others_refused() {
         StatusCode::BAD_REQUEST,
         "malformed, whoever it names"
     );
+}
+
+/// The registered claims a route commonly wants, with a custom one.
+#[derive(Deserialize)]
+struct Whole {
+    sub: String,
+    scope: String,
+    exp: i64,
+    tenant: String,
+}
+
+#[tokio::test]
+async fn typed_claims_come_from_the_whole_set_registered_claims_included() {
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let verifier = Arc::new(portcullis::jwt::Verifier::new(
+        fx.verifier.with_keys(|k| k.clone()),
+        crate::support::validation(&fx.clock),
+    ));
+    let app = Router::new()
+        .route(
+            "/whole",
+            get(|auth: Authenticated<Whole>| async move {
+                let c = auth.claims;
+                format!("{} {} {} {}", c.sub, c.scope, c.exp > 0, c.tenant)
+            }),
+        )
+        .route(
+            "/key",
+            get(|auth: Authenticated<Whole>| async move { auth.claims.sub }),
+        )
+        .layer(AuthLayer::required(
+            Chain::new()
+                .with(Bearer::new(verifier))
+                .with(ApiKey::new(api_keys())),
+        ));
+    let token = fx
+        .builder()
+        .scope("read")
+        .claim("tenant", "t1")
+        .sign_at(&fx.key, &fx.clock)
+        .unwrap();
+    let auth = format!("Bearer {token}");
+    let (status, _, body) = send(&app, get_with("/whole", &[("authorization", &auth)])).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "user-1 read true t1")
+    );
+    // A token without a claim the type needs: 401, not a panic or a 500.
+    let token = fx
+        .builder()
+        .scope("read")
+        .sign_at(&fx.key, &fx.clock)
+        .unwrap();
+    let auth = format!("Bearer {token}");
+    let (status, _, _) = send(&app, get_with("/whole", &[("authorization", &auth)])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn every_refusal_behind_a_layer_carries_the_layers_realm() {
+    let fx = Fixture::new(Algorithm::HS256);
+    let verifier = Arc::new(portcullis::jwt::Verifier::new(
+        fx.verifier.with_keys(|k| k.clone()),
+        crate::support::validation(&fx.clock),
+    ));
+    let app = Router::new()
+        .route(
+            "/write",
+            get(|auth: Authenticated| async move {
+                auth.identity.require_all(&["posts:write"])?;
+                Ok::<_, portcullis::rejection::Rejection>("written")
+            }),
+        )
+        .route(
+            "/typed",
+            get(|auth: Authenticated<Whole>| async move { auth.claims.sub }),
+        )
+        .route("/scoped", get(|| async { "scoped" }))
+        .route_layer(portcullis::middleware::RequireScope::all(["notes:write"]))
+        .route(
+            "/anyone",
+            get(|auth: Authenticated| async move { auth.identity.subject().to_owned() }),
+        )
+        .layer(AuthLayer::optional(Chain::new().with(Bearer::new(verifier))).with_realm("notes"));
+    let token = fx
+        .builder()
+        .scope("read")
+        .sign_at(&fx.key, &fx.clock)
+        .unwrap();
+    let auth = format!("Bearer {token}");
+    for (path, headers, status) in [
+        ("/anyone", vec![], StatusCode::UNAUTHORIZED),
+        ("/scoped", vec![], StatusCode::UNAUTHORIZED),
+        (
+            "/scoped",
+            vec![("authorization", auth.as_str())],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/anyone",
+            vec![("authorization", "Bearer x.y.z")],
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let (got, h, _) = send(&app, get_with(path, &headers)).await;
+        assert_eq!(got, status, "{path}");
+        let challenge = h["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.starts_with("Bearer realm=\"notes\""),
+            "{path}: {challenge}"
+        );
+    }
+    // The handler's own refusals too: `require_all` and a claims type that does not fit.
+    let token = fx
+        .builder()
+        .scope("read notes:write")
+        .sign_at(&fx.key, &fx.clock)
+        .unwrap();
+    let auth = format!("Bearer {token}");
+    for (path, status) in [
+        ("/write", StatusCode::FORBIDDEN),
+        ("/typed", StatusCode::UNAUTHORIZED),
+    ] {
+        let (got, h, _) = send(&app, get_with(path, &[("authorization", &auth)])).await;
+        assert_eq!(got, status, "{path}");
+        let challenge = h["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.starts_with("Bearer realm=\"notes\""),
+            "{path}: {challenge}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn require_scope_all_and_any_guard_routes_with_the_scope_answer() {
+    use portcullis::middleware::RequireScope;
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let verifier = Arc::new(portcullis::jwt::Verifier::new(
+        fx.verifier.with_keys(|k| k.clone()),
+        crate::support::validation(&fx.clock),
+    ));
+    let app = Router::new()
+        .route("/both", get(|| async { "both" }))
+        .route_layer(RequireScope::all(["notes:read", "notes:write"]))
+        .merge(
+            Router::new()
+                .route("/either", get(|| async { "either" }))
+                .route_layer(RequireScope::any(["notes:read", "admin"])),
+        )
+        .route("/open", get(|| async { "open" }))
+        .layer(AuthLayer::optional(
+            Chain::new().with(Bearer::new(verifier)),
+        ));
+    let with = |scope: &str| {
+        let token = fx
+            .builder()
+            .scope(scope)
+            .sign_at(&fx.key, &fx.clock)
+            .unwrap();
+        format!("Bearer {token}")
+    };
+    for (scope, path, status) in [
+        ("notes:read notes:write", "/both", StatusCode::OK),
+        ("notes:read", "/both", StatusCode::FORBIDDEN),
+        ("", "/both", StatusCode::FORBIDDEN),
+        ("admin", "/either", StatusCode::OK),
+        ("notes:read", "/either", StatusCode::OK),
+        ("notes:write", "/either", StatusCode::FORBIDDEN),
+        ("", "/open", StatusCode::OK),
+    ] {
+        let auth = with(scope);
+        let (got, h, body) = send(&app, get_with(path, &[("authorization", &auth)])).await;
+        assert_eq!(got, status, "{scope:?} on {path}");
+        if status == StatusCode::FORBIDDEN {
+            assert!(body.contains("insufficient_scope"), "{body}");
+            let challenge = h["www-authenticate"].to_str().unwrap();
+            assert!(
+                challenge.contains("error=\"insufficient_scope\""),
+                "{challenge}"
+            );
+        }
+    }
+    let (got, _, _) = send(&app, get_with("/both", &[])).await;
+    assert_eq!(got, StatusCode::UNAUTHORIZED, "anonymous");
+    let (got, _, _) = send(&app, get_with("/open", &[])).await;
+    assert_eq!(got, StatusCode::OK);
 }
