@@ -31,6 +31,13 @@ pub enum ApiError {
     /// A bearer-token or session failure, answered per RFC 6750 (a refused cross-site
     /// request is 403 `access_denied`).
     Auth(Rejection),
+    /// 401 `invalid_client` (RFC 6749 §5.2), with a `Basic` challenge: unknown client,
+    /// wrong secret or disabled client, which look the same.
+    InvalidClient,
+    /// 400 `unsupported_grant_type` (RFC 6749 §5.2).
+    UnsupportedGrantType(String),
+    /// 400 `invalid_scope` (RFC 6749 §5.2): a scope beyond what the client may get.
+    InvalidScope(String),
     /// 404 `not_found`.
     NotFound(&'static str),
     /// 413 `invalid_request`: the body is over `max_body_bytes`.
@@ -82,7 +89,11 @@ impl ApiError {
     /// the pages alike.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidRequest(_) | ApiError::InvalidGrant => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest(_)
+            | ApiError::InvalidGrant
+            | ApiError::UnsupportedGrantType(_)
+            | ApiError::InvalidScope(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidClient => StatusCode::UNAUTHORIZED,
             ApiError::UsernameTaken => StatusCode::CONFLICT,
             ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -118,6 +129,24 @@ impl IntoResponse for ApiError {
                 "the username or password is wrong",
             ),
             ApiError::NotFound(what) => oauth(status, "not_found", what),
+            ApiError::InvalidClient => {
+                let mut r = oauth(status, "invalid_client", "client authentication failed");
+                let challenge = HeaderValue::from_static("Basic realm=\"portcullis\"");
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+                r.extensions_mut()
+                    .insert(Failure::Refused("invalid_client"));
+                r
+            }
+            ApiError::UnsupportedGrantType(grant) => oauth(
+                status,
+                "unsupported_grant_type",
+                &format!("grant_type {grant:?} is not supported here; use client_credentials"),
+            ),
+            ApiError::InvalidScope(scope) => oauth(
+                status,
+                "invalid_scope",
+                &format!("scope {scope:?} is beyond what this client may get"),
+            ),
             ApiError::TooLarge => oauth(
                 status,
                 "invalid_request",

@@ -17,19 +17,19 @@ use portcullis::session::SessionStore;
 
 pub use error::Error;
 pub use model::{
-    Event, EventKind, FamilyInfo, NewUser, Pruned, Retention, RevokedState, Rotation, ScopeChange,
-    StoredKey, TokenHash, User,
+    Client, Event, EventKind, FamilyInfo, NewUser, Pruned, Retention, RevokedState, Rotation,
+    ScopeChange, StoredKey, TokenHash, User,
 };
 pub use portcullis::refresh::RotationPolicy;
 pub use portcullis::throttle::{Admission, Attempt, Settlement};
 
 /// Everything the server keeps. Object-safe: the backend is chosen at run time. It is
 /// the narrow traits together ([`UserStore`], [`FamilyStore`], [`AdmissionStore`],
-/// [`KeyStore`], [`EventStore`]) and the library's [`SessionStore`], so an
+/// [`ClientStore`], [`KeyStore`], [`EventStore`]) and the library's [`SessionStore`], so an
 /// `Arc<dyn Store>` coerces to any of them (`Arc<dyn SessionStore>` is what
 /// `portcullis::session::Sessions` takes).
 pub trait Store:
-    UserStore + FamilyStore + AdmissionStore + KeyStore + EventStore + SessionStore
+    UserStore + FamilyStore + AdmissionStore + ClientStore + KeyStore + EventStore + SessionStore
 {
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;
@@ -146,6 +146,37 @@ pub trait FamilyStore: Send + Sync + 'static {
     /// Families and sessions revoked, and users' "not before" times moved, at or after
     /// `since`.
     async fn revoked_since(&self, since: i64) -> Result<RevokedState, Error>;
+}
+
+/// Machine clients. Part of [`Store`]; callers take the narrowest trait they need.
+#[async_trait::async_trait]
+pub trait ClientStore: Send + Sync + 'static {
+    /// Registers a client; [`Error::Conflict`] when the name is taken.
+    async fn add_client(&self, client: &Client) -> Result<(), Error>;
+
+    /// The client with this id, disabled or not.
+    async fn client_by_id(&self, id: &str) -> Result<Option<Client>, Error>;
+
+    /// Every client, by name.
+    async fn clients(&self) -> Result<Vec<Client>, Error>;
+
+    /// Disables (moving its "not before" past `now`, with an event, so that every token
+    /// issued to it so far is refused everywhere) or enables a client; `None` when there
+    /// is no such client.
+    async fn set_client_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<Option<Client>, Error>;
+
+    /// Replaces a client's secret (the old one stops working at once; tokens already
+    /// issued live out their lifetime); `None` when there is no such client.
+    async fn set_client_secret(
+        &self,
+        name: &str,
+        secret_hash: &[u8],
+    ) -> Result<Option<Client>, Error>;
 }
 
 /// Signing keys, sealed. Part of [`Store`]; callers take the narrowest trait they need.

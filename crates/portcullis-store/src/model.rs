@@ -97,6 +97,37 @@ pub enum Rotation {
     Refused,
 }
 
+/// A machine client (OAuth 2.0 client credentials).
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Client {
+    /// The public client id, the `sub` and `client_id` of its tokens.
+    pub id: String,
+    /// A unique name for people (`portcullis clients add NAME`).
+    pub name: String,
+    /// SHA-256 of its secret.
+    pub secret_hash: Vec<u8>,
+    /// Space-separated scopes it may get.
+    pub scope: String,
+    /// A disabled client gets no tokens.
+    pub disabled: bool,
+    /// Its access tokens issued before this time (seconds) are refused.
+    pub not_before: i64,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("secret_hash", &"[redacted]")
+            .field("scope", &self.scope)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A live refresh family, as its user sees it in a list of logins.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct FamilyInfo {

@@ -20,9 +20,9 @@ use portcullis::session::{
 use portcullis::throttle::{self, Counter};
 
 use crate::{
-    Admission, AdmissionStore, Attempt, Error, Event, EventKind, EventStore, FamilyInfo,
-    FamilyStore, KeyStore, NewUser, Pruned, Retention, RevokedState, Rotation, RotationPolicy,
-    ScopeChange, Settlement, Store, StoredKey, TokenHash, User, UserStore,
+    Admission, AdmissionStore, Attempt, Client, ClientStore, Error, Event, EventKind, EventStore,
+    FamilyInfo, FamilyStore, KeyStore, NewUser, Pruned, Retention, RevokedState, Rotation,
+    RotationPolicy, ScopeChange, Settlement, Store, StoredKey, TokenHash, User, UserStore,
 };
 
 /// The channel PostgreSQL instances listen on for new events.
@@ -801,7 +801,10 @@ macro_rules! store_impl {
                 .fetch_all(&self.pool)
                 .await?;
                 let not_before: Vec<(String, i64)> =
-                    sqlx::query_as("SELECT id, not_before FROM users WHERE not_before >= $1")
+                    sqlx::query_as(
+                        "SELECT id, not_before FROM users WHERE not_before >= $1 \
+                         UNION ALL SELECT id, not_before FROM clients WHERE not_before >= $1",
+                    )
                         .bind(since)
                         .fetch_all(&self.pool)
                         .await?;
@@ -809,6 +812,88 @@ macro_rules! store_impl {
                     families: families.into_iter().map(|(id,)| id).collect(),
                     not_before,
                 })
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl ClientStore for $store {
+            async fn add_client(&self, client: &Client) -> Result<(), Error> {
+                // A taken name is a unique violation: `Error::Conflict`.
+                sqlx::query(
+                    "INSERT INTO clients (id, name, secret_hash, scope, disabled, not_before, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&client.id)
+                .bind(&client.name)
+                .bind(&client.secret_hash)
+                .bind(&client.scope)
+                .bind(client.disabled)
+                .bind(client.not_before)
+                .bind(client.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn client_by_id(&self, id: &str) -> Result<Option<Client>, Error> {
+                Ok(sqlx::query_as(
+                    "SELECT id, name, secret_hash, scope, disabled, not_before, created_at \
+                     FROM clients WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn clients(&self) -> Result<Vec<Client>, Error> {
+                Ok(sqlx::query_as(
+                    "SELECT id, name, secret_hash, scope, disabled, not_before, created_at \
+                     FROM clients ORDER BY name",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn set_client_disabled(
+                &self,
+                name: &str,
+                disabled: bool,
+                now: i64,
+            ) -> Result<Option<Client>, Error> {
+                let mut tx = self.pool.begin().await?;
+                // Disabling refuses the tokens already issued, as disabling a user does:
+                // all of them, those of the current second included (a disabled client
+                // gets no new ones), so "not before" is the next second.
+                let not_before = now.saturating_add(1);
+                let client: Option<Client> = sqlx::query_as(
+                    "UPDATE clients SET disabled = $1, \
+                     not_before = CASE WHEN $1 THEN $2 ELSE not_before END \
+                     WHERE name = $3 \
+                     RETURNING id, name, secret_hash, scope, disabled, not_before, created_at",
+                )
+                .bind(disabled)
+                .bind(not_before)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(c) = &client
+                    && disabled
+                {
+                    insert_event(&mut tx, EventKind::UserNotBefore, &c.id, not_before, $notify).await?;
+                }
+                tx.commit().await?;
+                Ok(client)
+            }
+
+            async fn set_client_secret(&self, name: &str, secret_hash: &[u8]) -> Result<Option<Client>, Error> {
+                Ok(sqlx::query_as(
+                    "UPDATE clients SET secret_hash = $1 WHERE name = $2 \
+                     RETURNING id, name, secret_hash, scope, disabled, not_before, created_at",
+                )
+                .bind(secret_hash)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?)
             }
         }
 

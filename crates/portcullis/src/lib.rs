@@ -8,12 +8,29 @@
 //! - [`keys`]: signing and verifying keys (the key fixes the algorithm), JWK and JWKS,
 //!   PEM import and export, and the [`keys::KeySet`] that verification looks keys up in;
 //! - [`strategy`] and [`middleware`]: Passport-style strategy chains (bearer tokens,
-//!   API keys, your own), a tower layer and the `Authenticated<C>` extractor;
-//! - [`password`], [`refresh`], [`throttle`], [`username`], [`revocation`],
-//!   [`rejection`]: the pieces the Portcullis server is built from;
-//! - [`session`]: cookie sessions with CSRF checks, for browsers and server-rendered
-//!   pages, beside tokens (the [`strategy::Session`] strategy);
+//!   API keys, your own), a tower layer, the `Authenticated<C>` extractor and the
+//!   `RequireScope` layer;
+//! - [`remote`], `http` and `feed`: trusting a remote issuer (`Bearer::from_issuer`) and
+//!   following its revocation feed ([`revocation`]);
+//! - [`rejection`]: the one place an authentication failure becomes an HTTP answer;
+//! - `session`: cookie sessions with CSRF checks, for browsers and server-rendered
+//!   pages, beside tokens (the `Session` strategy);
+//! - `password`, `refresh`, `throttle`, `username`: the pieces the Portcullis server is
+//!   built from;
 //! - [`clock`]: injected time, so tests move the clock instead of sleeping.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `remote` | on | `http` (`Bearer::from_issuer`, `HttpFetcher`: reqwest over rustls on aws-lc-rs) and `feed` (`RevocationFollower`) |
+//! | `sessions` | off | `session` and the `Session` strategy |
+//! | `password` | off | `password`: Argon2id hashing with a bounded queue |
+//! | `server` | off | `username`, `refresh`, `throttle`: the Portcullis server's rules |
+//!
+//! A resource server needs the default only; `default-features = false` leaves the
+//! token core, keys, strategies and middleware, with remote keys through your own
+//! [`remote::JwksFetcher`].
 //!
 //! # Quick start
 //!
@@ -79,18 +96,32 @@
 
 mod b64;
 pub mod clock;
+#[cfg(feature = "remote")]
+pub mod feed;
 mod flat_json;
+#[cfg(feature = "remote")]
+pub mod http;
 pub mod jwt;
 pub mod keys;
 pub mod middleware;
 pub mod opaque;
+#[cfg(feature = "password")]
 pub mod password;
+#[cfg(feature = "server")]
 pub mod refresh;
 pub mod rejection;
 pub mod remote;
 pub mod revocation;
+#[cfg(feature = "sessions")]
 pub mod session;
 pub mod strategy;
 mod strict_json;
+#[cfg(feature = "server")]
 pub mod throttle;
+#[cfg(feature = "server")]
 pub mod username;
+
+/// The README's Rust examples compile (and the quick start runs) as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -38,6 +38,9 @@ pub enum TokenFailure {
     SessionRevoked,
     /// It was issued before its user's "not before" time (logout everywhere).
     IssuedBeforeLogout,
+    /// A followed revocation feed has not been read for too long, and the policy is to
+    /// fail closed: answered 503, as credentials that cannot be checked now.
+    RevocationsUnknown,
     /// An API key that no store knows (answered with an `ApiKey` challenge and "the
     /// API key is invalid", not as a bearer token).
     UnknownCredential,
@@ -51,6 +54,7 @@ impl TokenFailure {
             TokenFailure::SessionRevoked => "session_revoked",
             TokenFailure::IssuedBeforeLogout => "issued_before_logout",
             TokenFailure::UnknownCredential => "unknown_credential",
+            TokenFailure::RevocationsUnknown => "revocations_unknown",
         }
     }
 }

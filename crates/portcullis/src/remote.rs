@@ -52,46 +52,119 @@ pub fn max_age(cache_control: &str) -> Option<Duration> {
     age
 }
 
-/// Finds an issuer's `jwks_uri` from its metadata: `/.well-known/openid-configuration`
-/// (OpenID Connect Discovery), else `/.well-known/oauth-authorization-server`
-/// (RFC 8414). The document's `issuer` must equal `issuer` exactly (RFC 8414 §3.3), and
-/// the `jwks_uri` must be on the issuer's origin or served over https.
-pub async fn discover(issuer: &str, fetcher: &dyn JwksFetcher) -> Result<String, String> {
+/// An issuer's metadata (RFC 8414 / OpenID Connect Discovery): the members this library
+/// uses. Read by [`discover`], which checks `issuer` and `jwks_uri` first.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct IssuerMetadata {
+    /// The issuer, exactly as asked for.
+    pub issuer: String,
+    /// Where its signing keys are published.
+    pub jwks_uri: String,
+    /// The OAuth token endpoint, if it has one (machine clients get tokens there).
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// The grant types the token endpoint takes.
+    #[serde(default)]
+    pub grant_types_supported: Vec<String>,
+    /// A Portcullis server's revocation feed.
+    #[serde(default)]
+    pub portcullis_revocation_feed: Option<String>,
+}
+
+/// Why [`discover`] found no usable metadata: the URLs it tried, and what was wrong
+/// with the last answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveryError {
+    /// The issuer asked about.
+    pub issuer: String,
+    /// The metadata URLs tried, in order.
+    pub tried: Vec<String>,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no usable metadata for issuer {} (tried {}): {}",
+            self.issuer,
+            self.tried.join(", "),
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for DiscoveryError {}
+
+/// Reads an issuer's metadata: `/.well-known/openid-configuration` (OpenID Connect
+/// Discovery), else `/.well-known/oauth-authorization-server` (RFC 8414). The document's
+/// `issuer` must equal `issuer` exactly (RFC 8414 §3.3), and the `jwks_uri` must be on
+/// the issuer's origin or served over https; so must the `token_endpoint` and the
+/// revocation feed, when present.
+pub async fn discover(
+    issuer: &str,
+    fetcher: &dyn JwksFetcher,
+) -> Result<IssuerMetadata, DiscoveryError> {
     let base = issuer.trim_end_matches('/');
-    let mut last = String::new();
+    let mut tried = Vec::new();
+    let mut reason = String::new();
+    let fail = |tried: Vec<String>, reason: String| DiscoveryError {
+        issuer: issuer.to_owned(),
+        tried,
+        reason,
+    };
     for path in [
         "/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server",
     ] {
         let url = format!("{base}{path}");
+        tried.push(url.clone());
         let fetched = match fetcher.fetch(&url).await {
             Ok(f) => f,
             Err(e) => {
-                last = e;
+                reason = e;
                 continue;
             }
         };
         let doc = crate::strict_json::parse_object(fetched.body.as_bytes())
-            .map_err(|e| format!("{url}: {e}"))?;
-        if doc.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
-            return Err(format!("{url}: the document's issuer is not {issuer:?}"));
-        }
-        let jwks_uri = doc
-            .get("jwks_uri")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| format!("{url}: no jwks_uri"))?;
-        // Origins compared as origins (scheme, host, port with defaults), not as text.
-        let parsed = url::Url::parse(jwks_uri).map_err(|e| format!("{url}: jwks_uri: {e}"))?;
-        let same_origin = url::Url::parse(issuer)
-            .is_ok_and(|i| i.origin().is_tuple() && i.origin() == parsed.origin());
-        if !(same_origin || parsed.scheme() == "https") {
-            return Err(format!(
-                "{url}: jwks_uri {jwks_uri:?} is neither https nor on the issuer's origin"
+            .map_err(|e| fail(tried.clone(), format!("{url}: {e}")))?;
+        let metadata: IssuerMetadata = serde_json::from_value(serde_json::Value::Object(doc))
+            .map_err(|e| fail(tried.clone(), format!("{url}: {e}")))?;
+        if metadata.issuer != issuer {
+            return Err(fail(
+                tried,
+                format!("{url}: the document's issuer is not {issuer:?}"),
             ));
         }
-        return Ok(jwks_uri.to_owned());
+        // Origins compared as origins (scheme, host, port with defaults), not as text.
+        let issuer_origin = url::Url::parse(issuer).ok().map(|i| i.origin());
+        let endpoints = [
+            ("jwks_uri", Some(&metadata.jwks_uri)),
+            ("token_endpoint", metadata.token_endpoint.as_ref()),
+            (
+                "portcullis_revocation_feed",
+                metadata.portcullis_revocation_feed.as_ref(),
+            ),
+        ];
+        for (name, value) in endpoints {
+            let Some(value) = value else { continue };
+            let parsed = url::Url::parse(value)
+                .map_err(|e| fail(tried.clone(), format!("{url}: {name}: {e}")))?;
+            let same_origin = issuer_origin
+                .as_ref()
+                .is_some_and(|o| o.is_tuple() && *o == parsed.origin());
+            if !(same_origin || parsed.scheme() == "https") {
+                return Err(fail(
+                    tried,
+                    format!("{url}: {name} {value:?} is neither https nor on the issuer's origin"),
+                ));
+            }
+        }
+        return Ok(metadata);
     }
-    Err(format!("no metadata at {base}: {last}"))
+    Err(fail(tried, reason))
 }
 
 #[derive(Debug, Default)]
@@ -169,6 +242,30 @@ impl RemoteJwks {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// True while the keys last fetched are within their cache lifetime: tokens can be
+    /// verified without asking the issuer.
+    pub fn is_fresh(&self) -> bool {
+        let st = self.state();
+        st.loaded && self.clock.now() < st.expires_at
+    }
+
+    /// How long until the keys go stale (zero when they are, or were never loaded): when
+    /// a background refresher should fetch next.
+    pub fn refresh_due_in(&self) -> Duration {
+        let st = self.state();
+        let left = st.expires_at - self.clock.now();
+        if st.loaded && left > 0 {
+            Duration::from_secs(left.unsigned_abs())
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// The JWKS URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Fetches when the cached keys have expired (or were never loaded). On failure the
@@ -328,7 +425,7 @@ mod tests {
             doc("https://i.example", "https://i.example/jwks"),
         )]);
         assert_eq!(
-            discover("https://i.example", &ok).await.unwrap(),
+            discover("https://i.example", &ok).await.unwrap().jwks_uri,
             "https://i.example/jwks"
         );
         let fallback = Docs(vec![(
@@ -336,7 +433,10 @@ mod tests {
             doc("https://i.example", "https://keys.example/j"),
         )]);
         assert_eq!(
-            discover("https://i.example", &fallback).await.unwrap(),
+            discover("https://i.example", &fallback)
+                .await
+                .unwrap()
+                .jwks_uri,
             "https://keys.example/j"
         );
         let impostor = Docs(vec![(
@@ -360,7 +460,24 @@ mod tests {
             discover("http://127.0.0.1:8080", &local).await.is_ok(),
             "same origin over http is fine"
         );
-        assert!(discover("https://i.example", &Docs(vec![])).await.is_err());
+        let none = discover("https://i.example", &Docs(vec![]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            none.tried,
+            [oidc, rfc8414],
+            "the error names the URLs tried"
+        );
+        assert!(none.to_string().contains(oidc), "{none}");
+        let token_elsewhere = Docs(vec![(
+            oidc,
+            r#"{"issuer":"https://i.example","jwks_uri":"https://i.example/jwks","token_endpoint":"http://evil.example/token"}"#.to_owned(),
+        )]);
+        assert!(
+            discover("https://i.example", &token_elsewhere)
+                .await
+                .is_err()
+        );
     }
 
     #[test]

@@ -40,37 +40,13 @@ async fn posts_need_a_portcullis_token_and_logout_everywhere_reaches_the_blog() 
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| http.post(format!("{issuer}{path}")).json(&body).send();
 
-    // A service account that may read the revocation feed.
-    assert_eq!(
-        post(
-            "/auth/signup",
-            json!({"username": "blog-svc", "password": "service password 1"})
-        )
-        .await
-        .unwrap()
-        .status(),
-        201
-    );
-    let store = portcullis_store::open(&auth_db).await.unwrap();
-    assert!(
-        store
-            .set_scope("blog-svc", "revocations:read", 0)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    // A machine client that may read the revocation feed, as `portcullis clients add
+    // blog --scope revocations:read` registers it.
+    let (client_id, client_secret) = register_client(&auth_db, "revocations:read").await;
 
-    let blog = blog_api::start(blog_api::Args {
-        issuer: issuer.clone(),
-        audience: None,
-        bind: "127.0.0.1:0".into(),
-        database_url: format!("sqlite://{}", dir.path().join("blog.db").display()),
-        service_username: Some("blog-svc".into()),
-        service_password: Some("service password 1".into()),
-        feed_interval_ms: 100,
-    })
-    .await
-    .unwrap();
+    let blog = blog_api::start(blog_args(&issuer, &dir, Some((&client_id, &client_secret))))
+        .await
+        .unwrap();
     let blog_url = format!("http://{}", blog.addr);
 
     // Alice signs up and logs in on Portcullis, then posts on the blog.
@@ -260,17 +236,9 @@ async fn the_blog_accepts_every_fresh_token_across_key_rotations() {
     let auth = portcullis_server::startup::start(config.clone())
         .await
         .unwrap();
-    let blog = blog_api::start(blog_api::Args {
-        issuer: issuer.clone(),
-        audience: None,
-        bind: "127.0.0.1:0".into(),
-        database_url: format!("sqlite://{}", dir.path().join("blog.db").display()),
-        service_username: None,
-        service_password: None,
-        feed_interval_ms: 500,
-    })
-    .await
-    .unwrap();
+    let blog = blog_api::start(blog_args(&issuer, &dir, None))
+        .await
+        .unwrap();
     let blog_url = format!("http://{}", blog.addr);
     let http = reqwest::Client::new();
     let credentials = json!({"username": "alice", "password": "correct horse battery"});
@@ -348,56 +316,81 @@ async fn the_blog_accepts_every_fresh_token_across_key_rotations() {
     auth.stop().await.unwrap();
 }
 
-/// The blog's arguments against `issuer`, with a database in `dir`.
-fn blog_args(issuer: &str, dir: &tempfile::TempDir, password: &str) -> blog_api::Args {
+/// The blog's arguments against `issuer`, with a database in `dir`, following the
+/// feed as the client given.
+fn blog_args(
+    issuer: &str,
+    dir: &tempfile::TempDir,
+    client: Option<(&str, &str)>,
+) -> blog_api::Args {
     blog_api::Args {
         issuer: issuer.to_owned(),
         audience: None,
         bind: "127.0.0.1:0".into(),
         database_url: format!("sqlite://{}", dir.path().join("blog.db").display()),
-        service_username: Some("blog-svc".into()),
-        service_password: Some(password.into()),
+        client_id: client.map(|(id, _)| id.to_owned()),
+        client_secret: client.map(|(_, secret)| secret.to_owned()),
         feed_interval_ms: 100,
     }
 }
 
-#[tokio::test]
-async fn a_wrong_service_password_or_a_down_issuer_stops_the_start_and_says_why() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, issuer) = auth_config(&dir);
-    let auth = portcullis_server::startup::start(config).await.unwrap();
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{issuer}/auth/signup"))
-        .json(&json!({"username": "blog-svc", "password": "service password 1"}))
-        .send()
+/// Registers a machine client in the server's database; its id and secret.
+async fn register_client(db: &str, scope: &str) -> (String, String) {
+    let store = portcullis_store::open(db).await.unwrap();
+    let secret = portcullis::opaque::Opaque::generate().unwrap();
+    let id = portcullis::jwt::random_id().unwrap();
+    store
+        .add_client(&portcullis_store::Client {
+            id: id.clone(),
+            name: format!("blog-{scope}"),
+            secret_hash: secret.sha256().to_vec(),
+            scope: scope.into(),
+            disabled: false,
+            not_before: 0,
+            created_at: 0,
+        })
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
+    (id, secret.expose().to_owned())
+}
 
-    // A wrong password fails the start at once, naming the account and what to check,
+#[tokio::test]
+async fn a_wrong_client_secret_a_missing_scope_or_a_down_issuer_stops_the_start_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, issuer) = auth_config(&dir);
+    let db = config.database_url.clone();
+    let auth = portcullis_server::startup::start(config).await.unwrap();
+    let (id, secret) = register_client(&db, "revocations:read").await;
+
+    // A wrong secret fails the start at once, naming the client and what to check,
     // instead of running without the feed.
-    let started = blog_api::start(blog_args(&issuer, &dir, "not the password")).await;
+    let wrong = portcullis::opaque::Opaque::generate().unwrap();
+    let started = blog_api::start(blog_args(&issuer, &dir, Some((&id, wrong.expose())))).await;
     let message = format!("{:#}", started.expect_err("the start fails"));
     assert!(
-        message.contains("service account cannot log in"),
+        message.contains("following the revocation feed"),
         "{message}"
     );
-    assert!(message.contains("invalid_credentials"), "{message}");
-    assert!(message.contains("--service-password"), "{message}");
-    // Only one attempt was spent: the right password still gets in at once.
+    assert!(message.contains("invalid_client"), "{message}");
+    assert!(message.contains(&id), "{message}");
+    // A client without the feed's scope cannot get a token for it.
+    let (other, other_secret) = register_client(&db, "posts:read").await;
+    let started = blog_api::start(blog_args(&issuer, &dir, Some((&other, &other_secret)))).await;
+    let message = format!("{:#}", started.expect_err("the start fails"));
+    assert!(message.contains("invalid_scope"), "{message}");
+    // The right one starts.
     assert!(
-        blog_api::start(blog_args(&issuer, &dir, "service password 1"))
+        blog_api::start(blog_args(&issuer, &dir, Some((&id, &secret))))
             .await
             .is_ok()
     );
 
-    // With the issuer down, the error carries the cause, not just "error sending request".
+    // With the issuer down, the error names the URLs tried and the cause.
     auth.stop().await.unwrap();
-    let started = blog_api::start(blog_args(&issuer, &dir, "service password 1")).await;
+    let started = blog_api::start(blog_args(&issuer, &dir, Some((&id, &secret)))).await;
     let message = format!("{:#}", started.expect_err("the start fails"));
     assert!(
-        message.contains(&format!("discovering {issuer}")),
+        message.contains(&format!("{issuer}/.well-known/openid-configuration")),
         "{message}"
     );
     assert!(

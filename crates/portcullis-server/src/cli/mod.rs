@@ -4,6 +4,7 @@
 //! is on stderr); 2 for usage errors and for input the command cannot use (unreadable
 //! files, invalid keys or claims).
 
+mod clients;
 mod keys;
 mod serve;
 mod token;
@@ -28,6 +29,9 @@ enum Command {
     /// Manage accounts on the configured database.
     #[command(subcommand)]
     Users(serve::UsersCommand),
+    /// Manage machine clients (OAuth 2.0 client credentials) on the configured database.
+    #[command(subcommand)]
+    Clients(clients::ClientsCommand),
     /// Generate keys and derive public key sets; rotate and list the server's keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -56,6 +60,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).map_err(Failure::Usage),
         Command::Users(cmd) => serve::users(cmd).map_err(Failure::Usage),
+        Command::Clients(cmd) => clients::run(cmd).map_err(Failure::Usage),
         Command::Keys(cmd) => keys::run(cmd).map_err(Failure::Usage),
         Command::Token(cmd) => token::run(cmd),
     };

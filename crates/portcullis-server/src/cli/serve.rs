@@ -43,7 +43,9 @@ pub(crate) struct ServeArgs {
 
 impl ConfigArgs {
     /// The configuration, and its existing database (admin commands never create one).
-    async fn open(&self) -> anyhow::Result<(Config, std::sync::Arc<dyn portcullis_store::Store>)> {
+    pub(crate) async fn open(
+        &self,
+    ) -> anyhow::Result<(Config, std::sync::Arc<dyn portcullis_store::Store>)> {
         let config = self.load(None, None)?;
         let store = open_existing(&config.database_url).await?;
         Ok((config, store))
@@ -61,7 +63,7 @@ impl ConfigArgs {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -249,12 +251,15 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 store.set_disabled(&name, true).await?;
                 // Logout everywhere too: sessions, refresh families and every access
                 // token issued until now end on every running instance.
-                let ended = store
-                    .revoke_user(&user.id, SystemClock.now())
-                    .await?;
+                let ended = store.revoke_user(&user.id, SystemClock.now()).await?;
+                let n = ended.len();
+                let what = if n == 1 {
+                    "session or refresh family"
+                } else {
+                    "sessions and refresh families"
+                };
                 println!(
-                    "{name}: disabled; {} sessions and refresh families ended, access tokens issued before now refused",
-                    ended.len()
+                    "{name}: disabled; {n} {what} ended, access tokens issued before now refused"
                 );
             }
             UsersCommand::Enable { config, username } => {

@@ -443,11 +443,16 @@ pub(super) fn token_response(
     if let Some(device) = device {
         body["device_token"] = device.expose().into();
     }
+    Ok(token_json(body))
+}
+
+/// A token response: JSON that no cache may keep (RFC 6749 §5.1).
+pub(super) fn token_json(body: serde_json::Value) -> Response {
     let mut response = Json(body).into_response();
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    response
 }
 
 /// Signs an access token for `user_id` in session (or refresh family) `sid`.

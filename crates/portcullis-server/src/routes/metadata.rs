@@ -13,7 +13,12 @@ pub async fn metadata(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "issuer": state.0.config.issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        // Not an OAuth token endpoint (login takes a JSON body): a Portcullis extension.
+        // The OAuth token endpoint serves machine clients only (client credentials);
+        // people log in at /auth/login (JSON) or /session/login.
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        // A Portcullis extension: the revocation feed (scope revocations:read).
         "portcullis_revocation_feed": format!("{issuer}/auth/revocations"),
         // RFC 8414 requires the member; there is no authorization endpoint.
         "response_types_supported": [],

@@ -7,6 +7,7 @@ mod cookie;
 mod feed;
 mod meta;
 mod metadata;
+mod oauth;
 mod pages;
 mod session;
 
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout-all", post(auth::logout_all))
         .route("/auth/me", get(auth::me))
         .route("/auth/revocations", get(feed::revocations))
+        .route("/oauth/token", post(oauth::token))
         .route("/.well-known/jwks.json", get(meta::jwks))
         .route(
             "/.well-known/oauth-authorization-server",

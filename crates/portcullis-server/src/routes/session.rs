@@ -16,7 +16,7 @@ use portcullis_store::FamilyInfo;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{SignedIn, check_password, identify, mint_access_token};
+use super::auth::{SignedIn, check_password, identify, mint_access_token, token_json};
 use super::body::JsonBody;
 use super::client_addr::ClientAddr;
 use super::cookie::{
@@ -255,15 +255,10 @@ pub async fn token(State(state): State<AppState>, parts: Parts) -> Result<Respon
         .session_token_ttl
         .min(std::time::Duration::from_secs(left));
     let access = mint_access_token(&state, &user.id, &user.username, scope, session.id(), ttl)?;
-    let mut r = Json(json!({
+    Ok(token_json(json!({
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": ttl.as_secs(),
         "scope": scope,
-    }))
-    .into_response();
-    let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(r)
+    })))
 }

@@ -3,14 +3,14 @@
 //! last token expired), gone — on two instances at once, with no restart — and the
 //! automatic rotation, decided once for all instances.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portcullis::clock::Clock as _;
 use portcullis::jwt::TokenBuilder;
 use portcullis::keys::{Jwk, SigningKey};
 use serde_json::Value;
 
-use crate::support::{TestServer, config, on_each_store, still_clock};
+use crate::support::{TestServer, config, eventually, on_each_store, still_clock};
 
 async fn kids_published(server: &TestServer) -> Vec<String> {
     let jwks: Value = server
@@ -44,19 +44,6 @@ async fn signing_kid(server: &TestServer, name: &str) -> String {
 fn kid_of(token: &str) -> String {
     let (header, _) = portcullis::jwt::jws::insecure_decode(token, 8192).unwrap();
     header["kid"].as_str().unwrap().to_owned()
-}
-
-/// Polls `check` for up to three seconds (the instances look at the clock each second).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The private key of `kid`, as an attacker holding the database and its KEK would have.

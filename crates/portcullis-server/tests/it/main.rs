@@ -6,6 +6,7 @@
 mod attacks;
 mod browser;
 mod cli;
+mod clients;
 mod key_lifecycle;
 mod keys_at_rest;
 mod server;

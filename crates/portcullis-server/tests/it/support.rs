@@ -238,3 +238,23 @@ macro_rules! on_each_store {
     };
 }
 pub(crate) use on_each_store;
+
+/// Polls `check` for up to three seconds (instances look at the clock and the event log
+/// every second or faster).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The claims of a token, unverified (the test issued it).
+pub fn claims_of(token: &str) -> Value {
+    let (_, payload) = portcullis::jwt::jws::insecure_decode(token, 8192).unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use portcullis::session::{NewSession, SessionHash, SessionRecord};
 use portcullis::throttle::{Admission, Attempt, Budget, Lane, Settlement};
 use portcullis_store::{
-    EventKind, NewUser, Retention, Rotation, RotationPolicy, Store, StoredKey, TokenHash,
+    Client, Error, EventKind, NewUser, Retention, Rotation, RotationPolicy, Store, StoredKey,
+    TokenHash,
 };
 
 struct Db {
@@ -989,5 +990,47 @@ conformance! {
         );
         let ids: Vec<_> = s.families_of(&uid, 1052, POLICY).await.unwrap().into_iter().map(|f| f.id).collect();
         assert_eq!(ids, ["phone"]);
+    }
+}
+
+conformance! {
+    async fn clients_are_registered_once_by_name_and_disabling_refuses_their_tokens(db) {
+        let s = db.store.as_ref();
+        let client = Client {
+            id: "cl_1".into(),
+            name: "blog".into(),
+            secret_hash: vec![7; 32],
+            scope: "revocations:read".into(),
+            disabled: false,
+            not_before: 0,
+            created_at: 100,
+        };
+        s.add_client(&client).await.unwrap();
+        let same_name = Client { id: "cl_2".into(), ..client.clone() };
+        assert!(matches!(s.add_client(&same_name).await, Err(Error::Conflict)));
+        assert_eq!(s.client_by_id("cl_1").await.unwrap().as_ref(), Some(&client));
+        assert_eq!(s.client_by_id("cl_2").await.unwrap(), None);
+        assert_eq!(s.clients().await.unwrap(), vec![client.clone()]);
+
+        let rotated = s.set_client_secret("blog", &[9; 32]).await.unwrap().unwrap();
+        assert_eq!(rotated.secret_hash, vec![9; 32]);
+        assert!(s.set_client_secret("nobody", &[9; 32]).await.unwrap().is_none());
+
+        // Disabling moves "not before" with an event, which the revocation state shows.
+        let start = s.last_event_id().await.unwrap();
+        let off = s.set_client_disabled("blog", true, 500).await.unwrap().unwrap();
+        assert!(off.disabled);
+        // Tokens of the disabling second are refused too: "not before" is the next one.
+        assert_eq!(off.not_before, 501);
+        let events = s.events_after(start, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].kind, events[0].subject.as_str(), events[0].at), (EventKind::UserNotBefore, "cl_1", 501));
+        let state = s.revoked_since(400).await.unwrap();
+        assert!(state.not_before.contains(&("cl_1".to_owned(), 501)));
+        // Enabling keeps the "not before": old tokens stay refused.
+        let on = s.set_client_disabled("blog", false, 600).await.unwrap().unwrap();
+        assert!(!on.disabled);
+        assert_eq!(on.not_before, 501);
+        assert!(s.set_client_disabled("nobody", true, 600).await.unwrap().is_none());
     }
 }

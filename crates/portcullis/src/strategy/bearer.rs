@@ -122,7 +122,10 @@ impl Bearer {
         if let Some(check) = &self.revocation
             && let Err(failure) = check.check(verified.claims())
         {
-            return Outcome::Reject(Rejection::InvalidToken(failure));
+            return Outcome::Reject(match failure {
+                TokenFailure::RevocationsUnknown => Rejection::Unavailable,
+                failure => Rejection::InvalidToken(failure),
+            });
         }
         Outcome::Authenticated(Identity::from_token(verified, "bearer"))
     }
@@ -134,11 +137,25 @@ impl Strategy for Bearer {
     }
 
     fn authenticate_now(&self, parts: &Parts) -> Option<Outcome> {
-        if self.remote.is_some() {
+        // Remote keys that are fresh verify here too; stale keys, or a kid the keys do
+        // not have, take the asynchronous path (which may fetch).
+        if let Some(remote) = &self.remote
+            && !remote.is_fresh()
+        {
             return None;
         }
         Some(match Self::token(parts) {
-            Ok(token) => self.conclude(token, self.verifier.verify_bytes(token)),
+            Ok(token) => {
+                let verified = self.verifier.verify_bytes(token);
+                if self.remote.is_some()
+                    && verified
+                        .as_ref()
+                        .is_err_and(|e| e.reason() == Reason::UnknownKey)
+                {
+                    return None;
+                }
+                self.conclude(token, verified)
+            }
             Err(outcome) => outcome,
         })
     }

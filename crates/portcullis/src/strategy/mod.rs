@@ -11,6 +11,7 @@
 
 mod api_key;
 mod bearer;
+#[cfg(feature = "sessions")]
 mod session;
 
 use std::future::Future;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 pub use api_key::{ApiKey, ApiKeyRecord, ApiKeyStore, LookupFuture, MemoryApiKeys};
 pub use bearer::{Bearer, Issuers, RevocationCheck};
 use http::request::Parts;
+#[cfg(feature = "sessions")]
 pub use session::Session;
 
 use crate::jwt::{Claims, VerifiedToken};
@@ -32,6 +34,7 @@ pub struct Identity {
     subject: Option<String>,
     scopes: Vec<String>,
     token: Option<Arc<VerifiedToken>>,
+    #[cfg(feature = "sessions")]
     session: Option<Arc<crate::session::SessionContext>>,
     strategy: &'static str,
 }
@@ -48,12 +51,14 @@ impl Identity {
             subject: Some(subject.into()),
             scopes,
             token: None,
+            #[cfg(feature = "sessions")]
             session: None,
             strategy,
         }
     }
 
     /// The same identity, established by the cookie session `context`.
+    #[cfg(feature = "sessions")]
     #[must_use]
     pub fn with_session(mut self, context: crate::session::SessionContext) -> Identity {
         self.session = Some(Arc::new(context));
@@ -62,6 +67,7 @@ impl Identity {
 
     /// The session, when a cookie session authenticated the request: its id and the
     /// synchronizer token for forms.
+    #[cfg(feature = "sessions")]
     pub fn session(&self) -> Option<&crate::session::SessionContext> {
         self.session.as_deref()
     }
@@ -72,6 +78,7 @@ impl Identity {
             subject: None,
             scopes: Vec::new(),
             token: Some(token),
+            #[cfg(feature = "sessions")]
             session: None,
             strategy,
         }

@@ -6,7 +6,10 @@
 mod middleware;
 mod properties;
 mod regressions;
+#[cfg(feature = "remote")]
+mod remote_issuer;
 mod rfc;
+#[cfg(feature = "sessions")]
 mod sessions;
 mod support;
 mod verifier;

@@ -1,0 +1,412 @@
+//! Following a Portcullis server's revocation feed from a resource server (cargo
+//! feature `remote`): what makes a logout, a "sign out everywhere" or a disabled
+//! account reach a service that verifies tokens on its own.
+//!
+//! The follower authenticates as a machine client (OAuth 2.0 client credentials at the
+//! issuer's `token_endpoint`, a client registered with `portcullis clients add NAME
+//! --scope revocations:read`), reads every page of the feed before `start` returns,
+//! then polls it in the background: paging at once while there is more, logging in
+//! again when its token is refused or about to expire, backing off (up to a minute)
+//! while the issuer is unreachable, and forgetting entries once no token they could
+//! refuse can still be valid.
+//!
+//! **Failure policy.** While the feed cannot be read, tokens revoked since the last
+//! good read would be accepted. After `max_silence` without a successful read (by
+//! default the lifetime of the follower's own access token, which is the issuer's
+//! access-token lifetime) the follower either refuses every token with 503 until the
+//! feed is read again ([`OnSilence::FailClosed`], the default) or keeps accepting
+//! them and logs an error every minute ([`OnSilence::LogLoudly`]). It never goes
+//! silently open.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock, secs};
+use crate::http::{HttpFetcher, RemoteError, chain};
+use crate::jwt::Claims;
+use crate::rejection::TokenFailure;
+use crate::remote::discover;
+use crate::revocation::{RevocationFeed, RevocationList};
+use crate::strategy::RevocationCheck;
+
+/// The scope the feed requires.
+pub const FEED_SCOPE: &str = "revocations:read";
+
+/// What the follower does after `max_silence` without reading the feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnSilence {
+    /// Refuse every token with 503 `temporarily_unavailable` until the feed is read.
+    FailClosed,
+    /// Keep accepting tokens the list does not refuse, and log an error every minute.
+    LogLoudly,
+}
+
+/// Sets up a follower; see the [module documentation](self).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), portcullis::http::RemoteError> {
+/// use portcullis::feed::RevocationFollower;
+/// use portcullis::strategy::Bearer;
+/// let revocations = RevocationFollower::new("https://auth.example", "CLIENT_ID", "CLIENT_SECRET")
+///     .start()
+///     .await?;
+/// let bearer = Bearer::from_issuer("https://auth.example")
+///     .audience("api")
+///     .build()
+///     .await?
+///     .with_revocation(revocations);
+/// # Ok(()) }
+/// ```
+pub struct RevocationFollower {
+    issuer: String,
+    client_id: String,
+    client_secret: zeroize::Zeroizing<String>,
+    interval: Duration,
+    max_silence: Option<Duration>,
+    on_silence: OnSilence,
+    fetcher: Option<HttpFetcher>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for RevocationFollower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationFollower")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("interval", &self.interval)
+            .field("on_silence", &self.on_silence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RevocationFollower {
+    /// Follows `issuer`'s feed as the machine client `client_id`.
+    pub fn new(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> RevocationFollower {
+        RevocationFollower {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            client_secret: zeroize::Zeroizing::new(client_secret.into()),
+            interval: Duration::from_secs(2),
+            max_silence: None,
+            on_silence: OnSilence::FailClosed,
+            fetcher: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// How often the feed is read when nothing is waiting (default 2 s): the bound on
+    /// how long a revocation takes to reach this service.
+    #[must_use]
+    pub fn interval(mut self, interval: Duration) -> RevocationFollower {
+        self.interval = interval.max(Duration::from_millis(50));
+        self
+    }
+
+    /// How long the feed may go unread before [`OnSilence`] applies (default: the
+    /// issuer's access-token lifetime, as its token endpoint states it).
+    #[must_use]
+    pub fn max_silence(mut self, silence: Duration) -> RevocationFollower {
+        self.max_silence = Some(silence);
+        self
+    }
+
+    /// What happens after `max_silence` (default [`OnSilence::FailClosed`]).
+    #[must_use]
+    pub fn on_silence(mut self, policy: OnSilence) -> RevocationFollower {
+        self.on_silence = policy;
+        self
+    }
+
+    /// Uses this HTTP client.
+    #[must_use]
+    pub fn fetcher(mut self, fetcher: HttpFetcher) -> RevocationFollower {
+        self.fetcher = Some(fetcher);
+        self
+    }
+
+    /// The clock (tests).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> RevocationFollower {
+        self.clock = clock;
+        self
+    }
+
+    /// Discovers the issuer, logs in as the client, reads the whole feed, and starts
+    /// following it on the current tokio runtime. Fails at once when any of that fails:
+    /// a service should not start unable to learn of revocations.
+    pub async fn start(self) -> Result<Arc<FollowedRevocations>, RemoteError> {
+        let fetcher = match self.fetcher.clone() {
+            Some(f) => f,
+            None => HttpFetcher::new()?,
+        };
+        let metadata = discover(&self.issuer, &fetcher).await?;
+        let missing = |what: &str| {
+            RemoteError::Refused(format!(
+                "{} has no {what} in its metadata: is it a Portcullis server?",
+                self.issuer
+            ))
+        };
+        let token_endpoint = metadata
+            .token_endpoint
+            .clone()
+            .ok_or_else(|| missing("token_endpoint"))?;
+        let feed_url = metadata
+            .portcullis_revocation_feed
+            .clone()
+            .ok_or_else(|| missing("portcullis_revocation_feed"))?;
+        let client = Client {
+            http: fetcher.client().clone(),
+            token_endpoint,
+            feed_url,
+            id: self.client_id,
+            secret: self.client_secret,
+        };
+        let token = client.token().await?;
+        let max_silence = self
+            .max_silence
+            .unwrap_or(Duration::from_secs(token.lifetime.max(60).unsigned_abs()));
+        let followed = Arc::new(FollowedRevocations {
+            list: RevocationList::new(),
+            last_read: AtomicI64::new(self.clock.now()),
+            max_silence: secs(max_silence),
+            on_silence: self.on_silence,
+            clock: self.clock.clone(),
+            last_warning: AtomicI64::new(i64::MIN),
+            silent: AtomicBool::new(false),
+        });
+        while client
+            .page(&token.access, &followed.list)
+            .await
+            .map_err(|e| RemoteError::Refused(e.to_string()))?
+        {}
+        followed.read_now();
+        tokio::spawn(follow(
+            client,
+            Some(token),
+            Arc::downgrade(&followed),
+            self.interval,
+            self.clock,
+        ));
+        Ok(followed)
+    }
+}
+
+/// The revocations a follower keeps current: a [`RevocationCheck`] for
+/// [`crate::strategy::Bearer::with_revocation`].
+#[derive(Debug)]
+pub struct FollowedRevocations {
+    list: RevocationList,
+    last_read: AtomicI64,
+    max_silence: i64,
+    on_silence: OnSilence,
+    clock: Arc<dyn Clock>,
+    last_warning: AtomicI64,
+    silent: AtomicBool,
+}
+
+impl FollowedRevocations {
+    /// The list as read so far.
+    pub fn list(&self) -> &RevocationList {
+        &self.list
+    }
+
+    /// Seconds since the feed was last read successfully.
+    pub fn silence(&self) -> i64 {
+        self.clock.now() - self.last_read.load(Ordering::Acquire)
+    }
+
+    fn read_now(&self) {
+        self.last_read.store(self.clock.now(), Ordering::Release);
+        if self.silent.swap(false, Ordering::AcqRel) {
+            tracing::info!("revocation feed: read again; tokens are checked against it");
+        }
+    }
+}
+
+impl RevocationCheck for FollowedRevocations {
+    fn check(&self, claims: &Claims) -> Result<(), TokenFailure> {
+        let silence = self.silence();
+        if silence > self.max_silence {
+            self.silent.store(true, Ordering::Release);
+            match self.on_silence {
+                OnSilence::FailClosed => return Err(TokenFailure::RevocationsUnknown),
+                OnSilence::LogLoudly => {
+                    let now = self.clock.now();
+                    let last = self.last_warning.load(Ordering::Acquire);
+                    if now.saturating_sub(last) >= 60
+                        && self
+                            .last_warning
+                            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok()
+                    {
+                        tracing::error!(
+                            silence_s = silence,
+                            "revocation feed unread for too long: tokens revoked since are being accepted"
+                        );
+                    }
+                }
+            }
+        }
+        self.list.check(claims)
+    }
+}
+
+/// The follower's client: its credentials and the issuer's endpoints.
+struct Client {
+    http: reqwest::Client,
+    token_endpoint: String,
+    feed_url: String,
+    id: String,
+    secret: zeroize::Zeroizing<String>,
+}
+
+/// An access token of the client's, with its lifetime in seconds and when it was got.
+struct Token {
+    access: String,
+    lifetime: i64,
+    got_at: std::time::Instant,
+}
+
+/// Why one read failed.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// The token was refused (expired, or the client was disabled): log in again.
+    #[error("the feed refused the client's token")]
+    Unauthorized,
+    /// Anything else: back off.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Client {
+    /// The client-credentials grant (RFC 6749 §4.4), `client_secret_basic`. Our ids
+    /// and secrets are URL-safe, so the form-encoding RFC 6749 §2.3.1 asks for before
+    /// base64 leaves them as they are.
+    async fn token(&self) -> Result<Token, RemoteError> {
+        let url = &self.token_endpoint;
+        let r = self
+            .http
+            .post(url)
+            .basic_auth(&self.id, Some(self.secret.as_str()))
+            .form(&[("grant_type", "client_credentials"), ("scope", FEED_SCOPE)])
+            .send()
+            .await
+            .map_err(|e| RemoteError::Refused(format!("{url}: {}", chain(&e))))?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let error = body["error"].as_str().unwrap_or("an error");
+            return Err(RemoteError::Refused(format!(
+                "{url} answered {status} {error} for client {:?}{}",
+                self.id,
+                if error == "invalid_client" {
+                    ": check the client id and secret (portcullis clients list)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let access = body["access_token"]
+            .as_str()
+            .ok_or_else(|| RemoteError::Refused(format!("{url}: no access_token")))?;
+        Ok(Token {
+            access: access.to_owned(),
+            lifetime: body["expires_in"].as_i64().unwrap_or(300),
+            got_at: std::time::Instant::now(),
+        })
+    }
+
+    /// Reads one page into `list`; true when more are waiting.
+    async fn page(&self, token: &str, list: &RevocationList) -> Result<bool, ReadError> {
+        let url = format!("{}?since={}", self.feed_url, list.cursor());
+        let r = self
+            .http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| ReadError::Failed(format!("{url}: {}", chain(&e))))?;
+        match r.status() {
+            s if s.is_success() => {}
+            reqwest::StatusCode::UNAUTHORIZED => return Err(ReadError::Unauthorized),
+            reqwest::StatusCode::FORBIDDEN => {
+                return Err(ReadError::Failed(format!(
+                    "{url}: 403: the client lacks scope {FEED_SCOPE}"
+                )));
+            }
+            s => return Err(ReadError::Failed(format!("{url}: HTTP {s}"))),
+        }
+        let feed: RevocationFeed = r
+            .json()
+            .await
+            .map_err(|e| ReadError::Failed(format!("{url}: {}", chain(&e))))?;
+        list.apply(&feed);
+        Ok(feed.more)
+    }
+}
+
+/// The background loop; ends when the [`FollowedRevocations`] is dropped.
+async fn follow(
+    client: Client,
+    mut token: Option<Token>,
+    followed: Weak<FollowedRevocations>,
+    interval: Duration,
+    clock: Arc<dyn Clock>,
+) {
+    const MAX_BACKOFF: Duration = Duration::from_secs(60);
+    // Entries matter while a token they refuse can be valid: the longest lifetime a
+    // default verifier accepts, plus its leeway.
+    let period = crate::jwt::DEFAULT_MAX_LIFETIME + crate::jwt::DEFAULT_LEEWAY;
+    let mut pruned = std::time::Instant::now();
+    let mut wait = interval;
+    loop {
+        tokio::time::sleep(wait).await;
+        let Some(state) = followed.upgrade() else {
+            return;
+        };
+        if pruned.elapsed() >= period {
+            state.list.prune(clock.now() - secs(period));
+            pruned = std::time::Instant::now();
+        }
+        // A token about to expire (within 30 s, or a fifth of its life) is replaced
+        // before it is refused.
+        let stale = token.as_ref().is_none_or(|t| {
+            let left = t.lifetime - secs(t.got_at.elapsed());
+            left < 30.min(t.lifetime / 5)
+        });
+        let fresh = stale;
+        if stale {
+            match client.token().await {
+                Ok(t) => token = Some(t),
+                Err(e) => {
+                    wait = (wait * 2).clamp(interval, MAX_BACKOFF);
+                    tracing::error!(error = %e, retry_in_s = wait.as_secs(), "revocation feed: the client cannot get a token");
+                    continue;
+                }
+            }
+        }
+        let Some(t) = &token else { continue };
+        match client.page(&t.access, &state.list).await {
+            Ok(more) => {
+                state.read_now();
+                wait = if more { Duration::ZERO } else { interval };
+            }
+            // A token that has just been issued and is refused will not do better
+            // the next time: back off as for any failure.
+            Err(ReadError::Unauthorized) if !fresh => {
+                token = None;
+                wait = Duration::ZERO;
+            }
+            Err(e) => {
+                wait = (wait * 2).clamp(interval, MAX_BACKOFF);
+                tracing::error!(error = %e, retry_in_s = wait.as_secs(), "revocation feed: read failed");
+            }
+        }
+    }
+}
