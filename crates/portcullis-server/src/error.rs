@@ -35,9 +35,13 @@ pub enum ApiError {
     /// wrong secret or disabled client, which look the same.
     InvalidClient,
     /// 400 `unsupported_grant_type` (RFC 6749 §5.2).
-    UnsupportedGrantType(String),
-    /// 400 `invalid_scope` (RFC 6749 §5.2): a scope beyond what the client may get.
-    InvalidScope(String),
+    UnsupportedGrantType,
+    /// 400 `invalid_scope` (RFC 6749 §5.2): an empty scope, or one beyond what the
+    /// client may get.
+    InvalidScope,
+    /// 403 `access_denied`: a machine client's token at a route for people (their
+    /// sessions, their account).
+    NotForClients,
     /// 404 `not_found`.
     NotFound(&'static str),
     /// 413 `invalid_request`: the body is over `max_body_bytes`.
@@ -91,8 +95,9 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_)
             | ApiError::InvalidGrant
-            | ApiError::UnsupportedGrantType(_)
-            | ApiError::InvalidScope(_) => StatusCode::BAD_REQUEST,
+            | ApiError::UnsupportedGrantType
+            | ApiError::InvalidScope => StatusCode::BAD_REQUEST,
+            ApiError::NotForClients => StatusCode::FORBIDDEN,
             ApiError::InvalidClient => StatusCode::UNAUTHORIZED,
             ApiError::UsernameTaken => StatusCode::CONFLICT,
             ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
@@ -137,15 +142,21 @@ impl IntoResponse for ApiError {
                     .insert(Failure::Refused("invalid_client"));
                 r
             }
-            ApiError::UnsupportedGrantType(grant) => oauth(
+            // RFC 6749 §5.2: the description echoes nothing the client sent.
+            ApiError::UnsupportedGrantType => oauth(
                 status,
                 "unsupported_grant_type",
-                &format!("grant_type {grant:?} is not supported here; use client_credentials"),
+                "this grant_type is not supported here; use client_credentials",
             ),
-            ApiError::InvalidScope(scope) => oauth(
+            ApiError::InvalidScope => oauth(
                 status,
                 "invalid_scope",
-                &format!("scope {scope:?} is beyond what this client may get"),
+                "the scope is empty or beyond what this client may get",
+            ),
+            ApiError::NotForClients => oauth(
+                status,
+                "access_denied",
+                "this route is for people; a machine client's token cannot use it",
             ),
             ApiError::TooLarge => oauth(
                 status,

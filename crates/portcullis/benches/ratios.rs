@@ -168,7 +168,7 @@ fn middleware_overhead() {
     use axum::Router;
     use axum::body::Body;
     use axum::routing::get;
-    use portcullis::middleware::{AuthLayer, Authenticated};
+    use portcullis::middleware::{AuthLayer, Authenticated, RequireScope};
     use portcullis::strategy::{Bearer, Chain};
     use tower::ServiceExt as _;
 
@@ -194,8 +194,42 @@ fn middleware_overhead() {
             ))
             .with_state(())
     };
-    let protected = protected_route(verifier);
+    let protected = protected_route(verifier.clone());
     let protected_fresh = protected_route(fresh_verifier);
+    // The same, with a scope rule as a route layer (the case token carries `read`).
+    let scoped = Router::new()
+        .route(
+            "/",
+            get(|auth: Authenticated| async move { auth.identity.subject().to_owned() }),
+        )
+        .route_layer(RequireScope::all(["read"]))
+        .layer(AuthLayer::required(
+            Chain::new().with(Bearer::new(verifier.clone())),
+        ))
+        .with_state(());
+    // The scope rule inside the AuthLayer instead of a route layer of its own.
+    let in_layer = Router::new()
+        .route(
+            "/",
+            get(|auth: Authenticated| async move { auth.identity.subject().to_owned() }),
+        )
+        .layer(
+            AuthLayer::required(Chain::new().with(Bearer::new(verifier.clone())))
+                .require(RequireScope::all(["read"])),
+        )
+        .with_state(());
+    // The floor of any route layer in axum (it boxes the route once more): a layer that
+    // does nothing, in the same place.
+    let noop = Router::new()
+        .route(
+            "/",
+            get(|auth: Authenticated| async move { auth.identity.subject().to_owned() }),
+        )
+        .route_layer(tower::layer::util::Identity::new())
+        .layer(AuthLayer::required(
+            Chain::new().with(Bearer::new(verifier)),
+        ))
+        .with_state(());
     let header = format!("Bearer {}", case.token);
     let request = || {
         http::Request::get("/")
@@ -203,7 +237,7 @@ fn middleware_overhead() {
             .body(Body::empty())
             .expect("request")
     };
-    for route in [&protected, &protected_fresh] {
+    for route in [&protected, &protected_fresh, &scoped, &noop, &in_layer] {
         let status = rt
             .block_on(route.clone().oneshot(request()))
             .expect("response")
@@ -219,6 +253,24 @@ fn middleware_overhead() {
     let guarded = || {
         black_box(
             rt.block_on(protected.clone().oneshot(request()))
+                .expect("response"),
+        );
+    };
+    let with_scope = || {
+        black_box(
+            rt.block_on(scoped.clone().oneshot(request()))
+                .expect("response"),
+        );
+    };
+    let with_rule = || {
+        black_box(
+            rt.block_on(in_layer.clone().oneshot(request()))
+                .expect("response"),
+        );
+    };
+    let with_noop = || {
+        black_box(
+            rt.block_on(noop.clone().oneshot(request()))
                 .expect("response"),
         );
     };
@@ -239,6 +291,7 @@ fn middleware_overhead() {
         let f: &dyn Fn() = match which.as_str() {
             "unprotected" => &plain,
             "protected" => &guarded,
+            "scoped" => &with_scope,
             other => panic!("PORTCULLIS_MIDDLEWARE_LOOP: unknown route {other}"),
         };
         for _ in 0..10_000 {
@@ -251,6 +304,9 @@ fn middleware_overhead() {
         ("protected", &guarded),
         ("protected, fresh", &fresh),
         ("raw", &raw),
+        ("protected + RequireScope", &with_scope),
+        ("protected + no-op route layer", &with_noop),
+        ("protected, scope rule in the layer", &with_rule),
     ]);
     let added =
         |i: usize| -> Vec<f64> { s[i].ns.iter().zip(&s[0].ns).map(|(p, u)| p - u).collect() };
@@ -272,6 +328,21 @@ fn middleware_overhead() {
         "| protected, token already verified (cached) | {} | {} |",
         time(median(&s[1].ns)),
         spread(added(1))
+    );
+    println!(
+        "| protected + `RequireScope::all([\"read\"])`, cached | {} | {} |",
+        time(median(&s[4].ns)),
+        spread(added(4))
+    );
+    println!(
+        "| protected, `AuthLayer::require(RequireScope::all([\"read\"]))`, cached | {} | {} |",
+        time(median(&s[6].ns)),
+        spread(added(6))
+    );
+    println!(
+        "| protected + a route layer that does nothing (axum's floor), cached | {} | {} |",
+        time(median(&s[5].ns)),
+        spread(added(5))
     );
     println!(
         "| protected, token verified afresh (cache off) | {} | {} |",

@@ -168,9 +168,14 @@ impl RevocationFollower {
             secret: self.client_secret,
         };
         let token = client.token().await?;
+        // Whatever the issuer says its lifetime is, the default stays between a minute
+        // and a day; and no silence bound is shorter than two polls.
         let max_silence = self
             .max_silence
-            .unwrap_or(Duration::from_secs(token.lifetime.max(60).unsigned_abs()));
+            .unwrap_or(Duration::from_secs(
+                token.lifetime.clamp(60, 86_400).unsigned_abs(),
+            ))
+            .max(self.interval.saturating_mul(2));
         let followed = Arc::new(FollowedRevocations {
             list: RevocationList::new(),
             last_read: AtomicI64::new(self.clock.now()),
@@ -317,14 +322,20 @@ impl Client {
             .ok_or_else(|| RemoteError::Refused(format!("{url}: no access_token")))?;
         Ok(Token {
             access: access.to_owned(),
-            lifetime: body["expires_in"].as_i64().unwrap_or(300),
+            // Bounded, whatever the issuer sent: the arithmetic on it cannot overflow.
+            lifetime: body["expires_in"].as_i64().unwrap_or(300).clamp(1, 86_400),
             got_at: std::time::Instant::now(),
         })
     }
 
     /// Reads one page into `list`; true when more are waiting.
     async fn page(&self, token: &str, list: &RevocationList) -> Result<bool, ReadError> {
-        let url = format!("{}?since={}", self.feed_url, list.cursor());
+        let sep = if self.feed_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let url = format!("{}{sep}since={}", self.feed_url, list.cursor());
         let r = self
             .http
             .get(&url)
@@ -359,11 +370,11 @@ async fn follow(
     interval: Duration,
     clock: Arc<dyn Clock>,
 ) {
-    const MAX_BACKOFF: Duration = Duration::from_secs(60);
     // Entries matter while a token they refuse can be valid: the longest lifetime a
     // default verifier accepts, plus its leeway.
     let period = crate::jwt::DEFAULT_MAX_LIFETIME + crate::jwt::DEFAULT_LEEWAY;
     let mut pruned = std::time::Instant::now();
+    let mut backoff = Backoff::new(interval);
     let mut wait = interval;
     loop {
         tokio::time::sleep(wait).await;
@@ -380,12 +391,11 @@ async fn follow(
             let left = t.lifetime - secs(t.got_at.elapsed());
             left < 30.min(t.lifetime / 5)
         });
-        let fresh = stale;
         if stale {
             match client.token().await {
                 Ok(t) => token = Some(t),
                 Err(e) => {
-                    wait = (wait * 2).clamp(interval, MAX_BACKOFF);
+                    wait = backoff.fail();
                     tracing::error!(error = %e, retry_in_s = wait.as_secs(), "revocation feed: the client cannot get a token");
                     continue;
                 }
@@ -395,18 +405,75 @@ async fn follow(
         match client.page(&t.access, &state.list).await {
             Ok(more) => {
                 state.read_now();
+                backoff.succeed();
                 wait = if more { Duration::ZERO } else { interval };
             }
-            // A token that has just been issued and is refused will not do better
-            // the next time: back off as for any failure.
-            Err(ReadError::Unauthorized) if !fresh => {
-                token = None;
-                wait = Duration::ZERO;
-            }
             Err(e) => {
-                wait = (wait * 2).clamp(interval, MAX_BACKOFF);
+                // A refused token is dropped: the next round gets a new one. A fresh
+                // token refused at once will not do better soon, so it backs off too.
+                if matches!(e, ReadError::Unauthorized) {
+                    token = None;
+                }
+                wait = if matches!(e, ReadError::Unauthorized) && !stale {
+                    Duration::ZERO
+                } else {
+                    backoff.fail()
+                };
                 tracing::error!(error = %e, retry_in_s = wait.as_secs(), "revocation feed: read failed");
             }
         }
+    }
+}
+
+/// Doubling waits after failures, from the poll interval up to a minute (or the
+/// interval, if that is longer); back to the interval after a success.
+struct Backoff {
+    interval: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    const MAX: Duration = Duration::from_secs(60);
+
+    fn new(interval: Duration) -> Backoff {
+        Backoff {
+            interval,
+            next: interval,
+        }
+    }
+
+    fn fail(&mut self) -> Duration {
+        let now = self.next;
+        self.next = self
+            .next
+            .saturating_mul(2)
+            .min(Self::MAX)
+            .max(self.interval);
+        now
+    }
+
+    fn succeed(&mut self) {
+        self.next = self.interval;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_minute_and_never_panics_on_long_intervals() {
+        let mut b = Backoff::new(Duration::from_secs(2));
+        let waits: Vec<u64> = (0..8).map(|_| b.fail().as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60, 60]);
+        b.succeed();
+        assert_eq!(b.fail().as_secs(), 2);
+        // An interval above the ceiling is kept (this used to panic in `clamp`).
+        let mut b = Backoff::new(Duration::from_secs(120));
+        assert_eq!(b.fail().as_secs(), 120);
+        assert_eq!(b.fail().as_secs(), 120);
+        let mut b = Backoff::new(Duration::MAX);
+        assert_eq!(b.fail(), Duration::MAX);
+        assert_eq!(b.fail(), Duration::MAX);
     }
 }

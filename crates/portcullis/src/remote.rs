@@ -98,6 +98,21 @@ impl std::fmt::Display for DiscoveryError {
 
 impl std::error::Error for DiscoveryError {}
 
+/// True for an `https` URL, or an `http` one whose host is `localhost` or a loopback
+/// address.
+pub fn is_https_or_loopback(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Domain(d))) => d.eq_ignore_ascii_case("localhost"),
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
 /// Reads an issuer's metadata: `/.well-known/openid-configuration` (OpenID Connect
 /// Discovery), else `/.well-known/oauth-authorization-server` (RFC 8414). The document's
 /// `issuer` must equal `issuer` exactly (RFC 8414 §3.3), and the `jwks_uri` must be on
@@ -115,6 +130,15 @@ pub async fn discover(
         tried,
         reason,
     };
+    // Keys and client secrets over plain http can be swapped or read by anyone on the
+    // path: an issuer is https, except on this machine (development, tests).
+    if !is_https_or_loopback(issuer) {
+        return Err(fail(
+            tried,
+            "the issuer must be an https URL (plain http only for localhost and loopback addresses)"
+                .into(),
+        ));
+    }
     for path in [
         "/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server",
@@ -478,6 +502,31 @@ mod tests {
                 .await
                 .is_err()
         );
+        // Plain http is for this machine only.
+        let remote_http = Docs(vec![(
+            "http://auth.internal/.well-known/openid-configuration",
+            doc("http://auth.internal", "http://auth.internal/jwks"),
+        )]);
+        let refused = discover("http://auth.internal", &remote_http)
+            .await
+            .unwrap_err();
+        assert!(refused.reason.contains("https"), "{refused}");
+        for ok in [
+            "https://a.example",
+            "http://localhost:8080",
+            "http://127.0.0.1",
+            "http://[::1]:1",
+        ] {
+            assert!(is_https_or_loopback(ok), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1",
+            "http://auth.internal",
+            "ftp://a.example",
+            "not a url",
+        ] {
+            assert!(!is_https_or_loopback(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub struct Args {
     /// How often to read the feed, in milliseconds.
     #[arg(long, env = "BLOG_API_FEED_INTERVAL_MS", default_value_t = 500)]
     pub feed_interval_ms: u64,
+    /// Run without the revocation feed: tokens are accepted until they expire, even
+    /// after a logout (for trying the blog out, never for real use).
+    #[arg(long, env = "BLOG_API_NO_REVOCATION_FEED")]
+    pub no_revocation_feed: bool,
 }
 
 impl std::fmt::Debug for Args {
@@ -62,6 +66,7 @@ impl std::fmt::Debug for Args {
             .field("bind", &self.bind)
             .field("database_url", &self.database_url)
             .field("client_id", &self.client_id)
+            .field("no_revocation_feed", &self.no_revocation_feed)
             .field(
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
@@ -91,13 +96,26 @@ async fn auth(args: &Args) -> anyhow::Result<AuthLayer> {
         .audience(audience)
         .build()
         .await?;
-    if let (Some(id), Some(secret)) = (&args.client_id, &args.client_secret) {
-        let revocations = RevocationFollower::new(&args.issuer, id, secret)
-            .interval(Duration::from_millis(args.feed_interval_ms))
-            .start()
-            .await
-            .context("following the revocation feed")?;
-        bearer = bearer.with_revocation(revocations);
+    match (
+        &args.client_id,
+        &args.client_secret,
+        args.no_revocation_feed,
+    ) {
+        (Some(id), Some(secret), false) => {
+            let revocations = RevocationFollower::new(&args.issuer, id, secret)
+                .interval(Duration::from_millis(args.feed_interval_ms))
+                .start()
+                .await
+                .context("following the revocation feed")?;
+            bearer = bearer.with_revocation(revocations);
+        }
+        (None, None, true) => {
+            tracing::warn!("no revocation feed: logged-out tokens are accepted until they expire");
+        }
+        _ => anyhow::bail!(
+            "give --client-id and --client-secret (BLOG_API_CLIENT_ID, BLOG_API_CLIENT_SECRET) \
+             to follow the revocation feed, or --no-revocation-feed to run without it"
+        ),
     }
     Ok(AuthLayer::optional(Chain::new().with(bearer)))
 }

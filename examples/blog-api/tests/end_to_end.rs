@@ -331,6 +331,7 @@ fn blog_args(
         client_id: client.map(|(id, _)| id.to_owned()),
         client_secret: client.map(|(_, secret)| secret.to_owned()),
         feed_interval_ms: 100,
+        no_revocation_feed: client.is_none(),
     }
 }
 
@@ -378,6 +379,14 @@ async fn a_wrong_client_secret_a_missing_scope_or_a_down_issuer_stops_the_start_
     let started = blog_api::start(blog_args(&issuer, &dir, Some((&other, &other_secret)))).await;
     let message = format!("{:#}", started.expect_err("the start fails"));
     assert!(message.contains("invalid_scope"), "{message}");
+    // Half a client, or none without saying so, is refused: no silent lack of the feed.
+    let mut half = blog_args(&issuer, &dir, Some((&id, &secret)));
+    half.client_secret = None;
+    let message = format!("{:#}", blog_api::start(half).await.expect_err("refused"));
+    assert!(message.contains("--no-revocation-feed"), "{message}");
+    let mut none = blog_args(&issuer, &dir, None);
+    none.no_revocation_feed = false;
+    assert!(blog_api::start(none).await.is_err());
     // The right one starts.
     assert!(
         blog_api::start(blog_args(&issuer, &dir, Some((&id, &secret))))

@@ -409,6 +409,11 @@ pub(super) fn authenticate(state: &AppState, parts: &Parts) -> Result<Claims, Ap
 /// checks). A bad bearer token is refused, never rescued by the cookie.
 pub(super) async fn identify(state: &AppState, parts: &Parts) -> Result<Identity, ApiError> {
     match state.0.chain.authenticate(parts).await {
+        // These routes are about a person's sessions and account; a machine client has
+        // none (its token would otherwise "log out everywhere" a user id that is not one).
+        Ok(Some(identity)) if identity.claims().is_some_and(|c| c.has("client_id")) => {
+            Err(ApiError::NotForClients)
+        }
         Ok(Some(identity)) => Ok(identity),
         Ok(None) => Err(ApiError::Auth(Rejection::MissingCredentials)),
         Err(rejection) => Err(ApiError::Auth(rejection)),

@@ -122,8 +122,6 @@ pub(super) async fn session_identity(
     Ok(identity)
 }
 
-/// Ends one of `subject`'s sessions, here and (through the event log) everywhere;
-/// false when it was not a live session of theirs.
 /// A user's live API logins (refresh families), most recently used first.
 pub(super) async fn api_logins(
     state: &AppState,
@@ -156,6 +154,8 @@ pub(super) async fn end_login(state: &AppState, id: &str, subject: &str) -> Resu
     Ok(ended)
 }
 
+/// Ends one of `subject`'s sessions, here and (through the event log) everywhere;
+/// false when it was not a live session of theirs.
 pub(super) async fn end_session(
     state: &AppState,
     id: &str,

@@ -42,10 +42,21 @@ pub async fn revocations(
     }
     let Query(Since { since }) =
         query.map_err(|e| ApiError::InvalidRequest(format!("since: {e}")))?;
-    let events = state.0.store.events_after(since.max(0), PAGE).await?;
+    let since = since.max(0);
+    // Event ids are handed out before their transactions commit, and PostgreSQL may
+    // commit them out of order: a reader that jumped past a gap would never see the
+    // event that fills it. This instance's own cursor waits at gaps (`events.rs`), so the
+    // page ends there: events beyond it are not handed out until everything before them
+    // is known (applying one twice would be harmless; missing one is not).
+    crate::events::catch_up(&state).await;
+    let settled = state.0.events.lock().await.id;
+    let mut events = state.0.store.events_after(since, PAGE).await?;
+    let full = events.len() as i64 == PAGE;
+    events.retain(|e| e.id <= settled);
+    let capped = full && (events.len() as i64) < PAGE;
     let mut feed = RevocationFeed {
-        cursor: events.last().map_or(since.max(0), |e| e.id),
-        more: events.len() as i64 == PAGE,
+        cursor: events.last().map_or(since, |e| e.id),
+        more: full && !capped,
         ..RevocationFeed::default()
     };
     for event in events {

@@ -115,15 +115,21 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Result<Re
     aws_lc_rs::constant_time::verify_slices_are_equal(&secret.sha256(), &client.secret_hash)
         .map_err(|_| ApiError::InvalidClient)?;
     if grant != "client_credentials" {
-        return Err(ApiError::UnsupportedGrantType(grant.to_owned()));
+        return Err(ApiError::UnsupportedGrantType);
     }
     let allowed: Vec<&str> = client.scope.split_whitespace().collect();
     let scope = match form.scope.as_deref().map(str::split_whitespace) {
         None => allowed.join(" "),
         Some(asked) => {
-            let asked: Vec<&str> = asked.collect();
-            if let Some(beyond) = asked.iter().find(|s| !allowed.contains(s)) {
-                return Err(ApiError::InvalidScope((*beyond).to_owned()));
+            let mut unique: Vec<&str> = Vec::new();
+            for s in asked {
+                if !unique.contains(&s) {
+                    unique.push(s);
+                }
+            }
+            let asked = unique;
+            if asked.is_empty() || asked.iter().any(|s| !allowed.contains(s)) {
+                return Err(ApiError::InvalidScope);
             }
             asked.join(" ")
         }

@@ -148,9 +148,10 @@ fn explain(e: ApiError) -> (StatusCode, String, Option<i64>) {
         ApiError::TooLarge => "What you sent is too large.".into(),
         ApiError::InvalidGrant => "That sign-in has ended. Sign in again.".into(),
         // The token endpoint's answers; no page leads there.
-        ApiError::InvalidClient | ApiError::UnsupportedGrantType(_) | ApiError::InvalidScope(_) => {
-            "This request is for programs, not for a browser.".into()
-        }
+        ApiError::InvalidClient
+        | ApiError::UnsupportedGrantType
+        | ApiError::InvalidScope
+        | ApiError::NotForClients => "This request is for programs, not for a browser.".into(),
         ApiError::Unexpected(_) => "Something went wrong on our side. Try again.".into(),
     };
     (status, message, retry_after)

@@ -107,9 +107,36 @@ on_each_store! {
         .await;
         assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
 
-        // Another grant type, a missing one, JSON instead of a form.
-        let (status, _, body) = token_request(&server, Some((&id, &secret)), &[("grant_type", "password")]).await;
+        // An empty scope, or one named twice, or a repeated parameter.
+        let (status, _, body) = token_request(
+            &server,
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials"), ("scope", " ")],
+        )
+        .await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")));
+        let (status, _, body) = token_request(
+            &server,
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials"), ("scope", "audit audit")],
+        )
+        .await;
+        assert_eq!((status, body["scope"].as_str()), (200, Some("audit")));
+        let (status, _, body) = token_request(
+            &server,
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials"), ("grant_type", "client_credentials")],
+        )
+        .await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
+
+        // Another grant type (its description echoes nothing sent: RFC 6749 §5.2 allows
+        // no quotes or backslashes there), a missing one, JSON instead of a form.
+        let (status, _, body) =
+            token_request(&server, Some((&id, &secret)), &[("grant_type", "pass\"word\\")]).await;
         assert_eq!((status, body["error"].as_str()), (400, Some("unsupported_grant_type")));
+        let described = body["error_description"].as_str().unwrap();
+        assert!(!described.contains('"') && !described.contains('\\'), "{described}");
         let (status, _, body) = token_request(&server, Some((&id, &secret)), &[]).await;
         assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
         let r = server
@@ -120,6 +147,24 @@ on_each_store! {
             .await
             .unwrap();
         assert_eq!(r.status(), 415);
+
+        // A client is not a person: routes about a person's sessions and account refuse
+        // its token (it would otherwise "log out everywhere" an id that is no user's).
+        for (method, path) in [
+            (reqwest::Method::GET, "/auth/me"),
+            (reqwest::Method::POST, "/auth/logout-all"),
+            (reqwest::Method::GET, "/session/list"),
+            (reqwest::Method::DELETE, "/session/anything"),
+        ] {
+            let r = server
+                .client
+                .request(method, server.url(path))
+                .bearer_auth(&access)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{path}");
+        }
 
         // Disabled: no new token, and the one it has is refused at once.
         assert!(clients(&url, &["disable", "blog"]).contains("disabled"));
@@ -147,4 +192,95 @@ on_each_store! {
         assert_eq!(status, 200);
         server.stop().await;
     }
+}
+
+/// PostgreSQL hands out event ids before their transactions commit, and may commit them
+/// out of order. A feed reader must never be moved past an id whose event it has not
+/// seen: here a revocation is held uncommitted while a later one commits, and the
+/// follower must still get both.
+#[tokio::test]
+#[cfg_attr(
+    not(portcullis_postgres),
+    ignore = "PORTCULLIS_TEST_POSTGRES is not set"
+)]
+async fn the_feed_never_skips_an_event_committed_out_of_order() {
+    let url = crate::support::fresh_postgres().await.unwrap();
+    let server = TestServer::start(config(&url)).await;
+    let added: Value = serde_json::from_str(&clients(
+        &url,
+        &["add", "follower", "--scope", "revocations:read"],
+    ))
+    .unwrap();
+    let (id, secret) = (
+        added["client_id"].as_str().unwrap(),
+        added["client_secret"].as_str().unwrap(),
+    );
+    let (_, _, body) = token_request(
+        &server,
+        Some((id, secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let read = |since: i64| {
+        let (server, access) = (&server, access.clone());
+        async move {
+            let r = server
+                .client
+                .get(server.url(&format!("/auth/revocations?since={since}")))
+                .bearer_auth(access)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let start = read(0).await["cursor"].as_i64().unwrap();
+
+    // A revocation whose transaction has taken its id but not committed yet.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut held = pool.begin().await.unwrap();
+    let held_id: i64 = sqlx::query_scalar(
+        "INSERT INTO events (kind, subject, at) VALUES ('session_revoked', 'held-sid', 0) RETURNING id",
+    )
+    .fetch_one(&mut *held)
+    .await
+    .unwrap();
+    // A later one commits first.
+    let later_id: i64 = sqlx::query_scalar(
+        "INSERT INTO events (kind, subject, at) VALUES ('session_revoked', 'later-sid', 0) RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(later_id > held_id);
+
+    let page = read(start).await;
+    let cursor = page["cursor"].as_i64().unwrap();
+    assert!(
+        cursor < held_id,
+        "the cursor jumped past an uncommitted event: {page}"
+    );
+
+    held.commit().await.unwrap();
+    // The instance waits at the gap until the held event commits (or 10 s pass).
+    let mut seen = Vec::new();
+    let mut cursor = cursor;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !(seen.iter().any(|s| s == "held-sid") && seen.iter().any(|s| s == "later-sid")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missed a revocation: saw {seen:?}"
+        );
+        let page = read(cursor).await;
+        cursor = page["cursor"].as_i64().unwrap();
+        for sid in page["revoked_sessions"].as_array().unwrap() {
+            seen.push(sid.as_str().unwrap().to_owned());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+    pool.close().await;
+    crate::support::drop_postgres(&url).await;
 }

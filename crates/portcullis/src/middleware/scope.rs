@@ -63,7 +63,7 @@ impl RequireScope {
         }
     }
 
-    fn check(&self, identity: Option<&Identity>) -> Result<(), Rejection> {
+    pub(super) fn check(&self, identity: Option<&Identity>) -> Result<(), Rejection> {
         let Some(identity) = identity else {
             return Err(Rejection::MissingCredentials);
         };
