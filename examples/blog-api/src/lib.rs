@@ -91,32 +91,23 @@ pub struct Running {
 /// Starting fails, with the cause, when the issuer cannot be trusted (no metadata, no
 /// keys) or the client cannot read the feed (wrong secret, missing scope).
 async fn auth(args: &Args) -> anyhow::Result<AuthLayer> {
-    let audience = args.audience.as_deref().unwrap_or(&args.issuer);
-    let mut bearer = Bearer::from_issuer(&args.issuer)
-        .audience(audience)
-        .build()
-        .await?;
-    match (
-        &args.client_id,
-        &args.client_secret,
-        args.no_revocation_feed,
-    ) {
-        (Some(id), Some(secret), false) => {
-            let revocations = RevocationFollower::new(&args.issuer, id, secret)
-                .interval(Duration::from_millis(args.feed_interval_ms))
-                .start()
-                .await
-                .context("following the revocation feed")?;
-            bearer = bearer.with_revocation(revocations);
+    let issuer = &args.issuer;
+    let audience = args.audience.as_deref().unwrap_or(issuer);
+    let remote = Bearer::from_issuer(issuer).audience(audience);
+    let bearer = remote.build().await?;
+    let bearer = match (&args.client_id, &args.client_secret) {
+        (Some(id), Some(secret)) => {
+            let every = Duration::from_millis(args.feed_interval_ms);
+            let feed = RevocationFollower::new(issuer, id, secret).interval(every);
+            let revocations = feed.start().await.context("revocation feed")?;
+            bearer.with_revocation(revocations)
         }
-        (None, None, true) => {
-            tracing::warn!("no revocation feed: logged-out tokens are accepted until they expire");
+        (None, None) if args.no_revocation_feed => {
+            tracing::warn!("no revocation feed: logged-out tokens work until they expire");
+            bearer
         }
-        _ => anyhow::bail!(
-            "give --client-id and --client-secret (BLOG_API_CLIENT_ID, BLOG_API_CLIENT_SECRET) \
-             to follow the revocation feed, or --no-revocation-feed to run without it"
-        ),
-    }
+        _ => anyhow::bail!("give --client-id and --client-secret, or --no-revocation-feed"),
+    };
     Ok(AuthLayer::optional(Chain::new().with(bearer)))
 }
 

@@ -4,14 +4,12 @@ use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis::jwt::{Claims, TokenBuilder, random_id};
+use portcullis::jwt::{TokenBuilder, random_id};
 use portcullis::password::{Password, PasswordError, Verification};
 use portcullis::refresh::RefreshToken;
 use portcullis::rejection::Rejection;
-use portcullis::strategy::{Identity, Outcome, Strategy as _};
 use portcullis::throttle::Attempt;
 use portcullis::username::{check_new_username, normalize_username, skeleton};
 use portcullis_store::{Admission, NewUser, Rotation, Settlement, TokenHash, User};
@@ -20,6 +18,7 @@ use serde_json::json;
 
 use super::body::JsonBody;
 use super::client_addr::ClientAddr;
+use super::cookie::Person;
 use crate::device::{self, DeviceToken};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -337,8 +336,10 @@ pub async fn logout(
 /// `POST /auth/logout-all` (bearer, or a session cookie with the CSRF checks) → 204:
 /// every refresh family and every cookie session of the user ends, and every access
 /// token issued before now is refused.
-pub async fn logout_all(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
-    let identity = identify(&state, &parts).await?;
+pub async fn logout_all(
+    State(state): State<AppState>,
+    Person(identity): Person,
+) -> Result<Response, ApiError> {
     end_everything(&state, identity.subject()).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if identity.session().is_some() {
@@ -361,8 +362,10 @@ pub(super) async fn end_everything(state: &AppState, user_id: &str) -> Result<()
 
 /// `GET /auth/me` (bearer or session cookie) → 200 `{id, username, scope}`: from the
 /// token for a bearer request, from the session and the account for a cookie.
-pub async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
-    let identity = identify(&state, &parts).await?;
+pub async fn me(
+    State(state): State<AppState>,
+    Person(identity): Person,
+) -> Result<Response, ApiError> {
     let body = match identity.claims() {
         Some(claims) => json!({
             "id": claims.sub,
@@ -388,36 +391,6 @@ pub async fn me(State(state): State<AppState>, parts: Parts) -> Result<Response,
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
-}
-
-/// The server's own bearer check: the library's `Bearer` strategy (one `Authorization`
-/// header, no token in the query, a token that verifies) with the in-memory revocation
-/// list. No database read.
-pub(super) fn authenticate(state: &AppState, parts: &Parts) -> Result<Claims, ApiError> {
-    match state.0.bearer.authenticate_now(parts) {
-        Some(Outcome::Authenticated(identity)) => identity
-            .claims()
-            .cloned()
-            .ok_or(ApiError::Auth(Rejection::MissingCredentials)),
-        Some(Outcome::Reject(rejection)) => Err(ApiError::Auth(rejection)),
-        // No bearer credentials (none, or another scheme).
-        Some(Outcome::Skip) | None => Err(ApiError::Auth(Rejection::MissingCredentials)),
-    }
-}
-
-/// A bearer token, else a session cookie (whose state-changing requests pass the CSRF
-/// checks). A bad bearer token is refused, never rescued by the cookie.
-pub(super) async fn identify(state: &AppState, parts: &Parts) -> Result<Identity, ApiError> {
-    match state.0.chain.authenticate(parts).await {
-        // These routes are about a person's sessions and account; a machine client has
-        // none (its token would otherwise "log out everywhere" a user id that is not one).
-        Ok(Some(identity)) if identity.claims().is_some_and(|c| c.has("client_id")) => {
-            Err(ApiError::NotForClients)
-        }
-        Ok(Some(identity)) => Ok(identity),
-        Ok(None) => Err(ApiError::Auth(Rejection::MissingCredentials)),
-        Err(rejection) => Err(ApiError::Auth(rejection)),
-    }
 }
 
 pub(super) fn token_response(

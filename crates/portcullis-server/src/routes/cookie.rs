@@ -4,17 +4,16 @@
 //! other's handlers.
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use portcullis::rejection::Rejection;
 use portcullis::session::{Started, csrf};
-use portcullis::strategy::{Identity, Outcome, Session, Strategy as _};
+use portcullis::strategy::Identity;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::auth::identify;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -94,32 +93,55 @@ pub(super) fn redirect_with_cookie(to: &str, cookie: HeaderValue) -> Response {
     r
 }
 
-/// The session a request's cookie names, with the CSRF checks for state-changing
-/// requests. A request that also carries an `Authorization` header is judged by the
-/// full chain first, so a bad bearer token is refused here too, never passed over for
-/// the cookie; a good one is not a session (401: these routes need the cookie).
-pub(super) async fn session_identity(
-    state: &AppState,
-    parts: &Parts,
-) -> Result<Identity, ApiError> {
-    let identity = if parts.headers.contains_key(header::AUTHORIZATION) {
-        identify(state, parts).await?
-    } else {
-        let strategy = Session::new(state.0.sessions.clone());
-        let outcome = match strategy.authenticate_now(parts) {
-            Some(outcome) => outcome,
-            None => strategy.authenticate(parts).await,
-        };
-        match outcome {
-            Outcome::Authenticated(identity) => identity,
-            Outcome::Skip => return Err(ApiError::Auth(Rejection::MissingCredentials)),
-            Outcome::Reject(rejection) => return Err(ApiError::Auth(rejection)),
+/// A person the routes' `AuthLayer` authenticated, by bearer token or session cookie
+/// (the library's `Authenticated`, read from the request). A machine client's token is
+/// refused here (403): these routes are about a person's sessions and account.
+pub(crate) struct Person(pub Identity);
+
+fn person(parts: &Parts) -> Result<Option<Identity>, ApiError> {
+    match parts.extensions.get::<Identity>() {
+        None => Ok(None),
+        Some(identity) if identity.claims().is_some_and(|c| c.has("client_id")) => {
+            Err(ApiError::NotForClients)
         }
-    };
-    if identity.session().is_none() {
-        return Err(ApiError::Auth(Rejection::MissingCredentials));
+        Some(identity) => Ok(Some(identity.clone())),
     }
-    Ok(identity)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Person {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        person(parts)?
+            .map(Person)
+            .ok_or(ApiError::Auth(Rejection::MissingCredentials))
+    }
+}
+
+/// The marker of cookie-only routes: a [`Person`] whose request came with the session
+/// cookie (the `Session` strategy ran the CSRF checks on it). A good bearer token is no
+/// session: 401.
+pub(crate) struct CookieSession(pub Identity);
+
+impl<S: Send + Sync> FromRequestParts<S> for CookieSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        person(parts)?
+            .filter(|i| i.session().is_some())
+            .map(CookieSession)
+            .ok_or(ApiError::Auth(Rejection::MissingCredentials))
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for CookieSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, ApiError> {
+        Ok(person(parts)?
+            .filter(|i| i.session().is_some())
+            .map(CookieSession))
+    }
 }
 
 /// A user's live API logins (refresh families), most recently used first.

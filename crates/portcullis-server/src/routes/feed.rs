@@ -1,17 +1,15 @@
 //! `GET /auth/revocations?since=CURSOR`: revoked sessions and "not before" times for
 //! resource servers that verify our tokens themselves (they apply it to a
 //! `portcullis::revocation::RevocationList`). Needs a bearer token with scope
-//! `revocations:read`.
+//! `revocations:read`: the route's `AuthLayer` (bearer only, with that scope rule)
+//! checks it before the handler runs.
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::request::Parts;
-use portcullis::rejection::Rejection;
 use portcullis::revocation::{NotBefore, RevocationFeed};
 use portcullis_store::EventKind;
 use serde::Deserialize;
 
-use super::auth::authenticate;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -32,14 +30,7 @@ pub struct Since {
 pub async fn revocations(
     State(state): State<AppState>,
     query: Result<Query<Since>, axum::extract::rejection::QueryRejection>,
-    parts: Parts,
 ) -> Result<Json<RevocationFeed>, ApiError> {
-    let claims = authenticate(&state, &parts)?;
-    if !claims.scopes().any(|s| s == FEED_SCOPE) {
-        return Err(ApiError::Auth(Rejection::InsufficientScope(
-            FEED_SCOPE.into(),
-        )));
-    }
     let Query(Since { since }) =
         query.map_err(|e| ApiError::InvalidRequest(format!("since: {e}")))?;
     let since = since.max(0);

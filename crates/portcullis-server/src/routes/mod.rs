@@ -13,19 +13,42 @@ mod session;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
+use portcullis::middleware::{AuthLayer, RequireScope};
+use portcullis::strategy::Chain;
+
+use crate::error::REALM;
 
 use crate::state::AppState;
 
-/// Every route.
+/// Every route. The routes that need to know who is asking sit behind the library's
+/// `AuthLayer` (the server's strategy chain: a bearer token, else the session cookie
+/// with its CSRF checks) and read the result with the `Person` and `CookieSession`
+/// extractors (`cookie.rs`); the feed takes bearer tokens with its scope only.
 pub fn router(state: AppState) -> Router {
+    let who = AuthLayer::optional(state.0.chain.clone()).with_realm(REALM);
+    let feed = AuthLayer::required(Chain::new().with(state.0.bearer.clone()))
+        .with_realm(REALM)
+        .require(RequireScope::all([feed::FEED_SCOPE]));
+    let identified = Router::new()
+        .route("/auth/logout-all", post(auth::logout_all))
+        .route("/auth/me", get(auth::me))
+        .route("/session/logout", post(session::logout))
+        .route("/session/list", get(session::list))
+        .route("/session/token", post(session::token))
+        .route("/session/{id}", delete(session::delete))
+        .route("/account", get(pages::account))
+        .route("/account/sessions/{id}/revoke", post(pages::revoke))
+        .route("/account/logout-all", post(pages::logout_all))
+        .route_layer(who);
     Router::new()
         .route("/auth/signup", post(auth::signup))
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
-        .route("/auth/logout-all", post(auth::logout_all))
-        .route("/auth/me", get(auth::me))
-        .route("/auth/revocations", get(feed::revocations))
+        .route(
+            "/auth/revocations",
+            get(feed::revocations).route_layer(feed),
+        )
         .route("/oauth/token", post(oauth::token))
         .route("/.well-known/jwks.json", get(meta::jwks))
         .route(
@@ -34,21 +57,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/.well-known/openid-configuration", get(metadata::metadata))
         .route("/session/login", post(session::login))
-        .route("/session/logout", post(session::logout))
-        .route("/session/list", get(session::list))
-        .route("/session/token", post(session::token))
-        .route("/session/{id}", delete(session::delete))
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form))
         .route(
             "/signup",
             get(pages::signup_form).post(pages::signup_submit),
         )
-        .route("/account", get(pages::account))
-        .route("/account/sessions/{id}/revoke", post(pages::revoke))
-        .route("/account/logout-all", post(pages::logout_all))
         .route("/assets/portcullis.css", get(pages::stylesheet))
         .route("/healthz", get(meta::healthz))
+        .merge(identified)
         .fallback(meta::not_found)
         .with_state(state)
 }

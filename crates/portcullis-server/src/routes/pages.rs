@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::auth::{create_account, end_everything};
 use super::client_addr::ClientAddr;
 use super::cookie::{
-    TokenForm, end_login, read_form, redirect_with_cookie, refuse_cross_site, session_identity,
+    CookieSession, TokenForm, end_login, read_form, redirect_with_cookie, refuse_cross_site,
     start_session,
 };
 use crate::error::ApiError;
@@ -345,12 +345,14 @@ fn account_page(
 }
 
 /// `GET /account`: who you are and your sessions; strangers go to the sign-in page.
-pub async fn account(State(state): State<AppState>, parts: Parts) -> Response {
+pub async fn account(
+    State(state): State<AppState>,
+    signed_in: Result<Option<CookieSession>, ApiError>,
+) -> Response {
     let rendered = async {
-        let identity = match session_identity(&state, &parts).await {
-            Ok(identity) => identity,
-            Err(ApiError::Auth(Rejection::MissingCredentials)) => return Ok(None),
-            Err(e) => return Err(e),
+        let identity = match signed_in? {
+            Some(CookieSession(identity)) => identity,
+            None => return Ok(None),
         };
         let Some(current) = identity.session() else {
             return Ok(None);
@@ -382,18 +384,16 @@ pub async fn account(State(state): State<AppState>, parts: Parts) -> Response {
     }
 }
 
-/// Runs a state-changing account form: the cookie session (with the Fetch Metadata /
-/// Origin checks), then the form's synchronizer token.
+/// Runs a state-changing account form: the cookie session (the layer ran the Fetch
+/// Metadata / Origin checks), then the form's synchronizer token.
 async fn account_form(
-    state: &AppState,
+    signed_in: Option<CookieSession>,
     request: Request,
 ) -> Result<Option<portcullis::strategy::Identity>, ApiError> {
-    let (parts, body): (Parts, Body) = request.into_parts();
-    let identity = match session_identity(state, &parts).await {
-        Ok(identity) => identity,
-        Err(ApiError::Auth(Rejection::MissingCredentials)) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(CookieSession(identity)) = signed_in else {
+        return Ok(None);
     };
+    let (parts, body): (Parts, Body) = request.into_parts();
     let TokenForm { csrf_token } = read_form(parts, body).await?;
     let Some(session) = identity.session() else {
         return Ok(None);
@@ -422,9 +422,10 @@ pub(super) fn refused(e: ApiError) -> Response {
 pub async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    signed_in: Result<Option<CookieSession>, ApiError>,
     request: Request,
 ) -> Response {
-    let identity = match account_form(&state, request).await {
+    let identity = match async { account_form(signed_in?, request).await }.await {
         Ok(Some(identity)) => identity,
         Ok(None) => return Redirect::to("/login").into_response(),
         Err(e) => return refused(e),
@@ -440,8 +441,12 @@ pub async fn revoke(
 
 /// `POST /account/logout-all` (form): ends every session and refresh family of yours
 /// and refuses every access token issued before now.
-pub async fn logout_all(State(state): State<AppState>, request: Request) -> Response {
-    let identity = match account_form(&state, request).await {
+pub async fn logout_all(
+    State(state): State<AppState>,
+    signed_in: Result<Option<CookieSession>, ApiError>,
+    request: Request,
+) -> Response {
+    let identity = match async { account_form(signed_in?, request).await }.await {
         Ok(Some(identity)) => identity,
         Ok(None) => return Redirect::to("/login").into_response(),
         Err(e) => return refused(e),

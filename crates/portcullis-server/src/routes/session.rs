@@ -6,7 +6,6 @@ use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use portcullis::rejection::Rejection;
@@ -16,12 +15,12 @@ use portcullis_store::FamilyInfo;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{SignedIn, check_password, identify, mint_access_token, token_json};
+use super::auth::{SignedIn, check_password, mint_access_token, token_json};
 use super::body::JsonBody;
 use super::client_addr::ClientAddr;
 use super::cookie::{
-    TokenForm, api_logins, end_login, end_session, is_form, read_form, redirect_with_cookie,
-    refuse_cross_site, session_identity, start_session,
+    CookieSession, Person, TokenForm, api_logins, end_login, end_session, is_form, read_form,
+    redirect_with_cookie, refuse_cross_site, start_session,
 };
 use super::pages;
 use crate::device;
@@ -114,17 +113,18 @@ async fn login_with(
 
 /// `POST /session/logout` → 204 (JSON) or 303 to the login page (form, which must carry
 /// the synchronizer token): the session ends server-side and the cookie is cleared.
-pub async fn logout(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    signed_in: Option<CookieSession>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let form = is_form(&parts.headers);
-    let identity = match session_identity(&state, &parts).await {
-        Ok(identity) => identity,
+    let identity = match signed_in {
+        Some(CookieSession(identity)) => identity,
         // Already signed out: where a signed-out person belongs.
-        Err(ApiError::Auth(Rejection::MissingCredentials)) if form => {
-            return Ok(Redirect::to("/login").into_response());
-        }
-        Err(e) if form => return Ok(pages::refused(e)),
-        Err(e) => return Err(e),
+        None if form => return Ok(Redirect::to("/login").into_response()),
+        None => return Err(ApiError::Auth(Rejection::MissingCredentials)),
     };
     let Some(session) = identity.session() else {
         return Err(ApiError::Auth(Rejection::MissingCredentials));
@@ -180,8 +180,10 @@ fn describe_family(family: &FamilyInfo, current: bool) -> serde_json::Value {
 /// `GET /session/list` (bearer or cookie) → 200 `{sessions: [...], api_logins: [...]}`:
 /// browser sessions newest first, then the API logins (live refresh families) most
 /// recently used first. Either kind ends with `DELETE /session/{id}`.
-pub async fn list(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
-    let identity = identify(&state, &parts).await?;
+pub async fn list(
+    State(state): State<AppState>,
+    Person(identity): Person,
+) -> Result<Response, ApiError> {
     let current = current_sid(&identity);
     let sessions = state
         .0
@@ -210,9 +212,8 @@ pub async fn list(State(state): State<AppState>, parts: Parts) -> Result<Respons
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    parts: Parts,
+    Person(identity): Person,
 ) -> Result<Response, ApiError> {
-    let identity = identify(&state, &parts).await?;
     if !end_login(&state, &id, identity.subject()).await? {
         return Err(ApiError::NotFound("no such session"));
     }
@@ -229,8 +230,10 @@ pub async fn delete(
 /// `{access_token, token_type, expires_in, scope}`: a short-lived access token for a
 /// single-page app to call APIs with. Its `sid` is the session's, so ending the session
 /// revokes it. No refresh token: the session is the long-lived credential.
-pub async fn token(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
-    let identity = session_identity(&state, &parts).await?;
+pub async fn token(
+    State(state): State<AppState>,
+    CookieSession(identity): CookieSession,
+) -> Result<Response, ApiError> {
     let Some(session) = identity.session() else {
         return Err(ApiError::Auth(Rejection::MissingCredentials));
     };

@@ -110,35 +110,27 @@ struct Note {
     tenant: String,
 }
 
+/// The route of the notes API.
+async fn notes(auth: Authenticated<Note>) -> String {
+    format!("{} {}", auth.claims.sub, auth.claims.tenant)
+}
+
 #[tokio::test]
-async fn a_protected_api_trusting_a_remote_issuer_in_a_few_lines() {
+async fn a_protected_api_trusting_a_remote_issuer_in_a_few_lines()
+-> Result<(), Box<dyn std::error::Error>> {
     let issuer = issuer().await;
     let iss = issuer.url.as_str();
 
-    // The whole setup, as a service writes it.
-    let revocations = RevocationFollower::new(iss, CLIENT, SECRET)
-        .interval(Duration::from_millis(50))
-        .start()
-        .await
-        .unwrap();
-    let bearer = Bearer::from_issuer(iss)
-        .audience("notes")
-        .build()
-        .await
-        .unwrap();
-    let app =
-        Router::new()
-            .route(
-                "/notes",
-                get(|a: Authenticated<Note>| async move {
-                    format!("{} {}", a.claims.sub, a.claims.tenant)
-                }),
-            )
-            .route_layer(RequireScope::all(["notes:read"]))
-            .layer(AuthLayer::required(
-                Chain::new().with(bearer.with_revocation(revocations)),
-            ));
-    // (setup ends)
+    // The whole setup, as a service writes it (the follower polls every 2 s).
+    let revocations = RevocationFollower::new(iss, CLIENT, SECRET).start().await?;
+    let bearer = Bearer::from_issuer(iss).audience("notes").build().await?;
+    let app = Router::new()
+        .route("/notes", get(notes))
+        .route_layer(RequireScope::all(["notes:read"]))
+        .layer(AuthLayer::required(
+            Chain::new().with(bearer.with_revocation(revocations)),
+        ));
+    // (setup ends: 8 lines)
 
     let api = serve(app).await;
     let http = reqwest::Client::new();
@@ -183,17 +175,18 @@ async fn a_protected_api_trusting_a_remote_issuer_in_a_few_lines() {
         .unwrap();
     assert_eq!(get_notes(other_audience).await.0, 401);
 
-    // A revocation published by the issuer reaches the API within a few polls.
+    // A revocation published by the issuer reaches the API within a poll or two.
     issuer.revoked.lock().unwrap().push("s1".into());
     let started = std::time::Instant::now();
     while get_notes(token("notes:read", "s1")).await.0 != 401 {
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < Duration::from_secs(7),
             "the revocation never arrived"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(get_notes(token("notes:read", "s2")).await.0, 200);
+    Ok(())
 }
 
 #[tokio::test]
