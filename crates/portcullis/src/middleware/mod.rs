@@ -5,6 +5,53 @@
 //! rejects; [`AuthLayer::optional`] lets anonymous requests through (a rejection is
 //! still a rejection: a bad token is never treated as no token). The identity goes into
 //! the request extensions, where [`Authenticated`] finds it.
+//!
+//! One router with public, optional and required routes, bearer tokens and API keys
+//! side by side, typed claims and a scope rule:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use axum::{Router, routing::{get, post}};
+//! use portcullis::jwt::{Validation, Verifier};
+//! use portcullis::keys::KeySet;
+//! use portcullis::middleware::{AuthLayer, Authenticated, RequireScope};
+//! use portcullis::strategy::{ApiKey, ApiKeyRecord, Bearer, Chain, MemoryApiKeys};
+//!
+//! /// The claims the routes read (registered ones and your own alike).
+//! #[derive(serde::Deserialize)]
+//! struct Claims {
+//!     sub: String,
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let keys = KeySet::default();
+//! let policy = Validation::builder().issuer("https://auth.example").audience("notes").build()?;
+//! let keys_for_machines = Arc::new(MemoryApiKeys::default());
+//! keys_for_machines.insert("pk_live_…", ApiKeyRecord {
+//!     subject: "nightly-export".into(),
+//!     scopes: vec!["notes:read".into()],
+//! });
+//! let chain = Chain::new()
+//!     .with(Bearer::new(Arc::new(Verifier::new(keys, policy))))
+//!     .with(ApiKey::new(keys_for_machines));
+//!
+//! // Writing needs a token (or key) with notes:write: the rule inside its own layer.
+//! let writes = Router::new()
+//!     .route("/notes", post(|a: Authenticated<Claims>| async move { a.claims.sub }))
+//!     .route_layer(AuthLayer::required(chain.clone()).require(RequireScope::all(["notes:write"])));
+//! let app: Router = Router::new()
+//!     // Anyone may read; a signed-in reader is greeted by name.
+//!     .route("/notes", get(|a: Option<Authenticated<Claims>>| async move {
+//!         a.map_or("hello".to_owned(), |a| format!("hello {}", a.claims.sub))
+//!     }))
+//!     // A bad credential is refused even here: optional is not "anything goes".
+//!     .layer(AuthLayer::optional(chain))
+//!     .merge(writes);
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
 
 mod extract;
 mod scope;
