@@ -4,6 +4,7 @@
 //! is on stderr); 2 for usage errors and for input the command cannot use (unreadable
 //! files, invalid keys or claims).
 
+mod backup;
 mod clients;
 mod keys;
 mod serve;
@@ -29,6 +30,10 @@ enum Command {
     /// Manage accounts on the configured database.
     #[command(subcommand)]
     Users(serve::UsersCommand),
+    /// Copy the SQLite database, consistently, while the server runs (keys stay sealed).
+    Backup(backup::BackupArgs),
+    /// Put a backup in place of the SQLite database (stop the servers first).
+    Restore(backup::RestoreArgs),
     /// Manage machine clients (OAuth 2.0 client credentials) on the configured database.
     #[command(subcommand)]
     Clients(clients::ClientsCommand),
@@ -60,6 +65,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).map_err(Failure::Usage),
         Command::Users(cmd) => serve::users(cmd).map_err(Failure::Usage),
+        Command::Backup(args) => backup::backup(args).map_err(Failure::Usage),
+        Command::Restore(args) => backup::restore(args).map_err(Failure::Usage),
         Command::Clients(cmd) => clients::run(cmd).map_err(Failure::Usage),
         Command::Keys(cmd) => keys::run(cmd).map_err(Failure::Usage),
         Command::Token(cmd) => token::run(cmd),

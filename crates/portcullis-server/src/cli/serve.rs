@@ -51,6 +51,11 @@ impl ConfigArgs {
         Ok((config, store))
     }
 
+    /// The configuration alone.
+    pub(crate) fn load_config(&self) -> anyhow::Result<Config> {
+        self.load(None, None)
+    }
+
     fn load(&self, bind: Option<String>, issuer: Option<String>) -> anyhow::Result<Config> {
         Config::load(
             self.config.as_deref(),

@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/assets/portcullis.css", get(pages::stylesheet))
         .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
         .merge(identified)
         .fallback(meta::not_found)
         .with_state(state)
