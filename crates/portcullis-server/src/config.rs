@@ -102,6 +102,7 @@ settings! {
     key_encryption_key_file: std::path::PathBuf,
     key_rotation_interval: RawDuration,
     key_publication_delay: RawDuration,
+    metrics_bind: String,
 }
 
 /// A setting's type, read from an environment variable's text.
@@ -262,6 +263,9 @@ pub struct Config {
     /// Peers whose `Forwarded` / `X-Forwarded-For` headers name the client address.
     /// Defaults to none: the TCP peer is the client.
     pub trusted_proxies: crate::client::TrustedProxies,
+    /// Where `GET /metrics` (Prometheus text) is served: its own address, never the
+    /// public port. Defaults to none: no metrics endpoint.
+    pub metrics_bind: Option<SocketAddr>,
     /// How often an instance reads the event log (revocations, key changes) when not
     /// woken by a notification. Defaults to 500 ms.
     pub event_poll_interval: Duration,
@@ -342,6 +346,12 @@ impl TryFrom<RawConfig> for Config {
                         "bind {bind_text:?} is not an address like 127.0.0.1:8080 or localhost:8080"
                     )
                 })?,
+        };
+        let metrics_bind = match raw.metrics_bind.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(text.parse::<SocketAddr>().with_context(|| {
+                format!("metrics_bind {text:?} is not an address like 127.0.0.1:9090")
+            })?),
         };
         let issuer_given = raw.issuer.is_some();
         let database_url = raw
@@ -503,6 +513,7 @@ impl TryFrom<RawConfig> for Config {
             idle_timeout,
             request_timeout,
             trusted_proxies,
+            metrics_bind,
             signups_before_delay: raw.signups_before_delay.unwrap_or(5).max(1),
             signup_max_delay,
             device_lifetime,

@@ -12,6 +12,7 @@ mod error;
 mod events;
 pub mod kek;
 pub mod keyring;
+pub mod prometheus;
 mod revocation;
 mod routes;
 pub mod startup;

@@ -46,13 +46,22 @@ pub fn from_state(state: RevokedState) -> RevocationList {
     list
 }
 
+/// Counts a revocation this instance applied, by kind (`prometheus.rs` serves it).
+fn applied(kind: &'static str) {
+    metrics::counter!("portcullis_revocations_applied_total", "kind" => kind).increment(1);
+}
+
 /// Applies one event from the log; true when it was a key change.
 pub fn apply(list: &RevocationList, event: &Event) -> bool {
     match event.kind {
         EventKind::FamilyRevoked | EventKind::SessionRevoked => {
             list.revoke_session(&event.subject);
+            applied("session");
         }
-        EventKind::UserNotBefore => list.set_not_before(&event.subject, event.at),
+        EventKind::UserNotBefore => {
+            list.set_not_before(&event.subject, event.at);
+            applied("not_before");
+        }
         EventKind::KeysChanged => return true,
     }
     false

@@ -32,6 +32,8 @@ use crate::throttle::Throttle;
 pub struct Running {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served, when `metrics_bind` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// What a person starting it should be told (see [`Running::banner`]).
     pub started: Started,
     shutdown: watch::Sender<bool>,
@@ -173,6 +175,16 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let retention = tokio::spawn(retain(state.clone(), shutdown.subscribe()));
     let lifecycle = tokio::spawn(key_lifecycle(state.clone(), shutdown.subscribe()));
     let app = app(state.clone());
+    let metrics = match state.0.config.metrics_bind {
+        Some(bind) => {
+            Some(crate::prometheus::start(bind, state.clone(), shutdown.subscribe()).await?)
+        }
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|(addr, _)| *addr);
+    if let Some(metrics_addr) = metrics_addr {
+        tracing::info!(%metrics_addr, "metrics at /metrics");
+    }
     tracing::info!(%addr, backend = state.0.store.backend(), issuer = %state.0.config.issuer, "listening");
     let started = Started {
         issuer: state.0.config.issuer.clone(),
@@ -200,10 +212,14 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         events.abort();
         retention.abort();
         lifecycle.abort();
+        if let Some((_, task)) = metrics {
+            task.abort();
+        }
         served
     });
     Ok(Running {
         addr,
+        metrics_addr,
         started,
         shutdown,
         task,
@@ -217,7 +233,16 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let limit = state.0.config.max_body_bytes;
     let timeout = state.0.config.request_timeout;
-    routes::router(state)
+    let observed = state.0.config.metrics_bind.is_some();
+    let router = routes::router(state);
+    // Per-route request counts and latencies, only when metrics are served (the layer
+    // reads axum's matched route, so it sits on the routes).
+    let router = if observed {
+        router.layer(axum::middleware::from_fn(crate::prometheus::observe))
+    } else {
+        router
+    };
+    router
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -204,6 +204,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// The id of the newest event, or 0.
     async fn last_event_id(&self) -> Result<i64, Error>;
 
+    /// How many cookie sessions are live at `now` (not revoked, not past their absolute
+    /// end), for metrics.
+    async fn live_sessions(&self, now: i64) -> Result<i64, Error>;
+
     /// Deletes what ended more than `retention.keep` seconds before `now` and can no
     /// longer refuse or explain anything: events, cookie sessions that were revoked or
     /// passed their absolute end, refresh families that were revoked or ran out (with

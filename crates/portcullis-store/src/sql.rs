@@ -961,6 +961,15 @@ macro_rules! store_impl {
                 Ok(id.unwrap_or(0))
             }
 
+            async fn live_sessions(&self, now: i64) -> Result<i64, Error> {
+                Ok(sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > $1",
+                )
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
             async fn prune(&self, now: i64, retention: &Retention) -> Result<Pruned, Error> {
                 let cutoff = now - retention.keep;
                 let policy: RotationPolicy = retention.rotation;

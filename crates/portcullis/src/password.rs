@@ -178,6 +178,11 @@ impl PasswordHasher {
         self.params
     }
 
+    /// Jobs hashing or waiting for a slot now (for a queue-depth gauge).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Runs `job` on the blocking pool once a slot is free; refuses at once when the
     /// slots and the queue are all taken.
     async fn run<T: Send + 'static>(
@@ -190,12 +195,16 @@ impl PasswordHasher {
         }
         // Released on every path, including cancellation of this future.
         let _slot = InFlight(self.in_flight.clone());
+        let queued = std::time::Instant::now();
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| PasswordError::Internal("hasher closed".into()))?;
+        // How long the job waited for a hashing slot (the `metrics` facade: a no-op
+        // unless the application installs a recorder).
+        metrics::histogram!("portcullis_hash_wait_seconds").record(queued.elapsed().as_secs_f64());
         let argon2 = self.argon2.clone();
         tokio::task::spawn_blocking(move || {
             let out = job(&argon2);

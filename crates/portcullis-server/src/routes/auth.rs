@@ -194,6 +194,25 @@ pub(super) async fn check_password(
     username_text: &str,
     password_text: String,
 ) -> Result<SignedIn, ApiError> {
+    let checked = check_password_once(state, client, device, username_text, password_text).await;
+    crate::prometheus::login(match &checked {
+        Ok(_) => "success",
+        Err(ApiError::InvalidCredentials) => "invalid_credentials",
+        Err(ApiError::Throttled { .. }) => "throttled",
+        Err(ApiError::Busy) => "busy",
+        Err(ApiError::InvalidRequest(_)) => "invalid_request",
+        Err(_) => "error",
+    });
+    checked
+}
+
+async fn check_password_once(
+    state: &AppState,
+    client: IpAddr,
+    device: Option<DeviceToken>,
+    username_text: &str,
+    password_text: String,
+) -> Result<SignedIn, ApiError> {
     let s = &state.0;
     // An unusable name cannot match any account: answer like a wrong password.
     let username = normalize_username(username_text).ok();
@@ -291,6 +310,7 @@ pub async fn refresh(
             if retry {
                 tracing::info!(sid = %family_id, "refresh retried within the grace window: the earlier successor is dead");
             }
+            crate::prometheus::refresh(if retry { "retry_in_grace" } else { "rotated" });
             let user = s
                 .store
                 .user_by_id(&user_id)
@@ -307,12 +327,16 @@ pub async fn refresh(
             )
         }
         Rotation::ReuseDetected { family_id } => {
+            crate::prometheus::refresh("reuse_detected");
             // Its access tokens die here before the answer, and everywhere through the log.
             crate::events::catch_up(&state).await;
             tracing::warn!(sid = %family_id, "refresh token reused: family revoked");
             Err(ApiError::InvalidGrant)
         }
-        Rotation::Refused => Err(ApiError::InvalidGrant),
+        Rotation::Refused => {
+            crate::prometheus::refresh("refused");
+            Err(ApiError::InvalidGrant)
+        }
     }
 }
 

@@ -21,4 +21,4 @@ pub use validation::{
     DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_TOKEN_SIZE, MAX_LEEWAY, PolicyError,
     TypPolicy, Validation, ValidationBuilder,
 };
-pub use verifier::{DEFAULT_CACHE_ENTRIES, VerifiedToken, Verifier};
+pub use verifier::{CacheStats, DEFAULT_CACHE_ENTRIES, VerifiedToken, Verifier};

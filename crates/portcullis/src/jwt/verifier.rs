@@ -3,6 +3,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use quick_cache::sync::Cache;
@@ -110,6 +111,22 @@ pub struct Verifier {
     keys: ArcSwap<Keys>,
     validation: Validation,
     cache: Option<Cache<TokenKey, Entry, TokenWeight>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// How the verified-token cache is doing, for metrics (see [`Verifier::cache_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Verifications answered from the cache.
+    pub hits: u64,
+    /// Verifications that checked a signature (and then filled the cache if they passed).
+    pub misses: u64,
+    /// Tokens held now.
+    pub entries: u64,
+    /// Their weight now, in bytes (token bytes plus a fixed overhead each).
+    pub bytes: u64,
 }
 
 impl fmt::Debug for Verifier {
@@ -136,7 +153,19 @@ impl Verifier {
                 DEFAULT_CACHE_BYTES,
                 TokenWeight,
             )),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    /// The cache's counters since the verifier was made; `None` when the cache is off.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|cache| CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: cache.len() as u64,
+            bytes: cache.weight(),
+        })
     }
 
     /// Sets the cache size: at most `entries` tokens and `bytes` of token data. Zero
@@ -189,9 +218,13 @@ impl Verifier {
             && let Some(hit) = cache.get(&TokenRef(bytes))
             && hit.generation == keys.generation
         {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             let now = self.validation.clock().now();
             self.validation.check_time(&hit.token.claims, now)?;
             return Ok(hit.token);
+        }
+        if self.cache.is_some() {
+            self.misses.fetch_add(1, Ordering::Relaxed);
         }
         let verified = Arc::new(self.verify_with(&keys.set, bytes)?);
         if let Some(cache) = &self.cache {
