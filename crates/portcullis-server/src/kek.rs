@@ -224,6 +224,34 @@ pub fn resolve(
     Ok((kek, true))
 }
 
+/// Locks `<database>.lock` (created 0600 if missing): shared while a server uses the
+/// database (several may), exclusive for `portcullis restore`, which must run alone.
+/// The lock lasts as long as the returned file is open. Fails at once when the other
+/// kind is held.
+pub fn lock_database(db: &Path, exclusive: bool) -> std::io::Result<std::fs::File> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&path)?;
+    let locked = if exclusive {
+        file.try_lock()
+    } else {
+        file.try_lock_shared()
+    };
+    locked.map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!("{} is locked", path.display()),
+        ),
+        std::fs::TryLockError::Error(e) => e,
+    })?;
+    Ok(file)
+}
+
 /// `<database>.kek`.
 pub fn beside(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();

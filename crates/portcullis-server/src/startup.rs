@@ -116,6 +116,16 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let store = portcullis_store::open(&config.database_url)
         .await
         .with_context(|| format!("opening the database {}", redact_url(&config.database_url)))?;
+    // Held while serving: `portcullis restore` refuses to replace a database in use.
+    let database_lock = match &sqlite_file {
+        Some(path) => Some(crate::kek::lock_database(path, false).with_context(|| {
+            format!(
+                "{} is being restored (portcullis restore): try again when it is done",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
     let now = clock.now();
     // Keys retired less than a token lifetime (plus leeway) ago still verify.
     let keep_for = config.revocation_window();
@@ -215,6 +225,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         if let Some((_, task)) = metrics {
             task.abort();
         }
+        drop(database_lock);
         served
     });
     Ok(Running {

@@ -107,6 +107,33 @@ async fn a_backup_taken_under_load_restores_to_a_server_that_accepts_every_earli
     stop.store(true, Ordering::Relaxed);
     let during = load.await.unwrap();
     assert!(during > 0, "the load ran");
+
+    // A restore over the database of a running server is refused, and changes nothing.
+    let out = portcullis(&[
+        "restore",
+        "--force",
+        "--database-url",
+        &url,
+        &file.display().to_string(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = server.login("ada", PASSWORD).await.json().await.unwrap();
+    assert!(r.get("refresh_token").is_some(), "still serving: {r}");
+    // A file name SQLite could misread (a quote, a question mark, a `file:` prefix).
+    let odd = dir.path().join("file:it's?.db");
+    let out = portcullis(&["backup", "--database-url", &url, &odd.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(odd.exists() && std::fs::metadata(&odd).unwrap().len() > 0);
+    assert!(!dir.path().join("file:it's?.db.partial").exists());
     Arc::into_inner(server).unwrap().stop().await;
 
     // The copy is owner-only, holds no key in the clear, and is a database of ours.
