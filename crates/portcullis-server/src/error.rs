@@ -180,6 +180,8 @@ impl IntoResponse for ApiError {
                 "the server is busy; try again shortly",
             ),
             ApiError::Auth(rejection) => {
+                // Counted like the library layer's own refusals (one metric for both).
+                rejection.count();
                 let mut r = (status, Json(rejection.body())).into_response();
                 r.extensions_mut()
                     .insert(Failure::Refused(rejection.log_reason()));

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_store::Event;
+use portcullis_store::{Event, EventKind};
 use tokio::sync::{Notify, watch};
 
 use crate::keyring::{KeyState, Keys};
@@ -75,6 +75,17 @@ pub async fn catch_up(state: &AppState) {
         }
         if at_gap && cursor.waiting_since.is_none() {
             cursor.waiting_since = Some(std::time::Instant::now());
+        }
+        // Each event is counted once, when the cursor passes it (events past a gap are
+        // applied again at every read until the gap fills; applying twice is harmless,
+        // counting twice would not be).
+        for event in events.iter().filter(|e| e.id > cursor.id && e.id <= moved) {
+            let kind = match event.kind {
+                EventKind::FamilyRevoked | EventKind::SessionRevoked => "session",
+                EventKind::UserNotBefore => "not_before",
+                EventKind::KeysChanged => continue,
+            };
+            metrics::counter!("portcullis_revocations_applied_total", "kind" => kind).increment(1);
         }
         let stuck = moved == cursor.id;
         cursor.id = moved;

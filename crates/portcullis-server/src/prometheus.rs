@@ -61,6 +61,19 @@ pub async fn start(
         .await
         .map_err(|e| anyhow::anyhow!("binding metrics_bind {addr}: {e}"))?;
     let bound = listener.local_addr()?;
+    // Histograms keep raw samples until drained: drain them every few seconds even
+    // when nobody scrapes, so memory stays bounded.
+    let upkeep = {
+        let (handle, mut stop) = (handle.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => handle.run_upkeep(),
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    };
     let app = Router::new()
         .route("/metrics", get(scrape))
         .with_state((state, handle));
@@ -71,6 +84,7 @@ pub async fn start(
         if let Err(e) = served.await {
             tracing::warn!(error = %e, "the metrics listener stopped");
         }
+        upkeep.abort();
     });
     Ok((bound, task))
 }
@@ -80,8 +94,8 @@ async fn scrape(State((state, handle)): State<(AppState, PrometheusHandle)>) -> 
     let s = &state.0;
     metrics::gauge!("portcullis_hash_in_flight").set(s.hasher.in_flight() as f64);
     if let Some(cache) = s.verifier.cache_stats() {
-        metrics::gauge!("portcullis_token_cache_hits").set(cache.hits as f64);
-        metrics::gauge!("portcullis_token_cache_misses").set(cache.misses as f64);
+        metrics::counter!("portcullis_token_cache_hits_total").absolute(cache.hits);
+        metrics::counter!("portcullis_token_cache_misses_total").absolute(cache.misses);
         metrics::gauge!("portcullis_token_cache_entries").set(cache.entries as f64);
     }
     let (sessions, users) = s.revocations.len();

@@ -32,6 +32,13 @@ impl Cursor {
     pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, CursorState> {
         self.0.lock().await
     }
+
+    /// The cursor if nobody holds it now (for a look that must not wait).
+    pub fn try_lock(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, CursorState>, tokio::sync::TryLockError> {
+        self.0.try_lock()
+    }
 }
 
 /// Builds the list from what the database says is still relevant.
@@ -46,21 +53,14 @@ pub fn from_state(state: RevokedState) -> RevocationList {
     list
 }
 
-/// Counts a revocation this instance applied, by kind (`prometheus.rs` serves it).
-fn applied(kind: &'static str) {
-    metrics::counter!("portcullis_revocations_applied_total", "kind" => kind).increment(1);
-}
-
 /// Applies one event from the log; true when it was a key change.
 pub fn apply(list: &RevocationList, event: &Event) -> bool {
     match event.kind {
         EventKind::FamilyRevoked | EventKind::SessionRevoked => {
             list.revoke_session(&event.subject);
-            applied("session");
         }
         EventKind::UserNotBefore => {
             list.set_not_before(&event.subject, event.at);
-            applied("not_before");
         }
         EventKind::KeysChanged => return true,
     }

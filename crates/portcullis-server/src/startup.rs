@@ -151,10 +151,15 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         config.hash_queue,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
-    let verifier = Arc::new(Verifier::new(
+    let verifier = Verifier::new(
         keys.current().verifying.clone(),
         validation(&config, clock.clone())?,
-    ));
+    );
+    let verifier = Arc::new(if config.metrics_bind.is_some() {
+        verifier.with_cache_stats()
+    } else {
+        verifier
+    });
     let bearer = Bearer::new(verifier.clone()).with_revocation(revocations.clone());
     let session_store: Arc<dyn portcullis::session::SessionStore> = store.clone();
     let sessions = Sessions::new(session_store, config.sessions.clone(), clock.clone());
@@ -179,6 +184,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         throttle,
         events: crate::revocation::Cursor::new(cursor),
         clock,
+        readiness: std::sync::Mutex::new(None),
     }));
     let (shutdown, stopped) = watch::channel(false);
     let events = tokio::spawn(crate::events::follow(state.clone(), shutdown.subscribe()));

@@ -38,7 +38,12 @@ pub(crate) struct Inner {
     /// alone changes `revocations` and `keys` after start.
     pub events: crate::revocation::Cursor,
     pub clock: Arc<dyn Clock>,
+    /// The last `/readyz` answer and when it was made (reused for a second).
+    pub readiness: std::sync::Mutex<Option<Readiness>>,
 }
+
+/// When a readiness answer was made, whether it was ready, and its body.
+pub(crate) type Readiness = (std::time::Instant, bool, serde_json::Value);
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -135,7 +135,7 @@ async fn metrics_count_what_a_scripted_flow_did_and_name_no_user() {
         text.contains("portcullis_hash_wait_seconds_bucket"),
         "{text}"
     );
-    assert!(text.contains("portcullis_token_cache_hits"), "{text}");
+    assert!(text.contains("portcullis_token_cache_hits_total"), "{text}");
     assert!(text.contains("portcullis_sessions_live"), "{text}");
     // No user name, id or token in any label.
     assert!(!text.contains("mia"));

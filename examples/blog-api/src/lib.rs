@@ -96,7 +96,7 @@ async fn auth(args: &Args) -> anyhow::Result<AuthLayer> {
     let remote = Bearer::from_issuer(issuer).audience(audience);
     let bearer = remote.build().await?;
     let bearer = match (&args.client_id, &args.client_secret) {
-        (Some(id), Some(secret)) => {
+        (Some(id), Some(secret)) if !args.no_revocation_feed => {
             let every = Duration::from_millis(args.feed_interval_ms);
             let feed = RevocationFollower::new(issuer, id, secret).interval(every);
             let revocations = feed.start().await.context("revocation feed")?;
@@ -106,7 +106,7 @@ async fn auth(args: &Args) -> anyhow::Result<AuthLayer> {
             tracing::warn!("no revocation feed: logged-out tokens work until they expire");
             bearer
         }
-        _ => anyhow::bail!("give --client-id and --client-secret, or --no-revocation-feed"),
+        _ => anyhow::bail!("give --client-id and --client-secret, or --no-revocation-feed only"),
     };
     Ok(AuthLayer::optional(Chain::new().with(bearer)))
 }

@@ -40,17 +40,51 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// `GET /readyz`: whether this instance should get traffic. 200 `{"status": "ready",
-/// "checks": {…}}` when the store answers (within 2 s), a signing key is current, and
-/// this instance has applied the whole event log (revocations and key changes from
-/// every instance); otherwise 503 `{"status": "not_ready", "checks": {…}}` saying which
-/// check failed. `/healthz` stays the liveness check: the process is up.
+/// "checks": {…}}` when the store answers (within 2 s) and a signing key is current and
+/// on time; otherwise 503 `{"status": "not_ready", "checks": {…}}` naming the check that
+/// failed. `event_log` reports how many events this instance has still to apply, for
+/// information only: a gap in the log (PostgreSQL commits ids out of order) makes every
+/// instance wait at once, and failing them all together would leave no backend.
+/// `/healthz` stays the liveness check.
+///
+/// The route is public, so it is cheap: the answer is reused for a second (one store
+/// query per second however often it is asked), it takes no lock the event follower
+/// holds, and its texts are fixed (no error detail from the store).
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let now = state.now();
-    let mut ready = true;
-    let mut fail = |what: String| {
-        ready = false;
-        what
+    let cached = state
+        .0
+        .readiness
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+        .filter(|(at, _, _)| at.elapsed() < std::time::Duration::from_secs(1));
+    let (ready, body) = match cached {
+        Some((_, ready, body)) => (ready, body),
+        None => {
+            let (ready, body) = check_readiness(&state).await;
+            *state
+                .0
+                .readiness
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((std::time::Instant::now(), ready, body.clone()));
+            (ready, body)
+        }
     };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn check_readiness(state: &AppState) -> (bool, serde_json::Value) {
+    let now = state.now();
     let last = tokio::time::timeout(
         std::time::Duration::from_secs(2),
         state.0.store.last_event_id(),
@@ -58,20 +92,20 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     .await;
     let (store, events) = match last {
         Ok(Ok(last)) => {
-            crate::events::catch_up(&state).await;
-            let applied = state.0.events.lock().await.id;
-            let events = if applied >= last {
-                "ok".to_owned()
-            } else {
-                fail(format!(
-                    "{} events not applied yet (waiting at a gap in the log, or reading failed)",
-                    last - applied
-                ))
+            // Read without waiting: the follower may hold the cursor for a while.
+            let applied = state.0.events.try_lock().map(|c| c.id).ok();
+            let events = match applied {
+                Some(applied) if applied >= last => "ok".to_owned(),
+                Some(applied) => format!("{} events not applied yet", last - applied),
+                None => "being read".to_owned(),
             };
-            ("ok".to_owned(), events)
+            ("ok", events)
         }
-        Ok(Err(e)) => (fail(format!("unreachable: {e}")), fail("unknown".into())),
-        Err(_) => (fail("no answer within 2 s".into()), fail("unknown".into())),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the store does not answer");
+            ("unreachable", "unknown".to_owned())
+        }
+        Err(_) => ("no answer within 2 s", "unknown".to_owned()),
     };
     // A current key, and a lifecycle that keeps up (a state change more than a few
     // seconds overdue means the task that moves keys on time is not running).
@@ -81,27 +115,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .iter()
         .any(|k| k.state == crate::keyring::KeyState::Current);
     let signing = match keys.next_change {
-        _ if !current => fail("no current signing key".into()),
-        Some(at) if at + 5 < now => fail(format!("the key lifecycle is {} s behind", now - at)),
+        _ if !current => "no current signing key".to_owned(),
+        Some(at) if at + 5 < now => format!("the key lifecycle is {} s behind", now - at),
         _ => "ok".to_owned(),
     };
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let mut response = (
-        status,
-        Json(json!({
+    let ready = store == "ok" && signing == "ok";
+    (
+        ready,
+        json!({
             "status": if ready { "ready" } else { "not_ready" },
             "checks": { "store": store, "signing_key": signing, "event_log": events },
-        })),
+        }),
     )
-        .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// Unknown routes, in the same error shape as the rest.

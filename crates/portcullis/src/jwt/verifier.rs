@@ -113,6 +113,7 @@ pub struct Verifier {
     cache: Option<Cache<TokenKey, Entry, TokenWeight>>,
     hits: AtomicU64,
     misses: AtomicU64,
+    counting: bool,
 }
 
 /// How the verified-token cache is doing, for metrics (see [`Verifier::cache_stats`]).
@@ -155,11 +156,25 @@ impl Verifier {
             )),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            counting: false,
         }
     }
 
-    /// The cache's counters since the verifier was made; `None` when the cache is off.
+    /// Counts the cache's hits and misses (for [`Verifier::cache_stats`]). Off by
+    /// default: two shared counters on every verification cost a little under load,
+    /// so only a service that exports them pays for them.
+    #[must_use]
+    pub fn with_cache_stats(mut self) -> Self {
+        self.counting = true;
+        self
+    }
+
+    /// The cache's counters since the verifier was made; `None` when the cache is off
+    /// or [`Verifier::with_cache_stats`] was not asked for.
     pub fn cache_stats(&self) -> Option<CacheStats> {
+        if !self.counting {
+            return None;
+        }
         self.cache.as_ref().map(|cache| CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
@@ -218,12 +233,14 @@ impl Verifier {
             && let Some(hit) = cache.get(&TokenRef(bytes))
             && hit.generation == keys.generation
         {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+            if self.counting {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+            }
             let now = self.validation.clock().now();
             self.validation.check_time(&hit.token.claims, now)?;
             return Ok(hit.token);
         }
-        if self.cache.is_some() {
+        if self.counting && self.cache.is_some() {
             self.misses.fetch_add(1, Ordering::Relaxed);
         }
         let verified = Arc::new(self.verify_with(&keys.set, bytes)?);
