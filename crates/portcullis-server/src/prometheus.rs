@@ -140,14 +140,38 @@ pub async fn observe(request: Request, next: Next) -> Response {
         Method::PATCH => "PATCH",
         _ => "other",
     };
-    let started = Instant::now();
+    let mut seen = Observed {
+        route,
+        method,
+        started: Instant::now(),
+        status: None,
+    };
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("portcullis_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("portcullis_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    seen.status = Some(response.status().as_u16());
     response
+}
+
+/// One answer being timed. Recorded when dropped: a request dropped before its answer
+/// (the request timeout gave up on it and the client got 408, or the client went away)
+/// is counted with status `dropped`, so slow requests are not missing from the counts.
+struct Observed {
+    route: String,
+    method: &'static str,
+    started: Instant,
+    status: Option<u16>,
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        let status = self
+            .status
+            .map_or_else(|| "dropped".to_owned(), |s| s.to_string());
+        let route = std::mem::take(&mut self.route);
+        metrics::counter!("portcullis_http_requests_total", "route" => route.clone(), "method" => self.method, "status" => status)
+            .increment(1);
+        metrics::histogram!("portcullis_http_request_duration_seconds", "route" => route, "method" => self.method)
+            .record(self.started.elapsed().as_secs_f64());
+    }
 }
 
 /// Counts a login attempt by its outcome.

@@ -31,6 +31,8 @@ async fn metrics_count_what_a_scripted_flow_did_and_name_no_user() {
     config.sessions =
         portcullis::session::SessionConfig::insecure_allow_http("http://portcullis.test").unwrap();
     config.refresh_grace = std::time::Duration::ZERO;
+    // Short, so that a stalled request times out within the test.
+    config.request_timeout = std::time::Duration::from_secs(1);
     let running = portcullis_server::startup::start(config).await.unwrap();
     let base = format!("http://{}", running.addr);
     let metrics_url = format!("http://{}/metrics", running.metrics_addr.unwrap());
@@ -92,6 +94,21 @@ async fn metrics_count_what_a_scripted_flow_did_and_name_no_user() {
         .unwrap();
     assert_eq!(r.status(), 401);
 
+    // A request whose body never finishes: the request timeout answers 408, and the
+    // request is still counted (as dropped before its answer).
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+        tcp.write_all(
+            b"POST /auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+        let mut answer = vec![0; 64];
+        let n = tcp.read(&mut answer).await.unwrap();
+        assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 408"));
+    }
+
     let text = scrape().await;
     let m = samples(&text);
     let get = |name: &str| m.get(name).copied().unwrap_or(0.0);
@@ -129,6 +146,13 @@ async fn metrics_count_what_a_scripted_flow_did_and_name_no_user() {
     assert!(
         get(r#"portcullis_http_request_duration_seconds_count{route="/auth/login",method="POST"}"#)
             >= 3.0
+    );
+    assert_eq!(
+        get(
+            r#"portcullis_http_requests_total{route="/auth/login",method="POST",status="dropped"}"#
+        ),
+        1.0,
+        "{text}"
     );
     assert_eq!(get(r#"portcullis_signing_keys{state="current"}"#), 1.0);
     assert!(
