@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `{username, password}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     username: String,
@@ -33,7 +33,7 @@ pub struct Credentials {
 
 /// `{username, password, device_token?}`: a login may carry the device credential an
 /// earlier login of this account returned.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     username: String,
@@ -43,7 +43,7 @@ pub struct LoginRequest {
 }
 
 /// `{refresh_token}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     refresh_token: String,
@@ -62,6 +62,16 @@ fn hashing(e: PasswordError) -> ApiError {
 }
 
 /// `POST /auth/signup` → 201 `{id, username}`.
+#[utoipa::path(post, path = "/auth/signup", tag = "accounts", request_body = Credentials,
+    responses(
+        (status = 201, description = "The account", body = super::schemas::Account),
+        (status = 400, description = "invalid_request", body = super::schemas::ErrorBody),
+        (status = 409, description = "username_taken (the name or a look-alike)", body = super::schemas::ErrorBody),
+        (status = 413, description = "body over max_body_bytes", body = super::schemas::ErrorBody),
+        (status = 415, description = "not JSON", body = super::schemas::ErrorBody),
+        (status = 429, description = "too_many_requests, with Retry-After", body = super::schemas::ErrorBody),
+        (status = 503, description = "temporarily_unavailable, with Retry-After", body = super::schemas::ErrorBody),
+    ))]
 pub async fn signup(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -138,6 +148,16 @@ async fn settle(state: &AppState, attempts: &[Attempt], how: Settlement) {
 
 /// `POST /auth/login` → 200 token response, with `device_token` when this client was
 /// not a known device of the account yet.
+#[utoipa::path(post, path = "/auth/login", tag = "tokens", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Tokens (with device_token for a new device)", body = super::schemas::TokenResponse),
+        (status = 400, description = "invalid_request", body = super::schemas::ErrorBody),
+        (status = 401, description = "invalid_credentials", body = super::schemas::ErrorBody),
+        (status = 413, description = "body over max_body_bytes", body = super::schemas::ErrorBody),
+        (status = 415, description = "not JSON", body = super::schemas::ErrorBody),
+        (status = 429, description = "too_many_requests, with Retry-After", body = super::schemas::ErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = super::schemas::ErrorBody),
+    ))]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -282,6 +302,13 @@ fn password_clone(p: &Password) -> Result<Password, ApiError> {
 }
 
 /// `POST /auth/refresh` → 200 token response, or 400 `invalid_grant`.
+#[utoipa::path(post, path = "/auth/refresh", tag = "tokens", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new pair; the presented token is used up", body = super::schemas::TokenResponse),
+        (status = 400, description = "invalid_grant or invalid_request", body = super::schemas::ErrorBody),
+        (status = 413, description = "body over max_body_bytes", body = super::schemas::ErrorBody),
+        (status = 415, description = "not JSON", body = super::schemas::ErrorBody),
+    ))]
 pub async fn refresh(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RefreshRequest>,
@@ -341,6 +368,13 @@ pub async fn refresh(
 }
 
 /// `POST /auth/logout` → 204: the refresh token's family is revoked.
+#[utoipa::path(post, path = "/auth/logout", tag = "tokens", request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "The family is revoked"),
+        (status = 400, description = "invalid_grant or invalid_request", body = super::schemas::ErrorBody),
+        (status = 413, description = "body over max_body_bytes", body = super::schemas::ErrorBody),
+        (status = 415, description = "not JSON", body = super::schemas::ErrorBody),
+    ))]
 pub async fn logout(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RefreshRequest>,
@@ -360,6 +394,14 @@ pub async fn logout(
 /// `POST /auth/logout-all` (bearer, or a session cookie with the CSRF checks) → 204:
 /// every refresh family and every cookie session of the user ends, and every access
 /// token issued before now is refused.
+#[utoipa::path(post, path = "/auth/logout-all", tag = "tokens",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 204, description = "Every session and refresh family ended"),
+        (status = 400, description = "invalid_request (RFC 6750)", body = super::schemas::ErrorBody),
+        (status = 401, description = "unauthorized or invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "access_denied (cross-site, or a machine client)", body = super::schemas::ErrorBody),
+    ))]
 pub async fn logout_all(
     State(state): State<AppState>,
     Person(identity): Person,
@@ -386,6 +428,14 @@ pub(super) async fn end_everything(state: &AppState, user_id: &str) -> Result<()
 
 /// `GET /auth/me` (bearer or session cookie) → 200 `{id, username, scope}`: from the
 /// token for a bearer request, from the session and the account for a cookie.
+#[utoipa::path(get, path = "/auth/me", tag = "accounts",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "Who is asking", body = super::schemas::Me),
+        (status = 400, description = "invalid_request (RFC 6750)", body = super::schemas::ErrorBody),
+        (status = 401, description = "unauthorized or invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "access_denied (a machine client)", body = super::schemas::ErrorBody),
+    ))]
 pub async fn me(
     State(state): State<AppState>,
     Person(identity): Person,

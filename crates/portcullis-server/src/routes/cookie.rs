@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// A form that carries the session's synchronizer token.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenForm {
     #[serde(default)]
     pub(super) csrf_token: String,

@@ -19,7 +19,7 @@ pub const FEED_SCOPE: &str = "revocations:read";
 const PAGE: i64 = 1000;
 
 /// `?since=CURSOR` (default 0: from the start).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct Since {
     #[serde(default)]
@@ -27,6 +27,14 @@ pub struct Since {
 }
 
 /// One page of the feed.
+#[utoipa::path(get, path = "/auth/revocations", tag = "resource servers", params(Since),
+    security(("bearer" = ["revocations:read"])),
+    responses(
+        (status = 200, description = "One page of the revocation feed", body = super::schemas::Feed),
+        (status = 400, description = "invalid_request", body = super::schemas::ErrorBody),
+        (status = 401, description = "unauthorized or invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope", body = super::schemas::ErrorBody),
+    ))]
 pub async fn revocations(
     State(state): State<AppState>,
     query: Result<Query<Since>, axum::extract::rejection::QueryRejection>,

@@ -11,6 +11,8 @@ use crate::state::AppState;
 /// `GET /.well-known/jwks.json`: the public keys (next, current and retired),
 /// cacheable for `JWKS_MAX_AGE`; a key is published `key_publication_delay` (longer)
 /// before it signs and until its last token has expired.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "resource servers",
+    responses((status = 200, description = "The public keys (JWK Set)", body = super::schemas::Jwks)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let keys = state.0.keys.current();
     (
@@ -35,6 +37,8 @@ fn jwks_cache_control() -> HeaderValue {
 }
 
 /// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = super::schemas::Status)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -50,6 +54,11 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// The route is public, so it is cheap: the answer is reused for a second (one store
 /// query per second however often it is asked), it takes no lock the event follower
 /// holds, and its texts are fixed (no error detail from the store).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = super::schemas::Readiness),
+        (status = 503, description = "Not ready, naming the failed check", body = super::schemas::Readiness),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let cached = state
         .0

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use crate::state::AppState;
 
 /// `GET /.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "resource servers",
+    responses((status = 200, description = "Issuer metadata (also at /.well-known/oauth-authorization-server)", body = super::schemas::Metadata)))]
 pub async fn metadata(State(state): State<AppState>) -> Json<Value> {
     let issuer = state.0.config.issuer.trim_end_matches('/').to_owned();
     Json(json!({

@@ -8,7 +8,9 @@ mod feed;
 mod meta;
 mod metadata;
 mod oauth;
+mod openapi;
 mod pages;
+mod schemas;
 mod session;
 
 use axum::Router;
@@ -66,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/portcullis.css", get(pages::stylesheet))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .merge(identified)
         .fallback(meta::not_found)
         .with_state(state)

@@ -25,7 +25,7 @@ use crate::state::AppState;
 
 /// The form of a token request. Unknown parameters are ignored (RFC 6749 §3.2); a
 /// parameter given twice is `invalid_request`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
     grant_type: Option<String>,
     scope: Option<String>,
@@ -88,6 +88,16 @@ fn credentials(headers: &HeaderMap, form: &TokenRequest) -> Result<Credentials, 
 
 /// `POST /oauth/token` (form) → 200 `{access_token, token_type, expires_in, scope}`;
 /// RFC 6749 §5.2 errors.
+#[utoipa::path(post, path = "/oauth/token", tag = "resource servers",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("client" = []), ()),
+    responses(
+        (status = 200, description = "An access token for the client (no refresh token)", body = super::schemas::ClientTokenResponse),
+        (status = 400, description = "invalid_request, unsupported_grant_type or invalid_scope", body = super::schemas::ErrorBody),
+        (status = 401, description = "invalid_client", body = super::schemas::ErrorBody),
+        (status = 413, description = "body over max_body_bytes", body = super::schemas::ErrorBody),
+        (status = 415, description = "not a form", body = super::schemas::ErrorBody),
+    ))]
 pub async fn token(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body): (_, Body) = request.into_parts();
     if !is_form(&parts.headers) {

@@ -192,11 +192,13 @@ pub(super) fn login_failed(e: ApiError, username: &str) -> Response {
 }
 
 /// `GET /` → the account page, which sends strangers on to sign in.
+#[utoipa::path(get, path = "/", tag = "pages", responses((status = 303, description = "To /account")))]
 pub async fn home() -> Redirect {
     Redirect::to("/account")
 }
 
 /// `GET /login`: the sign-in page, or on to the account page when already signed in.
+#[utoipa::path(get, path = "/login", tag = "pages", responses((status = 200, description = "The sign-in page (HTML)", content_type = "text/html")))]
 pub async fn login_form(State(state): State<AppState>, parts: Parts) -> Response {
     if let Ok(Some(_)) = state.0.sessions.lookup(&parts.headers).await {
         return Redirect::to("/account").into_response();
@@ -205,6 +207,7 @@ pub async fn login_form(State(state): State<AppState>, parts: Parts) -> Response
 }
 
 /// `GET /signup`.
+#[utoipa::path(get, path = "/signup", tag = "pages", responses((status = 200, description = "The sign-up page (HTML)", content_type = "text/html")))]
 pub async fn signup_form() -> Response {
     page(StatusCode::OK, signup_page(None, ""))
 }
@@ -218,6 +221,15 @@ pub struct SignupForm {
 
 /// `POST /signup` (form): creates the account and signs it in (303 to the account
 /// page), or shows the form again with the error and the username.
+#[utoipa::path(post, path = "/signup", tag = "pages",
+    request_body(content = super::auth::Credentials, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "To /account, signed in"),
+        (status = 400, description = "The page again, with the error (HTML)", content_type = "text/html"),
+        (status = 403, description = "A cross-site form (HTML)", content_type = "text/html"),
+        (status = 409, description = "The page again: the name is taken (HTML)", content_type = "text/html"),
+        (status = 429, description = "The page again: too many attempts (HTML)", content_type = "text/html"),
+    ))]
 pub async fn signup_submit(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -345,6 +357,11 @@ fn account_page(
 }
 
 /// `GET /account`: who you are and your sessions; strangers go to the sign-in page.
+#[utoipa::path(get, path = "/account", tag = "pages", security(("session" = []), ()),
+    responses(
+        (status = 200, description = "The account page (HTML)", content_type = "text/html"),
+        (status = 303, description = "Strangers go to /login"),
+    ))]
 pub async fn account(
     State(state): State<AppState>,
     signed_in: Result<Option<CookieSession>, ApiError>,
@@ -419,6 +436,14 @@ pub(super) fn refused(e: ApiError) -> Response {
 
 /// `POST /account/sessions/{id}/revoke` (form): ends one of your sessions or API
 /// logins; ending this browser's own session signs it out.
+#[utoipa::path(post, path = "/account/sessions/{id}/revoke", tag = "pages",
+    params(("id" = String, Path, description = "A session's or an API login's id")),
+    request_body(content = super::cookie::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security(("session" = [])),
+    responses(
+        (status = 303, description = "Back to /account (or /login when it was this browser)"),
+        (status = 403, description = "A wrong form token or a cross-site form", content_type = "text/html"),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -441,6 +466,13 @@ pub async fn revoke(
 
 /// `POST /account/logout-all` (form): ends every session and refresh family of yours
 /// and refuses every access token issued before now.
+#[utoipa::path(post, path = "/account/logout-all", tag = "pages",
+    request_body(content = super::cookie::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security(("session" = [])),
+    responses(
+        (status = 303, description = "To /login: everything ended"),
+        (status = 403, description = "A wrong form token or a cross-site form", content_type = "text/html"),
+    ))]
 pub async fn logout_all(
     State(state): State<AppState>,
     signed_in: Result<Option<CookieSession>, ApiError>,
@@ -458,6 +490,7 @@ pub async fn logout_all(
 }
 
 /// `GET /assets/portcullis.css`: the pages' only stylesheet.
+#[utoipa::path(get, path = "/assets/portcullis.css", tag = "pages", responses((status = 200, description = "The stylesheet", content_type = "text/css")))]
 pub async fn stylesheet() -> Response {
     let mut r = include_str!("../../assets/portcullis.css").into_response();
     let h = r.headers_mut();

@@ -28,7 +28,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `{username, password}`, as JSON or as a form.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = SessionLoginRequest)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub(super) username: String,
@@ -38,6 +39,19 @@ pub struct LoginRequest {
 /// `POST /session/login`, JSON → 200 `{session, user, csrf_token}` with the cookie;
 /// form → 303 to the account page, or the login page again with the error and the
 /// username that was typed (never the password).
+#[utoipa::path(post, path = "/session/login", tag = "sessions",
+    request_body(content = LoginRequest, description = "JSON, or the same fields as a form"),
+    responses(
+        (status = 200, description = "JSON: the session, with Set-Cookie", body = super::schemas::SessionStarted),
+        (status = 303, description = "Form: to /account, with Set-Cookie"),
+        (status = 400, description = "invalid_request", body = super::schemas::ErrorBody),
+        (status = 401, description = "invalid_credentials", body = super::schemas::ErrorBody),
+        (status = 403, description = "access_denied (a cross-site form)", body = super::schemas::ErrorBody),
+        (status = 413, description = "body over max_body_bytes", body = super::schemas::ErrorBody),
+        (status = 415, description = "neither JSON nor a form", body = super::schemas::ErrorBody),
+        (status = 429, description = "too_many_requests, with Retry-After", body = super::schemas::ErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = super::schemas::ErrorBody),
+    ))]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -113,6 +127,14 @@ async fn login_with(
 
 /// `POST /session/logout` → 204 (JSON) or 303 to the login page (form, which must carry
 /// the synchronizer token): the session ends server-side and the cookie is cleared.
+#[utoipa::path(post, path = "/session/logout", tag = "sessions",
+    security(("session" = [])),
+    responses(
+        (status = 204, description = "JSON: the session ended, cookie cleared"),
+        (status = 303, description = "Form: to /login, cookie cleared"),
+        (status = 401, description = "unauthorized", body = super::schemas::ErrorBody),
+        (status = 403, description = "access_denied", body = super::schemas::ErrorBody),
+    ))]
 pub async fn logout(
     State(state): State<AppState>,
     signed_in: Option<CookieSession>,
@@ -180,6 +202,14 @@ fn describe_family(family: &FamilyInfo, current: bool) -> serde_json::Value {
 /// `GET /session/list` (bearer or cookie) → 200 `{sessions: [...], api_logins: [...]}`:
 /// browser sessions newest first, then the API logins (live refresh families) most
 /// recently used first. Either kind ends with `DELETE /session/{id}`.
+#[utoipa::path(get, path = "/session/list", tag = "sessions",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "Browser sessions and API logins", body = super::schemas::Logins),
+        (status = 400, description = "invalid_request (RFC 6750)", body = super::schemas::ErrorBody),
+        (status = 401, description = "unauthorized or invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "access_denied (a machine client)", body = super::schemas::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Person(identity): Person,
@@ -209,6 +239,16 @@ pub async fn list(
 /// `DELETE /session/{id}` (bearer or cookie) → 204, or 404 when it is neither a live
 /// session nor an API login of yours. Ending the current cookie session also clears
 /// the cookie.
+#[utoipa::path(delete, path = "/session/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "A session's or an API login's id")),
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 400, description = "invalid_request (RFC 6750)", body = super::schemas::ErrorBody),
+        (status = 401, description = "unauthorized or invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "access_denied", body = super::schemas::ErrorBody),
+        (status = 404, description = "not_found: neither a live session nor an API login of yours", body = super::schemas::ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -230,6 +270,13 @@ pub async fn delete(
 /// `{access_token, token_type, expires_in, scope}`: a short-lived access token for a
 /// single-page app to call APIs with. Its `sid` is the session's, so ending the session
 /// revokes it. No refresh token: the session is the long-lived credential.
+#[utoipa::path(post, path = "/session/token", tag = "sessions",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "A short-lived access token of the session", body = super::schemas::ClientTokenResponse),
+        (status = 401, description = "unauthorized", body = super::schemas::ErrorBody),
+        (status = 403, description = "access_denied", body = super::schemas::ErrorBody),
+    ))]
 pub async fn token(
     State(state): State<AppState>,
     CookieSession(identity): CookieSession,

@@ -39,6 +39,21 @@ async fn readyz_checks_the_store_keys_and_event_log_and_healthz_stays_liveness()
         events == "ok" || events.ends_with("not applied yet") || events == "being read",
         "{body}"
     );
+    // The API describes itself (OpenAPI 3.1), every route included (a unit test
+    // checks the routes against routes/mod.rs).
+    let api: Value = server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(api["openapi"].as_str().unwrap().starts_with("3.1"), "{api}");
+    assert!(api["paths"]["/oauth/token"]["post"].is_object());
+    assert!(api["components"]["securitySchemes"]["bearer"].is_object());
+
     // The database gone (its file removed under the running server is not enough for
     // SQLite, which keeps it open): drop the events table, as a broken store would.
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();

@@ -1,0 +1,103 @@
+//! The OpenAPI 3.1 description of the HTTP API, served at `GET /openapi.json`: the
+//! paths come from the `#[utoipa::path]` attributes on the handlers themselves, the
+//! request bodies from their types; the response bodies the handlers build with
+//! `json!` are described by the types below. A test checks that every route of
+//! `routes/mod.rs` is described.
+
+use axum::Json;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::schemas::Metadata;
+
+/// The same metadata at the RFC 8414 path (one handler serves both).
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "resource servers",
+    responses((status = 200, description = "Issuer metadata", body = Metadata)))]
+#[allow(dead_code)]
+fn metadata_rfc8414() {}
+
+/// This description.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 description", content_type = "application/json")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// How requests authenticate: bearer tokens, the session cookie, client credentials.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                "__Host-portcullis_session",
+            ))),
+        );
+        components.add_security_scheme(
+            "client",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}
+
+/// The whole description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Portcullis", description = "Token and session authentication server (docs/http-api.md)."),
+    paths(
+        super::auth::signup, super::auth::login, super::auth::refresh, super::auth::logout,
+        super::auth::logout_all, super::auth::me, super::feed::revocations, super::oauth::token,
+        super::meta::jwks, super::meta::healthz, super::meta::readyz, super::metadata::metadata,
+        metadata_rfc8414, openapi_json,
+        super::session::login, super::session::logout, super::session::list,
+        super::session::delete, super::session::token,
+        super::pages::home, super::pages::login_form, super::pages::signup_form,
+        super::pages::signup_submit, super::pages::account, super::pages::revoke,
+        super::pages::logout_all, super::pages::stylesheet,
+    ),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `.route("…", …)` of routes/mod.rs, with its methods, is in the description.
+    #[test]
+    fn every_route_is_described() {
+        let source = include_str!("mod.rs");
+        let api = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let paths = api["paths"].as_object().unwrap();
+        let mut routes = 0;
+        for chunk in source.split(".route(").skip(1) {
+            let path = chunk.split('"').nth(1).unwrap();
+            let handlers = chunk.split(".route(").next().unwrap();
+            let described = paths
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} is not described"));
+            for method in ["get", "post", "delete"] {
+                if handlers.contains(&format!("{method}(")) {
+                    assert!(
+                        described.get(method).is_some(),
+                        "{method} {path} is not described"
+                    );
+                }
+            }
+            routes += 1;
+        }
+        assert!(routes >= 26, "found {routes} routes");
+        assert_eq!(api["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+    }
+}

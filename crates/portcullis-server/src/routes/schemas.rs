@@ -1,0 +1,156 @@
+//! The shapes of the JSON bodies the handlers build with `json!`, for the OpenAPI
+//! description (`openapi.rs`); request bodies are described by their own types.
+
+use utoipa::ToSchema;
+
+/// `{"error", "error_description"}`: every JSON error.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// A stable code (`invalid_request`, `invalid_token`, …).
+    error: String,
+    /// What went wrong, for people.
+    error_description: String,
+    /// With `insufficient_scope`: the scope needed.
+    scope: Option<String>,
+}
+
+/// A new account.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Account {
+    id: String,
+    username: String,
+}
+
+/// A token response of `/auth/login` and `/auth/refresh`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenResponse {
+    access_token: String,
+    /// `Bearer`.
+    token_type: String,
+    /// Seconds.
+    expires_in: u64,
+    refresh_token: String,
+    scope: String,
+    /// Only when the client was not a known device of the account yet.
+    device_token: Option<String>,
+}
+
+/// An access token without a refresh token (`/oauth/token`, `/session/token`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ClientTokenResponse {
+    access_token: String,
+    token_type: String,
+    expires_in: u64,
+    scope: String,
+}
+
+/// `GET /auth/me`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Me {
+    id: String,
+    username: Option<String>,
+    scope: String,
+}
+
+/// A "not before" entry of the feed.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NotBefore {
+    /// A user's or a machine client's id.
+    sub: String,
+    at: i64,
+}
+
+/// One page of the revocation feed.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Feed {
+    cursor: i64,
+    revoked_sessions: Vec<String>,
+    not_before: Vec<NotBefore>,
+    more: bool,
+}
+
+/// A JWK Set (public keys only).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Jwks {
+    keys: Vec<serde_json::Value>,
+}
+
+/// `{"status": "ok"}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Status {
+    status: String,
+}
+
+/// `/readyz`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    status: String,
+    /// `store`, `signing_key`, `event_log`: `ok`, or what is wrong.
+    checks: serde_json::Value,
+}
+
+/// Issuer metadata (RFC 8414 / OpenID Connect Discovery).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Metadata {
+    issuer: String,
+    jwks_uri: String,
+    token_endpoint: String,
+    grant_types_supported: Vec<String>,
+    token_endpoint_auth_methods_supported: Vec<String>,
+    portcullis_revocation_feed: String,
+    response_types_supported: Vec<String>,
+}
+
+/// A started session (`POST /session/login`, JSON).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SessionStarted {
+    session: serde_json::Value,
+    user: serde_json::Value,
+    csrf_token: String,
+}
+
+/// A browser session in `/session/list`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SessionItem {
+    id: String,
+    label: String,
+    device: String,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+    current: bool,
+}
+
+/// An API login in `/session/list`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ApiLogin {
+    id: String,
+    label: String,
+    device: String,
+    created_at: i64,
+    last_used_at: i64,
+    current: bool,
+}
+
+/// `GET /session/list`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Logins {
+    sessions: Vec<SessionItem>,
+    api_logins: Vec<ApiLogin>,
+}
