@@ -27,7 +27,11 @@ use crate::state::AppState;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
+    /// 1–64 characters after normalisation (docs/http-api.md).
+    #[schema(min_length = 1, max_length = 64)]
     username: String,
+    /// 8–1024 bytes.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
 }
 
@@ -36,7 +40,11 @@ pub struct Credentials {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// 1–64 characters after normalisation (docs/http-api.md).
+    #[schema(min_length = 1, max_length = 64)]
     username: String,
+    /// 8–1024 bytes.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
     #[serde(default)]
     device_token: Option<String>,

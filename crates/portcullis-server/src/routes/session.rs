@@ -32,7 +32,11 @@ use crate::state::AppState;
 #[schema(as = SessionLoginRequest)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// 1–64 characters after normalisation (docs/http-api.md).
+    #[schema(min_length = 1, max_length = 64)]
     pub(super) username: String,
+    /// 8–1024 bytes.
+    #[schema(min_length = 8, max_length = 256)]
     pub(super) password: String,
 }
 
