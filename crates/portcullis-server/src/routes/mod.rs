@@ -41,7 +41,8 @@ pub fn router(state: AppState) -> Router {
         .route("/account", get(pages::account))
         .route("/account/sessions/{id}/revoke", post(pages::revoke))
         .route("/account/logout-all", post(pages::logout_all))
-        .route_layer(who);
+        .route_layer(who)
+        .route_layer(axum::middleware::from_fn(pages::html_refusals));
     Router::new()
         .route("/auth/signup", post(auth::signup))
         .route("/auth/login", post(auth::login))

@@ -424,6 +424,59 @@ async fn account_form(
     Ok(Some(identity))
 }
 
+/// Pages answer in HTML, also when the `AuthLayer` in front of them refuses a request
+/// before any handler runs (a cross-site form, a bad bearer token, the session store
+/// down): the layer's JSON refusal becomes the "That did not work" page, with the same
+/// status and headers. For `/account*` always; elsewhere (`/session/logout`) when the
+/// request was a form.
+pub async fn html_refusals(request: Request, next: axum::middleware::Next) -> Response {
+    let page_request =
+        request.uri().path().starts_with("/account") || super::cookie::is_form(request.headers());
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !page_request || !is_json || response.status().is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let description = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error_description"].as_str().map(str::to_owned)),
+        Err(_) => None,
+    }
+    .unwrap_or_default();
+    let message = if description.starts_with("cross-site request refused") {
+        "This form was sent from another site, so it was refused.".to_owned()
+    } else if parts.status == StatusCode::UNAUTHORIZED {
+        "You need to sign in again.".to_owned()
+    } else if description.is_empty() {
+        "That request was refused.".to_owned()
+    } else {
+        capitalize(&description)
+    };
+    let mut html = page(
+        parts.status,
+        layout(
+            "Refused",
+            html! {
+                h1 { "That did not work" }
+                (error_box(Some(&message)))
+                p { a href="/account" { "Back to your account" } }
+            },
+        ),
+    );
+    // The challenge and any Retry-After stay; the body and its type are the page's.
+    for name in [header::WWW_AUTHENTICATE, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            html.headers_mut().insert(name, value.clone());
+        }
+    }
+    html
+}
+
 pub(super) fn refused(e: ApiError) -> Response {
     failed(e, |message| {
         layout(

@@ -952,3 +952,47 @@ on_each_store! {
         server.stop().await;
     }
 }
+
+on_each_store! {
+    async fn page_routes_answer_refusals_in_html_and_change_nothing(url, dir) {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let cookie = session(&server, "hana").await;
+        // A cross-site form: refused by the layer before any handler, as a page.
+        let r = client()
+            .post(server.url("/account/logout-all"))
+            .header("cookie", &cookie)
+            .header("origin", "https://evil.example")
+            .form(&[("csrf_token", "anything")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(r.headers().contains_key("content-security-policy"));
+        let html = r.text().await.unwrap();
+        assert!(html.contains("sent from another site"), "{html}");
+        // A bad bearer token on a page: HTML too, with its challenge.
+        let r = client()
+            .get(server.url("/account"))
+            .header("cookie", &cookie)
+            .bearer_auth("not.a.token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().contains_key("www-authenticate"));
+        assert!(r.text().await.unwrap().contains("sign in again"));
+        // The JSON API keeps its JSON.
+        let r = client()
+            .post(server.url("/auth/logout-all"))
+            .header("cookie", &cookie)
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        assert_eq!(me(&server, &cookie).await.status(), 200, "still signed in");
+        server.stop().await;
+    }
+}
