@@ -361,9 +361,9 @@ fn account_page(
     responses(
         (status = 200, description = "The account page (HTML)", content_type = "text/html"),
         (status = 303, description = "Strangers go to /login"),
-        (status = 400, description = "A malformed Authorization header (RFC 6750)", body = super::schemas::ErrorBody),
-        (status = 401, description = "A bad bearer token (pages are for the session cookie)", body = super::schemas::ErrorBody),
-        (status = 403, description = "A machine client's token", body = super::schemas::ErrorBody),
+        (status = 400, description = "A malformed Authorization header (HTML)", content_type = "text/html"),
+        (status = 401, description = "A bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
+        (status = 403, description = "A machine client's token (HTML)", content_type = "text/html"),
     ))]
 pub async fn account(
     State(state): State<AppState>,
@@ -498,8 +498,8 @@ pub(super) fn refused(e: ApiError) -> Response {
     security(("session" = [])),
     responses(
         (status = 303, description = "Back to /account (or /login when it was this browser)"),
-        (status = 400, description = "Not a form, or a malformed Authorization header", body = super::schemas::ErrorBody),
-        (status = 401, description = "A bad bearer token (pages are for the session cookie)", body = super::schemas::ErrorBody),
+        (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
+        (status = 401, description = "A bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "A wrong form token or a cross-site form", content_type = "text/html"),
     ))]
 pub async fn revoke(
@@ -529,8 +529,8 @@ pub async fn revoke(
     security(("session" = [])),
     responses(
         (status = 303, description = "To /login: everything ended"),
-        (status = 400, description = "Not a form, or a malformed Authorization header", body = super::schemas::ErrorBody),
-        (status = 401, description = "A bad bearer token (pages are for the session cookie)", body = super::schemas::ErrorBody),
+        (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
+        (status = 401, description = "A bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "A wrong form token or a cross-site form", content_type = "text/html"),
     ))]
 pub async fn logout_all(

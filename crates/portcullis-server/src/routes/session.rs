@@ -136,8 +136,8 @@ async fn login_with(
     responses(
         (status = 204, description = "JSON: the session ended, cookie cleared"),
         (status = 303, description = "Form: to /login, cookie cleared"),
-        (status = 401, description = "unauthorized", body = super::schemas::ErrorBody),
-        (status = 403, description = "access_denied", body = super::schemas::ErrorBody),
+        (status = 401, description = "unauthorized (an HTML page for a form)", body = super::schemas::ErrorBody, content_type = "application/json"),
+        (status = 403, description = "access_denied (an HTML page for a form)", body = super::schemas::ErrorBody, content_type = "application/json"),
     ))]
 pub async fn logout(
     State(state): State<AppState>,
