@@ -34,10 +34,14 @@ pub fn router(state: AppState) -> Router {
     let identified = Router::new()
         .route("/auth/logout-all", post(auth::logout_all))
         .route("/auth/me", get(auth::me))
-        .route("/session/logout", post(session::logout))
         .route("/session/list", get(session::list))
         .route("/session/token", post(session::token))
         .route("/session/{id}", delete(session::delete))
+        .route_layer(who.clone());
+    // Routes browsers post forms to: the layer's refusals become HTML pages there (and
+    // only there: the JSON routes above, `/auth/me` among them, pay nothing for it).
+    let pages_identified = Router::new()
+        .route("/session/logout", post(session::logout))
         .route("/account", get(pages::account))
         .route("/account/sessions/{id}/revoke", post(pages::revoke))
         .route("/account/logout-all", post(pages::logout_all))
@@ -71,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(meta::readyz))
         .route("/openapi.json", get(openapi::openapi_json))
         .merge(identified)
+        .merge(pages_identified)
         .fallback(meta::not_found)
         .with_state(state)
 }

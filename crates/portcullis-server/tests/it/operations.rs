@@ -9,7 +9,7 @@ use crate::support::{TestServer, config, s, sqlite_db};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// Runs the binary; stdout, or a panic with stderr.
+/// Runs the binary with `args`; its output, whatever its status.
 fn portcullis(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(args)
