@@ -62,6 +62,7 @@ pub async fn catch_up(state: &AppState) {
         let mut keys_changed = false;
         for event in &events {
             keys_changed |= crate::revocation::apply(&state.0.revocations, event);
+            state.0.session_cache.apply(event);
         }
         if keys_changed {
             reload_keys(state).await;

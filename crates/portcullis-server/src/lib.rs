@@ -15,6 +15,7 @@ pub mod keyring;
 pub mod prometheus;
 mod revocation;
 mod routes;
+mod session_cache;
 pub mod startup;
 mod state;
 pub mod telemetry;

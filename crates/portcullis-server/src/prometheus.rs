@@ -98,6 +98,10 @@ async fn scrape(State((state, handle)): State<(AppState, PrometheusHandle)>) -> 
         metrics::counter!("portcullis_token_cache_misses_total").absolute(cache.misses);
         metrics::gauge!("portcullis_token_cache_entries").set(cache.entries as f64);
     }
+    let cached = s.session_cache.stats();
+    metrics::gauge!("portcullis_session_cache_entries").set(cached.entries as f64);
+    metrics::counter!("portcullis_session_cache_hits_total").absolute(cached.hits);
+    metrics::counter!("portcullis_session_cache_misses_total").absolute(cached.misses);
     let (sessions, users) = s.revocations.len();
     metrics::gauge!("portcullis_revocations_held", "kind" => "sessions").set(sessions as f64);
     metrics::gauge!("portcullis_revocations_held", "kind" => "not_before").set(users as f64);

@@ -161,8 +161,17 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         verifier
     });
     let bearer = Bearer::new(verifier.clone()).with_revocation(revocations.clone());
-    let session_store: Arc<dyn portcullis::session::SessionStore> = store.clone();
-    let sessions = Sessions::new(session_store, config.sessions.clone(), clock.clone());
+    let session_cache = Arc::new(crate::session_cache::CachedSessions::new(
+        store.clone(),
+        crate::session_cache::DEFAULT_ENTRIES,
+        clock.clone(),
+        config.sessions.idle_timeout(),
+    ));
+    let sessions = Sessions::new(
+        session_cache.clone(),
+        config.sessions.clone(),
+        clock.clone(),
+    );
     let chain = Chain::new()
         .with(bearer.clone())
         .with(Session::new(sessions.clone()));
@@ -180,6 +189,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         revocations,
         bearer,
         sessions,
+        session_cache,
         chain,
         throttle,
         events: crate::revocation::Cursor::new(cursor),

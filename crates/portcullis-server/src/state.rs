@@ -27,8 +27,10 @@ pub(crate) struct Inner {
     pub revocations: Arc<RevocationList>,
     /// The bearer check over `verifier` and `revocations`.
     pub bearer: Bearer,
-    /// Cookie sessions, in the same store.
+    /// Cookie sessions, in the same store, through `session_cache`.
     pub sessions: Sessions,
+    /// Live sessions and their users' names, in memory (`session_cache.rs`).
+    pub session_cache: Arc<crate::session_cache::CachedSessions>,
     /// Bearer, then session: for routes that accept either. A bad bearer token is
     /// refused and never falls back to the cookie.
     pub chain: Chain,

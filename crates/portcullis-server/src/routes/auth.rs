@@ -455,15 +455,19 @@ pub async fn me(
             "scope": claims.scope.clone().unwrap_or_default(),
         }),
         None => {
-            let user = state
+            let id = identity.subject();
+            let store = &state.0.store;
+            let username = state
                 .0
-                .store
-                .user_by_id(identity.subject())
+                .session_cache
+                .username(id, || async {
+                    Ok::<_, ApiError>(store.user_by_id(id).await?.map(|u| u.username))
+                })
                 .await?
                 .ok_or(ApiError::Auth(Rejection::MissingCredentials))?;
             json!({
-                "id": user.id,
-                "username": user.username,
+                "id": id,
+                "username": username,
                 "scope": identity.scopes().collect::<Vec<_>>().join(" "),
             })
         }

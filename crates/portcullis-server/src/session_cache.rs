@@ -1,0 +1,511 @@
+//! Cookie sessions from memory.
+//!
+//! A request with a session cookie used to read its session (and, for `/auth/me`, its
+//! user) from the database every time: about 120 µs of CPU, six times a bearer
+//! token's whole cost. [`CachedSessions`] keeps the live sessions this instance has
+//! seen, and the usernames of their users, in bounded memory, and answers from there
+//! while nothing says they changed.
+//!
+//! What says they changed is the event log every instance already follows for token
+//! revocation (`events.rs`): an ended session (`session_revoked`) and anything that
+//! moves a user's "not before" (logout everywhere, a disabled account, a scope taken
+//! away) mark the session id or the user as changed *at this instance's monotonic
+//! instant of reading the event*. An entry read from the database before that instant
+//! is stale and read again. Marking by the instant the event was applied, not by the
+//! event's own time, keeps other instances' clocks out of it, and also covers the
+//! race where a lookup's database read began before a revocation and lands in the
+//! cache after it: its read instant is earlier than the mark.
+//!
+//! So a logout on another instance reaches this one within `event_poll_interval`
+//! (500 ms; at once on PostgreSQL, woken by notifications) — the bound the access
+//! tokens of that session already have. What is not evented is bounded by
+//! [`MAX_AGE`]: a scope *added* to an account reaches a cached session within a
+//! minute. A session that looks expired in memory is read again before it is ended,
+//! since another instance may have seen it used since.
+//!
+//! "Last seen" is written behind: the cached copy moves at once, and the database
+//! write (at most once per touch interval per session, as before) runs after the
+//! answer, off the request path.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portcullis::clock::Clock;
+use portcullis::session::{NewSession, SessionHash, SessionRecord, SessionStore, StoreFuture};
+use portcullis_store::{Event, EventKind};
+
+/// Entries older than this are read again, whatever the event log said: the bound on
+/// changes that write no event (a scope added to an account).
+pub const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// Sessions kept at most. An entry is about 400 bytes (estimated, not measured: the
+/// record's five strings, a browser's User-Agent label the largest, plus the entry and
+/// two cache slots), so some 40 MiB at most. Beyond it the least useful entries are
+/// dropped (quick_cache's S3-FIFO) and read again when used.
+pub const DEFAULT_ENTRIES: usize = 100_000;
+
+/// A session as read from the store, with when (by this instance's clock) the read
+/// began.
+struct Entry {
+    /// The key it is cached under, so that a mark by id can drop it.
+    hash: SessionHash,
+    record: SessionRecord,
+    /// "Last seen", moved by touches through this instance.
+    last_seen_at: AtomicI64,
+    read_at: Instant,
+}
+
+/// A username as read from the store.
+#[derive(Clone)]
+struct Name {
+    username: String,
+    read_at: Instant,
+}
+
+/// Session ids and users marked as changed, with the instant of the mark.
+#[derive(Default)]
+struct Marks {
+    ids: HashMap<String, Instant>,
+    users: HashMap<String, Instant>,
+    pruned_at: Option<Instant>,
+}
+
+impl Marks {
+    /// True when `id` or `user` changed at or after `read_at`.
+    fn stale(&self, id: Option<&str>, user: &str, read_at: Instant) -> bool {
+        let after = |t: Option<&Instant>| t.is_some_and(|t| *t >= read_at);
+        after(self.users.get(user)) || id.is_some_and(|id| after(self.ids.get(id)))
+    }
+
+    /// Forgets marks older than [`MAX_AGE`]: every entry they could make stale is
+    /// read again by then anyway.
+    fn prune(&mut self, now: Instant) {
+        if self
+            .pruned_at
+            .is_some_and(|t| now.duration_since(t) < MAX_AGE)
+        {
+            return;
+        }
+        self.pruned_at = Some(now);
+        self.ids.retain(|_, t| now.duration_since(*t) < MAX_AGE);
+        self.users.retain(|_, t| now.duration_since(*t) < MAX_AGE);
+    }
+}
+
+/// A [`SessionStore`] that answers lookups from memory (see the module's docs).
+pub struct CachedSessions {
+    inner: Arc<dyn SessionStore>,
+    by_hash: quick_cache::sync::Cache<SessionHash, Arc<Entry>>,
+    by_id: quick_cache::sync::Cache<String, Arc<Entry>>,
+    names: quick_cache::sync::Cache<String, Name>,
+    marks: Mutex<Marks>,
+    clock: Arc<dyn Clock>,
+    idle: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// What the cache holds and how often it answered (for `/metrics`).
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    pub entries: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl CachedSessions {
+    /// Caches up to `entries` sessions of `inner`; `idle` is the sessions' idle
+    /// timeout (a session that looks idle in memory is read again before it is
+    /// reported).
+    pub fn new(
+        inner: Arc<dyn SessionStore>,
+        entries: usize,
+        clock: Arc<dyn Clock>,
+        idle: Duration,
+    ) -> CachedSessions {
+        CachedSessions {
+            inner,
+            by_hash: quick_cache::sync::Cache::new(entries.max(1)),
+            by_id: quick_cache::sync::Cache::new(entries.max(1)),
+            names: quick_cache::sync::Cache::new(entries.max(1)),
+            marks: Mutex::new(Marks::default()),
+            clock,
+            idle,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn marks(&self) -> std::sync::MutexGuard<'_, Marks> {
+        // A panic while holding it leaves only timestamps behind: still usable.
+        self.marks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn mark_id(&self, id: &str) {
+        let now = Instant::now();
+        let mut marks = self.marks();
+        marks.prune(now);
+        marks.ids.insert(id.to_owned(), now);
+        drop(marks);
+        if let Some(entry) = self.by_id.get(id) {
+            self.by_hash.remove(&entry.hash);
+        }
+        self.by_id.remove(id);
+    }
+
+    fn mark_user(&self, user: &str) {
+        let now = Instant::now();
+        let mut marks = self.marks();
+        marks.prune(now);
+        marks.users.insert(user.to_owned(), now);
+        drop(marks);
+        self.names.remove(user);
+    }
+
+    /// Applies one event of the log: called by `events::catch_up` for every event,
+    /// from this instance or another.
+    pub fn apply(&self, event: &Event) {
+        match event.kind {
+            EventKind::SessionRevoked => self.mark_id(&event.subject),
+            EventKind::UserNotBefore => self.mark_user(&event.subject),
+            EventKind::FamilyRevoked | EventKind::KeysChanged => {}
+        }
+    }
+
+    /// The username of user `id`, from memory when it is fresh, else from `read`
+    /// (which returns `None` for no such user; that is not cached).
+    pub async fn username<F, Fut, E>(&self, id: &str, read: F) -> Result<Option<String>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<String>, E>>,
+    {
+        if let Some(name) = self.names.get(id)
+            && name.read_at.elapsed() < MAX_AGE
+            && !self.marks().stale(None, id, name.read_at)
+        {
+            return Ok(Some(name.username));
+        }
+        let read_at = Instant::now();
+        let found = read().await?;
+        if let Some(username) = &found {
+            self.names.insert(
+                id.to_owned(),
+                Name {
+                    username: username.clone(),
+                    read_at,
+                },
+            );
+        }
+        Ok(found)
+    }
+
+    /// Entries, and session lookups answered from memory and from the store.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            entries: self.by_hash.len(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    fn fresh(&self, hash: &SessionHash) -> Option<SessionRecord> {
+        let entry = self.by_hash.get(hash)?;
+        if entry.read_at.elapsed() >= MAX_AGE
+            || self
+                .marks()
+                .stale(Some(&entry.record.id), &entry.record.subject, entry.read_at)
+        {
+            return None;
+        }
+        let mut record = entry.record.clone();
+        record.last_seen_at = entry.last_seen_at.load(Ordering::Relaxed);
+        // Looks ended by time: maybe used on another instance since; ask the store.
+        if record.is_expired(self.clock.now(), self.idle) {
+            return None;
+        }
+        Some(record)
+    }
+}
+
+impl SessionStore for CachedSessions {
+    fn create_session<'a>(&'a self, session: &'a NewSession) -> StoreFuture<'a, ()> {
+        self.inner.create_session(session)
+    }
+
+    fn find_session<'a>(&'a self, hash: &'a SessionHash) -> StoreFuture<'a, Option<SessionRecord>> {
+        Box::pin(async move {
+            if let Some(record) = self.fresh(hash) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(record));
+            }
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            let read_at = Instant::now();
+            let found = self.inner.find_session(hash).await?;
+            match &found {
+                Some(record)
+                    if !self
+                        .marks()
+                        .stale(Some(&record.id), &record.subject, read_at) =>
+                {
+                    let entry = Arc::new(Entry {
+                        hash: *hash,
+                        last_seen_at: record.last_seen_at.into(),
+                        record: record.clone(),
+                        read_at,
+                    });
+                    self.by_id.insert(record.id.clone(), entry.clone());
+                    self.by_hash.insert(*hash, entry);
+                }
+                _ => {
+                    self.by_hash.remove(hash);
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    fn touch_session<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, ()> {
+        if let Some(entry) = self.by_id.get(id) {
+            entry.last_seen_at.fetch_max(at, Ordering::Relaxed);
+        }
+        // Written behind: the answer does not wait for the database.
+        let inner = self.inner.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = inner.touch_session(&id, at).await {
+                tracing::warn!(error = %e, "could not record session use");
+            }
+        });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn revoke_session<'a>(
+        &'a self,
+        id: &'a str,
+        subject: Option<&'a str>,
+        at: i64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let revoked = self.inner.revoke_session(id, subject, at).await?;
+            self.mark_id(id);
+            Ok(revoked)
+        })
+    }
+
+    fn revoke_sessions_of<'a>(&'a self, subject: &'a str, at: i64) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let ids = self.inner.revoke_sessions_of(subject, at).await?;
+            for id in &ids {
+                self.mark_id(id);
+            }
+            Ok(ids)
+        })
+    }
+
+    fn sessions_of<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, Vec<SessionRecord>> {
+        self.inner.sessions_of(subject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis::clock::ManualClock;
+    use portcullis::session::{MemorySessionStore, SessionSecret};
+    use std::sync::atomic::AtomicUsize;
+    use tokio::sync::Notify;
+
+    /// The memory store, counting reads, and able to hold a read in flight.
+    struct Counting {
+        inner: MemorySessionStore,
+        reads: AtomicUsize,
+        hold: std::sync::atomic::AtomicBool,
+        reading: Notify,
+        release: Notify,
+    }
+
+    impl SessionStore for Counting {
+        fn create_session<'a>(&'a self, s: &'a NewSession) -> StoreFuture<'a, ()> {
+            self.inner.create_session(s)
+        }
+        fn find_session<'a>(
+            &'a self,
+            h: &'a SessionHash,
+        ) -> StoreFuture<'a, Option<SessionRecord>> {
+            Box::pin(async move {
+                self.reads.fetch_add(1, Ordering::SeqCst);
+                let found = self.inner.find_session(h).await;
+                if self.hold.swap(false, Ordering::SeqCst) {
+                    // Read done, answer not yet delivered: the revocation lands here.
+                    self.reading.notify_one();
+                    self.release.notified().await;
+                }
+                found
+            })
+        }
+        fn touch_session<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, ()> {
+            self.inner.touch_session(id, at)
+        }
+        fn revoke_session<'a>(
+            &'a self,
+            id: &'a str,
+            s: Option<&'a str>,
+            at: i64,
+        ) -> StoreFuture<'a, bool> {
+            self.inner.revoke_session(id, s, at)
+        }
+        fn revoke_sessions_of<'a>(&'a self, s: &'a str, at: i64) -> StoreFuture<'a, Vec<String>> {
+            self.inner.revoke_sessions_of(s, at)
+        }
+        fn sessions_of<'a>(&'a self, s: &'a str) -> StoreFuture<'a, Vec<SessionRecord>> {
+            self.inner.sessions_of(s)
+        }
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    async fn setup() -> (Arc<Counting>, Arc<CachedSessions>, SessionHash, ManualClock) {
+        let inner = Arc::new(Counting {
+            inner: MemorySessionStore::new(),
+            reads: AtomicUsize::new(0),
+            hold: false.into(),
+            reading: Notify::new(),
+            release: Notify::new(),
+        });
+        let secret = SessionSecret::generate().unwrap();
+        let hash = secret.hash();
+        inner
+            .create_session(&NewSession {
+                id: "s1".into(),
+                hash,
+                subject: "u1".into(),
+                scope: "a".into(),
+                label: String::new(),
+                created_at: NOW,
+                expires_at: NOW + 3600,
+            })
+            .await
+            .unwrap();
+        let clock = ManualClock::new(NOW);
+        let cache = Arc::new(CachedSessions::new(
+            inner.clone(),
+            100,
+            Arc::new(clock.clone()),
+            Duration::from_secs(1800),
+        ));
+        (inner, cache, hash, clock)
+    }
+
+    fn event(kind: EventKind, subject: &str) -> Event {
+        Event {
+            id: 1,
+            kind,
+            subject: subject.into(),
+            at: NOW,
+        }
+    }
+
+    #[tokio::test]
+    async fn repeated_lookups_read_the_store_once_until_an_event_says_otherwise() {
+        let (inner, cache, hash, _) = setup().await;
+        for _ in 0..10 {
+            assert!(cache.find_session(&hash).await.unwrap().is_some());
+        }
+        assert_eq!(inner.reads.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.stats().hits, 9);
+        // Another user's change does not touch this session.
+        cache.apply(&event(EventKind::UserNotBefore, "u2"));
+        cache.apply(&event(EventKind::FamilyRevoked, "s1"));
+        assert!(cache.find_session(&hash).await.unwrap().is_some());
+        assert_eq!(inner.reads.load(Ordering::SeqCst), 1);
+        // The user changed (scope taken away, disabled, signed out everywhere): read again.
+        cache.apply(&event(EventKind::UserNotBefore, "u1"));
+        assert!(cache.find_session(&hash).await.unwrap().is_some());
+        assert_eq!(inner.reads.load(Ordering::SeqCst), 2);
+        // Ended on another instance: the event alone makes this instance ask again,
+        // and the store says it is gone.
+        inner.inner.revoke_session("s1", None, NOW).await.unwrap();
+        assert!(
+            cache.find_session(&hash).await.unwrap().is_some(),
+            "no event yet"
+        );
+        cache.apply(&event(EventKind::SessionRevoked, "s1"));
+        assert!(cache.find_session(&hash).await.unwrap().is_none());
+        assert!(cache.find_session(&hash).await.unwrap().is_none());
+        assert_eq!(
+            inner.reads.load(Ordering::SeqCst),
+            4,
+            "a miss is not cached"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_that_began_before_a_revocation_is_not_trusted_after_it() {
+        let (inner, cache, hash, _) = setup().await;
+        inner.hold.store(true, Ordering::SeqCst);
+        let lookup = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.find_session(&hash).await.unwrap() }
+        });
+        inner.reading.notified().await;
+        // The store read the live session; now it is revoked and the event applied,
+        // before the lookup puts what it read in memory.
+        inner.inner.revoke_session("s1", None, NOW).await.unwrap();
+        cache.apply(&event(EventKind::SessionRevoked, "s1"));
+        inner.release.notify_one();
+        assert!(lookup.await.unwrap().is_some(), "that one answer raced");
+        assert!(
+            cache.find_session(&hash).await.unwrap().is_none(),
+            "but it was not kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn local_revocations_and_idle_looking_entries_go_to_the_store() {
+        let (inner, cache, hash, clock) = setup().await;
+        assert!(cache.find_session(&hash).await.unwrap().is_some());
+        // Looks idle in memory: the store is asked (another instance may have seen it
+        // used), and here it is idle there too.
+        clock.advance(1800);
+        assert!(cache.find_session(&hash).await.unwrap().is_some());
+        assert_eq!(inner.reads.load(Ordering::SeqCst), 2);
+        // A touch moves the cached copy at once.
+        cache.touch_session("s1", NOW + 1800).await.unwrap();
+        clock.advance(60);
+        let record = cache.find_session(&hash).await.unwrap().unwrap();
+        assert_eq!(record.last_seen_at, NOW + 1800);
+        assert_eq!(
+            inner.reads.load(Ordering::SeqCst),
+            2,
+            "answered from memory"
+        );
+        // Revoked through this cache: gone at once, without waiting for the event.
+        assert!(cache.revoke_session("s1", Some("u1"), NOW).await.unwrap());
+        assert!(cache.find_session(&hash).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn usernames_are_read_once_and_again_after_the_user_changes() {
+        let (_, cache, _, _) = setup().await;
+        let reads = AtomicUsize::new(0);
+        let read = || async {
+            reads.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ()>(Some("kim".to_owned()))
+        };
+        for _ in 0..3 {
+            assert_eq!(cache.username("u1", read).await, Ok(Some("kim".into())));
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        cache.apply(&event(EventKind::UserNotBefore, "u1"));
+        assert_eq!(cache.username("u1", read).await, Ok(Some("kim".into())));
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        // No such user: not cached.
+        let none = || async { Ok::<_, ()>(None) };
+        assert_eq!(cache.username("u9", none).await, Ok(None));
+        assert_eq!(cache.username("u9", none).await, Ok(None));
+    }
+}
