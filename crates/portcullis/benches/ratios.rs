@@ -41,6 +41,18 @@ fn main() {
         }
         return;
     }
+    // PORTCULLIS_PROFILE_SIGN=ALG loops our signing of that algorithm for 5 s.
+    if let Ok(alg) = std::env::var("PORTCULLIS_PROFILE_SIGN") {
+        let alg: Algorithm = alg.parse().expect("algorithm name");
+        let case = case(alg);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            for _ in 0..1000 {
+                black_box(builder().sign(black_box(&case.key)).expect("sign"));
+            }
+        }
+        return;
+    }
     if filter.as_deref() == Some("middleware") {
         middleware_overhead();
         return;

@@ -202,17 +202,31 @@ pub fn sign(
     typ: Option<&str>,
     key: &SigningKey,
 ) -> Result<String, crate::keys::Error> {
-    let mut header = serde_json::Map::new();
-    header.insert("alg".into(), key.algorithm().as_str().into());
-    if let Some(typ) = typ {
-        header.insert("typ".into(), typ.into());
+    let header = |typ: Option<&str>| {
+        /// The header we write: `alg`, then `typ` and `kid` when there are.
+        #[derive(serde::Serialize)]
+        struct Header<'a> {
+            alg: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            typ: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            kid: Option<&'a str>,
+        }
+        let json = serde_json::to_vec(&Header {
+            alg: key.algorithm().as_str(),
+            typ,
+            kid: key.kid(),
+        })
+        // Three strings cannot fail to serialize; an empty header would be refused.
+        .unwrap_or_default();
+        b64::encode(&json)
+    };
+    let mut token = String::with_capacity(payload.len() * 4 / 3 + 500);
+    match typ {
+        // Every access token of a key has the same header: encoded once per key.
+        Some("at+jwt") => token.push_str(key.access_header(|| header(typ))),
+        typ => token.push_str(&header(typ)),
     }
-    if let Some(kid) = key.kid() {
-        header.insert("kid".into(), kid.into());
-    }
-    let header = serde_json::Value::Object(header).to_string();
-    let mut token = String::with_capacity((header.len() + payload.len()) * 4 / 3 + 400);
-    b64::encode_to(header.as_bytes(), &mut token);
     token.push('.');
     b64::encode_to(payload, &mut token);
     let signature = key.sign(token.as_bytes())?;

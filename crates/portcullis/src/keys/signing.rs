@@ -24,6 +24,9 @@ pub struct SigningKey {
     alg: Algorithm,
     kid: Option<String>,
     inner: Inner,
+    /// The base64url header of an access token (`typ: at+jwt`) signed by this key,
+    /// made once: every token of the key has the same one.
+    access_header: std::sync::OnceLock<String>,
 }
 
 enum Inner {
@@ -64,7 +67,12 @@ impl SigningKey {
             )?),
             KeyFamily::Okp => Inner::Ed(Ed25519KeyPair::generate()?),
         };
-        Ok(SigningKey { alg, kid, inner })
+        Ok(SigningKey {
+            alg,
+            kid,
+            inner,
+            access_header: std::sync::OnceLock::new(),
+        })
     }
 
     /// An HMAC key from a shared secret of at least the hash size.
@@ -79,6 +87,7 @@ impl SigningKey {
                 key: Box::new(hmac::Key::new(hmac_alg, secret)),
                 secret: Zeroizing::new(secret.to_vec()),
             },
+            access_header: std::sync::OnceLock::new(),
         })
     }
 
@@ -96,7 +105,13 @@ impl SigningKey {
     #[must_use]
     pub fn with_kid(mut self, kid: Option<String>) -> Self {
         self.kid = kid;
+        self.access_header = std::sync::OnceLock::new();
         self
+    }
+
+    /// The encoded header of an access token signed by this key.
+    pub(crate) fn access_header(&self, make: impl FnOnce() -> String) -> &str {
+        self.access_header.get_or_init(make)
     }
 
     /// Signs `message`. ECDSA signatures are raw `R || S` (RFC 7518 §3.4).
@@ -212,7 +227,12 @@ impl SigningKey {
                 Inner::Ed(Ed25519KeyPair::from_seed_and_public_key(&d, &x).map_err(rejected)?)
             }
         };
-        let key = SigningKey { alg, kid, inner };
+        let key = SigningKey {
+            alg,
+            kid,
+            inner,
+            access_header: std::sync::OnceLock::new(),
+        };
         key.verifying_key()?;
         Ok(key)
     }
@@ -288,7 +308,12 @@ impl SigningKey {
                 Inner::Ed(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(rejected)?)
             }
         };
-        let key = SigningKey { alg, kid, inner };
+        let key = SigningKey {
+            alg,
+            kid,
+            inner,
+            access_header: std::sync::OnceLock::new(),
+        };
         key.verifying_key()?;
         Ok(key)
     }
