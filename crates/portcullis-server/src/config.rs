@@ -208,7 +208,7 @@ pub struct Config {
     pub issuer: String,
     /// Defaults to the issuer.
     pub audience: String,
-    /// Defaults to EdDSA.
+    /// Defaults to RS256.
     pub signing_alg: Algorithm,
     /// Defaults to 15 minutes.
     pub access_token_ttl: Duration,
@@ -372,9 +372,12 @@ impl TryFrom<RawConfig> for Config {
         }
         let audience = raw.audience.unwrap_or_else(|| issuer.clone());
         let signing_alg = match raw.signing_alg {
-            None => Algorithm::EdDSA,
+            // Every common JWT library verifies RS256, and it is the cheapest to verify
+            // for most of them (docs/defaults.md, "The signing algorithm").
+            None => Algorithm::RS256,
             Some(name) => name.parse().map_err(|e| anyhow!("signing_alg: {e}"))?,
         };
+        publishable(signing_alg).map_err(|e| anyhow!("signing_alg: {e}"))?;
         let dur = |v: &Option<RawDuration>, name: &str, default: u64| -> anyhow::Result<Duration> {
             v.as_ref()
                 .map_or(Ok(Duration::from_secs(default)), |d| d.parse(name))
@@ -433,7 +436,12 @@ impl TryFrom<RawConfig> for Config {
             dur(&raw.session_absolute, "session_absolute", 12 * 3600)?,
         )
         .map_err(|e| anyhow!("session_idle / session_absolute: {e}"))?;
-        let session_token_ttl = dur(&raw.session_token_ttl, "session_token_ttl", 5 * 60)?;
+        // 5 minutes, or the access-token lifetime when that is shorter.
+        let session_token_ttl = dur(
+            &raw.session_token_ttl,
+            "session_token_ttl",
+            (5 * 60).min(access_token_ttl.as_secs()),
+        )?;
         if session_token_ttl < Duration::from_secs(30) || session_token_ttl > access_token_ttl {
             bail!("session_token_ttl must be between 30s and access_token_ttl");
         }
@@ -625,6 +633,18 @@ impl Config {
     }
 }
 
+/// Refuses an algorithm whose key cannot be published: the server's tokens are
+/// verified by others through the JWKS, and an HMAC secret has no public half.
+pub fn publishable(alg: Algorithm) -> anyhow::Result<()> {
+    if alg.family() == portcullis::keys::KeyFamily::Hmac {
+        bail!(
+            "{alg} is a shared-secret algorithm: its key cannot be published in the JWKS, so \
+             no resource server could verify the tokens; use RS256, ES256 or EdDSA"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,7 +656,7 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://portcullis.db");
         assert_eq!(c.issuer, "http://127.0.0.1:8080");
         assert_eq!(c.audience, c.issuer);
-        assert_eq!(c.signing_alg, Algorithm::EdDSA);
+        assert_eq!(c.signing_alg, Algorithm::RS256);
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.event_poll_interval, Duration::from_millis(500));
     }
@@ -686,6 +706,13 @@ mod tests {
     }
 
     #[test]
+    fn a_short_access_token_lifetime_shortens_the_session_tokens_default() {
+        let raw: RawConfig = toml::from_str("access_token_ttl = \"30s\"").unwrap();
+        let c = Config::try_from(raw).unwrap();
+        assert_eq!(c.session_token_ttl, Duration::from_secs(30));
+    }
+
+    #[test]
     fn bad_settings_are_named_in_the_error() {
         let err = |toml: &str| {
             format!(
@@ -695,6 +722,10 @@ mod tests {
         };
         assert!(err("bind = \"nope\"").contains("bind"));
         assert!(err("signing_alg = \"none\"").contains("signing_alg"));
+        for hmac in ["HS256", "HS384", "HS512"] {
+            let e = err(&format!("signing_alg = \"{hmac}\""));
+            assert!(e.contains("cannot be published in the JWKS"), "{e}");
+        }
         assert!(err("access_token_ttl = \"soon\"").contains("access_token_ttl"));
         assert!(err("database_url = \"mysql://x\"").contains("database_url"));
         assert!(toml::from_str::<RawConfig>("unknown = 1").is_err());

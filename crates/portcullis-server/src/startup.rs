@@ -40,6 +40,40 @@ pub struct Running {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// The start-up banner of a server listening on `addr`.
+fn banner(addr: SocketAddr, s: &Started) -> String {
+    let mut out = format!(
+        "Portcullis {} listening on http://{}\n  issuer    {}\n  database  {}{}\n",
+        env!("CARGO_PKG_VERSION"),
+        addr,
+        s.issuer,
+        s.database,
+        if s.database_created {
+            " (created now)"
+        } else {
+            ""
+        },
+    );
+    if let Some(alg) = s.key_generated {
+        out += &format!("  keys      generated a first {alg} signing key\n");
+    }
+    if let Some(path) = &s.kek_generated {
+        out += &format!(
+            "  keys      sealed under a new key-encryption key in {path}: back it up with the database\n"
+        );
+    }
+    let base = s.issuer.trim_end_matches('/');
+    out += &format!(
+        "  pages     {base}/signup  {base}/login  {base}/account\n  API       {base}/auth/signup  /auth/login  /auth/refresh  /auth/me; stop with Ctrl-C\n"
+    );
+    if s.signing_alg == "EdDSA" {
+        // The one common gap (docs/defaults.md, "The signing algorithm"): said where
+        // the person who chose it will look first.
+        out += "  tokens    EdDSA: Node's jsonwebtoken (under passport-jwt and express-jwt) cannot verify these tokens; RS256 and ES256 work everywhere (docs/consumers.md)\n";
+    }
+    out
+}
+
 /// What happened at start, for the banner.
 #[derive(Clone, Debug)]
 pub struct Started {
@@ -53,37 +87,14 @@ pub struct Started {
     pub key_generated: Option<&'static str>,
     /// A key-encryption key was generated now: where.
     pub kek_generated: Option<String>,
+    /// The algorithm new tokens are signed with.
+    pub signing_alg: &'static str,
 }
 
 impl Running {
     /// The start-up banner: version, address, issuer, database, keys, pages.
     pub fn banner(&self) -> String {
-        let s = &self.started;
-        let mut out = format!(
-            "Portcullis {} listening on http://{}\n  issuer    {}\n  database  {}{}\n",
-            env!("CARGO_PKG_VERSION"),
-            self.addr,
-            s.issuer,
-            s.database,
-            if s.database_created {
-                " (created now)"
-            } else {
-                ""
-            },
-        );
-        if let Some(alg) = s.key_generated {
-            out += &format!("  keys      generated a first {alg} signing key\n");
-        }
-        if let Some(path) = &s.kek_generated {
-            out += &format!(
-                "  keys      sealed under a new key-encryption key in {path}: back it up with the database\n"
-            );
-        }
-        let base = s.issuer.trim_end_matches('/');
-        out += &format!(
-            "  pages     {base}/signup  {base}/login  {base}/account\n  API       {base}/auth/signup  /auth/login  /auth/refresh  /auth/me; stop with Ctrl-C\n"
-        );
-        out
+        banner(self.addr, &self.started)
     }
 
     /// Stops accepting connections, lets in-flight requests finish, and waits.
@@ -220,6 +231,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         },
         database_created,
         key_generated: first_key.then(|| state.0.config.signing_alg.as_str()),
+        signing_alg: state.0.config.signing_alg.as_str(),
         kek_generated: kek_generated.then(|| {
             let path = std::path::PathBuf::from(
                 kek_source.strip_prefix("the file ").unwrap_or(&kek_source),
@@ -420,4 +432,31 @@ pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     portcullis_store::open(url)
         .await
         .with_context(|| format!("opening the database {}", redact_url(url)))
+}
+
+#[cfg(test)]
+mod banner_tests {
+    use super::*;
+
+    fn started(alg: &'static str) -> Started {
+        Started {
+            issuer: "http://127.0.0.1:8080".into(),
+            database: "/srv/portcullis.db".into(),
+            database_created: true,
+            key_generated: Some(alg),
+            kek_generated: None,
+            signing_alg: alg,
+        }
+    }
+
+    #[test]
+    fn the_banner_warns_of_eddsa_where_node_cannot_follow() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let eddsa = banner(addr, &started("EdDSA"));
+        assert!(eddsa.contains("generated a first EdDSA signing key"), "{eddsa}");
+        assert!(eddsa.contains("jsonwebtoken") && eddsa.contains("cannot verify"), "{eddsa}");
+        let rs256 = banner(addr, &started("RS256"));
+        assert!(rs256.contains("generated a first RS256 signing key"), "{rs256}");
+        assert!(!rs256.contains("cannot verify"), "{rs256}");
+    }
 }

@@ -344,6 +344,7 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
             } => {
                 let config = config.load(None, None)?;
                 let alg = alg.unwrap_or(config.signing_alg);
+                crate::config::publishable(alg)?;
                 let store = open_existing(&config.database_url).await?;
                 let (kid, activates_at) =
                     keyring::rotate(store.as_ref(), &config, alg, at_once, now()).await?;

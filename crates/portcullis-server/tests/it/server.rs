@@ -529,6 +529,25 @@ async fn keys_rotate_now_on_the_database_reaches_the_running_server() {
     let (url, dir) = sqlite_db();
     let server = TestServer::start(config(&url)).await.keep_dir(dir);
     let old = server.account("lena").await;
+    // A shared-secret key could not be published in the JWKS: refused, nothing added.
+    let hmac = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "keys",
+            "rotate",
+            "--now",
+            "--alg",
+            "HS256",
+            "--database-url",
+        ])
+        .arg(&server.database_url)
+        .output()
+        .unwrap();
+    assert!(!hmac.status.success());
+    let stderr = String::from_utf8_lossy(&hmac.stderr);
+    assert!(
+        stderr.contains("cannot be published in the JWKS"),
+        "{stderr}"
+    );
     // The emergency rotation: signing at once (the gentle one is in key_lifecycle).
     let rotate = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args([
@@ -1151,7 +1170,7 @@ async fn the_start_up_banner_says_where_everything_is() {
         ),
         format!("issuer    http://127.0.0.1:{port}"),
         format!("database  {} (created now)", db.display()),
-        "generated a first EdDSA signing key".to_owned(),
+        "generated a first RS256 signing key".to_owned(),
         format!("{}.kek", db.display()),
         format!("http://127.0.0.1:{port}/signup"),
         format!("http://127.0.0.1:{port}/account"),
