@@ -208,8 +208,10 @@ pub struct Config {
     pub issuer: String,
     /// Defaults to the issuer.
     pub audience: String,
-    /// Defaults to RS256.
+    /// Defaults to RS256 for a new database; see [`Config::alg_after`].
     pub signing_alg: Algorithm,
+    /// Whether `signing_alg` was set (else an existing database keeps its algorithm).
+    pub signing_alg_set: bool,
     /// Defaults to 15 minutes.
     pub access_token_ttl: Duration,
     /// Defaults to 10 seconds.
@@ -371,6 +373,7 @@ impl TryFrom<RawConfig> for Config {
             bail!("issuer {issuer:?} must be a non-empty URL without spaces");
         }
         let audience = raw.audience.unwrap_or_else(|| issuer.clone());
+        let signing_alg_set = raw.signing_alg.is_some();
         let signing_alg = match raw.signing_alg {
             // Every common JWT library verifies RS256, and it is the cheapest to verify
             // for most of them (docs/defaults.md, "The signing algorithm").
@@ -532,6 +535,7 @@ impl TryFrom<RawConfig> for Config {
             issuer,
             audience,
             signing_alg,
+            signing_alg_set,
             access_token_ttl,
             refresh_grace,
             refresh_idle,
@@ -592,6 +596,18 @@ fn origin_of(url: &str) -> Option<String> {
 }
 
 impl Config {
+    /// The algorithm of a key that follows one of `newest` (the newest stored key's
+    /// algorithm, if any): `signing_alg` when it was set, else the algorithm the
+    /// database already signs with. A changed default never changes a running
+    /// deployment's tokens under its resource servers at the next rotation; a new
+    /// database gets the default.
+    pub fn alg_after(&self, newest: Option<Algorithm>) -> Algorithm {
+        match newest {
+            Some(alg) if !self.signing_alg_set => alg,
+            _ => self.signing_alg,
+        }
+    }
+
     /// How long a revocation, a retired key or an ended record can still matter: the
     /// access-token lifetime plus the verifier's leeway, rounded up to a minute.
     pub fn revocation_window(&self) -> Duration {
@@ -703,6 +719,16 @@ mod tests {
         assert_eq!(c.bind.port(), 9001);
         assert_eq!(c.issuer, "https://env");
         assert_eq!(c.access_token_ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn an_unset_signing_alg_keeps_the_databases_algorithm() {
+        let unset = Config::try_from(RawConfig::default()).unwrap();
+        assert_eq!(unset.alg_after(None), Algorithm::RS256);
+        assert_eq!(unset.alg_after(Some(Algorithm::EdDSA)), Algorithm::EdDSA);
+        let raw: RawConfig = toml::from_str("signing_alg = \"ES256\"").unwrap();
+        let set = Config::try_from(raw).unwrap();
+        assert_eq!(set.alg_after(Some(Algorithm::EdDSA)), Algorithm::ES256);
     }
 
     #[test]

@@ -65,23 +65,40 @@ struct Name {
 }
 
 /// Session ids and users marked as changed, with the instant of the mark.
-#[derive(Default)]
 struct Marks {
     ids: HashMap<String, Instant>,
     users: HashMap<String, Instant>,
+    /// Everything read before this is stale (the marks overflowed).
+    all: Option<Instant>,
     pruned_at: Option<Instant>,
+    /// [`MAX_MARKS`], smaller in tests.
+    cap: usize,
 }
+
+/// Marks kept at most (a mark is a revoked session id or a changed user, kept for
+/// [`MAX_AGE`]): some 10 MiB. A burst of more revocations than this in a minute makes
+/// every cached session be read again once, instead of growing memory.
+const MAX_MARKS: usize = 100_000;
 
 impl Marks {
     /// True when `id` or `user` changed at or after `read_at`.
     fn stale(&self, id: Option<&str>, user: &str, read_at: Instant) -> bool {
         let after = |t: Option<&Instant>| t.is_some_and(|t| *t >= read_at);
-        after(self.users.get(user)) || id.is_some_and(|id| after(self.ids.get(id)))
+        after(self.all.as_ref())
+            || after(self.users.get(user))
+            || id.is_some_and(|id| after(self.ids.get(id)))
     }
 
     /// Forgets marks older than [`MAX_AGE`]: every entry they could make stale is
-    /// read again by then anyway.
+    /// read again by then anyway. Past [`MAX_MARKS`], everything read before now is
+    /// stale at once instead (`all`), and the marks start over.
     fn prune(&mut self, now: Instant) {
+        if self.ids.len() + self.users.len() >= self.cap {
+            self.all = Some(now);
+            self.ids.clear();
+            self.users.clear();
+            return;
+        }
         if self
             .pruned_at
             .is_some_and(|t| now.duration_since(t) < MAX_AGE)
@@ -130,7 +147,13 @@ impl CachedSessions {
             by_hash: quick_cache::sync::Cache::new(entries.max(1)),
             by_id: quick_cache::sync::Cache::new(entries.max(1)),
             names: quick_cache::sync::Cache::new(entries.max(1)),
-            marks: Mutex::new(Marks::default()),
+            marks: Mutex::new(Marks {
+                ids: HashMap::new(),
+                users: HashMap::new(),
+                all: None,
+                pruned_at: None,
+                cap: MAX_MARKS,
+            }),
             clock,
             idle,
             hits: AtomicU64::new(0),
@@ -157,7 +180,9 @@ impl CachedSessions {
         self.by_id.remove(id);
     }
 
-    fn mark_user(&self, user: &str) {
+    /// Makes everything cached of `user` stale (its sessions ended, or it changed),
+    /// here and now; other instances learn it from the event log.
+    pub fn forget_user(&self, user: &str) {
         let now = Instant::now();
         let mut marks = self.marks();
         marks.prune(now);
@@ -171,7 +196,7 @@ impl CachedSessions {
     pub fn apply(&self, event: &Event) {
         match event.kind {
             EventKind::SessionRevoked => self.mark_id(&event.subject),
-            EventKind::UserNotBefore => self.mark_user(&event.subject),
+            EventKind::UserNotBefore => self.forget_user(&event.subject),
             EventKind::FamilyRevoked | EventKind::KeysChanged => {}
         }
     }
@@ -291,7 +316,11 @@ impl SessionStore for CachedSessions {
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let revoked = self.inner.revoke_session(id, subject, at).await?;
-            self.mark_id(id);
+            // Only a real revocation is marked: the id may be anything a caller typed
+            // (`DELETE /session/{id}`), and marks are memory.
+            if revoked {
+                self.mark_id(id);
+            }
             Ok(revoked)
         })
     }
@@ -299,9 +328,7 @@ impl SessionStore for CachedSessions {
     fn revoke_sessions_of<'a>(&'a self, subject: &'a str, at: i64) -> StoreFuture<'a, Vec<String>> {
         Box::pin(async move {
             let ids = self.inner.revoke_sessions_of(subject, at).await?;
-            for id in &ids {
-                self.mark_id(id);
-            }
+            self.forget_user(subject);
             Ok(ids)
         })
     }
@@ -486,6 +513,34 @@ mod tests {
         // Revoked through this cache: gone at once, without waiting for the event.
         assert!(cache.revoke_session("s1", Some("u1"), NOW).await.unwrap());
         assert!(cache.find_session(&hash).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn made_up_ids_leave_no_mark_and_a_flood_of_marks_stays_bounded() {
+        let (inner, cache, hash, _) = setup().await;
+        // Ending ids that are no session (anyone can send them) marks nothing.
+        for i in 0..100 {
+            assert!(
+                !cache
+                    .revoke_session(&format!("nope-{i}"), Some("u1"), NOW)
+                    .await
+                    .unwrap()
+            );
+        }
+        assert!(cache.marks().ids.is_empty());
+        // Past the cap, everything cached becomes stale at once and the marks restart.
+        cache.marks().cap = 10;
+        assert!(cache.find_session(&hash).await.unwrap().is_some());
+        for i in 0..25 {
+            cache.apply(&event(EventKind::SessionRevoked, &format!("other-{i}")));
+        }
+        assert!(cache.marks().ids.len() < 10);
+        assert!(cache.find_session(&hash).await.unwrap().is_some());
+        assert_eq!(
+            inner.reads.load(Ordering::SeqCst),
+            2,
+            "read again after the overflow"
+        );
     }
 
     #[tokio::test]

@@ -147,6 +147,14 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let first_key = store.signing_keys().await?.is_empty();
     let kek_source = kek.source.clone();
     let keys = KeyRing::load(store.as_ref(), kek, config.signing_alg, keep_for, now).await?;
+    // A database made before HMAC was refused may hold one: its tokens cannot be
+    // verified through the JWKS by anyone. Say how to leave it rather than serve it.
+    let signing = keys.current().active.algorithm();
+    if let Err(e) = crate::config::publishable(signing) {
+        anyhow::bail!(
+            "the current signing key: {e}. Make a new one: portcullis keys rotate --now --alg RS256"
+        );
+    }
     crate::events::log_keys(&keys.current(), "signing key");
     // The cursor first, then the state: a revocation committed in between is both in
     // the state and after the cursor (applying it twice is harmless), never in neither.
@@ -231,7 +239,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         },
         database_created,
         key_generated: first_key.then(|| state.0.config.signing_alg.as_str()),
-        signing_alg: state.0.config.signing_alg.as_str(),
+        signing_alg: state.0.keys.current().active.algorithm().as_str(),
         kek_generated: kek_generated.then(|| {
             let path = std::path::PathBuf::from(
                 kek_source.strip_prefix("the file ").unwrap_or(&kek_source),
@@ -369,7 +377,7 @@ async fn key_lifecycle(state: AppState, mut stop: watch::Receiver<bool>) {
         match crate::keyring::add_key(
             state.0.store.as_ref(),
             state.0.keys.kek(),
-            config.signing_alg,
+            config.alg_after(Some(newest.alg)),
             now,
             activates_at,
             Some(&newest.kid),
@@ -453,10 +461,19 @@ mod banner_tests {
     fn the_banner_warns_of_eddsa_where_node_cannot_follow() {
         let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let eddsa = banner(addr, &started("EdDSA"));
-        assert!(eddsa.contains("generated a first EdDSA signing key"), "{eddsa}");
-        assert!(eddsa.contains("jsonwebtoken") && eddsa.contains("cannot verify"), "{eddsa}");
+        assert!(
+            eddsa.contains("generated a first EdDSA signing key"),
+            "{eddsa}"
+        );
+        assert!(
+            eddsa.contains("jsonwebtoken") && eddsa.contains("cannot verify"),
+            "{eddsa}"
+        );
         let rs256 = banner(addr, &started("RS256"));
-        assert!(rs256.contains("generated a first RS256 signing key"), "{rs256}");
+        assert!(
+            rs256.contains("generated a first RS256 signing key"),
+            "{rs256}"
+        );
         assert!(!rs256.contains("cannot verify"), "{rs256}");
     }
 }

@@ -343,9 +343,18 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
                 now: at_once,
             } => {
                 let config = config.load(None, None)?;
-                let alg = alg.unwrap_or(config.signing_alg);
-                crate::config::publishable(alg)?;
+                if let Some(alg) = alg {
+                    crate::config::publishable(alg)?;
+                }
                 let store = open_existing(&config.database_url).await?;
+                let newest = store
+                    .signing_keys()
+                    .await?
+                    .into_iter()
+                    .max_by_key(|k| k.activates_at)
+                    .and_then(|k| k.alg.parse().ok());
+                let alg = alg.unwrap_or_else(|| config.alg_after(newest));
+                crate::config::publishable(alg)?;
                 let (kid, activates_at) =
                     keyring::rotate(store.as_ref(), &config, alg, at_once, now()).await?;
                 println!("{kid}");

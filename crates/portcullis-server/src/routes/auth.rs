@@ -429,6 +429,8 @@ pub async fn logout_all(
 pub(super) async fn end_everything(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     let now = state.now();
     let ended = state.0.store.revoke_user(user_id, now).await?;
+    // Refused here before the answer even if reading the event log back fails.
+    state.0.session_cache.forget_user(user_id);
     crate::events::catch_up(state).await;
     tracing::info!(user = %user_id, sessions = ended.len(), "logout everywhere");
     Ok(())

@@ -160,6 +160,15 @@ pub(super) async fn api_logins(
 /// Ends one of a user's logins by id: a cookie session, or else an API login (a
 /// refresh family). False when the user has neither by that id.
 pub(super) async fn end_login(state: &AppState, id: &str, subject: &str) -> Result<bool, ApiError> {
+    // Ids are `random_id()`s: 22 base64url characters. Anything else (a path segment
+    // can be 64 KiB) is no login of anyone's, refused before the database is asked.
+    let well_formed = id.len() == 22
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
+        return Ok(false);
+    }
     if end_session(state, id, subject).await? {
         return Ok(true);
     }

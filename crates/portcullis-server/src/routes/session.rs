@@ -294,7 +294,16 @@ pub async fn token(
         .user_by_id(identity.subject())
         .await?
         .ok_or(ApiError::Auth(Rejection::MissingCredentials))?;
-    let record = session.record();
+    // The session as the database has it now, not as this instance's memory does: a
+    // scope taken away a moment ago on another instance must not be minted into a
+    // token that every instance would accept for minutes (`iat` after the change).
+    let fresh = portcullis::session::SessionStore::sessions_of(state.0.store.as_ref(), &user.id)
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .find(|s| s.id == session.id())
+        .ok_or(ApiError::Auth(Rejection::MissingCredentials))?;
+    let record = &fresh;
     let scope = &record.scope;
     // Never outliving the session: not past its absolute end, nor past the moment it
     // would time out if this were its last use (no event marks either).

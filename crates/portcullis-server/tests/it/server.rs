@@ -1261,3 +1261,34 @@ async fn database_errors_say_what_is_wrong_and_what_to_do() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_database_keeps_its_algorithm_when_signing_alg_is_not_set() {
+    // A deployment made when the default was EdDSA: its resource servers pin EdDSA.
+    let (url, dir) = sqlite_db();
+    let mut c = config(&url);
+    c.signing_alg = portcullis::keys::Algorithm::EdDSA;
+    c.signing_alg_set = true;
+    let server = TestServer::start(c).await.keep_dir(dir);
+    let rotate = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["keys", "rotate", "--database-url", &server.database_url])
+            .args(extra)
+            .env_remove("PORTCULLIS_SIGNING_ALG")
+            .output()
+            .unwrap()
+    };
+    // No signing_alg given: the next key is EdDSA too, not the new default.
+    let kept = rotate(&[]);
+    let stderr = String::from_utf8_lossy(&kept.stderr);
+    assert!(kept.status.success(), "{stderr}");
+    assert!(stderr.contains("(EdDSA)"), "{stderr}");
+    // Asked for: the new default is one setting away.
+    let moved = rotate(&["--alg", "RS256"]);
+    let stderr = String::from_utf8_lossy(&moved.stderr);
+    assert!(
+        moved.status.success() && stderr.contains("(RS256)"),
+        "{stderr}"
+    );
+    server.stop().await;
+}
