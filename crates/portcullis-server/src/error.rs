@@ -224,9 +224,18 @@ pub async fn finish(response: Response) -> Response {
     if response.status().is_success() {
         return response;
     }
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
     match response.extensions().get::<Failure>() {
-        Some(Failure::Refused(reason)) => tracing::info!(reason, "authentication refused"),
-        Some(Failure::Unexpected(error)) => tracing::error!(error, "unexpected failure"),
+        Some(Failure::Refused(reason)) => {
+            tracing::info!(reason, request_id, "authentication refused");
+        }
+        Some(Failure::Unexpected(error)) => {
+            tracing::error!(error, request_id, "unexpected failure");
+        }
         None => {}
     }
     json_errors(response)

@@ -39,6 +39,19 @@ async function discoverJwksUri() {
   return jwksUri;
 }
 
+// The key set could not be had: the fetch failed (a TypeError) or timed out
+// (JWKSTimeout), the answer was not 200 or not JSON (jose throws a bare JOSEError for
+// both), or it was no key set (JWKSInvalid). That is the issuer's outage, not a verdict
+// on the token: 503. A kid the set does not have is a verdict (JWKSNoMatchingKey): 401.
+function keysUnavailable(err) {
+  return (
+    !(err instanceof errors.JOSEError) ||
+    err instanceof errors.JWKSTimeout ||
+    err instanceof errors.JWKSInvalid ||
+    err.code === errors.JOSEError.code
+  );
+}
+
 async function main() {
   // jose caches the key set (cacheMaxAge, 10 minutes by default) and refetches it for a
   // kid it does not know, at most once per cooldownDuration (30 s by default).
@@ -74,15 +87,20 @@ async function main() {
       req.claims = payload;
       return next();
     } catch (err) {
-      if (err instanceof errors.JOSEError && !(err instanceof errors.JWKSTimeout)) {
-        if (process.env.DEBUG_CONSUMER) console.error('refused:', err.code, err.message);
-        res.set(
-          'WWW-Authenticate',
-          'Bearer realm="notes", error="invalid_token", error_description="the access token is invalid or expired"',
-        );
-        return res.status(401).json({ error: 'invalid_token' });
+      if (keysUnavailable(err)) {
+        console.error('JWKS unavailable:', err.code || err.name, err.message);
+        res.set('Retry-After', '30');
+        return res.status(503).json({
+          error: 'temporarily_unavailable',
+          error_description: 'the keys to check the token cannot be fetched; try again',
+        });
       }
-      return next(err); // the JWKS could not be fetched: 500, not a verdict on the token
+      if (process.env.DEBUG_CONSUMER) console.error('refused:', err.code, err.message);
+      res.set(
+        'WWW-Authenticate',
+        'Bearer realm="notes", error="invalid_token", error_description="the access token is invalid or expired"',
+      );
+      return res.status(401).json({ error: 'invalid_token' });
     }
   }
 

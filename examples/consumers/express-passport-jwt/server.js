@@ -32,6 +32,11 @@ function required(name) {
   return value;
 }
 
+// A key that cannot be fetched (network error, timeout, an answer other than 2xx, a set
+// without keys, or jwks-rsa's rate limit) says nothing about the token: answered 503
+// below. A kid the set does not have is a verdict: no key, so the token is refused (401).
+class KeysUnavailable extends Error {}
+
 passport.use(
   new JwtStrategy(
     {
@@ -47,6 +52,8 @@ passport.use(
         rateLimit: true,
         jwksRequestsPerMinute: 10,
         timeout: 5000,
+        handleSigningKeyError: (err, cb) =>
+          cb(err.name === 'SigningKeyNotFoundError' ? null : new KeysUnavailable(err.message, { cause: err })),
       }),
       // Pinned here, never taken from the token. These three must be given at this level:
       // passport-jwt copies them over jsonWebTokenOptions (even when undefined).
@@ -86,7 +93,16 @@ function challenge(res, error, description) {
 
 function authenticate(req, res, next) {
   passport.authenticate('jwt', { session: false }, (err, claims, info) => {
-    if (err) return next(err); // a JWKS fetch that failed: 500, not a verdict on the token
+    if (err) return next(err); // the verify callback threw: a bug, 500
+    if (info instanceof KeysUnavailable) {
+      // passport-jwt hands a key provider's error to fail(), so it arrives here as info.
+      console.error('JWKS unavailable:', info.message);
+      res.set('Retry-After', '30');
+      return res.status(503).json({
+        error: 'temporarily_unavailable',
+        error_description: 'the keys to check the token cannot be fetched; try again',
+      });
+    }
     if (!claims) {
       const sent = Boolean(req.get('authorization'));
       if (sent) challenge(res, 'invalid_token', 'the access token is invalid or expired');

@@ -205,9 +205,15 @@ impl Serialize for Ordered<'_> {
 /// `exec` would give the child a copy of the unused bytes, as with any userspace
 /// generator without fork detection; servers built on tokio do not fork.)
 pub fn random_id() -> Result<String, crate::keys::Error> {
+    Ok(b64::encode(&random_bits()?))
+}
+
+/// 128 random bits from the same per-thread buffer as [`random_id`]: for identifiers
+/// in other shapes (a request id as a UUID), without a system call each.
+pub fn random_bits() -> Result<[u8; 16], crate::keys::Error> {
     let mut bytes = [0u8; 16];
     fill_random(&mut bytes)?;
-    Ok(b64::encode(&bytes))
+    Ok(bytes)
 }
 
 /// Bytes drawn from the generator at once, per thread, for [`random_id`].

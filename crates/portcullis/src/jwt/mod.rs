@@ -13,7 +13,7 @@ pub mod jws;
 mod validation;
 mod verifier;
 
-pub use builder::{DEFAULT_ACCESS_TOKEN_LIFETIME, TokenBuilder, random_id};
+pub use builder::{DEFAULT_ACCESS_TOKEN_LIFETIME, TokenBuilder, random_bits, random_id};
 pub use claims::{Audience, Claims, MAX_NUMERIC_DATE};
 pub use error::{Error, Reason, SignError};
 pub use header::Header;
