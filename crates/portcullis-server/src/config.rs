@@ -103,6 +103,7 @@ settings! {
     key_rotation_interval: RawDuration,
     key_publication_delay: RawDuration,
     metrics_bind: String,
+    token_cache_entries: usize,
 }
 
 /// A setting's type, read from an environment variable's text.
@@ -268,6 +269,9 @@ pub struct Config {
     /// Where `GET /metrics` (Prometheus text) is served: its own address, never the
     /// public port. Defaults to none: no metrics endpoint.
     pub metrics_bind: Option<SocketAddr>,
+    /// Verified access tokens remembered (a repeat skips the signature check), about
+    /// 2 KiB each. Defaults to 10,000; 0 turns the cache off.
+    pub token_cache_entries: usize,
     /// How often an instance reads the event log (revocations, key changes) when not
     /// woken by a notification. Defaults to 500 ms.
     pub event_poll_interval: Duration,
@@ -470,6 +474,10 @@ impl TryFrom<RawConfig> for Config {
         if device_lifetime < Duration::from_secs(3600) {
             bail!("device_lifetime must be at least 1h");
         }
+        let token_cache_entries = raw.token_cache_entries.unwrap_or(10_000);
+        if token_cache_entries > 10_000_000 {
+            bail!("token_cache_entries must be at most 10000000 (about 20 GiB)");
+        }
         let max_connections = raw.max_connections.unwrap_or(4096);
         if !(16..=1_000_000).contains(&max_connections) {
             bail!("max_connections must be between 16 and 1000000");
@@ -525,6 +533,7 @@ impl TryFrom<RawConfig> for Config {
             request_timeout,
             trusted_proxies,
             metrics_bind,
+            token_cache_entries,
             signups_before_delay: raw.signups_before_delay.unwrap_or(5).max(1),
             signup_max_delay,
             device_lifetime,

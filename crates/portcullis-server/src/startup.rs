@@ -176,11 +176,12 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         keys.current().verifying.clone(),
         validation(&config, clock.clone())?,
     );
-    let verifier = Arc::new(if config.metrics_bind.is_some() {
-        verifier.with_cache_stats()
-    } else {
-        verifier
-    });
+    // Sized by `token_cache_entries` (the byte bound follows: each entry's measured
+    // overhead plus an 8 KiB token at most, so the entry count is what binds), and
+    // counted: `cache_watch` warns when the hit rate collapses.
+    let entries = config.token_cache_entries;
+    let bytes = entries as u64 * (portcullis::jwt::CACHE_ENTRY_OVERHEAD + 8 * 1024);
+    let verifier = Arc::new(verifier.with_cache(entries, bytes).with_cache_stats());
     let bearer = Bearer::new(verifier.clone()).with_revocation(revocations.clone());
     let session_cache = Arc::new(crate::session_cache::CachedSessions::new(
         store.clone(),
@@ -220,6 +221,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let (shutdown, stopped) = watch::channel(false);
     let events = tokio::spawn(crate::events::follow(state.clone(), shutdown.subscribe()));
     let retention = tokio::spawn(retain(state.clone(), shutdown.subscribe()));
+    tokio::spawn(cache_watch(state.clone(), shutdown.subscribe()));
     let lifecycle = tokio::spawn(key_lifecycle(state.clone(), shutdown.subscribe()));
     let app = app(state.clone());
     let metrics = match state.0.config.metrics_bind {
@@ -387,6 +389,45 @@ async fn retain(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Every minute, looks at the verified-token cache's hits and misses since the last
+/// look and warns when the cache is too small for the tokens in use (see
+/// [`cache_too_small`]). A cache that misses because the tokens are new (a burst of
+/// logins) is not full and says nothing.
+async fn cache_watch(state: AppState, mut stop: watch::Receiver<bool>) {
+    let capacity = state.0.config.token_cache_entries as u64;
+    let mut last = state.0.verifier.cache_stats();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = stop.changed() => return,
+        }
+        let now = state.0.verifier.cache_stats();
+        if let (Some(before), Some(after)) = (last, now) {
+            let hits = after.hits.saturating_sub(before.hits);
+            let misses = after.misses.saturating_sub(before.misses);
+            if cache_too_small(hits, misses, after.entries, capacity) {
+                tracing::warn!(
+                    hits,
+                    misses,
+                    entries = after.entries,
+                    capacity,
+                    "the verified-token cache is too small for the tokens in use: most \
+                     requests paid a signature check in the last minute with the cache full; \
+                     set token_cache_entries to about the number of access tokens alive at \
+                     once (about 2 KiB each; docs/defaults.md)"
+                );
+            }
+        }
+        last = now;
+    }
+}
+
+/// True when a minute's `hits` and `misses` say the cache is too small: it is (nearly)
+/// full, fewer than half the lookups hit, and there were enough of them to matter.
+pub(crate) fn cache_too_small(hits: u64, misses: u64, entries: u64, capacity: u64) -> bool {
+    capacity > 0 && misses >= 1_000 && misses > hits && entries * 10 >= capacity * 9
+}
+
 /// Moves the keys through their states on time (a next key starts signing, a retired
 /// one leaves the JWKS and the verifier), and makes the next key when automatic
 /// rotation is due. Checked every second against the injected clock; the decision to
@@ -483,6 +524,19 @@ pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 #[cfg(test)]
 mod banner_tests {
     use super::*;
+
+    #[test]
+    fn a_full_cache_that_mostly_misses_is_too_small_and_nothing_else_is() {
+        // 100,000 live tokens through a 10,000-entry cache: ~10% hits.
+        assert!(cache_too_small(3_000, 27_000, 10_000, 10_000));
+        // Mostly misses but not full: new tokens arriving (a burst of logins).
+        assert!(!cache_too_small(3_000, 27_000, 4_000, 10_000));
+        // Full but mostly hits: the right size.
+        assert!(!cache_too_small(27_000, 3_000, 10_000, 10_000));
+        // Too few requests to say anything; the cache off.
+        assert!(!cache_too_small(10, 900, 10_000, 10_000));
+        assert!(!cache_too_small(0, 50_000, 0, 0));
+    }
 
     fn started(alg: &'static str) -> Started {
         Started {

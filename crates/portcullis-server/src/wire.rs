@@ -123,6 +123,10 @@ struct Idle<S> {
     inner: S,
     deadline: Pin<Box<Sleep>>,
     timeout: Duration,
+    /// The last read or write that moved bytes. Progress only notes the time; the
+    /// timer is moved when it fires early (re-arming a tokio timer on every read and
+    /// write was a measurable part of a small request's cost).
+    last: Instant,
 }
 
 impl<S> Idle<S> {
@@ -131,6 +135,7 @@ impl<S> Idle<S> {
             inner,
             deadline: Box::pin(tokio::time::sleep(timeout)),
             timeout,
+            last: Instant::now(),
         }
     }
 
@@ -142,14 +147,21 @@ impl<S> Idle<S> {
         progressed: bool,
     ) -> Poll<io::Result<T>> {
         if progressed {
-            self.deadline.as_mut().reset(Instant::now() + self.timeout);
+            self.last = Instant::now();
             return polled;
         }
         if polled.is_pending() && self.deadline.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle for too long",
-            )));
+            let due = self.last + self.timeout;
+            if Instant::now() >= due {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for too long",
+                )));
+            }
+            // Bytes moved since it was set: wait for the rest of the idle time (and
+            // register this task with the moved timer).
+            self.deadline.as_mut().reset(due);
+            let _ = self.deadline.as_mut().poll(cx);
         }
         polled
     }

@@ -41,6 +41,12 @@ fn main() {
         }
         return;
     }
+    // PORTCULLIS_CACHE_MEMORY=ALG: the resident memory one verified-token cache entry
+    // costs, from 20,000 distinct tokens of that algorithm (docs/BENCHMARKS.md).
+    if let Ok(alg) = std::env::var("PORTCULLIS_CACHE_MEMORY") {
+        cache_memory(alg.parse().expect("algorithm name"));
+        return;
+    }
     // PORTCULLIS_PROFILE_SIGN=ALG loops our signing of that algorithm for 5 s.
     if let Ok(alg) = std::env::var("PORTCULLIS_PROFILE_SIGN") {
         let alg: Algorithm = alg.parse().expect("algorithm name");
@@ -364,5 +370,52 @@ fn middleware_overhead() {
     println!(
         "| bare Ed25519 signature check (aws-lc-rs) | {} | |",
         time(median(&s[3].ns))
+    );
+}
+
+/// Resident set size of this process, in bytes (Linux).
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .expect("rss field")
+        .parse()
+        .expect("a number");
+    pages * 4096
+}
+
+fn cache_memory(alg: Algorithm) {
+    use portcullis::jwt::{Validation, Verifier};
+    use portcullis::keys::{KeySet, SigningKey};
+    const N: usize = 20_000;
+    let key = SigningKey::generate(alg, Some("k1".into())).expect("key");
+    // Tokens shaped like the server's: iss, aud, sub, exp, iat, jti, sid, scope, name.
+    let tokens: Vec<String> = (0..N)
+        .map(|i| {
+            builder()
+                .subject(format!("user-{i:016}"))
+                .claim("preferred_username", format!("person{i}"))
+                .sign(&key)
+                .expect("sign")
+        })
+        .collect();
+    let policy = Validation::builder()
+        .issuer(common::ISS)
+        .audience(common::AUD)
+        .build()
+        .expect("policy");
+    let keys = KeySet::new(vec![key.verifying_key().expect("public")]).expect("set");
+    let verifier = Verifier::new(keys, policy).with_cache(N * 2, u64::MAX);
+    let before = rss();
+    for t in &tokens {
+        black_box(verifier.verify(t).expect("valid"));
+    }
+    let after = rss();
+    let per_entry = (after.saturating_sub(before)) as f64 / N as f64;
+    println!(
+        "{alg}: token {} bytes; {N} cached tokens took {:.1} MiB resident: {per_entry:.0} bytes per entry",
+        tokens[0].len(),
+        (after - before) as f64 / (1024.0 * 1024.0)
     );
 }

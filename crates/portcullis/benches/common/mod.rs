@@ -15,8 +15,8 @@ use portcullis::jwt::{TokenBuilder, Validation, Verifier};
 use portcullis::keys::{Algorithm, KeyFamily, KeySet, SigningKey};
 use serde::Deserialize;
 
-const ISS: &str = "https://issuer.example";
-const AUD: &str = "api";
+pub const ISS: &str = "https://issuer.example";
+pub const AUD: &str = "api";
 
 #[derive(Deserialize)]
 pub struct JwtClaims {

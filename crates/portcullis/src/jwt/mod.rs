@@ -21,4 +21,6 @@ pub use validation::{
     DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_TOKEN_SIZE, MAX_LEEWAY, PolicyError,
     TypPolicy, Validation, ValidationBuilder,
 };
-pub use verifier::{CacheStats, DEFAULT_CACHE_ENTRIES, VerifiedToken, Verifier};
+pub use verifier::{
+    CACHE_ENTRY_OVERHEAD, CacheStats, DEFAULT_CACHE_ENTRIES, VerifiedToken, Verifier,
+};
