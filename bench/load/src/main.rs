@@ -38,6 +38,9 @@ struct Args {
     /// Concurrent clients for /auth/me.
     #[arg(long, default_value_t = 16)]
     clients: usize,
+    /// Only the refresh measurements (part 3).
+    #[arg(long)]
+    refresh_only: bool,
 }
 
 struct Server {
@@ -216,9 +219,22 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
 
+    if !args.refresh_only {
+        logins_and_reads(&args, &client, pool).await?;
+    }
+    refreshes(&args, &client).await
+}
+
+/// Parts 1 and 2: logins against the bare hash rate, and /auth/me idle and in a storm.
+async fn logins_and_reads(
+    args: &Args,
+    client: &reqwest::Client,
+    pool: usize,
+) -> anyhow::Result<()> {
+    let client = client.clone();
     // 1. Logins next to the bare hash rate, interleaved: each round measures the bare
     //    rate, then logins, for a fifth of the time; the overhead is taken per round.
-    let server = start(&args, None).await?;
+    let server = start(args, None).await?;
     account(&client, &server.base, "loader").await;
     let window = (args.seconds / 2).max(2);
     let mut overheads = Vec::new();
@@ -352,7 +368,11 @@ async fn main() -> anyhow::Result<()> {
         percentile(&during, 0.99) / percentile(&idle, 0.99)
     );
     drop(server);
+    Ok(())
+}
 
+/// Part 3: refreshes per second, and their latency, on SQLite and PostgreSQL.
+async fn refreshes(args: &Args, client: &reqwest::Client) -> anyhow::Result<()> {
     // 3. Refreshes per second.
     let mut stores = vec![("sqlite", None)];
     if let Some(pg) = &args.postgres {
@@ -372,7 +392,7 @@ async fn main() -> anyhow::Result<()> {
         stores.push(("postgres", Some(format!("{base}/{name}"))));
     }
     for (label, url) in stores {
-        let server = start(&args, url).await?;
+        let server = start(args, url).await?;
         let clients = 8;
         let mut chains = Vec::new();
         for i in 0..clients {

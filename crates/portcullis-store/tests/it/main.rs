@@ -1034,3 +1034,27 @@ conformance! {
         assert!(s.set_client_disabled("nobody", true, 600).await.unwrap().is_none());
     }
 }
+
+/// SQLite checkpoints run in the background, not in a commit: a few writes (far
+/// below the 1,000 WAL pages that used to trigger one) reach the database file itself
+/// within a couple of seconds, with no commit paying for it.
+#[tokio::test]
+async fn sqlite_writes_reach_the_database_file_by_background_checkpoints() {
+    let db = sqlite().await;
+    let path = db.url.trim_start_matches("sqlite://").to_owned();
+    let _ = user(db.store.as_ref(), "checkpointed-marker-name").await;
+    let in_main_file = || {
+        std::fs::read(&path)
+            .unwrap()
+            .windows(24)
+            .any(|w| w == b"checkpointed-marker-name")
+    };
+    let start = std::time::Instant::now();
+    while !in_main_file() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the row is still only in the WAL after 5 s: no checkpoint ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
