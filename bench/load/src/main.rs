@@ -396,7 +396,7 @@ async fn refreshes(args: &Args, client: &reqwest::Client) -> anyhow::Result<()> 
         let clients = 8;
         let mut chains = Vec::new();
         for i in 0..clients {
-            let t = account(&client, &server.base, &format!("r{i}")).await;
+            let t = account(client, &server.base, &format!("r{i}")).await;
             chains.push(Arc::new(tokio::sync::Mutex::new(
                 t["refresh_token"].as_str().unwrap().to_owned(),
             )));
