@@ -198,7 +198,7 @@ impl Serialize for Ordered<'_> {
 /// 128 random bits, base64url: for `jti` and other identifiers.
 ///
 /// The bits come from aws-lc's generator (a DRBG seeded from the operating system),
-/// drawn [`RANDOM_BATCH`] bytes at a time into a per-thread buffer and handed out once
+/// drawn 1 KiB at a time into a per-thread buffer and handed out once
 /// each: one call into the generator per 64 identifiers instead of one per token,
 /// which was a fifth of the cost of signing an HS256 token. The buffer never leaves
 /// its thread, and a byte is zeroed as it is taken. (A process that `fork`s without
