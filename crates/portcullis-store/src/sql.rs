@@ -64,8 +64,13 @@ impl SqliteStore {
             prepare_private_file(options.get_filename())?;
         }
         let pool = SqlitePoolOptions::new()
-            // An in-memory database lives in one connection.
-            .max_connections(if memory { 1 } else { 8 })
+            // An in-memory database lives in one connection. A file gets four: a WAL
+            // database has five read marks, and a reader that finds them all taken by
+            // other snapshots gets SQLITE_BUSY and sleeps in the busy handler (1, 2, 5,
+            // 10 … ms), which is what an eight-connection pool did under a thousand
+            // refreshes a second. Four connections keep one mark for the checkpointer
+            // and another process; two cores do not run more queries at once anyway.
+            .max_connections(if memory { 1 } else { 4 })
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
