@@ -17,11 +17,7 @@ use portcullis_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, redact_url};
 use crate::keyring::KeyRing;
@@ -281,7 +277,6 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
 /// JSON error bodies for the answers layers and the router give (405, 408, 413),
 /// request ids, tracing.
 pub fn app(state: AppState) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
     let limit = state.0.config.max_body_bytes;
     let timeout = state.0.config.request_timeout;
     let observed = state.0.config.metrics_bind.is_some();
@@ -299,54 +294,74 @@ pub fn app(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        // `finish` sits outside the propagation, so it sees the answer's request id and
-        // puts it in the lines it logs.
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(axum::middleware::map_response(crate::error::finish))
-        .layer(TraceLayer::new_for_http().make_span_with(move |req: &axum::http::Request<_>| {
-            let id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            // The path only: query strings may carry secrets. Reads (GET, HEAD) log
-            // nothing at `info` of their own but a refusal or a failure, which `finish`
-            // logs with the request id; a span for each of them cost more than the
-            // rest of a bearer request's own work. `RUST_LOG=debug` brings it back.
-            if matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD) {
-                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            } else {
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }
-        }))
-        .layer(SetRequestIdLayer::new(request_id, RandomUuid))
+        // Request id, span, the answer's id and `finish`: one layer, not four (each
+        // tower-http layer wraps the request, the answer and its body once more).
+        .layer(axum::middleware::from_fn(request_context))
 }
 
-/// Request ids as random (version 4) UUIDs, from the library's per-thread random
-/// buffer: tower-http's `MakeRequestUuid` asks the kernel for 16 bytes on every
-/// request, a system call that was a few percent of a bearer request's CPU.
-#[derive(Clone, Copy)]
-struct RandomUuid;
-
-impl MakeRequestId for RandomUuid {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let mut b = portcullis::jwt::random_bits().ok()?;
-        b[6] = (b[6] & 0x0f) | 0x40; // version 4
-        b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut text = [0u8; 36];
-        let mut at = 0;
-        for (i, byte) in b.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                text[at] = b'-';
-                at += 1;
-            }
-            text[at] = HEX[usize::from(byte >> 4)];
-            text[at + 1] = HEX[usize::from(byte & 0x0f)];
-            at += 2;
+/// Gives the request an id (the caller's `x-request-id`, else a random UUID), runs it
+/// in a span that carries the id, puts the id on the answer, and passes the answer
+/// through [`crate::error::finish`] (which logs refusals and failures with the id).
+///
+/// State-changing requests get an `info` span, so every line they log carries their
+/// id. Reads (`GET`, `HEAD`) log nothing at `info` but a refusal or a failure, which
+/// `finish` logs with the id; a span for each of them cost more than the rest of a
+/// bearer request's own work, so theirs is `debug` (`RUST_LOG=debug` brings it back).
+/// The path only, never the query: query strings may carry secrets.
+async fn request_context(
+    mut request: axum::http::Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let id = match request.headers().get(REQUEST_ID) {
+        Some(id) => id.clone(),
+        None => {
+            let id = random_uuid();
+            request.headers_mut().insert(REQUEST_ID, id.clone());
+            id
         }
-        HeaderValue::from_bytes(&text).ok().map(RequestId::new)
+    };
+    let read = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let shown = id.to_str().unwrap_or("-");
+    let mut response = if !read {
+        let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %shown);
+        next.run(request).instrument(span).await
+    } else if tracing::enabled!(tracing::Level::DEBUG) {
+        let span = tracing::debug_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %shown);
+        next.run(request).instrument(span).await
+    } else {
+        next.run(request).await
+    };
+    response.headers_mut().insert(REQUEST_ID, id);
+    crate::error::finish(response).await
+}
+
+/// The request id header.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A random (version 4) UUID, from the library's per-thread random buffer:
+/// tower-http's `MakeRequestUuid` asked the kernel for 16 bytes on every request, a
+/// system call that was a few percent of a bearer request's CPU.
+fn random_uuid() -> HeaderValue {
+    let mut b = portcullis::jwt::random_bits().unwrap_or_default();
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 36];
+    let mut at = 0;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text[at] = b'-';
+            at += 1;
+        }
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
     }
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// What the store prunes, and when: ended records after the revocation window, spent
