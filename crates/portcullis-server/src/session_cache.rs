@@ -40,9 +40,10 @@ use portcullis_store::{Event, EventKind};
 /// changes that write no event (a scope added to an account).
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 
-/// Sessions kept at most. An entry is about 400 bytes (estimated, not measured: the
-/// record's five strings, a browser's User-Agent label the largest, plus the entry and
-/// two cache slots), so some 40 MiB at most. Beyond it the least useful entries are
+/// Sessions kept at most. An entry is about 400 bytes with a short User-Agent label
+/// and up to about 1.2 KB with a 200-character one (estimated from the fields, not
+/// measured: the record's five strings, the entry, two cache slots and a username),
+/// so 40–120 MiB at most. Beyond it the least useful entries are
 /// dropped (quick_cache's S3-FIFO) and read again when used.
 pub const DEFAULT_ENTRIES: usize = 100_000;
 
