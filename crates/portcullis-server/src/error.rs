@@ -42,6 +42,15 @@ pub enum ApiError {
     /// 403 `access_denied`: a machine client's token at a route for people (their
     /// sessions, their account).
     NotForClients,
+    /// An OAuth 2.0 / OpenID Connect error of the token, introspection or revocation
+    /// endpoint (RFC 6749 §5.2), 400 unless said otherwise, with a description that
+    /// echoes nothing the client sent.
+    OAuth {
+        /// The error code (`invalid_grant`, `unauthorized_client`, …).
+        error: &'static str,
+        /// What a developer should read.
+        description: &'static str,
+    },
     /// 404 `not_found`.
     NotFound(&'static str),
     /// 413 `invalid_request`: the body is over `max_body_bytes`.
@@ -96,7 +105,8 @@ impl ApiError {
             ApiError::InvalidRequest(_)
             | ApiError::InvalidGrant
             | ApiError::UnsupportedGrantType
-            | ApiError::InvalidScope => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidScope
+            | ApiError::OAuth { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotForClients => StatusCode::FORBIDDEN,
             ApiError::InvalidClient => StatusCode::UNAUTHORIZED,
             ApiError::UsernameTaken => StatusCode::CONFLICT,
@@ -134,6 +144,7 @@ impl IntoResponse for ApiError {
                 "the username or password is wrong",
             ),
             ApiError::NotFound(what) => oauth(status, "not_found", what),
+            ApiError::OAuth { error, description } => oauth(status, error, description),
             ApiError::InvalidClient => {
                 let mut r = oauth(status, "invalid_client", "client authentication failed");
                 let challenge = HeaderValue::from_static("Basic realm=\"portcullis\"");
@@ -146,7 +157,7 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedGrantType => oauth(
                 status,
                 "unsupported_grant_type",
-                "this grant_type is not supported here; use client_credentials",
+                "this grant_type is not supported here; the metadata document lists those that are",
             ),
             ApiError::InvalidScope => oauth(
                 status,

@@ -17,19 +17,27 @@ use portcullis::session::SessionStore;
 
 pub use error::Error;
 pub use model::{
-    Client, Event, EventKind, FamilyInfo, NewUser, Pruned, Retention, RevokedState, Rotation,
-    ScopeChange, StoredKey, TokenHash, User,
+    AuthCode, Client, CodeExchange, Consent, Event, EventKind, Exchanged, FamilyInfo,
+    IDENTITY_SCOPES, NewUser, Pruned, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange,
+    StoredKey, TokenHash, User, effective_scope,
 };
 pub use portcullis::refresh::RotationPolicy;
 pub use portcullis::throttle::{Admission, Attempt, Settlement};
 
 /// Everything the server keeps. Object-safe: the backend is chosen at run time. It is
 /// the narrow traits together ([`UserStore`], [`FamilyStore`], [`AdmissionStore`],
-/// [`ClientStore`], [`KeyStore`], [`EventStore`]) and the library's [`SessionStore`], so an
+/// [`ClientStore`], [`GrantStore`], [`KeyStore`], [`EventStore`]) and the library's [`SessionStore`], so an
 /// `Arc<dyn Store>` coerces to any of them (`Arc<dyn SessionStore>` is what
 /// `portcullis::session::Sessions` takes).
 pub trait Store:
-    UserStore + FamilyStore + AdmissionStore + ClientStore + KeyStore + EventStore + SessionStore
+    UserStore
+    + FamilyStore
+    + AdmissionStore
+    + ClientStore
+    + GrantStore
+    + KeyStore
+    + EventStore
+    + SessionStore
 {
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;
@@ -126,9 +134,24 @@ pub trait FamilyStore: Send + Sync + 'static {
 
     /// Redeems `presented`, storing `next` in its place by the library's rotation rule
     /// (`portcullis::refresh::decide`), under a lock on the family: whatever the
-    /// concurrency, the family has one live token afterwards.
+    /// concurrency, the family has one live token afterwards. Only a password login's
+    /// family (one no OAuth client owns): [`FamilyStore::rotate_for`] with `None`.
     async fn rotate(
         &self,
+        presented: &TokenHash,
+        next: &TokenHash,
+        now: i64,
+        policy: RotationPolicy,
+    ) -> Result<Rotation, Error> {
+        self.rotate_for(None, presented, next, now, policy).await
+    }
+
+    /// [`FamilyStore::rotate`] for the family's owner: `client` must be the OAuth
+    /// client the family belongs to (`None`: a password login's family). A token of
+    /// another owner's family is [`Rotation::Refused`] and changes nothing.
+    async fn rotate_for(
+        &self,
+        client: Option<&str>,
         presented: &TokenHash,
         next: &TokenHash,
         now: i64,
@@ -142,6 +165,10 @@ pub trait FamilyStore: Send + Sync + 'static {
     /// session of a user and moves the user's "not before" to `now`; the revoked
     /// families' and sessions' ids.
     async fn revoke_user(&self, user_id: &str, now: i64) -> Result<Vec<String>, Error>;
+
+    /// The family a refresh token belongs to, with its owner: `(family id, client id)`.
+    async fn family_of(&self, token: &TokenHash)
+    -> Result<Option<(String, Option<String>)>, Error>;
 
     /// Families and sessions revoked, and users' "not before" times moved, at or after
     /// `since`.
@@ -161,8 +188,9 @@ pub trait ClientStore: Send + Sync + 'static {
     async fn clients(&self) -> Result<Vec<Client>, Error>;
 
     /// Disables (moving its "not before" past `now`, with an event, so that every token
-    /// issued to it so far is refused everywhere) or enables a client; `None` when there
-    /// is no such client.
+    /// issued to it so far is refused everywhere, and revoking every grant it holds for
+    /// people, with their events) or enables a client; `None` when there is no such
+    /// client.
     async fn set_client_disabled(
         &self,
         name: &str,
@@ -177,6 +205,64 @@ pub trait ClientStore: Send + Sync + 'static {
         name: &str,
         secret_hash: &[u8],
     ) -> Result<Option<Client>, Error>;
+}
+
+/// The OAuth 2.1 authorization-code flow: codes, consents, and the grants (refresh
+/// families) clients hold. Part of [`Store`]; callers take the narrowest trait they need.
+#[async_trait::async_trait]
+pub trait GrantStore: Send + Sync + 'static {
+    /// Stores a new authorization code.
+    async fn add_code(&self, code: &AuthCode) -> Result<(), Error>;
+
+    /// Exchanges a code, all in one transaction: the code is used up whatever the
+    /// outcome; a code used before revokes the family its first exchange started (with
+    /// its event); a good one (unexpired, same client, same redirect URI, matching PKCE
+    /// challenge, account enabled) starts the family with the granted scope less what
+    /// the account no longer has.
+    async fn exchange_code(
+        &self,
+        exchange: &CodeExchange<'_>,
+        now: i64,
+    ) -> Result<Exchanged, Error>;
+
+    /// The scope a person allowed a client, if they did.
+    async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<String>, Error>;
+
+    /// Records that a person allowed a client `scope` (added to what they allowed it
+    /// before).
+    async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> Result<(), Error>;
+
+    /// The clients a person allowed, by name.
+    async fn consents_of(&self, user_id: &str) -> Result<Vec<Consent>, Error>;
+
+    /// Withdraws a person's consent to a client and revokes every grant (refresh
+    /// family) the client holds for them, with events; false when there was neither.
+    async fn revoke_consent(&self, user_id: &str, client_id: &str, now: i64)
+    -> Result<bool, Error>;
+
+    /// A refresh token's family, when the token is its live one and the family is live
+    /// at `now` (for introspection); `None` otherwise.
+    async fn refresh_info(
+        &self,
+        token: &TokenHash,
+        now: i64,
+        policy: RotationPolicy,
+    ) -> Result<Option<RefreshInfo>, Error>;
+
+    /// Revokes a family that `client_id` owns (RFC 7009), with its event; false when it
+    /// has no such live family.
+    async fn revoke_client_family(
+        &self,
+        client_id: &str,
+        family_id: &str,
+        now: i64,
+    ) -> Result<bool, Error>;
 }
 
 /// Signing keys, sealed. Part of [`Store`]; callers take the narrowest trait they need.

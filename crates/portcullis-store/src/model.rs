@@ -114,6 +114,28 @@ pub struct Client {
     pub not_before: i64,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
+    /// Where the authorization-code flow may send a person back (space separated,
+    /// matched exactly); empty for a machine client, which has no code flow.
+    pub redirect_uris: String,
+    /// Where RP-initiated logout may send a person afterwards (space separated).
+    pub post_logout_redirect_uris: String,
+    /// A public client (a single-page or native app) has no secret (`secret_hash` is
+    /// empty) and must use PKCE; it cannot use the client-credentials grant.
+    pub public: bool,
+    /// A first-party client gets no consent page.
+    pub first_party: bool,
+}
+
+impl Client {
+    /// Its registered redirect URIs.
+    pub fn redirect_uri_list(&self) -> impl Iterator<Item = &str> {
+        self.redirect_uris.split_whitespace()
+    }
+
+    /// Its registered post-logout redirect URIs.
+    pub fn post_logout_uri_list(&self) -> impl Iterator<Item = &str> {
+        self.post_logout_redirect_uris.split_whitespace()
+    }
 }
 
 impl fmt::Debug for Client {
@@ -124,8 +146,122 @@ impl fmt::Debug for Client {
             .field("secret_hash", &"[redacted]")
             .field("scope", &self.scope)
             .field("disabled", &self.disabled)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("public", &self.public)
+            .field("first_party", &self.first_party)
             .finish_non_exhaustive()
     }
+}
+
+/// An authorization code as stored (by its SHA-256): what the person granted, to whom,
+/// and what the exchange must match.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuthCode {
+    /// SHA-256 of the code.
+    pub hash: Vec<u8>,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The person who signed in.
+    pub user_id: String,
+    /// The redirect URI of the authorization request; the exchange must send the same.
+    pub redirect_uri: String,
+    /// The scope granted.
+    pub scope: String,
+    /// The PKCE challenge (S256, base64url).
+    pub code_challenge: String,
+    /// The OpenID Connect `nonce` of the request, for the ID token.
+    pub nonce: Option<String>,
+    /// When the person signed in (the session's start), for `auth_time`.
+    pub auth_time: i64,
+    /// The cookie session the person was in: the ID token's `sid`.
+    pub session_id: String,
+    /// When it was issued.
+    pub created_at: i64,
+    /// When it stops being redeemable.
+    pub expires_at: i64,
+}
+
+impl fmt::Debug for AuthCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthCode")
+            .field("client_id", &self.client_id)
+            .field("user_id", &self.user_id)
+            .field("scope", &self.scope)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the exchange of a code must match, and the refresh family it starts.
+#[derive(Clone, Debug)]
+pub struct CodeExchange<'a> {
+    /// SHA-256 of the presented code.
+    pub code: &'a TokenHash,
+    /// The authenticated client.
+    pub client_id: &'a str,
+    /// The `redirect_uri` of the token request.
+    pub redirect_uri: &'a str,
+    /// BASE64URL(SHA-256(code_verifier)) of the token request.
+    pub challenge: &'a str,
+    /// The id of the refresh family to start.
+    pub family_id: &'a str,
+    /// Its first refresh token.
+    pub refresh: &'a TokenHash,
+    /// A label for the account page (the client's name).
+    pub label: &'a str,
+}
+
+/// The outcome of exchanging a code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exchanged {
+    /// The code was good: the family is started, with `scope` (what was granted, less
+    /// anything the account lost since).
+    Granted {
+        /// The code as it was stored.
+        code: Box<AuthCode>,
+        /// The scope of the new family.
+        scope: String,
+        /// The account's username.
+        username: String,
+    },
+    /// The code was used before: what it issued is now revoked (`family_id`).
+    Replayed {
+        /// The family the first exchange started, now revoked.
+        family_id: Option<String>,
+    },
+    /// Unknown, expired, or not matching (client, redirect URI, PKCE), or the account
+    /// is disabled. The code is used up all the same.
+    Refused,
+}
+
+/// A client a person allowed, as the account page lists it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Consent {
+    /// The client's id.
+    pub client_id: String,
+    /// Its name.
+    pub client_name: String,
+    /// What the person allowed.
+    pub scope: String,
+    /// When.
+    pub created_at: i64,
+}
+
+/// A refresh token as introspection sees it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct RefreshInfo {
+    /// Its family (the `sid` of its access tokens).
+    pub family_id: String,
+    /// The account.
+    pub user_id: String,
+    /// The client the family belongs to, if any.
+    pub client_id: Option<String>,
+    /// The family's scope.
+    pub scope: String,
+    /// When the token was issued.
+    pub created_at: i64,
+    /// When the family stops at the latest (absolute lifetime).
+    pub expires_at: i64,
 }
 
 /// A live refresh family, as its user sees it in a list of logins.
@@ -266,4 +402,33 @@ pub struct Retention {
     pub device_idle: i64,
     /// A throttle counter with no attempt for this long is spent.
     pub throttle_idle: i64,
+}
+
+/// Scopes about who the person is (OpenID Connect), not what they may do: a client may
+/// be granted them whatever the account's own scope says.
+pub const IDENTITY_SCOPES: &[&str] = &["openid", "profile", "offline_access"];
+
+/// What a grant of `granted` is worth for an account whose scope is `account`: the
+/// identity scopes it names, and those of its other scopes the account still has, in
+/// `granted`'s order.
+pub fn effective_scope(granted: &str, account: &str) -> String {
+    granted
+        .split_whitespace()
+        .filter(|s| IDENTITY_SCOPES.contains(s) || account.split_whitespace().any(|a| a == *s))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_keeps_identity_scopes_and_loses_what_the_account_lost() {
+        assert_eq!(effective_scope("openid read write", "read"), "openid read");
+        assert_eq!(effective_scope("profile admin", ""), "profile");
+        assert_eq!(effective_scope("", "read"), "");
+        // Nothing the account has beyond the grant is added.
+        assert_eq!(effective_scope("read", "read write admin"), "read");
+    }
 }

@@ -20,9 +20,10 @@ use portcullis::session::{
 use portcullis::throttle::{self, Counter};
 
 use crate::{
-    Admission, AdmissionStore, Attempt, Client, ClientStore, Error, Event, EventKind, EventStore,
-    FamilyInfo, FamilyStore, KeyStore, NewUser, Pruned, Retention, RevokedState, Rotation,
-    RotationPolicy, ScopeChange, Settlement, Store, StoredKey, TokenHash, User, UserStore,
+    Admission, AdmissionStore, Attempt, AuthCode, Client, ClientStore, CodeExchange, Consent,
+    Error, Event, EventKind, EventStore, Exchanged, FamilyInfo, FamilyStore, GrantStore, KeyStore,
+    NewUser, Pruned, RefreshInfo, Retention, RevokedState, Rotation, RotationPolicy, ScopeChange,
+    Settlement, Store, StoredKey, TokenHash, User, UserStore, effective_scope,
 };
 
 /// The channel PostgreSQL instances listen on for new events.
@@ -278,6 +279,14 @@ macro_rules! user_columns {
     };
 }
 
+/// The columns of a [`Client`], likewise.
+macro_rules! client_columns {
+    () => {
+        "id, name, secret_hash, scope, disabled, not_before, created_at, \
+         redirect_uris, post_logout_redirect_uris, public, first_party"
+    };
+}
+
 /// An event row, before its kind is parsed.
 #[derive(sqlx::FromRow)]
 struct EventRow {
@@ -312,6 +321,7 @@ struct FamilyRow {
     previous_hash: Option<Vec<u8>>,
     rotated_at: Option<i64>,
     disabled: bool,
+    client_id: Option<String>,
 }
 
 fn hash32(bytes: Option<&[u8]>) -> Option<[u8; 32]> {
@@ -356,6 +366,42 @@ const LOCK_COUNTER: &str = "INSERT INTO throttle (key, failures, last_at, blocke
 
 const UPDATE_COUNTER: &str =
     "UPDATE throttle SET failures = $1, last_at = $2, blocked_until = $3 WHERE key = $4";
+
+/// An authorization code row, with what its use left behind.
+#[derive(sqlx::FromRow)]
+struct CodeRow {
+    hash: Vec<u8>,
+    client_id: String,
+    user_id: String,
+    redirect_uri: String,
+    scope: String,
+    code_challenge: String,
+    nonce: Option<String>,
+    auth_time: i64,
+    session_id: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    family_id: Option<String>,
+}
+
+impl CodeRow {
+    fn code(self) -> AuthCode {
+        AuthCode {
+            hash: self.hash,
+            client_id: self.client_id,
+            user_id: self.user_id,
+            redirect_uri: self.redirect_uri,
+            scope: self.scope,
+            code_challenge: self.code_challenge,
+            nonce: self.nonce,
+            auth_time: self.auth_time,
+            session_id: self.session_id,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
+    }
+}
 
 /// A throttle counter row.
 #[derive(sqlx::FromRow)]
@@ -403,6 +449,31 @@ macro_rules! store_impl {
                     }
                 }
                 Ok(())
+            }
+        }
+
+        impl $store {
+            /// Revokes a family by id if `sql` (which binds now, the family id and its
+            /// owner, and returns the id) finds it live and owned, with its event.
+            async fn revoke_owned_family(
+                &self,
+                sql: &'static str,
+                owner: &str,
+                family_id: &str,
+                now: i64,
+            ) -> Result<bool, Error> {
+                let (_turn, mut tx) = self.begin_write().await?;
+                let revoked: Option<(String,)> = sqlx::query_as(sql)
+                    .bind(now)
+                    .bind(family_id)
+                    .bind(owner)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if revoked.is_some() {
+                    insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now, $notify).await?;
+                }
+                tx.commit().await?;
+                Ok(revoked.is_some())
             }
         }
 
@@ -508,14 +579,35 @@ macro_rules! store_impl {
                 .bind(&user_id)
                 .execute(&mut *tx)
                 .await?;
-                let families = sqlx::query(
-                    "UPDATE refresh_families SET scope = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                let mut families = sqlx::query(
+                    "UPDATE refresh_families SET scope = $1 \
+                     WHERE user_id = $2 AND revoked_at IS NULL AND client_id IS NULL",
                 )
                 .bind(scope)
                 .bind(&user_id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                // A client's grant keeps what the person allowed it, less what the
+                // account lost; it never gains what the account gained.
+                let granted: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT id, scope FROM refresh_families \
+                     WHERE user_id = $1 AND revoked_at IS NULL AND client_id IS NOT NULL",
+                )
+                .bind(&user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (family_id, family_scope) in granted {
+                    let kept = effective_scope(&family_scope, scope);
+                    if kept != family_scope {
+                        sqlx::query("UPDATE refresh_families SET scope = $1 WHERE id = $2")
+                            .bind(&kept)
+                            .bind(&family_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        families += 1;
+                    }
+                }
                 let sessions = sqlx::query(
                     "UPDATE sessions SET scope = $1 WHERE user_id = $2 AND revoked_at IS NULL",
                 )
@@ -675,8 +767,9 @@ macro_rules! store_impl {
                 Ok(Some(scope))
             }
 
-            async fn rotate(
+            async fn rotate_for(
                 &self,
+                client: Option<&str>,
                 presented: &TokenHash,
                 next: &TokenHash,
                 now: i64,
@@ -695,7 +788,7 @@ macro_rules! store_impl {
                 .await?;
                 let family: Option<FamilyRow> = sqlx::query_as(
                     "SELECT f.id, f.user_id, f.scope, f.created_at, f.last_used_at, f.revoked_at, \
-                     f.current_hash, f.previous_hash, f.rotated_at, u.disabled \
+                     f.current_hash, f.previous_hash, f.rotated_at, u.disabled, f.client_id \
                      FROM refresh_tokens t \
                      JOIN refresh_families f ON f.id = t.family_id \
                      JOIN users u ON u.id = f.user_id \
@@ -707,6 +800,11 @@ macro_rules! store_impl {
                 let Some(family) = family else {
                     return Ok(Rotation::Refused);
                 };
+                // Another owner's token: not this caller's to redeem, nor to burn (a
+                // client presenting a stolen token must not revoke its owner's grant).
+                if family.client_id.as_deref() != client {
+                    return Ok(Rotation::Refused);
+                }
                 let decision = decide(&presented.0, &family.view(), now, policy);
                 let retry = match decision {
                     // Dropping the transaction changes nothing.
@@ -788,21 +886,14 @@ macro_rules! store_impl {
             }
 
             async fn revoke_family(&self, user_id: &str, family_id: &str, now: i64) -> Result<bool, Error> {
-                let (_turn, mut tx) = self.begin_write().await?;
-                let revoked: Option<(String,)> = sqlx::query_as(
+                self.revoke_owned_family(
                     "UPDATE refresh_families SET revoked_at = $1 \
                      WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING id",
+                    user_id,
+                    family_id,
+                    now,
                 )
-                .bind(now)
-                .bind(family_id)
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if revoked.is_some() {
-                    insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now, $notify).await?;
-                }
-                tx.commit().await?;
-                Ok(revoked.is_some())
+                .await
             }
 
             async fn revoke_family_of(&self, token: &TokenHash, now: i64) -> Result<Option<String>, Error> {
@@ -877,6 +968,16 @@ macro_rules! store_impl {
                 Ok(revoked.into_iter().chain(sessions).map(|(id,)| id).collect())
             }
 
+            async fn family_of(&self, token: &TokenHash) -> Result<Option<(String, Option<String>)>, Error> {
+                Ok(sqlx::query_as(
+                    "SELECT f.id, f.client_id FROM refresh_tokens t \
+                     JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1",
+                )
+                .bind(&token.0[..])
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
             async fn revoked_since(&self, since: i64) -> Result<RevokedState, Error> {
                 let families: Vec<(String,)> = sqlx::query_as(
                     "SELECT id FROM refresh_families WHERE revoked_at >= $1 \
@@ -904,10 +1005,10 @@ macro_rules! store_impl {
         impl ClientStore for $store {
             async fn add_client(&self, client: &Client) -> Result<(), Error> {
                 // A taken name is a unique violation: `Error::Conflict`.
-                sqlx::query(
-                    "INSERT INTO clients (id, name, secret_hash, scope, disabled, not_before, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
+                sqlx::query(concat!(
+                    "INSERT INTO clients (", client_columns!(), ") \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                ))
                 .bind(&client.id)
                 .bind(&client.name)
                 .bind(&client.secret_hash)
@@ -915,26 +1016,24 @@ macro_rules! store_impl {
                 .bind(client.disabled)
                 .bind(client.not_before)
                 .bind(client.created_at)
+                .bind(&client.redirect_uris)
+                .bind(&client.post_logout_redirect_uris)
+                .bind(client.public)
+                .bind(client.first_party)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
             }
 
             async fn client_by_id(&self, id: &str) -> Result<Option<Client>, Error> {
-                Ok(sqlx::query_as(
-                    "SELECT id, name, secret_hash, scope, disabled, not_before, created_at \
-                     FROM clients WHERE id = $1",
-                )
+                Ok(sqlx::query_as(concat!("SELECT ", client_columns!(), " FROM clients WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?)
             }
 
             async fn clients(&self) -> Result<Vec<Client>, Error> {
-                Ok(sqlx::query_as(
-                    "SELECT id, name, secret_hash, scope, disabled, not_before, created_at \
-                     FROM clients ORDER BY name",
-                )
+                Ok(sqlx::query_as(concat!("SELECT ", client_columns!(), " FROM clients ORDER BY name"))
                 .fetch_all(&self.pool)
                 .await?)
             }
@@ -950,12 +1049,11 @@ macro_rules! store_impl {
                 // all of them, those of the current second included (a disabled client
                 // gets no new ones), so "not before" is the next second.
                 let not_before = now.saturating_add(1);
-                let client: Option<Client> = sqlx::query_as(
+                let client: Option<Client> = sqlx::query_as(concat!(
                     "UPDATE clients SET disabled = $1, \
                      not_before = CASE WHEN $1 THEN $2 ELSE not_before END \
-                     WHERE name = $3 \
-                     RETURNING id, name, secret_hash, scope, disabled, not_before, created_at",
-                )
+                     WHERE name = $3 RETURNING ", client_columns!(),
+                ))
                 .bind(disabled)
                 .bind(not_before)
                 .bind(name)
@@ -965,20 +1063,288 @@ macro_rules! store_impl {
                     && disabled
                 {
                     insert_event(&mut tx, EventKind::UserNotBefore, &c.id, not_before, $notify).await?;
+                    // The grants it holds for people: their access tokens carry the
+                    // person's `sub`, so the client's "not before" does not reach them;
+                    // their families' ids (`sid`) do.
+                    let families: Vec<(String,)> = sqlx::query_as(
+                        "UPDATE refresh_families SET revoked_at = $1 \
+                         WHERE client_id = $2 AND revoked_at IS NULL RETURNING id",
+                    )
+                    .bind(now)
+                    .bind(&c.id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for (family_id,) in &families {
+                        insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now, $notify).await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(client)
             }
 
             async fn set_client_secret(&self, name: &str, secret_hash: &[u8]) -> Result<Option<Client>, Error> {
-                Ok(sqlx::query_as(
-                    "UPDATE clients SET secret_hash = $1 WHERE name = $2 \
-                     RETURNING id, name, secret_hash, scope, disabled, not_before, created_at",
-                )
+                Ok(sqlx::query_as(concat!(
+                    "UPDATE clients SET secret_hash = $1 WHERE name = $2 AND NOT public RETURNING ",
+                    client_columns!(),
+                ))
                 .bind(secret_hash)
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await?)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl GrantStore for $store {
+            async fn add_code(&self, code: &AuthCode) -> Result<(), Error> {
+                sqlx::query(
+                    "INSERT INTO authorization_codes (hash, client_id, user_id, redirect_uri, scope, \
+                     code_challenge, nonce, auth_time, session_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&code.hash)
+                .bind(&code.client_id)
+                .bind(&code.user_id)
+                .bind(&code.redirect_uri)
+                .bind(&code.scope)
+                .bind(&code.code_challenge)
+                .bind(code.nonce.as_deref())
+                .bind(code.auth_time)
+                .bind(&code.session_id)
+                .bind(code.created_at)
+                .bind(code.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn exchange_code(&self, x: &CodeExchange<'_>, now: i64) -> Result<Exchanged, Error> {
+                let (_turn, mut tx) = self.begin_write().await?;
+                // The write first: concurrent exchanges of one code serialize here, and
+                // the second sees the first's `used_at`.
+                sqlx::query("UPDATE authorization_codes SET used_at = used_at WHERE hash = $1")
+                    .bind(&x.code.0[..])
+                    .execute(&mut *tx)
+                    .await?;
+                let row: Option<CodeRow> = sqlx::query_as(
+                    "SELECT hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, \
+                     auth_time, session_id, created_at, expires_at, used_at, family_id \
+                     FROM authorization_codes WHERE hash = $1",
+                )
+                .bind(&x.code.0[..])
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(Exchanged::Refused);
+                };
+                if row.used_at.is_some() {
+                    // A second use: whoever holds the code now may not be who held it
+                    // first. What the first exchange issued is revoked.
+                    if let Some(family_id) = &row.family_id {
+                        let revoked: Option<(String,)> = sqlx::query_as(
+                            "UPDATE refresh_families SET revoked_at = $1 \
+                             WHERE id = $2 AND revoked_at IS NULL RETURNING id",
+                        )
+                        .bind(now)
+                        .bind(family_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if revoked.is_some() {
+                            insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now, $notify).await?;
+                        }
+                    }
+                    tx.commit().await?;
+                    return Ok(Exchanged::Replayed { family_id: row.family_id });
+                }
+                sqlx::query("UPDATE authorization_codes SET used_at = $1 WHERE hash = $2")
+                    .bind(now)
+                    .bind(&x.code.0[..])
+                    .execute(&mut *tx)
+                    .await?;
+                let matches = row.expires_at > now
+                    && row.client_id == x.client_id
+                    && row.redirect_uri == x.redirect_uri
+                    // The challenge is no secret (it travelled in the authorization
+                    // request's URL); the verifier it came from is.
+                    && row.code_challenge == x.challenge;
+                let account: Option<(String, String)> = if matches {
+                    sqlx::query_as("SELECT username, scope FROM users WHERE id = $1 AND NOT disabled")
+                        .bind(&row.user_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                } else {
+                    None
+                };
+                let Some((username, account_scope)) = account else {
+                    // Used up all the same: a code is tried once.
+                    tx.commit().await?;
+                    return Ok(Exchanged::Refused);
+                };
+                let scope = effective_scope(&row.scope, &account_scope);
+                sqlx::query(
+                    "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, \
+                     current_hash, label, client_id, auth_time) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)",
+                )
+                .bind(x.family_id)
+                .bind(&row.user_id)
+                .bind(&scope)
+                .bind(now)
+                .bind(&x.refresh.0[..])
+                .bind(x.label)
+                .bind(x.client_id)
+                .bind(row.auth_time)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(&x.refresh.0[..])
+                    .bind(x.family_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE authorization_codes SET family_id = $1 WHERE hash = $2")
+                    .bind(x.family_id)
+                    .bind(&x.code.0[..])
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Exchanged::Granted { code: Box::new(row.code()), scope, username })
+            }
+
+            async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<String>, Error> {
+                let scope: Option<(String,)> = sqlx::query_as(
+                    "SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2",
+                )
+                .bind(user_id)
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(scope.map(|(s,)| s))
+            }
+
+            async fn grant_consent(
+                &self,
+                user_id: &str,
+                client_id: &str,
+                scope: &str,
+                now: i64,
+            ) -> Result<(), Error> {
+                let (_turn, mut tx) = self.begin_write().await?;
+                // Lock the row (if any) before reading it.
+                sqlx::query("UPDATE consents SET scope = scope WHERE user_id = $1 AND client_id = $2")
+                    .bind(user_id)
+                    .bind(client_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let before: Option<(String,)> = sqlx::query_as(
+                    "SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2",
+                )
+                .bind(user_id)
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let mut all: Vec<&str> = before
+                    .as_ref()
+                    .map(|(s,)| s.split_whitespace().collect())
+                    .unwrap_or_default();
+                for s in scope.split_whitespace() {
+                    if !all.contains(&s) {
+                        all.push(s);
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO consents (user_id, client_id, scope, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id, client_id) DO UPDATE SET scope = $3, created_at = $4",
+                )
+                .bind(user_id)
+                .bind(client_id)
+                .bind(all.join(" "))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn consents_of(&self, user_id: &str) -> Result<Vec<Consent>, Error> {
+                Ok(sqlx::query_as(
+                    "SELECT c.client_id, k.name AS client_name, c.scope, c.created_at \
+                     FROM consents c JOIN clients k ON k.id = c.client_id \
+                     WHERE c.user_id = $1 ORDER BY k.name",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn revoke_consent(&self, user_id: &str, client_id: &str, now: i64) -> Result<bool, Error> {
+                let (_turn, mut tx) = self.begin_write().await?;
+                let withdrawn = sqlx::query("DELETE FROM consents WHERE user_id = $1 AND client_id = $2")
+                    .bind(user_id)
+                    .bind(client_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let families: Vec<(String,)> = sqlx::query_as(
+                    "UPDATE refresh_families SET revoked_at = $1 \
+                     WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(now)
+                .bind(user_id)
+                .bind(client_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (family_id,) in &families {
+                    insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now, $notify).await?;
+                }
+                tx.commit().await?;
+                Ok(withdrawn > 0 || !families.is_empty())
+            }
+
+            async fn refresh_info(
+                &self,
+                token: &TokenHash,
+                now: i64,
+                policy: RotationPolicy,
+            ) -> Result<Option<RefreshInfo>, Error> {
+                let row: Option<(String, String, Option<String>, String, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT f.id, f.user_id, f.client_id, f.scope, t.created_at, f.created_at, f.last_used_at \
+                     FROM refresh_tokens t \
+                     JOIN refresh_families f ON f.id = t.family_id \
+                     JOIN users u ON u.id = f.user_id \
+                     WHERE t.hash = $1 AND f.current_hash = t.hash \
+                     AND f.revoked_at IS NULL AND NOT u.disabled",
+                )
+                .bind(&token.0[..])
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.and_then(|(family_id, user_id, client_id, scope, issued, started, used)| {
+                    // The same bounds as `refresh::decide`.
+                    let expires_at = (started + policy.absolute).min(used + policy.idle);
+                    (now <= expires_at).then_some(RefreshInfo {
+                        family_id,
+                        user_id,
+                        client_id,
+                        scope,
+                        created_at: issued,
+                        expires_at,
+                    })
+                }))
+            }
+
+            async fn revoke_client_family(
+                &self,
+                client_id: &str,
+                family_id: &str,
+                now: i64,
+            ) -> Result<bool, Error> {
+                self.revoke_owned_family(
+                    "UPDATE refresh_families SET revoked_at = $1 \
+                     WHERE id = $2 AND client_id = $3 AND revoked_at IS NULL RETURNING id",
+                    client_id,
+                    family_id,
+                    now,
+                )
+                .await
             }
         }
 
@@ -1087,6 +1453,12 @@ macro_rules! store_impl {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                // Codes live a minute; a used one is kept as long as a revocation is,
+                // so that a replay can still revoke what it issued.
+                sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?;
                 let devices = sqlx::query("DELETE FROM devices WHERE last_used_at < $1")
                     .bind(now - retention.device_idle)
                     .execute(&mut *tx)

@@ -349,6 +349,10 @@ async fn register_client(db: &str, scope: &str) -> (String, String) {
             disabled: false,
             not_before: 0,
             created_at: 0,
+            redirect_uris: String::new(),
+            post_logout_redirect_uris: String::new(),
+            public: false,
+            first_party: false,
         })
         .await
         .unwrap();

@@ -14,7 +14,7 @@ mod schemas;
 mod session;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use portcullis::middleware::{AuthLayer, RequireScope};
 use portcullis::strategy::Chain;
 
@@ -31,6 +31,16 @@ pub fn router(state: AppState) -> Router {
     let feed = AuthLayer::required(Chain::new().with(state.0.bearer.clone()))
         .with_realm(REALM)
         .require(RequireScope::all([feed::FEED_SCOPE]));
+    let userinfo = AuthLayer::required(Chain::new().with(state.0.bearer.clone()))
+        .with_realm(REALM)
+        .require(RequireScope::all(["openid"]));
+    // A form a browser posts, on a path whose GET is a page for anyone: the session
+    // (with its CSRF checks) for the POST only, and refusals as pages.
+    let form = |route: MethodRouter<AppState>| {
+        route
+            .route_layer(who.clone())
+            .route_layer(axum::middleware::from_fn(pages::html_refusals))
+    };
     let identified = Router::new()
         .route("/auth/logout-all", post(auth::logout_all))
         .route("/auth/me", get(auth::me))
@@ -45,7 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/account", get(pages::account))
         .route("/account/sessions/{id}/revoke", post(pages::revoke))
         .route("/account/logout-all", post(pages::logout_all))
-        .route_layer(who)
+        .route("/account/apps/{id}/revoke", post(pages::revoke_app))
+        .route_layer(who.clone())
         .route_layer(axum::middleware::from_fn(pages::html_refusals));
     Router::new()
         .route("/auth/signup", post(auth::signup))
@@ -57,6 +68,22 @@ pub fn router(state: AppState) -> Router {
             get(feed::revocations).route_layer(feed),
         )
         .route("/oauth/token", post(oauth::token))
+        .route(
+            "/oauth/authorize",
+            get(oauth::authorize).merge(form(post(oauth::authorize_decision))),
+        )
+        .route(
+            "/oauth/userinfo",
+            get(oauth::userinfo)
+                .post(oauth::userinfo)
+                .route_layer(userinfo),
+        )
+        .route("/oauth/introspect", post(oauth::introspect))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route(
+            "/oauth/logout",
+            get(oauth::end_session).merge(form(post(oauth::end_session_confirmed))),
+        )
         .route("/.well-known/jwks.json", get(meta::jwks))
         .route(
             "/.well-known/oauth-authorization-server",
@@ -78,4 +105,9 @@ pub fn router(state: AppState) -> Router {
         .merge(pages_identified)
         .fallback(meta::not_found)
         .with_state(state)
+}
+
+/// Why `uri` cannot be registered as an OAuth redirect URI (for `portcullis clients`).
+pub(crate) fn redirect_check(uri: &str) -> Result<(), String> {
+    oauth::redirect::check_registrable(uri)
 }

@@ -16,6 +16,17 @@ use super::schemas::Metadata;
 #[allow(dead_code)]
 fn metadata_rfc8414() {}
 
+/// The same userinfo at `POST` (OpenID Connect Core §5.3.1: both methods).
+#[utoipa::path(post, path = "/oauth/userinfo", tag = "oauth",
+    security(("bearer" = ["openid"])),
+    responses(
+        (status = 200, description = "As GET", body = super::schemas::UserInfo),
+        (status = 401, description = "unauthorized or invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope", body = super::schemas::ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn userinfo_post() {}
+
 /// This description.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 description", content_type = "application/json")))]
@@ -57,7 +68,12 @@ impl Modify for Security {
     info(title = "Portcullis", description = "Token and session authentication server (docs/http-api.md)."),
     paths(
         super::auth::signup, super::auth::login, super::auth::refresh, super::auth::logout,
-        super::auth::logout_all, super::auth::me, super::feed::revocations, super::oauth::token,
+        super::auth::logout_all, super::auth::me, super::feed::revocations,
+        super::oauth::token::token, super::oauth::authorize::authorize,
+        super::oauth::authorize::authorize_decision, super::oauth::userinfo::userinfo,
+        userinfo_post, super::oauth::introspect::introspect, super::oauth::introspect::revoke,
+        super::oauth::logout::end_session, super::oauth::logout::end_session_confirmed,
+        super::pages::revoke_app,
         super::meta::jwks, super::meta::healthz, super::meta::readyz, super::metadata::metadata,
         metadata_rfc8414, openapi_json,
         super::session::login, super::session::logout, super::session::list,
@@ -97,7 +113,7 @@ mod tests {
             }
             routes += 1;
         }
-        assert!(routes >= 26, "found {routes} routes");
+        assert!(routes >= 32, "found {routes} routes");
         assert_eq!(api["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
     }
 }

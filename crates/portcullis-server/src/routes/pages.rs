@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 use portcullis::rejection::Rejection;
 use portcullis::session::{SessionContext, SessionRecord};
-use portcullis_store::FamilyInfo;
+use portcullis_store::{Consent, FamilyInfo};
 use serde::Deserialize;
 
 use super::auth::{create_account, end_everything};
@@ -31,13 +31,31 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-ac
                    frame-ancestors 'none'; base-uri 'none'";
 
 /// An HTML page with the security headers every page gets.
-fn page(status: StatusCode, markup: Markup) -> Response {
+pub(super) fn page(status: StatusCode, markup: Markup) -> Response {
+    page_with_form_target(status, markup, None)
+}
+
+/// [`page`], for a page whose form may end in a redirect to `target` (a CSP source: an
+/// OAuth client's origin). Browsers hold the redirects that follow a form submission to
+/// `form-action` too, so the sign-in and consent pages of an authorization request
+/// name the client they send the person back to.
+pub(super) fn page_with_form_target(
+    status: StatusCode,
+    markup: Markup,
+    target: Option<&str>,
+) -> Response {
     let mut r = (status, markup).into_response();
+    let csp = match target.and_then(|t| {
+        HeaderValue::from_str(
+            &CSP.replace("form-action 'self'", &format!("form-action 'self' {t}")),
+        )
+        .ok()
+    }) {
+        Some(csp) => csp,
+        None => HeaderValue::from_static(CSP),
+    };
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -51,7 +69,7 @@ fn page(status: StatusCode, markup: Markup) -> Response {
     r
 }
 
-fn layout(title: &str, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -70,7 +88,7 @@ fn layout(title: &str, body: Markup) -> Markup {
 }
 
 /// The error box: announced by screen readers when the page loads with it.
-fn error_box(error: Option<&str>) -> Markup {
+pub(super) fn error_box(error: Option<&str>) -> Markup {
     html! {
         @if let Some(message) = error {
             p #form-error .error role="alert" { (message) }
@@ -84,6 +102,7 @@ fn credentials_form(
     password_autocomplete: &str,
     username: &str,
     error: Option<&str>,
+    return_to: Option<&str>,
 ) -> Markup {
     // With an error, the fields point at it, so assistive technology reads it with them.
     let described = error.map(|_| "form-error");
@@ -98,17 +117,23 @@ fn credentials_form(
             input #password name="password" type="password"
                 autocomplete=(password_autocomplete) required minlength="8"
                 autofocus[!username.is_empty()] aria-describedby=[described];
+            @if let Some(to) = return_to {
+                input type="hidden" name="return_to" value=(to);
+            }
             button type="submit" { (button) }
         }
     }
 }
 
-fn login_page(error: Option<&str>, username: &str) -> Markup {
+fn login_page(error: Option<&str>, username: &str, return_to: Option<&str>) -> Markup {
     layout(
         "Sign in",
         html! {
             h1 { "Sign in" }
-            (credentials_form("/session/login", "Sign in", "current-password", username, error))
+            @if return_to.is_some() {
+                p #for-app { "An application asks you to sign in." }
+            }
+            (credentials_form("/session/login", "Sign in", "current-password", username, error, return_to))
             p { "No account yet? " a href="/signup" { "Create one" } }
         },
     )
@@ -119,7 +144,7 @@ fn signup_page(error: Option<&str>, username: &str) -> Markup {
         "Create an account",
         html! {
             h1 { "Create an account" }
-            (credentials_form("/signup", "Create account", "new-password", username, error))
+            (credentials_form("/signup", "Create account", "new-password", username, error, None))
             p.hint { "Passwords need at least 8 bytes: 8 plain letters or digits, or fewer letters of other scripts. Any characters work." }
             p { "Already have an account? " a href="/login" { "Sign in" } }
         },
@@ -151,7 +176,8 @@ fn explain(e: ApiError) -> (StatusCode, String, Option<i64>) {
         ApiError::InvalidClient
         | ApiError::UnsupportedGrantType
         | ApiError::InvalidScope
-        | ApiError::NotForClients => "This request is for programs, not for a browser.".into(),
+        | ApiError::NotForClients
+        | ApiError::OAuth { .. } => "This request is for programs, not for a browser.".into(),
         ApiError::Unexpected(_) => "Something went wrong on our side. Try again.".into(),
     };
     (status, message, retry_after)
@@ -166,6 +192,14 @@ fn capitalize(text: &str) -> String {
 }
 
 fn failed(e: ApiError, render: impl FnOnce(&str) -> Markup) -> Response {
+    failed_with_target(e, render, None)
+}
+
+fn failed_with_target(
+    e: ApiError,
+    render: impl FnOnce(&str) -> Markup,
+    target: Option<&str>,
+) -> Response {
     // For the log layer, as the JSON answers do.
     let failure = match &e {
         ApiError::Auth(rejection) => Some(crate::error::Failure::Refused(rejection.log_reason())),
@@ -175,7 +209,7 @@ fn failed(e: ApiError, render: impl FnOnce(&str) -> Markup) -> Response {
         _ => None,
     };
     let (status, message, retry_after) = explain(e);
-    let mut r = page(status, render(&message));
+    let mut r = page_with_form_target(status, render(&message), target);
     if let Some(failure) = failure {
         r.extensions_mut().insert(failure);
     }
@@ -186,9 +220,23 @@ fn failed(e: ApiError, render: impl FnOnce(&str) -> Markup) -> Response {
     r
 }
 
-/// The login page again, after a failed form login.
-pub(super) fn login_failed(e: ApiError, username: &str) -> Response {
-    failed(e, |message| login_page(Some(message), username))
+/// The login page again, after a failed form login (still on its way back to an
+/// authorization request, if it was).
+pub(super) async fn login_failed(
+    state: &AppState,
+    e: ApiError,
+    username: &str,
+    return_to: Option<&str>,
+) -> Response {
+    let target = match return_to {
+        Some(to) => super::oauth::login_target(state, to).await,
+        None => None,
+    };
+    failed_with_target(
+        e,
+        |message| login_page(Some(message), username, return_to),
+        target.as_deref(),
+    )
 }
 
 /// `GET /` → the account page, which sends strangers on to sign in.
@@ -198,12 +246,34 @@ pub async fn home() -> Redirect {
 }
 
 /// `GET /login`: the sign-in page, or on to the account page when already signed in.
-#[utoipa::path(get, path = "/login", tag = "pages", responses((status = 200, description = "The sign-in page (HTML)", content_type = "text/html")))]
+#[utoipa::path(get, path = "/login", tag = "pages",
+    params(("return_to" = Option<String>, Query, description = "An authorization request (/oauth/authorize?…) to go back to after signing in")),
+    responses((status = 200, description = "The sign-in page (HTML)", content_type = "text/html")))]
 pub async fn login_form(State(state): State<AppState>, parts: Parts) -> Response {
-    if let Ok(Some(_)) = state.0.sessions.lookup(&parts.headers).await {
-        return Redirect::to("/account").into_response();
-    }
-    page(StatusCode::OK, login_page(None, ""))
+    // On the way to an authorization request, the form is shown even to someone signed
+    // in: the request sent them here because their sign-in is not recent enough.
+    let return_to = axum::extract::Query::<ReturnTo>::try_from_uri(&parts.uri)
+        .ok()
+        .and_then(|q| q.0.return_to)
+        .filter(|to| super::oauth::return_target(to).is_some());
+    let Some(return_to) = return_to else {
+        if let Ok(Some(_)) = state.0.sessions.lookup(&parts.headers).await {
+            return Redirect::to("/account").into_response();
+        }
+        return page(StatusCode::OK, login_page(None, "", None));
+    };
+    let target = super::oauth::login_target(&state, &return_to).await;
+    page_with_form_target(
+        StatusCode::OK,
+        login_page(None, "", Some(&return_to)),
+        target.as_deref(),
+    )
+}
+
+/// `GET /login?return_to=…`.
+#[derive(Deserialize)]
+struct ReturnTo {
+    return_to: Option<String>,
 }
 
 /// `GET /signup`.
@@ -267,6 +337,7 @@ fn account_page(
     scopes: &str,
     sessions: &[SessionRecord],
     api_logins: &[FamilyInfo],
+    apps: &[Consent],
     current: &SessionContext,
 ) -> Markup {
     let token = current.csrf_token();
@@ -335,6 +406,30 @@ fn account_page(
                     }
                 }
             }
+            h2 #apps-heading { "Applications you allowed" }
+            @if apps.is_empty() {
+                p #no-apps { "You have not allowed any application to use your account." }
+            } @else {
+                p { "Applications that asked for access to your account and that you allowed. Removing one ends its access at once; it will ask again next time." }
+                table aria-labelledby="apps-heading" {
+                    thead { tr { th scope="col" { "Application" } th scope="col" { "Allowed" } th scope="col" { "Since" } th scope="col" { "Action" } } }
+                    tbody {
+                        @for app in apps {
+                            tr data-app=(app.client_id) {
+                                td { (app.client_name) }
+                                td { code { (app.scope) } }
+                                td.when { (when(app.created_at)) }
+                                td {
+                                    form method="post" action={ "/account/apps/" (app.client_id) "/revoke" } {
+                                        input type="hidden" name="csrf_token" value=(token);
+                                        button type="submit" aria-label={ "Remove the access of " (app.client_name) } { "Remove access" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             div.actions {
                 form method="post" action="/session/logout" {
                     input type="hidden" name="csrf_token" value=(token);
@@ -382,6 +477,7 @@ pub async fn account(
         };
         let sessions = state.0.sessions.list(&user.id).await?;
         let api_logins = super::cookie::api_logins(&state, &user.id).await?;
+        let apps = state.0.store.consents_of(&user.id).await?;
         let scopes = current.record().scope.clone();
         Ok(Some(account_page(
             &user.username,
@@ -389,6 +485,7 @@ pub async fn account(
             &scopes,
             &sessions,
             &api_logins,
+            &apps,
             current,
         )))
     };
@@ -519,6 +616,43 @@ pub async fn revoke(
         // Already gone (another tab revoked it): the account page shows the truth.
         Ok(_) => Redirect::to("/account").into_response(),
         Err(e) => refused(e),
+    }
+}
+
+/// `POST /account/apps/{id}/revoke` (form): withdraws the consent given to an
+/// application and ends every grant it holds for you.
+#[utoipa::path(post, path = "/account/apps/{id}/revoke", tag = "pages",
+    params(("id" = String, Path, description = "The application's client id")),
+    request_body(content = super::cookie::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security(("session" = [])),
+    responses(
+        (status = 303, description = "Back to /account"),
+        (status = 400, description = "Not a form (HTML)", content_type = "text/html"),
+        (status = 403, description = "A wrong form token or a cross-site form", content_type = "text/html"),
+    ))]
+pub async fn revoke_app(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    signed_in: Result<Option<CookieSession>, ApiError>,
+    request: Request,
+) -> Response {
+    let identity = match async { account_form(signed_in?, request).await }.await {
+        Ok(Some(identity)) => identity,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(e) => return refused(e),
+    };
+    let user = identity.subject();
+    match state.0.store.revoke_consent(user, &id, state.now()).await {
+        Ok(ended) => {
+            if ended {
+                // The grants' access tokens carry their family as `sid`: refused here
+                // before the answer, everywhere else through the event log.
+                crate::events::catch_up(&state).await;
+                tracing::info!(user = %user, client = %id, "application access removed");
+            }
+            Redirect::to("/account").into_response()
+        }
+        Err(e) => refused(e.into()),
     }
 }
 

@@ -48,6 +48,51 @@ pub struct ClientTokenResponse {
     scope: String,
 }
 
+/// `POST /oauth/token`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OAuthTokenResponse {
+    access_token: String,
+    /// `Bearer`.
+    token_type: String,
+    /// Seconds.
+    expires_in: u64,
+    scope: String,
+    /// The code and refresh grants only.
+    refresh_token: Option<String>,
+    /// The code grant with the `openid` scope only.
+    id_token: Option<String>,
+}
+
+/// `GET /oauth/userinfo`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UserInfo {
+    sub: String,
+    /// With the `profile` scope.
+    preferred_username: Option<String>,
+}
+
+/// `POST /oauth/introspect` (RFC 7662): `active` alone when false.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Introspection {
+    active: bool,
+    /// `Bearer` (an access token) or `refresh_token`.
+    token_type: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    sub: Option<String>,
+    /// With the `profile` scope.
+    username: Option<String>,
+    iss: Option<String>,
+    aud: Option<String>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    jti: Option<String>,
+    sid: Option<String>,
+}
+
 /// `GET /auth/me`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -106,11 +151,28 @@ pub struct Readiness {
 pub struct Metadata {
     issuer: String,
     jwks_uri: String,
+    authorization_endpoint: String,
     token_endpoint: String,
+    userinfo_endpoint: String,
+    introspection_endpoint: String,
+    revocation_endpoint: String,
+    end_session_endpoint: String,
     grant_types_supported: Vec<String>,
-    token_endpoint_auth_methods_supported: Vec<String>,
-    portcullis_revocation_feed: String,
     response_types_supported: Vec<String>,
+    response_modes_supported: Vec<String>,
+    code_challenge_methods_supported: Vec<String>,
+    token_endpoint_auth_methods_supported: Vec<String>,
+    introspection_endpoint_auth_methods_supported: Vec<String>,
+    revocation_endpoint_auth_methods_supported: Vec<String>,
+    scopes_supported: Vec<String>,
+    claims_supported: Vec<String>,
+    subject_types_supported: Vec<String>,
+    id_token_signing_alg_values_supported: Vec<String>,
+    prompt_values_supported: Vec<String>,
+    authorization_response_iss_parameter_supported: bool,
+    request_parameter_supported: bool,
+    request_uri_parameter_supported: bool,
+    portcullis_revocation_feed: String,
 }
 
 /// A started session (`POST /session/login`, JSON).

@@ -38,6 +38,10 @@ pub struct LoginRequest {
     /// 8–1024 bytes.
     #[schema(min_length = 8, max_length = 256)]
     pub(super) password: String,
+    /// Form only: the authorization request (`/oauth/authorize?…`) to go back to after
+    /// signing in, instead of the account page. Anything else is ignored.
+    #[serde(default)]
+    pub(super) return_to: Option<String>,
 }
 
 /// `POST /session/login`, JSON → 200 `{session, user, csrf_token}` with the cookie;
@@ -69,17 +73,24 @@ pub async fn login(
             .as_ref()
             .map(|c| c.username.clone())
             .unwrap_or_default();
+        let return_to = typed
+            .as_ref()
+            .ok()
+            .and_then(|c| c.return_to.as_deref())
+            .and_then(super::oauth::return_target)
+            .map(str::to_owned);
         let result = match typed {
             Ok(credentials) => login_with(&state, client, &headers, credentials).await,
             Err(e) => Err(e),
         };
         return Ok(match result {
             Ok((signed_in, started)) => {
-                let mut r = redirect_with_cookie("/account", started.set_cookie);
+                let to = return_to.as_deref().unwrap_or("/account");
+                let mut r = redirect_with_cookie(to, started.set_cookie);
                 give_device_cookie(&state, &mut r, &signed_in);
                 r
             }
-            Err(e) => pages::login_failed(e, &username),
+            Err(e) => pages::login_failed(&state, e, &username, return_to.as_deref()).await,
         });
     }
     let JsonBody(credentials) =

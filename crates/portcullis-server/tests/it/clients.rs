@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::support::{TestServer, config, on_each_store};
 
 /// Runs `portcullis clients ARGS` on the test's database; stdout, or a panic with stderr.
-fn clients(url: &str, args: &[&str]) -> String {
+pub(crate) fn clients(url: &str, args: &[&str]) -> String {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
     cmd.arg("clients").args(args).args(["--database-url", url]);
     let out = cmd.output().unwrap();
@@ -42,7 +42,7 @@ on_each_store! {
             serde_json::from_str(&clients(&url, &["add", "blog", "--scope", "revocations:read audit"])).unwrap();
         let id = added["client_id"].as_str().unwrap().to_owned();
         let secret = added["client_secret"].as_str().unwrap().to_owned();
-        assert!(clients(&url, &["list"]).contains(&format!("{id}\tblog\trevocations:read audit\tfalse")));
+        assert!(clients(&url, &["list"]).contains(&format!("{id}\tblog\tmachine\trevocations:read audit\tfalse")));
 
         // client_secret_basic, all its scopes.
         let grant = [("grant_type", "client_credentials")];

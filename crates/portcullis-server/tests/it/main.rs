@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod key_lifecycle;
 mod keys_at_rest;
+mod oauth;
 mod operations;
 mod server;
 mod sessions;

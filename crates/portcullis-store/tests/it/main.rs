@@ -9,8 +9,8 @@ use std::sync::Arc;
 use portcullis::session::{NewSession, SessionHash, SessionRecord};
 use portcullis::throttle::{Admission, Attempt, Budget, Lane, Settlement};
 use portcullis_store::{
-    Client, Error, EventKind, NewUser, Retention, Rotation, RotationPolicy, Store, StoredKey,
-    TokenHash,
+    AuthCode, Client, CodeExchange, Error, EventKind, Exchanged, NewUser, Retention, Rotation,
+    RotationPolicy, Store, StoredKey, TokenHash,
 };
 
 struct Db {
@@ -1004,6 +1004,10 @@ conformance! {
             disabled: false,
             not_before: 0,
             created_at: 100,
+            redirect_uris: String::new(),
+            post_logout_redirect_uris: String::new(),
+            public: false,
+            first_party: false,
         };
         s.add_client(&client).await.unwrap();
         let same_name = Client { id: "cl_2".into(), ..client.clone() };
@@ -1038,6 +1042,253 @@ conformance! {
 /// SQLite checkpoints run in the background, not in a commit: a few writes (far
 /// below the 1,000 WAL pages that used to trigger one) reach the database file itself
 /// within a couple of seconds, with no commit paying for it.
+/// A code-flow client and a code for `user_id`, issued at 1000 for a minute.
+async fn code_for(s: &dyn Store, user_id: &str, code: u8) -> AuthCode {
+    if s.client_by_id("app").await.unwrap().is_none() {
+        s.add_client(&Client {
+            id: "app".into(),
+            name: "app".into(),
+            secret_hash: Vec::new(),
+            scope: "openid read write".into(),
+            disabled: false,
+            not_before: 0,
+            created_at: 1,
+            redirect_uris: "https://app.example/cb".into(),
+            post_logout_redirect_uris: String::new(),
+            public: true,
+            first_party: false,
+        })
+        .await
+        .unwrap();
+    }
+    let code = AuthCode {
+        hash: vec![code; 32],
+        client_id: "app".into(),
+        user_id: user_id.into(),
+        redirect_uri: "https://app.example/cb".into(),
+        scope: "openid read write".into(),
+        code_challenge: "challenge".into(),
+        nonce: Some("n-1".into()),
+        auth_time: 990,
+        session_id: "sess".into(),
+        created_at: 1000,
+        expires_at: 1060,
+    };
+    s.add_code(&code).await.unwrap();
+    code
+}
+
+fn exchange<'a>(code: &'a TokenHash, family: &'a str, refresh: &'a TokenHash) -> CodeExchange<'a> {
+    CodeExchange {
+        code,
+        client_id: "app",
+        redirect_uri: "https://app.example/cb",
+        challenge: "challenge",
+        family_id: family,
+        refresh,
+        label: "app",
+    }
+}
+
+conformance! {
+    async fn a_code_is_exchanged_once_and_a_replay_revokes_what_it_issued(db) {
+        let s = db.store.as_ref();
+        let uid = user(s, "olga").await;
+        code_for(s, &uid, 1).await;
+        let Exchanged::Granted { code, scope, username } =
+            s.exchange_code(&exchange(&hash(1), "fam1", &hash(50)), 1010).await.unwrap()
+        else {
+            panic!("{}: a fresh code is granted", s.backend());
+        };
+        // The account has "read" only: "write" is not granted, "openid" is.
+        assert_eq!((scope.as_str(), username.as_str()), ("openid read", "olga"));
+        assert_eq!((code.nonce.as_deref(), code.auth_time), (Some("n-1"), 990));
+        // The family belongs to the client: refreshed by it only.
+        assert_eq!(
+            s.rotate(&hash(50), &hash(51), 1011, POLICY).await.unwrap(),
+            Rotation::Refused,
+            "a password-login refresh cannot redeem a client's family"
+        );
+        assert_eq!(
+            s.rotate_for(Some("other"), &hash(50), &hash(51), 1011, POLICY).await.unwrap(),
+            Rotation::Refused
+        );
+        assert!(matches!(
+            s.rotate_for(Some("app"), &hash(50), &hash(52), 1011, POLICY).await.unwrap(),
+            Rotation::Rotated { .. }
+        ), "the refusals above burned nothing");
+        let before = s.last_event_id().await.unwrap();
+        assert_eq!(
+            s.exchange_code(&exchange(&hash(1), "fam2", &hash(60)), 1012).await.unwrap(),
+            Exchanged::Replayed { family_id: Some("fam1".into()) }
+        );
+        let events = s.events_after(before, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].kind, events[0].subject.as_str()), (EventKind::FamilyRevoked, "fam1"));
+        assert_eq!(
+            s.rotate_for(Some("app"), &hash(52), &hash(53), 1013, POLICY).await.unwrap(),
+            Rotation::Refused,
+            "the family the code issued is revoked"
+        );
+        // The replay started nothing.
+        assert!(s.refresh_info(&hash(60), 1013, POLICY).await.unwrap().is_none());
+        assert_eq!(s.exchange_code(&exchange(&hash(7), "f", &hash(70)), 1012).await.unwrap(), Exchanged::Refused, "unknown");
+    }
+}
+
+/// What a test changes in a good exchange.
+type Spoil = fn(&mut CodeExchange<'_>);
+
+conformance! {
+    async fn a_code_that_does_not_match_is_refused_and_used_up(db) {
+        let s = db.store.as_ref();
+        let uid = user(s, "pia").await;
+        let cases: [(u8, Spoil, i64); 4] = [
+            (1, |x| x.client_id = "other", 1010),
+            (2, |x| x.redirect_uri = "https://app.example/cb/", 1010),
+            (3, |x| x.challenge = "wrong", 1010),
+            (4, |_| {}, 1060),
+        ];
+        for (n, spoil, at) in cases {
+            code_for(s, &uid, n).await;
+            let (code, refresh) = (hash(n), hash(100 + n));
+            let mut x = exchange(&code, "never", &refresh);
+            spoil(&mut x);
+            assert_eq!(s.exchange_code(&x, at).await.unwrap(), Exchanged::Refused, "case {n}");
+            // The right request afterwards gets nothing either: the code is used.
+            let right = exchange(&code, "never", &refresh);
+            assert_eq!(
+                s.exchange_code(&right, 1011).await.unwrap(),
+                Exchanged::Replayed { family_id: None },
+                "case {n}"
+            );
+        }
+        code_for(s, &uid, 9).await;
+        s.set_disabled("pia", true).await.unwrap();
+        assert_eq!(
+            s.exchange_code(&exchange(&hash(9), "never", &hash(109)), 1010).await.unwrap(),
+            Exchanged::Refused,
+            "disabled account"
+        );
+    }
+}
+
+conformance! {
+    async fn concurrent_exchanges_of_one_code_grant_once(db) {
+        let uid = user(db.store.as_ref(), "quinn").await;
+        code_for(db.store.as_ref(), &uid, 1).await;
+        let tasks: Vec<_> = (0..8u8)
+            .map(|i| {
+                let store = db.store.clone();
+                tokio::spawn(async move {
+                    let family = format!("fam{i}");
+                    let (code, refresh) = (hash(1), hash(100 + i));
+                    store
+                        .exchange_code(&exchange(&code, &family, &refresh), 1010)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut granted = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Exchanged::Granted { .. } => granted += 1,
+                Exchanged::Replayed { .. } => {}
+                Exchanged::Refused => panic!("a good code is granted or replayed"),
+            }
+        }
+        assert_eq!(granted, 1, "{}", db.store.backend());
+    }
+}
+
+conformance! {
+    async fn consents_add_up_and_withdrawing_one_ends_the_clients_grants(db) {
+        let s = db.store.as_ref();
+        let uid = user(s, "rosa").await;
+        code_for(s, &uid, 1).await;
+        assert_eq!(s.consent(&uid, "app").await.unwrap(), None);
+        s.grant_consent(&uid, "app", "openid read", 100).await.unwrap();
+        s.grant_consent(&uid, "app", "read write", 200).await.unwrap();
+        assert_eq!(s.consent(&uid, "app").await.unwrap().as_deref(), Some("openid read write"));
+        let listed = s.consents_of(&uid).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].client_name.as_str(), listed[0].created_at), ("app", 200));
+        assert!(matches!(
+            s.exchange_code(&exchange(&hash(1), "fam", &hash(50)), 1010).await.unwrap(),
+            Exchanged::Granted { .. }
+        ));
+        // A password login of the same person is not the client's: it survives.
+        s.create_family("own", &uid, &hash(80), "", 1010).await.unwrap();
+        let before = s.last_event_id().await.unwrap();
+        assert!(s.revoke_consent(&uid, "app", 1020).await.unwrap());
+        assert_eq!(s.consent(&uid, "app").await.unwrap(), None);
+        let events = s.events_after(before, 10).await.unwrap();
+        assert_eq!(events.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(), ["fam"]);
+        assert!(s.refresh_info(&hash(50), 1021, POLICY).await.unwrap().is_none());
+        assert!(s.refresh_info(&hash(80), 1021, POLICY).await.unwrap().is_some());
+        assert!(!s.revoke_consent(&uid, "app", 1030).await.unwrap(), "nothing left");
+    }
+}
+
+conformance! {
+    async fn a_clients_grant_loses_a_removed_scope_and_never_gains_one(db) {
+        let s = db.store.as_ref();
+        let uid = user(s, "sven").await;
+        s.set_scope("sven", "read write", 900).await.unwrap();
+        code_for(s, &uid, 1).await;
+        let Exchanged::Granted { scope, .. } =
+            s.exchange_code(&exchange(&hash(1), "fam", &hash(50)), 1010).await.unwrap()
+        else {
+            panic!("granted");
+        };
+        assert_eq!(scope, "openid read write");
+        s.set_scope("sven", "read admin", 1011).await.unwrap();
+        let info = s.refresh_info(&hash(50), 1012, POLICY).await.unwrap().unwrap();
+        assert_eq!(info.scope, "openid read", "write is gone; admin was never granted");
+        assert_eq!(info.client_id.as_deref(), Some("app"));
+        assert_eq!((info.user_id.as_str(), info.family_id.as_str()), (uid.as_str(), "fam"));
+        assert_eq!(info.expires_at, 1010 + POLICY.idle);
+        let Rotation::Rotated { scope, .. } =
+            s.rotate_for(Some("app"), &hash(50), &hash(51), 1013, POLICY).await.unwrap()
+        else {
+            panic!("rotates");
+        };
+        assert_eq!(scope, "openid read");
+        // A rotated token is no longer live for introspection; its successor is.
+        assert!(s.refresh_info(&hash(50), 1013, POLICY).await.unwrap().is_none());
+        assert!(s.refresh_info(&hash(51), 1013, POLICY).await.unwrap().is_some());
+        assert!(s.refresh_info(&hash(51), 1013 + POLICY.idle + 1, POLICY).await.unwrap().is_none(), "idle");
+    }
+}
+
+conformance! {
+    async fn disabling_a_client_ends_the_grants_it_holds(db) {
+        let s = db.store.as_ref();
+        let uid = user(s, "tess").await;
+        code_for(s, &uid, 1).await;
+        assert!(matches!(
+            s.exchange_code(&exchange(&hash(1), "fam", &hash(50)), 1010).await.unwrap(),
+            Exchanged::Granted { .. }
+        ));
+        assert_eq!(s.family_of(&hash(50)).await.unwrap(), Some(("fam".into(), Some("app".into()))));
+        assert!(!s.revoke_client_family("other", "fam", 1011).await.unwrap(), "not its family");
+        let before = s.last_event_id().await.unwrap();
+        s.set_client_disabled("app", true, 1012).await.unwrap().unwrap();
+        let revoked: Vec<_> = s
+            .events_after(before, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::FamilyRevoked)
+            .map(|e| e.subject)
+            .collect();
+        assert_eq!(revoked, ["fam"]);
+        assert!(s.refresh_info(&hash(50), 1013, POLICY).await.unwrap().is_none());
+        assert!(!s.revoke_client_family("app", "fam", 1014).await.unwrap(), "already revoked");
+    }
+}
+
 #[tokio::test]
 async fn sqlite_writes_reach_the_database_file_by_background_checkpoints() {
     let db = sqlite().await;
