@@ -957,6 +957,14 @@ macro_rules! store_impl {
                     .bind(user_id)
                     .execute(&mut *tx)
                     .await?;
+                // Codes not exchanged yet would start grants after this logout.
+                sqlx::query(
+                    "UPDATE authorization_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+                )
+                .bind(now)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
                 for (family_id,) in &revoked {
                     insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now, $notify).await?;
                 }
@@ -1120,8 +1128,27 @@ macro_rules! store_impl {
 
             async fn exchange_code(&self, x: &CodeExchange<'_>, now: i64) -> Result<Exchanged, Error> {
                 let (_turn, mut tx) = self.begin_write().await?;
-                // The write first: concurrent exchanges of one code serialize here, and
-                // the second sees the first's `used_at`.
+                // Locks in the order the other writers take them: the person's row first
+                // (as `set_scope` and `revoke_user` do), so that a scope removal, a
+                // disable or a logout everywhere either commits before this exchange
+                // reads the account or waits and sees the family it starts; then the
+                // client's row (a disable likewise); then the code, where concurrent
+                // exchanges of one code serialize and the second sees the first's
+                // `used_at`.
+                sqlx::query(
+                    "UPDATE users SET scope = scope \
+                     WHERE id = (SELECT user_id FROM authorization_codes WHERE hash = $1)",
+                )
+                .bind(&x.code.0[..])
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE clients SET disabled = disabled \
+                     WHERE id = (SELECT client_id FROM authorization_codes WHERE hash = $1)",
+                )
+                .bind(&x.code.0[..])
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query("UPDATE authorization_codes SET used_at = used_at WHERE hash = $1")
                     .bind(&x.code.0[..])
                     .execute(&mut *tx)
@@ -1167,11 +1194,21 @@ macro_rules! store_impl {
                     // The challenge is no secret (it travelled in the authorization
                     // request's URL); the verifier it came from is.
                     && row.code_challenge == x.challenge;
+                // The person, still enabled; the client, still enabled; and the session
+                // the person signed in with, not ended since (a sign-out within the
+                // code's minute ends what it would have started).
                 let account: Option<(String, String)> = if matches {
-                    sqlx::query_as("SELECT username, scope FROM users WHERE id = $1 AND NOT disabled")
-                        .bind(&row.user_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
+                    sqlx::query_as(
+                        "SELECT u.username, u.scope FROM users u \
+                         JOIN clients c ON c.id = $2 AND NOT c.disabled \
+                         JOIN sessions s ON s.id = $3 AND s.user_id = u.id AND s.revoked_at IS NULL \
+                         WHERE u.id = $1 AND NOT u.disabled",
+                    )
+                    .bind(&row.user_id)
+                    .bind(&row.client_id)
+                    .bind(&row.session_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
                 } else {
                     None
                 };
@@ -1278,6 +1315,19 @@ macro_rules! store_impl {
 
             async fn revoke_consent(&self, user_id: &str, client_id: &str, now: i64) -> Result<bool, Error> {
                 let (_turn, mut tx) = self.begin_write().await?;
+                // The codes first: an exchange in flight holds its code's lock, so this
+                // waits for it to commit, and the families update below then sees the
+                // family it started. An unused code is used up: it would start a grant
+                // the person just removed.
+                sqlx::query(
+                    "UPDATE authorization_codes SET used_at = $1 \
+                     WHERE user_id = $2 AND client_id = $3 AND used_at IS NULL",
+                )
+                .bind(now)
+                .bind(user_id)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await?;
                 let withdrawn = sqlx::query("DELETE FROM consents WHERE user_id = $1 AND client_id = $2")
                     .bind(user_id)
                     .bind(client_id)

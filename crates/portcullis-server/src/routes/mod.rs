@@ -41,6 +41,17 @@ pub fn router(state: AppState) -> Router {
             .route_layer(who.clone())
             .route_layer(axum::middleware::from_fn(pages::html_refusals))
     };
+    // What a single-page app on another origin calls with `fetch`: no cookie is read
+    // there (a code and its verifier, a refresh token, a bearer token, a client id), so
+    // any origin may read the answers, and none may send credentials the browser holds.
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+        ])
+        .max_age(std::time::Duration::from_secs(3600));
     let identified = Router::new()
         .route("/auth/logout-all", post(auth::logout_all))
         .route("/auth/me", get(auth::me))
@@ -67,7 +78,7 @@ pub fn router(state: AppState) -> Router {
             "/auth/revocations",
             get(feed::revocations).route_layer(feed),
         )
-        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/token", post(oauth::token).layer(cors.clone()))
         .route(
             "/oauth/authorize",
             get(oauth::authorize).merge(form(post(oauth::authorize_decision))),
@@ -76,20 +87,27 @@ pub fn router(state: AppState) -> Router {
             "/oauth/userinfo",
             get(oauth::userinfo)
                 .post(oauth::userinfo)
-                .route_layer(userinfo),
+                .route_layer(userinfo)
+                .layer(cors.clone()),
         )
         .route("/oauth/introspect", post(oauth::introspect))
-        .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/revoke", post(oauth::revoke).layer(cors.clone()))
         .route(
             "/oauth/logout",
             get(oauth::end_session).merge(form(post(oauth::end_session_confirmed))),
         )
-        .route("/.well-known/jwks.json", get(meta::jwks))
+        .route(
+            "/.well-known/jwks.json",
+            get(meta::jwks).layer(cors.clone()),
+        )
         .route(
             "/.well-known/oauth-authorization-server",
-            get(metadata::metadata),
+            get(metadata::metadata).layer(cors.clone()),
         )
-        .route("/.well-known/openid-configuration", get(metadata::metadata))
+        .route(
+            "/.well-known/openid-configuration",
+            get(metadata::metadata).layer(cors),
+        )
         .route("/session/login", post(session::login))
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form))

@@ -524,11 +524,13 @@ async fn account_form(
 /// Pages answer in HTML, also when the `AuthLayer` in front of them refuses a request
 /// before any handler runs (a cross-site form, a bad bearer token, the session store
 /// down): the layer's JSON refusal becomes the "That did not work" page, with the same
-/// status and headers. For `/account*` always; elsewhere (`/session/logout`) when the
-/// request was a form.
+/// status and headers. For `/account*` and the OAuth forms (`/oauth/authorize`,
+/// `/oauth/logout`) always; elsewhere (`/session/logout`) when the request was a form.
 pub async fn html_refusals(request: Request, next: axum::middleware::Next) -> Response {
-    let page_request =
-        request.uri().path().starts_with("/account") || super::cookie::is_form(request.headers());
+    let path = request.uri().path();
+    let page_request = path.starts_with("/account")
+        || path.starts_with("/oauth/")
+        || super::cookie::is_form(request.headers());
     let response = next.run(request).await;
     let is_json = response
         .headers()
@@ -627,7 +629,8 @@ pub async fn revoke(
     security(("session" = [])),
     responses(
         (status = 303, description = "Back to /account"),
-        (status = 400, description = "Not a form (HTML)", content_type = "text/html"),
+        (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
+        (status = 401, description = "A bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "A wrong form token or a cross-site form", content_type = "text/html"),
     ))]
 pub async fn revoke_app(

@@ -625,6 +625,70 @@ on_each_store! {
     }
 }
 
+on_each_store! {
+    async fn a_code_flow_client_gets_nothing_as_itself_and_a_refused_refresh_spends_nothing(url, dir) {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        assert_eq!(server.signup("dora", PASSWORD).await.status(), 201);
+        let (id, secret) = register(&url, &["forum", "--first-party", "--scope", "openid profile admin", "--redirect-uri", CB]);
+        let secret = secret.unwrap();
+        let basic = Some((id.as_str(), secret.as_str()));
+        // Its scopes are a ceiling on what people delegate, not its own: no
+        // client_credentials, so no "admin" token without an admin.
+        let (status, body) = token(&server, basic, &[("grant_type", "client_credentials"), ("scope", "admin")]).await;
+        assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("unauthorized_client")));
+
+        let mut browser = Browser::new();
+        let (verifier, challenge) = pkce();
+        let r = browser.get(&authorize_url(&server, &[
+            ("response_type", "code"), ("client_id", &id), ("redirect_uri", CB),
+            ("scope", "openid profile admin"), ("code_challenge", &challenge), ("code_challenge_method", "S256"),
+        ])).await;
+        let r = sign_in(&mut browser, &server, &location(&r), "dora").await;
+        let code = query(&location(&r))["code"].clone();
+        let (status, body) = token(&server, basic, &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier)]).await;
+        assert_eq!(status, 200);
+        // dora is no admin: the grant has the identity scopes only.
+        assert_eq!(body["scope"], "openid profile");
+        let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        // Asking a refresh for more than the grant: refused, and the token still works.
+        let (status, body) = token(&server, basic, &[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("scope", "openid admin")]).await;
+        assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_scope")));
+        let (status, body) = token(&server, basic, &[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("scope", "openid")]).await;
+        assert_eq!((status.as_u16(), body["scope"].as_str()), (200, Some("openid")), "{body}");
+
+        // A code whose session ended before the exchange starts nothing.
+        let (verifier, challenge) = pkce();
+        let r = browser.get(&authorize_url(&server, &[
+            ("response_type", "code"), ("client_id", &id), ("redirect_uri", CB),
+            ("code_challenge", &challenge), ("code_challenge_method", "S256"),
+        ])).await;
+        let code = query(&location(&r))["code"].clone();
+        let html = browser.get(&server.url("/oauth/logout")).await.text().await.unwrap();
+        let r = browser.post(&server.url("/oauth/logout"), &[("csrf_token", &hidden(&html, "csrf_token"))]).await;
+        assert_eq!(r.status(), 200);
+        let (status, body) = token(&server, basic, &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier)]).await;
+        assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_grant")));
+
+        // A single-page app on another origin may call the token endpoint; no
+        // credentials the browser holds go with it.
+        let r = server.client.request(reqwest::Method::OPTIONS, server.url("/oauth/token"))
+            .header("origin", "https://spa.example")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        assert_eq!(r.headers()["access-control-allow-origin"], "*");
+        assert!(r.headers().get("access-control-allow-credentials").is_none());
+        // The cookie routes stay same-origin.
+        let r = server.client.request(reqwest::Method::OPTIONS, server.url("/session/login"))
+            .header("origin", "https://spa.example")
+            .header("access-control-request-method", "POST")
+            .send().await.unwrap();
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+        server.stop().await;
+    }
+}
+
 /// The discovery document lists exactly what the server does.
 #[tokio::test]
 async fn discovery_lists_the_endpoints_and_only_s256() {

@@ -1061,6 +1061,16 @@ async fn code_for(s: &dyn Store, user_id: &str, code: u8) -> AuthCode {
         .await
         .unwrap();
     }
+    // The session the person signed in with; a second code of the same person finds it
+    // already there.
+    let _ = s
+        .create_session(&new_session(
+            &format!("sess-{user_id}"),
+            user_id.bytes().fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b)),
+            user_id,
+            900,
+        ))
+        .await;
     let code = AuthCode {
         hash: vec![code; 32],
         client_id: "app".into(),
@@ -1070,7 +1080,7 @@ async fn code_for(s: &dyn Store, user_id: &str, code: u8) -> AuthCode {
         code_challenge: "challenge".into(),
         nonce: Some("n-1".into()),
         auth_time: 990,
-        session_id: "sess".into(),
+        session_id: format!("sess-{user_id}"),
         created_at: 1000,
         expires_at: 1060,
     };
@@ -1259,6 +1269,70 @@ conformance! {
         assert!(s.refresh_info(&hash(50), 1013, POLICY).await.unwrap().is_none());
         assert!(s.refresh_info(&hash(51), 1013, POLICY).await.unwrap().is_some());
         assert!(s.refresh_info(&hash(51), 1013 + POLICY.idle + 1, POLICY).await.unwrap().is_none(), "idle");
+    }
+}
+
+conformance! {
+    async fn a_code_dies_with_the_consent_the_logout_or_the_session_it_came_from(db) {
+        let s = db.store.as_ref();
+        let uid = user(s, "uma").await;
+        // Removing the app uses up its unexchanged codes.
+        code_for(s, &uid, 1).await;
+        s.grant_consent(&uid, "app", "openid", 1000).await.unwrap();
+        assert!(s.revoke_consent(&uid, "app", 1001).await.unwrap());
+        assert!(!matches!(
+            s.exchange_code(&exchange(&hash(1), "f1", &hash(51)), 1002).await.unwrap(),
+            Exchanged::Granted { .. }
+        ));
+        // So does a logout everywhere.
+        code_for(s, &uid, 2).await;
+        s.revoke_user(&uid, 1003).await.unwrap();
+        assert!(!matches!(
+            s.exchange_code(&exchange(&hash(2), "f2", &hash(52)), 1004).await.unwrap(),
+            Exchanged::Granted { .. }
+        ));
+        // And the end of the session the person signed in with.
+        let vic = user(s, "vic").await;
+        let mut code = code_for(s, &vic, 3).await;
+        assert!(s.revoke_session(&code.session_id, Some(&vic), 1005).await.unwrap());
+        assert_eq!(
+            s.exchange_code(&exchange(&hash(3), "f3", &hash(53)), 1006).await.unwrap(),
+            Exchanged::Refused
+        );
+        // A disabled client's code starts nothing.
+        code.hash = vec![4; 32];
+        s.create_session(&new_session("live", 201, &vic, 1000)).await.unwrap();
+        code.session_id = "live".into();
+        s.add_code(&code).await.unwrap();
+        s.set_client_disabled("app", true, 1007).await.unwrap();
+        assert_eq!(
+            s.exchange_code(&exchange(&hash(4), "f4", &hash(54)), 1008).await.unwrap(),
+            Exchanged::Refused
+        );
+    }
+}
+
+conformance! {
+    async fn a_scope_removed_while_a_code_is_exchanged_never_reaches_the_grant(db) {
+        let uid = user(db.store.as_ref(), "wes").await;
+        for n in 1..=12u8 {
+            let s = db.store.as_ref();
+            s.set_scope("wes", "read write", 900).await.unwrap();
+            code_for(s, &uid, n).await;
+            let family = format!("fam{n}");
+            let (a, b) = (db.store.clone(), db.store.clone());
+            let (code, refresh) = (hash(n), hash(100 + n));
+            let fam = family.clone();
+            let exchanging = tokio::spawn(async move {
+                a.exchange_code(&exchange(&code, &fam, &refresh), 1010).await.unwrap()
+            });
+            let removing = tokio::spawn(async move { b.set_scope("wes", "read", 1010).await.unwrap() });
+            let exchanged = exchanging.await.unwrap();
+            removing.await.unwrap();
+            assert!(matches!(exchanged, Exchanged::Granted { .. }), "{}", s.backend());
+            let info = s.refresh_info(&hash(100 + n), 1011, POLICY).await.unwrap().unwrap();
+            assert!(!info.scope.split_whitespace().any(|x| x == "write"), "{}: round {n}: {}", s.backend(), info.scope);
+        }
     }
 }
 

@@ -41,6 +41,9 @@ const MAX_QUERY_LEN: usize = 8 * 1024;
 /// How recent a sign-in `prompt=login` asks for, once the person has signed in again.
 const FRESH_LOGIN: i64 = 120;
 
+/// How recent a sign-in counts as the one this request asked for.
+const FRESH_SLACK: i64 = 5;
+
 /// An authorization request that passed every check that does not need the person.
 struct AuthRequest {
     client: Client,
@@ -401,6 +404,7 @@ pub struct ConsentForm {
     responses(
         (status = 303, description = "To the client with a code (allow) or error=access_denied (deny)"),
         (status = 400, description = "A malformed form or request (HTML)", content_type = "text/html"),
+        (status = 401, description = "A bad bearer token: this form is for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "A wrong form token or a cross-site form (HTML)", content_type = "text/html"),
     ))]
 pub async fn authorize_decision(
@@ -479,7 +483,12 @@ async fn proceed(
     };
     let now = state.now();
     let auth_time = session.record().created_at;
-    let too_old = request.max_age.is_some_and(|age| now - auth_time > age);
+    // A few seconds of slack: `max_age=0` (sign in again, whatever the session) is met
+    // by the sign-in that just happened, even across a second boundary, and not by an
+    // older one.
+    let too_old = request
+        .max_age
+        .is_some_and(|age| now - auth_time > age.max(FRESH_SLACK));
     if too_old || request.prompt_login {
         return login_required();
     }

@@ -233,6 +233,7 @@ fn confirm_page(destination: &Destination, session: &SessionContext) -> Response
         (status = 200, description = "Signed out (HTML)", content_type = "text/html"),
         (status = 303, description = "Signed out, to post_logout_redirect_uri with state"),
         (status = 400, description = "An unregistered post_logout_redirect_uri (HTML)", content_type = "text/html"),
+        (status = 401, description = "A bad bearer token: this form is for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "A wrong form token or a cross-site form (HTML)", content_type = "text/html"),
     ))]
 pub async fn end_session_confirmed(

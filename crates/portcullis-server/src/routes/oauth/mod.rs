@@ -33,13 +33,13 @@ pub use userinfo::userinfo;
 /// most ten minutes; a client exchanges it within a second of receiving it).
 pub(crate) const CODE_TTL: i64 = 60;
 
-/// Scopes a client may ask for that say who the person is, with what the consent
-/// page says about each.
+/// What the consent page says about the scopes that say who the person is.
+/// (`offline_access` says nothing more: every code grant has a refresh token, see
+/// docs/oauth.md.)
 pub(crate) fn describe_scope(scope: &str) -> Option<&'static str> {
     match scope {
         "openid" => Some("Confirm who you are (your user id)"),
         "profile" => Some("See your username"),
-        "offline_access" => Some("Stay signed in when you are away"),
         _ => None,
     }
 }

@@ -33,6 +33,15 @@ pub(crate) fn check_registrable(uri: &str) -> Result<(), String> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err("carries user information (user@…)".into());
     }
+    // A host name of letters, digits, dots and hyphens (or an IP literal): the origin
+    // goes into a Content-Security-Policy header, whose grammar has no room for more.
+    if let Some(url::Host::Domain(host)) = url.host()
+        && !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return Err(format!("host {host:?} is not a plain host name"));
+    }
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(&url) => Ok(()),
@@ -126,9 +135,11 @@ pub(crate) fn with_params(uri: &str, params: &[(&str, &str)]) -> Option<String> 
 /// its origin, or its scheme for a native app's private-use scheme.
 pub(crate) fn csp_source(uri: &str) -> Option<String> {
     let url = Url::parse(uri).ok()?;
-    match url.scheme() {
-        "http" | "https" => Some(url.origin().ascii_serialization()),
-        scheme => Some(format!("{scheme}:")),
+    match (url.scheme(), url.host()) {
+        // CSP host sources have no IPv6 literals: a native app on [::1] gets its scheme.
+        ("http" | "https", Some(url::Host::Ipv6(_))) => Some(format!("{}:", url.scheme())),
+        ("http" | "https", _) => Some(url.origin().ascii_serialization()),
+        (scheme, _) => Some(format!("{scheme}:")),
     }
 }
 
@@ -159,6 +170,8 @@ mod tests {
             "myapp:/cb",
             "https://app.example/c b",
             "https://app.example/\ncb",
+            "https://a*b.example/cb",
+            "https://a;b.example/cb",
         ] {
             assert!(check_registrable(bad).is_err(), "{bad}");
         }
@@ -226,5 +239,6 @@ mod tests {
             csp_source("com.example.app:/cb").unwrap(),
             "com.example.app:"
         );
+        assert_eq!(csp_source("http://[::1]:8080/cb").unwrap(), "http:");
     }
 }

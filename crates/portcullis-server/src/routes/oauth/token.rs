@@ -121,6 +121,13 @@ fn client_credentials(
             "a public client cannot use the client_credentials grant",
         ));
     }
+    // A client that signs people in was given its scopes as a ceiling on what people
+    // may delegate to it, not as permissions of its own.
+    if !client.redirect_uris.is_empty() {
+        return Err(unauthorized(
+            "this client signs people in; client_credentials is for machine clients",
+        ));
+    }
     let allowed: Vec<&str> = client.scope.split_whitespace().collect();
     let scope = match asked(scope)? {
         None => allowed.join(" "),
@@ -267,8 +274,28 @@ async fn refresh_token(
     let refused = || grant_refused("the refresh token is invalid, expired or revoked");
     let presented = RefreshToken::parse(presented).ok_or_else(refused)?;
     let asked = asked(form.scope.as_deref())?;
-    let next = RefreshToken::generate()?;
     let s = &state.0;
+    let within = |granted: &str, asked: &[&str]| {
+        asked
+            .iter()
+            .all(|a| granted.split_whitespace().any(|g| g == *a))
+    };
+    // A scope beyond the grant is refused before the token is redeemed, so that the
+    // refusal does not use it up (a retry after the grace window would be reuse).
+    if let Some(asked) = &asked
+        && let Some(info) = s
+            .store
+            .refresh_info(
+                &TokenHash(presented.hash()),
+                state.now(),
+                s.config.rotation_policy(),
+            )
+            .await?
+        && !within(&info.scope, asked)
+    {
+        return Err(ApiError::InvalidScope);
+    }
+    let next = RefreshToken::generate()?;
     let rotation = s
         .store
         .rotate_for(
@@ -288,17 +315,22 @@ async fn refresh_token(
         } => {
             crate::prometheus::refresh("rotated");
             // A narrower scope may be asked for this access token (RFC 6749 §6); the
-            // family keeps what was granted.
+            // family keeps what was granted. The token is redeemed by now: what the
+            // grant lost since the check above is left out, not refused.
             let scope = match asked {
-                None => scope,
-                Some(asked)
-                    if asked
-                        .iter()
-                        .all(|a| scope.split_whitespace().any(|s| s == *a)) =>
-                {
-                    asked.join(" ")
+                Some(asked) if within(&scope, &asked) => asked.join(" "),
+                Some(asked) => {
+                    let kept: Vec<&str> = asked
+                        .into_iter()
+                        .filter(|a| scope.split_whitespace().any(|s| s == *a))
+                        .collect();
+                    if kept.is_empty() {
+                        scope
+                    } else {
+                        kept.join(" ")
+                    }
                 }
-                Some(_) => return Err(ApiError::InvalidScope),
+                None => scope,
             };
             let user = s.store.user_by_id(&user_id).await?.ok_or_else(refused)?;
             grant_response(
