@@ -1,7 +1,8 @@
 //! The pages in a real browser: headless Chromium (Debian's `chromium`), driven over
 //! WebDriver by ChromeDriver (Debian's `chromium-driver`). A person signs up, signs
 //! out, fails a login, logs in, sees the account page, revokes another device's
-//! session and signs out.
+//! session and signs out; and an OAuth application signs a person in through the
+//! sign-in and consent pages and signs them out again (on SQLite and PostgreSQL).
 //!
 //! `.ci/run` installs both packages and sets `PORTCULLIS_REQUIRE_BROWSER=1`, so in CI
 //! a missing browser fails the test. Elsewhere, without them, the build script marks it
@@ -287,4 +288,204 @@ async fn a_person_signs_up_logs_in_revokes_a_session_and_logs_out_in_chromium() 
     b.close().await.unwrap();
     drop(driver);
     server.stop().await;
+}
+
+/// An application's redirect URI: an HTTP server on loopback that answers anything.
+async fn application() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(|| async {
+        axum::response::Html("<!doctype html><title>app</title><p id=back>back in the app</p>")
+    });
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base, task)
+}
+
+/// Waits (up to 10 s) until the browser is on `prefix…` (another origin: the app).
+async fn arrive_at(b: &Client, prefix: &str) -> String {
+    for _ in 0..200 {
+        let url = b.current_url().await.unwrap().to_string();
+        if url.starts_with(prefix) {
+            return url;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "never reached {prefix}: on {}",
+        b.current_url().await.unwrap()
+    );
+}
+
+/// OAuth 2.1 in a real browser: an application sends a person to sign in, the person
+/// signs in and allows it on the real pages, the application exchanges the code, and
+/// later signs the person out (RP-initiated logout).
+async fn oauth_in_chromium(url: String, dir: Option<tempfile::TempDir>) {
+    let (Some(chromium), Some(chromedriver)) = (
+        find("chromium", "PORTCULLIS_CHROMIUM"),
+        find("chromedriver", "PORTCULLIS_CHROMEDRIVER"),
+    ) else {
+        panic!("chromium or chromedriver is missing (PORTCULLIS_REQUIRE_BROWSER is set)");
+    };
+    let port = free_port();
+    let mut c = config(&url);
+    c.bind = format!("127.0.0.1:{port}").parse().unwrap();
+    c.issuer = format!("http://127.0.0.1:{port}");
+    c.audience = c.issuer.clone();
+    c.sessions = portcullis::session::SessionConfig::for_origin(&c.issuer).unwrap();
+    let server = TestServer::start(c).await.keep_dir(dir);
+    let base = server.base.clone();
+    assert_eq!(server.signup("erin", PASSWORD).await.status(), 201);
+    let (app, app_task) = application().await;
+    let added = crate::clients::clients(
+        &url,
+        &[
+            "add",
+            "notes-app",
+            "--scope",
+            "openid profile",
+            "--redirect-uri",
+            &format!("{app}/cb"),
+            "--post-logout-redirect-uri",
+            &format!("{app}/bye"),
+        ],
+    );
+    let added: Value = serde_json::from_str(&added).unwrap();
+    let (id, secret) = (
+        added["client_id"].as_str().unwrap(),
+        added["client_secret"].as_str().unwrap(),
+    );
+
+    let driver = Driver::start(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, &chromium, profile.path()).await;
+
+    let verifier = format!(
+        "{}{}",
+        portcullis::jwt::random_id().unwrap(),
+        portcullis::jwt::random_id().unwrap()
+    );
+    use base64::Engine as _;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(portcullis::opaque::sha256(verifier.as_bytes()));
+    let request = format!(
+        "{base}/oauth/authorize?{}",
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("response_type", "code")
+            .append_pair("client_id", id)
+            .append_pair("redirect_uri", &format!("{app}/cb"))
+            .append_pair("scope", "openid profile")
+            .append_pair("state", "s-1")
+            .append_pair("nonce", "n-1")
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .finish()
+    );
+    b.goto(&request).await.unwrap();
+    arrive(&b, "/login").await;
+    assert!(
+        b.find(Locator::Css("#for-app")).await.is_ok(),
+        "the page says an application asks"
+    );
+    fill(&b, "#username", "erin").await;
+    fill(&b, "#password", PASSWORD).await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/oauth/authorize").await;
+    assert_eq!(text(&b, "h1").await, "Allow notes-app?");
+    screenshot(&b, "consent").await;
+    click(&b, "#allow").await;
+    let back = arrive_at(&b, &format!("{app}/cb?")).await;
+    let params: std::collections::HashMap<String, String> = url::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(
+        (params["state"].as_str(), params["iss"].as_str()),
+        ("s-1", base.as_str())
+    );
+
+    let tokens: Value = server
+        .client
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", params["code"].as_str()),
+            ("redirect_uri", &format!("{app}/cb")),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id_token = tokens["id_token"].as_str().expect("an ID token");
+    assert_eq!(crate::support::claims_of(id_token)["nonce"], "n-1");
+    let info: Value = server
+        .client
+        .get(format!("{base}/oauth/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["preferred_username"], "erin");
+
+    // The account page lists the application.
+    b.goto(&format!("{base}/account")).await.unwrap();
+    arrive(&b, "/account").await;
+    assert!(
+        text(&b, &format!("tr[data-app=\"{id}\"]"))
+            .await
+            .contains("notes-app")
+    );
+
+    // RP-initiated logout with the ID token: signed out, back at the application.
+    let logout = format!(
+        "{base}/oauth/logout?{}",
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("id_token_hint", id_token)
+            .append_pair("post_logout_redirect_uri", &format!("{app}/bye"))
+            .append_pair("state", "bye")
+            .finish()
+    );
+    b.goto(&logout).await.unwrap();
+    arrive_at(&b, &format!("{app}/bye?state=bye")).await;
+    b.goto(&format!("{base}/account")).await.unwrap();
+    arrive(&b, "/login").await;
+
+    b.close().await.unwrap();
+    drop(driver);
+    app_task.abort();
+    server.stop().await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(portcullis_browser),
+    ignore = "needs Debian's chromium and chromium-driver (or PORTCULLIS_CHROMIUM and PORTCULLIS_CHROMEDRIVER)"
+)]
+async fn an_application_signs_a_person_in_through_the_real_pages_in_chromium_on_sqlite() {
+    let (url, dir) = sqlite_db();
+    oauth_in_chromium(url, dir).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(not(portcullis_browser), not(portcullis_postgres)),
+    ignore = "needs chromium, chromium-driver and PORTCULLIS_TEST_POSTGRES"
+)]
+async fn an_application_signs_a_person_in_through_the_real_pages_in_chromium_on_postgres() {
+    match crate::support::fresh_postgres().await {
+        Some(url) => {
+            oauth_in_chromium(url.clone(), None).await;
+            crate::support::drop_postgres(&url).await;
+        }
+        None => eprintln!("skipped: PORTCULLIS_TEST_POSTGRES is not set"),
+    }
 }

@@ -1066,7 +1066,9 @@ async fn code_for(s: &dyn Store, user_id: &str, code: u8) -> AuthCode {
     let _ = s
         .create_session(&new_session(
             &format!("sess-{user_id}"),
-            user_id.bytes().fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b)),
+            user_id
+                .bytes()
+                .fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b)),
             user_id,
             900,
         ))
