@@ -104,6 +104,8 @@ pub mod http;
 pub mod jwt;
 pub mod keys;
 pub mod middleware;
+#[cfg(feature = "remote")]
+pub mod oidc;
 pub mod opaque;
 #[cfg(feature = "password")]
 pub mod password;

@@ -70,6 +70,18 @@ pub struct IssuerMetadata {
     /// A Portcullis server's revocation feed.
     #[serde(default)]
     pub portcullis_revocation_feed: Option<String>,
+    /// Where a browser is sent to sign in (the authorization-code flow).
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// Where a browser is sent to sign out (RP-initiated logout).
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
+    /// The PKCE methods the issuer takes.
+    #[serde(default)]
+    pub code_challenge_methods_supported: Vec<String>,
+    /// The issuer names itself in authorization responses (`iss`, RFC 9207).
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// Why [`discover`] found no usable metadata: the URLs it tried, and what was wrong

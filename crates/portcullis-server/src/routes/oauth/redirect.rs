@@ -121,6 +121,10 @@ pub(crate) fn matches<'a>(
 /// registered URI always does.
 pub(crate) fn with_params(uri: &str, params: &[(&str, &str)]) -> Option<String> {
     let mut url = Url::parse(uri).ok()?;
+    // Nothing to add: the URI as registered (not with an empty `?` appended).
+    if params.is_empty() {
+        return Some(uri.to_owned());
+    }
     {
         let mut query = url.query_pairs_mut();
         for (name, value) in params {
@@ -230,6 +234,10 @@ mod tests {
             )
             .unwrap(),
             "https://app.example/cb?tenant=1&code=a+b&state=s%26t"
+        );
+        assert_eq!(
+            with_params("https://app.example/bye", &[]).unwrap(),
+            "https://app.example/bye"
         );
         assert_eq!(
             csp_source("https://app.example:8443/cb").unwrap(),

@@ -1,0 +1,793 @@
+//! Signing people in with an OpenID Connect provider: the client side of the
+//! authorization-code flow with PKCE, for applications that keep their own cookie
+//! sessions (the Rust counterpart of passport-openidconnect).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), portcullis::oidc::OidcError> {
+//! use portcullis::oidc::OidcClient;
+//!
+//! let oidc = OidcClient::builder(
+//!     "https://id.example.com",               // the provider (its discovery document)
+//!     "notes",                                // this application's client id
+//!     "https://notes.example.com/auth/callback",
+//! )
+//! .client_secret("…")                         // confidential clients
+//! .scope("openid profile")
+//! .flow_key([7; 32])                          // 32 random bytes, kept secret
+//! .build()
+//! .await?;
+//!
+//! // GET /auth/login: send the browser to the provider, with the flow cookie.
+//! let begun = oidc.begin("/notes")?;
+//! // … answer 303 Location: begun.location, Set-Cookie: begun.set_cookie
+//!
+//! // GET /auth/callback?code=…&state=…&iss=…
+//! # let (headers, query) = (http::HeaderMap::new(), "");
+//! let signed_in = oidc.complete(&headers, query).await?;
+//! // signed_in.claims.sub is the person; start your session, clear the flow cookie
+//! // (signed_in.clear_cookie) and go to signed_in.return_to.
+//! # Ok(()) }
+//! ```
+//!
+//! What [`OidcClient::complete`] checks, and refuses with an [`OidcError`] otherwise:
+//!
+//! - the flow cookie [`OidcClient::begin`] set: sealed with AES-256-GCM under the
+//!   application's flow key (so it can be neither read nor forged), at most ten minutes
+//!   old, holding the `state`, the `nonce`, the PKCE verifier and where to go afterwards;
+//! - `state` equal to the cookie's (compared in constant time): a callback this browser
+//!   did not start (login CSRF) is refused;
+//! - `iss` equal to the provider's issuer whenever the provider sends it, and required
+//!   when its metadata says it does (RFC 9207: a response from another provider cannot
+//!   be mixed up with this one's);
+//! - the code exchanged at the token endpoint with the verifier (PKCE, S256);
+//! - the ID token, with the library's own verifier over the provider's JWKS (fetched
+//!   again for a new kid): signature, `iss`, `aud` containing the client id (and `azp`
+//!   equal to it when there are other audiences), `exp`, `iat`, `sub`, a `typ` that is
+//!   not an access token's, `nonce` equal to the cookie's, and `at_hash` when present.
+//!
+//! Everything that reaches the provider is https, except on loopback addresses
+//! (development and tests), as [`crate::remote::discover`] requires.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
+use http::{HeaderMap, HeaderValue, header};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::clock::{Clock, SystemClock};
+use crate::http::{HttpFetcher, RemoteError};
+use crate::jwt::{Audience, Claims, Reason, TypPolicy, Validation, Verifier};
+use crate::keys::KeySet;
+use crate::remote::{IssuerMetadata, JwksFetcher, RemoteJwks, discover, is_https_or_loopback};
+
+/// How long a sign-in may take, from [`OidcClient::begin`] to the callback.
+pub const FLOW_LIFETIME: Duration = Duration::from_secs(600);
+
+/// Why a sign-in failed. What to show the person is [`OidcError::is_user_error`]'s
+/// call; the message is for logs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OidcError {
+    /// The provider could not be discovered or its keys fetched.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The configuration is wrong (the message says how).
+    #[error("OpenID Connect client: {0}")]
+    Config(String),
+    /// The provider answered the sign-in with an error (`access_denied` when the
+    /// person declined).
+    #[error("the provider refused the sign-in: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Provider {
+        /// The `error` code.
+        error: String,
+        /// Its `error_description`, if any.
+        description: Option<String>,
+    },
+    /// The callback is not the end of a sign-in this browser started, or it expired:
+    /// no flow cookie, a cookie that does not open, an old one, another `state`.
+    #[error("this sign-in was not started here, or took too long: {0}")]
+    Flow(&'static str),
+    /// The response names another issuer (RFC 9207), or none where the provider
+    /// promised one.
+    #[error("the authorization response is not from this provider's issuer")]
+    IssuerMismatch,
+    /// The token endpoint refused the code or answered something unusable.
+    #[error("the token endpoint: {0}")]
+    Token(String),
+    /// The ID token failed a check.
+    #[error("the ID token was refused: {0}")]
+    IdToken(String),
+}
+
+impl OidcError {
+    /// True for failures the person can cause by using the browser (declining, a stale
+    /// or replayed callback, another tab's flow): say "sign in again"; false for
+    /// failures of the provider or the configuration: log them loudly.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, OidcError::Provider { .. } | OidcError::Flow(_))
+    }
+}
+
+/// Builds an [`OidcClient`]: see [`OidcClient::builder`].
+#[must_use = "call .build().await"]
+pub struct OidcClientBuilder {
+    issuer: String,
+    client_id: String,
+    redirect_uri: String,
+    client_secret: Option<Zeroizing<String>>,
+    scope: String,
+    flow_key: Option<Zeroizing<[u8; 32]>>,
+    fetcher: Option<Arc<dyn JwksFetcher>>,
+    clock: Arc<dyn Clock>,
+    http: Option<reqwest::Client>,
+}
+
+impl std::fmt::Debug for OidcClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcClientBuilder")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OidcClientBuilder {
+    /// The client secret of a confidential client (sent with HTTP Basic,
+    /// `client_secret_basic`). Without one the client is public (`none`).
+    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = Some(Zeroizing::new(secret.into()));
+        self
+    }
+
+    /// The scopes to ask for (default `openid`; `openid` is added if missing).
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = scope.into();
+        self
+    }
+
+    /// The key that seals the flow cookie: 32 random bytes, secret, the same on every
+    /// instance of the application (a sign-in may start on one and end on another).
+    /// Required.
+    pub fn flow_key(mut self, key: [u8; 32]) -> Self {
+        self.flow_key = Some(Zeroizing::new(key));
+        self
+    }
+
+    /// The fetcher for discovery and keys (tests); default [`HttpFetcher`].
+    pub fn fetcher(mut self, fetcher: Arc<dyn JwksFetcher>) -> Self {
+        self.fetcher = Some(fetcher);
+        self
+    }
+
+    /// The clock (tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The HTTP client for the token endpoint (default: the one [`HttpFetcher`]
+    /// builds: rustls, 10 s timeouts, no redirects).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Discovers the provider, fetches its keys, and checks that it can do what this
+    /// client needs (the code flow with S256).
+    pub async fn build(self) -> Result<OidcClient, OidcError> {
+        let key = self
+            .flow_key
+            .ok_or_else(|| OidcError::Config("flow_key is required".into()))?;
+        if !is_https_or_loopback(&self.redirect_uri) {
+            return Err(OidcError::Config(format!(
+                "redirect_uri {:?} must be https (plain http only on loopback)",
+                self.redirect_uri
+            )));
+        }
+        let mut scope: Vec<&str> = self.scope.split_whitespace().collect();
+        if !scope.contains(&"openid") {
+            scope.insert(0, "openid");
+        }
+        let scope = scope.join(" ");
+        let fetcher: Arc<dyn JwksFetcher> = match self.fetcher {
+            Some(f) => f,
+            None => Arc::new(HttpFetcher::new()?),
+        };
+        let http = match self.http {
+            Some(c) => c,
+            None => HttpFetcher::new()?.client().clone(),
+        };
+        let metadata = discover(&self.issuer, fetcher.as_ref())
+            .await
+            .map_err(RemoteError::from)?;
+        let authorization_endpoint = metadata.authorization_endpoint.clone().ok_or_else(|| {
+            OidcError::Config(format!("{} has no authorization_endpoint", self.issuer))
+        })?;
+        let token_endpoint = metadata
+            .token_endpoint
+            .clone()
+            .ok_or_else(|| OidcError::Config(format!("{} has no token_endpoint", self.issuer)))?;
+        if !is_https_or_loopback(&authorization_endpoint) {
+            return Err(OidcError::Config(format!(
+                "the authorization_endpoint {authorization_endpoint:?} is not https"
+            )));
+        }
+        if !metadata.code_challenge_methods_supported.is_empty()
+            && !metadata
+                .code_challenge_methods_supported
+                .iter()
+                .any(|m| m == "S256")
+        {
+            return Err(OidcError::Config(format!(
+                "{} does not offer PKCE with S256",
+                self.issuer
+            )));
+        }
+        // ID tokens: any `typ` but an access token's (checked after verification), a
+        // lifetime of at most a day, this client among the audiences.
+        let validation = Validation::builder()
+            .issuer(&self.issuer)
+            .audience(&self.client_id)
+            .typ(TypPolicy::InsecureAny)
+            .required_claims(["exp", "iat", "sub", "nonce"])
+            .clock(self.clock.clone())
+            .build()
+            .map_err(RemoteError::from)?;
+        let verifier = Arc::new(Verifier::new(KeySet::default(), validation));
+        let jwks = Arc::new(RemoteJwks::new(
+            metadata.jwks_uri.clone(),
+            fetcher,
+            verifier.clone(),
+            self.clock.clone(),
+        ));
+        jwks.refresh_if_stale()
+            .await
+            .map_err(|reason| RemoteError::Jwks {
+                url: metadata.jwks_uri.clone(),
+                reason,
+            })?;
+        let secure = self.redirect_uri.starts_with("https://");
+        Ok(OidcClient {
+            inner: Arc::new(Inner {
+                cookie: FlowCookie::new(&key, secure)?,
+                issuer: self.issuer,
+                client_id: self.client_id,
+                client_secret: self.client_secret,
+                redirect_uri: self.redirect_uri,
+                scope,
+                authorization_endpoint,
+                token_endpoint,
+                metadata,
+                verifier,
+                jwks,
+                http,
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+/// A provider this application signs people in with. Cheap to clone.
+#[derive(Clone)]
+pub struct OidcClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cookie: FlowCookie,
+    issuer: String,
+    client_id: String,
+    client_secret: Option<Zeroizing<String>>,
+    redirect_uri: String,
+    scope: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    metadata: IssuerMetadata,
+    verifier: Arc<Verifier>,
+    jwks: Arc<RemoteJwks>,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for OidcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcClient")
+            .field("issuer", &self.inner.issuer)
+            .field("client_id", &self.inner.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A sign-in begun: send the browser to `location` with `set_cookie`.
+#[derive(Debug)]
+pub struct Begun {
+    /// The authorization request (answer `303 See Other` with it).
+    pub location: String,
+    /// The flow cookie.
+    pub set_cookie: HeaderValue,
+}
+
+/// A sign-in completed.
+#[derive(Debug)]
+pub struct SignedIn {
+    /// The ID token's claims (`sub` is the person at this provider).
+    pub claims: Claims,
+    /// The ID token, for [`OidcClient::logout_url`].
+    pub id_token: String,
+    /// The access token, for the provider's APIs (userinfo).
+    pub access_token: Zeroizing<String>,
+    /// A refresh token, when the provider gave one.
+    pub refresh_token: Option<Zeroizing<String>>,
+    /// Where the person was going when the sign-in began.
+    pub return_to: String,
+    /// Clears the flow cookie: add it to the answer.
+    pub clear_cookie: HeaderValue,
+}
+
+/// What the flow cookie holds (sealed).
+#[derive(Serialize, Deserialize)]
+struct Flow {
+    /// `state`.
+    s: String,
+    /// `nonce`.
+    n: String,
+    /// The PKCE verifier.
+    v: String,
+    /// Where to go afterwards.
+    r: String,
+    /// Until when (seconds).
+    e: i64,
+}
+
+fn random_text() -> Result<String, OidcError> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| OidcError::Config("the system random generator failed".into()))?;
+    Ok(crate::b64::encode(&bytes))
+}
+
+/// `return_to` when it is a path of this application (no other origin, no
+/// scheme-relative `//host`, no backslash tricks).
+fn local_path(return_to: &str) -> bool {
+    return_to.starts_with('/')
+        && !return_to.starts_with("//")
+        && !return_to
+            .bytes()
+            .any(|b| b == b'\\' || b.is_ascii_control())
+        && return_to.len() <= 2048
+}
+
+impl OidcClient {
+    /// A client of `issuer` registered as `client_id` with `redirect_uri` (exactly as
+    /// registered at the provider).
+    pub fn builder(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        redirect_uri: impl Into<String>,
+    ) -> OidcClientBuilder {
+        OidcClientBuilder {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            redirect_uri: redirect_uri.into(),
+            client_secret: None,
+            scope: "openid".into(),
+            flow_key: None,
+            fetcher: None,
+            clock: Arc::new(SystemClock),
+            http: None,
+        }
+    }
+
+    /// The provider's metadata, as discovered.
+    pub fn metadata(&self) -> &IssuerMetadata {
+        &self.inner.metadata
+    }
+
+    /// Starts a sign-in: a fresh `state`, `nonce` and PKCE verifier, sealed in the
+    /// flow cookie, and the authorization request to send the browser to. `return_to`
+    /// is where to go afterwards: a path of this application (anything else is `/`).
+    pub fn begin(&self, return_to: &str) -> Result<Begun, OidcError> {
+        let i = &self.inner;
+        let flow = Flow {
+            s: random_text()?,
+            n: random_text()?,
+            v: random_text()? + &random_text()?,
+            r: if local_path(return_to) {
+                return_to.to_owned()
+            } else {
+                "/".to_owned()
+            },
+            e: i.clock.now() + crate::clock::secs(FLOW_LIFETIME),
+        };
+        let challenge = crate::b64::encode(&crate::opaque::sha256(flow.v.as_bytes()));
+        let mut location = url::Url::parse(&i.authorization_endpoint)
+            .map_err(|e| OidcError::Config(format!("authorization_endpoint: {e}")))?;
+        location
+            .query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &i.client_id)
+            .append_pair("redirect_uri", &i.redirect_uri)
+            .append_pair("scope", &i.scope)
+            .append_pair("state", &flow.s)
+            .append_pair("nonce", &flow.n)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        Ok(Begun {
+            location: location.into(),
+            set_cookie: i.cookie.set(&flow)?,
+        })
+    }
+
+    /// Ends a sign-in: the callback's headers (for the flow cookie) and its query
+    /// string. Every check of the module documentation, then the person's claims.
+    pub async fn complete(&self, headers: &HeaderMap, query: &str) -> Result<SignedIn, OidcError> {
+        let i = &self.inner;
+        let params: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+        let flow = i.cookie.read(headers).ok_or(OidcError::Flow(
+            "no flow cookie, or one this application did not seal",
+        ))?;
+        if flow.e < i.clock.now() {
+            return Err(OidcError::Flow("the flow cookie has expired"));
+        }
+        let state = params
+            .get("state")
+            .ok_or(OidcError::Flow("the callback has no state"))?;
+        if aws_lc_rs::constant_time::verify_slices_are_equal(state.as_bytes(), flow.s.as_bytes())
+            .is_err()
+        {
+            return Err(OidcError::Flow("the state is not this browser's"));
+        }
+        match params.get("iss") {
+            Some(iss) if *iss != i.issuer => return Err(OidcError::IssuerMismatch),
+            None if i.metadata.authorization_response_iss_parameter_supported => {
+                return Err(OidcError::IssuerMismatch);
+            }
+            _ => {}
+        }
+        if let Some(error) = params.get("error") {
+            return Err(OidcError::Provider {
+                error: error.clone(),
+                description: params.get("error_description").cloned(),
+            });
+        }
+        let code = params
+            .get("code")
+            .ok_or_else(|| OidcError::Token("the callback has no code".into()))?;
+        let tokens = self.exchange(code, &flow.v).await?;
+        let claims = self.check_id_token(&tokens, &flow.n).await?;
+        Ok(SignedIn {
+            claims,
+            id_token: tokens.id_token.unwrap_or_default(),
+            access_token: Zeroizing::new(tokens.access_token),
+            refresh_token: tokens.refresh_token.map(Zeroizing::new),
+            return_to: flow.r,
+            clear_cookie: i.cookie.clear(),
+        })
+    }
+
+    async fn exchange(&self, code: &str, verifier: &str) -> Result<TokenResponse, OidcError> {
+        let i = &self.inner;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", i.redirect_uri.as_str()),
+            ("code_verifier", verifier),
+        ];
+        let mut request = i.http.post(&i.token_endpoint);
+        match &i.client_secret {
+            // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic.
+            Some(secret) => {
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
+                request = request.basic_auth(enc(&i.client_id), Some(enc(secret)));
+            }
+            None => form.push(("client_id", i.client_id.as_str())),
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let r = request
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| OidcError::Token(crate::http::chain(&e)))?;
+        let status = r.status();
+        let text = r
+            .text()
+            .await
+            .map_err(|e| OidcError::Token(crate::http::chain(&e)))?;
+        if !status.is_success() {
+            let error = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            return Err(OidcError::Token(error));
+        }
+        let tokens: TokenResponse = serde_json::from_str(&text)
+            .map_err(|e| OidcError::Token(format!("an unreadable answer: {e}")))?;
+        if !tokens.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(OidcError::Token(format!(
+                "token_type {:?} is not Bearer",
+                tokens.token_type
+            )));
+        }
+        Ok(tokens)
+    }
+
+    async fn check_id_token(
+        &self,
+        tokens: &TokenResponse,
+        nonce: &str,
+    ) -> Result<Claims, OidcError> {
+        let i = &self.inner;
+        let id_token = tokens
+            .id_token
+            .as_deref()
+            .ok_or_else(|| OidcError::IdToken("the token response has no id_token".into()))?;
+        let verified = match i.verifier.verify_uncached(id_token) {
+            Err(e)
+                if e.reason() == Reason::UnknownKey && i.jwks.refresh_for_unknown_kid().await =>
+            {
+                i.verifier.verify_uncached(id_token)
+            }
+            other => other,
+        }
+        .map_err(|e| OidcError::IdToken(e.to_string()))?;
+        if verified
+            .header()
+            .typ
+            .as_deref()
+            .is_some_and(|t| crate::strict_json::media_subtype(t).eq_ignore_ascii_case("at+jwt"))
+        {
+            return Err(OidcError::IdToken("an access token is no ID token".into()));
+        }
+        let claims = verified.claims();
+        let claimed_nonce = claims.extra.get("nonce").and_then(|n| n.as_str());
+        let nonce_ok = claimed_nonce.is_some_and(|n| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(n.as_bytes(), nonce.as_bytes())
+                .is_ok()
+        });
+        if !nonce_ok {
+            return Err(OidcError::IdToken("the nonce is not this sign-in's".into()));
+        }
+        if let Some(Audience::Many(audiences)) = &claims.aud
+            && audiences.len() > 1
+            && claims.extra.get("azp").and_then(|a| a.as_str()) != Some(i.client_id.as_str())
+        {
+            return Err(OidcError::IdToken(
+                "several audiences and azp is not this client".into(),
+            ));
+        }
+        if let Some(expected) = claims.extra.get("at_hash").and_then(|h| h.as_str()) {
+            let alg = verified.header().alg.as_str();
+            if at_hash(alg, &tokens.access_token).as_deref() != Some(expected) {
+                return Err(OidcError::IdToken(
+                    "at_hash does not match the access token".into(),
+                ));
+            }
+        }
+        Ok(claims.clone())
+    }
+
+    /// Where to send the browser to sign out at the provider too (RP-initiated logout),
+    /// if it has an `end_session_endpoint`; `post_logout_redirect_uri` must be one the
+    /// client registered there.
+    pub fn logout_url(
+        &self,
+        id_token_hint: &str,
+        post_logout_redirect_uri: Option<&str>,
+    ) -> Option<String> {
+        let i = &self.inner;
+        let mut url = url::Url::parse(i.metadata.end_session_endpoint.as_deref()?).ok()?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("id_token_hint", id_token_hint)
+                .append_pair("client_id", &i.client_id);
+            if let Some(uri) = post_logout_redirect_uri {
+                q.append_pair("post_logout_redirect_uri", uri);
+            }
+        }
+        Some(url.into())
+    }
+}
+
+/// The flow cookie: what a sign-in must remember between leaving and coming back,
+/// sealed with AES-256-GCM (a random nonce per cookie; the cookie's name is the
+/// associated data, so a value cannot be moved to another cookie).
+struct FlowCookie {
+    key: RandomizedNonceKey,
+    name: &'static str,
+    secure: bool,
+}
+
+impl FlowCookie {
+    fn new(key: &[u8; 32], secure: bool) -> Result<FlowCookie, OidcError> {
+        Ok(FlowCookie {
+            key: RandomizedNonceKey::new(&AES_256_GCM, key)
+                .map_err(|_| OidcError::Config("flow_key".into()))?,
+            // `__Host-`: only this origin, only over https, only Path=/. Plain http
+            // (loopback development) cannot have the prefix or `Secure`.
+            name: if secure {
+                "__Host-portcullis_oidc"
+            } else {
+                "portcullis_oidc"
+            },
+            secure,
+        })
+    }
+
+    fn header(&self, value: &str, max_age: u64) -> Result<HeaderValue, OidcError> {
+        let text = format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+            self.name,
+            if self.secure { "; Secure" } else { "" }
+        );
+        HeaderValue::from_str(&text).map_err(|_| OidcError::Config("cookie".into()))
+    }
+
+    fn set(&self, flow: &Flow) -> Result<HeaderValue, OidcError> {
+        let value = self.seal(flow)?;
+        self.header(&value, FLOW_LIFETIME.as_secs())
+    }
+
+    fn clear(&self) -> HeaderValue {
+        self.header("", 0)
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    fn seal(&self, flow: &Flow) -> Result<String, OidcError> {
+        let mut data =
+            serde_json::to_vec(flow).map_err(|e| OidcError::Config(format!("flow: {e}")))?;
+        let nonce = self
+            .key
+            .seal_in_place_append_tag(Aad::from(self.name.as_bytes()), &mut data)
+            .map_err(|_| OidcError::Config("sealing the flow cookie failed".into()))?;
+        let mut out = nonce.as_ref().to_vec();
+        out.extend_from_slice(&data);
+        Ok(crate::b64::encode(&out))
+    }
+
+    fn open(&self, text: &str) -> Option<Flow> {
+        let mut bytes = crate::b64::decode(text.as_bytes())?;
+        if bytes.len() < NONCE_LEN {
+            return None;
+        }
+        let mut data = bytes.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(self.name.as_bytes()), &mut data)
+            .ok()?;
+        serde_json::from_slice(plain).ok()
+    }
+
+    /// The flow of the first cookie of this name that opens.
+    fn read(&self, headers: &HeaderMap) -> Option<Flow> {
+        let prefix = format!("{}=", self.name);
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().strip_prefix(prefix.as_str()))
+            .find_map(|value| self.open(value))
+    }
+}
+
+/// The members of a token response this client reads.
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: String,
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// OpenID Connect Core §3.1.3.6: the left half of the access token's hash with the ID
+/// token's algorithm's hash function (SHA-512 for EdDSA on Ed25519); `None` for an
+/// algorithm it does not name.
+fn at_hash(alg: &str, access_token: &str) -> Option<String> {
+    use aws_lc_rs::digest;
+    let function = match alg {
+        "RS256" | "PS256" | "ES256" | "HS256" => &digest::SHA256,
+        "RS384" | "PS384" | "ES384" | "HS384" => &digest::SHA384,
+        "RS512" | "PS512" | "ES512" | "HS512" | "EdDSA" => &digest::SHA512,
+        _ => return None,
+    };
+    let d = digest::digest(function, access_token.as_bytes());
+    let bytes = d.as_ref();
+    Some(crate::b64::encode(&bytes[..bytes.len() / 2]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_returned_to() {
+        assert!(local_path("/notes?x=1"));
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "notes",
+            "/a\nb",
+        ] {
+            assert!(!local_path(bad), "{bad}");
+        }
+    }
+
+    fn flow() -> Flow {
+        Flow {
+            s: "state".into(),
+            n: "nonce".into(),
+            v: "verifier".into(),
+            r: "/x".into(),
+            e: 100,
+        }
+    }
+
+    fn cookie_header(set: &HeaderValue) -> HeaderMap {
+        let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("other=1; {pair}")).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn the_flow_cookie_opens_only_with_its_key_and_unchanged() {
+        let cookie = FlowCookie::new(&[1; 32], true).unwrap();
+        let set = cookie.set(&flow()).unwrap();
+        let text = set.to_str().unwrap();
+        assert!(
+            text.starts_with("__Host-portcullis_oidc=")
+                && text.contains("; Secure")
+                && text.contains("HttpOnly")
+        );
+        assert!(!text.contains("verifier"), "sealed, not readable");
+        let opened = cookie.read(&cookie_header(&set)).unwrap();
+        assert_eq!(
+            (opened.s.as_str(), opened.v.as_str(), opened.e),
+            ("state", "verifier", 100)
+        );
+        // Another key, a flipped byte, a truncated value, another cookie's name: nothing.
+        let other = FlowCookie::new(&[2; 32], true).unwrap();
+        assert!(other.read(&cookie_header(&set)).is_none());
+        let value = text.split(';').next().unwrap().split_once('=').unwrap().1;
+        let mut bytes = crate::b64::decode(value.as_bytes()).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(cookie.open(&crate::b64::encode(&bytes)).is_none());
+        assert!(cookie.open(&value[..10]).is_none());
+        let plain_http = FlowCookie::new(&[1; 32], false).unwrap();
+        assert!(
+            plain_http.open(value).is_none(),
+            "sealed for the __Host- name only"
+        );
+        assert!(cookie.clear().to_str().unwrap().contains("Max-Age=0"));
+    }
+
+    /// OpenID Connect Core §3.1.3.6's worked example.
+    #[test]
+    fn at_hash_matches_the_specifications_example() {
+        assert_eq!(
+            at_hash("RS256", "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y").as_deref(),
+            Some("77QmUPtjPfzWtF2AnpK9RQ")
+        );
+        assert_eq!(at_hash("none", "x"), None);
+    }
+}
