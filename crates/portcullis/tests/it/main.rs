@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod middleware;
+#[cfg(feature = "remote")]
+mod oidc_client;
 mod properties;
 mod regressions;
 #[cfg(feature = "remote")]
