@@ -689,6 +689,56 @@ on_each_store! {
     }
 }
 
+on_each_store! {
+    async fn a_code_replayed_on_another_instance_ends_the_grant_on_the_first(url, dir) {
+        // Two instances on one database, as behind a load balancer.
+        let a = TestServer::start(config(&url)).await.keep_dir(dir);
+        let b = TestServer::start(config(&url)).await;
+        assert_eq!(a.signup("finn", PASSWORD).await.status(), 201);
+        let (id, secret) = register(&url, &["twin", "--first-party", "--scope", "openid", "--redirect-uri", CB]);
+        let secret = secret.unwrap();
+        let (other, other_secret) = register(&url, &["other-app", "--scope", "openid", "--redirect-uri", "https://other.example/cb"]);
+        let mut browser = Browser::new();
+        let (verifier, challenge) = pkce();
+        let r = browser.get(&authorize_url(&a, &[
+            ("response_type", "code"), ("client_id", &id), ("redirect_uri", CB),
+            ("code_challenge", &challenge), ("code_challenge_method", "S256"),
+        ])).await;
+        let r = sign_in(&mut browser, &a, &location(&r), "finn").await;
+        let code = query(&location(&r))["code"].clone();
+        let exchange = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CB), ("code_verifier", verifier.as_str())];
+        // Another client cannot redeem it (and that uses it up: the code is tried once).
+        let mut stolen = exchange.to_vec();
+        stolen[2] = ("redirect_uri", "https://other.example/cb");
+        let (status, body) = token(&b, Some((&other, other_secret.as_deref().unwrap())), &stolen).await;
+        assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_grant")));
+        let (status, _) = token(&a, Some((&id, &secret)), &exchange).await;
+        assert_eq!(status, 400, "used up by the attempt");
+
+        // A fresh code: redeemed on A, replayed on B.
+        let (verifier, challenge) = pkce();
+        let r = browser.get(&authorize_url(&a, &[
+            ("response_type", "code"), ("client_id", &id), ("redirect_uri", CB),
+            ("code_challenge", &challenge), ("code_challenge_method", "S256"),
+        ])).await;
+        let code = query(&location(&r))["code"].clone();
+        let exchange = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CB), ("code_verifier", verifier.as_str())];
+        let (status, first) = token(&a, Some((&id, &secret)), &exchange).await;
+        assert_eq!(status, 200);
+        let access = first["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(userinfo(&a, &access).await.0, 200);
+        let (status, _) = token(&b, Some((&id, &secret)), &exchange).await;
+        assert_eq!(status, 400);
+        // B revoked the grant; A hears of it through the event log within the bound.
+        crate::support::eventually("the first instance refuses the replayed code's tokens", || async {
+            userinfo(&a, &access).await.0 == 401
+        })
+        .await;
+        b.stop().await;
+        a.stop().await;
+    }
+}
+
 /// The discovery document lists exactly what the server does.
 #[tokio::test]
 async fn discovery_lists_the_endpoints_and_only_s256() {
