@@ -55,6 +55,25 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The largest metadata document or key set read (real ones are a few KiB).
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// A response body as text, refused once it passes `cap` bytes (a hostile or broken
+/// endpoint cannot make us buffer without end; a timeout alone bounds time, not size).
+pub(crate) async fn read_capped(mut r: reqwest::Response, cap: usize) -> Result<String, String> {
+    if r.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(format!("the answer is larger than {cap} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(|e| chain(&e))? {
+        if body.len() + chunk.len() > cap {
+            return Err(format!("the answer is larger than {cap} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "the answer is not UTF-8".to_owned())
+}
+
 /// A [`JwksFetcher`] on reqwest: 10 s timeouts, rustls with aws-lc-rs, the system's
 /// trusted roots, no redirects (metadata and keys are fetched from where they are said
 /// to be).
@@ -117,10 +136,9 @@ impl JwksFetcher for HttpFetcher {
                 .get("cache-control")
                 .and_then(|v| v.to_str().ok())
                 .and_then(max_age);
-            let body = r
-                .text()
+            let body = read_capped(r, MAX_DOCUMENT_BYTES)
                 .await
-                .map_err(|e| format!("{url}: {}", chain(&e)))?;
+                .map_err(|e| format!("{url}: {e}"))?;
             Ok(Fetched { body, max_age: age })
         })
     }
@@ -247,7 +265,7 @@ impl RemoteBearer {
 
 /// Refreshes the keys when they go stale, so that requests find them fresh; ends when
 /// the last [`Bearer`] using them is dropped.
-async fn refresh_in_background(remote: Weak<RemoteJwks>) {
+pub(crate) async fn refresh_in_background(remote: Weak<RemoteJwks>) {
     loop {
         let Some(due) = remote.upgrade().map(|r| r.refresh_due_in()) else {
             return;

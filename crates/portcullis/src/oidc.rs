@@ -46,7 +46,11 @@
 //!   not an access token's, `nonce` equal to the cookie's, and `at_hash` when present.
 //!
 //! Everything that reaches the provider is https, except on loopback addresses
-//! (development and tests), as [`crate::remote::discover`] requires.
+//! (development and tests): the issuer, the endpoints its metadata names (the
+//! authorization, token, logout and key endpoints), and this client's redirect URI.
+//! Answers are read up to a size cap. The provider's keys are refreshed in the
+//! background as their `Cache-Control` says, and refetched once for a new kid; a
+//! symmetric key in its JWKS is ignored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +97,8 @@ pub enum OidcError {
     /// promised one.
     #[error("the authorization response is not from this provider's issuer")]
     IssuerMismatch,
-    /// The token endpoint refused the code or answered something unusable.
+    /// The token endpoint refused the code (`invalid_grant`: used, expired, or not
+    /// this client's) or answered something unusable.
     #[error("the token endpoint: {0}")]
     Token(String),
     /// The ID token failed a check.
@@ -106,7 +111,13 @@ impl OidcError {
     /// or replayed callback, another tab's flow): say "sign in again"; false for
     /// failures of the provider or the configuration: log them loudly.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, OidcError::Provider { .. } | OidcError::Flow(_))
+        match self {
+            OidcError::Provider { .. } | OidcError::Flow(_) => true,
+            // A callback used twice (a double click, a reload after a lost answer): the
+            // code is spent, the person signs in again.
+            OidcError::Token(error) => error == "invalid_grant",
+            _ => false,
+        }
     }
 }
 
@@ -169,7 +180,8 @@ impl OidcClientBuilder {
     }
 
     /// The HTTP client for the token endpoint (default: the one [`HttpFetcher`]
-    /// builds: rustls, 10 s timeouts, no redirects).
+    /// builds: rustls, 10 s timeouts, no redirects). Yours must not follow redirects:
+    /// a 307 would post the code and the PKCE verifier wherever it points.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
         self
@@ -210,10 +222,20 @@ impl OidcClientBuilder {
             .token_endpoint
             .clone()
             .ok_or_else(|| OidcError::Config(format!("{} has no token_endpoint", self.issuer)))?;
-        if !is_https_or_loopback(&authorization_endpoint) {
-            return Err(OidcError::Config(format!(
-                "the authorization_endpoint {authorization_endpoint:?} is not https"
-            )));
+        for (name, endpoint) in [
+            ("authorization_endpoint", Some(&authorization_endpoint)),
+            (
+                "end_session_endpoint",
+                metadata.end_session_endpoint.as_ref(),
+            ),
+        ] {
+            if let Some(endpoint) = endpoint
+                && !is_https_or_loopback(endpoint)
+            {
+                return Err(OidcError::Config(format!(
+                    "the {name} {endpoint:?} is not https"
+                )));
+            }
         }
         if !metadata.code_challenge_methods_supported.is_empty()
             && !metadata
@@ -249,10 +271,15 @@ impl OidcClientBuilder {
                 url: metadata.jwks_uri.clone(),
                 reason,
             })?;
-        let secure = self.redirect_uri.starts_with("https://");
+        tokio::spawn(crate::http::refresh_in_background(Arc::downgrade(&jwks)));
+        // The scheme as a URL parser reads it (`HTTPS://` is https too).
+        let secure = url::Url::parse(&self.redirect_uri).is_ok_and(|u| u.scheme() == "https");
+        // What the flow cookie is bound to: a cookie sealed for another client or
+        // provider (sharing the key) does not open here.
+        let binding = format!("{}\n{}\n{}", self.issuer, self.client_id, self.redirect_uri);
         Ok(OidcClient {
             inner: Arc::new(Inner {
-                cookie: FlowCookie::new(&key, secure)?,
+                cookie: FlowCookie::new(&key, secure, binding)?,
                 issuer: self.issuer,
                 client_id: self.client_id,
                 client_secret: self.client_secret,
@@ -302,7 +329,6 @@ impl std::fmt::Debug for OidcClient {
 }
 
 /// A sign-in begun: send the browser to `location` with `set_cookie`.
-#[derive(Debug)]
 pub struct Begun {
     /// The authorization request (answer `303 See Other` with it).
     pub location: String,
@@ -310,8 +336,7 @@ pub struct Begun {
     pub set_cookie: HeaderValue,
 }
 
-/// A sign-in completed.
-#[derive(Debug)]
+/// A sign-in completed. `Debug` shows who, never the tokens.
 pub struct SignedIn {
     /// The ID token's claims (`sub` is the person at this provider).
     pub claims: Claims,
@@ -325,6 +350,21 @@ pub struct SignedIn {
     pub return_to: String,
     /// Clears the flow cookie: add it to the answer.
     pub clear_cookie: HeaderValue,
+}
+
+impl std::fmt::Debug for Begun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Begun").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedIn")
+            .field("sub", &self.claims.sub)
+            .field("return_to", &self.return_to)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the flow cookie holds (sealed).
@@ -357,7 +397,7 @@ fn local_path(return_to: &str) -> bool {
         && !return_to
             .bytes()
             .any(|b| b == b'\\' || b.is_ascii_control())
-        && return_to.len() <= 2048
+        && return_to.len() <= 512
 }
 
 impl OidcClient {
@@ -501,10 +541,9 @@ impl OidcClient {
             .await
             .map_err(|e| OidcError::Token(crate::http::chain(&e)))?;
         let status = r.status();
-        let text = r
-            .text()
+        let text = crate::http::read_capped(r, 64 * 1024)
             .await
-            .map_err(|e| OidcError::Token(crate::http::chain(&e)))?;
+            .map_err(OidcError::Token)?;
         if !status.is_success() {
             let error = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
@@ -559,17 +598,20 @@ impl OidcClient {
         if !nonce_ok {
             return Err(OidcError::IdToken("the nonce is not this sign-in's".into()));
         }
-        if let Some(Audience::Many(audiences)) = &claims.aud
-            && audiences.len() > 1
-            && claims.extra.get("azp").and_then(|a| a.as_str()) != Some(i.client_id.as_str())
+        // `azp`, when present, must be this client; with other audiences it must be
+        // present.
+        let azp = claims.extra.get("azp");
+        let several = matches!(&claims.aud, Some(Audience::Many(a)) if a.len() > 1);
+        if (azp.is_some() || several) && azp.and_then(|a| a.as_str()) != Some(i.client_id.as_str())
         {
-            return Err(OidcError::IdToken(
-                "several audiences and azp is not this client".into(),
-            ));
+            return Err(OidcError::IdToken("azp is not this client".into()));
         }
-        if let Some(expected) = claims.extra.get("at_hash").and_then(|h| h.as_str()) {
+        if let Some(expected) = claims.extra.get("at_hash") {
             let alg = verified.header().alg.as_str();
-            if at_hash(alg, &tokens.access_token).as_deref() != Some(expected) {
+            let matches = expected
+                .as_str()
+                .is_some_and(|e| at_hash(alg, &tokens.access_token).as_deref() == Some(e));
+            if !matches {
                 return Err(OidcError::IdToken(
                     "at_hash does not match the access token".into(),
                 ));
@@ -607,11 +649,19 @@ struct FlowCookie {
     key: RandomizedNonceKey,
     name: &'static str,
     secure: bool,
+    /// Associated data: the cookie's name, the issuer, the client and its redirect URI.
+    aad: Vec<u8>,
 }
 
 impl FlowCookie {
-    fn new(key: &[u8; 32], secure: bool) -> Result<FlowCookie, OidcError> {
+    fn new(key: &[u8; 32], secure: bool, binding: String) -> Result<FlowCookie, OidcError> {
+        let name = if secure {
+            "__Host-portcullis_oidc"
+        } else {
+            "portcullis_oidc"
+        };
         Ok(FlowCookie {
+            aad: format!("{name}\n{binding}").into_bytes(),
             key: RandomizedNonceKey::new(&AES_256_GCM, key)
                 .map_err(|_| OidcError::Config("flow_key".into()))?,
             // `__Host-`: only this origin, only over https, only Path=/. Plain http
@@ -636,6 +686,12 @@ impl FlowCookie {
 
     fn set(&self, flow: &Flow) -> Result<HeaderValue, OidcError> {
         let value = self.seal(flow)?;
+        // Browsers drop a cookie over 4 KiB; `return_to` is capped well below that.
+        if value.len() > 3000 {
+            return Err(OidcError::Config(
+                "the flow cookie would be too large".into(),
+            ));
+        }
         self.header(&value, FLOW_LIFETIME.as_secs())
     }
 
@@ -649,7 +705,7 @@ impl FlowCookie {
             serde_json::to_vec(flow).map_err(|e| OidcError::Config(format!("flow: {e}")))?;
         let nonce = self
             .key
-            .seal_in_place_append_tag(Aad::from(self.name.as_bytes()), &mut data)
+            .seal_in_place_append_tag(Aad::from(self.aad.as_slice()), &mut data)
             .map_err(|_| OidcError::Config("sealing the flow cookie failed".into()))?;
         let mut out = nonce.as_ref().to_vec();
         out.extend_from_slice(&data);
@@ -665,21 +721,26 @@ impl FlowCookie {
         let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(self.name.as_bytes()), &mut data)
+            .open_in_place(nonce, Aad::from(self.aad.as_slice()), &mut data)
             .ok()?;
         serde_json::from_slice(plain).ok()
     }
 
-    /// The flow of the first cookie of this name that opens.
+    /// The flow of the one cookie of this name; none when there are several (a cookie
+    /// planted beside ours, from a sibling subdomain, must not choose which counts).
     fn read(&self, headers: &HeaderMap) -> Option<Flow> {
         let prefix = format!("{}=", self.name);
-        headers
+        let mut values = headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().strip_prefix(prefix.as_str()))
-            .find_map(|value| self.open(value))
+            .filter_map(|c| c.trim().strip_prefix(prefix.as_str()));
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        self.open(value)
     }
 }
 
@@ -750,7 +811,7 @@ mod tests {
 
     #[test]
     fn the_flow_cookie_opens_only_with_its_key_and_unchanged() {
-        let cookie = FlowCookie::new(&[1; 32], true).unwrap();
+        let cookie = FlowCookie::new(&[1; 32], true, "b".into()).unwrap();
         let set = cookie.set(&flow()).unwrap();
         let text = set.to_str().unwrap();
         assert!(
@@ -765,7 +826,7 @@ mod tests {
             ("state", "verifier", 100)
         );
         // Another key, a flipped byte, a truncated value, another cookie's name: nothing.
-        let other = FlowCookie::new(&[2; 32], true).unwrap();
+        let other = FlowCookie::new(&[2; 32], true, "b".into()).unwrap();
         assert!(other.read(&cookie_header(&set)).is_none());
         let value = text.split(';').next().unwrap().split_once('=').unwrap().1;
         let mut bytes = crate::b64::decode(value.as_bytes()).unwrap();
@@ -773,11 +834,24 @@ mod tests {
         bytes[last] ^= 1;
         assert!(cookie.open(&crate::b64::encode(&bytes)).is_none());
         assert!(cookie.open(&value[..10]).is_none());
-        let plain_http = FlowCookie::new(&[1; 32], false).unwrap();
+        let plain_http = FlowCookie::new(&[1; 32], false, "b".into()).unwrap();
         assert!(
             plain_http.open(value).is_none(),
             "sealed for the __Host- name only"
         );
+        let other_client = FlowCookie::new(&[1; 32], true, "c".into()).unwrap();
+        assert!(
+            other_client.open(value).is_none(),
+            "sealed for one client only"
+        );
+        // Two cookies of the name (one planted from a sibling site): neither counts.
+        let mut two = cookie_header(&set);
+        let again = cookie.set(&flow()).unwrap();
+        two.append(
+            header::COOKIE,
+            HeaderValue::from_str(again.to_str().unwrap().split(';').next().unwrap()).unwrap(),
+        );
+        assert!(cookie.read(&two).is_none());
         assert!(cookie.clear().to_str().unwrap().contains("Max-Age=0"));
     }
 

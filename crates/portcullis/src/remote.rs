@@ -351,8 +351,16 @@ impl RemoteJwks {
         let now = self.clock.now();
         self.state().last_attempt = Some(now);
         let fetched = self.fetcher.fetch(&self.url).await?;
-        let keys =
-            KeySet::from_jwks_json(&fetched.body).map_err(|e| format!("{}: {e}", self.url))?;
+        let mut jwks = crate::keys::Jwks::from_json(&fetched.body)
+            .map_err(|e| format!("{}: {e}", self.url))?;
+        // A published key set holds public keys. A symmetric (`oct`) key in it is a
+        // secret anyone can read, and trusting it would let anyone sign: left out.
+        let before = jwks.keys.len();
+        jwks.keys.retain(|k| k.kty != "oct");
+        if jwks.keys.len() != before {
+            tracing::warn!(url = %self.url, "the JWKS publishes a symmetric (oct) key; it is ignored");
+        }
+        let keys = KeySet::from_jwks(&jwks).map_err(|e| format!("{}: {e}", self.url))?;
         self.verifier.set_keys(keys);
         let ttl = fetched
             .max_age

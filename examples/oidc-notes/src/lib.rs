@@ -27,7 +27,7 @@ use portcullis::session::{MemorySessionStore, SessionConfig, Sessions};
 use serde::Deserialize;
 
 /// The command line (each also from the environment).
-#[derive(Clone, Debug, clap::Parser)]
+#[derive(Clone, clap::Parser)]
 pub struct Args {
     /// Where to listen.
     #[arg(long, env = "NOTES_BIND", default_value = "127.0.0.1:4000")]
@@ -48,6 +48,17 @@ pub struct Args {
     /// instance needs the same. Random at each start when not given (one instance).
     #[arg(long, env = "NOTES_FLOW_KEY", hide_env_values = true)]
     pub flow_key: Option<String>,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args")
+            .field("bind", &self.bind)
+            .field("url", &self.url)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running application.
@@ -215,6 +226,16 @@ async fn callback(State(app): State<App>, headers: HeaderMap, uri: axum::http::U
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    // A browser signing in again leaves its previous session here: it ends.
+    if let Ok(Some(previous)) = app.sessions.lookup(&headers).await {
+        let _ = app
+            .sessions
+            .end(previous.id(), &previous.record().subject)
+            .await;
+        if let Ok(mut people) = app.people.lock() {
+            people.remove(previous.id());
+        }
+    }
     let started = match app.sessions.start(&sub, "", label).await {
         Ok(started) => started,
         Err(e) => return failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -256,10 +277,17 @@ async fn logout(
         .lock()
         .ok()
         .and_then(|mut p| p.remove(session.id()));
-    let _ = app
+    if let Err(e) = app
         .sessions
         .end(session.id(), &session.record().subject)
-        .await;
+        .await
+    {
+        tracing::warn!(error = %e, "ending the session failed");
+        return failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Signing out failed. Try again.",
+        );
+    }
     // Signed out here; now at the provider too, which sends the browser back home.
     let to = person
         .and_then(|p| {

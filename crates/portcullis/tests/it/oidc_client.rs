@@ -32,6 +32,11 @@ enum Twist {
     AccessTokenTyp,
     Refuse,
     NewKey,
+    ForeignKey,
+    Issuer,
+    Expired,
+    NoNonce,
+    AzpOther,
 }
 
 struct Provider {
@@ -98,6 +103,8 @@ async fn token(
     if headers["authorization"] != format!("Basic {basic}").as_str()
         || challenge != *p.challenge.lock().unwrap()
         || form["grant_type"] != "authorization_code"
+        || form["code"] != "the-code"
+        || form["redirect_uri"] != "http://127.0.0.1:9/callback"
         || twist == Twist::Refuse
     {
         return (
@@ -135,19 +142,42 @@ async fn token(
             }
             .into(),
         ))
-        .issuer(&p.url)
+        .issuer(if twist == Twist::Issuer {
+            "https://issuer.invalid".to_owned()
+        } else {
+            p.url.clone()
+        })
         .subject("person-1")
-        .issued_at(NOW)
-        .expires_at(NOW + 300)
-        .claim("nonce", nonce)
+        .issued_at(if twist == Twist::Expired {
+            NOW - 1000
+        } else {
+            NOW
+        })
+        .expires_at(if twist == Twist::Expired {
+            NOW - 700
+        } else {
+            NOW + 300
+        })
         .claim("at_hash", at_hash)
         .claim("preferred_username", "nora");
+    if twist != Twist::NoNonce {
+        id = id.claim("nonce", nonce);
+    }
+    if twist == Twist::AzpOther {
+        id = id.claim("azp", "another-client");
+    }
     id = match twist {
         Twist::Audience => id.audience("another-client"),
         Twist::TwoAudiencesNoAzp => id.claim("aud", json!([CLIENT, "another-client"])),
         _ => id.audience(CLIENT),
     };
-    let id_token = id.sign(&p.keys.lock().unwrap()[0]).unwrap();
+    let id_token = if twist == Twist::ForeignKey {
+        // The same kid, another key: what a forger would send.
+        id.sign(&SigningKey::generate(Algorithm::ES256, Some("k1".into())).unwrap())
+            .unwrap()
+    } else {
+        id.sign(&p.keys.lock().unwrap()[0]).unwrap()
+    };
     (
         StatusCode::OK,
         axum::Json(
@@ -284,10 +314,15 @@ async fn a_sign_in_completes_and_each_check_refuses_on_its_own() {
     // The ID token's parts, each twisted alone.
     for twist in [
         Twist::Nonce,
+        Twist::NoNonce,
         Twist::Audience,
         Twist::TwoAudiencesNoAzp,
+        Twist::AzpOther,
         Twist::AtHash,
         Twist::AccessTokenTyp,
+        Twist::ForeignKey,
+        Twist::Issuer,
+        Twist::Expired,
     ] {
         *p.twist.lock().unwrap() = twist;
         let (headers, state) = begin(&p, &oidc);
@@ -308,6 +343,16 @@ async fn a_sign_in_completes_and_each_check_refuses_on_its_own() {
         matches!(e, OidcError::Token(ref t) if t == "invalid_grant"),
         "{e}"
     );
+    assert!(e.is_user_error(), "a spent code: sign in again");
+    // Two flow cookies (one planted beside ours): neither is trusted.
+    *p.twist.lock().unwrap() = Twist::None;
+    let (mut headers, state) = begin(&p, &oidc);
+    let (planted, _) = begin(&p, &oidc);
+    headers.append(header::COOKIE, planted[header::COOKIE].clone());
+    assert!(matches!(
+        oidc.complete(&headers, &callback(&p, &state)).await,
+        Err(OidcError::Flow(_))
+    ));
 
     // A key the provider rotated in after this client started: fetched, accepted.
     *p.twist.lock().unwrap() = Twist::NewKey;
@@ -347,7 +392,7 @@ async fn a_client_needs_an_https_redirect_uri_and_a_flow_key_and_takes_no_iss_fr
     let oidc = client(&p, Arc::new(ManualClock::new(NOW))).await;
     let (headers, state) = begin(&p, &oidc);
     assert!(
-        oidc.complete(&headers, &format!("code=c&state={state}"))
+        oidc.complete(&headers, &format!("code=the-code&state={state}"))
             .await
             .is_ok()
     );
