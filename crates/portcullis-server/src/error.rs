@@ -231,7 +231,7 @@ pub enum Failure {
 /// The one layer every answer passes on its way out (one step on the hot path, not
 /// two): failures are logged here, once (not in `IntoResponse`), and error answers
 /// that are not ours yet get the JSON shape ([`json_errors`]).
-pub async fn finish(response: Response) -> Response {
+pub fn finish(response: Response) -> Response {
     if response.status().is_success() {
         return response;
     }

@@ -273,10 +273,12 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     })
 }
 
-/// The router with its layers: body limit, request timeout, failures logged once and
-/// JSON error bodies for the answers layers and the router give (405, 408, 413),
-/// request ids, tracing.
-pub fn app(state: AppState) -> Router {
+/// The application: the router, and around it (outside it, so that they wrap each
+/// request once, not each route with a box of its own) the layers every request
+/// passes: the request context (id, span, failures logged once, JSON error bodies for
+/// what layers and the router answer: 405, 408, 413), the whole-request timeout and the
+/// body limit.
+pub fn app(state: AppState) -> App {
     let limit = state.0.config.max_body_bytes;
     let timeout = state.0.config.request_timeout;
     let observed = state.0.config.metrics_bind.is_some();
@@ -288,15 +290,45 @@ pub fn app(state: AppState) -> Router {
     } else {
         router
     };
-    router
-        .layer(RequestBodyLimitLayer::new(limit))
+    tower::ServiceBuilder::new()
+        .layer(RequestContextLayer)
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        // Request id, span, the answer's id and `finish`: one layer, not four (each
-        // tower-http layer wraps the request, the answer and its body once more).
-        .layer(axum::middleware::from_fn(request_context))
+        .map_response(into_axum_body as fn(_) -> _)
+        .layer(RequestBodyLimitLayer::new(limit))
+        .service(router)
+}
+
+/// What [`app`] builds: the router inside the layers every request passes.
+pub type App = RequestContext<
+    tower_http::timeout::Timeout<
+        tower::util::MapResponse<
+            tower_http::limit::RequestBodyLimit<Router>,
+            fn(
+                axum::http::Response<tower_http::limit::ResponseBody<axum::body::Body>>,
+            ) -> axum::response::Response,
+        >,
+    >,
+>;
+
+fn into_axum_body(
+    response: axum::http::Response<tower_http::limit::ResponseBody<axum::body::Body>>,
+) -> axum::response::Response {
+    response.map(axum::body::Body::new)
+}
+
+/// The request-context layer: see [`RequestContext`].
+#[derive(Clone, Copy, Debug)]
+pub struct RequestContextLayer;
+
+impl<S> tower::Layer<S> for RequestContextLayer {
+    type Service = RequestContext<S>;
+
+    fn layer(&self, inner: S) -> RequestContext<S> {
+        RequestContext { inner }
+    }
 }
 
 /// Gives the request an id (the caller's `x-request-id`, else a random UUID), runs it
@@ -308,35 +340,88 @@ pub fn app(state: AppState) -> Router {
 /// `finish` logs with the id; a span for each of them cost more than the rest of a
 /// bearer request's own work, so theirs is `debug` (`RUST_LOG=debug` brings it back).
 /// The path only, never the query: query strings may carry secrets.
-async fn request_context(
-    mut request: axum::http::Request<axum::body::Body>,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use tracing::Instrument as _;
-    let id = match request.headers().get(REQUEST_ID) {
-        Some(id) => id.clone(),
-        None => {
-            let id = random_uuid();
-            request.headers_mut().insert(REQUEST_ID, id.clone());
-            id
+///
+/// A tower service of our own rather than `axum::middleware::from_fn`, which boxes
+/// the rest of the stack and clones it on every request.
+#[derive(Clone, Debug)]
+pub struct RequestContext<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for RequestContext<S>
+where
+    S: tower::Service<
+            axum::http::Request<B>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        >,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = ContextFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        use tracing::Instrument as _;
+        let id = match request.headers().get(REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = random_uuid();
+                request.headers_mut().insert(REQUEST_ID, id.clone());
+                id
+            }
+        };
+        let read = matches!(
+            *request.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        let shown = id.to_str().unwrap_or("-");
+        let span = if !read {
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %shown)
+        } else if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %shown)
+        } else {
+            tracing::Span::none()
+        };
+        ContextFuture {
+            inner: self.inner.call(request).instrument(span),
+            id: Some(id),
         }
-    };
-    let read = matches!(
-        *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    );
-    let shown = id.to_str().unwrap_or("-");
-    let mut response = if !read {
-        let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %shown);
-        next.run(request).instrument(span).await
-    } else if tracing::enabled!(tracing::Level::DEBUG) {
-        let span = tracing::debug_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %shown);
-        next.run(request).instrument(span).await
-    } else {
-        next.run(request).await
-    };
-    response.headers_mut().insert(REQUEST_ID, id);
-    crate::error::finish(response).await
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of [`RequestContext`]: the inner answer, with its id and `finish`.
+    pub struct ContextFuture<F> {
+        #[pin]
+        inner: tracing::instrument::Instrumented<F>,
+        id: Option<HeaderValue>,
+    }
+}
+
+impl<F> std::future::Future for ContextFuture<F>
+where
+    F: std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>>,
+{
+    type Output = Result<axum::response::Response, std::convert::Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut response) = std::task::ready!(this.inner.poll(cx));
+        if let Some(id) = this.id.take() {
+            response.headers_mut().insert(REQUEST_ID, id);
+        }
+        std::task::Poll::Ready(Ok(crate::error::finish(response)))
+    }
 }
 
 /// The request id header.

@@ -12,7 +12,7 @@
 //! - **`idle_timeout`**: a connection on which no byte moves either way for this long
 //!   is closed, whatever its state (a body that stops arriving, a client that stops
 //!   reading the answer);
-//! - the whole-request timeout is a tower layer (`startup::app`).
+//! - the whole-request timeout is a tower layer around the router (`startup::app`).
 //!
 //! Graceful shutdown: on the signal the listener stops accepting, and every connection
 //! finishes the request it is serving, then closes.
@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -53,12 +52,22 @@ connection: close\r\ncontent-length: 97\r\n\r\n\
 
 /// Serves `app` on `listener` until `stop` turns true, then waits for the requests in
 /// flight.
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    S: tower::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
