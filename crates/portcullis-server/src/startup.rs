@@ -333,7 +333,7 @@ impl<S> tower::Layer<S> for RequestContextLayer {
 
 /// Gives the request an id (the caller's `x-request-id`, else a random UUID), runs it
 /// in a span that carries the id, puts the id on the answer, and passes the answer
-/// through [`crate::error::finish`] (which logs refusals and failures with the id).
+/// through `error::finish` (which logs refusals and failures with the id).
 ///
 /// State-changing requests get an `info` span, so every line they log carries their
 /// id. Reads (`GET`, `HEAD`) log nothing at `info` but a refusal or a failure, which
