@@ -144,6 +144,27 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for CookieSession {
     }
 }
 
+/// The session a form was posted in, its synchronizer token checked: `Ok(None)` when
+/// the request is in no cookie session (nobody is signed in), `Err` when the layer
+/// refused it or the token is not the session's (403). The one check behind every form
+/// a signed-in person posts (the account page's, the consent page's, the logout
+/// confirmation's).
+pub(super) fn form_session(
+    signed_in: Result<Option<CookieSession>, ApiError>,
+    csrf_token: &str,
+) -> Result<Option<Identity>, ApiError> {
+    let Some(CookieSession(identity)) = signed_in? else {
+        return Ok(None);
+    };
+    let Some(session) = identity.session() else {
+        return Ok(None);
+    };
+    session
+        .check_csrf_token(csrf_token)
+        .map_err(ApiError::Auth)?;
+    Ok(Some(identity))
+}
+
 /// A user's live API logins (refresh families), most recently used first.
 pub(super) async fn api_logins(
     state: &AppState,

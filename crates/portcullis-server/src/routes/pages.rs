@@ -507,18 +507,12 @@ async fn account_form(
     signed_in: Option<CookieSession>,
     request: Request,
 ) -> Result<Option<portcullis::strategy::Identity>, ApiError> {
-    let Some(CookieSession(identity)) = signed_in else {
+    if signed_in.is_none() {
         return Ok(None);
-    };
+    }
     let (parts, body): (Parts, Body) = request.into_parts();
     let TokenForm { csrf_token } = read_form(parts, body).await?;
-    let Some(session) = identity.session() else {
-        return Ok(None);
-    };
-    session
-        .check_csrf_token(&csrf_token)
-        .map_err(ApiError::Auth)?;
-    Ok(Some(identity))
+    super::cookie::form_session(Ok(signed_in), &csrf_token)
 }
 
 /// Pages answer in HTML, also when the `AuthLayer` in front of them refuses a request

@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use super::redirect;
 use crate::error::ApiError;
-use crate::routes::cookie::{CookieSession, read_form};
+use crate::routes::cookie::{CookieSession, form_session, read_form};
 use crate::routes::pages::{error_box, layout, page, page_with_form_target};
 use crate::state::AppState;
 
@@ -421,17 +421,14 @@ pub async fn authorize_decision(
         Ok(request) => request,
         Err(refusal) => return refused(&state, refusal),
     };
-    let identity = match signed_in {
-        Ok(Some(CookieSession(identity))) => identity,
+    let identity = match form_session(signed_in, &form.csrf_token) {
+        Ok(Some(identity)) => identity,
         Ok(None) => return to_login(&request),
         Err(e) => return crate::routes::pages::refused(e),
     };
     let Some(session) = identity.session() else {
         return to_login(&request);
     };
-    if let Err(rejection) = session.check_csrf_token(&form.csrf_token) {
-        return crate::routes::pages::refused(ApiError::Auth(rejection));
-    }
     match form.decision.as_str() {
         "allow" => {}
         "deny" => {

@@ -23,7 +23,9 @@ use serde::Deserialize;
 use super::id_token::read_back;
 use super::redirect;
 use crate::error::ApiError;
-use crate::routes::cookie::{CookieSession, end_session as end_cookie_session, read_form};
+use crate::routes::cookie::{
+    CookieSession, end_session as end_cookie_session, form_session, read_form,
+};
 use crate::routes::pages::{error_box, layout, page, page_with_form_target};
 use crate::state::AppState;
 
@@ -250,17 +252,14 @@ pub async fn end_session_confirmed(
         Ok(d) => d,
         Err(page) => return page,
     };
-    let identity = match signed_in {
-        Ok(Some(CookieSession(identity))) => identity,
+    let identity = match form_session(signed_in, &form.csrf_token) {
+        Ok(Some(identity)) => identity,
         Ok(None) => return done(&destination, None),
         Err(e) => return crate::routes::pages::refused(e),
     };
     let Some(session) = identity.session() else {
         return done(&destination, None);
     };
-    if let Err(rejection) = session.check_csrf_token(&form.csrf_token) {
-        return crate::routes::pages::refused(ApiError::Auth(rejection));
-    }
     match end(&state, session).await {
         Ok(clear) => done(&destination, Some(clear)),
         Err(e) => crate::routes::pages::refused(e),
