@@ -495,6 +495,21 @@ on_each_store! {
         let r = browser.get(&format!("{}&pad={}", with(&[]), "y".repeat(9000))).await;
         assert_eq!(r.status(), 400, "a query over 8 KiB is shown, not redirected");
 
+        // The sign-in page goes back to authorization requests only: any other
+        // `return_to` is dropped from the page and ignored by the form.
+        for evil in ["https://evil.example/", "//evil.example/oauth/authorize?x", "/account"] {
+            let q: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("return_to", evil)
+                .finish();
+            let html = browser.get(&server.url(&format!("/login?{q}"))).await.text().await.unwrap();
+            assert!(!html.contains("name=\"return_to\""), "{evil}");
+            let mut stranger = Browser::new();
+            let r = stranger
+                .post(&server.url("/session/login"), &[("username", "bob"), ("password", PASSWORD), ("return_to", evil)])
+                .await;
+            assert_eq!((r.status().as_u16(), location(&r).as_str()), (303, "/account"), "{evil}");
+        }
+
         // Signed in, prompt=none without consent: consent_required, no code.
         let r = browser.get(&with(&[])).await;
         let consent = sign_in(&mut browser, &server, &location(&r), "bob").await;
