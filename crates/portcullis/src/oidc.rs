@@ -50,7 +50,7 @@
 //! authorization, token, logout and key endpoints), and this client's redirect URI.
 //! Answers are read up to a size cap. The provider's keys are refreshed in the
 //! background as their `Cache-Control` says, and refetched once for a new kid; a
-//! symmetric key in its JWKS is ignored.
+//! symmetric key in its JWKS is ignored, and an RSA key without `alg` is RS256.
 
 use std::sync::Arc;
 use std::time::Duration;

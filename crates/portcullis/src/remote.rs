@@ -360,6 +360,15 @@ impl RemoteJwks {
         if jwks.keys.len() != before {
             tracing::warn!(url = %self.url, "the JWKS publishes a symmetric (oct) key; it is ignored");
         }
+        // An RSA key must name its algorithm here (RS… or PS…: the same key, two
+        // algorithms). Some issuers leave `alg` off; for those the key is bound to
+        // RS256, the algorithm JWT issuers use when they name none (OpenID Connect's
+        // default), and a token of that key under any other algorithm is refused.
+        for key in &mut jwks.keys {
+            if key.kty == "RSA" && key.alg.is_none() {
+                key.alg = Some("RS256".to_owned());
+            }
+        }
         let keys = KeySet::from_jwks(&jwks).map_err(|e| format!("{}: {e}", self.url))?;
         self.verifier.set_keys(keys);
         let ttl = fetched
@@ -437,6 +446,52 @@ mod tests {
             Arc::new(clock.clone()),
         );
         (fake, remote, verifier, clock, key)
+    }
+
+    /// An issuer that leaves `alg` off its RSA keys (some do): the key is taken as
+    /// RS256, and only RS256.
+    #[tokio::test]
+    async fn an_rsa_key_without_alg_is_taken_as_rs256_only() {
+        let key = SigningKey::generate(Algorithm::RS256, Some("r1".into())).unwrap();
+        let mut jwk = key.verifying_key().unwrap().to_jwk().unwrap();
+        jwk.alg = None;
+        let body = format!(r#"{{"keys":[{}]}}"#, jwk.to_json());
+        let fake = Arc::new(Fake {
+            calls: AtomicUsize::new(0),
+            body: Mutex::new(Ok(body)),
+            max_age: None,
+        });
+        let clock = ManualClock::new(1_000_000);
+        let verifier = Arc::new(Verifier::new(
+            KeySet::default(),
+            Validation::builder()
+                .issuer("i")
+                .audience("a")
+                .clock(Arc::new(clock.clone()))
+                .build()
+                .unwrap(),
+        ));
+        let remote = RemoteJwks::new("https://i/jwks", fake, verifier.clone(), Arc::new(clock));
+        remote.refresh_if_stale().await.unwrap();
+        let token = crate::jwt::TokenBuilder::access_token("i", "a")
+            .subject("s")
+            .issued_at(1_000_000)
+            .sign(&key)
+            .unwrap();
+        assert!(verifier.verify(&token).is_ok());
+        // The same RSA key under PS256: refused, not tried.
+        let ps = SigningKey::from_pkcs8_pem(
+            &key.to_pkcs8_pem().unwrap(),
+            Some(Algorithm::PS256),
+            Some("r1".into()),
+        )
+        .unwrap();
+        let token = crate::jwt::TokenBuilder::access_token("i", "a")
+            .subject("s")
+            .issued_at(1_000_000)
+            .sign(&ps)
+            .unwrap();
+        assert!(verifier.verify(&token).is_err());
     }
 
     struct Docs(Vec<(&'static str, String)>);
