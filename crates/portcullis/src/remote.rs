@@ -494,6 +494,28 @@ mod tests {
         assert!(verifier.verify(&token).is_err());
     }
 
+    /// A symmetric key in a published key set is a secret anyone can read: it is
+    /// dropped, and a token signed with it is refused.
+    #[tokio::test]
+    async fn a_published_symmetric_key_is_ignored() {
+        let (fake, remote, verifier, _clock, key) = setup(None);
+        let secret =
+            SigningKey::from_hmac_secret(Algorithm::HS256, &[7; 32], Some("h1".into())).unwrap();
+        let body = format!(
+            r#"{{"keys":[{},{}]}}"#,
+            key.verifying_key().unwrap().to_jwk().unwrap().to_json(),
+            secret.to_jwk().unwrap().to_json()
+        );
+        *fake.body.lock().unwrap() = Ok(body);
+        remote.refresh_if_stale().await.unwrap();
+        assert_eq!(verifier.with_keys(|k| k.len()), 1);
+        let forged = crate::jwt::TokenBuilder::access_token("i", "a")
+            .subject("s")
+            .sign(&secret)
+            .unwrap();
+        assert!(verifier.verify(&forged).is_err());
+    }
+
     struct Docs(Vec<(&'static str, String)>);
 
     impl JwksFetcher for Docs {
