@@ -1196,7 +1196,16 @@ macro_rules! store_impl {
                     && row.code_challenge == x.challenge;
                 // The person, still enabled; the client, still enabled; and the session
                 // the person signed in with, not ended since (a sign-out within the
-                // code's minute ends what it would have started).
+                // code's minute ends what it would have started). The session's row is
+                // locked first, so a sign-out racing this exchange is ordered with it:
+                // before, and the code is refused; after, and the exchange came first
+                // (its grant, like every grant, outlives the sign-out: docs/oauth.md).
+                if matches {
+                    sqlx::query("UPDATE sessions SET revoked_at = revoked_at WHERE id = $1")
+                        .bind(&row.session_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let account: Option<(String, String)> = if matches {
                     sqlx::query_as(
                         "SELECT u.username, u.scope FROM users u \
