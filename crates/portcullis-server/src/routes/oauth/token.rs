@@ -86,6 +86,12 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Result<Re
         Public::Allowed,
     )
     .await?;
+    // The code and refresh grants are for clients that sign people in.
+    if matches!(grant, "authorization_code" | "refresh_token") && client.redirect_uris.is_empty() {
+        return Err(unauthorized(
+            "this client is registered for client_credentials only",
+        ));
+    }
     match grant {
         "authorization_code" => authorization_code(&state, &client, &form).await,
         "refresh_token" => refresh_token(&state, &client, &form).await,
@@ -184,11 +190,6 @@ async fn authorization_code(
     client: &Client,
     form: &TokenRequest,
 ) -> Result<Response, ApiError> {
-    if client.redirect_uris.is_empty() {
-        return Err(unauthorized(
-            "this client is registered for client_credentials only",
-        ));
-    }
     let code = form.code.as_deref().ok_or_else(|| missing("code"))?;
     let redirect_uri = form
         .redirect_uri
@@ -262,11 +263,6 @@ async fn refresh_token(
     client: &Client,
     form: &TokenRequest,
 ) -> Result<Response, ApiError> {
-    if client.redirect_uris.is_empty() {
-        return Err(unauthorized(
-            "this client is registered for client_credentials only",
-        ));
-    }
     let presented = form
         .refresh_token
         .as_deref()
