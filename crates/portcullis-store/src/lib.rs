@@ -2,10 +2,16 @@
 //! families, cookie sessions, signing keys and the event log that carries revocations
 //! and key changes to every instance.
 //!
-//! One [`Store`] trait, chosen at run time from the database URL ([`open`]), with one
-//! implementation per backend generated from the same SQL text (both accept `$n`
-//! placeholders, `RETURNING` and `ON CONFLICT`), and one conformance suite run against
-//! both (`tests/it/conformance.rs`).
+//! One [`Store`] trait, chosen at run time from the database URL ([`open`]), made of
+//! narrow traits, each implemented once for both backends by [`SqlStore`], generic
+//! over sqlx's `Database` (both accept `$n` placeholders, `RETURNING` and
+//! `ON CONFLICT`), and one conformance suite run against both (`tests/it/main.rs`).
+//!
+//! The store is an adapter: it reads and writes under the right locks. Every decision
+//! about what a read means (may this refresh token rotate, may this code start a
+//! grant, is this attempt admitted) is a pure function of the library
+//! (`portcullis::refresh`, `portcullis::grant`, `portcullis::throttle`), tested
+//! without a database.
 
 mod error;
 mod model;
@@ -17,10 +23,11 @@ use portcullis::session::SessionStore;
 
 pub use error::Error;
 pub use model::{
-    AuthCode, Client, CodeExchange, Consent, Event, EventKind, Exchanged, FamilyInfo,
-    IDENTITY_SCOPES, NewUser, Pruned, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange,
-    StoredKey, TokenHash, User, effective_scope,
+    AuthCode, Client, CodeExchange, Consent, Event, EventKind, Exchanged, FamilyInfo, NewUser,
+    Pruned, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange, StoredKey, TokenHash,
+    User,
 };
+pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
 pub use portcullis::throttle::{Admission, Attempt, Settlement};
 
@@ -321,4 +328,4 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, Error> {
     }
 }
 
-pub use sql::{NOTIFY_CHANNEL, PostgresStore, SqliteStore};
+pub use sql::{Backend, NOTIFY_CHANNEL, PostgresStore, SqlStore, SqliteStore};

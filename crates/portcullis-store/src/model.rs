@@ -403,32 +403,3 @@ pub struct Retention {
     /// A throttle counter with no attempt for this long is spent.
     pub throttle_idle: i64,
 }
-
-/// Scopes about who the person is (OpenID Connect), not what they may do: a client may
-/// be granted them whatever the account's own scope says.
-pub const IDENTITY_SCOPES: &[&str] = &["openid", "profile", "offline_access"];
-
-/// What a grant of `granted` is worth for an account whose scope is `account`: the
-/// identity scopes it names, and those of its other scopes the account still has, in
-/// `granted`'s order.
-pub fn effective_scope(granted: &str, account: &str) -> String {
-    granted
-        .split_whitespace()
-        .filter(|s| IDENTITY_SCOPES.contains(s) || account.split_whitespace().any(|a| a == *s))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_grant_keeps_identity_scopes_and_loses_what_the_account_lost() {
-        assert_eq!(effective_scope("openid read write", "read"), "openid read");
-        assert_eq!(effective_scope("profile admin", ""), "profile");
-        assert_eq!(effective_scope("", "read"), "");
-        // Nothing the account has beyond the grant is added.
-        assert_eq!(effective_scope("read", "read write admin"), "read");
-    }
-}

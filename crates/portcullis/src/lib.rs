@@ -99,6 +99,8 @@ pub mod clock;
 #[cfg(feature = "remote")]
 pub mod feed;
 mod flat_json;
+#[cfg(feature = "server")]
+pub mod grant;
 #[cfg(feature = "remote")]
 pub mod http;
 pub mod jwt;

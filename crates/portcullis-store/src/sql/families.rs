@@ -1,0 +1,394 @@
+//! Refresh-token families and logout everywhere: [`FamilyStore`].
+
+use portcullis::refresh::{Decision, FamilyView, decide};
+
+use super::{Backend, SqlStore, insert_event};
+use crate::{
+    Error, EventKind, FamilyInfo, FamilyStore, RevokedState, Rotation, RotationPolicy, TokenHash,
+};
+
+/// A family row as the rotation reads it.
+#[derive(sqlx::FromRow)]
+struct FamilyRow {
+    id: String,
+    user_id: String,
+    scope: String,
+    created_at: i64,
+    last_used_at: i64,
+    revoked_at: Option<i64>,
+    current_hash: Option<Vec<u8>>,
+    previous_hash: Option<Vec<u8>>,
+    rotated_at: Option<i64>,
+    disabled: bool,
+    client_id: Option<String>,
+}
+
+fn hash32(bytes: Option<&[u8]>) -> Option<[u8; 32]> {
+    bytes.and_then(|b| b.try_into().ok())
+}
+
+impl FamilyRow {
+    fn view(&self) -> FamilyView {
+        FamilyView {
+            revoked: self.revoked_at.is_some(),
+            user_disabled: self.disabled,
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            // A family without a live token (impossible after migration 0003) has
+            // nothing that matches: every token of it is reuse.
+            current: hash32(self.current_hash.as_deref()).unwrap_or([0; 32]),
+            previous: hash32(self.previous_hash.as_deref()).zip(self.rotated_at),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<DB> FamilyStore for SqlStore<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q [u8]>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> String: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Vec<u8>: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> i64: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> bool: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<String>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<i64>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<bool>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> &'r str: sqlx::ColumnIndex<DB::Row>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    async fn create_family(
+        &self,
+        family_id: &str,
+        user_id: &str,
+        token: &TokenHash,
+        label: &str,
+        now: i64,
+    ) -> Result<Option<String>, Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        let scope: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, current_hash, label) \
+             SELECT $1, id, scope, $3, $3, $4, $5 FROM users WHERE id = $2 AND NOT disabled \
+             RETURNING scope",
+        )
+        .bind(family_id)
+        .bind(user_id)
+        .bind(now)
+        .bind(&token.0[..])
+        .bind(label)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((scope,)) = scope else {
+            return Ok(None);
+        };
+        sqlx::query("INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES ($1, $2, $3)")
+            .bind(&token.0[..])
+            .bind(family_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(scope))
+    }
+
+    async fn rotate_for(
+        &self,
+        client: Option<&str>,
+        presented: &TokenHash,
+        next: &TokenHash,
+        now: i64,
+        policy: RotationPolicy,
+    ) -> Result<Rotation, Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        // Lock the family first (a write: the row lock in PostgreSQL, the write
+        // lock in SQLite), then read it: concurrent redemptions of any token of
+        // one family serialize here, and each decides on what the last one wrote.
+        sqlx::query(
+            "UPDATE refresh_families SET last_used_at = last_used_at \
+             WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $1)",
+        )
+        .bind(&presented.0[..])
+        .execute(&mut *tx)
+        .await?;
+        let family: Option<FamilyRow> = sqlx::query_as(
+            "SELECT f.id, f.user_id, f.scope, f.created_at, f.last_used_at, f.revoked_at, \
+             f.current_hash, f.previous_hash, f.rotated_at, u.disabled, f.client_id \
+             FROM refresh_tokens t \
+             JOIN refresh_families f ON f.id = t.family_id \
+             JOIN users u ON u.id = f.user_id \
+             WHERE t.hash = $1",
+        )
+        .bind(&presented.0[..])
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(family) = family else {
+            return Ok(Rotation::Refused);
+        };
+        // Another owner's token: not this caller's to redeem, nor to burn (a
+        // client presenting a stolen token must not revoke its owner's grant).
+        if family.client_id.as_deref() != client {
+            return Ok(Rotation::Refused);
+        }
+        let decision = decide(&presented.0, &family.view(), now, policy);
+        let retry = match decision {
+            // Dropping the transaction changes nothing.
+            Decision::Refuse => return Ok(Rotation::Refused),
+            Decision::Reuse => {
+                sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(&family.id)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_event(&mut tx, EventKind::FamilyRevoked, &family.id, now).await?;
+                tx.commit().await?;
+                return Ok(Rotation::ReuseDetected {
+                    family_id: family.id,
+                });
+            }
+            Decision::Rotate => false,
+            Decision::RetryWithinGrace => true,
+        };
+        sqlx::query("INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES ($1, $2, $3)")
+            .bind(&next.0[..])
+            .bind(&family.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        // The token that stops being live: the presented one on a rotation, the
+        // successor a retry replaces.
+        sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = $1 WHERE hash = $2 AND rotated_at IS NULL",
+        )
+        .bind(now)
+        .bind(family.current_hash.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        if retry {
+            sqlx::query(
+                "UPDATE refresh_families SET current_hash = $1, last_used_at = $2 WHERE id = $3",
+            )
+            .bind(&next.0[..])
+            .bind(now)
+            .bind(&family.id)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "UPDATE refresh_families SET current_hash = $1, previous_hash = $2, \
+                 rotated_at = $3, last_used_at = $3 WHERE id = $4",
+            )
+            .bind(&next.0[..])
+            .bind(&presented.0[..])
+            .bind(now)
+            .bind(&family.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Rotation::Rotated {
+            retry,
+            family_id: family.id,
+            user_id: family.user_id,
+            scope: family.scope,
+        })
+    }
+
+    async fn families_of(
+        &self,
+        user_id: &str,
+        now: i64,
+        policy: RotationPolicy,
+    ) -> Result<Vec<FamilyInfo>, Error> {
+        // The same bounds as `refresh::decide`: a family past either is over.
+        Ok(sqlx::query_as(
+            "SELECT id, label, created_at, last_used_at FROM refresh_families \
+             WHERE user_id = $1 AND revoked_at IS NULL \
+             AND last_used_at >= $2 AND created_at >= $3 \
+             ORDER BY last_used_at DESC, id",
+        )
+        .bind(user_id)
+        .bind(now.saturating_sub(policy.idle))
+        .bind(now.saturating_sub(policy.absolute))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn revoke_family(&self, user_id: &str, family_id: &str, now: i64) -> Result<bool, Error> {
+        self.revoke_owned_family(
+            "UPDATE refresh_families SET revoked_at = $1 \
+             WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING id",
+            user_id,
+            family_id,
+            now,
+        )
+        .await
+    }
+
+    async fn revoke_family_of(&self, token: &TokenHash, now: i64) -> Result<Option<String>, Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        // The write first (it takes the lock before anything is read, so SQLite
+        // never has to upgrade a read snapshot), then what it found.
+        sqlx::query(
+            "UPDATE refresh_families SET last_used_at = last_used_at \
+             WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $1)",
+        )
+        .bind(&token.0[..])
+        .execute(&mut *tx)
+        .await?;
+        let family: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT f.id, f.revoked_at FROM refresh_tokens t \
+             JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1",
+        )
+        .bind(&token.0[..])
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((family_id, revoked_at)) = family else {
+            return Ok(None);
+        };
+        if revoked_at.is_none() {
+            sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&family_id)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(&mut tx, EventKind::FamilyRevoked, &family_id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(family_id))
+    }
+
+    async fn revoke_user(&self, user_id: &str, now: i64) -> Result<Vec<String>, Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        // The user's row first, as `set_scope` does: one lock order, no deadlock.
+        sqlx::query("UPDATE users SET not_before = not_before WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let revoked: Vec<(String,)> = sqlx::query_as(
+            "UPDATE refresh_families SET revoked_at = $1 \
+             WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(now)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let sessions: Vec<(String,)> = sqlx::query_as(
+            "UPDATE sessions SET revoked_at = $1 \
+             WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(now)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE users SET not_before = $1 WHERE id = $2")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        // Codes not exchanged yet would start grants after this logout.
+        sqlx::query(
+            "UPDATE authorization_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        for (family_id,) in &revoked {
+            insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now).await?;
+        }
+        for (session_id,) in &sessions {
+            insert_event(&mut tx, EventKind::SessionRevoked, session_id, now).await?;
+        }
+        insert_event(&mut tx, EventKind::UserNotBefore, user_id, now).await?;
+        tx.commit().await?;
+        Ok(revoked
+            .into_iter()
+            .chain(sessions)
+            .map(|(id,)| id)
+            .collect())
+    }
+
+    async fn family_of(
+        &self,
+        token: &TokenHash,
+    ) -> Result<Option<(String, Option<String>)>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT f.id, f.client_id FROM refresh_tokens t \
+             JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1",
+        )
+        .bind(&token.0[..])
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn revoked_since(&self, since: i64) -> Result<RevokedState, Error> {
+        let families: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM refresh_families WHERE revoked_at >= $1 \
+             UNION ALL SELECT id FROM sessions WHERE revoked_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let not_before: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, not_before FROM users WHERE not_before >= $1 \
+                 UNION ALL SELECT id, not_before FROM clients WHERE not_before >= $1",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(RevokedState {
+            families: families.into_iter().map(|(id,)| id).collect(),
+            not_before,
+        })
+    }
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q [u8]>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> String: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Vec<u8>: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> i64: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> bool: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<String>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<i64>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<bool>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> &'r str: sqlx::ColumnIndex<DB::Row>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    /// Revokes a family by id if `sql` (which binds now, the family id and its
+    /// owner, and returns the id) finds it live and owned, with its event.
+    pub(super) async fn revoke_owned_family(
+        &self,
+        sql: &'static str,
+        owner: &str,
+        family_id: &str,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        let revoked: Option<(String,)> = sqlx::query_as(sql)
+            .bind(now)
+            .bind(family_id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if revoked.is_some() {
+            insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(revoked.is_some())
+    }
+}

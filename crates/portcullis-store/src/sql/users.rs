@@ -1,0 +1,188 @@
+//! Accounts: [`UserStore`].
+
+use portcullis::grant::{effective_scope, removes_scope};
+
+use super::{Affected as _, Backend, SqlStore, insert_event};
+use crate::{Error, EventKind, NewUser, ScopeChange, User, UserStore};
+
+/// The columns of a [`User`], as a literal so queries are `concat!`ed at compile time.
+macro_rules! user_columns {
+    () => {
+        "id, username, password_hash, scope, disabled, not_before, created_at"
+    };
+}
+
+#[async_trait::async_trait]
+impl<DB> UserStore for SqlStore<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q [u8]>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> String: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Vec<u8>: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> i64: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> bool: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<String>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<i64>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<bool>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> &'r str: sqlx::ColumnIndex<DB::Row>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    async fn create_user(&self, new: NewUser) -> Result<User, Error> {
+        sqlx::query(
+            "INSERT INTO users (id, username, skeleton, password_hash, scope, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&new.id)
+        .bind(&new.username)
+        .bind(&new.skeleton)
+        .bind(&new.password_hash)
+        .bind(&new.scope)
+        .bind(new.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(User {
+            id: new.id,
+            username: new.username,
+            password_hash: new.password_hash,
+            scope: new.scope,
+            disabled: false,
+            not_before: 0,
+            created_at: new.created_at,
+        })
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, Error> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, Error> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, Error> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY username"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, Error> {
+        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE username = $2")
+            .bind(disabled)
+            .bind(username)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_scope(
+        &self,
+        username: &str,
+        scope: &str,
+        now: i64,
+    ) -> Result<Option<ScopeChange>, Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        // The write first: it locks the row (or the database) before the read.
+        sqlx::query("UPDATE users SET scope = scope WHERE username = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        let Some((user_id, old)): Option<(String, String)> =
+            sqlx::query_as("SELECT id, scope FROM users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let removed = removes_scope(&old, scope);
+        sqlx::query(
+            "UPDATE users SET scope = $1, \
+             not_before = CASE WHEN $2 AND not_before < $3 THEN $3 ELSE not_before END \
+             WHERE id = $4",
+        )
+        .bind(scope)
+        .bind(removed)
+        .bind(now)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+        let mut families = sqlx::query(
+            "UPDATE refresh_families SET scope = $1 \
+             WHERE user_id = $2 AND revoked_at IS NULL AND client_id IS NULL",
+        )
+        .bind(scope)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // A client's grant keeps what the person allowed it, less what the
+        // account lost; it never gains what the account gained.
+        let granted: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, scope FROM refresh_families \
+             WHERE user_id = $1 AND revoked_at IS NULL AND client_id IS NOT NULL",
+        )
+        .bind(&user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (family_id, family_scope) in granted {
+            let kept = effective_scope(&family_scope, scope);
+            if kept != family_scope {
+                sqlx::query("UPDATE refresh_families SET scope = $1 WHERE id = $2")
+                    .bind(&kept)
+                    .bind(&family_id)
+                    .execute(&mut *tx)
+                    .await?;
+                families += 1;
+            }
+        }
+        let sessions =
+            sqlx::query("UPDATE sessions SET scope = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+                .bind(scope)
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if removed {
+            insert_event(&mut tx, EventKind::UserNotBefore, &user_id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(ScopeChange {
+            removed,
+            families,
+            sessions,
+        }))
+    }
+}
