@@ -4,6 +4,7 @@
 //! [`config`] reads and checks the settings, [`startup`] builds and serves the
 //! application, the routes implement the HTTP contract of docs/http-api.md.
 
+mod accounts;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -1,25 +1,22 @@
 //! Accounts and tokens: signup, login, refresh, logout, logout everywhere, me.
 
-use std::net::IpAddr;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis::jwt::{TokenBuilder, random_id};
-use portcullis::password::{Password, PasswordError, Verification};
+use portcullis::jwt::random_id;
 use portcullis::refresh::RefreshToken;
 use portcullis::rejection::Rejection;
-use portcullis::throttle::Attempt;
-use portcullis::username::{check_new_username, normalize_username, skeleton};
-use portcullis_store::{Admission, NewUser, Rotation, Settlement, TokenHash, User};
+use portcullis_store::{Rotation, TokenHash};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::body::JsonBody;
 use super::client_addr::ClientAddr;
 use super::cookie::Person;
-use crate::device::{self, DeviceToken};
+use super::token_json;
+use crate::accounts::{check_password, create_account, end_everything, mint_access_token};
+use crate::device::DeviceToken;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -57,18 +54,6 @@ pub struct RefreshRequest {
     refresh_token: String,
 }
 
-fn password(text: String) -> Result<Password, ApiError> {
-    Password::new(text).map_err(|e| ApiError::InvalidRequest(e.to_string()))
-}
-
-fn hashing(e: PasswordError) -> ApiError {
-    match e {
-        PasswordError::Busy => ApiError::Busy,
-        PasswordError::TooShort | PasswordError::TooLong => ApiError::InvalidRequest(e.to_string()),
-        other => ApiError::Unexpected(anyhow::anyhow!(other)),
-    }
-}
-
 /// `POST /auth/signup` → 201 `{id, username}`.
 #[utoipa::path(post, path = "/auth/signup", tag = "accounts", request_body = Credentials,
     responses(
@@ -91,67 +76,6 @@ pub async fn signup(
         Json(json!({ "id": user.id, "username": user.username })),
     )
         .into_response())
-}
-
-/// Creates an account (signup, by JSON or by the signup page): throttled per client
-/// address, and a taken name costs the same hash as a free one, so the answer's timing
-/// says nothing the 409 does not.
-pub(super) async fn create_account(
-    state: &AppState,
-    client: IpAddr,
-    username: &str,
-    password_text: String,
-) -> Result<User, ApiError> {
-    let username =
-        normalize_username(username).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    check_new_username(&username).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let password = password(password_text)?;
-    let attempts = state.0.throttle.signup(client);
-    admit(state, &attempts).await?;
-    let hash = match state.0.hasher.hash(password).await {
-        Ok(hash) => hash,
-        Err(e) => {
-            settle(state, &attempts, Settlement::NotChecked).await;
-            return Err(hashing(e));
-        }
-    };
-    let user = state
-        .0
-        .store
-        .create_user(NewUser {
-            id: random_id()?,
-            skeleton: skeleton(&username),
-            username,
-            password_hash: hash,
-            scope: state.0.config.default_scope.clone(),
-            created_at: state.now(),
-        })
-        .await
-        .map_err(|e| match e {
-            // The name, or a look-alike of it (UTS #39 skeleton), is taken.
-            portcullis_store::Error::Conflict => ApiError::UsernameTaken,
-            other => other.into(),
-        })?;
-    tracing::info!(user = %user.id, "account created");
-    Ok(user)
-}
-
-/// Takes a slot in every counter of `attempts`, or answers 429.
-async fn admit(state: &AppState, attempts: &[Attempt]) -> Result<(), ApiError> {
-    match state.0.store.admit(attempts, state.now()).await? {
-        Admission::Admitted => Ok(()),
-        Admission::Refused { retry_after } => Err(ApiError::Throttled {
-            retry_after: retry_after.max(1),
-        }),
-    }
-}
-
-/// Ends an admitted attempt. A store failure here is logged, never answered: it leaves
-/// the attempt counted, which is the safe side.
-async fn settle(state: &AppState, attempts: &[Attempt], how: Settlement) {
-    if let Err(e) = state.0.store.settle(attempts, how).await {
-        tracing::warn!(error = %e, "settling a throttled attempt failed");
-    }
 }
 
 /// `POST /auth/login` → 200 token response, with `device_token` when this client was
@@ -203,110 +127,6 @@ pub async fn login(
         &refresh,
         signed_in.new_device.as_ref(),
     )
-}
-
-/// A successful password check.
-pub(super) struct SignedIn {
-    pub user: User,
-    /// A credential for this client, when it was not a known device of the account.
-    pub new_device: Option<DeviceToken>,
-}
-
-/// A password login, admitted by the throttle before the password is hashed, with one
-/// full verify for unknown and disabled accounts and a rehash in the background when
-/// the parameters changed. Shared by token login, session login and the login page.
-pub(super) async fn check_password(
-    state: &AppState,
-    client: IpAddr,
-    device: Option<DeviceToken>,
-    username_text: &str,
-    password_text: String,
-) -> Result<SignedIn, ApiError> {
-    let checked = check_password_once(state, client, device, username_text, password_text).await;
-    crate::prometheus::login(match &checked {
-        Ok(_) => "success",
-        Err(ApiError::InvalidCredentials) => "invalid_credentials",
-        Err(ApiError::Throttled { .. }) => "throttled",
-        Err(ApiError::Busy) => "busy",
-        Err(ApiError::InvalidRequest(_)) => "invalid_request",
-        Err(_) => "error",
-    });
-    checked
-}
-
-async fn check_password_once(
-    state: &AppState,
-    client: IpAddr,
-    device: Option<DeviceToken>,
-    username_text: &str,
-    password_text: String,
-) -> Result<SignedIn, ApiError> {
-    let s = &state.0;
-    // An unusable name cannot match any account: answer like a wrong password.
-    let username = normalize_username(username_text).ok();
-    let password = password(password_text)?;
-    let account_key = username
-        .clone()
-        .unwrap_or_else(|| username_text.chars().take(64).collect());
-    let user = match &username {
-        Some(name) => s.store.user_by_username(name).await?,
-        None => None,
-    };
-    // A device credential counts only for the account it was issued to. It is looked
-    // up whether or not the account exists, so the lookup tells nothing about that.
-    let known_device = match &device {
-        Some(token) => device::owner(state, token)
-            .await?
-            .filter(|owner| user.as_ref().is_some_and(|u| u.id == *owner))
-            .map(|_| TokenHash(token.sha256())),
-        None => None,
-    };
-    let attempts = s
-        .throttle
-        .login(&account_key, client, known_device.as_ref());
-    admit(state, &attempts).await?;
-    let usable = user.filter(|u| !u.disabled);
-    // Unknown, disabled and wrong-password logins all run one full verify.
-    let verification = match s
-        .hasher
-        .verify(
-            password_clone(&password)?,
-            usable.as_ref().map(|u| u.password_hash.as_str()),
-        )
-        .await
-    {
-        Ok(verification) => verification,
-        Err(e) => {
-            settle(state, &attempts, Settlement::NotChecked).await;
-            return Err(hashing(e));
-        }
-    };
-    let (Verification::Match { needs_rehash }, Some(user)) = (verification, usable) else {
-        // Counted when admitted: nothing more to write.
-        tracing::info!(peer = %client, known_device = known_device.is_some(), "login refused");
-        return Err(ApiError::InvalidCredentials);
-    };
-    settle(state, &attempts, Settlement::Success).await;
-    let new_device = match known_device {
-        Some(_) => None,
-        None => Some(device::issue(state, &user.id).await?),
-    };
-    if needs_rehash {
-        let (state, user_id) = (state.clone(), user.id.clone());
-        tokio::spawn(async move {
-            if let Ok(hash) = state.0.hasher.hash(password).await
-                && let Err(e) = state.0.store.set_password_hash(&user_id, &hash).await
-            {
-                tracing::warn!(error = %e, "could not store the rehashed password");
-            }
-        });
-    }
-    Ok(SignedIn { user, new_device })
-}
-
-/// `Password` is not `Clone` (it is a secret); a rehash needs it once more.
-fn password_clone(p: &Password) -> Result<Password, ApiError> {
-    Password::new(p.expose().to_owned()).map_err(hashing)
 }
 
 /// `POST /auth/refresh` → 200 token response, or 400 `invalid_grant`.
@@ -424,18 +244,6 @@ pub async fn logout_all(
     Ok(response)
 }
 
-/// Logout everywhere: one transaction in the store (with its events), applied here
-/// before the answer; other instances follow the event log.
-pub(super) async fn end_everything(state: &AppState, user_id: &str) -> Result<(), ApiError> {
-    let now = state.now();
-    let ended = state.0.store.revoke_user(user_id, now).await?;
-    // Refused here before the answer even if reading the event log back fails.
-    state.0.session_cache.forget_user(user_id);
-    crate::events::catch_up(state).await;
-    tracing::info!(user = %user_id, sessions = ended.len(), "logout everywhere");
-    Ok(())
-}
-
 /// `GET /auth/me` (bearer or session cookie) → 200 `{id, username, scope}`: from the
 /// token for a bearer request, from the session and the account for a cookie.
 #[utoipa::path(get, path = "/auth/me", tag = "accounts",
@@ -525,34 +333,4 @@ pub(super) fn token_response(
         body["device_token"] = device.expose().into();
     }
     Ok(token_json(body))
-}
-
-/// A token response: JSON that no cache may keep (RFC 6749 §5.1).
-pub(super) fn token_json(body: serde_json::Value) -> Response {
-    let mut response = Json(body).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
-}
-
-/// Signs an access token for `user_id` in session (or refresh family) `sid`.
-pub(super) fn mint_access_token(
-    state: &AppState,
-    user_id: &str,
-    username: &str,
-    scope: &str,
-    sid: &str,
-    ttl: std::time::Duration,
-) -> Result<String, ApiError> {
-    let s = &state.0;
-    let keys = s.keys.current();
-    TokenBuilder::access_token(&s.config.issuer, &s.config.audience)
-        .subject(user_id)
-        .session_id(sid)
-        .scope(scope)
-        .claim("preferred_username", username)
-        .expires_in(ttl)
-        .sign_at(&keys.active, s.clock.as_ref())
-        .map_err(|e| ApiError::Unexpected(e.into()))
 }

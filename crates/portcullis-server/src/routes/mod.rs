@@ -5,6 +5,7 @@ mod body;
 mod client_addr;
 mod cookie;
 mod feed;
+mod html;
 mod meta;
 mod metadata;
 mod oauth;
@@ -13,8 +14,10 @@ mod pages;
 mod schemas;
 mod session;
 
-use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{MethodRouter, delete, get, post};
+use axum::{Json, Router};
 use portcullis::middleware::{AuthLayer, RequireScope};
 use portcullis::strategy::Chain;
 
@@ -39,7 +42,7 @@ pub fn router(state: AppState) -> Router {
     let form = |route: MethodRouter<AppState>| {
         route
             .route_layer(who.clone())
-            .route_layer(axum::middleware::from_fn(pages::html_refusals))
+            .route_layer(axum::middleware::from_fn(html::html_refusals))
     };
     // What a single-page app on another origin calls with `fetch`: no cookie is read
     // there (a code and its verifier, a refresh token, a bearer token, a client id), so
@@ -68,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/account/logout-all", post(pages::logout_all))
         .route("/account/apps/{id}/revoke", post(pages::revoke_app))
         .route_layer(who.clone())
-        .route_layer(axum::middleware::from_fn(pages::html_refusals));
+        .route_layer(axum::middleware::from_fn(html::html_refusals));
     Router::new()
         .route("/auth/signup", post(auth::signup))
         .route("/auth/login", post(auth::login))
@@ -128,4 +131,13 @@ pub fn router(state: AppState) -> Router {
 /// Why `uri` cannot be registered as an OAuth redirect URI (for `portcullis clients`).
 pub(crate) fn redirect_check(uri: &str) -> Result<(), String> {
     oauth::redirect::check_registrable(uri)
+}
+
+/// A token response: JSON that no cache may keep (RFC 6749 §5.1).
+pub(crate) fn token_json(body: serde_json::Value) -> Response {
+    let mut response = Json(body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
 }

@@ -12,89 +12,22 @@ use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use maud::{DOCTYPE, Markup, html};
-use portcullis::rejection::Rejection;
+use maud::{Markup, html};
 use portcullis::session::{SessionContext, SessionRecord};
 use portcullis_store::{Consent, FamilyInfo};
 use serde::Deserialize;
 
-use super::auth::{create_account, end_everything};
 use super::client_addr::ClientAddr;
 use super::cookie::{
     CookieSession, TokenForm, end_login, read_form, redirect_with_cookie, refuse_cross_site,
     start_session,
 };
+use super::html::{
+    error_box, failed, failed_with_target, layout, page, page_with_form_target, refused,
+};
+use crate::accounts::{create_account, end_everything};
 use crate::error::ApiError;
 use crate::state::AppState;
-
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
-
-/// An HTML page with the security headers every page gets.
-pub(super) fn page(status: StatusCode, markup: Markup) -> Response {
-    page_with_form_target(status, markup, None)
-}
-
-/// [`page`], for a page whose form may end in a redirect to `target` (a CSP source: an
-/// OAuth client's origin). Browsers hold the redirects that follow a form submission to
-/// `form-action` too, so the sign-in and consent pages of an authorization request
-/// name the client they send the person back to.
-pub(super) fn page_with_form_target(
-    status: StatusCode,
-    markup: Markup,
-    target: Option<&str>,
-) -> Response {
-    let mut r = (status, markup).into_response();
-    let csp = match target.and_then(|t| {
-        HeaderValue::from_str(
-            &CSP.replace("form-action 'self'", &format!("form-action 'self' {t}")),
-        )
-        .ok()
-    }) {
-        Some(csp) => csp,
-        None => HeaderValue::from_static(CSP),
-    };
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, csp);
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-pub(super) fn layout(title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Portcullis" }
-                link rel="stylesheet" href="/assets/portcullis.css";
-            }
-            body {
-                header { p.brand { "Portcullis" } }
-                main { (body) }
-            }
-        }
-    }
-}
-
-/// The error box: announced by screen readers when the page loads with it.
-pub(super) fn error_box(error: Option<&str>) -> Markup {
-    html! {
-        @if let Some(message) = error {
-            p #form-error .error role="alert" { (message) }
-        }
-    }
-}
 
 fn credentials_form(
     action: &str,
@@ -149,75 +82,6 @@ fn signup_page(error: Option<&str>, username: &str) -> Markup {
             p { "Already have an account? " a href="/login" { "Sign in" } }
         },
     )
-}
-
-/// What a person should read for a failed form, and the status to send it with (the
-/// same status the JSON answer has: `ApiError::status`).
-fn explain(e: ApiError) -> (StatusCode, String, Option<i64>) {
-    let (status, retry_after) = (e.status(), e.retry_after());
-    let message = match e {
-        ApiError::InvalidCredentials => "The username or password is wrong.".into(),
-        ApiError::UsernameTaken => "That username is taken. Choose another one.".into(),
-        ApiError::InvalidRequest(message) | ApiError::UnsupportedMediaType(message) => {
-            capitalize(&message)
-        }
-        ApiError::Throttled { retry_after } => {
-            format!("Too many attempts. Try again in {retry_after} seconds.")
-        }
-        ApiError::Busy => "The server is busy. Try again in a moment.".into(),
-        ApiError::Auth(Rejection::CrossSiteRequest) => {
-            "This form was sent from another site, so it was refused.".into()
-        }
-        ApiError::Auth(_) => "You need to sign in again.".into(),
-        ApiError::NotFound(what) => capitalize(what),
-        ApiError::TooLarge => "What you sent is too large.".into(),
-        ApiError::InvalidGrant => "That sign-in has ended. Sign in again.".into(),
-        // The token endpoint's answers; no page leads there.
-        ApiError::InvalidClient
-        | ApiError::UnsupportedGrantType
-        | ApiError::InvalidScope
-        | ApiError::NotForClients
-        | ApiError::OAuth { .. } => "This request is for programs, not for a browser.".into(),
-        ApiError::Unexpected(_) => "Something went wrong on our side. Try again.".into(),
-    };
-    (status, message, retry_after)
-}
-
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
-        None => String::new(),
-    }
-}
-
-fn failed(e: ApiError, render: impl FnOnce(&str) -> Markup) -> Response {
-    failed_with_target(e, render, None)
-}
-
-fn failed_with_target(
-    e: ApiError,
-    render: impl FnOnce(&str) -> Markup,
-    target: Option<&str>,
-) -> Response {
-    // For the log layer, as the JSON answers do.
-    let failure = match &e {
-        ApiError::Auth(rejection) => Some(crate::error::Failure::Refused(rejection.log_reason())),
-        ApiError::Unexpected(error) => {
-            Some(crate::error::Failure::Unexpected(format!("{error:#}")))
-        }
-        _ => None,
-    };
-    let (status, message, retry_after) = explain(e);
-    let mut r = page_with_form_target(status, render(&message), target);
-    if let Some(failure) = failure {
-        r.extensions_mut().insert(failure);
-    }
-    if let Some(secs) = retry_after {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-    }
-    r
 }
 
 /// The login page again, after a failed form login (still on its way back to an
@@ -515,74 +379,6 @@ async fn account_form(
     super::cookie::form_session(Ok(signed_in), &csrf_token)
 }
 
-/// Pages answer in HTML, also when the `AuthLayer` in front of them refuses a request
-/// before any handler runs (a cross-site form, a bad bearer token, the session store
-/// down): the layer's JSON refusal becomes the "That did not work" page, with the same
-/// status and headers. For `/account*` and the OAuth forms (`/oauth/authorize`,
-/// `/oauth/logout`) always; elsewhere (`/session/logout`) when the request was a form.
-pub async fn html_refusals(request: Request, next: axum::middleware::Next) -> Response {
-    let path = request.uri().path();
-    let page_request = path.starts_with("/account")
-        || path.starts_with("/oauth/")
-        || super::cookie::is_form(request.headers());
-    let response = next.run(request).await;
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !page_request || !is_json || response.status().is_success() {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let description = match axum::body::to_bytes(body, 64 * 1024).await {
-        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v["error_description"].as_str().map(str::to_owned)),
-        Err(_) => None,
-    }
-    .unwrap_or_default();
-    let message = if description.starts_with("cross-site request refused") {
-        "This form was sent from another site, so it was refused.".to_owned()
-    } else if parts.status == StatusCode::UNAUTHORIZED {
-        "You need to sign in again.".to_owned()
-    } else if description.is_empty() {
-        "That request was refused.".to_owned()
-    } else {
-        capitalize(&description)
-    };
-    let mut html = page(
-        parts.status,
-        layout(
-            "Refused",
-            html! {
-                h1 { "That did not work" }
-                (error_box(Some(&message)))
-                p { a href="/account" { "Back to your account" } }
-            },
-        ),
-    );
-    // The challenge and any Retry-After stay; the body and its type are the page's.
-    for name in [header::WWW_AUTHENTICATE, header::RETRY_AFTER] {
-        if let Some(value) = parts.headers.get(&name) {
-            html.headers_mut().insert(name, value.clone());
-        }
-    }
-    html
-}
-
-pub(super) fn refused(e: ApiError) -> Response {
-    failed(e, |message| {
-        layout(
-            "Refused",
-            html! {
-                h1 { "That did not work" }
-                (error_box(Some(message)))
-                p { a href="/account" { "Back to your account" } }
-            },
-        )
-    })
-}
-
 /// `POST /account/sessions/{id}/revoke` (form): ends one of your sessions or API
 /// logins; ending this browser's own session signs it out.
 #[utoipa::path(post, path = "/account/sessions/{id}/revoke", tag = "pages",
@@ -698,50 +494,4 @@ pub async fn stylesheet() -> Response {
         HeaderValue::from_static("nosniff"),
     );
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Issue 14: the pages answered 500 for `InvalidGrant`, which the JSON routes answer
-    /// 400; now both take the status from `ApiError::status`.
-    #[test]
-    fn a_page_answers_every_failure_with_the_status_the_json_route_gives() {
-        let cases = || {
-            vec![
-                (ApiError::InvalidRequest("bad".into()), 400, None),
-                (ApiError::UsernameTaken, 409, None),
-                (ApiError::InvalidCredentials, 401, None),
-                (ApiError::InvalidGrant, 400, None),
-                (ApiError::Throttled { retry_after: 7 }, 429, Some(7)),
-                (ApiError::Busy, 503, Some(1)),
-                (ApiError::Auth(Rejection::CrossSiteRequest), 403, None),
-                (ApiError::Auth(Rejection::MissingCredentials), 401, None),
-                (ApiError::NotFound("gone"), 404, None),
-                (ApiError::TooLarge, 413, None),
-                (
-                    ApiError::UnsupportedMediaType("text/plain".into()),
-                    415,
-                    None,
-                ),
-                (ApiError::Unexpected(anyhow::anyhow!("boom")), 500, None),
-            ]
-        };
-        for ((page, status, retry), (json, _, _)) in cases().into_iter().zip(cases()) {
-            let json = json.into_response();
-            let (page_status, _, page_retry) = explain(page);
-            assert_eq!(page_status.as_u16(), status);
-            assert_eq!(json.status().as_u16(), status);
-            assert_eq!(page_retry, retry);
-            assert_eq!(
-                json.headers().get(header::RETRY_AFTER).map(|v| v
-                    .to_str()
-                    .unwrap()
-                    .parse::<i64>()
-                    .unwrap()),
-                retry
-            );
-        }
-    }
 }

@@ -15,7 +15,6 @@ use portcullis_store::FamilyInfo;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{SignedIn, check_password, mint_access_token, token_json};
 use super::body::JsonBody;
 use super::client_addr::ClientAddr;
 use super::cookie::{
@@ -23,6 +22,8 @@ use super::cookie::{
     redirect_with_cookie, refuse_cross_site, start_session,
 };
 use super::pages;
+use super::token_json;
+use crate::accounts::{SignedIn, check_password, mint_access_token};
 use crate::device;
 use crate::error::ApiError;
 use crate::state::AppState;

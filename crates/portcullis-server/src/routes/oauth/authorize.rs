@@ -29,7 +29,7 @@ use serde::Deserialize;
 use super::redirect;
 use crate::error::ApiError;
 use crate::routes::cookie::{CookieSession, form_session, read_form};
-use crate::routes::pages::{error_box, layout, page, page_with_form_target};
+use crate::routes::html::{error_box, layout, page, page_with_form_target};
 use crate::state::AppState;
 
 /// The longest value of any one parameter (a `state` or `nonce` is a few dozen bytes).
@@ -415,7 +415,7 @@ pub async fn authorize_decision(
     let (parts, body): (Parts, Body) = request.into_parts();
     let form: ConsentForm = match read_form(parts, body).await {
         Ok(form) => form,
-        Err(e) => return crate::routes::pages::refused(e),
+        Err(e) => return crate::routes::html::refused(e),
     };
     let request = match parse(&state, &form.authorization).await {
         Ok(request) => request,
@@ -424,7 +424,7 @@ pub async fn authorize_decision(
     let identity = match form_session(signed_in, &form.csrf_token) {
         Ok(Some(identity)) => identity,
         Ok(None) => return to_login(&request),
-        Err(e) => return crate::routes::pages::refused(e),
+        Err(e) => return crate::routes::html::refused(e),
     };
     let Some(session) = identity.session() else {
         return to_login(&request);

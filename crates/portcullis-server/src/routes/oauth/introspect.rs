@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use super::client_auth::{Public, authenticate};
 use crate::error::ApiError;
-use crate::routes::auth::token_json;
+use crate::routes::token_json;
 use crate::state::AppState;
 
 /// The scope that lets a client introspect tokens issued to other clients.

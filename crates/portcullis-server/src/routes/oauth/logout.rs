@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::routes::cookie::{
     CookieSession, end_session as end_cookie_session, form_session, read_form,
 };
-use crate::routes::pages::{error_box, layout, page, page_with_form_target};
+use crate::routes::html::{error_box, layout, page, page_with_form_target};
 use crate::state::AppState;
 
 /// Where the person goes afterwards, once checked.
@@ -182,7 +182,7 @@ pub async fn end_session(State(state): State<AppState>, parts: Parts) -> Respons
     };
     let session = match state.0.sessions.lookup(&parts.headers).await {
         Ok(session) => session,
-        Err(e) => return crate::routes::pages::refused(e.into()),
+        Err(e) => return crate::routes::html::refused(e.into()),
     };
     let Some(session) = session else {
         return done(&destination, None);
@@ -193,7 +193,7 @@ pub async fn end_session(State(state): State<AppState>, parts: Parts) -> Respons
     if named {
         return match end(&state, &session).await {
             Ok(clear) => done(&destination, Some(clear)),
-            Err(e) => crate::routes::pages::refused(e),
+            Err(e) => crate::routes::html::refused(e),
         };
     }
     confirm_page(&destination, &session)
@@ -246,7 +246,7 @@ pub async fn end_session_confirmed(
     let (parts, body): (Parts, Body) = request.into_parts();
     let form: LogoutRequest = match read_form(parts, body).await {
         Ok(form) => form,
-        Err(e) => return crate::routes::pages::refused(e),
+        Err(e) => return crate::routes::html::refused(e),
     };
     let destination = match destination(&state, &form, None).await {
         Ok(d) => d,
@@ -255,13 +255,13 @@ pub async fn end_session_confirmed(
     let identity = match form_session(signed_in, &form.csrf_token) {
         Ok(Some(identity)) => identity,
         Ok(None) => return done(&destination, None),
-        Err(e) => return crate::routes::pages::refused(e),
+        Err(e) => return crate::routes::html::refused(e),
     };
     let Some(session) = identity.session() else {
         return done(&destination, None);
     };
     match end(&state, session).await {
         Ok(clear) => done(&destination, Some(clear)),
-        Err(e) => crate::routes::pages::refused(e),
+        Err(e) => crate::routes::html::refused(e),
     }
 }

@@ -24,7 +24,7 @@ use serde_json::json;
 use super::client_auth::{Public, authenticate};
 use super::id_token::{IdTokenFacts, id_token};
 use crate::error::ApiError;
-use crate::routes::auth::token_json;
+use crate::routes::token_json;
 use crate::state::AppState;
 
 /// The form of a token request. Unknown parameters are ignored (RFC 6749 §3.2); a
