@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use portcullis::rejection::Rejection;
 use portcullis::session::{Started, csrf};
-use portcullis::strategy::Identity;
+use portcullis::strategy::{Actor, Identity};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -101,10 +101,12 @@ pub(crate) struct Person(pub Identity);
 fn person(parts: &Parts) -> Result<Option<Identity>, ApiError> {
     match parts.extensions.get::<Identity>() {
         None => Ok(None),
-        Some(identity) if identity.claims().is_some_and(|c| c.has("client_id")) => {
-            Err(ApiError::NotForClients)
-        }
-        Some(identity) => Ok(Some(identity.clone())),
+        Some(identity) => match identity.actor() {
+            Actor::Person { .. } => Ok(Some(identity.clone())),
+            // An application acting for the person may not manage their account or
+            // sessions, nor may a client as itself.
+            _ => Err(ApiError::NotForClients),
+        },
     }
 }
 

@@ -36,12 +36,48 @@ use crate::rejection::Rejection;
 /// the shared verified token and nothing else.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    subject: Option<String>,
-    scopes: Vec<String>,
-    token: Option<Arc<VerifiedToken>>,
-    #[cfg(feature = "sessions")]
-    session: Option<Arc<crate::session::SessionContext>>,
+    credential: Credential,
     strategy: &'static str,
+}
+
+/// What established an [`Identity`]: a verified token (everything comes from its
+/// claims), or something else that names a subject and its scopes (an API key, a
+/// cookie session).
+#[derive(Clone, Debug)]
+enum Credential {
+    Token(Arc<VerifiedToken>),
+    Known {
+        subject: String,
+        scopes: Vec<String>,
+        #[cfg(feature = "sessions")]
+        session: Option<Arc<crate::session::SessionContext>>,
+    },
+}
+
+/// Who is acting, by the rule of RFC 9068 §2.2: a token's `client_id` names the client
+/// it was issued to, and its `sub` is that client itself when no person is involved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Actor<'a> {
+    /// A subject acting for itself with its own credential: a person's cookie session
+    /// or first-party token (one that names no client), or an API key.
+    Person {
+        /// The person (`sub`).
+        subject: &'a str,
+    },
+    /// An application acting for a person: a token issued to `client_id` whose `sub`
+    /// is the person who allowed it.
+    Delegated {
+        /// The person (`sub`).
+        subject: &'a str,
+        /// The application.
+        client_id: &'a str,
+    },
+    /// A client acting as itself (the `client_credentials` grant): `sub` is the client.
+    Client {
+        /// The client (`client_id`, also the `sub`).
+        client_id: &'a str,
+    },
 }
 
 impl Identity {
@@ -53,20 +89,24 @@ impl Identity {
         strategy: &'static str,
     ) -> Identity {
         Identity {
-            subject: Some(subject.into()),
-            scopes,
-            token: None,
-            #[cfg(feature = "sessions")]
-            session: None,
+            credential: Credential::Known {
+                subject: subject.into(),
+                scopes,
+                #[cfg(feature = "sessions")]
+                session: None,
+            },
             strategy,
         }
     }
 
-    /// The same identity, established by the cookie session `context`.
+    /// The same identity, established by the cookie session `context`. An identity
+    /// from a token has no session: it is returned unchanged.
     #[cfg(feature = "sessions")]
     #[must_use]
     pub fn with_session(mut self, context: crate::session::SessionContext) -> Identity {
-        self.session = Some(Arc::new(context));
+        if let Credential::Known { session, .. } = &mut self.credential {
+            *session = Some(Arc::new(context));
+        }
         self
     }
 
@@ -74,35 +114,48 @@ impl Identity {
     /// synchronizer token for forms.
     #[cfg(feature = "sessions")]
     pub fn session(&self) -> Option<&crate::session::SessionContext> {
-        self.session.as_deref()
+        match &self.credential {
+            Credential::Known { session, .. } => session.as_deref(),
+            Credential::Token(_) => None,
+        }
     }
 
     /// The identity a verified token establishes: subject `sub`, scopes from `scope`.
     pub fn from_token(token: Arc<VerifiedToken>, strategy: &'static str) -> Identity {
         Identity {
-            subject: None,
-            scopes: Vec::new(),
-            token: Some(token),
-            #[cfg(feature = "sessions")]
-            session: None,
+            credential: Credential::Token(token),
             strategy,
         }
     }
 
     /// The subject (for tokens, `sub`).
     pub fn subject(&self) -> &str {
-        match (&self.subject, &self.token) {
-            (Some(s), _) => s,
-            (None, Some(t)) => t.claims().sub.as_deref().unwrap_or(""),
-            (None, None) => "",
+        match &self.credential {
+            Credential::Known { subject, .. } => subject,
+            Credential::Token(t) => t.claims().sub.as_deref().unwrap_or(""),
+        }
+    }
+
+    /// Who is acting: a person for themselves, an application for a person, or a
+    /// client as itself ([`Actor`]).
+    pub fn actor(&self) -> Actor<'_> {
+        let subject = self.subject();
+        let client_id = self
+            .claims()
+            .and_then(|c| c.extra.get("client_id"))
+            .and_then(serde_json::Value::as_str);
+        match client_id {
+            None => Actor::Person { subject },
+            Some(client_id) if client_id == subject => Actor::Client { client_id },
+            Some(client_id) => Actor::Delegated { subject, client_id },
         }
     }
 
     /// The granted scopes.
     pub fn scopes(&self) -> Box<dyn Iterator<Item = &str> + '_> {
-        match &self.token {
-            Some(t) if self.subject.is_none() => Box::new(t.claims().scopes()),
-            _ => Box::new(self.scopes.iter().map(String::as_str)),
+        match &self.credential {
+            Credential::Token(t) => Box::new(t.claims().scopes()),
+            Credential::Known { scopes, .. } => Box::new(scopes.iter().map(String::as_str)),
         }
     }
 
@@ -114,15 +167,18 @@ impl Identity {
     /// True when the identity has `scope`. Allocates nothing (it runs on every request
     /// behind a scope rule).
     pub fn has_scope(&self, scope: &str) -> bool {
-        match &self.token {
-            Some(t) if self.subject.is_none() => t.claims().scopes().any(|s| s == scope),
-            _ => self.scopes.iter().any(|s| s == scope),
+        match &self.credential {
+            Credential::Token(t) => t.claims().scopes().any(|s| s == scope),
+            Credential::Known { scopes, .. } => scopes.iter().any(|s| s == scope),
         }
     }
 
     /// The token's claims, if a token strategy authenticated the request.
     pub fn claims(&self) -> Option<&Claims> {
-        self.token.as_deref().map(VerifiedToken::claims)
+        match &self.credential {
+            Credential::Token(t) => Some(t.claims()),
+            Credential::Known { .. } => None,
+        }
     }
 
     /// Passes when the identity has every one of `scopes`; otherwise the rejection to

@@ -421,3 +421,42 @@ fn the_maximum_token_size_setting_is_bounded() {
     assert!(b().max_token_size(256).build().is_ok());
     assert!(b().max_token_size(65536).build().is_ok());
 }
+
+/// Who is acting is read from the credential by RFC 9068's rule, not guessed by each
+/// application: no `client_id` is a person, `client_id` with another `sub` is an
+/// application acting for that person, `client_id` equal to `sub` is a client alone.
+#[test]
+fn the_actor_of_a_token_is_a_person_an_application_for_a_person_or_a_client() {
+    use portcullis::strategy::{Actor, Identity};
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let identity = |builder: portcullis::jwt::TokenBuilder| {
+        let token = builder.sign_at(&fx.key, &fx.clock).unwrap();
+        Identity::from_token(fx.verifier.verify(&token).unwrap(), "bearer")
+    };
+    assert_eq!(
+        identity(fx.builder()).actor(),
+        Actor::Person { subject: "user-1" }
+    );
+    assert_eq!(
+        identity(fx.builder().claim("client_id", "app-7")).actor(),
+        Actor::Delegated {
+            subject: "user-1",
+            client_id: "app-7"
+        }
+    );
+    assert_eq!(
+        identity(fx.builder().subject("app-7").claim("client_id", "app-7")).actor(),
+        Actor::Client { client_id: "app-7" }
+    );
+    // A `client_id` that is not a string names no client: the token is a person's
+    // only if nothing else says otherwise, and a number is not a client id.
+    assert_eq!(
+        identity(fx.builder().claim("client_id", 7)).actor(),
+        Actor::Person { subject: "user-1" }
+    );
+    // Established without a token (an API key, a session): the subject itself.
+    assert_eq!(
+        Identity::new("svc", vec![], "api_key").actor(),
+        Actor::Person { subject: "svc" }
+    );
+}
