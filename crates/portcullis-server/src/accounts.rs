@@ -10,7 +10,7 @@ use portcullis::jwt::{TokenBuilder, random_id};
 use portcullis::password::{Password, PasswordError, Verification};
 use portcullis::throttle::Attempt;
 use portcullis::username::{check_new_username, normalize_username, skeleton};
-use portcullis_store::{Admission, NewUser, Settlement, TokenHash, User};
+use portcullis_store::{Admission, EventKind, NewUser, Settlement, TokenHash, User};
 
 use crate::device::{self, DeviceToken};
 use crate::error::ApiError;
@@ -198,9 +198,12 @@ fn password_clone(p: &Password) -> Result<Password, ApiError> {
 pub(crate) async fn end_everything(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     let now = state.now();
     let ended = state.0.store.revoke_user(user_id, now).await?;
-    // Refused here before the answer even if reading the event log back fails.
-    state.0.session_cache.forget_user(user_id);
-    crate::events::catch_up(state).await;
+    // Refused here before the answer (other instances follow the log): every family
+    // and session ended, and every token of the person's issued before now.
+    for id in &ended {
+        crate::events::apply_own(state, EventKind::FamilyRevoked, id, now);
+    }
+    crate::events::apply_own(state, EventKind::UserNotBefore, user_id, now);
     tracing::info!(user = %user_id, sessions = ended.len(), "logout everywhere");
     Ok(())
 }

@@ -3,10 +3,11 @@
 //! Every revocation (logout, logout everywhere, reuse detection, a removed scope, an
 //! ended session) and every key change is written to the store with an event, in the
 //! same transaction. The in-memory revocation list and the loaded keys change only
-//! here, by applying events in order — whether the event came from this instance (a
-//! route calls [`catch_up`] right after its write, so its own revocations apply before
-//! it answers) or from another one (the follower, woken by PostgreSQL notifications or
-//! polling).
+//! here: events from the log are applied in order by [`catch_up`] (the follower, woken
+//! by PostgreSQL notifications or polling, and the revocation feed before it answers),
+//! and a route applies what it has just written itself with [`apply_own`], so its own
+//! revocations hold before it answers without a read of the log (read-your-writes).
+//! The follower applies that event again when it reads it: applying is idempotent.
 //!
 //! Event ids come from a sequence. On PostgreSQL, two transactions can commit out of id
 //! order, so a reader may see id 11 before id 10 exists. The cursor therefore stops
@@ -94,6 +95,22 @@ pub async fn catch_up(state: &AppState) {
             return;
         }
     }
+}
+
+/// A revocation this instance has just committed, applied to its memory at once, so
+/// that the route's answer already holds here (read-your-writes) without reading the
+/// log or waiting for its reader: the follower reads the same event later and applies
+/// it again, which changes nothing. Other instances learn it from the log.
+pub fn apply_own(state: &AppState, kind: EventKind, subject: &str, at: i64) {
+    let event = Event {
+        id: 0,
+        kind,
+        subject: subject.to_owned(),
+        at,
+    };
+    // Routes revoke; only key rotations (which reload keys from the store) change keys.
+    let _keys_changed = crate::revocation::apply(&state.0.revocations, &event);
+    state.0.session_cache.apply(&event);
 }
 
 /// Follows the log until `stop`: woken at once by PostgreSQL notifications, and every

@@ -249,9 +249,14 @@ pub trait GrantStore: Send + Sync + 'static {
     async fn consents_of(&self, user_id: &str) -> Result<Vec<Consent>, Error>;
 
     /// Withdraws a person's consent to a client and revokes every grant (refresh
-    /// family) the client holds for them, with events; false when there was neither.
-    async fn revoke_consent(&self, user_id: &str, client_id: &str, now: i64)
-    -> Result<bool, Error>;
+    /// family) the client holds for them, with events: the revoked families' ids, or
+    /// `None` when there was neither a consent nor a grant.
+    async fn revoke_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, Error>;
 
     /// A refresh token's family, when the token is its live one and the family is live
     /// at `now` (for introspection); `None` otherwise.

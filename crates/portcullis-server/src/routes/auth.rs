@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use portcullis::jwt::random_id;
 use portcullis::refresh::RefreshToken;
 use portcullis::rejection::Rejection;
-use portcullis_store::{Rotation, TokenHash};
+use portcullis_store::{EventKind, Rotation, TokenHash};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -184,7 +184,7 @@ pub async fn refresh(
         Rotation::ReuseDetected { family_id } => {
             crate::prometheus::refresh("reuse_detected");
             // Its access tokens die here before the answer, and everywhere through the log.
-            crate::events::catch_up(&state).await;
+            crate::events::apply_own(&state, EventKind::FamilyRevoked, &family_id, now);
             tracing::warn!(sid = %family_id, "refresh token reused: family revoked");
             Err(ApiError::InvalidGrant)
         }
@@ -208,13 +208,14 @@ pub async fn logout(
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let presented = RefreshToken::parse(&body.refresh_token).ok_or(ApiError::InvalidGrant)?;
+    let now = state.now();
     let family = state
         .0
         .store
-        .revoke_family_of(&TokenHash(presented.hash()), state.now())
+        .revoke_family_of(&TokenHash(presented.hash()), now)
         .await?
         .ok_or(ApiError::InvalidGrant)?;
-    crate::events::catch_up(&state).await;
+    crate::events::apply_own(&state, EventKind::FamilyRevoked, &family, now);
     tracing::info!(sid = %family, "logout");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -14,6 +14,8 @@ use portcullis::strategy::{Actor, Identity};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use portcullis_store::EventKind;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -65,9 +67,9 @@ pub(super) async fn start_session(
         && sessions
             .end(previous.id(), &previous.record().subject)
             .await
-            .is_ok()
+            .is_ok_and(|ended| ended)
     {
-        crate::events::catch_up(state).await;
+        crate::events::apply_own(state, EventKind::SessionRevoked, previous.id(), state.now());
     }
     let started = sessions
         .start(user_id, scope, &crate::user_agent::label(headers))
@@ -195,14 +197,11 @@ pub(super) async fn end_login(state: &AppState, id: &str, subject: &str) -> Resu
     if end_session(state, id, subject).await? {
         return Ok(true);
     }
-    let ended = state
-        .0
-        .store
-        .revoke_family(subject, id, state.now())
-        .await?;
+    let now = state.now();
+    let ended = state.0.store.revoke_family(subject, id, now).await?;
     if ended {
         // Its access tokens carry the family id as `sid`: refused from here on.
-        crate::events::catch_up(state).await;
+        crate::events::apply_own(state, EventKind::FamilyRevoked, id, now);
         tracing::info!(user = %subject, sid = %id, "API login ended");
     }
     Ok(ended)
@@ -224,7 +223,7 @@ pub(super) async fn end_session(
     if ended {
         // Access tokens minted from it carry its id as `sid`: they die here before the
         // answer (the store logged a `session_revoked` event), everywhere else soon.
-        crate::events::catch_up(state).await;
+        crate::events::apply_own(state, EventKind::SessionRevoked, id, state.now());
         tracing::info!(user = %subject, sid = %id, "session ended");
     }
     Ok(ended)

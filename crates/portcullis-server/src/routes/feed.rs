@@ -46,7 +46,9 @@ pub async fn revocations(
     // commit them out of order: a reader that jumped past a gap would never see the
     // event that fills it. This instance's own cursor waits at gaps (`events.rs`), so the
     // page ends there: events beyond it are not handed out until everything before them
-    // is known (applying one twice would be harmless; missing one is not).
+    // is known (applying one twice would be harmless; missing one is not). The feed is
+    // the log's reader for other processes, so it reads the log up to now first (the
+    // one route that does; the others apply what they wrote: `events::apply_own`).
     crate::events::catch_up(&state).await;
     let settled = state.0.events.lock().await.id;
     let mut events = state.0.store.events_after(since, PAGE).await?;

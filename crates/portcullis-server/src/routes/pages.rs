@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use portcullis::session::{SessionContext, SessionRecord};
-use portcullis_store::{Consent, FamilyInfo};
+use portcullis_store::{Consent, EventKind, FamilyInfo};
 use serde::Deserialize;
 
 use super::client_addr::ClientAddr;
@@ -435,12 +435,15 @@ pub async fn revoke_app(
         Err(e) => return refused(e),
     };
     let user = identity.subject();
-    match state.0.store.revoke_consent(user, &id, state.now()).await {
+    let now = state.now();
+    match state.0.store.revoke_consent(user, &id, now).await {
         Ok(ended) => {
-            if ended {
+            if let Some(families) = ended {
                 // The grants' access tokens carry their family as `sid`: refused here
                 // before the answer, everywhere else through the event log.
-                crate::events::catch_up(&state).await;
+                for family in &families {
+                    crate::events::apply_own(&state, EventKind::FamilyRevoked, family, now);
+                }
                 tracing::info!(user = %user, client = %id, "application access removed");
             }
             Redirect::to("/account").into_response()

@@ -333,7 +333,7 @@ where
         user_id: &str,
         client_id: &str,
         now: i64,
-    ) -> Result<bool, Error> {
+    ) -> Result<Option<Vec<String>>, Error> {
         let (_turn, mut tx) = self.begin_write().await?;
         // The codes first: an exchange in flight holds its code's lock, so this
         // waits for it to commit, and the families update below then sees the
@@ -367,7 +367,8 @@ where
             insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now).await?;
         }
         tx.commit().await?;
-        Ok(withdrawn > 0 || !families.is_empty())
+        Ok((withdrawn > 0 || !families.is_empty())
+            .then(|| families.into_iter().map(|(id,)| id).collect()))
     }
 
     async fn refresh_info(

@@ -1233,13 +1233,14 @@ conformance! {
         // A password login of the same person is not the client's: it survives.
         s.create_family("own", &uid, &hash(80), "", 1010).await.unwrap();
         let before = s.last_event_id().await.unwrap();
-        assert!(s.revoke_consent(&uid, "app", 1020).await.unwrap());
+        let ended = s.revoke_consent(&uid, "app", 1020).await.unwrap();
+        assert_eq!(ended, Some(vec!["fam".to_owned()]), "the grant is named");
         assert_eq!(s.consent(&uid, "app").await.unwrap(), None);
         let events = s.events_after(before, 10).await.unwrap();
         assert_eq!(events.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(), ["fam"]);
         assert!(s.refresh_info(&hash(50), 1021, POLICY).await.unwrap().is_none());
         assert!(s.refresh_info(&hash(80), 1021, POLICY).await.unwrap().is_some());
-        assert!(!s.revoke_consent(&uid, "app", 1030).await.unwrap(), "nothing left");
+        assert!(s.revoke_consent(&uid, "app", 1030).await.unwrap().is_none(), "nothing left");
     }
 }
 
@@ -1281,7 +1282,7 @@ conformance! {
         // Removing the app uses up its unexchanged codes.
         code_for(s, &uid, 1).await;
         s.grant_consent(&uid, "app", "openid", 1000).await.unwrap();
-        assert!(s.revoke_consent(&uid, "app", 1001).await.unwrap());
+        assert!(s.revoke_consent(&uid, "app", 1001).await.unwrap().is_some());
         assert!(!matches!(
             s.exchange_code(&exchange(&hash(1), "f1", &hash(51)), 1002).await.unwrap(),
             Exchanged::Granted { .. }

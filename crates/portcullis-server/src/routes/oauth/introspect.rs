@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use portcullis::jwt::{Claims, VerifiedToken};
 use portcullis::refresh::RefreshToken;
 use portcullis::strategy::RevocationCheck as _;
-use portcullis_store::{Client, TokenHash};
+use portcullis_store::{Client, EventKind, TokenHash};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -194,14 +194,15 @@ pub async fn revoke(State(state): State<AppState>, request: Request) -> Result<R
                 .flatten()
         })
     };
+    let now = state.now();
     if let Some(family) = family
         && state
             .0
             .store
-            .revoke_client_family(&client.id, &family, state.now())
+            .revoke_client_family(&client.id, &family, now)
             .await?
     {
-        crate::events::catch_up(&state).await;
+        crate::events::apply_own(&state, EventKind::FamilyRevoked, &family, now);
         tracing::info!(client = %client.id, sid = %family, "grant revoked by its client");
     }
     let mut r = StatusCode::OK.into_response();

@@ -17,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use portcullis::jwt::{TokenBuilder, random_id};
 use portcullis::refresh::RefreshToken;
-use portcullis_store::{Client, CodeExchange, Exchanged, Rotation, TokenHash};
+use portcullis_store::{Client, CodeExchange, EventKind, Exchanged, Rotation, TokenHash};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -217,7 +217,8 @@ async fn authorization_code(
         refresh: &refresh_hash,
         label: &client.name,
     };
-    match state.0.store.exchange_code(&exchange, state.now()).await? {
+    let now = state.now();
+    match state.0.store.exchange_code(&exchange, now).await? {
         Exchanged::Granted {
             code,
             scope,
@@ -246,7 +247,9 @@ async fn authorization_code(
         }
         Exchanged::Replayed { family_id } => {
             // Its access tokens die here before the answer, and everywhere through the log.
-            crate::events::catch_up(state).await;
+            if let Some(family_id) = &family_id {
+                crate::events::apply_own(state, EventKind::FamilyRevoked, family_id, now);
+            }
             tracing::warn!(client = %client.id, sid = ?family_id, "authorization code used twice: what it issued is revoked");
             Err(grant_refused(
                 "the authorization code was used before; the tokens it gave are revoked",
@@ -292,13 +295,14 @@ async fn refresh_token(
         return Err(ApiError::InvalidScope);
     }
     let next = RefreshToken::generate()?;
+    let now = state.now();
     let rotation = s
         .store
         .rotate_for(
             Some(&client.id),
             &TokenHash(presented.hash()),
             &TokenHash(next.hash()),
-            state.now(),
+            now,
             s.config.rotation_policy(),
         )
         .await?;
@@ -342,7 +346,7 @@ async fn refresh_token(
         }
         Rotation::ReuseDetected { family_id } => {
             crate::prometheus::refresh("reuse_detected");
-            crate::events::catch_up(state).await;
+            crate::events::apply_own(state, EventKind::FamilyRevoked, &family_id, now);
             tracing::warn!(client = %client.id, sid = %family_id, "refresh token reused: family revoked");
             Err(refused())
         }
