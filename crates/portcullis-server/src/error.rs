@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis::rejection::Rejection;
+use portcullis::rejection::{Refusal, Rejection};
 use serde_json::json;
 
 /// The realm in `WWW-Authenticate` challenges.
@@ -121,6 +121,42 @@ impl ApiError {
         }
     }
 
+    /// What a person should read for this failure on a page: the one text of each
+    /// failure for people (the JSON answers say it for programs).
+    pub fn for_people(&self) -> String {
+        match self {
+            ApiError::InvalidCredentials => "The username or password is wrong.".into(),
+            ApiError::UsernameTaken => "That username is taken. Choose another one.".into(),
+            ApiError::InvalidRequest(message) | ApiError::UnsupportedMediaType(message) => {
+                sentence(message)
+            }
+            ApiError::Throttled { retry_after } => {
+                format!("Too many attempts. Try again in {retry_after} seconds.")
+            }
+            ApiError::Busy => "The server is busy. Try again in a moment.".into(),
+            ApiError::Auth(Rejection::CrossSiteRequest) => {
+                "This form was sent from another site, so it was refused.".into()
+            }
+            ApiError::Auth(rejection) if rejection.status() == StatusCode::UNAUTHORIZED => {
+                "You need to sign in again.".into()
+            }
+            // A malformed credential, a missing scope, the session store away.
+            ApiError::Auth(rejection) => rejection.body()["error_description"]
+                .as_str()
+                .map_or_else(|| "That request was refused.".into(), sentence),
+            ApiError::NotFound(what) => sentence(what),
+            ApiError::TooLarge => "What you sent is too large.".into(),
+            ApiError::InvalidGrant => "That sign-in has ended. Sign in again.".into(),
+            // The token endpoint's answers; no page leads there.
+            ApiError::InvalidClient
+            | ApiError::UnsupportedGrantType
+            | ApiError::InvalidScope
+            | ApiError::NotForClients
+            | ApiError::OAuth { .. } => "This request is for programs, not for a browser.".into(),
+            ApiError::Unexpected(_) => "Something went wrong on our side. Try again.".into(),
+        }
+    }
+
     /// Seconds a client should wait before trying again, for the answers that say so.
     pub fn retry_after(&self) -> Option<i64> {
         match self {
@@ -131,10 +167,26 @@ impl ApiError {
     }
 }
 
+/// A message as a sentence: its first letter capitalised, a full stop at the end.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
+        None => String::new(),
+    }
+}
+
+/// A failure's text for people ([`ApiError::for_people`]), carried on the JSON answer
+/// of every failure that is not a refused credential (those carry the library's
+/// `Refusal`), so that a layer turning answers into pages reads it by type.
+#[derive(Clone, Debug)]
+pub struct ForPeople(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let retry_after = self.retry_after();
+        let for_people = (!matches!(self, ApiError::Auth(_))).then(|| ForPeople(self.for_people()));
         let mut r = match self {
             ApiError::InvalidRequest(message) => oauth(status, "invalid_request", &message),
             ApiError::UsernameTaken => oauth(status, "username_taken", "that username is taken"),
@@ -190,18 +242,10 @@ impl IntoResponse for ApiError {
                 "temporarily_unavailable",
                 "the server is busy; try again shortly",
             ),
+            // The library's one rendering of a refusal, which carries the `Refusal`
+            // that `finish` records.
             ApiError::Auth(rejection) => {
-                // Counted like the library layer's own refusals (one metric for both).
-                rejection.count();
-                let mut r = (status, Json(rejection.body())).into_response();
-                r.extensions_mut()
-                    .insert(Failure::Refused(rejection.log_reason()));
-                if let Ok(challenge) = HeaderValue::from_str(&rejection.challenge(REALM)) {
-                    r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
-                }
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                r
+                portcullis::middleware::rejection_response(&rejection, REALM)
             }
             ApiError::Unexpected(e) => {
                 let mut r = oauth(status, "server_error", "an unexpected error occurred");
@@ -214,6 +258,9 @@ impl IntoResponse for ApiError {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(for_people) = for_people {
+            r.extensions_mut().insert(for_people);
+        }
         r
     }
 }
@@ -222,7 +269,9 @@ impl IntoResponse for ApiError {
 /// put it in the response's extensions, [`finish`] writes it once. Never sent.
 #[derive(Clone, Debug)]
 pub enum Failure {
-    /// Authentication refused, with the precise reason (never the token).
+    /// A client's own credentials refused (`invalid_client`), with the reason. A
+    /// person's or a token's refused credential carries the library's `Refusal`
+    /// instead, which [`finish`] records the same way.
     Refused(&'static str),
     /// Something unexpected, with its whole error chain.
     Unexpected(String),
@@ -240,6 +289,16 @@ pub fn finish(response: Response) -> Response {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
+    // Every refusal of a credential, by the `AuthLayer` in front of a route or by the
+    // route itself, carries its `Refusal`: counted and logged here, once.
+    if let Some(Refusal(rejection)) = response.extensions().get::<Refusal>() {
+        rejection.count();
+        tracing::info!(
+            reason = rejection.log_reason(),
+            request_id,
+            "authentication refused"
+        );
+    }
     match response.extensions().get::<Failure>() {
         Some(Failure::Refused(reason)) => {
             tracing::info!(reason, request_id, "authentication refused");
@@ -319,8 +378,8 @@ mod tests {
         assert!(!String::from_utf8_lossy(&body).contains("password"));
         let r = ApiError::Auth(Rejection::InvalidRequest("x")).into_response();
         assert!(matches!(
-            r.extensions().get::<Failure>(),
-            Some(Failure::Refused("invalid_request"))
+            r.extensions().get::<Refusal>(),
+            Some(Refusal(Rejection::InvalidRequest("x")))
         ));
         assert!(
             ApiError::InvalidCredentials

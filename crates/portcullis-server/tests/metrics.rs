@@ -135,6 +135,14 @@ async fn metrics_count_what_a_scripted_flow_did_and_name_no_user() {
         get(r#"portcullis_rejections_total{reason="malformed"}"#) >= 1.0,
         "{text}"
     );
+    // One refused credential in the flow, counted once: by the one layer that records
+    // refusals (`error::finish`), not again by the library's `AuthLayer`.
+    let refusals: f64 = m
+        .iter()
+        .filter(|(name, _)| name.starts_with("portcullis_rejections_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(refusals, 1.0, "{text}");
     assert_eq!(
         get(r#"portcullis_http_requests_total{route="/auth/login",method="POST",status="200"}"#),
         2.0

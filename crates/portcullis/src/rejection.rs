@@ -147,6 +147,16 @@ impl Rejection {
         }
     }
 
+    /// Records a refusal once: counts it ([`Rejection::count`]) and logs its reason
+    /// (never the token). The [`crate::middleware::AuthLayer`] calls it for every
+    /// refusal it answers or finds on an answer from behind it, unless the application
+    /// records refusals itself (`AuthLayer::record_refusals(false)`), from the
+    /// [`Refusal`] on the response.
+    pub fn record(&self) {
+        self.count();
+        tracing::info!(reason = self.log_reason(), "request not authenticated");
+    }
+
     /// Counts this rejection under its reason in the `portcullis_rejections_total`
     /// counter of the [`metrics`] facade (label `reason`, one of the stable codes; never
     /// anything from the request). A no-op unless the application installs a metrics
@@ -156,6 +166,13 @@ impl Rejection {
             .increment(1);
     }
 }
+
+/// Every refusal answer the library renders ([`crate::middleware::rejection_response`])
+/// carries its [`Rejection`] in the response's extensions: an application renders
+/// another representation (an HTML page) from the type, never from the JSON text, and
+/// logs it where it logs its answers.
+#[derive(Clone, Debug)]
+pub struct Refusal(pub Rejection);
 
 /// What a cross-site refusal says: what the request lacked and what to send. Nothing in
 /// it depends on the request.

@@ -6,9 +6,10 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
-use portcullis::rejection::Rejection;
 
-use crate::error::ApiError;
+use portcullis::rejection::Refusal;
+
+use crate::error::{ApiError, ForPeople};
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
@@ -82,41 +83,7 @@ pub(crate) fn error_box(error: Option<&str>) -> Markup {
 /// What a person should read for a failed form, and the status to send it with (the
 /// same status the JSON answer has: `ApiError::status`).
 fn explain(e: ApiError) -> (StatusCode, String, Option<i64>) {
-    let (status, retry_after) = (e.status(), e.retry_after());
-    let message = match e {
-        ApiError::InvalidCredentials => "The username or password is wrong.".into(),
-        ApiError::UsernameTaken => "That username is taken. Choose another one.".into(),
-        ApiError::InvalidRequest(message) | ApiError::UnsupportedMediaType(message) => {
-            capitalize(&message)
-        }
-        ApiError::Throttled { retry_after } => {
-            format!("Too many attempts. Try again in {retry_after} seconds.")
-        }
-        ApiError::Busy => "The server is busy. Try again in a moment.".into(),
-        ApiError::Auth(Rejection::CrossSiteRequest) => {
-            "This form was sent from another site, so it was refused.".into()
-        }
-        ApiError::Auth(_) => "You need to sign in again.".into(),
-        ApiError::NotFound(what) => capitalize(what),
-        ApiError::TooLarge => "What you sent is too large.".into(),
-        ApiError::InvalidGrant => "That sign-in has ended. Sign in again.".into(),
-        // The token endpoint's answers; no page leads there.
-        ApiError::InvalidClient
-        | ApiError::UnsupportedGrantType
-        | ApiError::InvalidScope
-        | ApiError::NotForClients
-        | ApiError::OAuth { .. } => "This request is for programs, not for a browser.".into(),
-        ApiError::Unexpected(_) => "Something went wrong on our side. Try again.".into(),
-    };
-    (status, message, retry_after)
-}
-
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
-        None => String::new(),
-    }
+    (e.status(), e.for_people(), e.retry_after())
 }
 
 pub(crate) fn failed(e: ApiError, render: impl FnOnce(&str) -> Markup) -> Response {
@@ -129,8 +96,11 @@ pub(crate) fn failed_with_target(
     target: Option<&str>,
 ) -> Response {
     // For the log layer, as the JSON answers do.
+    let refusal = match &e {
+        ApiError::Auth(rejection) => Some(Refusal(rejection.clone())),
+        _ => None,
+    };
     let failure = match &e {
-        ApiError::Auth(rejection) => Some(crate::error::Failure::Refused(rejection.log_reason())),
         ApiError::Unexpected(error) => {
             Some(crate::error::Failure::Unexpected(format!("{error:#}")))
         }
@@ -140,6 +110,9 @@ pub(crate) fn failed_with_target(
     let mut r = page_with_form_target(status, render(&message), target);
     if let Some(failure) = failure {
         r.extensions_mut().insert(failure);
+    }
+    if let Some(refusal) = refusal {
+        r.extensions_mut().insert(refusal);
     }
     if let Some(secs) = retry_after {
         r.headers_mut()
@@ -166,23 +139,16 @@ pub async fn html_refusals(request: Request, next: axum::middleware::Next) -> Re
     if !page_request || !is_json || response.status().is_success() {
         return response;
     }
-    let (parts, body) = response.into_parts();
-    let description = match axum::body::to_bytes(body, 64 * 1024).await {
-        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v["error_description"].as_str().map(str::to_owned)),
-        Err(_) => None,
-    }
-    .unwrap_or_default();
-    let message = if description.starts_with("cross-site request refused") {
-        "This form was sent from another site, so it was refused.".to_owned()
-    } else if parts.status == StatusCode::UNAUTHORIZED {
-        "You need to sign in again.".to_owned()
-    } else if description.is_empty() {
-        "That request was refused.".to_owned()
+    // Read by type, never from the JSON text: a refused credential carries the
+    // library's `Refusal`, any other failure of ours its text for people.
+    let message = if let Some(Refusal(rejection)) = response.extensions().get::<Refusal>() {
+        ApiError::Auth(rejection.clone()).for_people()
+    } else if let Some(ForPeople(text)) = response.extensions().get::<ForPeople>() {
+        text.clone()
     } else {
-        capitalize(&description)
+        "That request was refused.".to_owned()
     };
+    let (parts, _body) = response.into_parts();
     let mut html = page(
         parts.status,
         layout(
@@ -218,6 +184,8 @@ pub(crate) fn refused(e: ApiError) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use portcullis::rejection::Rejection;
+
     use super::*;
 
     /// Issue 14: the pages answered 500 for `InvalidGrant`, which the JSON routes answer

@@ -30,12 +30,20 @@ use crate::state::AppState;
 /// with its CSRF checks) and read the result with the `Person` and `CookieSession`
 /// extractors (`cookie.rs`); the feed takes bearer tokens with its scope only.
 pub fn router(state: AppState) -> Router {
-    let who = AuthLayer::optional(state.0.chain.clone()).with_realm(REALM);
-    let feed = AuthLayer::required(Chain::new().with(state.0.bearer.clone()))
-        .with_realm(REALM)
+    // Refusals are recorded once, with the request id, by the layer that logs every
+    // answer (`error::finish`), from the `Refusal` each one carries: not by these.
+    let layer = |chain: Chain, required: bool| {
+        let layer = if required {
+            AuthLayer::required(chain)
+        } else {
+            AuthLayer::optional(chain)
+        };
+        layer.with_realm(REALM).record_refusals(false)
+    };
+    let who = layer(state.0.chain.clone(), false);
+    let feed = layer(Chain::new().with(state.0.bearer.clone()), true)
         .require(RequireScope::all([feed::FEED_SCOPE]));
-    let userinfo = AuthLayer::required(Chain::new().with(state.0.bearer.clone()))
-        .with_realm(REALM)
+    let userinfo = layer(Chain::new().with(state.0.bearer.clone()), true)
         .require(RequireScope::all(["openid"]));
     // A form a browser posts, on a path whose GET is a page for anyone: the session
     // (with its CSRF checks) for the POST only, and refusals as pages.

@@ -41,18 +41,12 @@ impl IntoResponse for AuthRejection {
     }
 }
 
-/// A rejection answered by a handler or an extractor, kept on the response so that the
-/// [`super::AuthLayer`] around it can put its own realm in the challenge.
-#[derive(Clone, Debug)]
-pub(super) struct Answered(pub(super) Rejection);
-
 impl IntoResponse for Rejection {
     /// The answer with the default realm `api`; inside an [`super::AuthLayer`] the
-    /// layer's realm replaces it.
+    /// layer's realm replaces it, and the layer records it (it carries its
+    /// [`crate::rejection::Refusal`], like every refusal).
     fn into_response(self) -> Response {
-        let mut response = super::rejection_response(&self, super::DEFAULT_REALM);
-        response.extensions_mut().insert(Answered(self));
-        response
+        super::rejection_response(&self, super::DEFAULT_REALM)
     }
 }
 

@@ -65,7 +65,7 @@ pub use extract::{AuthRejection, Authenticated, NoClaims};
 use http::{HeaderValue, Request, Response, header};
 pub use scope::{RequireScope, RequireScopeService, ScopeFuture};
 
-use crate::rejection::Rejection;
+use crate::rejection::{Refusal, Rejection};
 use crate::strategy::Chain;
 
 /// The realm of challenges when nobody configured one.
@@ -84,6 +84,7 @@ struct Config {
     required: bool,
     realm: &'static str,
     scope: Option<RequireScope>,
+    record: bool,
 }
 
 impl AuthLayer {
@@ -104,6 +105,7 @@ impl AuthLayer {
                 required,
                 realm: DEFAULT_REALM,
                 scope: None,
+                record: true,
             }),
         }
     }
@@ -114,6 +116,16 @@ impl AuthLayer {
     #[must_use]
     pub fn with_realm(mut self, realm: &'static str) -> AuthLayer {
         Arc::make_mut(&mut self.config).realm = realm;
+        self
+    }
+
+    /// Whether this layer records the refusals it answers, and those the routes behind
+    /// it answer ([`Rejection::record`]: counted and logged once). On by default. An
+    /// application that logs every answer itself, with its own request id, turns it
+    /// off and records the [`crate::rejection::Refusal`] it finds on the response.
+    #[must_use]
+    pub fn record_refusals(mut self, record: bool) -> AuthLayer {
+        Arc::make_mut(&mut self.config).record = record;
         self
     }
 }
@@ -162,7 +174,7 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F, R, E> {
-        Inner { #[pin] future: F, realm: &'static str },
+        Inner { #[pin] future: F, realm: &'static str, record: bool },
         Ready { response: Option<R> },
         Boxed { future: Pin<Box<dyn Future<Output = Result<R, E>> + Send>> },
     }
@@ -182,9 +194,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future, realm } => future
+            KindProj::Inner {
+                future,
+                realm,
+                record,
+            } => future
                 .poll(cx)
-                .map(|r| r.map(|response| with_realm(response, realm))),
+                .map(|r| r.map(|response| settle(response, realm, *record))),
             // Taken once; a future polled again after completing may stay pending.
             KindProj::Ready { response } => response
                 .take()
@@ -194,10 +210,11 @@ where
     }
 }
 
-/// The answer for a rejection: status, challenge, OAuth-shaped JSON body. The precise
-/// reason is logged here, once, without the token.
+/// The answer for a rejection: status, challenge, OAuth-shaped JSON body, and the
+/// rejection itself as a [`Refusal`] extension. The one JSON rendering of a refusal; it
+/// logs and counts nothing (the layer records each refusal once: see
+/// [`AuthLayer::record_refusals`]).
 pub fn rejection_response<B: From<String>>(rejection: &Rejection, realm: &str) -> Response<B> {
-    tracing_log(rejection);
     let mut response = Response::new(B::from(rejection.body().to_string()));
     *response.status_mut() = rejection.status();
     let headers = response.headers_mut();
@@ -209,26 +226,47 @@ pub fn rejection_response<B: From<String>>(rejection: &Rejection, realm: &str) -
     if let Ok(challenge) = HeaderValue::from_str(&rejection.challenge(realm)) {
         headers.insert(header::WWW_AUTHENTICATE, challenge);
     }
+    response.extensions_mut().insert(Refusal(rejection.clone()));
     response
 }
 
-/// A refusal answered behind the layer gets the layer's realm in its challenge.
-fn with_realm<B>(mut response: Response<B>, realm: &'static str) -> Response<B> {
+/// Marks a refusal whose realm is final and which was recorded (or left to the
+/// application): an outer layer leaves it as it is.
+#[derive(Clone, Copy, Debug)]
+struct Settled;
+
+/// The layer's own refusal: recorded once, settled.
+fn refuse<B: From<String>>(rejection: &Rejection, layer: &Config) -> Response<B> {
+    if layer.record {
+        rejection.record();
+    }
+    let mut response = rejection_response(rejection, layer.realm);
+    response.extensions_mut().insert(Settled);
+    response
+}
+
+/// A refusal answered behind the layer (a handler, an extractor) gets the layer's realm
+/// in its challenge and is recorded once. Other answers pass untouched.
+fn settle<B>(mut response: Response<B>, realm: &'static str, record: bool) -> Response<B> {
+    let extensions = response.extensions();
+    if extensions.get::<Settled>().is_some() {
+        return response;
+    }
+    let Some(Refusal(rejection)) = extensions.get::<Refusal>() else {
+        return response;
+    };
+    if record {
+        rejection.record();
+    }
     if realm != DEFAULT_REALM
-        && let Some(extract::Answered(rejection)) = response.extensions_mut().remove()
         && let Ok(challenge) = HeaderValue::from_str(&rejection.challenge(realm))
     {
-        // Taken off the response: an outer layer (another realm) leaves it as it is.
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, challenge);
     }
+    response.extensions_mut().insert(Settled);
     response
-}
-
-fn tracing_log(rejection: &Rejection) {
-    rejection.count();
-    tracing::info!(reason = rejection.log_reason(), "request not authenticated");
 }
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for Auth<S>
@@ -265,7 +303,7 @@ where
                             Ok(()) => inner
                                 .call(Request::from_parts(parts, body))
                                 .await
-                                .map(|r| with_realm(r, layer.config.realm)),
+                                .map(|r| settle(r, layer.config.realm, layer.config.record)),
                             Err(response) => Ok(response),
                         }
                     }),
@@ -277,6 +315,7 @@ where
                 kind: Kind::Inner {
                     future: self.inner.call(Request::from_parts(parts, body)),
                     realm: self.layer.config.realm,
+                    record: self.layer.config.record,
                 },
             },
             Err(response) => ResponseFuture {
@@ -299,20 +338,14 @@ fn admit<B: From<String>>(
             if let Some(rule) = &layer.scope
                 && let Err(rejection) = rule.check(Some(&identity))
             {
-                return Err(rejection_response(&rejection, layer.realm));
+                return Err(refuse(&rejection, layer));
             }
             parts.extensions.insert(identity);
             Ok(())
         }
-        Ok(None) if layer.scope.is_some() => Err(rejection_response(
-            &Rejection::MissingCredentials,
-            layer.realm,
-        )),
-        Ok(None) if layer.required => Err(rejection_response(
-            &Rejection::MissingCredentials,
-            layer.realm,
-        )),
+        Ok(None) if layer.scope.is_some() => Err(refuse(&Rejection::MissingCredentials, layer)),
+        Ok(None) if layer.required => Err(refuse(&Rejection::MissingCredentials, layer)),
         Ok(None) => Ok(()),
-        Err(rejection) => Err(rejection_response(&rejection, layer.realm)),
+        Err(rejection) => Err(refuse(&rejection, layer)),
     }
 }

@@ -663,3 +663,94 @@ async fn require_scope_all_and_any_guard_routes_with_the_scope_answer() {
     let (got, _, _) = send(&app, get_with("/open", &[])).await;
     assert_eq!(got, StatusCode::OK);
 }
+
+/// Every refusal is recorded once (counted under its reason), whether the layer
+/// answered it or a route behind the layer did, and carries its `Refusal` for an
+/// application that renders or logs answers itself; `record_refusals(false)` leaves
+/// the recording to that application.
+#[test]
+fn each_refusal_is_counted_once_and_carries_its_refusal() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use portcullis::rejection::{Refusal, Rejection};
+
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let without_scope = fx.token();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let refusals = |app: Router| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let answers = metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let mut answers = Vec::new();
+                for request in [
+                    // Refused by the layer: no credentials.
+                    get_with("/me", &[]),
+                    // Refused by the route behind it: a token without posts:write.
+                    get_with(
+                        "/write",
+                        &[("authorization", &format!("Bearer {without_scope}"))],
+                    ),
+                ] {
+                    let r = app.clone().oneshot(request).await.unwrap();
+                    answers.push(r.extensions().get::<Refusal>().map(|r| r.0.clone()));
+                }
+                answers
+            })
+        });
+        let mut counts: Vec<(String, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == "portcullis_rejections_total")
+            .map(|(key, _, _, value)| {
+                let reason = key.key().labels().find(|l| l.key() == "reason").unwrap();
+                let DebugValue::Counter(n) = value else {
+                    panic!("not a counter")
+                };
+                (reason.value().to_owned(), n)
+            })
+            .collect();
+        counts.sort();
+        (answers, counts)
+    };
+    let (answers, counts) = refusals(app(&fx, true));
+    assert!(matches!(
+        answers.as_slice(),
+        [
+            Some(Rejection::MissingCredentials),
+            Some(Rejection::InsufficientScope(_))
+        ]
+    ));
+    assert_eq!(
+        counts,
+        [
+            ("insufficient_scope".to_owned(), 1),
+            ("missing_credentials".to_owned(), 1)
+        ]
+    );
+
+    // Left to the application: nothing counted here, the refusals still carried.
+    let quiet = Router::new()
+        .route("/me", get(|_: Authenticated| async { "me" }))
+        .route(
+            "/write",
+            get(|auth: Authenticated| async move {
+                auth.identity.require_all(&["posts:write"])?;
+                Ok::<_, Rejection>("written")
+            }),
+        )
+        .layer(
+            AuthLayer::required(Chain::new().with(Bearer::new(Arc::new(
+                portcullis::jwt::Verifier::new(
+                    fx.verifier.with_keys(|k| k.clone()),
+                    crate::support::validation(&fx.clock),
+                ),
+            ))))
+            .record_refusals(false),
+        );
+    let (answers, counts) = refusals(quiet);
+    assert!(answers.iter().all(Option::is_some));
+    assert!(counts.is_empty(), "{counts:?}");
+}
