@@ -52,14 +52,16 @@
 //! background as their `Cache-Control` says, and refetched once for a new kid; a
 //! symmetric key in its JWKS is ignored, and an RSA key without `alg` is RS256.
 
+mod flow;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use http::{HeaderMap, HeaderValue, header};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use self::flow::{Flow, FlowCookie, local_path, random_text};
 use crate::clock::{Clock, SystemClock};
 use crate::http::{HttpFetcher, RemoteError};
 use crate::jwt::{Audience, Claims, Reason, TypPolicy, Validation, Verifier};
@@ -367,39 +369,6 @@ impl std::fmt::Debug for SignedIn {
     }
 }
 
-/// What the flow cookie holds (sealed).
-#[derive(Serialize, Deserialize)]
-struct Flow {
-    /// `state`.
-    s: String,
-    /// `nonce`.
-    n: String,
-    /// The PKCE verifier.
-    v: String,
-    /// Where to go afterwards.
-    r: String,
-    /// Until when (seconds).
-    e: i64,
-}
-
-fn random_text() -> Result<String, OidcError> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| OidcError::Config("the system random generator failed".into()))?;
-    Ok(crate::b64::encode(&bytes))
-}
-
-/// `return_to` when it is a path of this application (no other origin, no
-/// scheme-relative `//host`, no backslash tricks).
-fn local_path(return_to: &str) -> bool {
-    return_to.starts_with('/')
-        && !return_to.starts_with("//")
-        && !return_to
-            .bytes()
-            .any(|b| b == b'\\' || b.is_ascii_control())
-        && return_to.len() <= 512
-}
-
 impl OidcClient {
     /// A client of `issuer` registered as `client_id` with `redirect_uri` (exactly as
     /// registered at the provider).
@@ -642,108 +611,6 @@ impl OidcClient {
     }
 }
 
-/// The flow cookie: what a sign-in must remember between leaving and coming back,
-/// sealed with AES-256-GCM (a random nonce per cookie; the cookie's name is the
-/// associated data, so a value cannot be moved to another cookie).
-struct FlowCookie {
-    key: RandomizedNonceKey,
-    name: &'static str,
-    secure: bool,
-    /// Associated data: the cookie's name, the issuer, the client and its redirect URI.
-    aad: Vec<u8>,
-}
-
-impl FlowCookie {
-    fn new(key: &[u8; 32], secure: bool, binding: String) -> Result<FlowCookie, OidcError> {
-        let name = if secure {
-            "__Host-portcullis_oidc"
-        } else {
-            "portcullis_oidc"
-        };
-        Ok(FlowCookie {
-            aad: format!("{name}\n{binding}").into_bytes(),
-            key: RandomizedNonceKey::new(&AES_256_GCM, key)
-                .map_err(|_| OidcError::Config("flow_key".into()))?,
-            // `__Host-`: only this origin, only over https, only Path=/. Plain http
-            // (loopback development) cannot have the prefix or `Secure`.
-            name: if secure {
-                "__Host-portcullis_oidc"
-            } else {
-                "portcullis_oidc"
-            },
-            secure,
-        })
-    }
-
-    fn header(&self, value: &str, max_age: u64) -> Result<HeaderValue, OidcError> {
-        let text = format!(
-            "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
-            self.name,
-            if self.secure { "; Secure" } else { "" }
-        );
-        HeaderValue::from_str(&text).map_err(|_| OidcError::Config("cookie".into()))
-    }
-
-    fn set(&self, flow: &Flow) -> Result<HeaderValue, OidcError> {
-        let value = self.seal(flow)?;
-        // Browsers drop a cookie over 4 KiB; `return_to` is capped well below that.
-        if value.len() > 3000 {
-            return Err(OidcError::Config(
-                "the flow cookie would be too large".into(),
-            ));
-        }
-        self.header(&value, FLOW_LIFETIME.as_secs())
-    }
-
-    fn clear(&self) -> HeaderValue {
-        self.header("", 0)
-            .unwrap_or_else(|_| HeaderValue::from_static(""))
-    }
-
-    fn seal(&self, flow: &Flow) -> Result<String, OidcError> {
-        let mut data =
-            serde_json::to_vec(flow).map_err(|e| OidcError::Config(format!("flow: {e}")))?;
-        let nonce = self
-            .key
-            .seal_in_place_append_tag(Aad::from(self.aad.as_slice()), &mut data)
-            .map_err(|_| OidcError::Config("sealing the flow cookie failed".into()))?;
-        let mut out = nonce.as_ref().to_vec();
-        out.extend_from_slice(&data);
-        Ok(crate::b64::encode(&out))
-    }
-
-    fn open(&self, text: &str) -> Option<Flow> {
-        let mut bytes = crate::b64::decode(text.as_bytes())?;
-        if bytes.len() < NONCE_LEN {
-            return None;
-        }
-        let mut data = bytes.split_off(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(self.aad.as_slice()), &mut data)
-            .ok()?;
-        serde_json::from_slice(plain).ok()
-    }
-
-    /// The flow of the one cookie of this name; none when there are several (a cookie
-    /// planted beside ours, from a sibling subdomain, must not choose which counts).
-    fn read(&self, headers: &HeaderMap) -> Option<Flow> {
-        let prefix = format!("{}=", self.name);
-        let mut values = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().strip_prefix(prefix.as_str()));
-        let value = values.next()?;
-        if values.next().is_some() {
-            return None;
-        }
-        self.open(value)
-    }
-}
-
 /// The members of a token response this client reads.
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -772,96 +639,4 @@ fn at_hash(alg: &str, access_token: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_local_paths_are_returned_to() {
-        assert!(local_path("/notes?x=1"));
-        for bad in [
-            "https://evil.example/",
-            "//evil.example/",
-            "/\\evil.example",
-            "notes",
-            "/a\nb",
-        ] {
-            assert!(!local_path(bad), "{bad}");
-        }
-    }
-
-    fn flow() -> Flow {
-        Flow {
-            s: "state".into(),
-            n: "nonce".into(),
-            v: "verifier".into(),
-            r: "/x".into(),
-            e: 100,
-        }
-    }
-
-    fn cookie_header(set: &HeaderValue) -> HeaderMap {
-        let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_str(&format!("other=1; {pair}")).unwrap(),
-        );
-        h
-    }
-
-    #[test]
-    fn the_flow_cookie_opens_only_with_its_key_and_unchanged() {
-        let cookie = FlowCookie::new(&[1; 32], true, "b".into()).unwrap();
-        let set = cookie.set(&flow()).unwrap();
-        let text = set.to_str().unwrap();
-        assert!(
-            text.starts_with("__Host-portcullis_oidc=")
-                && text.contains("; Secure")
-                && text.contains("HttpOnly")
-        );
-        assert!(!text.contains("verifier"), "sealed, not readable");
-        let opened = cookie.read(&cookie_header(&set)).unwrap();
-        assert_eq!(
-            (opened.s.as_str(), opened.v.as_str(), opened.e),
-            ("state", "verifier", 100)
-        );
-        // Another key, a flipped byte, a truncated value, another cookie's name: nothing.
-        let other = FlowCookie::new(&[2; 32], true, "b".into()).unwrap();
-        assert!(other.read(&cookie_header(&set)).is_none());
-        let value = text.split(';').next().unwrap().split_once('=').unwrap().1;
-        let mut bytes = crate::b64::decode(value.as_bytes()).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        assert!(cookie.open(&crate::b64::encode(&bytes)).is_none());
-        assert!(cookie.open(&value[..10]).is_none());
-        let plain_http = FlowCookie::new(&[1; 32], false, "b".into()).unwrap();
-        assert!(
-            plain_http.open(value).is_none(),
-            "sealed for the __Host- name only"
-        );
-        let other_client = FlowCookie::new(&[1; 32], true, "c".into()).unwrap();
-        assert!(
-            other_client.open(value).is_none(),
-            "sealed for one client only"
-        );
-        // Two cookies of the name (one planted from a sibling site): neither counts.
-        let mut two = cookie_header(&set);
-        let again = cookie.set(&flow()).unwrap();
-        two.append(
-            header::COOKIE,
-            HeaderValue::from_str(again.to_str().unwrap().split(';').next().unwrap()).unwrap(),
-        );
-        assert!(cookie.read(&two).is_none());
-        assert!(cookie.clear().to_str().unwrap().contains("Max-Age=0"));
-    }
-
-    /// OpenID Connect Core §3.1.3.6's worked example.
-    #[test]
-    fn at_hash_matches_the_specifications_example() {
-        assert_eq!(
-            at_hash("RS256", "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y").as_deref(),
-            Some("77QmUPtjPfzWtF2AnpK9RQ")
-        );
-        assert_eq!(at_hash("none", "x"), None);
-    }
-}
+mod tests;

@@ -1,0 +1,230 @@
+use super::*;
+
+#[test]
+fn defaults_need_nothing() {
+    let c = Config::defaults().unwrap();
+    assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.database_url, "sqlite://portcullis.db");
+    assert_eq!(c.issuer, "http://127.0.0.1:8080");
+    assert_eq!(c.audience, c.issuer);
+    assert_eq!(c.signing_alg, Algorithm::RS256);
+    assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+    assert_eq!(c.event_poll_interval, Duration::from_millis(500));
+}
+
+#[test]
+fn redacted_urls_hide_passwords_wherever_they_are() {
+    assert_eq!(
+        redact_url("postgres://app:s3cret@db/x"),
+        "postgres://app:***@db/x"
+    );
+    assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+    let q = redact_url("postgres://app@db/x?password=s3cret&sslmode=require");
+    assert!(
+        !q.contains("s3cret") && q.contains("sslmode=require"),
+        "{q}"
+    );
+    assert!(!redact_url("mysql:app:s3cret@@x").contains("s3cret"));
+}
+
+#[test]
+fn debug_hides_the_database_password() {
+    let mut c = Config::defaults().unwrap();
+    c.database_url = "postgres://app:s3cret@db/portcullis".into();
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("s3cret") && shown.contains("app:***@db"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn file_then_env_then_flags() {
+    let mut raw: RawConfig = toml::from_str(
+        "bind = \"127.0.0.1:9000\"\naccess_token_ttl = \"5m\"\nissuer = \"https://file\"",
+    )
+    .unwrap();
+    raw.apply_env([("PORTCULLIS_ISSUER".to_owned(), "https://env".to_owned())])
+        .unwrap();
+    raw.apply_overrides(Overrides {
+        bind: Some("127.0.0.1:9001".into()),
+        ..Overrides::default()
+    });
+    let c = Config::try_from(raw).unwrap();
+    assert_eq!(c.bind.port(), 9001);
+    assert_eq!(c.issuer, "https://env");
+    assert_eq!(c.access_token_ttl, Duration::from_secs(300));
+}
+
+#[test]
+fn an_unset_signing_alg_keeps_the_databases_algorithm() {
+    let unset = Config::try_from(RawConfig::default()).unwrap();
+    assert_eq!(unset.alg_after(None), Algorithm::RS256);
+    assert_eq!(unset.alg_after(Some(Algorithm::EdDSA)), Algorithm::EdDSA);
+    let raw: RawConfig = toml::from_str("signing_alg = \"ES256\"").unwrap();
+    let set = Config::try_from(raw).unwrap();
+    assert_eq!(set.alg_after(Some(Algorithm::EdDSA)), Algorithm::ES256);
+}
+
+#[test]
+fn a_short_access_token_lifetime_shortens_the_session_tokens_default() {
+    let raw: RawConfig = toml::from_str("access_token_ttl = \"30s\"").unwrap();
+    let c = Config::try_from(raw).unwrap();
+    assert_eq!(c.session_token_ttl, Duration::from_secs(30));
+}
+
+#[test]
+fn bad_settings_are_named_in_the_error() {
+    let err = |toml: &str| {
+        format!(
+            "{:#}",
+            Config::try_from(toml::from_str::<RawConfig>(toml).unwrap()).unwrap_err()
+        )
+    };
+    assert!(err("bind = \"nope\"").contains("bind"));
+    assert!(err("signing_alg = \"none\"").contains("signing_alg"));
+    for hmac in ["HS256", "HS384", "HS512"] {
+        let e = err(&format!("signing_alg = \"{hmac}\""));
+        assert!(e.contains("cannot be published in the JWKS"), "{e}");
+    }
+    assert!(err("access_token_ttl = \"soon\"").contains("access_token_ttl"));
+    assert!(err("database_url = \"mysql://x\"").contains("database_url"));
+    assert!(toml::from_str::<RawConfig>("unknown = 1").is_err());
+    assert!(err("issuer = \"http://auth.example\"").contains("sessions_allow_insecure_http"));
+    assert!(err("issuer = \"ftp://auth.example\"").contains("issuer"));
+    assert!(err("session_idle = \"13h\"").contains("session_idle"));
+    assert!(err("session_token_ttl = \"1h\"").contains("session_token_ttl"));
+    assert!(err("max_connections = 2").contains("max_connections"));
+    assert!(err("header_read_timeout = 0").contains("header_read_timeout"));
+    assert!(err("idle_timeout = \"20s\"").contains("idle_timeout"));
+    assert!(err("key_rotation_interval = \"1m\"").contains("key_rotation_interval"));
+    assert!(err("key_publication_delay = \"2d\"").contains("key_publication_delay"));
+}
+
+#[test]
+fn trusted_proxies_come_from_the_file_or_the_environment_and_are_checked() {
+    let raw: RawConfig = toml::from_str("trusted_proxies = [\"10.0.0.0/8\", \"::1\"]").unwrap();
+    assert!(!Config::try_from(raw).unwrap().trusted_proxies.is_empty());
+    assert!(Config::defaults().unwrap().trusted_proxies.is_empty());
+    let mut raw = RawConfig::default();
+    raw.apply_env([(
+        "PORTCULLIS_TRUSTED_PROXIES".to_owned(),
+        "10.0.0.0/8, 192.0.2.7".to_owned(),
+    )])
+    .unwrap();
+    assert!(
+        !Config::try_from(raw.clone())
+            .unwrap()
+            .trusted_proxies
+            .is_empty()
+    );
+    raw.trusted_proxies = Some(vec!["10.0.0.0/99".into()]);
+    let err = format!("{:#}", Config::try_from(raw).unwrap_err());
+    assert!(
+        err.contains("trusted_proxies") && err.contains("10.0.0.0/99"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_setting_reads_its_environment_variable() {
+    let mut raw = RawConfig::default();
+    raw.apply_env(
+        [
+            ("PORTCULLIS_MAX_CONNECTIONS", "100"),
+            ("PORTCULLIS_KEY_ROTATION_INTERVAL", "0"),
+            ("PORTCULLIS_SIGNUPS_BEFORE_DELAY", "9"),
+            ("PORTCULLIS_REQUEST_TIMEOUT", "20s"),
+            ("PORTCULLIS_KEY_ENCRYPTION_KEY_FILE", "/run/secrets/kek"),
+            ("PORTCULLIS_TEST_POSTGRES", "not ours: ignored"),
+            ("OTHER_TOOL", "ignored"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+    .unwrap();
+    let c = Config::try_from(raw).unwrap();
+    assert_eq!(c.max_connections, 100);
+    assert!(c.key_rotation_interval.is_zero());
+    assert_eq!(c.signups_before_delay, 9);
+    assert_eq!(c.request_timeout, Duration::from_secs(20));
+    assert_eq!(c.kek.file.as_deref(), Some(Path::new("/run/secrets/kek")));
+    let err = RawConfig::default()
+        .apply_env([("PORTCULLIS_HASH_QUEUE".to_owned(), "lots".to_owned())])
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("PORTCULLIS_HASH_QUEUE"),
+        "{err:#}"
+    );
+    // The key is never shown.
+    let mut raw = RawConfig::default();
+    raw.apply_env([(
+        "PORTCULLIS_KEY_ENCRYPTION_KEY".to_owned(),
+        "s3cret-kek".to_owned(),
+    )])
+    .unwrap();
+    assert!(!format!("{raw:?}").contains("s3cret-kek"));
+}
+
+#[test]
+fn a_bind_name_resolves_and_a_public_bind_asks_for_an_https_issuer() {
+    let raw: RawConfig = toml::from_str("bind = \"localhost:9099\"").unwrap();
+    let c = Config::try_from(raw).unwrap();
+    assert_eq!(c.bind.port(), 9099);
+    assert!(c.bind.ip().is_loopback());
+    let raw: RawConfig = toml::from_str("bind = \"0.0.0.0:8080\"").unwrap();
+    let err = format!("{:#}", Config::try_from(raw).unwrap_err());
+    assert!(err.contains("--issuer https://"), "{err}");
+    assert_eq!(
+        err.matches("sessions_allow_insecure_http").count(),
+        1,
+        "said once: {err}"
+    );
+    let raw: RawConfig =
+        toml::from_str("bind = \"0.0.0.0:8080\"\nissuer = \"https://auth.example\"").unwrap();
+    assert!(Config::try_from(raw).is_ok());
+}
+
+#[test]
+fn session_switches_from_the_environment_are_strict() {
+    let mut raw = RawConfig::default();
+    let set = |raw: &mut RawConfig, v: &str| {
+        raw.apply_env([(
+            "PORTCULLIS_SESSIONS_ALLOW_INSECURE_HTTP".to_owned(),
+            v.to_owned(),
+        )])
+    };
+    assert!(set(&mut raw, "yes").is_err());
+    assert!(set(&mut raw, "true").is_ok());
+    raw.issuer = Some("http://auth.test".into());
+    assert!(!Config::try_from(raw.clone()).unwrap().sessions.is_secure());
+    assert!(set(&mut raw, "0").is_ok());
+    assert!(
+        Config::try_from(raw).is_err(),
+        "http off loopback needs the switch"
+    );
+}
+
+#[test]
+fn sessions_follow_the_issuer() {
+    let c = Config::defaults().unwrap();
+    assert_eq!(c.sessions.origin(), "http://127.0.0.1:8080");
+    assert!(!c.sessions.is_secure(), "loopback development");
+    let raw: RawConfig = toml::from_str("issuer = \"https://Auth.Example/tenant/\"").unwrap();
+    let c = Config::try_from(raw).unwrap();
+    assert_eq!(c.sessions.origin(), "https://auth.example");
+    // The default port is no part of the origin a browser sends.
+    let raw: RawConfig = toml::from_str("issuer = \"https://auth.example:443/x\"").unwrap();
+    assert_eq!(
+        Config::try_from(raw).unwrap().sessions.origin(),
+        "https://auth.example"
+    );
+    assert!(c.sessions.is_secure());
+    assert_eq!(c.sessions.cookie_name(), "__Host-portcullis_session");
+    let raw: RawConfig = toml::from_str(
+        "issuer = \"http://auth.test\"\nsessions_allow_insecure_http = true\nsession_idle = \"5m\"",
+    )
+    .unwrap();
+    let c = Config::try_from(raw).unwrap();
+    assert_eq!(c.sessions.idle_timeout(), Duration::from_secs(300));
+    assert_eq!(c.session_token_ttl, Duration::from_secs(300));
+}
