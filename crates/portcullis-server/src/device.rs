@@ -13,8 +13,9 @@
 //! the sign-in page; API clients get `device_token` in the `/auth/login` answer and
 //! send it back in the next login's body.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use portcullis::clock::secs;
+use portcullis::cookies::{self, SameSite};
 use portcullis::opaque::Opaque;
 use portcullis_store::TokenHash;
 
@@ -38,41 +39,18 @@ fn cookie_name(state: &AppState) -> &'static str {
 /// The device credential a request's cookies carry, if one is well formed (and named
 /// once: a planted duplicate makes it count as absent).
 pub fn from_cookie(state: &AppState, headers: &HeaderMap) -> Option<DeviceToken> {
-    let name = cookie_name(state);
-    let mut found = None;
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=')
-                && k == name
-            {
-                if found.is_some() {
-                    return None;
-                }
-                found = Some(v);
-            }
-        }
-    }
-    Opaque::parse(found?)
+    Opaque::parse(cookies::single(headers, cookie_name(state))?)
 }
 
 /// The `Set-Cookie` value that gives a browser its device credential.
 pub fn set_cookie(state: &AppState, token: &DeviceToken) -> HeaderValue {
-    let secure = if state.0.config.sessions.is_secure() {
-        "; Secure"
-    } else {
-        ""
-    };
-    let value = format!(
-        "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+    cookies::set(
         cookie_name(state),
         token.expose(),
-        state.0.config.device_lifetime.as_secs()
-    );
-    // base64url and fixed ASCII: always a valid header value.
-    let mut value = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""));
-    value.set_sensitive(true);
-    value
+        SameSite::Strict,
+        state.0.config.device_lifetime,
+        state.0.config.sessions.is_secure(),
+    )
 }
 
 /// The account a presented credential belongs to, if the store knows it.

@@ -427,26 +427,15 @@ where
 /// The request id header.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A random (version 4) UUID, from the library's per-thread random buffer:
-/// tower-http's `MakeRequestUuid` asked the kernel for 16 bytes on every request, a
-/// system call that was a few percent of a bearer request's CPU.
+/// A random (version 4) UUID made by the `uuid` crate from the library's per-thread
+/// random buffer: tower-http's `MakeRequestUuid` asked the kernel for 16 bytes on every
+/// request, a system call that was a few percent of a bearer request's CPU.
 fn random_uuid() -> HeaderValue {
-    let mut b = portcullis::jwt::random_bits().unwrap_or_default();
-    b[6] = (b[6] & 0x0f) | 0x40; // version 4
-    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut text = [0u8; 36];
-    let mut at = 0;
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            text[at] = b'-';
-            at += 1;
-        }
-        text[at] = HEX[usize::from(byte >> 4)];
-        text[at + 1] = HEX[usize::from(byte & 0x0f)];
-        at += 2;
-    }
-    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("-"))
+    let bits = portcullis::jwt::random_bits().unwrap_or_default();
+    let id = uuid::Builder::from_random_bytes(bits).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+        .unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// What the store prunes, and when: ended records after the revocation window, spent
@@ -667,5 +656,20 @@ mod banner_tests {
             "{rs256}"
         );
         assert!(!rs256.contains("cannot verify"), "{rs256}");
+    }
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_distinct_version_4_uuids() {
+        let (a, b) = (random_uuid(), random_uuid());
+        assert_ne!(a, b);
+        let parsed = uuid::Uuid::try_parse(a.to_str().unwrap()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(a.to_str().unwrap(), parsed.hyphenated().to_string());
     }
 }

@@ -96,6 +96,8 @@
 
 mod b64;
 pub mod clock;
+#[cfg(any(feature = "sessions", feature = "remote"))]
+pub mod cookies;
 #[cfg(feature = "remote")]
 pub mod feed;
 mod flat_json;

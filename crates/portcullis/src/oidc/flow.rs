@@ -3,10 +3,13 @@
 //! AES-256-GCM and bound to the issuer, the client and the redirect URI.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
-use http::{HeaderMap, HeaderValue, header};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use super::{FLOW_LIFETIME, OidcError};
+use crate::cookies::{self, SameSite};
 
 /// What the flow cookie holds (sealed).
 #[derive(Serialize, Deserialize)]
@@ -78,13 +81,8 @@ impl FlowCookie {
         })
     }
 
-    pub(super) fn header(&self, value: &str, max_age: u64) -> Result<HeaderValue, OidcError> {
-        let text = format!(
-            "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
-            self.name,
-            if self.secure { "; Secure" } else { "" }
-        );
-        HeaderValue::from_str(&text).map_err(|_| OidcError::Config("cookie".into()))
+    fn header(&self, value: &str, max_age: Duration) -> HeaderValue {
+        cookies::set(self.name, value, SameSite::Lax, max_age, self.secure)
     }
 
     pub(super) fn set(&self, flow: &Flow) -> Result<HeaderValue, OidcError> {
@@ -95,12 +93,11 @@ impl FlowCookie {
                 "the flow cookie would be too large".into(),
             ));
         }
-        self.header(&value, FLOW_LIFETIME.as_secs())
+        Ok(self.header(&value, FLOW_LIFETIME))
     }
 
     pub(super) fn clear(&self) -> HeaderValue {
-        self.header("", 0)
-            .unwrap_or_else(|_| HeaderValue::from_static(""))
+        self.header("", Duration::ZERO)
     }
 
     pub(super) fn seal(&self, flow: &Flow) -> Result<String, OidcError> {
@@ -132,17 +129,6 @@ impl FlowCookie {
     /// The flow of the one cookie of this name; none when there are several (a cookie
     /// planted beside ours, from a sibling subdomain, must not choose which counts).
     pub(super) fn read(&self, headers: &HeaderMap) -> Option<Flow> {
-        let prefix = format!("{}=", self.name);
-        let mut values = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().strip_prefix(prefix.as_str()));
-        let value = values.next()?;
-        if values.next().is_some() {
-            return None;
-        }
-        self.open(value)
+        self.open(cookies::single(headers, self.name)?)
     }
 }

@@ -116,12 +116,22 @@ pub fn is_https_or_loopback(url: &str) -> bool {
     let Ok(url) = url::Url::parse(url) else {
         return false;
     };
-    match (url.scheme(), url.host()) {
-        ("https", Some(_)) => true,
-        ("http", Some(url::Host::Domain(d))) => d.eq_ignore_ascii_case("localhost"),
-        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
-        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => is_loopback(&url),
         _ => false,
+    }
+}
+
+/// True when `url`'s host is this machine: a loopback address, or `localhost`, the one
+/// name that always means it; never a name that merely starts like a loopback address
+/// (`127.0.0.1.example.net`). The one loopback rule of the library and the server.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

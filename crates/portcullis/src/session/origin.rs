@@ -18,15 +18,5 @@ pub(crate) fn origin_of(text: &str) -> Option<String> {
 }
 
 pub(super) fn is_loopback_origin(origin: &str) -> bool {
-    // An address, or the one name that always means this machine; never a name that
-    // merely starts like a loopback address (127.0.0.1.example.net).
-    match url::Url::parse(origin)
-        .ok()
-        .and_then(|u| u.host().map(|h| h.to_owned()))
-    {
-        Some(url::Host::Domain(name)) => name == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
+    url::Url::parse(origin).is_ok_and(|u| crate::remote::is_loopback(&u))
 }

@@ -7,6 +7,7 @@
 //! registered a loopback URI (`http://127.0.0.1/…` or `http://[::1]/…`) may come back on
 //! any port of it, since the operating system picks the port at run time.
 
+use portcullis::remote::is_loopback;
 use url::Url;
 
 /// The longest redirect URI accepted, registered or requested.
@@ -44,7 +45,7 @@ pub(crate) fn check_registrable(uri: &str) -> Result<(), String> {
     }
     match url.scheme() {
         "https" => Ok(()),
-        "http" if is_loopback_host(&url) => Ok(()),
+        "http" if is_loopback(&url) => Ok(()),
         "http" => Err("http is allowed on a loopback address only; use https".into()),
         "javascript" | "data" | "file" | "vbscript" | "blob" | "about" => Err(format!(
             "the {} scheme cannot be a redirect URI",
@@ -57,23 +58,10 @@ pub(crate) fn check_registrable(uri: &str) -> Result<(), String> {
     }
 }
 
-fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    }
-}
-
-/// True when the loopback IP literal rule of RFC 8252 §7.3 applies to `url`.
+/// True when the loopback IP literal rule of RFC 8252 §7.3 applies to `url`: plain
+/// http to a loopback address, not to the name `localhost` (§8.3).
 fn loopback_ip(url: &Url) -> bool {
-    url.scheme() == "http"
-        && match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            _ => false,
-        }
+    url.scheme() == "http" && is_loopback(url) && !matches!(url.host(), Some(url::Host::Domain(_)))
 }
 
 /// True when `requested` is one of `registered`: the same string, or, for a public
