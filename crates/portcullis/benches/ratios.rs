@@ -63,6 +63,10 @@ fn main() {
         middleware_overhead();
         return;
     }
+    if filter.as_deref() == Some("owned") {
+        owned();
+        return;
+    }
     let rng = SystemRandom::new();
     let mut verify_rows = Vec::new();
     let mut sign_rows = Vec::new();
@@ -182,6 +186,91 @@ fn main() {
 /// The middleware's added cost per request, paired: the same route and request with and
 /// without `AuthLayer`, through tower `oneshot` on one runtime; with the token already
 /// verified (cached) and verified afresh (cache off), next to the bare signature check.
+/// The code we own where a crate would do, each against that crate on the same input
+/// (docs/BENCHMARKS.md, "Code we own, and why"): the base64url decoder against the
+/// `base64` crate's engine with the same strictness, and the flat-object JSON fast path
+/// against the full strict parser it falls back to and plain `serde_json`. A typical
+/// RS256 access token of the server: its claims segment and its signature segment.
+fn owned() {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use portcullis::__bench;
+
+    let engine = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_encode_padding(false)
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(false),
+    );
+    let case = case(Algorithm::RS256);
+    let mut segments = case.token.split('.');
+    let (_, payload, signature) = (
+        segments.next().expect("header"),
+        segments.next().expect("payload"),
+        segments.next().expect("signature"),
+    );
+    let claims = __bench::b64_decode(payload.as_bytes()).expect("claims decode");
+    assert_eq!(
+        engine.decode(payload).expect("base64 crate decodes"),
+        claims
+    );
+    assert_eq!(
+        __bench::flat_json(&claims),
+        __bench::strict_json(&claims),
+        "both parsers read the claims"
+    );
+    let mut rows = Vec::new();
+    for (what, segment) in [
+        ("claims segment", payload),
+        ("signature segment", signature),
+    ] {
+        let ours = || {
+            black_box(__bench::b64_decode(black_box(segment.as_bytes())));
+        };
+        let crate_ = || {
+            black_box(engine.decode(black_box(segment)).ok());
+        };
+        let s = paired(&[("ours", &ours), ("base64", &crate_)]);
+        rows.push(format!(
+            "| base64url decode, {what} ({} chars) | {} | {} | {} |",
+            segment.len(),
+            time(median(&s[0].ns)),
+            time(median(&s[1].ns)),
+            ratio(&s[0], &s[1])
+        ));
+    }
+    let fast = || {
+        black_box(__bench::flat_json(black_box(&claims)));
+    };
+    let strict = || {
+        black_box(__bench::strict_json(black_box(&claims)));
+    };
+    let plain = || {
+        black_box(serde_json::from_slice::<serde_json::Value>(black_box(&claims)).ok());
+    };
+    let s = paired(&[("fast", &fast), ("strict", &strict), ("serde_json", &plain)]);
+    rows.push(format!(
+        "| claims JSON ({} bytes): fast path vs the strict parser | {} | {} | {} |",
+        claims.len(),
+        time(median(&s[0].ns)),
+        time(median(&s[1].ns)),
+        ratio(&s[0], &s[1])
+    ));
+    rows.push(format!(
+        "| claims JSON ({} bytes): fast path vs plain serde_json::Value | {} | {} | {} |",
+        claims.len(),
+        time(median(&s[0].ns)),
+        time(median(&s[2].ns)),
+        ratio(&s[0], &s[2])
+    ));
+    println!("| what | ours | the crate | ours ÷ crate, median (p10–p90) |");
+    println!("|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}
+
 fn middleware_overhead() {
     use axum::Router;
     use axum::body::Body;

@@ -131,3 +131,26 @@ pub mod username;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// What `benches/ratios.rs owned` measures against the crates it stands in for
+/// (docs/BENCHMARKS.md, "Code we own, and why"). Not part of the API: no semver
+/// promise, may go at any time.
+#[doc(hidden)]
+pub mod __bench {
+    /// The strict base64url decoder every token segment goes through.
+    pub fn b64_decode(input: &[u8]) -> Option<Vec<u8>> {
+        crate::b64::decode(input)
+    }
+
+    /// The flat-object fast path for headers and claims: how many members it read.
+    pub fn flat_json(input: &[u8]) -> Option<usize> {
+        crate::flat_json::parse(input).map(|members| members.len())
+    }
+
+    /// The full strict parser the fast path falls back to: how many members it read.
+    pub fn strict_json(input: &[u8]) -> Option<usize> {
+        crate::strict_json::parse_object(input)
+            .ok()
+            .map(|map| map.len())
+    }
+}
