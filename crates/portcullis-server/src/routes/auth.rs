@@ -60,8 +60,7 @@ pub struct RefreshRequest {
         (status = 201, description = "The account", body = super::schemas::Account),
         (status = 400, description = "invalid_request", body = super::schemas::ErrorBody),
         (status = 409, description = "username_taken (the name or a look-alike)", body = super::schemas::ErrorBody),
-        (status = 413, description = "body over max_body_bytes", body = super::schemas::ErrorBody),
-        (status = 415, description = "not JSON", body = super::schemas::ErrorBody),
+        crate::routes::schemas::JsonBodyRefusals,
         (status = 429, description = "too_many_requests, with Retry-After", body = super::schemas::ErrorBody),
         (status = 503, description = "temporarily_unavailable, with Retry-After", body = super::schemas::ErrorBody),
     ))]
@@ -85,8 +84,7 @@ pub async fn signup(
         (status = 200, description = "Tokens (with device_token for a new device)", body = super::schemas::TokenResponse),
         (status = 400, description = "invalid_request", body = super::schemas::ErrorBody),
         (status = 401, description = "invalid_credentials", body = super::schemas::ErrorBody),
-        (status = 413, description = "body over max_body_bytes", body = super::schemas::ErrorBody),
-        (status = 415, description = "not JSON", body = super::schemas::ErrorBody),
+        crate::routes::schemas::JsonBodyRefusals,
         (status = 429, description = "too_many_requests, with Retry-After", body = super::schemas::ErrorBody),
         (status = 503, description = "temporarily_unavailable", body = super::schemas::ErrorBody),
     ))]
@@ -134,8 +132,7 @@ pub async fn login(
     responses(
         (status = 200, description = "A new pair; the presented token is used up", body = super::schemas::TokenResponse),
         (status = 400, description = "invalid_grant or invalid_request", body = super::schemas::ErrorBody),
-        (status = 413, description = "body over max_body_bytes", body = super::schemas::ErrorBody),
-        (status = 415, description = "not JSON", body = super::schemas::ErrorBody),
+        crate::routes::schemas::JsonBodyRefusals,
     ))]
 pub async fn refresh(
     State(state): State<AppState>,
@@ -200,8 +197,7 @@ pub async fn refresh(
     responses(
         (status = 204, description = "The family is revoked"),
         (status = 400, description = "invalid_grant or invalid_request", body = super::schemas::ErrorBody),
-        (status = 413, description = "body over max_body_bytes", body = super::schemas::ErrorBody),
-        (status = 415, description = "not JSON", body = super::schemas::ErrorBody),
+        crate::routes::schemas::JsonBodyRefusals,
     ))]
 pub async fn logout(
     State(state): State<AppState>,
@@ -227,8 +223,7 @@ pub async fn logout(
     security(("bearer" = []), ("session" = [])),
     responses(
         (status = 204, description = "Every session and refresh family ended"),
-        (status = 400, description = "invalid_request (RFC 6750)", body = super::schemas::ErrorBody),
-        (status = 401, description = "unauthorized or invalid_token", body = super::schemas::ErrorBody),
+        crate::routes::schemas::CredentialRefusals,
         (status = 403, description = "access_denied (cross-site, or a machine client)", body = super::schemas::ErrorBody),
     ))]
 pub async fn logout_all(
@@ -251,8 +246,7 @@ pub async fn logout_all(
     security(("bearer" = []), ("session" = [])),
     responses(
         (status = 200, description = "Who is asking", body = super::schemas::Me),
-        (status = 400, description = "invalid_request (RFC 6750)", body = super::schemas::ErrorBody),
-        (status = 401, description = "unauthorized or invalid_token", body = super::schemas::ErrorBody),
+        crate::routes::schemas::CredentialRefusals,
         (status = 403, description = "access_denied (a machine client)", body = super::schemas::ErrorBody),
     ))]
 pub async fn me(

@@ -216,3 +216,28 @@ pub struct Logins {
     sessions: Vec<SessionItem>,
     api_logins: Vec<ApiLogin>,
 }
+
+/// The refusals of every route that authenticates a bearer token or a session cookie
+/// (RFC 6750): listed once, named in each route's `responses(...)`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum CredentialRefusals {
+    /// A malformed `Authorization` header.
+    #[response(status = 400, description = "invalid_request (RFC 6750)")]
+    Malformed(ErrorBody),
+    /// No credentials, or a bad token.
+    #[response(status = 401, description = "unauthorized or invalid_token")]
+    Unauthorized(ErrorBody),
+}
+
+/// The refusals of every route that reads a JSON body (`JsonBody`).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum JsonBodyRefusals {
+    /// Larger than `max_body_bytes`.
+    #[response(status = 413, description = "body over max_body_bytes")]
+    TooLarge(ErrorBody),
+    /// Not `application/json`.
+    #[response(status = 415, description = "not JSON")]
+    NotJson(ErrorBody),
+}

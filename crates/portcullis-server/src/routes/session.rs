@@ -222,8 +222,7 @@ fn describe_family(family: &FamilyInfo, current: bool) -> serde_json::Value {
     security(("bearer" = []), ("session" = [])),
     responses(
         (status = 200, description = "Browser sessions and API logins", body = super::schemas::Logins),
-        (status = 400, description = "invalid_request (RFC 6750)", body = super::schemas::ErrorBody),
-        (status = 401, description = "unauthorized or invalid_token", body = super::schemas::ErrorBody),
+        crate::routes::schemas::CredentialRefusals,
         (status = 403, description = "access_denied (a machine client)", body = super::schemas::ErrorBody),
     ))]
 pub async fn list(
@@ -260,8 +259,7 @@ pub async fn list(
     security(("bearer" = []), ("session" = [])),
     responses(
         (status = 204, description = "Ended"),
-        (status = 400, description = "invalid_request (RFC 6750)", body = super::schemas::ErrorBody),
-        (status = 401, description = "unauthorized or invalid_token", body = super::schemas::ErrorBody),
+        crate::routes::schemas::CredentialRefusals,
         (status = 403, description = "access_denied", body = super::schemas::ErrorBody),
         (status = 404, description = "not_found: neither a live session nor an API login of yours", body = super::schemas::ErrorBody),
     ))]
