@@ -7,6 +7,9 @@
 //! writes what the answer says in the same transaction, as it does with
 //! [`crate::refresh::decide`] for refresh tokens. The Portcullis server keeps codes in
 //! its database (see `GrantStore::exchange_code` in portcullis-store).
+//!
+//! **Unstable** (feature `server`): a building block of the Portcullis server, public for
+//! it and outside the library's semver promise.
 
 /// Scopes about who the person is (OpenID Connect), not what they may do: a client may
 /// be granted them whatever the account's own scope says.

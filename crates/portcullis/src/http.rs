@@ -108,13 +108,9 @@ impl HttpFetcher {
         Ok(HttpFetcher { client })
     }
 
-    /// Over a client you configured.
-    pub fn with_client(client: reqwest::Client) -> HttpFetcher {
-        HttpFetcher { client }
-    }
-
-    /// The underlying client.
-    pub fn client(&self) -> &reqwest::Client {
+    /// The underlying client (reqwest stays out of the public API, so that a new
+    /// reqwest is not a new major version of this library).
+    pub(crate) fn client(&self) -> &reqwest::Client {
         &self.client
     }
 }

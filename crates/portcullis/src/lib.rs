@@ -15,18 +15,29 @@
 //! - [`rejection`]: the one place an authentication failure becomes an HTTP answer;
 //! - `session`: cookie sessions with CSRF checks, for browsers and server-rendered
 //!   pages, beside tokens (the `Session` strategy);
-//! - `password`, `refresh`, `throttle`, `username`: the pieces the Portcullis server is
-//!   built from;
+//! - `password`, `refresh`, `throttle`, `username`, `grant`: the pieces the Portcullis
+//!   server is built from;
 //! - [`clock`]: injected time, so tests move the clock instead of sleeping.
 //!
 //! # Cargo features
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `remote` | on | `http` (`Bearer::from_issuer`, `HttpFetcher`: reqwest over rustls on aws-lc-rs) and `feed` (`RevocationFollower`) |
-//! | `sessions` | off | `session` and the `Session` strategy |
+//! | `remote` | on | `http` (`Bearer::from_issuer`, `HttpFetcher`: reqwest over rustls on aws-lc-rs), `feed` (`RevocationFollower`), `oidc` (`OidcClient`) and `cookies` |
+//! | `sessions` | off | `session`, the `Session` strategy and `cookies` |
 //! | `password` | off | `password`: Argon2id hashing with a bounded queue |
-//! | `server` | off | `username`, `refresh`, `throttle`: the Portcullis server's rules |
+//! | `server` | off | `username`, `refresh`, `throttle`, `grant`: the Portcullis server's rules. **Unstable**: public for the server, outside the semver promise below |
+//!
+//! # Stability
+//!
+//! The public API is checked against the last published baseline on every change
+//! (`cargo semver-checks`, in CI), with two exceptions: the items of the `server`
+//! feature, which are the Portcullis server's building blocks and change with it, and
+//! anything `#[doc(hidden)]`. Types that will grow are `#[non_exhaustive]` (match them
+//! with a wildcard; a store builds a [`session::SessionRecord`] with its constructor).
+//! No type of another crate appears in a signature where a new version of that crate
+//! could break you: reqwest stays inside `http`, aws-lc-rs's errors inside
+//! [`keys::Error`].
 //!
 //! A resource server needs the default only; `default-features = false` leaves the
 //! token core, keys, strategies and middleware, with remote keys through your own
@@ -92,6 +103,7 @@
 //!
 //! The rules the verifier enforces, and the reasons, are in `docs/security-model.md`;
 //! every default is listed in `docs/defaults.md`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod b64;

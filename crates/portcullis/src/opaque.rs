@@ -24,7 +24,7 @@ impl fmt::Debug for Opaque {
 
 impl Opaque {
     /// A fresh one, from the system's CSPRNG.
-    pub fn generate() -> Result<Opaque, aws_lc_rs::error::Unspecified> {
+    pub fn generate() -> Result<Opaque, crate::keys::Error> {
         let mut bytes = Zeroizing::new([0u8; 32]);
         aws_lc_rs::rand::fill(bytes.as_mut_slice())?;
         Ok(Opaque(Zeroizing::new(b64::encode(bytes.as_slice()))))

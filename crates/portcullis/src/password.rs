@@ -98,6 +98,7 @@ pub enum PasswordError {
 
 /// The result of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verification {
     /// The password matches. When `needs_rehash` is set, the stored hash used other
     /// parameters than the current ones and should be replaced by a fresh hash.

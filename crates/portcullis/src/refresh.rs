@@ -7,6 +7,9 @@
 //! a short grace window: it gets a fresh pair, and the successor it lost dies (one live
 //! chain, whoever raced). Any other known token of the family is reuse: the family is
 //! revoked, because two parties hold its tokens (RFC 9700 §4.14.2).
+//!
+//! **Unstable** (feature `server`): a building block of the Portcullis server, public for
+//! it and outside the library's semver promise.
 
 use std::fmt;
 

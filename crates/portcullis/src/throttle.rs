@@ -11,6 +11,9 @@
 //! Each counter has a [`Budget`]: `free` attempts, then each further one must wait a
 //! delay that doubles from one second up to `max_delay`. A counter with no attempt for
 //! `reset_after` seconds starts over.
+//!
+//! **Unstable** (feature `server`): a building block of the Portcullis server, public for
+//! it and outside the library's semver promise.
 
 /// How many attempts a counter allows before delays start, and how long they grow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,6 +13,9 @@
 //! must be single-script ([`check_new_username`]), and a name whose confusable
 //! [`skeleton`] equals an existing account's skeleton is taken. Both apply to new names
 //! only, so an account created before these rules can still sign in.
+//!
+//! **Unstable** (feature `server`): a building block of the Portcullis server, public for
+//! it and outside the library's semver promise.
 
 use unicode_normalization::UnicodeNormalization as _;
 use unicode_security::MixedScript as _;

@@ -22,15 +22,15 @@ struct SessionRow {
 }
 
 fn session_record(row: SessionRow) -> SessionRecord {
-    SessionRecord {
-        id: row.id,
-        subject: row.subject,
-        scope: row.scope,
-        label: row.label,
-        created_at: row.created_at,
-        last_seen_at: row.last_seen_at,
-        expires_at: row.expires_at,
-    }
+    SessionRecord::new(
+        row.id,
+        row.subject,
+        row.scope,
+        row.created_at,
+        row.expires_at,
+    )
+    .with_label(row.label)
+    .with_last_seen_at(row.last_seen_at)
 }
 
 /// The library's session errors carry no sqlx type: the message is enough for a 503.

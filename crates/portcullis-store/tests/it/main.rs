@@ -435,15 +435,9 @@ conformance! {
             .unwrap();
         assert_eq!(
             found,
-            SessionRecord {
-                id: "s1".into(),
-                subject: uid.clone(),
-                scope: "read write".into(),
-                label: "Firefox on Linux".into(),
-                created_at: 100,
-                last_seen_at: 100,
-                expires_at: 1100,
-            }
+            SessionRecord::new("s1", uid.clone(), "read write", 100, 1100)
+                .with_label("Firefox on Linux")
+                .with_last_seen_at(100)
         );
         assert!(
             s.find_session(&SessionHash([9; 32]))

@@ -19,6 +19,7 @@ pub const MAX_NUMERIC_DATE: UnixTime = 253_402_300_799;
 /// The claims of a verified token. Registered claims are typed; everything else is in
 /// `extra`, checked for duplicate names like the rest.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Claims {
     /// Issuer.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,6 +56,7 @@ pub struct Claims {
 /// The `aud` claim: one string or an array of strings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum Audience {
     /// `"aud": "api"`.
     One(String),

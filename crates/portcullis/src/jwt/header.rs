@@ -15,6 +15,7 @@ use crate::strict_json::{Str, StrictValue, media_subtype};
 
 /// The header of a verified token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Header {
     /// The algorithm, equal to the verifying key's.
     pub alg: Algorithm,

@@ -16,6 +16,7 @@ use crate::{b64, strict_json};
 /// memory when the value is dropped, and never shown by `Debug`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[allow(missing_docs)] // The members are the RFC 7517/7518 names, documented there.
+#[non_exhaustive]
 pub struct Jwk {
     pub kty: String,
     #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]

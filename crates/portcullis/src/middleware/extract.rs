@@ -14,6 +14,7 @@ use crate::strategy::Identity;
 /// reason logged. Never names
 /// your state type: it reads only the request extensions.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Authenticated<C = NoClaims> {
     /// Who the request is.
     pub identity: Identity,

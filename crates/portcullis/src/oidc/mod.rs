@@ -134,7 +134,6 @@ pub struct OidcClientBuilder {
     flow_key: Option<Zeroizing<[u8; 32]>>,
     fetcher: Option<Arc<dyn JwksFetcher>>,
     clock: Arc<dyn Clock>,
-    http: Option<reqwest::Client>,
 }
 
 impl std::fmt::Debug for OidcClientBuilder {
@@ -181,14 +180,6 @@ impl OidcClientBuilder {
         self
     }
 
-    /// The HTTP client for the token endpoint (default: the one [`HttpFetcher`]
-    /// builds: rustls, 10 s timeouts, no redirects). Yours must not follow redirects:
-    /// a 307 would post the code and the PKCE verifier wherever it points.
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
-        self
-    }
-
     /// Discovers the provider, fetches its keys, and checks that it can do what this
     /// client needs (the code flow with S256).
     pub async fn build(self) -> Result<OidcClient, OidcError> {
@@ -210,10 +201,10 @@ impl OidcClientBuilder {
             Some(f) => f,
             None => Arc::new(HttpFetcher::new()?),
         };
-        let http = match self.http {
-            Some(c) => c,
-            None => HttpFetcher::new()?.client().clone(),
-        };
+        // The token endpoint is called with the library's own client (rustls, 10 s
+        // timeouts, and no redirects: a 307 would post the code and the PKCE verifier
+        // wherever it points).
+        let http = HttpFetcher::new()?.client().clone();
         let metadata = discover(&self.issuer, fetcher.as_ref())
             .await
             .map_err(RemoteError::from)?;
@@ -331,6 +322,7 @@ impl std::fmt::Debug for OidcClient {
 }
 
 /// A sign-in begun: send the browser to `location` with `set_cookie`.
+#[non_exhaustive]
 pub struct Begun {
     /// The authorization request (answer `303 See Other` with it).
     pub location: String,
@@ -339,6 +331,7 @@ pub struct Begun {
 }
 
 /// A sign-in completed. `Debug` shows who, never the tokens.
+#[non_exhaustive]
 pub struct SignedIn {
     /// The ID token's claims (`sub` is the person at this provider).
     pub claims: Claims,
@@ -386,7 +379,6 @@ impl OidcClient {
             flow_key: None,
             fetcher: None,
             clock: Arc::new(SystemClock),
-            http: None,
         }
     }
 

@@ -87,6 +87,7 @@ pub struct IssuerMetadata {
 /// Why [`discover`] found no usable metadata: the URLs it tried, and what was wrong
 /// with the last answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DiscoveryError {
     /// The issuer asked about.
     pub issuer: String,

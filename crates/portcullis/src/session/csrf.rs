@@ -53,6 +53,7 @@ pub fn check_request(
 
 /// Why [`check_origin`] did not pass a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refused {
     /// The browser said it comes from elsewhere.
     CrossSite,

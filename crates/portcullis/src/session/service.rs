@@ -28,6 +28,7 @@ impl std::fmt::Debug for Sessions {
 }
 
 /// A session just started: its context and the `Set-Cookie` value to send.
+#[non_exhaustive]
 pub struct Started {
     /// The new session.
     pub context: SessionContext,

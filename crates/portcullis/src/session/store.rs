@@ -28,6 +28,7 @@ pub struct NewSession {
 
 /// A live session, as the store returns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionRecord {
     /// The public id.
     pub id: String,
@@ -46,6 +47,41 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// A session as a store reads it back: started at `created_at`, used last then,
+    /// ending at `expires_at` at the latest, with no label. (The struct will grow; a
+    /// store builds it here and with the `with_` methods.)
+    pub fn new(
+        id: impl Into<String>,
+        subject: impl Into<String>,
+        scope: impl Into<String>,
+        created_at: i64,
+        expires_at: i64,
+    ) -> SessionRecord {
+        SessionRecord {
+            id: id.into(),
+            subject: subject.into(),
+            scope: scope.into(),
+            label: String::new(),
+            created_at,
+            last_seen_at: created_at,
+            expires_at,
+        }
+    }
+
+    /// What started it (the label the account page shows).
+    #[must_use]
+    pub fn with_label(mut self, label: impl Into<String>) -> SessionRecord {
+        self.label = label.into();
+        self
+    }
+
+    /// When it was last used.
+    #[must_use]
+    pub fn with_last_seen_at(mut self, at: i64) -> SessionRecord {
+        self.last_seen_at = at;
+        self
+    }
+
     /// True when the session has ended by time: idle too long, or past its end.
     pub fn is_expired(&self, now: i64, idle: Duration) -> bool {
         now >= self.expires_at || now.saturating_sub(self.last_seen_at) >= secs(idle)

@@ -203,6 +203,7 @@ impl Identity {
 
 /// What a strategy concluded.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Outcome {
     /// The request is this identity.
     Authenticated(Identity),
