@@ -20,10 +20,11 @@ const PAGE: i64 = 1000;
 
 /// `?since=CURSOR` (default 0: from the start).
 #[derive(Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Since {
-    #[serde(default)]
-    since: i64,
+    /// The cursor: the `next` of the previous page (0, or none, for the start).
+    since: Option<i64>,
 }
 
 /// One page of the feed.
@@ -41,7 +42,7 @@ pub async fn revocations(
 ) -> Result<Json<RevocationFeed>, ApiError> {
     let Query(Since { since }) =
         query.map_err(|e| ApiError::InvalidRequest(format!("since: {e}")))?;
-    let since = since.max(0);
+    let since = since.unwrap_or(0).max(0);
     // Event ids are handed out before their transactions commit, and PostgreSQL may
     // commit them out of order: a reader that jumped past a gap would never see the
     // event that fills it. This instance's own cursor waits at gaps (`events.rs`), so the

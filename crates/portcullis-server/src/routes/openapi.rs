@@ -116,4 +116,26 @@ mod tests {
         assert!(routes >= 32, "found {routes} routes");
         assert_eq!(api["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
     }
+
+    /// Every operation has an `operationId` of its own (OpenAPI 3.1 §4.8.10: unique
+    /// among all operations): validators refuse a repeat, and client generators name
+    /// their methods by it. Handlers of the same name in two modules (`login` of the
+    /// JSON API and of the session routes) used to share one.
+    #[test]
+    fn operation_ids_are_unique() {
+        let api = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut seen = std::collections::HashMap::new();
+        for (path, item) in api["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let Some(id) = operation["operationId"].as_str() else {
+                    continue;
+                };
+                let here = format!("{} {path}", method.to_uppercase());
+                if let Some(before) = seen.insert(id.to_owned(), here.clone()) {
+                    panic!("operationId {id:?} names both {before} and {here}");
+                }
+            }
+        }
+        assert!(seen.len() >= 32, "{} operations", seen.len());
+    }
 }

@@ -381,7 +381,7 @@ async fn account_form(
 
 /// `POST /account/sessions/{id}/revoke` (form): ends one of your sessions or API
 /// logins; ending this browser's own session signs it out.
-#[utoipa::path(post, path = "/account/sessions/{id}/revoke", tag = "pages",
+#[utoipa::path(post, path = "/account/sessions/{id}/revoke", tag = "pages", operation_id = "account_revoke_session",
     params(("id" = String, Path, description = "A session's or an API login's id")),
     request_body(content = super::cookie::TokenForm, content_type = "application/x-www-form-urlencoded"),
     security(("session" = [])),
@@ -454,7 +454,7 @@ pub async fn revoke_app(
 
 /// `POST /account/logout-all` (form): ends every session and refresh family of yours
 /// and refuses every access token issued before now.
-#[utoipa::path(post, path = "/account/logout-all", tag = "pages",
+#[utoipa::path(post, path = "/account/logout-all", tag = "pages", operation_id = "account_logout_all",
     request_body(content = super::cookie::TokenForm, content_type = "application/x-www-form-urlencoded"),
     security(("session" = [])),
     responses(

@@ -48,7 +48,7 @@ pub struct LoginRequest {
 /// `POST /session/login`, JSON → 200 `{session, user, csrf_token}` with the cookie;
 /// form → 303 to the account page, or the login page again with the error and the
 /// username that was typed (never the password).
-#[utoipa::path(post, path = "/session/login", tag = "sessions",
+#[utoipa::path(post, path = "/session/login", tag = "sessions", operation_id = "session_login",
     request_body(content = LoginRequest, description = "JSON, or the same fields as a form"),
     responses(
         (status = 200, description = "JSON: the session, with Set-Cookie", body = super::schemas::SessionStarted),
@@ -143,7 +143,7 @@ async fn login_with(
 
 /// `POST /session/logout` → 204 (JSON) or 303 to the login page (form, which must carry
 /// the synchronizer token): the session ends server-side and the cookie is cleared.
-#[utoipa::path(post, path = "/session/logout", tag = "sessions",
+#[utoipa::path(post, path = "/session/logout", tag = "sessions", operation_id = "session_logout",
     security(("session" = [])),
     responses(
         (status = 204, description = "JSON: the session ended, cookie cleared"),
@@ -284,7 +284,7 @@ pub async fn delete(
 /// `{access_token, token_type, expires_in, scope}`: a short-lived access token for a
 /// single-page app to call APIs with. Its `sid` is the session's, so ending the session
 /// revokes it. No refresh token: the session is the long-lived credential.
-#[utoipa::path(post, path = "/session/token", tag = "sessions",
+#[utoipa::path(post, path = "/session/token", tag = "sessions", operation_id = "session_token",
     security(("session" = [])),
     responses(
         (status = 200, description = "A short-lived access token of the session", body = super::schemas::ClientTokenResponse),

@@ -809,3 +809,108 @@ async fn discovery_lists_the_endpoints_and_only_s256() {
     }
     server.stop().await;
 }
+
+on_each_store! {
+    /// Issue 28, findings 6 and 7. An ID token ends a session at once only when it was
+    /// issued in that very session by a client still enabled: one from an earlier
+    /// session (or another browser) or from a disabled client makes the person confirm,
+    /// so a site holding an old ID token cannot sign anyone out with a link. And
+    /// introspection tells a client only of tokens issued to it or meant for it: a
+    /// sign-in client given `token:introspect` learns nothing of another's tokens, a
+    /// resource server (a machine client with that scope) sees access tokens for the
+    /// API but no refresh token.
+    async fn an_old_id_token_asks_first_and_introspection_shows_only_what_is_meant_for_the_caller(url, dir) {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        assert_eq!(server.signup("erin", PASSWORD).await.status(), 201);
+        let (app, app_secret) = register(&url, &[
+            "app", "--scope", "openid", "--redirect-uri", CB,
+            "--post-logout-redirect-uri", "https://app.example/bye",
+        ]);
+        let app_secret = app_secret.unwrap();
+        let (nosy, nosy_secret) = register(&url, &["nosy", "--scope", "openid token:introspect", "--redirect-uri", CB]);
+        let nosy_secret = nosy_secret.unwrap();
+        let (api, api_secret) = register(&url, &["api", "--scope", "token:introspect"]);
+        let api_secret = api_secret.unwrap();
+        let basic = Some((app.as_str(), app_secret.as_str()));
+
+        // Erin signs in to the app: tokens and an ID token of this session.
+        let mut browser = Browser::new();
+        let (verifier, challenge) = pkce();
+        let r = browser.get(&authorize_url(&server, &[
+            ("response_type", "code"), ("client_id", &app), ("redirect_uri", CB),
+            ("scope", "openid"), ("code_challenge", &challenge), ("code_challenge_method", "S256"),
+        ])).await;
+        let consent = sign_in(&mut browser, &server, &location(&r), "erin").await;
+        let html = consent.text().await.unwrap();
+        let r = browser.post(&server.url("/oauth/authorize"), &[
+            ("authorization", &hidden(&html, "authorization")),
+            ("csrf_token", &hidden(&html, "csrf_token")), ("decision", "allow"),
+        ]).await;
+        let code = query(&location(&r))["code"].clone();
+        let (status, tokens) = token(&server, basic, &[
+            ("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier),
+        ]).await;
+        assert_eq!(status, 200, "{tokens}");
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+        let old_id_token = tokens["id_token"].as_str().unwrap().to_owned();
+
+        // Introspection: the owner sees both; the resource server the access token
+        // only; the other sign-in client, scope or not, neither.
+        assert_eq!(introspect(&server, &app, &app_secret, &access).await["active"], true);
+        assert_eq!(introspect(&server, &app, &app_secret, &refresh).await["active"], true);
+        let seen = introspect(&server, &api, &api_secret, &access).await;
+        assert_eq!((seen["active"].as_bool(), seen["sub"].is_string()), (Some(true), true), "{seen}");
+        assert_eq!(introspect(&server, &api, &api_secret, &refresh).await, serde_json::json!({"active": false}));
+        assert_eq!(introspect(&server, &nosy, &nosy_secret, &access).await, serde_json::json!({"active": false}));
+        assert_eq!(introspect(&server, &nosy, &nosy_secret, &refresh).await, serde_json::json!({"active": false}));
+
+        // Erin signs out, and later signs in again: a new session.
+        let html = browser.get(&server.url("/oauth/logout")).await.text().await.unwrap();
+        let r = browser.post(&server.url("/oauth/logout"), &[("csrf_token", &hidden(&html, "csrf_token"))]).await;
+        assert_eq!(r.status(), 200);
+        let r = browser.post(&server.url("/session/login"), &[("username", "erin"), ("password", PASSWORD)]).await;
+        assert_eq!(r.status(), 303);
+        assert_eq!(browser.get(&server.url("/account")).await.status(), 200, "signed in again");
+
+        // A link with the old session's ID token: the person is asked; nothing ends.
+        let logout = |hint: &str| server.url(&format!(
+            "/oauth/logout?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("id_token_hint", hint)
+                .append_pair("post_logout_redirect_uri", "https://app.example/bye")
+                .finish()
+        ));
+        let r = browser.get(&logout(&old_id_token)).await;
+        assert_eq!(r.status(), 200, "a confirmation page, not a redirect");
+        assert!(r.text().await.unwrap().contains("Sign out of Portcullis?"));
+        assert_eq!(browser.get(&server.url("/account")).await.status(), 200, "still signed in");
+
+        // An ID token of this session, from a client that was disabled since: asked too.
+        let (code, verifier) = remembered_code(&mut browser, &server, &app).await;
+        let (status, tokens) = token(&server, basic, &[
+            ("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier),
+        ]).await;
+        assert_eq!(status, 200);
+        let fresh_id_token = tokens["id_token"].as_str().unwrap().to_owned();
+        clients(&url, &["disable", "app"]);
+        // (Without post_logout_redirect_uri: a disabled client has none to send to.)
+        let hint_only = server.url(&format!(
+            "/oauth/logout?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("id_token_hint", &fresh_id_token)
+                .finish()
+        ));
+        let r = browser.get(&hint_only).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("Sign out of Portcullis?"));
+        assert_eq!(browser.get(&server.url("/account")).await.status(), 200, "still signed in");
+        // Enabled again, the same ID token ends this session at once.
+        clients(&url, &["enable", "app"]);
+        let r = browser.get(&logout(&fresh_id_token)).await;
+        assert_eq!(r.status(), 303);
+        assert_eq!(location(&r), "https://app.example/bye");
+        assert_ne!(browser.get(&server.url("/account")).await.status(), 200, "signed out");
+        server.stop().await;
+    }
+}

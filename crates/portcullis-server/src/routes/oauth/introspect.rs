@@ -2,10 +2,13 @@
 //!
 //! Introspection is for confidential clients. A token is `active` only when it is ours,
 //! verifies, has not expired and is not revoked (its session, its family or its user's
-//! "not before"), *and* the asking client may know about it: it was issued to that
-//! client, or the client holds the `token:introspect` scope (a resource server that
-//! checks other clients' tokens). Anything else is `{"active": false}` and nothing more,
-//! so a client learns nothing about tokens that are not its own.
+//! "not before"), *and* the asking client may know about it (RFC 7662 §4: only tokens
+//! issued to it or meant for it): it was issued to that client; or it is an access
+//! token meant for this server's API (its `aud`) and the client is a machine client
+//! holding the `token:introspect` scope — a resource server checking the tokens
+//! presented to it. A sign-in client with that scope sees its own tokens only, and a
+//! refresh token is its owner's alone. Anything else is `{"active": false}` and nothing
+//! more, so a client learns nothing about tokens that are not its own.
 //!
 //! Revocation takes a refresh token or an access token a client holds and ends the
 //! grant behind it (the refresh family, whose id is the access tokens' `sid`): RFC 7009
@@ -71,12 +74,30 @@ fn live_access_token(state: &AppState, token: &str) -> Option<std::sync::Arc<Ver
     Some(verified)
 }
 
-fn may_see(client: &Client, owner: Option<&str>) -> bool {
-    owner == Some(client.id.as_str())
-        || client
+/// May `client` learn that this access token is live?
+fn may_see_access(state: &AppState, client: &Client, claims: &Claims) -> bool {
+    let owner = claims.extra.get("client_id").and_then(Value::as_str);
+    if owner == Some(client.id.as_str()) {
+        return true;
+    }
+    // A resource server: a machine client (no redirect URIs), allowed by its scope, and
+    // the token is meant for the API it serves.
+    let resource_server = client.redirect_uris.is_empty()
+        && client
             .scope
             .split_whitespace()
-            .any(|s| s == INTROSPECT_SCOPE)
+            .any(|s| s == INTROSPECT_SCOPE);
+    resource_server
+        && claims
+            .aud
+            .as_ref()
+            .is_some_and(|aud| aud.contains(&state.0.config.audience))
+}
+
+/// May `client` learn that a refresh token of `owner`'s is live? Only its owner: no
+/// resource server is ever sent one.
+fn may_see_refresh(client: &Client, owner: Option<&str>) -> bool {
+    owner == Some(client.id.as_str())
 }
 
 fn inactive() -> Response {
@@ -121,8 +142,7 @@ pub async fn introspect(
     let token = token.as_str();
     if let Some(verified) = live_access_token(&state, token) {
         let claims = verified.claims();
-        let owner = claims.extra.get("client_id").and_then(Value::as_str);
-        if !may_see(&client, owner) {
+        if !may_see_access(&state, &client, claims) {
             return Ok(inactive());
         }
         return Ok(token_json(describe_access(claims)));
@@ -138,7 +158,7 @@ pub async fn introspect(
             )
             .await?;
         if let Some(info) = info
-            && may_see(&client, info.client_id.as_deref())
+            && may_see_refresh(&client, info.client_id.as_deref())
         {
             let user = state.0.store.user_by_id(&info.user_id).await?;
             let mut body = json!({
@@ -164,7 +184,7 @@ pub async fn introspect(
 }
 
 /// `POST /oauth/revoke` (form; a public client names itself with `client_id`) → 200.
-#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
+#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth", operation_id = "oauth_revoke",
     request_body(content = TokenQuery, content_type = "application/x-www-form-urlencoded"),
     security(("client" = []), ()),
     responses(

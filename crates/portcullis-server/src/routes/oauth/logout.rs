@@ -2,9 +2,12 @@
 //! RP-Initiated Logout 1.0), the `end_session_endpoint`.
 //!
 //! A client sends the person here to end their Portcullis session. With an
-//! `id_token_hint` that this server issued, that has not expired and that names the
-//! person signed in here, the session ends at once; otherwise the person is asked (a
-//! page with a button), so that no other site can sign anyone out with a link.
+//! `id_token_hint` that this server issued, that has not expired, that names the person
+//! signed in here *and this very session* (its `sid`), and whose client is still
+//! enabled, the session ends at once; otherwise the person is asked (a page with a
+//! button), so that no other site can sign anyone out with a link: an ID token of an
+//! earlier session, of another browser, or of a disabled client proves nothing about
+//! this one (OpenID Connect RP-Initiated Logout §2).
 //!
 //! `post_logout_redirect_uri` is honoured only when it is exactly one the client
 //! registered (`--post-logout-redirect-uri`) and the client is known (from `client_id`
@@ -187,9 +190,11 @@ pub async fn end_session(State(state): State<AppState>, parts: Parts) -> Respons
     let Some(session) = session else {
         return done(&destination, None);
     };
-    let named = hint
-        .as_ref()
-        .is_some_and(|c| c.sub.as_deref() == Some(session.record().subject.as_str()));
+    let this_session = hint.as_ref().is_some_and(|c| {
+        c.sub.as_deref() == Some(session.record().subject.as_str())
+            && c.sid.as_deref() == Some(session.id())
+    });
+    let named = this_session && client_enabled(&state, hinted_client.as_deref()).await;
     if named {
         return match end(&state, &session).await {
             Ok(clear) => done(&destination, Some(clear)),
@@ -197,6 +202,14 @@ pub async fn end_session(State(state): State<AppState>, parts: Parts) -> Respons
         };
     }
     confirm_page(&destination, &session)
+}
+
+/// The client an ID token hint was issued to is registered and enabled.
+async fn client_enabled(state: &AppState, client_id: Option<&str>) -> bool {
+    let Some(id) = client_id else {
+        return false;
+    };
+    matches!(state.0.store.client_by_id(id).await, Ok(Some(c)) if !c.disabled)
 }
 
 fn confirm_page(destination: &Destination, session: &SessionContext) -> Response {

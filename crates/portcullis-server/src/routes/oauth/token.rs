@@ -60,7 +60,7 @@ fn unauthorized(description: &'static str) -> ApiError {
 }
 
 /// `POST /oauth/token` (form) → 200 token response; RFC 6749 §5.2 errors.
-#[utoipa::path(post, path = "/oauth/token", tag = "oauth",
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth", operation_id = "oauth_token",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     security(("client" = []), ()),
     responses(
