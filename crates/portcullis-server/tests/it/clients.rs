@@ -199,10 +199,6 @@ on_each_store! {
 /// seen: here a revocation is held uncommitted while a later one commits, and the
 /// follower must still get both.
 #[tokio::test]
-#[cfg_attr(
-    not(portcullis_postgres),
-    ignore = "PORTCULLIS_TEST_POSTGRES is not set"
-)]
 async fn the_feed_never_skips_an_event_committed_out_of_order() {
     let url = crate::support::fresh_postgres().await.unwrap();
     let server = TestServer::start(config(&url)).await;

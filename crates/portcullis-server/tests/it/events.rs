@@ -29,10 +29,6 @@ async fn refused_within(b: &TestServer, access: &str, limit: Duration, what: &st
 }
 
 #[tokio::test]
-#[cfg_attr(
-    not(portcullis_postgres),
-    ignore = "PORTCULLIS_TEST_POSTGRES is not set"
-)]
 async fn postgres_instances_hear_revocations_by_notification_not_by_polling() {
     let Some(url) = crate::support::fresh_postgres().await else {
         eprintln!("PORTCULLIS_TEST_POSTGRES not set: skipping");

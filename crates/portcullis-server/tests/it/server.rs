@@ -484,10 +484,6 @@ async fn jwks_publishes_the_signing_key_and_healthz_answers() {
 }
 
 #[tokio::test]
-#[cfg_attr(
-    not(portcullis_postgres),
-    ignore = "PORTCULLIS_TEST_POSTGRES is not set"
-)]
 async fn two_instances_on_one_postgres_share_revocations_within_a_second() {
     let Some(url) = crate::support::fresh_postgres().await else {
         eprintln!("PORTCULLIS_TEST_POSTGRES not set: skipping the two-instance test");
@@ -860,10 +856,6 @@ async fn a_full_hashing_queue_answers_503_with_retry_after() {
 }
 
 #[tokio::test]
-#[cfg_attr(
-    not(portcullis_postgres),
-    ignore = "PORTCULLIS_TEST_POSTGRES is not set"
-)]
 async fn revocations_still_spread_after_the_database_drops_every_connection() {
     let Some(url) = crate::support::fresh_postgres().await else {
         eprintln!("PORTCULLIS_TEST_POSTGRES not set: skipping");

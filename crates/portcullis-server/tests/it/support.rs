@@ -224,7 +224,6 @@ macro_rules! on_each_store {
             }
 
             #[tokio::test]
-            #[cfg_attr(not(portcullis_postgres), ignore = "PORTCULLIS_TEST_POSTGRES is not set")]
             async fn postgres() {
                 match crate::support::fresh_postgres().await {
                     Some(url) => {

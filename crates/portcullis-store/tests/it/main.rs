@@ -103,7 +103,6 @@ macro_rules! conformance {
             }
 
             #[tokio::test]
-            #[cfg_attr(not(portcullis_postgres), ignore = "PORTCULLIS_TEST_POSTGRES is not set")]
             async fn postgres() {
                 match super::postgres().await {
                     Some(db) => {
