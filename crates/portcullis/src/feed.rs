@@ -310,10 +310,14 @@ impl Client {
             return Err(RemoteError::Refused(format!(
                 "{url} answered {status} {error} for client {:?}{}",
                 self.id,
-                if error == "invalid_client" {
-                    ": check the client id and secret (portcullis clients list)"
-                } else {
-                    ""
+                match error {
+                    "invalid_client" =>
+                        ": check the client id and secret (portcullis clients list)".to_owned(),
+                    "invalid_scope" | "unauthorized_client" => format!(
+                        ": the client must be registered with the scope {FEED_SCOPE} \
+                         (portcullis clients add NAME --scope {FEED_SCOPE})"
+                    ),
+                    _ => String::new(),
                 }
             )));
         }
@@ -358,6 +362,17 @@ impl Client {
             .await
             .map_err(|e| ReadError::Failed(format!("{url}: {}", chain(&e))))?;
         list.apply(&feed);
+        if feed.revoked_sessions.is_empty() && feed.not_before.is_empty() {
+            tracing::debug!(cursor = feed.cursor, "revocation feed: read, nothing new");
+        } else {
+            tracing::info!(
+                sessions = feed.revoked_sessions.len(),
+                not_before = feed.not_before.len(),
+                cursor = feed.cursor,
+                more = feed.more,
+                "revocation feed: page applied"
+            );
+        }
         Ok(feed.more)
     }
 }

@@ -72,6 +72,17 @@ impl Rejection {
         }
     }
 
+    /// Seconds to wait before trying again, for the refusals that are not the
+    /// credential's fault (the session store away, a revocation feed unread for too
+    /// long): a client should come back, not give up. A follower retries its reads at
+    /// its poll interval and then on a backoff, so a few seconds is the right scale.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Rejection::Unavailable => Some(5),
+            _ => None,
+        }
+    }
+
     /// The `WWW-Authenticate` challenge. With no credentials it carries no error code
     /// (RFC 6750 §3.1).
     pub fn challenge(&self, realm: &str) -> String {

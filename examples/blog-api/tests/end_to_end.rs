@@ -380,6 +380,8 @@ async fn a_wrong_client_secret_a_missing_scope_or_a_down_issuer_stops_the_start_
     let started = blog_api::start(blog_args(&issuer, &dir, Some((&other, &other_secret)))).await;
     let message = format!("{:#}", started.expect_err("the start fails"));
     assert!(message.contains("invalid_scope"), "{message}");
+    // ... and the message names the scope it needs (issue 28, finding 13).
+    assert!(message.contains("revocations:read"), "{message}");
     // Half a client, or none without saying so, is refused: no silent lack of the feed.
     let mut half = blog_args(&issuer, &dir, Some((&id, &secret)));
     half.client_secret = None;

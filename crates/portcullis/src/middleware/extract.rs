@@ -10,9 +10,11 @@ use crate::strategy::Identity;
 
 /// The identity [`super::AuthLayer`] established, with the token's claims set
 /// deserialized as `C` ([`NoClaims`], the default, when you need none), registered
-/// claims included. A token whose claims do not fit `C` is refused (401) and the
-/// reason logged. Never names
-/// your state type: it reads only the request extensions.
+/// claims included. An identity without a token (an API key, a cookie session) offers
+/// only `sub` and `scope` (the scopes space-separated), so a `C` that needs more refuses
+/// those. A token whose claims do not fit `C` is refused (401) and the reason recorded
+/// (by the layer: [`super::AuthLayer::record_refusals`]). Never names your state type:
+/// it reads only the request extensions.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Authenticated<C = NoClaims> {

@@ -226,6 +226,9 @@ pub fn rejection_response<B: From<String>>(rejection: &Rejection, realm: &str) -
     if let Ok(challenge) = HeaderValue::from_str(&rejection.challenge(realm)) {
         headers.insert(header::WWW_AUTHENTICATE, challenge);
     }
+    if let Some(secs) = rejection.retry_after() {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     response.extensions_mut().insert(Refusal(rejection.clone()));
     response
 }

@@ -381,6 +381,20 @@ impl RemoteJwks {
             }
         }
         let keys = KeySet::from_jwks(&jwks).map_err(|e| format!("{}: {e}", self.url))?;
+        let kids = |set: &KeySet| -> Vec<String> {
+            let mut kids: Vec<String> = set
+                .iter()
+                .filter_map(|k| k.kid().map(str::to_owned))
+                .collect();
+            kids.sort();
+            kids
+        };
+        let (before, after) = (self.verifier.with_keys(kids), kids(&keys));
+        if before != after {
+            tracing::info!(url = %self.url, kids = ?after, "keys refreshed: the key set changed");
+        } else {
+            tracing::debug!(url = %self.url, "keys refreshed: unchanged");
+        }
         self.verifier.set_keys(keys);
         let ttl = fetched
             .max_age

@@ -754,3 +754,39 @@ fn each_refusal_is_counted_once_and_carries_its_refusal() {
     assert!(answers.iter().all(Option::is_some));
     assert!(counts.is_empty(), "{counts:?}");
 }
+
+/// A refusal that is not the credential's fault (here: the revocation feed unread for
+/// too long) is a 503 that says when to come back (issue 28, finding 13).
+#[tokio::test]
+async fn a_503_refusal_says_when_to_try_again() {
+    use portcullis::jwt::Claims;
+    use portcullis::rejection::TokenFailure;
+    use portcullis::strategy::RevocationCheck;
+
+    struct Unknown;
+    impl RevocationCheck for Unknown {
+        fn check(&self, _: &Claims) -> Result<(), TokenFailure> {
+            Err(TokenFailure::RevocationsUnknown)
+        }
+    }
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let verifier = Arc::new(portcullis::jwt::Verifier::new(
+        fx.verifier.with_keys(|k| k.clone()),
+        crate::support::validation(&fx.clock),
+    ));
+    let app = Router::new()
+        .route("/me", get(|_: Authenticated| async { "me" }))
+        .layer(AuthLayer::required(Chain::new().with(
+            Bearer::new(verifier).with_revocation(Arc::new(Unknown)),
+        )));
+    let (status, headers, _) = send(
+        &app,
+        get_with(
+            "/me",
+            &[("authorization", &format!("Bearer {}", fx.token()))],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers.get("retry-after").unwrap(), "5");
+}
