@@ -75,7 +75,8 @@ impl TrustedProxies {
         self.nets.is_empty()
     }
 
-    fn trusts(&self, addr: IpAddr) -> bool {
+    /// True when `addr` is one of the trusted proxies.
+    pub fn trusts(&self, addr: IpAddr) -> bool {
         let addr = canonical(addr);
         self.nets.iter().any(|net| net.contains(&addr))
     }

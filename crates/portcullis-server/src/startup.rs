@@ -60,6 +60,22 @@ fn banner(addr: SocketAddr, s: &Started) -> String {
             "  keys      sealed under a new key-encryption key in {path}: back it up with the database\n"
         );
     }
+    let c = &s.connections;
+    out += &format!(
+        "  limits    {} connections, {} per address",
+        c.max, c.per_address
+    );
+    match (c.descriptors, c.raised_from) {
+        (Some(d), _) if c.short() => {
+            out += &format!(
+                "; only {d} open files allowed, {} needed: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower max_connections, or new clients will stall\n",
+                c.needed()
+            );
+        }
+        (Some(d), Some(from)) => out += &format!("; open files raised from {from} to {d}\n"),
+        (Some(d), None) => out += &format!("; {d} open files allowed\n"),
+        (None, _) => out += "; the open-file limit could not be read\n",
+    }
     let base = s.issuer.trim_end_matches('/');
     out += &format!(
         "  pages     {base}/signup  {base}/login  {base}/account\n  API       {base}/auth/signup  /auth/login  /auth/refresh  /auth/me; stop with Ctrl-C\n"
@@ -87,6 +103,69 @@ pub struct Started {
     pub kek_generated: Option<String>,
     /// The algorithm new tokens are signed with.
     pub signing_alg: &'static str,
+    /// The connection caps and the file descriptors for them.
+    pub connections: Connections,
+}
+
+/// The connection caps, and whether the process may open enough files for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connections {
+    /// `max_connections`.
+    pub max: usize,
+    /// `max_connections_per_address`.
+    pub per_address: usize,
+    /// The soft limit on open files now (`None`: it could not be read).
+    pub descriptors: Option<u64>,
+    /// It was raised at start, from this.
+    pub raised_from: Option<u64>,
+}
+
+/// Files a server needs beyond its connections: the listener, the database pool and
+/// its WAL files, the metrics listener, logs, the key-encryption key.
+const SPARE_DESCRIPTORS: u64 = 256;
+
+impl Connections {
+    /// What `max_connections` needs in file descriptors.
+    pub fn needed(&self) -> u64 {
+        self.max as u64 + SPARE_DESCRIPTORS
+    }
+
+    /// The limit cannot hold the cap: beyond about this many connections, `accept`
+    /// fails and new clients stall instead of being answered 503.
+    pub fn short(&self) -> bool {
+        self.descriptors.is_some_and(|d| d < self.needed())
+    }
+}
+
+/// Raises the soft limit on open files to what `max_connections` needs, as far as the
+/// hard limit allows (every connection is one file): a soft limit of 1,024, common
+/// by default, would stall new clients long before a cap of 4,096.
+fn raise_descriptors(max: usize, per_address: usize) -> Connections {
+    let mut c = Connections {
+        max,
+        per_address,
+        descriptors: None,
+        raised_from: None,
+    };
+    let Ok((before, _hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+        return c;
+    };
+    c.descriptors = Some(before);
+    if before < c.needed()
+        && let Ok(now) = rlimit::increase_nofile_limit(c.needed())
+        && now > before
+    {
+        c.descriptors = Some(now);
+        c.raised_from = Some(before);
+    }
+    if c.short() {
+        tracing::warn!(
+            descriptors = c.descriptors,
+            max_connections = max,
+            "the open-file limit cannot hold max_connections: beyond it new clients stall; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower max_connections"
+        );
+    }
+    c
 }
 
 impl Running {
@@ -240,6 +319,10 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         database_created,
         key_generated: first_key.then(|| state.0.config.signing_alg.as_str()),
         signing_alg: state.0.keys.current().active.algorithm().as_str(),
+        connections: raise_descriptors(
+            state.0.config.max_connections,
+            state.0.config.max_connections_per_address,
+        ),
         kek_generated: kek_generated.then(|| {
             let path = std::path::PathBuf::from(
                 kek_source.strip_prefix("the file ").unwrap_or(&kek_source),
@@ -251,8 +334,9 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         }),
     };
     let limits = state.0.config.limits();
+    let uncapped = state.0.config.trusted_proxies.clone();
     let task = tokio::spawn(async move {
-        let served = crate::wire::serve(listener, app, limits, stopped.clone())
+        let served = crate::wire::serve(listener, app, limits, uncapped, stopped.clone())
             .await
             .context("serving");
         events.abort();
@@ -635,7 +719,34 @@ mod banner_tests {
             key_generated: Some(alg),
             kek_generated: None,
             signing_alg: alg,
+            connections: Connections {
+                max: 4096,
+                per_address: 512,
+                descriptors: Some(1024),
+                raised_from: None,
+            },
         }
+    }
+
+    #[test]
+    fn the_banner_says_the_caps_and_warns_when_the_open_file_limit_cannot_hold_them() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let short = banner(addr, &started("RS256"));
+        assert!(
+            short.contains(
+                "4096 connections, 512 per address; only 1024 open files allowed, 4352 needed"
+            ),
+            "{short}"
+        );
+        let mut s = started("RS256");
+        s.connections.descriptors = Some(65_536);
+        s.connections.raised_from = Some(1024);
+        let raised = banner(addr, &s);
+        assert!(
+            raised.contains("open files raised from 1024 to 65536"),
+            "{raised}"
+        );
+        assert!(!raised.contains("stall"), "{raised}");
     }
 
     #[test]

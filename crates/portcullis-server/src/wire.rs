@@ -6,6 +6,10 @@
 //!
 //! - **`max_connections`**: a connection beyond the cap gets a short `503` with
 //!   `Retry-After` and is closed at once, so it costs nothing while it waits;
+//! - **`max_connections_per_address`**: no one address (an IPv6 /64) holds more than
+//!   this many of them, so an attacker who reconnects as fast as connections close
+//!   cannot hold the whole cap; a trusted proxy's address is not capped (its
+//!   connections carry everyone);
 //! - **`header_read_timeout`** (HTTP/1): from the moment the server waits for a request
 //!   until its head has arrived; it also closes a keep-alive connection left idle
 //!   between requests, and a slowloris that sends its head a byte at a time;
@@ -17,7 +21,9 @@
 //! Graceful shutdown: on the signal the listener stops accepting, and every connection
 //! finishes the request it is serving, then closes.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -38,6 +44,9 @@ use tower::ServiceExt as _;
 pub struct Limits {
     /// Connections served at once; more are refused with 503.
     pub max_connections: usize,
+    /// Connections one address (an IPv6 /64) may hold at once; more are refused with
+    /// 503. Trusted proxies are not capped.
+    pub max_connections_per_address: usize,
     /// Time to send a request head, idle keep-alive wait included.
     pub header_read_timeout: Duration,
     /// Time with no byte read or written before a connection is closed.
@@ -50,12 +59,83 @@ content-type: application/json\r\ncache-control: no-store\r\nretry-after: 1\r\n\
 connection: close\r\ncontent-length: 97\r\n\r\n\
 {\"error\":\"temporarily_unavailable\",\"error_description\":\"too many connections; try again shortly\"}";
 
+/// What a connection over its address's share is told before it is closed.
+const OVER_ADDRESS_SHARE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\ncache-control: no-store\r\nretry-after: 1\r\n\
+connection: close\r\ncontent-length: 115\r\n\r\n\
+{\"error\":\"temporarily_unavailable\",\"error_description\":\"too many connections from your address; try again shortly\"}";
+
+/// What the connections of one address are counted under: the address, or its /64
+/// for IPv6 (one subscriber's whole prefix), IPv4 written as IPv6 taken as IPv4.
+fn address_key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(octets.into())
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// Open connections per address.
+#[derive(Debug, Default)]
+struct PerAddress {
+    counts: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place in its address's share; given back when dropped.
+#[derive(Debug)]
+struct AddressPermit {
+    table: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl PerAddress {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // A count is plain data: a panic elsewhere leaves it usable.
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for one more connection of `peer`, if its address has one left.
+    fn admit(self: &Arc<Self>, peer: IpAddr, cap: usize) -> Option<AddressPermit> {
+        let key = address_key(peer);
+        let mut counts = self.counts();
+        let count = counts.entry(key).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(AddressPermit {
+            table: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressPermit {
+    fn drop(&mut self) {
+        let mut counts = self.table.counts();
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `stop` turns true, then waits for the requests in
-/// flight.
+/// flight. Connections from `uncapped` addresses (trusted proxies) are not held to
+/// the per-address share.
 pub async fn serve<S>(
     listener: TcpListener,
     app: S,
     limits: Limits,
+    uncapped: crate::client::TrustedProxies,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()>
 where
@@ -74,6 +154,7 @@ where
         .header_read_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::default());
     // `()` out, so no borrow of the channel is held across the loop's awaits.
     let mut stopped = std::pin::pin!(async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -92,9 +173,21 @@ where
             },
             () = &mut stopped => break,
         };
+        let share = if uncapped.trusts(peer.ip()) {
+            None
+        } else {
+            match per_address.admit(peer.ip(), limits.max_connections_per_address) {
+                Some(place) => Some(place),
+                None => {
+                    tracing::warn!(%peer, max = limits.max_connections_per_address, "connection refused: its address holds its share of connections");
+                    tokio::spawn(refuse(stream, OVER_ADDRESS_SHARE));
+                    continue;
+                }
+            }
+        };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max = limits.max_connections, "connection refused: at the connection cap");
-            tokio::spawn(refuse(stream));
+            tokio::spawn(refuse(stream, OVER_CAPACITY));
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -110,6 +203,7 @@ where
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(permit);
+            drop(share);
         });
     }
     drop(listener);
@@ -117,10 +211,10 @@ where
     Ok(())
 }
 
-/// Tells a connection over the cap to come back later, without waiting on it long.
-async fn refuse(mut stream: TcpStream) {
+/// Tells a connection over a cap to come back later, without waiting on it long.
+async fn refuse(mut stream: TcpStream, answer: &'static [u8]) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(OVER_CAPACITY).await;
+        let _ = stream.write_all(answer).await;
         let _ = stream.shutdown().await;
     })
     .await;
@@ -220,5 +314,54 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canned_answers_say_their_length() {
+        for answer in [OVER_CAPACITY, OVER_ADDRESS_SHARE] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .unwrap();
+            assert_eq!(length.parse::<usize>().unwrap(), body.len(), "{text}");
+            serde_json::from_str::<serde_json::Value>(body).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_address_gets_its_share_and_its_places_come_back() {
+        let table = Arc::new(PerAddress::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let held: Vec<_> = (0..3).map(|_| table.admit(a, 3).unwrap()).collect();
+        assert!(table.admit(a, 3).is_none(), "its share is taken");
+        // Another address is counted apart; the same address as IPv6-mapped is not.
+        assert!(table.admit("192.0.2.2".parse().unwrap(), 3).is_some());
+        assert!(
+            table
+                .admit("::ffff:192.0.2.1".parse().unwrap(), 3)
+                .is_none()
+        );
+        drop(held);
+        assert!(table.admit(a, 3).is_some(), "places come back");
+        assert!(
+            table.counts().len() <= 1,
+            "no entry left for closed connections"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_is_counted_by_its_slash_64() {
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(one), address_key(same));
+        assert_ne!(address_key(one), address_key(other));
     }
 }

@@ -95,6 +95,7 @@ settings! {
     signup_max_delay: RawDuration,
     device_lifetime: RawDuration,
     max_connections: usize,
+    max_connections_per_address: usize,
     header_read_timeout: RawDuration,
     idle_timeout: RawDuration,
     request_timeout: RawDuration,
@@ -245,6 +246,10 @@ pub struct Config {
     pub device_lifetime: Duration,
     /// Connections served at once; beyond, 503 and close. Defaults to 4096.
     pub max_connections: usize,
+    /// Connections one address (an IPv6 /64) may hold at once; beyond, 503 and close.
+    /// Trusted proxies are exempt. Defaults to an eighth of `max_connections`, at
+    /// least 16.
+    pub max_connections_per_address: usize,
     /// Time a client has to send a request head once the server waits for one (an
     /// idle keep-alive connection included). Defaults to 10 seconds.
     pub header_read_timeout: Duration,
@@ -482,6 +487,14 @@ impl TryFrom<RawConfig> for Config {
         if !(16..=1_000_000).contains(&max_connections) {
             bail!("max_connections must be between 16 and 1000000");
         }
+        let max_connections_per_address = raw
+            .max_connections_per_address
+            .unwrap_or((max_connections / 8).max(16));
+        if !(1..=max_connections).contains(&max_connections_per_address) {
+            bail!(
+                "max_connections_per_address must be between 1 and max_connections ({max_connections})"
+            );
+        }
         let header_read_timeout = dur(&raw.header_read_timeout, "header_read_timeout", 10)?;
         let idle_timeout = dur(&raw.idle_timeout, "idle_timeout", 60)?;
         let request_timeout = dur(&raw.request_timeout, "request_timeout", 30)?;
@@ -528,6 +541,7 @@ impl TryFrom<RawConfig> for Config {
                 file: raw.key_encryption_key_file,
             },
             max_connections,
+            max_connections_per_address,
             header_read_timeout,
             idle_timeout,
             request_timeout,
@@ -627,6 +641,7 @@ impl Config {
     pub fn limits(&self) -> crate::wire::Limits {
         crate::wire::Limits {
             max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
         }
