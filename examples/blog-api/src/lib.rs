@@ -7,6 +7,7 @@
 //! or to have scope `admin`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -15,6 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use portcullis::clock::{Clock, SystemClock};
 use portcullis::feed::RevocationFollower;
 use portcullis::middleware::{AuthLayer, Authenticated, RequireScope};
 use portcullis::rejection::Rejection;
@@ -46,9 +48,14 @@ pub struct Args {
     /// follow the revocation feed.
     #[arg(long, env = "BLOG_API_CLIENT_ID")]
     pub client_id: Option<String>,
-    /// Its secret.
-    #[arg(long, env = "BLOG_API_CLIENT_SECRET")]
+    /// Its secret: from `BLOG_API_CLIENT_SECRET`, or the file `--client-secret-file`
+    /// names, never a flag (a command line is visible to every user of the machine in
+    /// `ps` and lands in shell histories).
+    #[arg(skip)]
     pub client_secret: Option<String>,
+    /// A file holding the client's secret (one line).
+    #[arg(long, env = "BLOG_API_CLIENT_SECRET_FILE", value_name = "FILE")]
+    pub client_secret_file: Option<std::path::PathBuf>,
     /// How often to read the feed, in milliseconds.
     #[arg(long, env = "BLOG_API_FEED_INTERVAL_MS", default_value_t = 500)]
     pub feed_interval_ms: u64,
@@ -71,7 +78,32 @@ impl std::fmt::Debug for Args {
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
+            .field("client_secret_file", &self.client_secret_file)
             .finish()
+    }
+}
+
+impl Args {
+    /// The client secret from where it may come: `BLOG_API_CLIENT_SECRET`, or the file
+    /// `--client-secret-file` names (trailing newline trimmed). Never a flag.
+    pub fn read_secret(mut self) -> anyhow::Result<Args> {
+        let from_env = std::env::var("BLOG_API_CLIENT_SECRET").ok();
+        let from_file = match &self.client_secret_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        self.client_secret = match (from_env, from_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give the client secret once: BLOG_API_CLIENT_SECRET or --client-secret-file"
+            ),
+            (secret, None) | (None, secret) => secret.or(self.client_secret),
+        };
+        Ok(self)
     }
 }
 
@@ -90,15 +122,19 @@ pub struct Running {
 /// The authentication setup: every token from the issuer, checked against its feed.
 /// Starting fails, with the cause, when the issuer cannot be trusted (no metadata, no
 /// keys) or the client cannot read the feed (wrong secret, missing scope).
-async fn auth(args: &Args) -> anyhow::Result<AuthLayer> {
+async fn auth(args: &Args, clock: Arc<dyn Clock>) -> anyhow::Result<AuthLayer> {
     let issuer = &args.issuer;
     let audience = args.audience.as_deref().unwrap_or(issuer);
-    let remote = Bearer::from_issuer(issuer).audience(audience);
+    let remote = Bearer::from_issuer(issuer)
+        .audience(audience)
+        .clock(clock.clone());
     let bearer = remote.build().await?;
     let bearer = match (&args.client_id, &args.client_secret) {
         (Some(id), Some(secret)) if !args.no_revocation_feed => {
             let every = Duration::from_millis(args.feed_interval_ms);
-            let feed = RevocationFollower::new(issuer, id, secret).interval(every);
+            let feed = RevocationFollower::new(issuer, id, secret)
+                .interval(every)
+                .clock(clock);
             let revocations = feed.start().await.context("revocation feed")?;
             bearer.with_revocation(revocations)
         }
@@ -113,7 +149,13 @@ async fn auth(args: &Args) -> anyhow::Result<AuthLayer> {
 
 /// Starts the service.
 pub async fn start(args: Args) -> anyhow::Result<Running> {
-    let auth = auth(&args).await?;
+    start_with_clock(args, Arc::new(SystemClock)).await
+}
+
+/// [`start`] on an injected clock: tests move it instead of waiting (tokens' times, the
+/// key cache's refetch cooldown and the feed's silence all read it).
+pub async fn start_with_clock(args: Args, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let auth = auth(&args, clock).await?;
     let options = args
         .database_url
         .parse::<sqlx::sqlite::SqliteConnectOptions>()?

@@ -21,7 +21,7 @@ async fn run() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
-    let args = blog_api::Args::parse();
+    let args = blog_api::Args::parse().read_secret()?;
     let running = blog_api::start(args).await?;
     tracing::info!(addr = %running.addr, "blog-api listening");
     tokio::signal::ctrl_c().await?;

@@ -41,9 +41,14 @@ pub struct Args {
     /// The client id the provider gave this application.
     #[arg(long, env = "NOTES_CLIENT_ID")]
     pub client_id: String,
-    /// Its client secret.
-    #[arg(long, env = "NOTES_CLIENT_SECRET", hide_env_values = true)]
+    /// Its client secret: from `NOTES_CLIENT_SECRET`, or the file
+    /// `--client-secret-file` names, never a flag (a command line is visible to every
+    /// user of the machine in `ps` and lands in shell histories).
+    #[arg(skip)]
     pub client_secret: String,
+    /// A file holding the client secret (one line).
+    #[arg(long, env = "NOTES_CLIENT_SECRET_FILE", value_name = "FILE")]
+    pub client_secret_file: Option<std::path::PathBuf>,
     /// The key that seals the sign-in flow cookie, 32 bytes in base64url; every
     /// instance needs the same. Random at each start when not given (one instance).
     #[arg(long, env = "NOTES_FLOW_KEY", hide_env_values = true)]
@@ -58,6 +63,33 @@ impl std::fmt::Debug for Args {
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
+    }
+}
+
+impl Args {
+    /// The client secret from where it may come: `NOTES_CLIENT_SECRET`, or the file
+    /// `--client-secret-file` names (trailing newline trimmed). Never a flag.
+    pub fn read_secret(mut self) -> anyhow::Result<Args> {
+        let from_env = std::env::var("NOTES_CLIENT_SECRET").ok();
+        let from_file = match &self.client_secret_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        self.client_secret = match (from_env, from_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give the client secret once: NOTES_CLIENT_SECRET or --client-secret-file"
+            ),
+            (Some(secret), None) | (None, Some(secret)) => secret,
+            (None, None) => anyhow::bail!(
+                "the client secret is missing: set NOTES_CLIENT_SECRET or --client-secret-file"
+            ),
+        };
+        Ok(self)
     }
 }
 

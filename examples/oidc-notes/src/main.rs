@@ -10,7 +10,13 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
-    let args = oidc_notes::Args::parse();
+    let args = match oidc_notes::Args::parse().read_secret() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     match oidc_notes::start(args).await {
         Ok(running) => {
             tracing::info!(addr = %running.addr, "oidc-notes listening");

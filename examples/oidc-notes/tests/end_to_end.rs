@@ -140,6 +140,7 @@ async fn a_person_signs_in_to_the_notes_app_with_portcullis_and_signs_out_of_bot
         issuer: issuer.clone(),
         client_id: registered.0.clone(),
         client_secret: registered.1.clone(),
+        client_secret_file: None,
         flow_key: None,
     })
     .await
