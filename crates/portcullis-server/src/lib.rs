@@ -5,6 +5,7 @@
 //! application, the routes implement the HTTP contract of docs/http-api.md.
 
 mod accounts;
+mod banner;
 pub mod cli;
 pub mod client;
 pub mod config;

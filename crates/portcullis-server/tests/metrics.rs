@@ -93,6 +93,20 @@ async fn metrics_count_what_a_scripted_flow_did_and_name_no_user() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // A bad token on an account page: refused as a page (HTML), and still counted.
+    let r = http
+        .get(format!("{base}/account"))
+        .bearer_auth("a.b.c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
 
     // A request whose body never finishes: the request timeout answers 408, and the
     // request is still counted (as dropped before its answer).
@@ -135,14 +149,15 @@ async fn metrics_count_what_a_scripted_flow_did_and_name_no_user() {
         get(r#"portcullis_rejections_total{reason="malformed"}"#) >= 1.0,
         "{text}"
     );
-    // One refused credential in the flow, counted once: by the one layer that records
-    // refusals (`error::finish`), not again by the library's `AuthLayer`.
+    // Two refused requests in the flow (a bad token on the API, one on a page), each counted
+    // once: by the one layer that records refusals (`error::finish`), not again by the
+    // library's `AuthLayer`, and not lost when the refusal became a page.
     let refusals: f64 = m
         .iter()
         .filter(|(name, _)| name.starts_with("portcullis_rejections_total{"))
         .map(|(_, v)| v)
         .sum();
-    assert_eq!(refusals, 1.0, "{text}");
+    assert_eq!(refusals, 2.0, "{text}");
     assert_eq!(
         get(r#"portcullis_http_requests_total{route="/auth/login",method="POST",status="200"}"#),
         2.0

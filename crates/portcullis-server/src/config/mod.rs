@@ -2,6 +2,8 @@
 //! overridden by command-line flags. Everything is read raw first, then checked once
 //! into a typed [`Config`] with messages that name the setting.
 
+mod env;
+
 use portcullis::clock::secs;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,6 +13,8 @@ use anyhow::{Context as _, anyhow, bail};
 use portcullis::keys::Algorithm;
 use portcullis::session::SessionConfig;
 use serde::Deserialize;
+
+use env::FromEnv;
 
 /// The `max-age` of the JWKS document: resource servers refetch it at least this often.
 pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
@@ -64,6 +68,9 @@ macro_rules! settings {
                 )*
                 Ok(false)
             }
+
+            /// Every setting's name.
+            const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
         }
     };
 }
@@ -105,75 +112,6 @@ settings! {
     key_publication_delay: RawDuration,
     metrics_bind: String,
     token_cache_entries: usize,
-}
-
-/// A setting's type, read from an environment variable's text.
-trait FromEnv: Sized {
-    fn from_env(var: &str, value: String) -> anyhow::Result<Self>;
-}
-
-impl FromEnv for String {
-    fn from_env(_: &str, value: String) -> anyhow::Result<Self> {
-        Ok(value)
-    }
-}
-
-impl FromEnv for std::path::PathBuf {
-    fn from_env(_: &str, value: String) -> anyhow::Result<Self> {
-        Ok(value.into())
-    }
-}
-
-impl FromEnv for RawDuration {
-    fn from_env(_: &str, value: String) -> anyhow::Result<Self> {
-        Ok(RawDuration::Text(value))
-    }
-}
-
-impl FromEnv for usize {
-    fn from_env(var: &str, value: String) -> anyhow::Result<Self> {
-        value
-            .trim()
-            .parse()
-            .with_context(|| format!("{var}={value:?} is not a number"))
-    }
-}
-
-impl FromEnv for u32 {
-    fn from_env(var: &str, value: String) -> anyhow::Result<Self> {
-        value
-            .trim()
-            .parse()
-            .with_context(|| format!("{var}={value:?} is not a number"))
-    }
-}
-
-impl FromEnv for bool {
-    fn from_env(var: &str, value: String) -> anyhow::Result<Self> {
-        match value.as_str() {
-            "1" | "true" => Ok(true),
-            "0" | "false" => Ok(false),
-            _ => bail!("{var}={value:?} must be true or false"),
-        }
-    }
-}
-
-/// A list: comma-separated in the environment.
-impl FromEnv for Vec<String> {
-    fn from_env(_: &str, value: String) -> anyhow::Result<Self> {
-        Ok(value
-            .split(',')
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-            .collect())
-    }
-}
-
-impl FromEnv for SecretText {
-    fn from_env(_: &str, value: String) -> anyhow::Result<Self> {
-        Ok(SecretText(value))
-    }
 }
 
 /// A secret setting: deserialized like a string, never shown by `Debug`.
@@ -320,9 +258,20 @@ impl RawConfig {
             let Some(key) = name.strip_prefix("PORTCULLIS_") else {
                 continue;
             };
-            // Other tools' variables and ones we do not own (PORTCULLIS_TEST_*, LOG)
-            // match no setting and are left alone.
-            self.set_from_env(&name, &key.to_ascii_lowercase(), value)?;
+            // Other tools' variables (PORTCULLIS_TEST_POSTGRES, …) match no setting and
+            // are left alone; one that is a setting's name mistyped is refused, as the
+            // same typo in the TOML file is.
+            let key = key.to_ascii_lowercase();
+            if !self.set_from_env(&name, &key, value)?
+                && let Some(meant) = Self::NAMES
+                    .iter()
+                    .find(|setting| strsim::damerau_levenshtein(&key, setting) <= 2)
+            {
+                bail!(
+                    "{name} is not a setting: did you mean PORTCULLIS_{}?",
+                    meant.to_ascii_uppercase()
+                );
+            }
         }
         Ok(())
     }

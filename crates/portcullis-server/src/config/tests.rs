@@ -228,3 +228,32 @@ fn sessions_follow_the_issuer() {
     assert_eq!(c.sessions.idle_timeout(), Duration::from_secs(300));
     assert_eq!(c.session_token_ttl, Duration::from_secs(300));
 }
+
+/// Issue 28, finding 11: a mistyped variable is refused, naming the setting it was
+/// meant to be, as the same typo in the TOML file is; other tools' variables are not.
+#[test]
+fn a_mistyped_environment_variable_is_refused_like_a_mistyped_toml_key() {
+    let typo = |name: &str| {
+        RawConfig::default()
+            .apply_env([(name.to_owned(), "x".to_owned())])
+            .map_err(|e| format!("{e:#}"))
+    };
+    let err = typo("PORTCULLIS_DATABSE_URL").unwrap_err();
+    assert!(
+        err.contains("did you mean PORTCULLIS_DATABASE_URL"),
+        "{err}"
+    );
+    let err = typo("PORTCULLIS_ISUER").unwrap_err();
+    assert!(err.contains("PORTCULLIS_ISSUER"), "{err}");
+    // The same typo in TOML is refused too.
+    assert!(toml::from_str::<RawConfig>("databse_url = \"x\"").is_err());
+    // Not a setting, nor near one: another tool's, left alone.
+    for other in [
+        "PORTCULLIS_TEST_POSTGRES",
+        "PORTCULLIS_REQUIRE_BROWSER",
+        "PORTCULLIS_CHROMEDRIVER",
+        "PORTCULLIS_VENV",
+    ] {
+        assert!(typo(other).is_ok(), "{other}");
+    }
+}

@@ -166,6 +166,9 @@ pub async fn html_refusals(request: Request, next: axum::middleware::Next) -> Re
             html.headers_mut().insert(name, value.clone());
         }
     }
+    // So do the extensions: the `Refusal` or `Failure` the log layer (`error::finish`)
+    // records the answer by.
+    *html.extensions_mut() = parts.extensions;
     html
 }
 

@@ -358,3 +358,23 @@ async fn the_banner_says_when_the_open_file_limit_cannot_hold_the_cap() {
     let expected = format!("open files raised from 300 to {}", hard.min(4352));
     assert!(raised.contains(&expected), "{expected:?} in {raised}");
 }
+
+/// Issue 28, finding 11: a second server on a taken address says what to do.
+#[tokio::test]
+async fn a_taken_address_is_refused_with_the_way_out() {
+    let (url, dir) = sqlite_db();
+    let server = TestServer::start(config(&url)).await.keep_dir(dir);
+    let (other_url, other_dir) = sqlite_db();
+    let mut c = config(&other_url);
+    c.bind = addr(&server).parse().unwrap();
+    let err = match portcullis_server::startup::start(c).await {
+        Ok(_) => panic!("a second server on a taken address started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("another process listens there") && err.contains("--bind"),
+        "{err}"
+    );
+    drop(other_dir);
+    server.stop().await;
+}

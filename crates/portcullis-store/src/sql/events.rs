@@ -76,6 +76,14 @@ where
         let cutoff = now - retention.keep;
         let policy: RotationPolicy = retention.rotation;
         let (_turn, mut tx) = self.begin_write().await?;
+        // Codes first, in the order the code exchange takes its locks (code, then the
+        // session and family it names), so a prune and an exchange never wait on each
+        // other in a cycle. Codes live a minute; a used one is kept as long as a revocation is,
+        // so that a replay can still revoke what it issued.
+        sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
         let events = sqlx::query("DELETE FROM events WHERE at < $1")
             .bind(cutoff)
             .execute(&mut *tx)
@@ -103,12 +111,6 @@ where
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        // Codes live a minute; a used one is kept as long as a revocation is,
-        // so that a replay can still revoke what it issued.
-        sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
         let devices = sqlx::query("DELETE FROM devices WHERE last_used_at < $1")
             .bind(now - retention.device_idle)
             .execute(&mut *tx)

@@ -220,11 +220,13 @@ where
                 Ok(Exchanged::Refused)
             }
             Exchange::Grant => {
+                mark_used(&mut tx, x, now).await?;
                 let Some((username, account_scope, ..)) = account else {
-                    // `decide_exchange` grants only with the account read.
+                    // `decide_exchange` grants only with the account read; should that
+                    // change, the code is still used up.
+                    tx.commit().await?;
                     return Ok(Exchanged::Refused);
                 };
-                mark_used(&mut tx, x, now).await?;
                 let scope = effective_scope(&row.scope, &account_scope);
                 sqlx::query(
                     "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, \

@@ -140,14 +140,16 @@ impl Identity {
     /// client as itself ([`Actor`]).
     pub fn actor(&self) -> Actor<'_> {
         let subject = self.subject();
-        let client_id = self
-            .claims()
-            .and_then(|c| c.extra.get("client_id"))
-            .and_then(serde_json::Value::as_str);
-        match client_id {
-            None => Actor::Person { subject },
-            Some(client_id) if client_id == subject => Actor::Client { client_id },
-            Some(client_id) => Actor::Delegated { subject, client_id },
+        let Some(client_id) = self.claims().and_then(|c| c.extra.get("client_id")) else {
+            return Actor::Person { subject };
+        };
+        // A `client_id` that is not a string names no client we know, but says a
+        // client is involved: never taken for the person acting alone.
+        let client_id = client_id.as_str().unwrap_or_default();
+        if client_id == subject {
+            Actor::Client { client_id }
+        } else {
+            Actor::Delegated { subject, client_id }
         }
     }
 

@@ -448,11 +448,14 @@ fn the_actor_of_a_token_is_a_person_an_application_for_a_person_or_a_client() {
         identity(fx.builder().subject("app-7").claim("client_id", "app-7")).actor(),
         Actor::Client { client_id: "app-7" }
     );
-    // A `client_id` that is not a string names no client: the token is a person's
-    // only if nothing else says otherwise, and a number is not a client id.
+    // A `client_id` that is not a string names no client, but a client is involved:
+    // never the person acting alone.
     assert_eq!(
         identity(fx.builder().claim("client_id", 7)).actor(),
-        Actor::Person { subject: "user-1" }
+        Actor::Delegated {
+            subject: "user-1",
+            client_id: ""
+        }
     );
     // Established without a token (an API key, a session): the subject itself.
     assert_eq!(
