@@ -161,6 +161,22 @@ pub fn sqlite_path(database_url: &str) -> Option<PathBuf> {
     (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
 }
 
+/// What a PostgreSQL start without a key-encryption key is told.
+const NO_KEK_FOR_POSTGRES: &str = "no key-encryption key: with PostgreSQL, set PORTCULLIS_KEY_ENCRYPTION_KEY or \
+     key_encryption_key_file (32 random bytes, base64; e.g. `openssl rand -base64 32`), \
+     the same on every instance";
+
+/// Checks, before the database is touched, that a key-encryption key can be had: a
+/// PostgreSQL database has no folder to keep one beside it, so one must be configured
+/// (a start refused for the lack of it used to have created every table first).
+pub fn check_configured(setting: &KekSetting, database_url: &str) -> anyhow::Result<()> {
+    let configured = setting.inline.is_some() || setting.file.is_some();
+    if configured || sqlite_path(database_url).is_some() || database_url.contains(":memory:") {
+        return Ok(());
+    }
+    bail!(NO_KEK_FOR_POSTGRES)
+}
+
 /// Finds the KEK. `has_sealed_keys` says whether the database already holds sealed
 /// keys: then a missing KEK is an error, never a new one.
 pub fn resolve(
@@ -192,11 +208,7 @@ pub fn resolve(
                 false,
             ));
         }
-        bail!(
-            "no key-encryption key: with PostgreSQL, set PORTCULLIS_KEY_ENCRYPTION_KEY or \
-             key_encryption_key_file (32 random bytes, base64; e.g. `openssl rand -base64 32`), \
-             the same on every instance"
-        );
+        bail!(NO_KEK_FOR_POSTGRES);
     };
     let path = beside(&db);
     if path.exists() {

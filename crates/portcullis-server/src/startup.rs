@@ -73,6 +73,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let sqlite_file =
         crate::kek::sqlite_path(&config.database_url).map(|p| std::path::absolute(&p).unwrap_or(p));
     let database_created = sqlite_file.as_ref().is_some_and(|p| !p.exists());
+    crate::kek::check_configured(&config.kek, &config.database_url)?;
     let store = portcullis_store::open(&config.database_url)
         .await
         .with_context(|| format!("opening the database {}", redact_url(&config.database_url)))?;

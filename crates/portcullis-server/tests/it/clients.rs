@@ -200,7 +200,10 @@ on_each_store! {
 /// follower must still get both.
 #[tokio::test]
 async fn the_feed_never_skips_an_event_committed_out_of_order() {
-    let url = crate::support::fresh_postgres().await.unwrap();
+    let Some(url) = crate::support::fresh_postgres().await else {
+        eprintln!("skipped: PORTCULLIS_TEST_POSTGRES is not set");
+        return;
+    };
     let server = TestServer::start(config(&url)).await;
     let added: Value = serde_json::from_str(&clients(
         &url,

@@ -93,3 +93,31 @@ async fn postgres_instances_hear_revocations_by_notification_not_by_polling() {
     b.stop().await;
     crate::support::drop_postgres(&url).await;
 }
+
+/// Issue 28, finding 11: a PostgreSQL start refused for want of a key-encryption key
+/// says so before it touches the database (it used to create every table first).
+#[tokio::test]
+async fn a_postgres_start_without_a_key_encryption_key_writes_nothing() {
+    let Some(url) = crate::support::fresh_postgres().await else {
+        eprintln!("skipped: PORTCULLIS_TEST_POSTGRES is not set");
+        return;
+    };
+    let mut c = config(&url);
+    c.kek.inline = None;
+    c.kek.file = None;
+    let err = match portcullis_server::startup::start(c).await {
+        Ok(_) => panic!("started without a key-encryption key"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("PORTCULLIS_KEY_ENCRYPTION_KEY"), "{err}");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let (tables,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(tables, 0, "nothing was written");
+    crate::support::drop_postgres(&url).await;
+}

@@ -518,6 +518,7 @@ async fn two_instances_on_one_postgres_share_revocations_within_a_second() {
     }
     a.stop().await;
     b.stop().await;
+    crate::support::drop_postgres(&url).await;
 }
 
 #[tokio::test]
@@ -904,6 +905,7 @@ async fn revocations_still_spread_after_the_database_drops_every_connection() {
     admin.close().await;
     a.stop().await;
     b.stop().await;
+    crate::support::drop_postgres(&url).await;
 }
 
 #[tokio::test]
