@@ -190,6 +190,12 @@ pub async fn start_with_clock(args: Args, clock: Arc<dyn Clock>) -> anyhow::Resu
         )
         .merge(writes)
         .layer(auth)
+        // A request not answered within 30 s is answered 408: a client that stops
+        // sending its body, or a stuck handler, does not hold a connection for ever.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
         .with_state(AppState { db });
     let listener = tokio::net::TcpListener::bind(&args.bind).await?;
     let addr = listener.local_addr()?;

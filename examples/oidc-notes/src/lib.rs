@@ -159,6 +159,12 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
         .route("/auth/login", get(login))
         .route("/auth/callback", get(callback))
         .route("/auth/logout", post(logout))
+        // A request not answered within 30 s is answered 408: a client that stops
+        // sending, or a provider that stops answering, does not hold a connection.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(30),
+        ))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     let addr = listener.local_addr()?;
@@ -179,9 +185,27 @@ fn page(title: &str, body: Markup) -> Response {
         }
     };
     let mut r = markup.into_response();
-    r.headers_mut().insert(
+    let h = r.headers_mut();
+    h.insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
+    );
+    // No other site may frame these pages (a framed "Sign out" button is a click
+    // away from being clickjacked), nor run script or load anything in them. No
+    // `form-action`: signing out posts here and is sent on to the provider.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
     );
     r
 }

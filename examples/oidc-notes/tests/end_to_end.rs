@@ -148,8 +148,17 @@ async fn a_person_signs_in_to_the_notes_app_with_portcullis_and_signs_out_of_bot
     assert_eq!(running.addr.port(), app_port);
 
     let mut b = Browser::new();
-    // Not signed in: the page offers to sign in.
-    let home = b.get(&format!("{app}/")).await.text().await.unwrap();
+    // Not signed in: the page offers to sign in. No other site may frame it (issue
+    // 28, finding 8).
+    let home = b.get(&format!("{app}/")).await;
+    assert_eq!(home.headers()["x-frame-options"], "DENY");
+    assert!(
+        home.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let home = home.text().await.unwrap();
     assert!(home.contains("id=\"sign-in\""));
 
     // To the provider, with the flow cookie.
