@@ -251,13 +251,14 @@ fn refuse<B: From<String>>(rejection: &Rejection, layer: &Config) -> Response<B>
 /// A refusal answered behind the layer (a handler, an extractor) gets the layer's realm
 /// in its challenge and is recorded once. Other answers pass untouched.
 fn settle<B>(mut response: Response<B>, realm: &'static str, record: bool) -> Response<B> {
+    // Every answer passes here: the usual one, no refusal, costs one lookup.
     let extensions = response.extensions();
-    if extensions.get::<Settled>().is_some() {
-        return response;
-    }
     let Some(Refusal(rejection)) = extensions.get::<Refusal>() else {
         return response;
     };
+    if extensions.get::<Settled>().is_some() {
+        return response;
+    }
     if record {
         rejection.record();
     }
