@@ -199,16 +199,53 @@ pub(crate) async fn end_everything(state: &AppState, user_id: &str) -> Result<()
     let now = state.now();
     let ended = state.0.store.revoke_user(user_id, now).await?;
     // Refused here before the answer (other instances follow the log): every family
-    // and session ended, and every token of the person's issued before now.
+    // and session ended, and every token of the person's issued up to now, this
+    // second included.
     for id in &ended {
         crate::events::apply_own(state, EventKind::FamilyRevoked, id, now);
     }
-    crate::events::apply_own(state, EventKind::UserNotBefore, user_id, now);
+    crate::events::apply_own(
+        state,
+        EventKind::UserNotBefore,
+        user_id,
+        portcullis_store::not_before_after(now),
+    );
     tracing::info!(user = %user_id, sessions = ended.len(), "logout everywhere");
     Ok(())
 }
 
-/// Signs an access token for `user_id` in session (or refresh family) `sid`.
+/// The `iat` of a token for `sub`: now, once the clock has reached the subject's
+/// "not before".
+///
+/// A revocation in this very second writes "not before" the next one
+/// (`portcullis_store::not_before_after`), so that the tokens of this second issued
+/// before it are refused. A token issued after it in the same second must therefore
+/// wait for the next second (at most one), or it would be refused too. It waits
+/// rather than being stamped ahead: a stamp ahead could be overtaken by a second
+/// revocation in that same second, which would then not reach it. `known` is the "not
+/// before" the store read in the transaction that decided the grant (exact even before
+/// this instance hears of a revocation made elsewhere); this instance's own list
+/// covers the rest. A clock that does not move on within a few seconds (a test's
+/// frozen clock) gets 503, never a token that would be refused.
+pub(crate) async fn issued_at(state: &AppState, sub: &str, known: i64) -> Result<i64, ApiError> {
+    let held = state.0.revocations.not_before(sub).unwrap_or(0);
+    let not_before = known.max(held);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let now = state.now();
+        if now >= not_before {
+            return Ok(now);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(user = %sub, not_before, now, "the clock did not reach the account's \"not before\"");
+            return Err(ApiError::Busy);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Signs an access token for `user_id` in session (or refresh family) `sid`, issued at
+/// `iat` (from [`issued_at`]).
 pub(crate) fn mint_access_token(
     state: &AppState,
     user_id: &str,
@@ -216,6 +253,7 @@ pub(crate) fn mint_access_token(
     scope: &str,
     sid: &str,
     ttl: std::time::Duration,
+    iat: i64,
 ) -> Result<String, ApiError> {
     let s = &state.0;
     let keys = s.keys.current();
@@ -224,6 +262,7 @@ pub(crate) fn mint_access_token(
         .session_id(sid)
         .scope(scope)
         .claim("preferred_username", username)
+        .issued_at(iat)
         .expires_in(ttl)
         .sign_at(&keys.active, s.clock.as_ref())
         .map_err(|e| ApiError::Unexpected(e.into()))

@@ -24,8 +24,8 @@ use portcullis::session::SessionStore;
 pub use error::Error;
 pub use model::{
     AuthCode, Client, CodeExchange, Consent, Event, EventKind, Exchanged, FamilyInfo, NewUser,
-    Pruned, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange, StoredKey, TokenHash,
-    User,
+    Pruned, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange, Started, StoredKey,
+    TokenHash, User, not_before_after,
 };
 pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
@@ -114,9 +114,10 @@ pub trait AdmissionStore: Send + Sync + 'static {
 #[async_trait::async_trait]
 pub trait FamilyStore: Send + Sync + 'static {
     /// Starts a refresh family with its first token, with the user's scope as it is
-    /// *now* (read in the same statement, so a scope change racing a login cannot
-    /// leave the old scope in a new family). The family's scope, or `None` when the user
-    /// is gone or disabled.
+    /// *now* (the user's row locked first, so a scope change racing a login either
+    /// commits before and is read, or waits and then reaches the new family). The
+    /// family's scope and the user's "not before", or `None` when the user is gone or
+    /// disabled.
     async fn create_family(
         &self,
         family_id: &str,
@@ -124,7 +125,7 @@ pub trait FamilyStore: Send + Sync + 'static {
         token: &TokenHash,
         label: &str,
         now: i64,
-    ) -> Result<Option<String>, Error>;
+    ) -> Result<Option<Started>, Error>;
 
     /// A user's live refresh families (not revoked, neither idle nor older than the
     /// policy allows at `now`), most recently used first.

@@ -15,10 +15,23 @@ pub struct User {
     pub scope: String,
     /// A disabled account cannot log in or refresh.
     pub disabled: bool,
-    /// Access tokens issued before this time (seconds) are refused.
+    /// Access tokens issued before this time (seconds) are refused; see
+    /// [`not_before_after`].
     pub not_before: i64,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
+}
+
+/// The "not before" that a revocation at `now` (seconds) writes: the next second.
+///
+/// `iat` counts whole seconds, so a token issued in the same second as the
+/// revocation, before it, carries `iat == now`; "not before `now`" would let it live
+/// for its whole lifetime. "Not before `now + 1`" refuses all of that second, and
+/// whoever issues tokens for the subject afterwards must stamp them no earlier than
+/// this (the server sets `iat` to the subject's "not before" when its clock has not
+/// reached it yet: at most one second ahead).
+pub const fn not_before_after(now: i64) -> i64 {
+    now.saturating_add(1)
 }
 
 impl fmt::Debug for User {
@@ -72,6 +85,16 @@ impl fmt::Debug for TokenHash {
     }
 }
 
+/// A refresh family just started ([`crate::FamilyStore::create_family`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Started {
+    /// The family's scope: the user's as the start read it.
+    pub scope: String,
+    /// The user's "not before" as the start read it: the access token it leads to
+    /// must not be stamped earlier.
+    pub not_before: i64,
+}
+
 /// The outcome of redeeming a refresh token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rotation {
@@ -86,6 +109,9 @@ pub enum Rotation {
         user_id: String,
         /// The scope the family was granted.
         scope: String,
+        /// Its user's "not before" as the rotation read it: the access token it
+        /// leads to must not be stamped earlier.
+        not_before: i64,
     },
     /// Another token of the family (rotated, or replaced by a retry): the family is
     /// now revoked.
@@ -223,6 +249,8 @@ pub enum Exchanged {
         scope: String,
         /// The account's username.
         username: String,
+        /// The account's "not before": the access token must not be stamped earlier.
+        not_before: i64,
     },
     /// The code was used before: what it issued is now revoked (`family_id`).
     Replayed {

@@ -17,9 +17,19 @@
 //! feed is read again ([`OnSilence::FailClosed`], the default) or keeps accepting
 //! them and logs an error every minute ([`OnSilence::LogLoudly`]). It never goes
 //! silently open.
+//!
+//! **Key announcements.** The feed also names the signing keys the issuer added
+//! since the cursor (`keys`). A [`crate::strategy::Bearer`] given the follower
+//! ([`crate::strategy::Bearer::with_revocation`]) and a remote JWKS refetches the key
+//! set at the first token of an announced key it does not hold, whatever the
+//! unknown-kid cooldown says: tokens with made-up key ids can arm that cooldown, but
+//! they cannot make an emergency rotation (`portcullis keys rotate --now`) wait for
+//! it. The one window left is until the follower's next read (its poll interval, 2 s
+//! by default); a scheduled rotation publishes its key long before it signs with it.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, secs};
@@ -184,9 +194,10 @@ impl RevocationFollower {
             clock: self.clock.clone(),
             last_warning: AtomicI64::new(i64::MIN),
             silent: AtomicBool::new(false),
+            announced: Mutex::default(),
         });
         while client
-            .page(&token.access, &followed.list)
+            .page(&token.access, &followed)
             .await
             .map_err(|e| RemoteError::Refused(e.to_string()))?
         {}
@@ -213,7 +224,13 @@ pub struct FollowedRevocations {
     clock: Arc<dyn Clock>,
     last_warning: AtomicI64,
     silent: AtomicBool,
+    /// The key ids the issuer announced, newest last (at most [`ANNOUNCED_KEYS`]).
+    announced: Mutex<VecDeque<String>>,
 }
+
+/// How many announced key ids a follower remembers: far more than an issuer publishes
+/// at once (the active key, the next one, those still verifying).
+const ANNOUNCED_KEYS: usize = 32;
 
 impl FollowedRevocations {
     /// The list as read so far.
@@ -224,6 +241,30 @@ impl FollowedRevocations {
     /// Seconds since the feed was last read successfully.
     pub fn silence(&self) -> i64 {
         self.clock.now() - self.last_read.load(Ordering::Acquire)
+    }
+
+    /// True when the issuer announced key `kid` in the feed.
+    pub fn key_announced(&self, kid: &str) -> bool {
+        self.announced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|k| k == kid)
+    }
+
+    fn announce(&self, kids: &[String]) {
+        let mut announced = self
+            .announced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for kid in kids {
+            if !announced.contains(kid) {
+                announced.push_back(kid.clone());
+            }
+        }
+        while announced.len() > ANNOUNCED_KEYS {
+            announced.pop_front();
+        }
     }
 
     fn read_now(&self) {
@@ -260,6 +301,20 @@ impl RevocationCheck for FollowedRevocations {
         }
         self.list.check(claims)
     }
+
+    fn key_announced(&self, kid: &str) -> bool {
+        FollowedRevocations::key_announced(self, kid)
+    }
+}
+
+/// A page as the server sends it: the feed, and the key ids added since the cursor
+/// (absent from servers before key announcements).
+#[derive(serde::Deserialize)]
+struct Page {
+    #[serde(flatten)]
+    feed: RevocationFeed,
+    #[serde(default)]
+    keys: Vec<String>,
 }
 
 /// The follower's client: its credentials and the issuer's endpoints.
@@ -332,8 +387,9 @@ impl Client {
         })
     }
 
-    /// Reads one page into `list`; true when more are waiting.
-    async fn page(&self, token: &str, list: &RevocationList) -> Result<bool, ReadError> {
+    /// Reads one page into `followed`; true when more are waiting.
+    async fn page(&self, token: &str, followed: &FollowedRevocations) -> Result<bool, ReadError> {
+        let list = &followed.list;
         let sep = if self.feed_url.contains('?') {
             '&'
         } else {
@@ -357,11 +413,15 @@ impl Client {
             }
             s => return Err(ReadError::Failed(format!("{url}: HTTP {s}"))),
         }
-        let feed: RevocationFeed = r
+        let Page { feed, keys } = r
             .json()
             .await
             .map_err(|e| ReadError::Failed(format!("{url}: {}", chain(&e))))?;
         list.apply(&feed);
+        if !keys.is_empty() {
+            tracing::info!(kids = ?keys, "revocation feed: the issuer announced new signing keys");
+            followed.announce(&keys);
+        }
         if feed.revoked_sessions.is_empty() && feed.not_before.is_empty() {
             tracing::debug!(cursor = feed.cursor, "revocation feed: read, nothing new");
         } else {
@@ -417,7 +477,7 @@ async fn follow(
             }
         }
         let Some(t) = &token else { continue };
-        match client.page(&t.access, &state.list).await {
+        match client.page(&t.access, &state).await {
             Ok(more) => {
                 state.read_now();
                 backoff.succeed();

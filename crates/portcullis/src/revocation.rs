@@ -99,6 +99,12 @@ impl RevocationList {
         *entry = (*entry).max(at);
     }
 
+    /// A subject's "not before", if one is held: its tokens with an `iat` earlier
+    /// than this are refused.
+    pub fn not_before(&self, sub: &str) -> Option<i64> {
+        read(&self.not_before).get(sub).copied()
+    }
+
     /// Applies a page of the feed and advances the cursor.
     pub fn apply(&self, feed: &RevocationFeed) {
         for sid in &feed.revoked_sessions {

@@ -278,18 +278,7 @@ async fn the_blog_accepts_every_fresh_token_across_key_rotations() {
             .unwrap();
             rotated_by_hand = true;
         }
-        let tokens: Value = http
-            .post(format!("{issuer}/auth/login"))
-            .json(&credentials)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let access = tokens["access_token"].as_str().unwrap().to_owned();
-        let (header, _) = portcullis::jwt::jws::insecure_decode(&access, 8192).unwrap();
-        let kid = header["kid"].as_str().unwrap().to_owned();
+        let (kid, access) = login(&http, &issuer, &credentials).await;
         if !kids.contains(&kid) {
             kids.push(kid.clone());
         }
@@ -322,6 +311,114 @@ async fn the_blog_accepts_every_fresh_token_across_key_rotations() {
         accepted
     );
     auth.stop().await.unwrap();
+}
+
+/// Issue 28, finding 3: a token naming a made-up `kid` armed the blog's 30 s
+/// unknown-kid cooldown, and the tokens of an emergency rotation (`portcullis keys
+/// rotate --now`) were then refused until it ended. The server now names every key it
+/// adds in the revocation feed, and the library fetches an announced key past the
+/// cooldown.
+#[tokio::test]
+async fn a_made_up_kid_cannot_hold_back_an_emergency_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, issuer) = auth_config(&dir);
+    config.event_poll_interval = Duration::from_millis(100);
+    let auth = portcullis_server::startup::start(config.clone())
+        .await
+        .unwrap();
+    let (client_id, client_secret) =
+        register_client(&config.database_url, "revocations:read").await;
+    let blog = blog_api::start(blog_args(&issuer, &dir, Some((&client_id, &client_secret))))
+        .await
+        .unwrap();
+    let blog_url = format!("http://{}", blog.addr);
+    let http = reqwest::Client::new();
+    let credentials = json!({"username": "alice", "password": "correct horse battery"});
+    let signup = http
+        .post(format!("{issuer}/auth/signup"))
+        .json(&credentials)
+        .send();
+    assert_eq!(signup.await.unwrap().status(), 201);
+    let login = || login(&http, &issuer, &credentials);
+    let write = |access: String| {
+        http.post(format!("{blog_url}/posts"))
+            .bearer_auth(access)
+            .json(&json!({"title": "t", "body": "b"}))
+            .send()
+    };
+    let (first_kid, access) = login().await;
+    assert_eq!(write(access).await.unwrap().status(), 201);
+
+    // The attacker: a token of its own key under a kid nobody knows makes the blog
+    // refetch once, which starts the 30 s cooldown.
+    let own = portcullis::keys::SigningKey::generate(
+        portcullis::keys::Algorithm::EdDSA,
+        Some("made-up".into()),
+    )
+    .unwrap();
+    let forged = portcullis::jwt::TokenBuilder::access_token(&issuer, &issuer)
+        .subject("mallory")
+        .scope("posts:write")
+        .sign(&own)
+        .unwrap();
+    assert_eq!(write(forged).await.unwrap().status(), 401);
+
+    // The operator rotates at once, on the database, as `keys rotate --now` does.
+    let store = portcullis_store::open(&config.database_url).await.unwrap();
+    let now = portcullis::clock::Clock::now(&portcullis::clock::SystemClock);
+    let (new_kid, _) = portcullis_server::keyring::rotate(
+        store.as_ref(),
+        &config,
+        portcullis::keys::Algorithm::EdDSA,
+        true,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_ne!(new_kid, first_kid);
+    // The server signs with it within its event poll; the blog accepts those tokens
+    // within its feed's (100 ms here), not after the cooldown.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let access = loop {
+        let (kid, access) = login().await;
+        if kid == new_kid {
+            break access;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never signed with the new key"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let rotated = Instant::now();
+    loop {
+        let status = write(access.clone()).await.unwrap().status();
+        if status == 201 {
+            break;
+        }
+        assert!(
+            rotated.elapsed() < Duration::from_secs(10),
+            "the new key's token is still refused ({status}): held back by the cooldown"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    auth.stop().await.unwrap();
+}
+
+/// Logs in at `issuer`: the access token's `kid`, and the token.
+async fn login(http: &reqwest::Client, issuer: &str, credentials: &Value) -> (String, String) {
+    let tokens: Value = http
+        .post(format!("{issuer}/auth/login"))
+        .json(credentials)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let (header, _) = portcullis::jwt::jws::insecure_decode(&access, 8192).unwrap();
+    (header["kid"].as_str().unwrap().to_owned(), access)
 }
 
 /// The blog's arguments against `issuer`, with a database in `dir`, following the

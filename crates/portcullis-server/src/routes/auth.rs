@@ -15,7 +15,9 @@ use super::body::JsonBody;
 use super::client_addr::ClientAddr;
 use super::cookie::Person;
 use super::token_json;
-use crate::accounts::{check_password, create_account, end_everything, mint_access_token};
+use crate::accounts::{
+    check_password, create_account, end_everything, issued_at, mint_access_token,
+};
 use crate::device::DeviceToken;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -104,7 +106,7 @@ pub async fn login(
     let refresh = RefreshToken::generate()?;
     // The family takes the account's scope as it is now, not as it was read before the
     // password check: a scope removed meanwhile is not minted.
-    let scope = s
+    let started = s
         .store
         .create_family(
             &family,
@@ -116,14 +118,16 @@ pub async fn login(
         .await?
         .ok_or(ApiError::InvalidCredentials)?;
     tracing::info!(user = %user.id, sid = %family, "login");
+    let iat = issued_at(&state, &user.id, started.not_before).await?;
     token_response(
         &state,
         &user.id,
         &user.username,
-        &scope,
+        &started.scope,
         &family,
         &refresh,
         signed_in.new_device.as_ref(),
+        iat,
     )
 }
 
@@ -158,6 +162,7 @@ pub async fn refresh(
             family_id,
             user_id,
             scope,
+            not_before,
         } => {
             if retry {
                 tracing::info!(sid = %family_id, "refresh retried within the grace window: the earlier successor is dead");
@@ -168,6 +173,7 @@ pub async fn refresh(
                 .user_by_id(&user_id)
                 .await?
                 .ok_or(ApiError::InvalidGrant)?;
+            let iat = issued_at(&state, &user.id, not_before).await?;
             token_response(
                 &state,
                 &user.id,
@@ -176,6 +182,7 @@ pub async fn refresh(
                 &family_id,
                 &next,
                 None,
+                iat,
             )
         }
         Rotation::ReuseDetected { family_id } => {
@@ -299,6 +306,9 @@ pub async fn me(
     Ok(response)
 }
 
+/// The answer to a login or a refresh; the access token is issued at `iat`
+/// (`accounts::issued_at`).
+#[allow(clippy::too_many_arguments)] // two call sites; a struct would only rename them
 pub(super) fn token_response(
     state: &AppState,
     user_id: &str,
@@ -307,6 +317,7 @@ pub(super) fn token_response(
     family: &str,
     refresh: &RefreshToken,
     device: Option<&DeviceToken>,
+    iat: i64,
 ) -> Result<Response, ApiError> {
     let s = &state.0;
     let access = mint_access_token(
@@ -316,6 +327,7 @@ pub(super) fn token_response(
         scope,
         family,
         s.config.access_token_ttl,
+        iat,
     )?;
     let mut body = json!({
         "access_token": access,

@@ -1,6 +1,8 @@
 //! `GET /auth/revocations?since=CURSOR`: revoked sessions and "not before" times for
 //! resource servers that verify our tokens themselves (they apply it to a
-//! `portcullis::revocation::RevocationList`). Needs a bearer token with scope
+//! `portcullis::revocation::RevocationList`), and the ids of signing keys added since
+//! the cursor, so that a follower fetches a new key at once instead of behind its
+//! unknown-kid cooldown (`portcullis::feed`). Needs a bearer token with scope
 //! `revocations:read`: the route's `AuthLayer` (bearer only, with that scope rule)
 //! checks it before the handler runs.
 
@@ -8,7 +10,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use portcullis::revocation::{NotBefore, RevocationFeed};
 use portcullis_store::EventKind;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -27,6 +29,15 @@ pub struct Since {
     since: Option<i64>,
 }
 
+/// A page as sent: the library's feed and the key announcements (a field the
+/// library's `RevocationFeed` does not carry, so that older followers read it too).
+#[derive(Serialize)]
+pub struct Page {
+    #[serde(flatten)]
+    feed: RevocationFeed,
+    keys: Vec<String>,
+}
+
 /// One page of the feed.
 #[utoipa::path(get, path = "/auth/revocations", tag = "resource servers", params(Since),
     security(("bearer" = ["revocations:read"])),
@@ -39,7 +50,7 @@ pub struct Since {
 pub async fn revocations(
     State(state): State<AppState>,
     query: Result<Query<Since>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<RevocationFeed>, ApiError> {
+) -> Result<Json<Page>, ApiError> {
     let Query(Since { since }) =
         query.map_err(|e| ApiError::InvalidRequest(format!("since: {e}")))?;
     let since = since.unwrap_or(0).max(0);
@@ -61,6 +72,7 @@ pub async fn revocations(
         more: full && !capped,
         ..RevocationFeed::default()
     };
+    let mut keys = Vec::new();
     for event in events {
         match event.kind {
             EventKind::FamilyRevoked | EventKind::SessionRevoked => {
@@ -70,8 +82,8 @@ pub async fn revocations(
                 sub: event.subject,
                 at: event.at,
             }),
-            EventKind::KeysChanged => {}
+            EventKind::KeysChanged => keys.push(event.subject),
         }
     }
-    Ok(Json(feed))
+    Ok(Json(Page { feed, keys }))
 }

@@ -117,8 +117,12 @@ pub struct NotBefore {
 pub struct Feed {
     cursor: i64,
     revoked_sessions: Vec<String>,
+    /// Tokens of `sub` with an `iat` before `at` are refused.
     not_before: Vec<NotBefore>,
     more: bool,
+    /// Ids (`kid`) of signing keys added since the cursor: fetch the JWKS at once
+    /// when one is not known.
+    keys: Vec<String>,
 }
 
 /// A JWK Set (public keys only).

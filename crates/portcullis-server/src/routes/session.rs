@@ -23,7 +23,7 @@ use super::cookie::{
 };
 use super::pages;
 use super::token_json;
-use crate::accounts::{SignedIn, check_password, mint_access_token};
+use crate::accounts::{SignedIn, check_password, issued_at, mint_access_token};
 use crate::device;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -327,7 +327,16 @@ pub async fn token(
         .config
         .session_token_ttl
         .min(std::time::Duration::from_secs(left));
-    let access = mint_access_token(&state, &user.id, &user.username, scope, session.id(), ttl)?;
+    let iat = issued_at(&state, &user.id, user.not_before).await?;
+    let access = mint_access_token(
+        &state,
+        &user.id,
+        &user.username,
+        scope,
+        session.id(),
+        ttl,
+        iat,
+    )?;
     Ok(token_json(json!({
         "access_token": access,
         "token_type": "Bearer",

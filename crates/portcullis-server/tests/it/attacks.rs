@@ -11,7 +11,7 @@ use portcullis::refresh::RefreshToken;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, config, on_each_store, s, still_clock};
+use crate::support::{TestServer, claims_of, config, eventually, on_each_store, s, still_clock};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -319,7 +319,6 @@ on_each_store! {
         let tokens: Value = server.login("alice", PASSWORD).await.json().await.unwrap();
         assert_eq!(tokens["scope"], "read admin");
         let cookie = session_cookie(&server, "alice").await;
-        // "Not before" has a one-second grain: the change comes in a later second.
         clock.advance(1);
         let change = store.set_scope("alice", "read", now()).await.unwrap().unwrap();
         assert!(change.removed);
@@ -331,7 +330,10 @@ on_each_store! {
             assert!(Instant::now() < deadline, "the admin token still works");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // Refresh mints the new scope, and its token works.
+        // Refresh mints the new scope, and its token works. (From the next second on:
+        // a token of the removal's own second would be refused with the old ones;
+        // `a_revocation_reaches_the_tokens_of_its_own_second` shows the wait.)
+        clock.advance(1);
         let refreshed: Value = server.refresh(&s(&tokens, "refresh_token")).await.json().await.unwrap();
         assert_eq!(refreshed["scope"], "read");
         assert_eq!(server.me(&s(&refreshed, "access_token")).await.status(), 200);
@@ -449,5 +451,108 @@ on_each_store! {
             }
             assert_eq!(ask(path, vec![]).await.unwrap().status(), 200, "the cookie alone");
         }
+    }
+}
+
+on_each_store! {
+    /// Issue 28, finding 2: "not before" compared whole seconds, so a token issued in
+    /// the same second as a scope removal (or a logout everywhere), before it, lived
+    /// on for its whole life, here and at every resource server following the feed.
+    async fn a_revocation_reaches_the_tokens_of_its_own_second(url, dir) {
+        // The clock stands still: everything below happens in one second until the
+        // test moves it.
+        let clock = still_clock();
+        let server = start(&url, &clock).await.keep_dir(dir);
+        assert_eq!(server.signup("alice", PASSWORD).await.status(), 201);
+        let store = portcullis_store::open(&url).await.unwrap();
+        let now = || portcullis::clock::Clock::now(clock.as_ref());
+        let second = now();
+        store.set_scope("alice", "read admin", second).await.unwrap().unwrap();
+        let before: Value = server.login("alice", PASSWORD).await.json().await.unwrap();
+        assert_eq!(before["scope"], "read admin");
+        assert_eq!(claims_of(&s(&before, "access_token"))["iat"], second);
+
+        // An operator takes `admin` away in that same second.
+        assert!(store.set_scope("alice", "read", second).await.unwrap().unwrap().removed);
+        eventually("the token issued before the removal, in its second, is refused", || async {
+            server.me(&s(&before, "access_token")).await.status() == 401
+        })
+        .await;
+
+        // A login after it, still in that second, waits for the next one: a token
+        // stamped with this second would be refused with the old ones.
+        let login = tokio::spawn({
+            let (url, client) = (server.url("/auth/login"), server.client.clone());
+            async move {
+                client
+                    .post(url)
+                    .json(&json!({ "username": "alice", "password": PASSWORD }))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(!login.is_finished(), "a token of the revoked second was issued");
+        clock.advance(1);
+        let after: Value = login.await.unwrap().json().await.unwrap();
+        assert_eq!(after["scope"], "read");
+        let after_access = s(&after, "access_token");
+        assert_eq!(claims_of(&after_access)["iat"], second + 1);
+        assert_eq!(server.me(&after_access).await.status(), 200);
+
+        // Logout everywhere, in the second of that login: the token is refused
+        // (by its family, and by "not before"), and a login after it waits again.
+        let other: Value = server.login("alice", PASSWORD).await.json().await.unwrap();
+        let ended = server
+            .client
+            .post(server.url("/auth/logout-all"))
+            .bearer_auth(s(&other, "access_token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ended.status(), 204);
+        assert_eq!(server.me(&s(&other, "access_token")).await.status(), 401);
+        assert_eq!(server.me(&after_access).await.status(), 401);
+        let user = store.user_by_username("alice").await.unwrap().unwrap();
+        assert_eq!(user.not_before, second + 2, "every token of second {} is refused", second + 1);
+
+        // The feed tells resource servers the same exact rule: tokens with an `iat`
+        // before `at` are refused, and `at` is the second after the revocation.
+        let added: Value = serde_json::from_str(&crate::clients::clients(
+            &url,
+            &["add", "follower", "--scope", "revocations:read"],
+        ))
+        .unwrap();
+        let machine: Value = server
+            .client
+            .post(server.url("/oauth/token"))
+            .basic_auth(s(&added, "client_id"), Some(s(&added, "client_secret")))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let feed: Value = server
+            .client
+            .get(server.url("/auth/revocations"))
+            .bearer_auth(s(&machine, "access_token"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let at = feed["not_before"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["sub"] == user.id.as_str())
+            .map(|n| n["at"].as_i64().unwrap())
+            .max()
+            .unwrap();
+        assert_eq!(at, second + 2);
     }
 }

@@ -1,7 +1,7 @@
 //! OAuth and machine clients: [`ClientStore`].
 
 use super::{Backend, SqlStore, insert_event};
-use crate::{Client, ClientStore, Error, EventKind};
+use crate::{Client, ClientStore, Error, EventKind, not_before_after};
 
 /// The columns of a [`Client`], likewise.
 macro_rules! client_columns {
@@ -87,7 +87,7 @@ where
         // Disabling refuses the tokens already issued, as disabling a user does:
         // all of them, those of the current second included (a disabled client
         // gets no new ones), so "not before" is the next second.
-        let not_before = now.saturating_add(1);
+        let not_before = not_before_after(now);
         let client: Option<Client> = sqlx::query_as(concat!(
             "UPDATE clients SET disabled = $1, \
              not_before = CASE WHEN $1 THEN $2 ELSE not_before END \

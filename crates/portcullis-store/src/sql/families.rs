@@ -4,7 +4,8 @@ use portcullis::refresh::{Decision, FamilyView, decide};
 
 use super::{Backend, SqlStore, insert_event};
 use crate::{
-    Error, EventKind, FamilyInfo, FamilyStore, RevokedState, Rotation, RotationPolicy, TokenHash,
+    Error, EventKind, FamilyInfo, FamilyStore, RevokedState, Rotation, RotationPolicy, Started,
+    TokenHash, not_before_after,
 };
 
 /// A family row as the rotation reads it.
@@ -21,6 +22,7 @@ struct FamilyRow {
     rotated_at: Option<i64>,
     disabled: bool,
     client_id: Option<String>,
+    not_before: i64,
 }
 
 fn hash32(bytes: Option<&[u8]>) -> Option<[u8; 32]> {
@@ -70,9 +72,16 @@ where
         token: &TokenHash,
         label: &str,
         now: i64,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<Started>, Error> {
         let (_turn, mut tx) = self.begin_write().await?;
-        let scope: Option<(String,)> = sqlx::query_as(
+        // The user's row first, as `set_scope` and `revoke_user` take it: in
+        // PostgreSQL a plain read would not wait for a scope change in flight, and
+        // the family would keep the old scope after that change committed.
+        sqlx::query("UPDATE users SET scope = scope WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let started: Option<(String,)> = sqlx::query_as(
             "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, current_hash, label) \
              SELECT $1, id, scope, $3, $3, $4, $5 FROM users WHERE id = $2 AND NOT disabled \
              RETURNING scope",
@@ -84,9 +93,13 @@ where
         .bind(label)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((scope,)) = scope else {
+        let Some((scope,)) = started else {
             return Ok(None);
         };
+        let (not_before,): (i64,) = sqlx::query_as("SELECT not_before FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES ($1, $2, $3)")
             .bind(&token.0[..])
             .bind(family_id)
@@ -94,7 +107,7 @@ where
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Some(scope))
+        Ok(Some(Started { scope, not_before }))
     }
 
     async fn rotate_for(
@@ -118,7 +131,8 @@ where
         .await?;
         let family: Option<FamilyRow> = sqlx::query_as(
             "SELECT f.id, f.user_id, f.scope, f.created_at, f.last_used_at, f.revoked_at, \
-             f.current_hash, f.previous_hash, f.rotated_at, u.disabled, f.client_id \
+             f.current_hash, f.previous_hash, f.rotated_at, u.disabled, f.client_id, \
+             u.not_before \
              FROM refresh_tokens t \
              JOIN refresh_families f ON f.id = t.family_id \
              JOIN users u ON u.id = f.user_id \
@@ -196,6 +210,7 @@ where
             family_id: family.id,
             user_id: family.user_id,
             scope: family.scope,
+            not_before: family.not_before,
         })
     }
 
@@ -264,6 +279,9 @@ where
     }
 
     async fn revoke_user(&self, user_id: &str, now: i64) -> Result<Vec<String>, Error> {
+        // Every token of the person's issued up to now, those of this second
+        // included: "not before" is the next second (`not_before_after`).
+        let not_before = not_before_after(now);
         let (_turn, mut tx) = self.begin_write().await?;
         // The user's row first, as `set_scope` does: one lock order, no deadlock.
         sqlx::query("UPDATE users SET not_before = not_before WHERE id = $1")
@@ -287,7 +305,7 @@ where
         .fetch_all(&mut *tx)
         .await?;
         sqlx::query("UPDATE users SET not_before = $1 WHERE id = $2")
-            .bind(now)
+            .bind(not_before)
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
@@ -305,7 +323,7 @@ where
         for (session_id,) in &sessions {
             insert_event(&mut tx, EventKind::SessionRevoked, session_id, now).await?;
         }
-        insert_event(&mut tx, EventKind::UserNotBefore, user_id, now).await?;
+        insert_event(&mut tx, EventKind::UserNotBefore, user_id, not_before).await?;
         tx.commit().await?;
         Ok(revoked
             .into_iter()

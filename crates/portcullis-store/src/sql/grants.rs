@@ -44,9 +44,9 @@ impl CodeRow {
     }
 }
 
-/// The person's username, scope and `disabled`, the client's `disabled` and the
-/// session's owner and `revoked_at`, as the exchange reads them (`None` where a row
-/// is missing).
+/// The person's username, scope and `disabled`, the client's `disabled`, the
+/// session's owner and `revoked_at`, and the person's "not before", as the exchange
+/// reads them (`None` where a row is missing).
 type AccountRow = (
     String,
     String,
@@ -54,6 +54,7 @@ type AccountRow = (
     Option<bool>,
     Option<String>,
     Option<i64>,
+    i64,
 );
 
 /// Uses a code up.
@@ -165,7 +166,8 @@ where
             .execute(&mut *tx)
             .await?;
         let account: Option<AccountRow> = sqlx::query_as(
-            "SELECT u.username, u.scope, u.disabled, c.disabled, s.user_id, s.revoked_at \
+            "SELECT u.username, u.scope, u.disabled, c.disabled, s.user_id, s.revoked_at, \
+             u.not_before \
              FROM users u \
              LEFT JOIN clients c ON c.id = $2 \
              LEFT JOIN sessions s ON s.id = $3 \
@@ -221,7 +223,7 @@ where
             }
             Exchange::Grant => {
                 mark_used(&mut tx, x, now).await?;
-                let Some((username, account_scope, ..)) = account else {
+                let Some((username, account_scope, .., not_before)) = account else {
                     // `decide_exchange` grants only with the account read; should that
                     // change, the code is still used up.
                     tx.commit().await?;
@@ -261,6 +263,7 @@ where
                     code: Box::new(row.code()),
                     scope,
                     username,
+                    not_before,
                 })
             }
         }

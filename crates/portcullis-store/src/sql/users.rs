@@ -3,7 +3,7 @@
 use portcullis::grant::{effective_scope, removes_scope};
 
 use super::{Affected as _, Backend, SqlStore, insert_event};
-use crate::{Error, EventKind, NewUser, ScopeChange, User, UserStore};
+use crate::{Error, EventKind, NewUser, ScopeChange, User, UserStore, not_before_after};
 
 /// The columns of a [`User`], as a literal so queries are `concat!`ed at compile time.
 macro_rules! user_columns {
@@ -128,6 +128,8 @@ where
             return Ok(None);
         };
         let removed = removes_scope(&old, scope);
+        // Tokens of this second too carry what was removed (`not_before_after`).
+        let not_before = not_before_after(now);
         sqlx::query(
             "UPDATE users SET scope = $1, \
              not_before = CASE WHEN $2 AND not_before < $3 THEN $3 ELSE not_before END \
@@ -135,7 +137,7 @@ where
         )
         .bind(scope)
         .bind(removed)
-        .bind(now)
+        .bind(not_before)
         .bind(&user_id)
         .execute(&mut *tx)
         .await?;
@@ -176,7 +178,7 @@ where
                 .await?
                 .rows_affected();
         if removed {
-            insert_event(&mut tx, EventKind::UserNotBefore, &user_id, now).await?;
+            insert_event(&mut tx, EventKind::UserNotBefore, &user_id, not_before).await?;
         }
         tx.commit().await?;
         Ok(Some(ScopeChange {

@@ -212,21 +212,24 @@ conformance! {
     async fn rotation_reuse_grace_and_expiry(db) {
         let s = db.store.as_ref();
         let uid = user(s, "carol").await;
-        s.create_family("fam", &uid, &hash(1), "", 1000)
+        let started = s.create_family("fam", &uid, &hash(1), "", 1000)
             .await
+            .unwrap()
             .unwrap();
+        assert_eq!((started.scope.as_str(), started.not_before), ("read", 0));
         let Rotation::Rotated {
             retry: false,
             family_id,
             user_id,
             scope,
+            not_before,
         } = s.rotate(&hash(1), &hash(2), 1001, POLICY).await.unwrap()
         else {
             panic!("{}: first use rotates", s.backend());
         };
         assert_eq!(
-            (family_id.as_str(), user_id.as_str(), scope.as_str()),
-            ("fam", uid.as_str(), "read")
+            (family_id.as_str(), user_id.as_str(), scope.as_str(), not_before),
+            ("fam", uid.as_str(), "read", 0)
         );
         // Within the grace window the old token gets another pair.
         assert!(matches!(
@@ -355,10 +358,13 @@ conformance! {
         );
         assert!(events.windows(2).all(|w| w[0].id < w[1].id));
         assert_eq!(s.last_event_id().await.unwrap(), events.last().unwrap().id);
-        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().not_before, 300);
+        // Every token of second 300 is refused, those issued before the logout in it
+        // included: "not before" is the next second.
+        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().not_before, 301);
+        assert_eq!(events.last().unwrap().at, 301);
         let state = s.revoked_since(250).await.unwrap();
         assert_eq!(state.families, vec!["b".to_owned()]);
-        assert_eq!(state.not_before, vec![(uid.clone(), 300)]);
+        assert_eq!(state.not_before, vec![(uid.clone(), 301)]);
     }
 }
 
@@ -906,14 +912,23 @@ conformance! {
             .unwrap()
             .unwrap();
         assert_eq!(session.scope, "read");
-        // Tokens issued before the removal are refused on every instance.
-        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().not_before, 1003);
+        // Tokens issued before the removal are refused on every instance, those of
+        // its own second included; the next family start and rotation read that.
+        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().not_before, 1004);
         let events = s.events_after(cursor, 10).await.unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(
             (events[0].kind, events[0].subject.as_str(), events[0].at),
-            (EventKind::UserNotBefore, uid.as_str(), 1003)
+            (EventKind::UserNotBefore, uid.as_str(), 1004)
         );
+        let started = s.create_family("later", &uid, &hash(9), "", 1003).await.unwrap().unwrap();
+        assert_eq!((started.scope.as_str(), started.not_before), ("read", 1004));
+        let Rotation::Rotated { not_before, .. } =
+            s.rotate(&hash(4), &hash(5), 1005, POLICY).await.unwrap()
+        else {
+            panic!("rotates");
+        };
+        assert_eq!(not_before, 1004);
     }
 }
 
@@ -1100,13 +1115,13 @@ conformance! {
         let s = db.store.as_ref();
         let uid = user(s, "olga").await;
         code_for(s, &uid, 1).await;
-        let Exchanged::Granted { code, scope, username } =
+        let Exchanged::Granted { code, scope, username, not_before } =
             s.exchange_code(&exchange(&hash(1), "fam1", &hash(50)), 1010).await.unwrap()
         else {
             panic!("{}: a fresh code is granted", s.backend());
         };
         // The account has "read" only: "write" is not granted, "openid" is.
-        assert_eq!((scope.as_str(), username.as_str()), ("openid read", "olga"));
+        assert_eq!((scope.as_str(), username.as_str(), not_before), ("openid read", "olga", 0));
         assert_eq!((code.nonce.as_deref(), code.auth_time), (Some("n-1"), 990));
         // The family belongs to the client: refreshed by it only.
         assert_eq!(

@@ -224,6 +224,9 @@ struct State {
     /// from it alone, so a scheduled fetch (or the first one) never delays a key that
     /// was published since.
     last_unknown_kid: Option<UnixTime>,
+    /// Announced kids a fetch was made for, newest last (at most 32): each gets one
+    /// fetch past the cooldown.
+    announced_fetched: std::collections::VecDeque<String>,
 }
 
 /// Keeps a [`Verifier`]'s keys in step with a remote JWKS.
@@ -355,6 +358,39 @@ impl RemoteJwks {
             }
             st.last_unknown_kid = Some(now);
         }
+        self.fetch().await.is_ok()
+    }
+
+    /// Called when a token names a kid the issuer has announced (in its revocation
+    /// feed: [`crate::feed`]) that we do not hold: refetches at once, past the
+    /// unknown-kid cooldown, so that tokens with made-up kids cannot delay an emergency
+    /// rotation. Once per announced kid (single-flight); after that, as for any unknown
+    /// kid. True when the caller may retry its verification.
+    pub async fn refresh_for_announced_kid(&self, kid: &str) -> bool {
+        let flight = self.single_flight.lock().await;
+        // Fetched by another request while this one waited.
+        if self
+            .verifier
+            .with_keys(|set| set.iter().any(|k| k.kid() == Some(kid)))
+        {
+            return true;
+        }
+        let first = {
+            let mut st = self.state();
+            let first = !st.announced_fetched.iter().any(|k| k == kid);
+            if first {
+                st.announced_fetched.push_back(kid.to_owned());
+                if st.announced_fetched.len() > 32 {
+                    st.announced_fetched.pop_front();
+                }
+            }
+            first
+        };
+        if !first {
+            drop(flight);
+            return self.refresh_for_unknown_kid().await;
+        }
+        tracing::info!(url = %self.url, kid, "refetching the keys for a key the issuer announced");
         self.fetch().await.is_ok()
     }
 

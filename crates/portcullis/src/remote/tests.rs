@@ -290,6 +290,35 @@ async fn the_unknown_kid_cooldown_counts_from_unknown_kid_fetches_only() {
     assert_eq!(fake.calls.load(Ordering::SeqCst), 3);
 }
 
+/// Issue 28, finding 3: a made-up kid arms the cooldown; a kid the issuer announced
+/// is fetched past it, once (a kid announced but never published cannot make every
+/// request fetch), and not at all when another request fetched it meanwhile.
+#[tokio::test]
+async fn an_announced_kid_is_fetched_past_the_cooldown_once() {
+    let (fake, remote, verifier, clock, _key) = setup(None);
+    assert!(
+        remote.refresh_for_unknown_kid().await,
+        "the made-up kid's fetch"
+    );
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+    clock.advance(1);
+    assert!(!remote.refresh_for_unknown_kid().await, "cooling down");
+    assert!(
+        remote.refresh_for_announced_kid("k2").await,
+        "announced: fetched within the cooldown"
+    );
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    assert!(
+        !remote.refresh_for_announced_kid("k2").await,
+        "a second time, behind the cooldown like any unknown kid"
+    );
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    // A kid already held (fetched by another request) costs no fetch.
+    assert_eq!(verifier.with_keys(KeySet::len), 1);
+    assert!(remote.refresh_for_announced_kid("k1").await);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn max_age_is_followed_between_the_floor_and_the_ceiling() {
     let (fake, remote, _verifier, clock, _key) = setup(Some(Duration::from_secs(300)));

@@ -16,6 +16,15 @@ use crate::remote::RemoteJwks;
 pub trait RevocationCheck: Send + Sync + 'static {
     /// `Err` when the token must be refused although it verifies.
     fn check(&self, claims: &Claims) -> Result<(), TokenFailure>;
+
+    /// True when the issuer announced signing key `kid` (the revocation feed names the
+    /// keys it adds: [`crate::feed`]). A [`Bearer`] with a remote JWKS then refetches
+    /// the key set for a token of that key at once, whatever the unknown-kid cooldown
+    /// says. By default nothing is announced.
+    fn key_announced(&self, kid: &str) -> bool {
+        let _ = kid;
+        false
+    }
 }
 
 /// Authenticates `Authorization: Bearer <jwt>`. Skips requests without an
@@ -129,6 +138,21 @@ impl Bearer {
         }
         Outcome::Authenticated(Identity::from_token(verified, "bearer"))
     }
+
+    /// A token named a key we do not hold: refetch, behind the cooldown unless the
+    /// issuer announced that key. True when the caller should verify again.
+    async fn refetch_for(&self, remote: &RemoteJwks, token: &[u8]) -> bool {
+        // Unverified, only to choose whether the cooldown applies: an announced kid
+        // comes from the issuer's authenticated feed, never from the token.
+        let announced = self.revocation.as_ref().and_then(|check| {
+            let kid = unverified_kid(token)?;
+            check.key_announced(&kid).then_some(kid)
+        });
+        match announced {
+            Some(kid) => remote.refresh_for_announced_kid(&kid).await,
+            None => remote.refresh_for_unknown_kid().await,
+        }
+    }
 }
 
 impl Strategy for Bearer {
@@ -179,13 +203,20 @@ impl Strategy for Bearer {
             if verified
                 .as_ref()
                 .is_err_and(|e| e.reason() == Reason::UnknownKey)
-                && remote.refresh_for_unknown_kid().await
+                && self.refetch_for(remote, token).await
             {
                 verified = self.verifier.verify_bytes(token);
             }
             self.conclude(token, verified)
         })
     }
+}
+
+/// The `kid` of a token's header, unverified.
+fn unverified_kid(token: &[u8]) -> Option<String> {
+    let token = std::str::from_utf8(token).ok()?;
+    let (header, _) = crate::jwt::jws::insecure_decode(token, token.len()).ok()?;
+    header.get("kid")?.as_str().map(str::to_owned)
 }
 
 /// Bearer tokens from several issuers: the token's `iss` picks the [`Bearer`]

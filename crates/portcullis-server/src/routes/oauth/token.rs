@@ -223,6 +223,7 @@ async fn authorization_code(
             code,
             scope,
             username,
+            not_before,
         } => {
             tracing::info!(client = %client.id, user = %code.user_id, sid = %family_id, "authorization code exchanged");
             let facts = IdTokenFacts {
@@ -234,6 +235,7 @@ async fn authorization_code(
                 auth_time: code.auth_time,
                 sid: &code.session_id,
             };
+            let iat = crate::accounts::issued_at(state, &code.user_id, not_before).await?;
             grant_response(
                 state,
                 client,
@@ -243,6 +245,7 @@ async fn authorization_code(
                 &family_id,
                 &refresh,
                 Some(facts),
+                iat,
             )
         }
         Exchanged::Replayed { family_id } => {
@@ -311,6 +314,7 @@ async fn refresh_token(
             family_id,
             user_id,
             scope,
+            not_before,
             ..
         } => {
             crate::prometheus::refresh("rotated");
@@ -333,6 +337,7 @@ async fn refresh_token(
                 None => scope,
             };
             let user = s.store.user_by_id(&user_id).await?.ok_or_else(refused)?;
+            let iat = crate::accounts::issued_at(state, &user.id, not_before).await?;
             grant_response(
                 state,
                 client,
@@ -342,6 +347,7 @@ async fn refresh_token(
                 &family_id,
                 &next,
                 None,
+                iat,
             )
         }
         Rotation::ReuseDetected { family_id } => {
@@ -359,7 +365,8 @@ async fn refresh_token(
 
 /// The answer to the code and refresh grants: an access token for the person, for this
 /// client (`client_id`), in family `family_id` (its `sid`); the family's next refresh
-/// token; and an ID token when asked for.
+/// token; and an ID token when asked for. The access token is issued at `iat`
+/// (`accounts::issued_at`).
 #[allow(clippy::too_many_arguments)] // one call site per grant; a struct would only rename them
 fn grant_response(
     state: &AppState,
@@ -370,6 +377,7 @@ fn grant_response(
     family_id: &str,
     refresh: &RefreshToken,
     id: Option<IdTokenFacts<'_>>,
+    iat: i64,
 ) -> Result<Response, ApiError> {
     let s = &state.0;
     let ttl = s.config.access_token_ttl;
@@ -380,6 +388,7 @@ fn grant_response(
         .session_id(family_id)
         .claim("client_id", client.id.as_str())
         .scope(scope)
+        .issued_at(iat)
         .expires_in(ttl);
     // The username is personal data: a client sees it with `profile` only.
     if profile {
