@@ -4,7 +4,18 @@
 //! Each private JWK is sealed with AES-256-GCM (aws-lc-rs) under the KEK, with a fresh
 //! random nonce, and the key id and algorithm as authenticated data: a sealed key moved
 //! to another row, or relabelled with another algorithm, fails to open. The stored text
-//! is `enc:v1:` + base64url(nonce ‖ ciphertext ‖ tag).
+//! is `enc:v2:` + the KEK's id + `:` + base64url(nonce ‖ ciphertext ‖ tag). The KEK id
+//! (11 characters: the first 64 bits of SHA-256 over a label and the KEK) says which
+//! KEK a value needs without revealing anything of it; `enc:v1:` values, sealed before
+//! ids, still open and are re-sealed as `v2` at the next start.
+//!
+//! Every stored key is under one KEK. The store refuses a key sealed under any other
+//! (`KeyStore::add_signing_key`), so an instance still running on a KEK that `keys
+//! rewrap` has replaced cannot leave a key no other instance opens; it logs why and
+//! keeps signing with the keys it holds. An instance may hold a second, previous KEK
+//! (`previous_key_encryption_key`): it opens keys under either and seals under the one
+//! the database's keys are under, so a rewrap needs no coordinated restart (see
+//! docs/operations.md, "Changing the key-encryption key").
 //!
 //! Where the KEK comes from, first match wins:
 //! 1. `PORTCULLIS_KEY_ENCRYPTION_KEY` (or `key_encryption_key` in the file): 32 bytes,
@@ -26,11 +37,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use zeroize::Zeroizing;
 
-const PREFIX: &str = "enc:v1:";
+/// Sealed before KEK ids: `enc:v1:` + base64url(nonce ‖ ciphertext ‖ tag).
+const PREFIX_V1: &str = "enc:v1:";
+/// `enc:v2:` + KEK id + `:` + base64url(nonce ‖ ciphertext ‖ tag).
+const PREFIX_V2: &str = "enc:v2:";
 
 /// The key-encryption key. Never printed.
 pub struct Kek {
     key: RandomizedNonceKey,
+    id: String,
     /// Where it came from, for messages.
     pub source: String,
 }
@@ -38,6 +53,7 @@ pub struct Kek {
 impl fmt::Debug for Kek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Kek")
+            .field("id", &self.id)
             .field("source", &self.source)
             .finish_non_exhaustive()
     }
@@ -45,7 +61,16 @@ impl fmt::Debug for Kek {
 
 /// True when a stored private key is sealed (not a plaintext JWK from before 0.2).
 pub fn is_sealed(stored: &str) -> bool {
-    stored.starts_with(PREFIX)
+    stored.starts_with(PREFIX_V1) || stored.starts_with(PREFIX_V2)
+}
+
+/// The id of the KEK a stored value was sealed under (`None`: plaintext, or sealed
+/// before ids).
+pub fn sealed_under(stored: &str) -> Option<&str> {
+    stored
+        .strip_prefix(PREFIX_V2)?
+        .split_once(':')
+        .map(|(id, _)| id)
 }
 
 fn aad(kid: &str, alg: &str) -> Vec<u8> {
@@ -63,11 +88,29 @@ impl Kek {
         if bytes.len() != 32 {
             bail!("a key-encryption key is 32 bytes, got {}", bytes.len());
         }
+        // An id that names the key without revealing it: a 256-bit key's hash, cut to
+        // 64 bits (enough to tell a handful of KEKs apart, not meant to be unique
+        // against an adversary: a wrong KEK still fails to open).
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(b"portcullis key-encryption key id\0");
+        ctx.update(bytes);
+        let id = URL_SAFE_NO_PAD.encode(&ctx.finish().as_ref()[..8]);
         Ok(Kek {
             key: RandomizedNonceKey::new(&AES_256_GCM, bytes)
                 .map_err(|_| anyhow!("unusable key-encryption key"))?,
+            id,
             source: source.into(),
         })
+    }
+
+    /// Its id, as sealed values name it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// How every value sealed under this KEK begins.
+    pub fn prefix(&self) -> String {
+        format!("{PREFIX_V2}{}:", self.id)
     }
 
     /// A KEK from its text form (base64url or standard base64 of 32 bytes).
@@ -100,14 +143,27 @@ impl Kek {
             .map_err(|_| anyhow!("sealing signing key {kid} failed"))?;
         let mut out = nonce.as_ref().to_vec();
         out.extend_from_slice(&in_out);
-        Ok(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out)))
+        Ok(format!("{}{}", self.prefix(), URL_SAFE_NO_PAD.encode(out)))
     }
 
     /// Opens a sealed private JWK; the error says the KEK does not fit.
     pub fn open(&self, kid: &str, alg: &str, stored: &str) -> anyhow::Result<Zeroizing<String>> {
-        let body = stored
-            .strip_prefix(PREFIX)
-            .ok_or_else(|| anyhow!("signing key {kid} is not sealed"))?;
+        let body = if let Some(under) = sealed_under(stored) {
+            if under != self.id {
+                bail!(
+                    "signing key {kid} is sealed under key-encryption key {under}; the one from \
+                     {} is {} (check PORTCULLIS_KEY_ENCRYPTION_KEY / key_encryption_key_file, \
+                     and previous_key_encryption_key during a change of key)",
+                    self.source,
+                    self.id
+                );
+            }
+            &stored[PREFIX_V2.len() + under.len() + 1..]
+        } else {
+            stored
+                .strip_prefix(PREFIX_V1)
+                .ok_or_else(|| anyhow!("signing key {kid} is not sealed"))?
+        };
         let bytes = URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|_| anyhow!("signing key {kid}: the sealed text is damaged"))?;
@@ -135,6 +191,104 @@ impl Kek {
     }
 }
 
+/// The key-encryption keys an instance holds: the configured one and, during a change
+/// of key, the previous one (`previous_key_encryption_key`).
+#[derive(Debug)]
+pub struct Keks {
+    current: Kek,
+    previous: Option<Kek>,
+}
+
+impl Keks {
+    /// The configured KEK, and the previous one if any.
+    pub fn new(current: Kek, previous: Option<Kek>) -> Keks {
+        Keks { current, previous }
+    }
+
+    /// The configured KEK.
+    pub fn current(&self) -> &Kek {
+        &self.current
+    }
+
+    fn held(&self) -> impl Iterator<Item = &Kek> {
+        std::iter::once(&self.current).chain(&self.previous)
+    }
+
+    /// The held KEK with this id.
+    pub fn by_id(&self, id: &str) -> Option<&Kek> {
+        self.held().find(|k| k.id == id)
+    }
+
+    /// The held KEK that opens a stored value: the one it names, or (sealed before
+    /// ids) whichever opens it.
+    pub fn opener(&self, kid: &str, alg: &str, stored: &str) -> anyhow::Result<&Kek> {
+        match sealed_under(stored) {
+            Some(id) => self.by_id(id).ok_or_else(|| {
+                anyhow!(
+                    "signing key {kid} is sealed under key-encryption key {id}, which this \
+                     instance does not hold (it holds {}): set PORTCULLIS_KEY_ENCRYPTION_KEY / \
+                     key_encryption_key_file to it, or to the key it was moved to with its \
+                     previous_key_encryption_key set to it",
+                    self.ids()
+                )
+            }),
+            None => {
+                let mut first_error = None;
+                for kek in self.held() {
+                    match kek.open(kid, alg, stored) {
+                        Ok(_) => return Ok(kek),
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                Err(first_error.unwrap_or_else(|| anyhow!("no key-encryption key")))
+            }
+        }
+    }
+
+    /// Opens a stored value with the held KEK it needs.
+    pub fn open(&self, kid: &str, alg: &str, stored: &str) -> anyhow::Result<Zeroizing<String>> {
+        self.opener(kid, alg, stored)?.open(kid, alg, stored)
+    }
+
+    /// The KEK to seal a new key under, given the stored keys' material: the one they
+    /// are all under (which a rewrap may have made the previous one's successor), if
+    /// this instance holds it; the configured one when none is sealed with an id yet.
+    /// Never any other: a key under another KEK than its siblings' would be one that
+    /// the instances moved on to the new KEK cannot open.
+    pub fn for_sealing<'a>(
+        &self,
+        stored: impl IntoIterator<Item = &'a str>,
+    ) -> anyhow::Result<&Kek> {
+        let mut ids: Vec<&str> = stored.into_iter().filter_map(sealed_under).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        match ids.as_slice() {
+            [] => Ok(&self.current),
+            [id] => self.by_id(id).ok_or_else(|| {
+                anyhow!(
+                    "the signing keys are sealed under key-encryption key {id} (a `keys rewrap` \
+                     moved them there); this instance holds {} and seals no new key under \
+                     another: restart it with that key (the keys it holds keep signing)",
+                    self.ids()
+                )
+            }),
+            several => bail!(
+                "the signing keys are sealed under several key-encryption keys ({}): run \
+                 `portcullis keys rewrap` with previous_key_encryption_key set, to put them \
+                 under one",
+                several.join(", ")
+            ),
+        }
+    }
+
+    /// The held KEKs' ids, for messages.
+    pub fn ids(&self) -> String {
+        self.held().map(Kek::id).collect::<Vec<_>>().join(" and ")
+    }
+}
+
 /// Where the KEK is configured.
 #[derive(Clone, Default)]
 pub struct KekSetting {
@@ -142,6 +296,10 @@ pub struct KekSetting {
     pub inline: Option<Zeroizing<String>>,
     /// `key_encryption_key_file`.
     pub file: Option<PathBuf>,
+    /// `previous_key_encryption_key`: during a change of key, the one being replaced.
+    pub previous_inline: Option<Zeroizing<String>>,
+    /// `previous_key_encryption_key_file`.
+    pub previous_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for KekSetting {
@@ -149,8 +307,37 @@ impl fmt::Debug for KekSetting {
         f.debug_struct("KekSetting")
             .field("inline", &self.inline.as_ref().map(|_| "[redacted]"))
             .field("file", &self.file)
+            .field(
+                "previous_inline",
+                &self.previous_inline.as_ref().map(|_| "[redacted]"),
+            )
+            .field("previous_file", &self.previous_file)
             .finish()
     }
+}
+
+/// The previous KEK, if one is configured.
+pub fn resolve_previous(setting: &KekSetting) -> anyhow::Result<Option<Kek>> {
+    if let Some(text) = &setting.previous_inline {
+        return Ok(Some(Kek::from_text(
+            text,
+            "PORTCULLIS_PREVIOUS_KEY_ENCRYPTION_KEY / previous_key_encryption_key",
+        )?));
+    }
+    if let Some(file) = &setting.previous_file {
+        let text = Zeroizing::new(std::fs::read_to_string(file).with_context(|| {
+            format!(
+                "previous_key_encryption_key_file {}: cannot read it",
+                file.display()
+            )
+        })?);
+        warn_if_readable_by_others(file);
+        return Ok(Some(Kek::from_text(
+            &text,
+            format!("previous_key_encryption_key_file {}", file.display()),
+        )?));
+    }
+    Ok(None)
 }
 
 /// The SQLite database file a URL names, if it is a file.
@@ -329,6 +516,67 @@ mod tests {
             kek.seal("k1", "EdDSA", r#"{"kty":"OKP","d":"secret"}"#)
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn values_name_their_kek_and_those_sealed_before_ids_still_open() {
+        let (kek, _) = Kek::generate("test").unwrap();
+        let (again, _) = Kek::generate("test").unwrap();
+        assert_eq!(kek.id().len(), 11);
+        assert_ne!(kek.id(), again.id());
+        let sealed = kek.seal("k", "EdDSA", "secret").unwrap();
+        assert_eq!(sealed_under(&sealed), Some(kek.id()));
+        assert!(sealed.starts_with(&kek.prefix()));
+        // The same value as an `enc:v1:` one (no id) still opens, with the right KEK.
+        let v1 = format!("{PREFIX_V1}{}", &sealed[kek.prefix().len()..]);
+        assert!(is_sealed(&v1) && sealed_under(&v1).is_none());
+        assert_eq!(kek.open("k", "EdDSA", &v1).unwrap().as_str(), "secret");
+        assert!(again.open("k", "EdDSA", &v1).is_err());
+    }
+
+    #[test]
+    fn an_instance_seals_only_under_the_kek_the_stored_keys_are_under() {
+        let (old, _) = Kek::generate("old").unwrap();
+        let (new, _) = Kek::generate("new").unwrap();
+        let (other, _) = Kek::generate("other").unwrap();
+        let under_old = old.seal("k1", "EdDSA", "a").unwrap();
+        let under_new = new.seal("k2", "EdDSA", "b").unwrap();
+        let (old_id, new_id) = (old.id().to_owned(), new.id().to_owned());
+        let transition = Keks::new(new, Some(old));
+        // Before the rewrap the keys are under the old KEK: seal under it.
+        assert_eq!(
+            transition.for_sealing([under_old.as_str()]).unwrap().id(),
+            old_id
+        );
+        // After it, under the new one; with nothing sealed yet, the configured one.
+        assert_eq!(
+            transition.for_sealing([under_new.as_str()]).unwrap().id(),
+            new_id
+        );
+        assert_eq!(transition.for_sealing([]).unwrap().id(), new_id);
+        // Keys under two KEKs, or under one not held: refused, with the way out.
+        let err = transition
+            .for_sealing([under_old.as_str(), under_new.as_str()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("several") && err.contains("rewrap"), "{err}");
+        let alone = Keks::new(other, None);
+        let err = alone
+            .for_sealing([under_new.as_str()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&new_id) && err.contains("restart"), "{err}");
+        // Opening picks the KEK a value names.
+        assert_eq!(
+            transition.open("k1", "EdDSA", &under_old).unwrap().as_str(),
+            "a"
+        );
+        assert_eq!(
+            transition.open("k2", "EdDSA", &under_new).unwrap().as_str(),
+            "b"
+        );
+        let err = format!("{:#}", alone.open("k1", "EdDSA", &under_old).unwrap_err());
+        assert!(err.contains("does not hold"), "{err}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use portcullis::jwt::random_id;
 use portcullis::keys::{Algorithm, Jwk, Jwks, KeySet, SigningKey};
 use portcullis_store::{KeyStore, StoredKey};
 
-use crate::kek::{self, Kek};
+use crate::kek::{self, Kek, Keks};
 
 /// Where a key is in its life at a moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,11 +124,11 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-/// A shared, swappable view of the keys, and the KEK that opens them.
+/// A shared, swappable view of the keys, and the KEKs that open them.
 #[derive(Clone, Debug)]
 pub struct KeyRing {
     keys: Arc<ArcSwap<Keys>>,
-    kek: Arc<Kek>,
+    keks: Arc<Keks>,
 }
 
 impl KeyRing {
@@ -137,27 +137,27 @@ impl KeyRing {
         self.keys.load_full()
     }
 
-    /// The key-encryption key the signing keys are sealed under.
-    pub fn kek(&self) -> &Kek {
-        &self.kek
+    /// The key-encryption keys this instance holds.
+    pub fn keks(&self) -> &Keks {
+        &self.keks
     }
 
     /// Loads the keys, creating a first one of `alg` when there is none.
     pub async fn load(
         store: &dyn KeyStore,
-        kek: Arc<Kek>,
+        keks: Arc<Keks>,
         alg: Algorithm,
         keep_for: Duration,
         now: i64,
     ) -> anyhow::Result<KeyRing> {
         if store.signing_keys().await?.is_empty() {
             // The very first key signs at once: nobody can have cached a JWKS yet.
-            add_key(store, &kek, alg, now, now, None).await?;
+            add_key(store, &keks, alg, now, now, None).await?;
         }
-        let keys = build(store, &kek, keep_for, now).await?;
+        let keys = build(store, &keks, keep_for, now).await?;
         Ok(KeyRing {
             keys: Arc::new(ArcSwap::from_pointee(keys)),
-            kek,
+            keks,
         })
     }
 
@@ -169,39 +169,49 @@ impl KeyRing {
         now: i64,
     ) -> anyhow::Result<()> {
         self.keys
-            .store(Arc::new(build(store, &self.kek, keep_for, now).await?));
+            .store(Arc::new(build(store, &self.keks, keep_for, now).await?));
         Ok(())
     }
 }
 
-/// Finds the key-encryption key for `config`'s database and seals any key still stored
-/// in plaintext (a database from before sealing). The second value is true when the
-/// KEK was generated just now (the embedded default's first start).
+/// Finds the key-encryption keys for `config`'s database (the configured one and any
+/// previous one), seals any key still stored in plaintext (a database from before
+/// sealing) and re-seals, under the KEK that opens it, any key sealed before KEK ids.
+/// The second value is true when the KEK was generated just now (the embedded
+/// default's first start).
 pub async fn open_kek(
     store: &dyn KeyStore,
     config: &crate::config::Config,
-) -> anyhow::Result<(Arc<Kek>, bool)> {
+) -> anyhow::Result<(Arc<Keks>, bool)> {
     let stored = store.signing_keys().await?;
     let has_sealed = stored.iter().any(|k| kek::is_sealed(&k.private_jwk));
     let (kek, generated) = kek::resolve(&config.kek, &config.database_url, has_sealed)?;
-    let plain = stored
-        .iter()
-        .filter(|k| !kek::is_sealed(&k.private_jwk))
-        .map(|k| Ok((k.kid.clone(), kek.seal(&k.kid, &k.alg, &k.private_jwk)?)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if !plain.is_empty() {
-        store.replace_key_material(&plain).await?;
+    let keks = Keks::new(kek, kek::resolve_previous(&config.kek)?);
+    let mut moved = Vec::new();
+    for k in &stored {
+        let material = &k.private_jwk;
+        if !kek::is_sealed(material) {
+            let under = keks.for_sealing(stored.iter().map(|k| k.private_jwk.as_str()))?;
+            moved.push((k.kid.clone(), under.seal(&k.kid, &k.alg, material)?));
+        } else if kek::sealed_under(material).is_none() {
+            let opener = keks.opener(&k.kid, &k.alg, material)?;
+            let private = opener.open(&k.kid, &k.alg, material)?;
+            moved.push((k.kid.clone(), opener.seal(&k.kid, &k.alg, &private)?));
+        }
+    }
+    if !moved.is_empty() {
+        store.replace_key_material(&moved, false).await?;
         tracing::info!(
-            keys = plain.len(),
-            "sealed signing keys that were stored in plaintext"
+            keys = moved.len(),
+            "sealed signing keys stored in plaintext or without their key-encryption key's id"
         );
     }
-    Ok((Arc::new(kek), generated))
+    Ok((Arc::new(keks), generated))
 }
 
 async fn build(
     store: &dyn KeyStore,
-    kek: &Kek,
+    keks: &Keks,
     keep_for: Duration,
     now: i64,
 ) -> anyhow::Result<Keys> {
@@ -224,7 +234,7 @@ async fn build(
         if *state == KeyState::Gone {
             continue;
         }
-        let private = kek.open(&key.kid, &key.alg, &key.private_jwk)?;
+        let private = keks.open(&key.kid, &key.alg, &key.private_jwk)?;
         let signing = SigningKey::from_jwk(&Jwk::from_json(&private)?)
             .with_context(|| format!("signing key {}", key.kid))?;
         verifying.push(signing.verifying_key()?);
@@ -249,7 +259,7 @@ async fn build(
 /// instance already added that successor.
 pub async fn add_key(
     store: &dyn KeyStore,
-    kek: &Kek,
+    keks: &Keks,
     alg: Algorithm,
     now: i64,
     activates_at: i64,
@@ -258,15 +268,14 @@ pub async fn add_key(
     let kid = random_id()?;
     let key = SigningKey::generate(alg, Some(kid.clone()))?;
     let private = zeroize::Zeroizing::new(key.to_jwk()?.to_json());
+    let stored_keys = store.signing_keys().await?;
+    // Under the KEK the others are under, never another (the store checks it again in
+    // the transaction that adds the key, against a rewrap racing this).
+    let kek = keks.for_sealing(stored_keys.iter().map(|k| k.private_jwk.as_str()))?;
     // No two keys activate in the same second, so the order of activation, which
     // decides which key signs, has no ties. (A key for now still signs now, ahead of a
     // pending next key: `keys rotate --now` is for emergencies.)
-    let taken: Vec<i64> = store
-        .signing_keys()
-        .await?
-        .iter()
-        .map(|k| k.activates_at)
-        .collect();
+    let taken: Vec<i64> = stored_keys.iter().map(|k| k.activates_at).collect();
     let mut activates_at = activates_at.max(now);
     while taken.contains(&activates_at) {
         activates_at += 1;
@@ -279,9 +288,14 @@ pub async fn add_key(
         activates_at,
         predecessor: predecessor.map(str::to_owned),
     };
-    match store.add_signing_key(&stored).await {
+    match store.add_signing_key(&stored, &kek.prefix()).await {
         Ok(()) => Ok(Some(kid)),
         Err(portcullis_store::Error::Conflict) if predecessor.is_some() => Ok(None),
+        Err(portcullis_store::Error::Outdated(why)) => Err(anyhow::anyhow!(
+            "{why}: a `keys rewrap` moved the signing keys while this key was made under \
+             key-encryption key {}; nothing was added (try again)",
+            kek.id()
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -296,31 +310,43 @@ pub async fn rotate(
     at_once: bool,
     now: i64,
 ) -> anyhow::Result<(String, i64)> {
-    let (kek, _) = open_kek(store, config).await?;
+    let (keks, _) = open_kek(store, config).await?;
     let activates_at = if at_once {
         now
     } else {
         now + secs(config.key_publication_delay)
     };
-    let kid = add_key(store, &kek, alg, now, activates_at, None)
+    let kid = add_key(store, &keks, alg, now, activates_at, None)
         .await?
         .context("the key was not added")?;
     Ok((kid, activates_at))
 }
 
-/// Moves every stored key to `new` (each opened with `old`), in one transaction.
-pub async fn rewrap(store: &dyn KeyStore, old: &Kek, new: &Kek) -> anyhow::Result<usize> {
-    let moved = store
-        .signing_keys()
-        .await?
-        .iter()
-        .map(|k| {
-            let private = old.open(&k.kid, &k.alg, &k.private_jwk)?;
-            Ok((k.kid.clone(), new.seal(&k.kid, &k.alg, &private)?))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    store.replace_key_material(&moved).await?;
-    Ok(moved.len())
+/// Moves every stored key to `new` (each opened with whichever of `old` or `new` it
+/// needs), in one transaction that covers every key: a key added meanwhile (by an
+/// instance still sealing under the old KEK) makes it read again, up to five times.
+pub async fn rewrap(store: &dyn KeyStore, old: &Keks, new: &Kek) -> anyhow::Result<usize> {
+    for _ in 0..5 {
+        let moved = store
+            .signing_keys()
+            .await?
+            .iter()
+            .map(|k| {
+                let private = if kek::sealed_under(&k.private_jwk) == Some(new.id()) {
+                    new.open(&k.kid, &k.alg, &k.private_jwk)?
+                } else {
+                    old.open(&k.kid, &k.alg, &k.private_jwk)?
+                };
+                Ok((k.kid.clone(), new.seal(&k.kid, &k.alg, &private)?))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        match store.replace_key_material(&moved, true).await {
+            Ok(()) => return Ok(moved.len()),
+            Err(portcullis_store::Error::Outdated(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("keys kept being added while they were re-sealed; try again")
 }
 
 #[cfg(test)]

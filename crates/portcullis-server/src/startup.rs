@@ -90,13 +90,13 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let now = clock.now();
     // Keys retired less than a token lifetime (plus leeway) ago still verify.
     let keep_for = config.revocation_window();
-    let (kek, kek_generated) = crate::keyring::open_kek(store.as_ref(), &config).await?;
+    let (keks, kek_generated) = crate::keyring::open_kek(store.as_ref(), &config).await?;
     if kek_generated {
-        tracing::info!(source = %kek.source, "generated a key-encryption key for the signing keys; back it up with the database, which is useless without it");
+        tracing::info!(source = %keks.current().source, "generated a key-encryption key for the signing keys; back it up with the database, which is useless without it");
     }
     let first_key = store.signing_keys().await?.is_empty();
-    let kek_source = kek.source.clone();
-    let keys = KeyRing::load(store.as_ref(), kek, config.signing_alg, keep_for, now).await?;
+    let kek_source = keks.current().source.clone();
+    let keys = KeyRing::load(store.as_ref(), keks, config.signing_alg, keep_for, now).await?;
     // A database made before HMAC was refused may hold one: its tokens cannot be
     // verified through the JWKS by anyone. Say how to leave it rather than serve it.
     let signing = keys.current().active.algorithm();
@@ -492,6 +492,9 @@ async fn key_lifecycle(state: AppState, mut stop: watch::Receiver<bool>) {
     let config = &state.0.config;
     let interval = secs(config.key_rotation_interval);
     let delay = secs(config.key_publication_delay);
+    // A failure repeats every second until its cause is gone (a KEK this instance does
+    // not hold): said at once, then once a minute.
+    let mut said_at: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -511,7 +514,7 @@ async fn key_lifecycle(state: AppState, mut stop: watch::Receiver<bool>) {
         let activates_at = (now + delay).max(newest.activates_at + interval);
         match crate::keyring::add_key(
             state.0.store.as_ref(),
-            state.0.keys.kek(),
+            state.0.keys.keks(),
             config.alg_after(Some(newest.alg)),
             now,
             activates_at,
@@ -525,10 +528,15 @@ async fn key_lifecycle(state: AppState, mut stop: watch::Receiver<bool>) {
             }
             // Another instance made it: the event log brings it here.
             Ok(None) => crate::events::reload_keys(&state).await,
-            Err(e) => tracing::warn!(
-                error = format!("{e:#}"),
-                "automatic key rotation failed; trying again"
-            ),
+            Err(e) => {
+                if said_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    said_at = Some(std::time::Instant::now());
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "automatic key rotation failed; trying again every second"
+                    );
+                }
+            }
         }
     }
 }

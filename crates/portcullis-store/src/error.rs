@@ -7,6 +7,10 @@ pub enum Error {
     /// A unique value is taken (a username).
     #[error("already exists")]
     Conflict,
+    /// What the caller decided on has changed since it was read (the signing keys were
+    /// re-sealed or added meanwhile): read again.
+    #[error("changed meanwhile: {0}")]
+    Outdated(&'static str),
     /// The database URL or options are unusable.
     #[error("database configuration: {0}")]
     Config(String),

@@ -287,11 +287,24 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Adds a signing key, with a `keys_changed` event. A second key naming the same
     /// `predecessor` is [`Error::Conflict`]: of several instances rotating at once, one
     /// adds the key.
-    async fn add_signing_key(&self, key: &StoredKey) -> Result<(), Error>;
+    ///
+    /// `sealed_with` is how every stored key's material under the new key's
+    /// key-encryption key begins (the server's `enc:v2:<KEK id>:`). While any stored
+    /// key begins otherwise (a `keys rewrap` moved them to another KEK since the caller
+    /// looked) the key is refused with [`Error::Outdated`]: the keys are never left
+    /// under two KEKs. The check and the insert are one transaction, ordered with
+    /// [`KeyStore::replace_key_material`] by locking every key row first.
+    async fn add_signing_key(&self, key: &StoredKey, sealed_with: &str) -> Result<(), Error>;
 
     /// Replaces the stored private material of keys (sealing plaintext keys, moving to
-    /// a new key-encryption key), all or none.
-    async fn replace_key_material(&self, keys: &[(String, String)]) -> Result<(), Error>;
+    /// a new key-encryption key), all or none. With `every`, `keys` must name every
+    /// stored key: a key added since the caller read them is [`Error::Outdated`] (read
+    /// again and re-seal it too).
+    async fn replace_key_material(
+        &self,
+        keys: &[(String, String)],
+        every: bool,
+    ) -> Result<(), Error>;
 }
 
 /// The event log, and retention. Part of [`Store`]; callers take the narrowest trait they need.

@@ -384,9 +384,14 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
                 };
                 let moved = keyring::rewrap(store.as_ref(), &old, &new).await?;
                 println!(
-                    "sealed {moved} signing keys under the key in {}; set key_encryption_key_file = {:?} \
-                     (or PORTCULLIS_KEY_ENCRYPTION_KEY_FILE) on every instance and restart them",
+                    "sealed {moved} signing keys under the key in {} (key-encryption key {}); \
+                     instances holding it (as key_encryption_key_file, or beside the old one as \
+                     previous_key_encryption_key_file) open them and seal new keys under it. \
+                     An instance holding only the old key adds no key until restarted with the \
+                     new one: set key_encryption_key_file = {:?} (or \
+                     PORTCULLIS_KEY_ENCRYPTION_KEY_FILE) everywhere",
                     to.display(),
+                    new.id(),
                     to.display().to_string()
                 );
             }

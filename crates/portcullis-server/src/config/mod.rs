@@ -108,6 +108,8 @@ settings! {
     request_timeout: RawDuration,
     key_encryption_key: SecretText,
     key_encryption_key_file: std::path::PathBuf,
+    previous_key_encryption_key: SecretText,
+    previous_key_encryption_key_file: std::path::PathBuf,
     key_rotation_interval: RawDuration,
     key_publication_delay: RawDuration,
     metrics_bind: String,
@@ -482,12 +484,21 @@ impl TryFrom<RawConfig> for Config {
         if raw.key_encryption_key.is_some() && raw.key_encryption_key_file.is_some() {
             bail!("set key_encryption_key or key_encryption_key_file, not both");
         }
+        if raw.previous_key_encryption_key.is_some()
+            && raw.previous_key_encryption_key_file.is_some()
+        {
+            bail!("set previous_key_encryption_key or previous_key_encryption_key_file, not both");
+        }
         Ok(Config {
             key_rotation_interval,
             key_publication_delay,
             kek: crate::kek::KekSetting {
                 inline: raw.key_encryption_key.map(|s| zeroize::Zeroizing::new(s.0)),
                 file: raw.key_encryption_key_file,
+                previous_inline: raw
+                    .previous_key_encryption_key
+                    .map(|s| zeroize::Zeroizing::new(s.0)),
+                previous_file: raw.previous_key_encryption_key_file,
             },
             max_connections,
             max_connections_per_address,

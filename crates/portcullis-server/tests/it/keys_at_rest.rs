@@ -6,7 +6,7 @@
 use portcullis::keys::{Algorithm, SigningKey};
 use portcullis_store::StoredKey;
 
-use crate::support::{TEST_KEK, TestServer, config, on_each_store, sqlite_db};
+use crate::support::{TEST_KEK, TestServer, config, on_each_store, sqlite_db, still_clock};
 
 /// Every stored private key, as the raw column text.
 async fn raw_keys(url: &str) -> Vec<(String, String)> {
@@ -26,7 +26,7 @@ on_each_store! {
         let rows = raw_keys(&url).await;
         assert_eq!(rows.len(), 1);
         for (kid, material) in &rows {
-            assert!(material.starts_with("enc:v1:"), "{kid}: {material}");
+            assert!(material.starts_with("enc:v2:"), "{kid}: {material}");
             assert!(!material.contains("\"d\""), "no private member in the clear");
         }
         // And the server signs with it.
@@ -49,7 +49,7 @@ on_each_store! {
         let err = portcullis_server::startup::start(c).await.unwrap_err();
         let message = format!("{err:#}");
         assert!(
-            message.contains("does not open signing key")
+            message.contains("which this instance does not hold")
                 && message.contains("PORTCULLIS_KEY_ENCRYPTION_KEY"),
             "{message}"
         );
@@ -73,14 +73,14 @@ on_each_store! {
                 created_at: 1_700_000_000,
                 activates_at: 1_700_000_000,
                 predecessor: None,
-            })
+            }, "")
             .await
             .unwrap();
         assert!(raw_keys(&url).await[0].1.contains("\"d\""), "plaintext before");
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let rows = raw_keys(&url).await;
         assert_eq!(rows[0].0, "old-plain");
-        assert!(rows[0].1.starts_with("enc:v1:"), "sealed after");
+        assert!(rows[0].1.starts_with("enc:v2:"), "sealed after");
         // Still the same key: tokens carry its kid.
         let tokens = server.account("alice").await;
         let header = portcullis::jwt::jws::insecure_decode(tokens["access_token"].as_str().unwrap(), 8192)
@@ -156,7 +156,7 @@ async fn rewrap_moves_the_keys_to_a_new_key_encryption_key() {
     let err = portcullis_server::startup::start(config(&url))
         .await
         .unwrap_err();
-    assert!(format!("{err:#}").contains("does not open"));
+    assert!(format!("{err:#}").contains("does not hold"), "{err:#}");
     let mut c = config(&url);
     c.kek.file = Some(new);
     let server = TestServer::start(c).await;
@@ -169,4 +169,108 @@ async fn rewrap_moves_the_keys_to_a_new_key_encryption_key() {
     );
     server.stop().await;
     drop(dir);
+}
+
+on_each_store! {
+    /// Keys sealed before KEK ids (`enc:v1:`) open as before and get their KEK's id on
+    /// the next start.
+    async fn keys_sealed_before_kek_ids_get_one_on_the_next_start(url, dir) {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let before = server.account("alice").await;
+        let dir = server.stop().await;
+        let (kid, material) = raw_keys(&url).await.remove(0);
+        let body = material.splitn(4, ':').nth(3).unwrap().to_owned();
+        let sql = "UPDATE signing_keys SET private_jwk = $1 WHERE kid = $2";
+        let v1 = format!("enc:v1:{body}");
+        if url.starts_with("sqlite") {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::query(sql).bind(&v1).bind(&kid).execute(&pool).await.unwrap();
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query(sql).bind(&v1).bind(&kid).execute(&pool).await.unwrap();
+        }
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        assert_eq!(server.me(before["access_token"].as_str().unwrap()).await.status(), 200);
+        let (_, after) = raw_keys(&url).await.remove(0);
+        assert!(after.starts_with("enc:v2:"), "{after}");
+        assert_ne!(after, material, "sealed afresh");
+        server.stop().await;
+    }
+}
+
+on_each_store! {
+    /// Issue 28, finding 1: `keys rewrap` while an instance still ran on the old
+    /// key-encryption key let that instance seal its next automatic key under the old
+    /// one; the database then held keys under two KEKs and no instance started on it.
+    /// Now the store refuses a key under any KEK but the one the others are under, and
+    /// an instance holding the new KEK with the old one as previous goes on rotating
+    /// across the rewrap without a restart.
+    async fn a_rewrap_racing_running_instances_leaves_every_key_under_one_kek(url, dir) {
+        let (new_kek, new_text) = portcullis_server::kek::Kek::generate("test").unwrap();
+        let mut old_only = config(&url);
+        old_only.kek = portcullis_server::kek::KekSetting {
+            inline: Some(zeroize::Zeroizing::new(TEST_KEK.to_owned())),
+            ..Default::default()
+        };
+        // Rotating every 62 s, each key published 2 s before it signs.
+        old_only.key_rotation_interval = std::time::Duration::from_secs(62);
+        old_only.key_publication_delay = std::time::Duration::from_secs(2);
+        // The instance restarted ahead of the change: the new KEK, the old as previous.
+        let mut both = old_only.clone();
+        both.kek = portcullis_server::kek::KekSetting {
+            inline: Some(new_text.clone()),
+            previous_inline: Some(zeroize::Zeroizing::new(TEST_KEK.to_owned())),
+            ..Default::default()
+        };
+        let clock = still_clock();
+        let old_instance = TestServer::start_with(old_only.clone(), clock.clone()).await.keep_dir(dir);
+        let both_instance = TestServer::start_with(both.clone(), clock.clone()).await;
+        let before = old_instance.account("alice").await;
+        let prefix = |kek: &portcullis_server::kek::Kek| kek.prefix();
+        let old_kek = portcullis_server::kek::Kek::from_text(TEST_KEK, "test").unwrap();
+        assert!(raw_keys(&url).await.iter().all(|(_, m)| m.starts_with(&prefix(&old_kek))));
+
+        // The operator moves the keys to the new KEK while both run.
+        let store = portcullis_store::open(&url).await.unwrap();
+        let held = portcullis_server::kek::Keks::new(
+            portcullis_server::kek::Kek::from_text(TEST_KEK, "test").unwrap(),
+            None,
+        );
+        let moved = portcullis_server::keyring::rewrap(store.as_ref(), &held, &new_kek).await.unwrap();
+        assert_eq!(moved, 1);
+
+        // Automatic rotation comes due on both instances: the one holding the new KEK
+        // adds the key under it; the one on the old KEK adds nothing.
+        clock.advance(63);
+        crate::support::eventually("the instance holding the new KEK rotates", || async {
+            raw_keys(&url).await.len() == 2
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let rows = raw_keys(&url).await;
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows.iter().all(|(_, m)| m.starts_with(&prefix(&new_kek))),
+            "every key under the new KEK: {rows:?}"
+        );
+
+        // Both go on serving (the old one signs with the keys it holds).
+        let again = old_instance.account("bob").await;
+        assert_eq!(old_instance.me(again["access_token"].as_str().unwrap()).await.status(), 200);
+        assert_eq!(both_instance.me(before["access_token"].as_str().unwrap()).await.status(), 200);
+        let dir = old_instance.stop().await;
+        both_instance.stop().await;
+
+        // An instance with the new KEK alone starts on the database and opens every key.
+        let mut new_only = old_only.clone();
+        new_only.kek = portcullis_server::kek::KekSetting {
+            inline: Some(new_text),
+            ..Default::default()
+        };
+        let fresh = TestServer::start_with(new_only, clock.clone()).await;
+        assert_eq!(fresh.me(again["access_token"].as_str().unwrap()).await.status(), 200);
+        fresh.stop().await;
+        drop(dir);
+    }
 }

@@ -33,8 +33,26 @@ where
         .await?)
     }
 
-    async fn add_signing_key(&self, key: &StoredKey) -> Result<(), Error> {
+    async fn add_signing_key(&self, key: &StoredKey, sealed_with: &str) -> Result<(), Error> {
         let (_turn, mut tx) = self.begin_write().await?;
+        // Every key row locked first, as `replace_key_material` locks them: a rewrap
+        // in flight commits before this reads, or waits and then counts this key.
+        sqlx::query("UPDATE signing_keys SET kid = kid")
+            .execute(&mut *tx)
+            .await?;
+        let (others,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM signing_keys \
+             WHERE substr(private_jwk, 1, CAST($1 AS INTEGER)) <> $2",
+        )
+        .bind(sealed_with.len() as i64)
+        .bind(sealed_with)
+        .fetch_one(&mut *tx)
+        .await?;
+        if others > 0 || !key.private_jwk.starts_with(sealed_with) {
+            return Err(Error::Outdated(
+                "the signing keys are sealed under another key-encryption key",
+            ));
+        }
         sqlx::query(
             "INSERT INTO signing_keys (kid, alg, private_jwk, created_at, activates_at, predecessor) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -52,8 +70,23 @@ where
         Ok(())
     }
 
-    async fn replace_key_material(&self, keys: &[(String, String)]) -> Result<(), Error> {
+    async fn replace_key_material(
+        &self,
+        keys: &[(String, String)],
+        every: bool,
+    ) -> Result<(), Error> {
         let (_turn, mut tx) = self.begin_write().await?;
+        // Locked as `add_signing_key` locks them, then counted afresh: a key added
+        // since the caller read them would keep the old key-encryption key.
+        sqlx::query("UPDATE signing_keys SET kid = kid")
+            .execute(&mut *tx)
+            .await?;
+        let (stored,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM signing_keys")
+            .fetch_one(&mut *tx)
+            .await?;
+        if every && stored != keys.len() as i64 {
+            return Err(Error::Outdated("a signing key was added meanwhile"));
+        }
         for (kid, material) in keys {
             sqlx::query("UPDATE signing_keys SET private_jwk = $1 WHERE kid = $2")
                 .bind(material)

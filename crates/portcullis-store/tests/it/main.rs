@@ -379,14 +379,14 @@ conformance! {
             activates_at: activates,
             predecessor: predecessor.map(str::to_owned),
         };
-        s.add_signing_key(&key("k1", 10, 10, None)).await.unwrap();
-        s.add_signing_key(&key("k3", 30, 100, Some("k1")))
+        s.add_signing_key(&key("k1", 10, 10, None), "").await.unwrap();
+        s.add_signing_key(&key("k3", 30, 100, Some("k1")), "")
             .await
             .unwrap();
-        s.add_signing_key(&key("k2", 20, 50, None)).await.unwrap();
+        s.add_signing_key(&key("k2", 20, 50, None), "").await.unwrap();
         // A second successor of k1 (another instance rotating at the same moment).
         assert!(matches!(
-            s.add_signing_key(&key("k4", 31, 101, Some("k1"))).await,
+            s.add_signing_key(&key("k4", 31, 101, Some("k1")), "").await,
             Err(portcullis_store::Error::Conflict)
         ));
         let keys = s.signing_keys().await.unwrap();
@@ -404,6 +404,50 @@ conformance! {
                 .count(),
             3
         );
+    }
+}
+
+conformance! {
+    /// Issue 28, finding 1: an instance still on the old key-encryption key added a key
+    /// under it after `keys rewrap`, and no instance could start on the database.
+    async fn keys_stay_under_one_key_encryption_key(db) {
+        let s = db.store.as_ref();
+        let key = |kid: &str, material: &str| StoredKey {
+            kid: kid.into(),
+            alg: "EdDSA".into(),
+            private_jwk: material.into(),
+            created_at: 10,
+            activates_at: 10,
+            predecessor: None,
+        };
+        s.add_signing_key(&key("k1", "enc:v2:OLD:aaaa"), "enc:v2:OLD:").await.unwrap();
+        s.add_signing_key(&key("k2", "enc:v2:OLD:bbbb"), "enc:v2:OLD:").await.unwrap();
+        // A rewrap that missed a key (added after it read them) is refused whole.
+        assert!(matches!(
+            s.replace_key_material(&[("k1".into(), "enc:v2:NEW:cccc".into())], true).await,
+            Err(portcullis_store::Error::Outdated(_))
+        ));
+        assert!(s.signing_keys().await.unwrap().iter().all(|k| k.private_jwk.starts_with("enc:v2:OLD:")));
+        s.replace_key_material(
+            &[("k1".into(), "enc:v2:NEW:cccc".into()), ("k2".into(), "enc:v2:NEW:dddd".into())],
+            true,
+        )
+        .await
+        .unwrap();
+        // The instance that still seals under the old KEK adds nothing.
+        assert!(matches!(
+            s.add_signing_key(&key("k3", "enc:v2:OLD:eeee"), "enc:v2:OLD:").await,
+            Err(portcullis_store::Error::Outdated(_))
+        ));
+        // A caller claiming the new prefix with material under another is refused too.
+        assert!(matches!(
+            s.add_signing_key(&key("k3", "enc:v2:OLD:eeee"), "enc:v2:NEW:").await,
+            Err(portcullis_store::Error::Outdated(_))
+        ));
+        s.add_signing_key(&key("k3", "enc:v2:NEW:ffff"), "enc:v2:NEW:").await.unwrap();
+        let keys = s.signing_keys().await.unwrap();
+        assert_eq!(keys.len(), 3);
+        assert!(keys.iter().all(|k| k.private_jwk.starts_with("enc:v2:NEW:")));
     }
 }
 
