@@ -58,28 +58,83 @@ fn credentials_form(
     }
 }
 
-fn login_page(error: Option<&str>, username: &str, return_to: Option<&str>) -> Markup {
+/// Where a sign-in or sign-up page is headed: back to an authorization request
+/// (`return_to`), and the application that sent it, when it is a known one.
+#[derive(Default)]
+struct Onward {
+    return_to: Option<String>,
+    app: Option<super::oauth::AppAsking>,
+}
+
+impl Onward {
+    /// From a `return_to` that may be anything: kept only if it is an authorization
+    /// request of ours.
+    async fn read(state: &AppState, return_to: Option<&str>) -> Onward {
+        let Some(to) = return_to.and_then(super::oauth::return_target) else {
+            return Onward::default();
+        };
+        Onward {
+            return_to: Some(to.to_owned()),
+            app: super::oauth::app_asking(state, to).await,
+        }
+    }
+
+    fn return_to(&self) -> Option<&str> {
+        self.return_to.as_deref()
+    }
+
+    fn form_target(&self) -> Option<&str> {
+        self.app.as_ref().and_then(|a| a.form_target.as_deref())
+    }
+
+    /// `path`, keeping the way back (`/signup?return_to=…`).
+    fn link(&self, path: &str) -> String {
+        match &self.return_to {
+            Some(to) => format!(
+                "{path}?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("return_to", to)
+                    .finish()
+            ),
+            None => path.to_owned(),
+        }
+    }
+
+    /// Who asks, in words: the application's name when it is known.
+    fn asking(&self, what: &str) -> Option<Markup> {
+        self.return_to.as_ref()?;
+        Some(html! {
+            p #for-app {
+                @match &self.app {
+                    Some(app) => { strong #app-name { (app.name) } " " (what) }
+                    None => { "An application " (what) }
+                }
+            }
+        })
+    }
+}
+
+fn login_page(error: Option<&str>, username: &str, onward: &Onward) -> Markup {
     layout(
         "Sign in",
         html! {
             h1 { "Sign in" }
-            @if return_to.is_some() {
-                p #for-app { "An application asks you to sign in." }
-            }
-            (credentials_form("/session/login", "Sign in", "current-password", username, error, return_to))
-            p { "No account yet? " a href="/signup" { "Create one" } }
+            @if let Some(asking) = onward.asking("asks you to sign in.") { (asking) }
+            (credentials_form("/session/login", "Sign in", "current-password", username, error, onward.return_to()))
+            p { "No account yet? " a #create-account href=(onward.link("/signup")) { "Create one" } }
         },
     )
 }
 
-fn signup_page(error: Option<&str>, username: &str) -> Markup {
+fn signup_page(error: Option<&str>, username: &str, onward: &Onward) -> Markup {
     layout(
         "Create an account",
         html! {
             h1 { "Create an account" }
-            (credentials_form("/signup", "Create account", "new-password", username, error, None))
+            @if let Some(asking) = onward.asking("asks you to sign in: create an account, and you go on to it.") { (asking) }
+            (credentials_form("/signup", "Create account", "new-password", username, error, onward.return_to()))
             p.hint { "Passwords need at least 8 bytes: 8 plain letters or digits, or fewer letters of other scripts. Any characters work." }
-            p { "Already have an account? " a href="/login" { "Sign in" } }
+            p { "Already have an account? " a #sign-in href=(onward.link("/login")) { "Sign in" } }
         },
     )
 }
@@ -92,14 +147,11 @@ pub(super) async fn login_failed(
     username: &str,
     return_to: Option<&str>,
 ) -> Response {
-    let target = match return_to {
-        Some(to) => super::oauth::login_target(state, to).await,
-        None => None,
-    };
+    let onward = Onward::read(state, return_to).await;
     failed_with_target(
         e,
-        |message| login_page(Some(message), username, return_to),
-        target.as_deref(),
+        |message| login_page(Some(message), username, &onward),
+        onward.form_target(),
     )
 }
 
@@ -116,22 +168,24 @@ pub async fn home() -> Redirect {
 pub async fn login_form(State(state): State<AppState>, parts: Parts) -> Response {
     // On the way to an authorization request, the form is shown even to someone signed
     // in: the request sent them here because their sign-in is not recent enough.
-    let return_to = axum::extract::Query::<ReturnTo>::try_from_uri(&parts.uri)
-        .ok()
-        .and_then(|q| q.0.return_to)
-        .filter(|to| super::oauth::return_target(to).is_some());
-    let Some(return_to) = return_to else {
-        if let Ok(Some(_)) = state.0.sessions.lookup(&parts.headers).await {
-            return Redirect::to("/account").into_response();
-        }
-        return page(StatusCode::OK, login_page(None, "", None));
-    };
-    let target = super::oauth::login_target(&state, &return_to).await;
+    let onward = Onward::read(&state, return_to(&parts).as_deref()).await;
+    if onward.return_to.is_none()
+        && let Ok(Some(_)) = state.0.sessions.lookup(&parts.headers).await
+    {
+        return Redirect::to("/account").into_response();
+    }
     page_with_form_target(
         StatusCode::OK,
-        login_page(None, "", Some(&return_to)),
-        target.as_deref(),
+        login_page(None, "", &onward),
+        onward.form_target(),
     )
+}
+
+/// The `return_to` of a page's query, if any.
+fn return_to(parts: &Parts) -> Option<String> {
+    axum::extract::Query::<ReturnTo>::try_from_uri(&parts.uri)
+        .ok()
+        .and_then(|q| q.0.return_to)
 }
 
 /// `GET /login?return_to=…`.
@@ -140,10 +194,18 @@ struct ReturnTo {
     return_to: Option<String>,
 }
 
-/// `GET /signup`.
-#[utoipa::path(get, path = "/signup", tag = "pages", responses((status = 200, description = "The sign-up page (HTML)", content_type = "text/html")))]
-pub async fn signup_form() -> Response {
-    page(StatusCode::OK, signup_page(None, ""))
+/// `GET /signup`: the sign-up page; on the way to an authorization request, it names
+/// the application and goes on to it once the account is made.
+#[utoipa::path(get, path = "/signup", tag = "pages",
+    params(("return_to" = Option<String>, Query, description = "An authorization request (/oauth/authorize?…) to go on to once the account is made")),
+    responses((status = 200, description = "The sign-up page (HTML)", content_type = "text/html")))]
+pub async fn signup_form(State(state): State<AppState>, parts: Parts) -> Response {
+    let onward = Onward::read(&state, return_to(&parts).as_deref()).await;
+    page_with_form_target(
+        StatusCode::OK,
+        signup_page(None, "", &onward),
+        onward.form_target(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -151,14 +213,17 @@ pub async fn signup_form() -> Response {
 pub struct SignupForm {
     username: String,
     password: String,
+    /// An authorization request to go on to.
+    return_to: Option<String>,
 }
 
 /// `POST /signup` (form): creates the account and signs it in (303 to the account
-/// page), or shows the form again with the error and the username.
+/// page, or on to the authorization request it came from), or shows the form again
+/// with the error and the username.
 #[utoipa::path(post, path = "/signup", tag = "pages",
     request_body(content = super::auth::Credentials, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "To /account, signed in"),
+        (status = 303, description = "To /account, or on to the authorization request of return_to, signed in"),
         (status = 400, description = "The page again, with the error (HTML)", content_type = "text/html"),
         (status = 403, description = "A cross-site form (HTML)", content_type = "text/html"),
         (status = 409, description = "The page again: the name is taken (HTML)", content_type = "text/html"),
@@ -176,6 +241,11 @@ pub async fn signup_submit(
         .as_ref()
         .map(|f| f.username.clone())
         .unwrap_or_default();
+    let onward = Onward::read(
+        &state,
+        typed.as_ref().ok().and_then(|f| f.return_to.as_deref()),
+    )
+    .await;
     let result = async {
         let form = typed?;
         refuse_cross_site(&state, &headers)?;
@@ -183,8 +253,14 @@ pub async fn signup_submit(
         start_session(&state, &headers, &user.id, &user.scope).await
     };
     match result.await {
-        Ok(started) => redirect_with_cookie("/account", started.set_cookie),
-        Err(e) => failed(e, |message| signup_page(Some(message), &username)),
+        Ok(started) => {
+            redirect_with_cookie(onward.return_to().unwrap_or("/account"), started.set_cookie)
+        }
+        Err(e) => failed_with_target(
+            e,
+            |message| signup_page(Some(message), &username, &onward),
+            onward.form_target(),
+        ),
     }
 }
 

@@ -347,7 +347,6 @@ async fn oauth_in_chromium(url: String, dir: Option<tempfile::TempDir>) {
     c.sessions = portcullis::session::SessionConfig::for_origin(&c.issuer).unwrap();
     let server = TestServer::start(c).await.keep_dir(dir);
     let base = server.base.clone();
-    assert_eq!(server.signup("erin", PASSWORD).await.status(), 201);
     let (app, app_task) = application().await;
     let added = crate::clients::clients(
         &url,
@@ -395,10 +394,19 @@ async fn oauth_in_chromium(url: String, dir: Option<tempfile::TempDir>) {
     );
     b.goto(&request).await.unwrap();
     arrive(&b, "/login").await;
+    // The page names the application that asks (issue 28, finding 9).
+    assert_eq!(text(&b, "#for-app").await, "notes-app asks you to sign in.");
+    screenshot(&b, "sign-in-for-app").await;
+    // Erin has no account yet: "Create one" keeps her on her way to the application.
+    click(&b, "#create-account").await;
+    arrive(&b, "/signup").await;
     assert!(
-        b.find(Locator::Css("#for-app")).await.is_ok(),
-        "the page says an application asks"
+        text(&b, "#for-app")
+            .await
+            .starts_with("notes-app asks you to sign in"),
+        "the sign-up page names the application too"
     );
+    screenshot(&b, "sign-up-for-app").await;
     fill(&b, "#username", "erin").await;
     fill(&b, "#password", PASSWORD).await;
     click(&b, "button[type=submit]").await;
@@ -469,6 +477,16 @@ async fn oauth_in_chromium(url: String, dir: Option<tempfile::TempDir>) {
     arrive_at(&b, &format!("{app}/bye?state=bye")).await;
     b.goto(&format!("{base}/account")).await.unwrap();
     arrive(&b, "/login").await;
+
+    // Back later with her account: she signs in on the application's behalf, and
+    // having allowed it once, goes straight back to it.
+    b.goto(&request).await.unwrap();
+    arrive(&b, "/login").await;
+    assert_eq!(text(&b, "#app-name").await, "notes-app");
+    fill(&b, "#username", "erin").await;
+    fill(&b, "#password", PASSWORD).await;
+    click(&b, "button[type=submit]").await;
+    arrive_at(&b, &format!("{app}/cb?")).await;
 
     b.close().await.unwrap();
     drop(driver);

@@ -746,6 +746,75 @@ on_each_store! {
     }
 }
 
+/// Issue 28, finding 9: the sign-up form goes on to the authorization request it came
+/// from, and only to one: a `return_to` anywhere else (another site, a path of ours
+/// that is not an authorization request) goes to the account page, and a made-up
+/// request names no application.
+#[tokio::test]
+async fn signup_goes_on_to_an_authorization_request_and_nowhere_else() {
+    let (url, dir) = sqlite_db();
+    let server = TestServer::start(config(&url)).await.keep_dir(dir);
+    let signup = |name: &'static str, return_to: &'static str| {
+        client()
+            .post(server.url("/signup"))
+            .header("origin", ORIGIN)
+            .form(&[
+                ("username", name),
+                ("password", PASSWORD),
+                ("return_to", return_to),
+            ])
+            .send()
+    };
+    let request = "/oauth/authorize?response_type=code&client_id=abc&state=1";
+    let r = signup("mia", request).await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], request);
+    for elsewhere in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/account/logout-all",
+        "/oauth/authorize\\x",
+    ] {
+        let r = client()
+            .post(server.url("/signup"))
+            .header("origin", ORIGIN)
+            .form(&[
+                ("username", format!("n{}", elsewhere.len())),
+                ("password", PASSWORD.into()),
+                ("return_to", elsewhere.into()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{elsewhere}");
+        assert_eq!(r.headers()["location"], "/account", "{elsewhere}");
+    }
+    // The page keeps the request, names no application for an unknown client, and
+    // its sign-in link keeps the way back.
+    let page = client()
+        .get(server.url(&format!(
+            "/signup?return_to={}",
+            url::form_urlencoded::byte_serialize(request.as_bytes()).collect::<String>()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("An application asks you to sign in"),
+        "{page}"
+    );
+    assert!(!page.contains("app-name"), "{page}");
+    assert!(page.contains("name=\"return_to\""), "{page}");
+    assert!(
+        page.contains("href=\"/login?return_to=%2Foauth%2Fauthorize%3F"),
+        "{page}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_cross_site_signup_form_creates_nothing() {
     let (url, dir) = sqlite_db();

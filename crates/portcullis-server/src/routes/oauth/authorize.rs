@@ -607,9 +607,17 @@ pub(in crate::routes) fn return_target(return_to: &str) -> Option<&str> {
     ok.then_some(return_to)
 }
 
-/// For the sign-in page of an authorization request: the CSP source of the client's
-/// redirect URI (its form ends there), when the request names a registered one.
-pub(in crate::routes) async fn login_target(state: &AppState, return_to: &str) -> Option<String> {
+/// The application an authorization request comes from, for the sign-in and sign-up
+/// pages on its way: its name, to tell the person who asks, and the CSP source of its
+/// redirect URI (the page's form ends there, after the redirects). Only for a request
+/// that names an enabled client and one of its registered redirect URIs: a made-up
+/// link cannot put a name on the page that the consent page would not show.
+pub(in crate::routes) struct AppAsking {
+    pub name: String,
+    pub form_target: Option<String>,
+}
+
+pub(in crate::routes) async fn app_asking(state: &AppState, return_to: &str) -> Option<AppAsking> {
     let query = return_target(return_to)?.strip_prefix("/oauth/authorize?")?;
     let (params, _) = params(query);
     let client = state
@@ -619,9 +627,12 @@ pub(in crate::routes) async fn login_target(state: &AppState, return_to: &str) -
         .await
         .ok()??;
     let uri = params.get("redirect_uri")?;
-    redirect::matches(client.redirect_uri_list(), uri, client.public)
-        .then(|| redirect::csp_source(uri))
-        .flatten()
+    (!client.disabled && redirect::matches(client.redirect_uri_list(), uri, client.public)).then(
+        || AppAsking {
+            form_target: redirect::csp_source(uri),
+            name: client.name,
+        },
+    )
 }
 
 fn consent_page(

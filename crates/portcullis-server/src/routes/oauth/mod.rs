@@ -22,8 +22,8 @@ pub(crate) mod redirect;
 pub(super) mod token;
 pub(super) mod userinfo;
 
+pub(super) use authorize::{AppAsking, app_asking, return_target};
 pub use authorize::{authorize, authorize_decision};
-pub(super) use authorize::{login_target, return_target};
 pub use introspect::{introspect, revoke};
 pub use logout::{end_session, end_session_confirmed};
 pub use token::token;
