@@ -114,11 +114,40 @@ impl Onward {
     }
 }
 
+/// Where a form that signs this browser out goes: the sign-in page, saying so.
+pub(super) const SIGNED_OUT_HERE: &str = "/login?signed_out=here";
+/// Where "Sign out everywhere" goes.
+const SIGNED_OUT_EVERYWHERE: &str = "/login?signed_out=everywhere";
+
+/// What the sign-in page says after a sign-out (`?signed_out=`): fixed sentences only,
+/// so that a link cannot put words of its own on the page.
+fn signed_out_note(signed_out: Option<&str>) -> Option<&'static str> {
+    match signed_out? {
+        "here" => Some("You are signed out in this browser."),
+        "everywhere" => Some(
+            "You are signed out everywhere: every browser session and API login of yours \
+             has ended, and every access token issued before now is refused. Sign in again \
+             to go on.",
+        ),
+        _ => None,
+    }
+}
+
 fn login_page(error: Option<&str>, username: &str, onward: &Onward) -> Markup {
+    login_page_noting(error, username, onward, None)
+}
+
+fn login_page_noting(
+    error: Option<&str>,
+    username: &str,
+    onward: &Onward,
+    note: Option<&str>,
+) -> Markup {
     layout(
         "Sign in",
         html! {
             h1 { "Sign in" }
+            @if let Some(note) = note { p #signed-out .notice role="status" { (note) } }
             @if let Some(asking) = onward.asking("asks you to sign in.") { (asking) }
             (credentials_form("/session/login", "Sign in", "current-password", username, error, onward.return_to()))
             p { "No account yet? " a #create-account href=(onward.link("/signup")) { "Create one" } }
@@ -163,35 +192,41 @@ pub async fn home() -> Redirect {
 
 /// `GET /login`: the sign-in page, or on to the account page when already signed in.
 #[utoipa::path(get, path = "/login", tag = "pages",
-    params(("return_to" = Option<String>, Query, description = "An authorization request (/oauth/authorize?…) to go back to after signing in")),
+    params(
+        ("return_to" = Option<String>, Query, description = "An authorization request (/oauth/authorize?…) to go back to after signing in"),
+        ("signed_out" = Option<String>, Query, description = "`here` or `everywhere`: the page says the person was just signed out so"),
+    ),
     responses((status = 200, description = "The sign-in page (HTML)", content_type = "text/html")))]
 pub async fn login_form(State(state): State<AppState>, parts: Parts) -> Response {
     // On the way to an authorization request, the form is shown even to someone signed
     // in: the request sent them here because their sign-in is not recent enough.
-    let onward = Onward::read(&state, return_to(&parts).as_deref()).await;
+    let query = page_query(&parts);
+    let onward = Onward::read(&state, query.return_to.as_deref()).await;
     if onward.return_to.is_none()
         && let Ok(Some(_)) = state.0.sessions.lookup(&parts.headers).await
     {
         return Redirect::to("/account").into_response();
     }
+    let note = signed_out_note(query.signed_out.as_deref());
     page_with_form_target(
         StatusCode::OK,
-        login_page(None, "", &onward),
+        login_page_noting(None, "", &onward, note),
         onward.form_target(),
     )
 }
 
-/// The `return_to` of a page's query, if any.
-fn return_to(parts: &Parts) -> Option<String> {
-    axum::extract::Query::<ReturnTo>::try_from_uri(&parts.uri)
-        .ok()
-        .and_then(|q| q.0.return_to)
+/// The query of a page, if it parses.
+fn page_query(parts: &Parts) -> PageQuery {
+    axum::extract::Query::<PageQuery>::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .unwrap_or_default()
 }
 
-/// `GET /login?return_to=…`.
-#[derive(Deserialize)]
-struct ReturnTo {
+/// `GET /login?return_to=…&signed_out=…`, `GET /signup?return_to=…`.
+#[derive(Deserialize, Default)]
+struct PageQuery {
     return_to: Option<String>,
+    signed_out: Option<String>,
 }
 
 /// `GET /signup`: the sign-up page; on the way to an authorization request, it names
@@ -200,7 +235,7 @@ struct ReturnTo {
     params(("return_to" = Option<String>, Query, description = "An authorization request (/oauth/authorize?…) to go on to once the account is made")),
     responses((status = 200, description = "The sign-up page (HTML)", content_type = "text/html")))]
 pub async fn signup_form(State(state): State<AppState>, parts: Parts) -> Response {
-    let onward = Onward::read(&state, return_to(&parts).as_deref()).await;
+    let onward = Onward::read(&state, page_query(&parts).return_to.as_deref()).await;
     page_with_form_target(
         StatusCode::OK,
         signup_page(None, "", &onward),
@@ -264,6 +299,52 @@ pub async fn signup_submit(
     }
 }
 
+/// A count and its noun: "1 API login", "3 API logins".
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// What "Sign out everywhere" ends, in words (never "all 1 of your sessions").
+fn ending_everything(sessions: usize, api_logins: usize) -> String {
+    let tail = "and every access token issued before now stops working.";
+    match (sessions, api_logins) {
+        (0 | 1, 0) => format!("This signs you out of this browser, your only session, {tail}"),
+        (_, 0) => format!(
+            "This ends all {}, this browser's included, {tail}",
+            count(sessions, "browser session")
+        ),
+        _ => format!(
+            "This ends all {} and {}, this browser's included, {tail}",
+            count(sessions, "browser session"),
+            count(api_logins, "API login")
+        ),
+    }
+}
+
+/// Scopes as people read them: what each lets a holder do, where we know, else its
+/// name; `none` when there are none.
+fn scope_words(scope: &str, none: &str) -> Markup {
+    let scopes: Vec<&str> = scope.split_whitespace().collect();
+    html! {
+        @if scopes.is_empty() { (none) } @else {
+            ul.scopes {
+                @for s in scopes {
+                    li {
+                        @match super::oauth::describe_scope(s) {
+                            Some(words) => { (words) }
+                            None => { code { (s) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn when(secs: i64) -> String {
     let t = portcullis::clock::system_time(secs);
     // "2026-11-29T05:03:00Z" → "2026-11-29 05:03 UTC"
@@ -281,12 +362,11 @@ fn account_page(
     current: &SessionContext,
 ) -> Markup {
     let token = current.csrf_token();
-    // A program's short name, with the full User-Agent under it (long strings wrap).
+    // A program's short name; the full User-Agent only on hover, where it does not
+    // crowd the words people read.
     let device = |label: &str| {
         html! {
-            (crate::user_agent::describe(label))
-            br;
-            small.ua { (label) }
+            span title=(label) { (crate::user_agent::describe(label)) }
         }
     };
     let revoke = |id: &str, what: &str, started: i64, label: &str, text: &str| {
@@ -306,7 +386,7 @@ fn account_page(
             dl.facts {
                 dt { "Signed in as" } dd #who { (username) }
                 dt { "User id" } dd { code { (user_id) } }
-                dt { "Scopes" } dd { @if scopes.is_empty() { "none" } @else { (scopes) } }
+                dt { "Permissions" } dd #scopes { (scope_words(scopes, "none")) }
             }
             h2 #sessions-heading { "Your browser sessions" }
             p { "Every browser where you are signed in. Revoke any you do not recognise." }
@@ -350,19 +430,19 @@ fn account_page(
             @if apps.is_empty() {
                 p #no-apps { "You have not allowed any application to use your account." }
             } @else {
-                p { "Applications that asked for access to your account and that you allowed. Removing one ends its access at once; it will ask again next time." }
+                p { "Applications that asked for access to your account and that you allowed. " strong { "Removing one signs it out of your account at once:" } " every token it holds stops working, and it has to ask you again." }
                 table aria-labelledby="apps-heading" {
-                    thead { tr { th scope="col" { "Application" } th scope="col" { "Allowed" } th scope="col" { "Since" } th scope="col" { "Action" } } }
+                    thead { tr { th scope="col" { "Application" } th scope="col" { "May" } th scope="col" { "Since" } th scope="col" { "Action" } } }
                     tbody {
                         @for app in apps {
                             tr data-app=(app.client_id) {
                                 td { (app.client_name) }
-                                td { code { (app.scope) } }
+                                td { (scope_words(&app.scope, "nothing")) }
                                 td.when { (when(app.created_at)) }
                                 td {
                                     form method="post" action={ "/account/apps/" (app.client_id) "/revoke" } {
                                         input type="hidden" name="csrf_token" value=(token);
-                                        button type="submit" aria-label={ "Remove the access of " (app.client_name) } { "Remove access" }
+                                        button.danger type="submit" aria-label={ "Remove the access of " (app.client_name) ": its tokens stop working" } { "Remove access" }
                                     }
                                 }
                             }
@@ -378,9 +458,9 @@ fn account_page(
             }
             details #everywhere {
                 summary { "Sign out everywhere…" }
-                p {
-                    "This ends all " (sessions.len() + api_logins.len())
-                    " of your sessions and API logins, this browser's included, and every access token issued before now stops working. Use it if you think someone else has signed in as you."
+                p #everywhere-what {
+                    (ending_everything(sessions.len(), api_logins.len()))
+                    " Use it if you think someone else has signed in as you."
                 }
                 form method="post" action="/account/logout-all" {
                     input type="hidden" name="csrf_token" value=(token);
@@ -462,7 +542,7 @@ async fn account_form(
     request_body(content = super::cookie::TokenForm, content_type = "application/x-www-form-urlencoded"),
     security(("session" = [])),
     responses(
-        (status = 303, description = "Back to /account (or /login when it was this browser)"),
+        (status = 303, description = "Back to /account (or /login?signed_out=here when it was this browser)"),
         (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
         (status = 401, description = "A bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "A wrong form token or a cross-site form", content_type = "text/html"),
@@ -480,7 +560,9 @@ pub async fn revoke(
     };
     let this = identity.session().is_some_and(|s| s.id() == id);
     match end_login(&state, &id, identity.subject()).await {
-        Ok(_) if this => redirect_with_cookie("/login", state.0.sessions.config().clear_cookie()),
+        Ok(_) if this => {
+            redirect_with_cookie(SIGNED_OUT_HERE, state.0.sessions.config().clear_cookie())
+        }
         // Already gone (another tab revoked it): the account page shows the truth.
         Ok(_) => Redirect::to("/account").into_response(),
         Err(e) => refused(e),
@@ -534,7 +616,7 @@ pub async fn revoke_app(
     request_body(content = super::cookie::TokenForm, content_type = "application/x-www-form-urlencoded"),
     security(("session" = [])),
     responses(
-        (status = 303, description = "To /login: everything ended"),
+        (status = 303, description = "To /login?signed_out=everywhere: everything ended"),
         (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
         (status = 401, description = "A bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "A wrong form token or a cross-site form", content_type = "text/html"),
@@ -550,7 +632,10 @@ pub async fn logout_all(
         Err(e) => return refused(e),
     };
     match end_everything(&state, identity.subject()).await {
-        Ok(()) => redirect_with_cookie("/login", state.0.sessions.config().clear_cookie()),
+        Ok(()) => redirect_with_cookie(
+            SIGNED_OUT_EVERYWHERE,
+            state.0.sessions.config().clear_cookie(),
+        ),
         Err(e) => refused(e),
     }
 }

@@ -176,7 +176,7 @@ pub async fn logout(
     end_session(&state, session.id(), identity.subject()).await?;
     let clear = state.0.sessions.config().clear_cookie();
     if form {
-        return Ok(redirect_with_cookie("/login", clear));
+        return Ok(redirect_with_cookie(pages::SIGNED_OUT_HERE, clear));
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, clear);

@@ -293,11 +293,43 @@ async fn a_person_signs_up_logs_in_revokes_a_session_and_logs_out_in_chromium() 
     assert!(b.source().await.unwrap().contains("(this browser)"));
     assert_eq!(me(other_cookie).await, 401);
 
-    // Sign out: back to the sign-in page, and the account page is closed.
+    // Sign out: back to the sign-in page, which says so, and the account page is closed.
     click(&b, "#sign-out").await;
     arrive(&b, "/login").await;
+    assert_eq!(
+        text(&b, "#signed-out").await,
+        "You are signed out in this browser."
+    );
     b.goto(&format!("{base}/account")).await.unwrap();
     arrive(&b, "/login").await;
+    assert!(
+        b.find(Locator::Css("#signed-out")).await.is_err(),
+        "said once, not on every visit"
+    );
+
+    // Signed in again, with one session: "Sign out everywhere" counts in words, and
+    // afterwards the page says what happened (issue 28, finding 12).
+    fill(&b, "#username", "dana").await;
+    fill(&b, "#password", PASSWORD).await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/account").await;
+    assert!(text(&b, "#scopes").await.contains("none"));
+    click(&b, "#everywhere summary").await;
+    let what = text(&b, "#everywhere-what").await;
+    assert!(
+        what.starts_with("This signs you out of this browser, your only session,"),
+        "{what}"
+    );
+    screenshot(&b, "sign-out-everywhere").await;
+    click(&b, "#sign-out-everywhere").await;
+    arrive(&b, "/login").await;
+    assert!(
+        text(&b, "#signed-out")
+            .await
+            .starts_with("You are signed out everywhere"),
+        "the page after \"Sign out everywhere\" says what it did"
+    );
+    screenshot(&b, "signed-out-everywhere").await;
 
     b.close().await.unwrap();
     drop(driver);
@@ -458,11 +490,22 @@ async fn oauth_in_chromium(url: String, dir: Option<tempfile::TempDir>) {
     // The account page lists the application.
     b.goto(&format!("{base}/account")).await.unwrap();
     arrive(&b, "/account").await;
+    let row = text(&b, &format!("tr[data-app=\"{id}\"]")).await;
+    assert!(row.contains("notes-app"), "{row}");
+    // What it may do, in words, not scope names; and the button says what it ends.
     assert!(
-        text(&b, &format!("tr[data-app=\"{id}\"]"))
-            .await
-            .contains("notes-app")
+        row.contains("See your username") && !row.contains("profile"),
+        "{row}"
     );
+    let remove = b
+        .find(Locator::Css(&format!("tr[data-app=\"{id}\"] button")))
+        .await
+        .unwrap();
+    assert_eq!(
+        remove.attr("class").await.unwrap().as_deref(),
+        Some("danger")
+    );
+    screenshot(&b, "account-with-app").await;
 
     // RP-initiated logout with the ID token: signed out, back at the application.
     let logout = format!(

@@ -561,7 +561,7 @@ on_each_store! {
             .await
             .unwrap();
         assert_eq!(r.status(), 303);
-        assert_eq!(r.headers()["location"], "/login");
+        assert_eq!(r.headers()["location"], "/login?signed_out=here");
         assert_eq!(me(&server, &cookie).await.status(), 401);
         server.stop().await;
     }
