@@ -21,11 +21,14 @@ pub(crate) fn banner(addr: SocketAddr, s: &Started) -> String {
     if let Some(alg) = s.key_generated {
         out += &format!("  keys      generated a first {alg} signing key\n");
     }
-    if let Some(path) = &s.kek_generated {
-        out += &format!(
-            "  keys      sealed under a new key-encryption key in {path}: back it up with the database\n"
-        );
-    }
+    // Every start, not only the first: where the key that opens the signing keys is
+    // is what an operator needs for a backup or a move (docs/operations.md).
+    out += &format!("  keys      sealed under the key-encryption key {}", s.kek);
+    out += if s.kek_generated {
+        ", generated now: back it up with the database, apart from it\n"
+    } else {
+        "\n"
+    };
     let c = &s.connections;
     out += &format!(
         "  limits    {} connections, {} per address",
@@ -65,8 +68,11 @@ pub struct Started {
     pub database_created: bool,
     /// A first signing key was generated now (its algorithm).
     pub key_generated: Option<&'static str>,
-    /// A key-encryption key was generated now: where.
-    pub kek_generated: Option<String>,
+    /// The key-encryption key: its id and where it comes from (an absolute path for a
+    /// file), and the previous one's id during a change of key.
+    pub kek: String,
+    /// It was generated at this start.
+    pub kek_generated: bool,
     /// The algorithm new tokens are signed with.
     pub signing_alg: &'static str,
     /// The connection caps and the file descriptors for them.
@@ -171,7 +177,8 @@ mod banner_tests {
             database: "/srv/portcullis.db".into(),
             database_created: true,
             key_generated: Some(alg),
-            kek_generated: None,
+            kek: "abcdEFGH123 in /srv/portcullis.db.kek".into(),
+            kek_generated: false,
             signing_alg: alg,
             connections: Connections {
                 max: 4096,
@@ -221,5 +228,23 @@ mod banner_tests {
             "{rs256}"
         );
         assert!(!rs256.contains("cannot verify"), "{rs256}");
+    }
+
+    /// Issue 28, finding 11: the banner named the key-encryption key's file on the first
+    /// start only, where docs/operations.md says it prints it.
+    #[test]
+    fn the_banner_says_where_the_key_encryption_key_is_on_every_start() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let mut s = started("RS256");
+        let later = banner(addr, &s);
+        assert!(
+            later.contains(
+                "sealed under the key-encryption key abcdEFGH123 in /srv/portcullis.db.kek\n"
+            ),
+            "{later}"
+        );
+        s.kek_generated = true;
+        let first = banner(addr, &s);
+        assert!(first.contains("generated now: back it up"), "{first}");
     }
 }

@@ -210,6 +210,11 @@ impl Keks {
         &self.current
     }
 
+    /// The previous KEK, during a change of key.
+    pub fn previous(&self) -> Option<&Kek> {
+        self.previous.as_ref()
+    }
+
     fn held(&self) -> impl Iterator<Item = &Kek> {
         std::iter::once(&self.current).chain(&self.previous)
     }

@@ -95,7 +95,28 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         tracing::info!(source = %keks.current().source, "generated a key-encryption key for the signing keys; back it up with the database, which is useless without it");
     }
     let first_key = store.signing_keys().await?.is_empty();
-    let kek_source = keks.current().source.clone();
+    // For the banner: the KEK's id and where it comes from (a file as an absolute path).
+    let kek_where = {
+        let current = keks.current();
+        let source = match current.source.strip_prefix("the file ") {
+            Some(path) => {
+                let path = std::path::PathBuf::from(path);
+                std::path::absolute(&path)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string()
+            }
+            None => current.source.clone(),
+        };
+        let mut text = format!("{} in {source}", current.id());
+        if let Some(previous) = keks.previous() {
+            text += &format!(
+                " (and the previous one, {}, during a change of key)",
+                previous.id()
+            );
+        }
+        text
+    };
     let keys = KeyRing::load(store.as_ref(), keks, config.signing_alg, keep_for, now).await?;
     // A database made before HMAC was refused may hold one: its tokens cannot be
     // verified through the JWKS by anyone. Say how to leave it rather than serve it.
@@ -206,15 +227,8 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
             state.0.config.max_connections,
             state.0.config.max_connections_per_address,
         ),
-        kek_generated: kek_generated.then(|| {
-            let path = std::path::PathBuf::from(
-                kek_source.strip_prefix("the file ").unwrap_or(&kek_source),
-            );
-            std::path::absolute(&path)
-                .unwrap_or(path)
-                .display()
-                .to_string()
-        }),
+        kek: kek_where,
+        kek_generated,
     };
     let limits = state.0.config.limits();
     let uncapped = state.0.config.trusted_proxies.clone();
