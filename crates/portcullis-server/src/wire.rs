@@ -159,6 +159,9 @@ where
     let mut stopped = std::pin::pin!(async move {
         let _ = stop.wait_for(|s| *s).await;
     });
+    // A flood of refused connections is said once a second, with its count, not once
+    // a connection: the log must not become the next thing to fill up.
+    let (mut over_share, mut over_cap) = (Sparse::default(), Sparse::default());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -179,14 +182,18 @@ where
             match per_address.admit(peer.ip(), limits.max_connections_per_address) {
                 Some(place) => Some(place),
                 None => {
-                    tracing::warn!(%peer, max = limits.max_connections_per_address, "connection refused: its address holds its share of connections");
+                    if let Some(refused) = over_share.note() {
+                        tracing::warn!(%peer, max = limits.max_connections_per_address, refused, "connection refused: its address holds its share of connections (refused: how many in the last second)");
+                    }
                     tokio::spawn(refuse(stream, OVER_ADDRESS_SHARE));
                     continue;
                 }
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = limits.max_connections, "connection refused: at the connection cap");
+            if let Some(refused) = over_cap.note() {
+                tracing::warn!(%peer, max = limits.max_connections, refused, "connection refused: at the connection cap (refused: how many in the last second)");
+            }
             tokio::spawn(refuse(stream, OVER_CAPACITY));
             continue;
         };
@@ -209,6 +216,29 @@ where
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Counts a repeated event and says when to log it: the first time, then at most once
+/// a second, with how many there were since it was last said.
+#[derive(Default)]
+struct Sparse {
+    said_at: Option<std::time::Instant>,
+    unsaid: u64,
+}
+
+impl Sparse {
+    fn note(&mut self) -> Option<u64> {
+        self.unsaid += 1;
+        let now = std::time::Instant::now();
+        if self
+            .said_at
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            return None;
+        }
+        self.said_at = Some(now);
+        Some(std::mem::take(&mut self.unsaid))
+    }
 }
 
 /// Tells a connection over a cap to come back later, without waiting on it long.
@@ -320,6 +350,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_is_said_once_a_second_with_its_count() {
+        let mut sparse = Sparse::default();
+        assert_eq!(sparse.note(), Some(1), "the first is said at once");
+        for _ in 0..10_000 {
+            assert_eq!(sparse.note(), None);
+        }
+        sparse.said_at = sparse
+            .said_at
+            .and_then(|at| at.checked_sub(Duration::from_millis(1001)));
+        assert_eq!(sparse.note(), Some(10_001), "then with the count since");
+    }
 
     #[test]
     fn the_canned_answers_say_their_length() {
