@@ -125,10 +125,10 @@ impl Throttle {
             self.site,
             self.signup,
         ]
-            .iter()
-            .map(|b| b.reset_after)
-            .max()
-            .unwrap_or(0)
+        .iter()
+        .map(|b| b.reset_after)
+        .max()
+        .unwrap_or(0)
     }
 
     /// The login budget of one account from one address's unknown devices.
@@ -169,12 +169,22 @@ mod tests {
         let anonymous = t.login("alice", ip, None);
         assert_eq!(
             anonymous.iter().map(|a| a.key.as_str()).collect::<Vec<_>>(),
-            ["account-at:192.0.2.1 alice", "account:alice", "address:192.0.2.1"]
+            [
+                "account-at:192.0.2.1 alice",
+                "account:alice",
+                "address:192.0.2.1"
+            ]
         );
         // Per account at an address as before; across addresses eight times the free
         // attempts, delays up to a quarter of a minute; per address across accounts 20.
-        assert_eq!((anonymous[0].budget.free, anonymous[0].budget.max_delay), (5, 60));
-        assert_eq!((anonymous[1].budget.free, anonymous[1].budget.max_delay), (40, 15));
+        assert_eq!(
+            (anonymous[0].budget.free, anonymous[0].budget.max_delay),
+            (5, 60)
+        );
+        assert_eq!(
+            (anonymous[1].budget.free, anonymous[1].budget.max_delay),
+            (40, 15)
+        );
         assert_eq!(anonymous[2].budget.free, 20);
         // No account name makes its keys another account's at some address.
         let tricky = t.login("192.0.2.1 alice", ip, None);

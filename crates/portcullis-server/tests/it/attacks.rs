@@ -127,7 +127,7 @@ on_each_store! {
         let attacker = [("x-forwarded-for", "203.0.113.66")];
         let mut failures = 0;
         while failures < 2 * throttle.account_budget().free {
-            let r = login_with(&server, "alice", &format!("guess {failures}"), &attacker, None).await;
+            let r = login_with(&server, "alice", &format!("wrong guess {failures}"), &attacker, None).await;
             match r.status().as_u16() {
                 401 => failures += 1,
                 429 => {
@@ -138,7 +138,7 @@ on_each_store! {
             }
         }
         // Its next guess must wait...
-        assert_eq!(login_with(&server, "alice", "one more", &attacker, None).await.status(), 429);
+        assert_eq!(login_with(&server, "alice", "one more guess", &attacker, None).await.status(), 429);
         // ...but the owner, on a phone that never signed in before, elsewhere, in that
         // same second, gets in with the right password.
         let r = login_with(&server, "alice", PASSWORD, &[("x-forwarded-for", "198.51.100.7")], None).await;
