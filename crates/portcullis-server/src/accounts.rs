@@ -36,10 +36,24 @@ pub(crate) async fn create_account(
     client: IpAddr,
     username: &str,
     password_text: String,
+    email: Option<&str>,
 ) -> Result<User, ApiError> {
     let username =
         normalize_username(username).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     check_new_username(&username).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    // An empty field (a form left blank) is no address.
+    let email = match email.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(text) => Some(
+            crate::email::normalize(text)
+                .map_err(|e| ApiError::InvalidRequest(format!("email: {}", e.0)))?,
+        ),
+        None if state.0.config.require_email => {
+            return Err(ApiError::InvalidRequest(
+                "email: an email address is required to sign up here".into(),
+            ));
+        }
+        None => None,
+    };
     let password = password(password_text)?;
     let attempts = state.0.throttle.signup(client);
     admit(state, &attempts).await?;
@@ -60,6 +74,7 @@ pub(crate) async fn create_account(
             password_hash: hash,
             scope: state.0.config.default_scope.clone(),
             created_at: state.now(),
+            email,
         })
         .await
         .map_err(|e| match e {
@@ -248,8 +263,7 @@ pub(crate) async fn issued_at(state: &AppState, sub: &str, known: i64) -> Result
 /// `iat` (from [`issued_at`]).
 pub(crate) fn mint_access_token(
     state: &AppState,
-    user_id: &str,
-    username: &str,
+    user: &User,
     scope: &str,
     sid: &str,
     ttl: std::time::Duration,
@@ -257,11 +271,18 @@ pub(crate) fn mint_access_token(
 ) -> Result<String, ApiError> {
     let s = &state.0;
     let keys = s.keys.current();
-    TokenBuilder::access_token(&s.config.issuer, &s.config.audience)
-        .subject(user_id)
+    let mut builder = TokenBuilder::access_token(&s.config.issuer, &s.config.audience)
+        .subject(&user.id)
         .session_id(sid)
         .scope(scope)
-        .claim("preferred_username", username)
+        .claim("preferred_username", user.username.as_str());
+    // Our own first-party token, as the username is: `/auth/me` answers from it.
+    if let Some(email) = &user.email {
+        builder = builder
+            .claim("email", email.as_str())
+            .claim("email_verified", user.email_verified);
+    }
+    builder
         .issued_at(iat)
         .expires_in(ttl)
         .sign_at(&keys.active, s.clock.as_ref())

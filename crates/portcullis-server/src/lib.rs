@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 mod device;
+mod email;
 mod error;
 mod events;
 pub mod kek;

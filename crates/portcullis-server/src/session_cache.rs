@@ -61,8 +61,17 @@ struct Entry {
 /// A username as read from the store.
 #[derive(Clone)]
 struct Name {
-    username: String,
+    profile: Profile,
     read_at: Instant,
+}
+
+/// What `/auth/me` says of a session's person besides the session itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    /// The username.
+    pub username: String,
+    /// The email address, if any, and whether it is verified.
+    pub email: Option<(String, bool)>,
 }
 
 /// Session ids and users marked as changed, with the instant of the mark.
@@ -202,26 +211,26 @@ impl CachedSessions {
         }
     }
 
-    /// The username of user `id`, from memory when it is fresh, else from `read`
+    /// The profile of user `id`, from memory when it is fresh, else from `read`
     /// (which returns `None` for no such user; that is not cached).
-    pub async fn username<F, Fut, E>(&self, id: &str, read: F) -> Result<Option<String>, E>
+    pub async fn profile<F, Fut, E>(&self, id: &str, read: F) -> Result<Option<Profile>, E>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Option<String>, E>>,
+        Fut: std::future::Future<Output = Result<Option<Profile>, E>>,
     {
         if let Some(name) = self.names.get(id)
             && name.read_at.elapsed() < MAX_AGE
             && !self.marks().stale(None, id, name.read_at)
         {
-            return Ok(Some(name.username));
+            return Ok(Some(name.profile));
         }
         let read_at = Instant::now();
         let found = read().await?;
-        if let Some(username) = &found {
+        if let Some(profile) = &found {
             self.names.insert(
                 id.to_owned(),
                 Name {
-                    username: username.clone(),
+                    profile: profile.clone(),
                     read_at,
                 },
             );
@@ -548,20 +557,24 @@ mod tests {
     async fn usernames_are_read_once_and_again_after_the_user_changes() {
         let (_, cache, _, _) = setup().await;
         let reads = AtomicUsize::new(0);
+        let kim = Profile {
+            username: "kim".to_owned(),
+            email: None,
+        };
         let read = || async {
             reads.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ()>(Some("kim".to_owned()))
+            Ok::<_, ()>(Some(kim.clone()))
         };
         for _ in 0..3 {
-            assert_eq!(cache.username("u1", read).await, Ok(Some("kim".into())));
+            assert_eq!(cache.profile("u1", read).await, Ok(Some(kim.clone())));
         }
         assert_eq!(reads.load(Ordering::SeqCst), 1);
         cache.apply(&event(EventKind::UserNotBefore, "u1"));
-        assert_eq!(cache.username("u1", read).await, Ok(Some("kim".into())));
+        assert_eq!(cache.profile("u1", read).await, Ok(Some(kim.clone())));
         assert_eq!(reads.load(Ordering::SeqCst), 2);
         // No such user: not cached.
         let none = || async { Ok::<_, ()>(None) };
-        assert_eq!(cache.username("u9", none).await, Ok(None));
-        assert_eq!(cache.username("u9", none).await, Ok(None));
+        assert_eq!(cache.profile("u9", none).await, Ok(None));
+        assert_eq!(cache.profile("u9", none).await, Ok(None));
     }
 }

@@ -23,9 +23,9 @@ use portcullis::session::SessionStore;
 
 pub use error::Error;
 pub use model::{
-    AuthCode, Client, CodeExchange, Consent, Event, EventKind, Exchanged, FamilyInfo, NewUser,
-    Pruned, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange, Started, StoredKey,
-    TokenHash, User, not_before_after,
+    AuthCode, Client, CodeExchange, Consent, Email, Event, EventKind, Exchanged, FamilyInfo,
+    NewUser, Pruned, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange, Started,
+    StoredKey, TokenHash, User, not_before_after,
 };
 pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
@@ -71,6 +71,16 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Disables or enables an account; false when there is no such user.
     async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, Error>;
+
+    /// Sets an account's email address (or removes it), verified or not; false when
+    /// there is no such user. A verified address that another account has verified is
+    /// [`Error::Conflict`], and nothing changes.
+    async fn set_email(
+        &self,
+        username: &str,
+        email: Option<&Email>,
+        verified: bool,
+    ) -> Result<bool, Error>;
 
     /// Replaces an account's scope, atomically with the scope of every live refresh
     /// family and cookie session of the account (their next refresh or token mints the

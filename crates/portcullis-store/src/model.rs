@@ -20,6 +20,11 @@ pub struct User {
     pub not_before: i64,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
+    /// The account's email address (domain in lower-case ASCII), if it gave one.
+    pub email: Option<String>,
+    /// True once the address is proven (a link sent to it was followed, or an operator
+    /// said so).
+    pub email_verified: bool,
 }
 
 /// The "not before" that a revocation at `now` (seconds) writes: the next second.
@@ -44,6 +49,8 @@ impl fmt::Debug for User {
             .field("disabled", &self.disabled)
             .field("not_before", &self.not_before)
             .field("created_at", &self.created_at)
+            .field("email", &self.email.as_ref().map(|_| "[redacted]"))
+            .field("email_verified", &self.email_verified)
             .finish()
     }
 }
@@ -64,6 +71,24 @@ pub struct NewUser {
     pub scope: String,
     /// Creation time.
     pub created_at: i64,
+    /// An email address, unverified.
+    pub email: Option<Email>,
+}
+
+/// An email address as the store keeps it: the address, and the key under which a
+/// verified address is unique (the server normalises both).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Email {
+    /// The address to write to.
+    pub address: String,
+    /// The same mailbox whatever the case: unique among verified addresses.
+    pub key: String,
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Email([redacted])")
+    }
 }
 
 impl fmt::Debug for NewUser {
@@ -251,6 +276,10 @@ pub enum Exchanged {
         username: String,
         /// The account's "not before": the access token must not be stamped earlier.
         not_before: i64,
+        /// The account's email address, for an ID token with the `email` scope.
+        email: Option<String>,
+        /// Whether that address is verified.
+        email_verified: bool,
     },
     /// The code was used before: what it issued is now revoked (`family_id`).
     Replayed {

@@ -13,7 +13,7 @@
 
 /// Scopes about who the person is (OpenID Connect), not what they may do: a client may
 /// be granted them whatever the account's own scope says.
-pub const IDENTITY_SCOPES: &[&str] = &["openid", "profile", "offline_access"];
+pub const IDENTITY_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
 /// What a grant of `granted` is worth for an account whose scope is `account`: the
 /// identity scopes it names, and those of its other scopes the account still has, in

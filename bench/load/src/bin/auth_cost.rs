@@ -84,6 +84,7 @@ async fn sql_user(store: &dyn Store) -> String {
             password_hash: "$argon2id$not-used".into(),
             scope: "read".into(),
             created_at: 0,
+            email: None,
         })
         .await
         .unwrap();

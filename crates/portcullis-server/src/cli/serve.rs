@@ -129,6 +129,23 @@ pub(crate) enum UsersCommand {
         /// The username.
         username: String,
     },
+    /// Set an account's email address, unverified unless --verified (an address you
+    /// know to be the person's); `--remove` takes it away.
+    SetEmail {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The username.
+        username: String,
+        /// The address.
+        #[arg(required_unless_present = "remove", conflicts_with = "remove")]
+        email: Option<String>,
+        /// Mark the address as proven.
+        #[arg(long)]
+        verified: bool,
+        /// Remove the account's address.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Set an account's scopes: replace them all (SCOPE), or --add and --remove some.
     /// Live refresh families and sessions take the new scopes at once; when a scope is
     /// taken away, access tokens issued before are refused on every instance.
@@ -230,6 +247,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                         password_hash: hash,
                         scope: scope.unwrap_or(config.default_scope),
                         created_at: now(),
+                        email: None,
                     })
                     .await
                     .map_err(|e| match e {
@@ -274,6 +292,40 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                     bail!("no such user: {username}");
                 }
                 println!("{name}: enabled; it can log in again (its old sessions stay ended)");
+            }
+            UsersCommand::SetEmail {
+                config,
+                username,
+                email,
+                verified,
+                remove: _,
+            } => {
+                let (_, store) = config.open().await?;
+                let name = normalize_username(&username)?;
+                let email = match email {
+                    Some(text) => Some(
+                        crate::email::normalize(&text)
+                            .map_err(|e| anyhow::anyhow!("{text:?}: {}", e.0))?,
+                    ),
+                    None => None,
+                };
+                match store.set_email(&name, email.as_ref(), verified).await {
+                    Ok(true) => {}
+                    Ok(false) => bail!("no such user: {username}"),
+                    Err(portcullis_store::Error::Conflict) => {
+                        bail!("another account has verified that address: nothing changed")
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                tracing::info!(user = %name, verified, removed = email.is_none(), "email address set by an operator");
+                match &email {
+                    Some(e) => println!(
+                        "{name}: email is now {} ({})",
+                        e.address,
+                        if verified { "verified" } else { "not verified" }
+                    ),
+                    None => println!("{name}: email removed"),
+                }
             }
             UsersCommand::GrantScope {
                 config,

@@ -100,6 +100,7 @@ settings! {
     forwarded_header: String,
     signups_before_delay: u32,
     signup_max_delay: RawDuration,
+    require_email: bool,
     device_lifetime: RawDuration,
     max_connections: usize,
     max_connections_per_address: usize,
@@ -179,6 +180,8 @@ pub struct Config {
     /// Account creations per client address before delays start (every signup counts,
     /// successful or not). Defaults to 5.
     pub signups_before_delay: u32,
+    /// A signup must give an email address. Defaults to false.
+    pub require_email: bool,
     /// The longest delay signup throttling imposes. Defaults to 5 minutes.
     pub signup_max_delay: Duration,
     /// How long a device that signed in stays known without signing in again (its
@@ -509,6 +512,7 @@ impl TryFrom<RawConfig> for Config {
             metrics_bind,
             token_cache_entries,
             signups_before_delay: raw.signups_before_delay.unwrap_or(5).max(1),
+            require_email: raw.require_email.unwrap_or(false),
             signup_max_delay,
             device_lifetime,
             sessions,

@@ -22,7 +22,7 @@ use crate::device::DeviceToken;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// `{username, password}`.
+/// `{username, password, email?}`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
@@ -32,6 +32,10 @@ pub struct Credentials {
     /// 8–1024 bytes.
     #[schema(min_length = 8, max_length = 256)]
     password: String,
+    /// An email address, unverified until proven (required with `require_email`).
+    #[schema(max_length = 254)]
+    #[serde(default)]
+    email: Option<String>,
 }
 
 /// `{username, password, device_token?}`: a login may carry the device credential an
@@ -71,12 +75,20 @@ pub async fn signup(
     ClientAddr(client): ClientAddr,
     JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
-    let user = create_account(&state, client, &body.username, body.password).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "id": user.id, "username": user.username })),
+    let user = create_account(
+        &state,
+        client,
+        &body.username,
+        body.password,
+        body.email.as_deref(),
     )
-        .into_response())
+    .await?;
+    let mut answer = json!({ "id": user.id, "username": user.username });
+    if let Some(email) = &user.email {
+        answer["email"] = email.as_str().into();
+        answer["email_verified"] = user.email_verified.into();
+    }
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 /// `POST /auth/login` → 200 token response, with `device_token` when this client was
@@ -121,8 +133,7 @@ pub async fn login(
     let iat = issued_at(&state, &user.id, started.not_before).await?;
     token_response(
         &state,
-        &user.id,
-        &user.username,
+        user,
         &started.scope,
         &family,
         &refresh,
@@ -174,16 +185,7 @@ pub async fn refresh(
                 .await?
                 .ok_or(ApiError::InvalidGrant)?;
             let iat = issued_at(&state, &user.id, not_before).await?;
-            token_response(
-                &state,
-                &user.id,
-                &user.username,
-                &scope,
-                &family_id,
-                &next,
-                None,
-                iat,
-            )
+            token_response(&state, &user, &scope, &family_id, &next, None, iat)
         }
         Rotation::ReuseDetected { family_id } => {
             crate::prometheus::refresh("reuse_detected");
@@ -247,8 +249,9 @@ pub async fn logout_all(
     Ok(response)
 }
 
-/// `GET /auth/me` (bearer or session cookie) → 200 `{id, username, scope}`: from the
-/// token for a bearer request, from the session and the account for a cookie.
+/// `GET /auth/me` (bearer or session cookie) → 200 `{id, username, scope}`, with
+/// `email` and `email_verified` when the account has an address: from the token for a
+/// bearer request, from the session and the account for a cookie.
 #[utoipa::path(get, path = "/auth/me", tag = "accounts",
     security(("bearer" = []), ("session" = [])),
     responses(
@@ -263,6 +266,10 @@ pub async fn me(
     /// The answer, its members in the order they always had (alphabetical).
     #[derive(serde::Serialize)]
     struct Me<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        email: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        email_verified: Option<bool>,
         id: &'a str,
         scope: std::borrow::Cow<'a, str>,
         username: Option<&'a str>,
@@ -270,7 +277,19 @@ pub async fn me(
     // A bearer request is answered from the token alone; this path is as hot as
     // `/public`-style routes get, so it builds no JSON tree.
     if let Some(claims) = identity.claims() {
+        let email = claims
+            .extra
+            .get("email")
+            .and_then(serde_json::Value::as_str);
         let mut response = Json(Me {
+            email,
+            email_verified: email.map(|_| {
+                claims
+                    .extra
+                    .get("email_verified")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false)
+            }),
             id: claims.sub.as_deref().unwrap_or_default(),
             scope: claims.scope.as_deref().unwrap_or_default().into(),
             username: claims
@@ -286,18 +305,26 @@ pub async fn me(
     }
     let id = identity.subject();
     let store = &state.0.store;
-    let username = state
-        .0
-        .session_cache
-        .username(id, || async {
-            Ok::<_, ApiError>(store.user_by_id(id).await?.map(|u| u.username))
-        })
-        .await?
-        .ok_or(ApiError::Auth(Rejection::MissingCredentials))?;
+    let profile =
+        state
+            .0
+            .session_cache
+            .profile(id, || async {
+                Ok::<_, ApiError>(store.user_by_id(id).await?.map(|u| {
+                    crate::session_cache::Profile {
+                        email: u.email.map(|e| (e, u.email_verified)),
+                        username: u.username,
+                    }
+                }))
+            })
+            .await?
+            .ok_or(ApiError::Auth(Rejection::MissingCredentials))?;
     let body = Me {
+        email: profile.email.as_ref().map(|(e, _)| e.as_str()),
+        email_verified: profile.email.as_ref().map(|(_, v)| *v),
         id,
         scope: identity.scopes().collect::<Vec<_>>().join(" ").into(),
-        username: Some(&username),
+        username: Some(&profile.username),
     };
     let mut response = Json(body).into_response();
     response
@@ -308,11 +335,9 @@ pub async fn me(
 
 /// The answer to a login or a refresh; the access token is issued at `iat`
 /// (`accounts::issued_at`).
-#[allow(clippy::too_many_arguments)] // two call sites; a struct would only rename them
 pub(super) fn token_response(
     state: &AppState,
-    user_id: &str,
-    username: &str,
+    user: &portcullis_store::User,
     scope: &str,
     family: &str,
     refresh: &RefreshToken,
@@ -320,15 +345,7 @@ pub(super) fn token_response(
     iat: i64,
 ) -> Result<Response, ApiError> {
     let s = &state.0;
-    let access = mint_access_token(
-        state,
-        user_id,
-        username,
-        scope,
-        family,
-        s.config.access_token_ttl,
-        iat,
-    )?;
+    let access = mint_access_token(state, user, scope, family, s.config.access_token_ttl, iat)?;
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",

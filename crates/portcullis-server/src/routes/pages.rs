@@ -29,6 +29,12 @@ use crate::accounts::{create_account, end_everything};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The sign-up form's email field: what was typed, and whether it is required.
+struct EmailField<'a> {
+    value: &'a str,
+    required: bool,
+}
+
 fn credentials_form(
     action: &str,
     button: &str,
@@ -36,6 +42,7 @@ fn credentials_form(
     username: &str,
     error: Option<&str>,
     return_to: Option<&str>,
+    email: Option<EmailField<'_>>,
 ) -> Markup {
     // With an error, the fields point at it, so assistive technology reads it with them.
     let described = error.map(|_| "form-error");
@@ -50,6 +57,13 @@ fn credentials_form(
             input #password name="password" type="password"
                 autocomplete=(password_autocomplete) required minlength="8"
                 autofocus[!username.is_empty()] aria-describedby=[described];
+            @if let Some(field) = email {
+                label for="email" {
+                    "Email" @if !field.required { " (optional: to get back in if you forget your password)" }
+                }
+                input #email name="email" type="email" autocomplete="email" maxlength="254"
+                    required[field.required] value=(field.value) aria-describedby=[described];
+            }
             @if let Some(to) = return_to {
                 input type="hidden" name="return_to" value=(to);
             }
@@ -149,19 +163,24 @@ fn login_page_noting(
             h1 { "Sign in" }
             @if let Some(note) = note { p #signed-out .notice role="status" { (note) } }
             @if let Some(asking) = onward.asking("asks you to sign in.") { (asking) }
-            (credentials_form("/session/login", "Sign in", "current-password", username, error, onward.return_to()))
+            (credentials_form("/session/login", "Sign in", "current-password", username, error, onward.return_to(), None))
             p { "No account yet? " a #create-account href=(onward.link("/signup")) { "Create one" } }
         },
     )
 }
 
-fn signup_page(error: Option<&str>, username: &str, onward: &Onward) -> Markup {
+fn signup_page(error: Option<&str>, typed: &Typed, onward: &Onward, require_email: bool) -> Markup {
+    let email = EmailField {
+        value: &typed.email,
+        required: require_email,
+    };
+    let username = typed.username.as_str();
     layout(
         "Create an account",
         html! {
             h1 { "Create an account" }
             @if let Some(asking) = onward.asking("asks you to sign in: create an account, and you go on to it.") { (asking) }
-            (credentials_form("/signup", "Create account", "new-password", username, error, onward.return_to()))
+            (credentials_form("/signup", "Create account", "new-password", username, error, onward.return_to(), Some(email)))
             p.hint { "Passwords need at least 8 bytes: 8 plain letters or digits, or fewer letters of other scripts. Any characters work." }
             p { "Already have an account? " a #sign-in href=(onward.link("/login")) { "Sign in" } }
         },
@@ -238,7 +257,12 @@ pub async fn signup_form(State(state): State<AppState>, parts: Parts) -> Respons
     let onward = Onward::read(&state, page_query(&parts).return_to.as_deref()).await;
     page_with_form_target(
         StatusCode::OK,
-        signup_page(None, "", &onward),
+        signup_page(
+            None,
+            &Typed::default(),
+            &onward,
+            state.0.config.require_email,
+        ),
         onward.form_target(),
     )
 }
@@ -248,8 +272,18 @@ pub async fn signup_form(State(state): State<AppState>, parts: Parts) -> Respons
 pub struct SignupForm {
     username: String,
     password: String,
+    /// An email address (optional unless `require_email`).
+    #[serde(default)]
+    email: Option<String>,
     /// An authorization request to go on to.
     return_to: Option<String>,
+}
+
+/// What a failed sign-up form shows again (never the password).
+#[derive(Default)]
+struct Typed {
+    username: String,
+    email: String,
 }
 
 /// `POST /signup` (form): creates the account and signs it in (303 to the account
@@ -272,19 +306,30 @@ pub async fn signup_submit(
     let (parts, body) = request.into_parts();
     let headers = parts.headers.clone();
     let typed: Result<SignupForm, ApiError> = read_form(parts, body).await;
-    let username = typed
-        .as_ref()
-        .map(|f| f.username.clone())
-        .unwrap_or_default();
+    let shown = typed.as_ref().map_or_else(
+        |_| Typed::default(),
+        |f| Typed {
+            username: f.username.clone(),
+            email: f.email.clone().unwrap_or_default(),
+        },
+    );
     let onward = Onward::read(
         &state,
         typed.as_ref().ok().and_then(|f| f.return_to.as_deref()),
     )
     .await;
+    let require_email = state.0.config.require_email;
     let result = async {
         let form = typed?;
         refuse_cross_site(&state, &headers)?;
-        let user = create_account(&state, client, &form.username, form.password).await?;
+        let user = create_account(
+            &state,
+            client,
+            &form.username,
+            form.password,
+            form.email.as_deref(),
+        )
+        .await?;
         start_session(&state, &headers, &user.id, &user.scope).await
     };
     match result.await {
@@ -293,7 +338,7 @@ pub async fn signup_submit(
         }
         Err(e) => failed_with_target(
             e,
-            |message| signup_page(Some(message), &username, &onward),
+            |message| signup_page(Some(message), &shown, &onward, require_email),
             onward.form_target(),
         ),
     }

@@ -21,6 +21,9 @@ pub struct ErrorBody {
 pub struct Account {
     id: String,
     username: String,
+    /// The address given at signup, when one was (then `email_verified` too).
+    email: Option<String>,
+    email_verified: Option<bool>,
 }
 
 /// A token response of `/auth/login` and `/auth/refresh`.
@@ -71,6 +74,10 @@ pub struct UserInfo {
     sub: String,
     /// With the `profile` scope.
     preferred_username: Option<String>,
+    /// With the `email` scope, when the account has an address.
+    email: Option<String>,
+    /// With `email`: whether the address is proven.
+    email_verified: Option<bool>,
 }
 
 /// `POST /oauth/introspect` (RFC 7662): `active` alone when false.
@@ -100,6 +107,10 @@ pub struct Me {
     id: String,
     username: Option<String>,
     scope: String,
+    /// When the account has an address.
+    email: Option<String>,
+    /// With `email`.
+    email_verified: Option<bool>,
 }
 
 /// A "not before" entry of the feed.

@@ -328,15 +328,7 @@ pub async fn token(
         .session_token_ttl
         .min(std::time::Duration::from_secs(left));
     let iat = issued_at(&state, &user.id, user.not_before).await?;
-    let access = mint_access_token(
-        &state,
-        &user.id,
-        &user.username,
-        scope,
-        session.id(),
-        ttl,
-        iat,
-    )?;
+    let access = mint_access_token(&state, &user, scope, session.id(), ttl, iat)?;
     Ok(token_json(json!({
         "access_token": access,
         "token_type": "Bearer",

@@ -7,6 +7,7 @@ mod attacks;
 mod browser;
 mod cli;
 mod clients;
+mod email;
 mod events;
 mod key_lifecycle;
 mod keys_at_rest;

@@ -7,7 +7,7 @@
 use base64::Engine as _;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::clients::clients;
 use crate::support::{TestServer, claims_of, config, on_each_store};
@@ -912,5 +912,81 @@ on_each_store! {
         assert_eq!(location(&r), "https://app.example/bye");
         assert_ne!(browser.get(&server.url("/account")).await.status(), 200, "signed out");
         server.stop().await;
+    }
+}
+
+/// A code for `client_id` and `scope`, through sign-in (as `username`) and an
+/// allowed consent page whose HTML must contain `consent_says`; and its verifier.
+async fn code_through_consent(
+    server: &TestServer,
+    client_id: &str,
+    scope: &str,
+    username: &str,
+    consent_says: &str,
+) -> (String, String) {
+    let mut browser = Browser::new();
+    let (verifier, challenge) = pkce();
+    let request = authorize_url(
+        server,
+        &[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", CB),
+            ("scope", scope),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let login = location(&browser.get(&request).await);
+    let consent = sign_in(&mut browser, server, &login, username).await;
+    let html = consent.text().await.unwrap();
+    assert!(html.contains(consent_says), "{html}");
+    let r = browser
+        .post(
+            &server.url("/oauth/authorize"),
+            &[
+                ("authorization", &hidden(&html, "authorization")),
+                ("csrf_token", &hidden(&html, "csrf_token")),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    (query(&location(&r))["code"].clone(), verifier)
+}
+
+on_each_store! {
+    /// Issue 23 (email on accounts): the `email` scope gives an application the
+    /// person's address and whether it is proven, in the ID token and at userinfo;
+    /// without the scope it sees neither.
+    async fn the_email_scope_gives_the_address_and_whether_it_is_verified(url, dir) {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let signup = server
+            .post("/auth/signup", json!({"username": "erin", "password": PASSWORD, "email": "Erin@Example.COM"}))
+            .await;
+        assert_eq!(signup.status(), 201);
+        for (name, scope, says, sees) in [
+            ("mailer", "openid email", "See your email address", true),
+            ("plain", "openid", "Allow plain?", false),
+        ] {
+            let (id, secret) = register(&url, &[name, "--scope", scope, "--redirect-uri", CB]);
+            let secret = secret.unwrap();
+            let (code, verifier) = code_through_consent(&server, &id, scope, "erin", says).await;
+            let (status, body) = token(&server, Some((&id, &secret)), &[
+                ("grant_type", "authorization_code"), ("code", &code),
+                ("redirect_uri", CB), ("code_verifier", &verifier),
+            ]).await;
+            assert_eq!(status, 200, "{body}");
+            let claims = claims_of(body["id_token"].as_str().unwrap());
+            let (status, info) = userinfo(&server, body["access_token"].as_str().unwrap()).await;
+            assert_eq!(status, 200);
+            if sees {
+                assert_eq!((&claims["email"], &claims["email_verified"]), (&json!("Erin@example.com"), &json!(false)));
+                assert!(claims.get("preferred_username").is_none(), "no profile scope");
+                assert_eq!((&info["email"], &info["email_verified"]), (&json!("Erin@example.com"), &json!(false)));
+            } else {
+                assert!(claims.get("email").is_none(), "{claims}");
+                assert!(info.get("email").is_none(), "{info}");
+            }
+        }
     }
 }

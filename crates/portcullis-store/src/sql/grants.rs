@@ -45,8 +45,8 @@ impl CodeRow {
 }
 
 /// The person's username, scope and `disabled`, the client's `disabled`, the
-/// session's owner and `revoked_at`, and the person's "not before", as the exchange
-/// reads them (`None` where a row is missing).
+/// session's owner and `revoked_at`, the person's "not before", email address and
+/// whether it is verified, as the exchange reads them (`None` where a row is missing).
 type AccountRow = (
     String,
     String,
@@ -55,6 +55,8 @@ type AccountRow = (
     Option<String>,
     Option<i64>,
     i64,
+    Option<String>,
+    bool,
 );
 
 /// Uses a code up.
@@ -167,7 +169,7 @@ where
             .await?;
         let account: Option<AccountRow> = sqlx::query_as(
             "SELECT u.username, u.scope, u.disabled, c.disabled, s.user_id, s.revoked_at, \
-             u.not_before \
+             u.not_before, u.email, u.email_verified \
              FROM users u \
              LEFT JOIN clients c ON c.id = $2 \
              LEFT JOIN sessions s ON s.id = $3 \
@@ -223,7 +225,9 @@ where
             }
             Exchange::Grant => {
                 mark_used(&mut tx, x, now).await?;
-                let Some((username, account_scope, .., not_before)) = account else {
+                let Some((username, account_scope, .., not_before, email, email_verified)) =
+                    account
+                else {
                     // `decide_exchange` grants only with the account read; should that
                     // change, the code is still used up.
                     tx.commit().await?;
@@ -264,6 +268,8 @@ where
                     scope,
                     username,
                     not_before,
+                    email,
+                    email_verified,
                 })
             }
         }

@@ -3,12 +3,13 @@
 use portcullis::grant::{effective_scope, removes_scope};
 
 use super::{Affected as _, Backend, SqlStore, insert_event};
-use crate::{Error, EventKind, NewUser, ScopeChange, User, UserStore, not_before_after};
+use crate::{Email, Error, EventKind, NewUser, ScopeChange, User, UserStore, not_before_after};
 
 /// The columns of a [`User`], as a literal so queries are `concat!`ed at compile time.
 macro_rules! user_columns {
     () => {
-        "id, username, password_hash, scope, disabled, not_before, created_at"
+        "id, username, password_hash, scope, disabled, not_before, created_at, email, \
+         email_verified"
     };
 }
 
@@ -35,8 +36,9 @@ where
 {
     async fn create_user(&self, new: NewUser) -> Result<User, Error> {
         sqlx::query(
-            "INSERT INTO users (id, username, skeleton, password_hash, scope, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO users (id, username, skeleton, password_hash, scope, created_at, \
+             email, email_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&new.id)
         .bind(&new.username)
@@ -44,6 +46,8 @@ where
         .bind(&new.password_hash)
         .bind(&new.scope)
         .bind(new.created_at)
+        .bind(new.email.as_ref().map(|e| e.address.as_str()))
+        .bind(new.email.as_ref().map(|e| e.key.as_str()))
         .execute(&self.pool)
         .await?;
         Ok(User {
@@ -54,6 +58,8 @@ where
             disabled: false,
             not_before: 0,
             created_at: new.created_at,
+            email: new.email.map(|e| e.address),
+            email_verified: false,
         })
     }
 
@@ -104,6 +110,24 @@ where
             .bind(username)
             .execute(&self.pool)
             .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_email(
+        &self,
+        username: &str,
+        email: Option<&Email>,
+        verified: bool,
+    ) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "UPDATE users SET email = $1, email_key = $2, email_verified = $3 WHERE username = $4",
+        )
+        .bind(email.map(|e| e.address.as_str()))
+        .bind(email.map(|e| e.key.as_str()))
+        .bind(verified && email.is_some())
+        .bind(username)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -150,6 +150,7 @@ async fn user(store: &dyn Store, name: &str) -> String {
             password_hash: "$argon2id$stub".into(),
             scope: "read".into(),
             created_at: 1,
+            email: None,
         })
         .await
         .unwrap();
@@ -177,7 +178,8 @@ conformance! {
                     skeleton: "alice".into(),
                     password_hash: "x".into(),
                     scope: String::new(),
-                    created_at: 1
+                    created_at: 1,
+                    email: None,
                 })
                 .await,
                 Err(portcullis_store::Error::Conflict)
@@ -989,6 +991,7 @@ conformance! {
                     password_hash: "x".into(),
                     scope: String::new(),
                     created_at: 1,
+                    email: None,
                 })
                 .await;
             assert!(
@@ -1159,7 +1162,7 @@ conformance! {
         let s = db.store.as_ref();
         let uid = user(s, "olga").await;
         code_for(s, &uid, 1).await;
-        let Exchanged::Granted { code, scope, username, not_before } =
+        let Exchanged::Granted { code, scope, username, not_before, .. } =
             s.exchange_code(&exchange(&hash(1), "fam1", &hash(50)), 1010).await.unwrap()
         else {
             panic!("{}: a fresh code is granted", s.backend());

@@ -16,6 +16,8 @@ pub(super) struct IdTokenFacts<'a> {
     pub client_id: &'a str,
     pub user_id: &'a str,
     pub username: &'a str,
+    /// The account's email address and whether it is verified, if it has one.
+    pub email: Option<(&'a str, bool)>,
     pub scope: &'a str,
     pub nonce: Option<&'a str>,
     pub auth_time: i64,
@@ -59,6 +61,13 @@ pub(super) fn id_token(
     }
     if facts.scope.split_whitespace().any(|s| s == "profile") {
         builder = builder.claim("preferred_username", facts.username);
+    }
+    if facts.scope.split_whitespace().any(|s| s == "email")
+        && let Some((email, verified)) = facts.email
+    {
+        builder = builder
+            .claim("email", email)
+            .claim("email_verified", verified);
     }
     builder
         .sign_at(&keys.active, s.clock.as_ref())

@@ -40,6 +40,7 @@ pub(crate) fn describe_scope(scope: &str) -> Option<&'static str> {
     match scope {
         "openid" => Some("Confirm who you are (your user id)"),
         "profile" => Some("See your username"),
+        "email" => Some("See your email address"),
         _ => None,
     }
 }

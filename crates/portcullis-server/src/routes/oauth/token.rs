@@ -224,12 +224,15 @@ async fn authorization_code(
             scope,
             username,
             not_before,
+            email,
+            email_verified,
         } => {
             tracing::info!(client = %client.id, user = %code.user_id, sid = %family_id, "authorization code exchanged");
             let facts = IdTokenFacts {
                 client_id: &client.id,
                 user_id: &code.user_id,
                 username: &username,
+                email: email.as_deref().map(|e| (e, email_verified)),
                 scope: &scope,
                 nonce: code.nonce.as_deref(),
                 auth_time: code.auth_time,

@@ -14,11 +14,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `GET /oauth/userinfo` (bearer, scope `openid`) → `{sub}`, with `preferred_username`
-/// under `profile`.
+/// under `profile` and `email`, `email_verified` under `email` (when the account has an
+/// address).
 #[utoipa::path(get, path = "/oauth/userinfo", tag = "oauth",
     security(("bearer" = ["openid"])),
     responses(
-        (status = 200, description = "The person: sub, and preferred_username with the profile scope", body = crate::routes::schemas::UserInfo),
+        (status = 200, description = "The person: sub; preferred_username with the profile scope; email and email_verified with the email scope", body = crate::routes::schemas::UserInfo),
         (status = 401, description = "unauthorized or invalid_token", body = crate::routes::schemas::ErrorBody),
         (status = 403, description = "insufficient_scope (no openid)", body = crate::routes::schemas::ErrorBody),
     ))]
@@ -41,6 +42,12 @@ pub async fn userinfo(
     let mut body = json!({ "sub": user.id });
     if identity.scopes().any(|s| s == "profile") {
         body["preferred_username"] = user.username.into();
+    }
+    if identity.scopes().any(|s| s == "email")
+        && let Some(email) = user.email
+    {
+        body["email"] = email.into();
+        body["email_verified"] = user.email_verified.into();
     }
     let mut r = Json(body).into_response();
     r.headers_mut()
