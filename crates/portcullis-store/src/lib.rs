@@ -24,8 +24,8 @@ use portcullis::session::SessionStore;
 pub use error::Error;
 pub use model::{
     AuthCode, Client, CodeExchange, Consent, Email, Event, EventKind, Exchanged, FamilyInfo,
-    NewUser, Pruned, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange, Started,
-    StoredKey, TokenHash, User, not_before_after,
+    MailQueue, NewMail, NewUser, Pruned, QueuedMail, RefreshInfo, Retention, RevokedState,
+    Rotation, ScopeChange, Started, StoredKey, TokenHash, User, not_before_after,
 };
 pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
@@ -45,6 +45,7 @@ pub trait Store:
     + KeyStore
     + EventStore
     + SessionStore
+    + MailStore
 {
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;
@@ -355,6 +356,43 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, Error> {
             "unsupported database URL {url:?}: use sqlite://PATH or postgres://…"
         )))
     }
+}
+
+/// The mail outbox: messages written with the changes that cause them, delivered by a
+/// background sender at least once. Part of [`Store`].
+///
+/// A sender claims due messages for a lease (`claim_mail`); each claim counts as an
+/// attempt. It then reports each one sent (`mail_sent`) or failed (`mail_failed`,
+/// with when to try again, or never). A sender that dies leaves its claims to expire;
+/// another sender (or the same after a restart) takes them then. So a message is
+/// delivered at least once; twice only if a sender dies after the mail server accepted
+/// it and before `mail_sent`, and never more often than it was claimed.
+#[async_trait::async_trait]
+pub trait MailStore: Send + Sync + 'static {
+    /// Queues a message on its own (the flows that send mail queue it in the
+    /// transaction of their change instead). Due at once.
+    async fn enqueue_mail(&self, mail: &NewMail, now: i64) -> Result<(), Error>;
+
+    /// Claims up to `limit` due messages (not sent, not given up on, due by `now`, not
+    /// claimed by anyone whose lease is still running) until `now + lease`, oldest
+    /// first. Two senders never claim one message at once, on any backend.
+    async fn claim_mail(&self, now: i64, lease: i64, limit: i64) -> Result<Vec<QueuedMail>, Error>;
+
+    /// The claimed message `id` was delivered.
+    async fn mail_sent(&self, id: i64, now: i64) -> Result<(), Error>;
+
+    /// Delivering `id` failed with `error`: try again from `retry_at`, or, with `None`,
+    /// never (it is counted failed).
+    async fn mail_failed(
+        &self,
+        id: i64,
+        now: i64,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<(), Error>;
+
+    /// The outbox in numbers.
+    async fn mail_queue(&self) -> Result<MailQueue, Error>;
 }
 
 pub use sql::{Backend, NOTIFY_CHANNEL, PostgresStore, SqlStore, SqliteStore};

@@ -460,3 +460,71 @@ pub struct Retention {
     /// A throttle counter with no attempt for this long is spent.
     pub throttle_idle: i64,
 }
+
+/// A message to put in the outbox.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewMail {
+    /// The Message-ID header's value (without angle brackets): unique, the same on
+    /// every attempt.
+    pub message_id: String,
+    /// The one recipient's address.
+    pub recipient: String,
+    /// The subject line.
+    pub subject: String,
+    /// The plain-text body.
+    pub text_body: String,
+    /// The HTML body.
+    pub html_body: String,
+}
+
+impl fmt::Debug for NewMail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The bodies hold one-time links: never in a log.
+        f.debug_struct("NewMail")
+            .field("message_id", &self.message_id)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message a sender has claimed: deliver it, then say how it went.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct QueuedMail {
+    /// The outbox row.
+    pub id: i64,
+    /// The Message-ID header's value.
+    pub message_id: String,
+    /// The one recipient's address.
+    pub recipient: String,
+    /// The subject line.
+    pub subject: String,
+    /// The plain-text body.
+    pub text_body: String,
+    /// The HTML body.
+    pub html_body: String,
+    /// When it was queued.
+    pub created_at: i64,
+    /// Claims so far, this one included.
+    pub attempts: i64,
+}
+
+impl fmt::Debug for QueuedMail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueuedMail")
+            .field("id", &self.id)
+            .field("message_id", &self.message_id)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outbox in numbers, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MailQueue {
+    /// Messages neither sent nor given up on.
+    pub waiting: i64,
+    /// Messages sent.
+    pub sent: i64,
+    /// Messages given up on after their last retry.
+    pub failed: i64,
+}

@@ -24,6 +24,7 @@ mod events;
 mod families;
 mod grants;
 mod keys;
+mod mail;
 mod postgres;
 mod sessions;
 mod sqlite;
@@ -205,6 +206,7 @@ where
         + crate::GrantStore
         + crate::KeyStore
         + crate::EventStore
+        + crate::MailStore
         + portcullis::session::SessionStore,
     DB: Backend,
 {

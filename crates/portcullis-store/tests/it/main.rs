@@ -1441,3 +1441,88 @@ async fn sqlite_writes_reach_the_database_file_by_background_checkpoints() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+fn mail(n: usize) -> portcullis_store::NewMail {
+    portcullis_store::NewMail {
+        message_id: format!("m{n}@portcullis.test"),
+        recipient: format!("r{n}@example.com"),
+        subject: "s".into(),
+        text_body: "t".into(),
+        html_body: "<p>h</p>".into(),
+    }
+}
+
+conformance! {
+    /// Issue 23: the outbox hands each due message to one sender at a time, takes back
+    /// the claims of a sender that died once their lease ends, and keeps every outcome.
+    async fn the_outbox_claims_each_message_once_and_retries_what_was_not_sent(db) {
+        let s = db.store.as_ref();
+        for n in 1..=3 {
+            s.enqueue_mail(&mail(n), 1000).await.unwrap();
+        }
+        // A duplicate Message-ID is refused: one message, one id.
+        assert!(matches!(s.enqueue_mail(&mail(1), 1000).await, Err(portcullis_store::Error::Conflict)));
+        let first = s.claim_mail(1000, 30, 2).await.unwrap();
+        assert_eq!(first.iter().map(|m| (m.message_id.as_str(), m.attempts)).collect::<Vec<_>>(),
+            [("m1@portcullis.test", 1), ("m2@portcullis.test", 1)]);
+        // While their lease runs, another claim gets only the third.
+        let second = s.claim_mail(1001, 30, 10).await.unwrap();
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].message_id, "m3@portcullis.test");
+        assert!(s.claim_mail(1002, 30, 10).await.unwrap().is_empty());
+        s.mail_sent(first[0].id, 1003).await.unwrap();
+        s.mail_failed(first[1].id, 1003, "451 try later", Some(1060)).await.unwrap();
+        assert!(s.claim_mail(1030, 30, 10).await.unwrap().is_empty(), "m2 not due yet; m3 still held");
+        // The retry comes due; the third's sender died and its lease ended at 1031.
+        let again = s.claim_mail(1060, 30, 10).await.unwrap();
+        assert_eq!(again.iter().map(|m| (m.message_id.as_str(), m.attempts)).collect::<Vec<_>>(),
+            [("m2@portcullis.test", 2), ("m3@portcullis.test", 2)]);
+        s.mail_failed(again[0].id, 1061, "550 no such mailbox", None).await.unwrap();
+        assert_eq!(
+            s.mail_queue().await.unwrap(),
+            portcullis_store::MailQueue { waiting: 1, sent: 1, failed: 1 }
+        );
+        // Sent and failed messages are never claimed again.
+        s.mail_sent(again[1].id, 1062).await.unwrap();
+        assert!(s.claim_mail(5000, 30, 10).await.unwrap().is_empty());
+        assert_eq!(
+            s.mail_queue().await.unwrap(),
+            portcullis_store::MailQueue { waiting: 0, sent: 2, failed: 1 }
+        );
+    }
+}
+
+conformance! {
+    /// Issue 23: two instances on one database, claiming at once, never hand one
+    /// message to both.
+    async fn two_instances_never_claim_one_message_twice(db) {
+        let s = db.store.clone();
+        for n in 0..60 {
+            s.enqueue_mail(&mail(n), 1000).await.unwrap();
+        }
+        let other = db.another_instance().await;
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = if i % 2 == 0 { s.clone() } else { other.clone() };
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    loop {
+                        let claimed = store.claim_mail(1000, 300, 3).await.unwrap();
+                        if claimed.is_empty() {
+                            return got;
+                        }
+                        got.extend(claimed.into_iter().map(|m| m.id));
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let total = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!((total, all.len()), (60, 60), "every message once");
+    }
+}
