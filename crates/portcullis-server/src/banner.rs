@@ -29,6 +29,7 @@ pub(crate) fn banner(addr: SocketAddr, s: &Started) -> String {
     } else {
         "\n"
     };
+    out += &format!("  mail      {}\n", s.mail);
     let c = &s.connections;
     out += &format!(
         "  limits    {} connections, {} per address",
@@ -73,6 +74,8 @@ pub struct Started {
     pub kek: String,
     /// It was generated at this start.
     pub kek_generated: bool,
+    /// Where mail goes, in words.
+    pub mail: String,
     /// The algorithm new tokens are signed with.
     pub signing_alg: &'static str,
     /// The connection caps and the file descriptors for them.
@@ -179,6 +182,7 @@ mod banner_tests {
             key_generated: Some(alg),
             kek: "abcdEFGH123 in /srv/portcullis.db.kek".into(),
             kek_generated: false,
+            mail: "written to /srv/portcullis.db.mail (no smtp_url)".into(),
             signing_alg: alg,
             connections: Connections {
                 max: 4096,

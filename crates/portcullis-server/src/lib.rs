@@ -15,6 +15,7 @@ mod error;
 mod events;
 pub mod kek;
 pub mod keyring;
+pub mod mail;
 pub mod prometheus;
 mod revocation;
 mod routes;

@@ -183,6 +183,22 @@ pub fn login(outcome: &'static str) {
     metrics::counter!("portcullis_logins_total", "outcome" => outcome).increment(1);
 }
 
+/// Counts a delivery of the outbox by its outcome: `sent`, `retry` or `failed`.
+pub fn mail(outcome: &'static str) {
+    metrics::counter!("portcullis_mail_deliveries_total", "outcome" => outcome).increment(1);
+}
+
+/// The outbox now: messages waiting, sent, and given up on.
+pub fn mail_queue(queue: portcullis_store::MailQueue) {
+    for (state, n) in [
+        ("waiting", queue.waiting),
+        ("sent", queue.sent),
+        ("failed", queue.failed),
+    ] {
+        metrics::gauge!("portcullis_mail_outbox", "state" => state).set(n as f64);
+    }
+}
+
 /// Counts a refresh by its outcome.
 pub fn refresh(outcome: &'static str) {
     metrics::counter!("portcullis_refreshes_total", "outcome" => outcome).increment(1);

@@ -74,6 +74,12 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         crate::kek::sqlite_path(&config.database_url).map(|p| std::path::absolute(&p).unwrap_or(p));
     let database_created = sqlite_file.as_ref().is_some_and(|p| !p.exists());
     crate::kek::check_configured(&config.kek, &config.database_url)?;
+    // Mail settings are checked before the database is touched, as the KEK is.
+    let mail_transport = std::sync::Arc::new(crate::mail::Transport::from_settings(
+        config.mail.smtp_url.as_deref(),
+        config.mail_folder(),
+    )?);
+    let mail_from: lettre::message::Mailbox = config.mail.from.parse().context("mail_from")?;
     let store = portcullis_store::open(&config.database_url)
         .await
         .with_context(|| format!("opening the database {}", redact_url(&config.database_url)))?;
@@ -202,6 +208,13 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let retention = tokio::spawn(retain(state.clone(), shutdown.subscribe()));
     tokio::spawn(cache_watch(state.clone(), shutdown.subscribe()));
     let lifecycle = tokio::spawn(key_lifecycle(state.clone(), shutdown.subscribe()));
+    mail_transport.prepare()?;
+    let mail_sender = tokio::spawn(crate::mail::run(
+        state.clone(),
+        mail_transport.clone(),
+        mail_from,
+        shutdown.subscribe(),
+    ));
     let app = app(state.clone());
     let metrics = match state.0.config.metrics_bind {
         Some(bind) => {
@@ -229,6 +242,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         ),
         kek: kek_where,
         kek_generated,
+        mail: mail_transport.describe(),
     };
     let limits = state.0.config.limits();
     let uncapped = state.0.config.trusted_proxies.clone();
@@ -239,6 +253,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         events.abort();
         retention.abort();
         lifecycle.abort();
+        mail_sender.abort();
         if let Some((_, task)) = metrics {
             task.abort();
         }

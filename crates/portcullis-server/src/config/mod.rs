@@ -111,6 +111,9 @@ settings! {
     key_encryption_key_file: std::path::PathBuf,
     previous_key_encryption_key: SecretText,
     previous_key_encryption_key_file: std::path::PathBuf,
+    smtp_url: SecretText,
+    mail_from: String,
+    mail_folder: std::path::PathBuf,
     key_rotation_interval: RawDuration,
     key_publication_delay: RawDuration,
     metrics_bind: String,
@@ -231,6 +234,50 @@ pub struct Config {
     /// Lifetime of the access tokens `POST /session/token` mints. Defaults to 5
     /// minutes; at most `access_token_ttl`.
     pub session_token_ttl: Duration,
+    /// Where mail goes (see `mail.rs`). Defaults to `.eml` files in a folder beside the
+    /// database.
+    pub mail: MailSettings,
+}
+
+/// Where mail goes and who it is from. `Debug` hides the SMTP URL (it may hold a
+/// password).
+#[derive(Clone, Default)]
+pub struct MailSettings {
+    /// `smtp_url` / `PORTCULLIS_SMTP_URL`: an SMTP server; none means the folder.
+    pub smtp_url: Option<String>,
+    /// `mail_from`: the sender. Defaults to `Portcullis <noreply@ISSUER-HOST>`.
+    pub from: String,
+    /// `mail_folder`: where mail is written without `smtp_url`.
+    pub folder: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[redacted]"))
+            .field("from", &self.from)
+            .field("folder", &self.folder)
+            .finish()
+    }
+}
+
+impl Config {
+    /// The folder mail is written to without `smtp_url`: `mail_folder`, else
+    /// `<database>.mail` beside an SQLite file, else `portcullis.mail` in the working
+    /// folder.
+    pub fn mail_folder(&self) -> std::path::PathBuf {
+        if let Some(folder) = &self.mail.folder {
+            return folder.clone();
+        }
+        match crate::kek::sqlite_path(&self.database_url) {
+            Some(db) => {
+                let mut name = db.into_os_string();
+                name.push(".mail");
+                name.into()
+            }
+            None => "portcullis.mail".into(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -492,6 +539,27 @@ impl TryFrom<RawConfig> for Config {
         {
             bail!("set previous_key_encryption_key or previous_key_encryption_key_file, not both");
         }
+        let mail = MailSettings {
+            smtp_url: raw.smtp_url.map(|s| s.0).filter(|s| !s.trim().is_empty()),
+            folder: raw.mail_folder,
+            from: match raw.mail_from {
+                Some(from) => from,
+                None => {
+                    let host = url::Url::parse(&issuer)
+                        .ok()
+                        .and_then(|u| u.host_str().map(str::to_owned))
+                        .filter(|h| h.contains('.') && h.parse::<std::net::IpAddr>().is_err())
+                        .unwrap_or_else(|| "localhost.localdomain".to_owned());
+                    format!("Portcullis <noreply@{host}>")
+                }
+            },
+        };
+        if mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            bail!(
+                "mail_from {:?} is not an address (Name <user@example.com>)",
+                mail.from
+            );
+        }
         Ok(Config {
             key_rotation_interval,
             key_publication_delay,
@@ -513,6 +581,7 @@ impl TryFrom<RawConfig> for Config {
             token_cache_entries,
             signups_before_delay: raw.signups_before_delay.unwrap_or(5).max(1),
             require_email: raw.require_email.unwrap_or(false),
+            mail,
             signup_max_delay,
             device_lifetime,
             sessions,

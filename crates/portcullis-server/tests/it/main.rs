@@ -11,6 +11,7 @@ mod email;
 mod events;
 mod key_lifecycle;
 mod keys_at_rest;
+mod mail;
 mod oauth;
 mod operations;
 mod server;
