@@ -442,6 +442,8 @@ fn retention(config: &Config) -> portcullis_store::Retention {
         rotation: config.rotation_policy(),
         device_idle: secs(config.device_lifetime),
         throttle_idle: Throttle::new(config).idle(),
+        // A week, to answer "was my mail sent?".
+        mail_kept: 7 * 86_400,
     }
 }
 
@@ -461,6 +463,7 @@ async fn retain(state: AppState, mut stop: watch::Receiver<bool>) {
                 families = p.families,
                 throttle = p.throttle,
                 devices = p.devices,
+                mail = p.mail,
                 "pruned records that ended"
             ),
             Ok(_) => {}

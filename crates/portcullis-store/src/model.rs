@@ -434,6 +434,8 @@ pub struct Pruned {
     pub throttle: u64,
     /// Devices unused past their lifetime.
     pub devices: u64,
+    /// Outbox messages sent or given up on long enough ago.
+    pub mail: u64,
 }
 
 /// What [`crate::UserStore::set_scope`] changed.
@@ -459,6 +461,8 @@ pub struct Retention {
     pub device_idle: i64,
     /// A throttle counter with no attempt for this long is spent.
     pub throttle_idle: i64,
+    /// A message of the outbox sent or given up on this long ago is deleted.
+    pub mail_kept: i64,
 }
 
 /// A message to put in the outbox.

@@ -116,6 +116,12 @@ where
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        // Messages waiting to be sent are never deleted, however old.
+        let mail = sqlx::query("DELETE FROM outbox WHERE sent_at < $1 OR failed_at < $1")
+            .bind(now - retention.mail_kept)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(Pruned {
             events,
@@ -123,6 +129,7 @@ where
             families,
             throttle,
             devices,
+            mail,
         })
     }
 }

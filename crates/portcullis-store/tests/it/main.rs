@@ -163,6 +163,7 @@ fn retention(keep: i64) -> Retention {
         rotation: POLICY,
         device_idle: 10_000,
         throttle_idle: 900,
+        mail_kept: 1_000,
     }
 }
 
@@ -1524,5 +1525,27 @@ conformance! {
         all.sort_unstable();
         all.dedup();
         assert_eq!((total, all.len()), (60, 60), "every message once");
+    }
+}
+
+conformance! {
+    /// Issue 23: sent and failed messages leave the outbox after `mail_kept`; a message
+    /// still waiting never does, however old.
+    async fn pruning_the_outbox_keeps_what_is_still_to_be_sent(db) {
+        let s = db.store.as_ref();
+        for n in 1..=3 {
+            s.enqueue_mail(&mail(n), 100).await.unwrap();
+        }
+        let claimed = s.claim_mail(100, 30, 2).await.unwrap();
+        s.mail_sent(claimed[0].id, 200).await.unwrap();
+        s.mail_failed(claimed[1].id, 300, "550 no such user", None).await.unwrap();
+        // mail_kept is 1,000 s: at 1,250 the sent one (200) goes, the failed one (300) stays.
+        assert_eq!(s.prune(1250, &retention(100)).await.unwrap().mail, 1);
+        assert_eq!(s.prune(1350, &retention(100)).await.unwrap().mail, 1);
+        assert_eq!(s.prune(100_000, &retention(100)).await.unwrap().mail, 0);
+        assert_eq!(
+            s.mail_queue().await.unwrap(),
+            portcullis_store::MailQueue { waiting: 1, sent: 0, failed: 0 }
+        );
     }
 }
