@@ -67,11 +67,15 @@ impl Transport {
         };
         let parsed = url::Url::parse(url).context("smtp_url is not a URL")?;
         let host = parsed.host_str().unwrap_or_default().to_owned();
-        let tls = parsed.query_pairs().any(|(k, _)| k == "tls");
-        match parsed.scheme() {
-            "smtps" => {}
-            "smtp" if tls => {}
-            "smtp" => {
+        // `tls=opportunistic` would fall back to plain text whenever the server (or
+        // anyone between) leaves STARTTLS out: off this machine only `required` will do.
+        let tls = parsed
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.into_owned());
+        match (parsed.scheme(), tls.as_deref()) {
+            ("smtps", _) | ("smtp", Some("required")) => {}
+            ("smtp", _) => {
                 let loopback = host == "localhost"
                     || host
                         .trim_start_matches('[')
@@ -80,13 +84,13 @@ impl Transport {
                         .is_ok_and(|ip| ip.is_loopback());
                 if !loopback {
                     bail!(
-                        "smtp_url: smtp://{host} would send mail, and any password in the URL, \
-                         in the clear; use smtps:// (TLS) or smtp://…?tls=required (STARTTLS), \
-                         or a relay on this machine (127.0.0.1)"
+                        "smtp_url: smtp://{host} without tls=required could send mail, and any \
+                         password in the URL, in the clear; use smtps:// (TLS) or \
+                         smtp://…?tls=required (STARTTLS), or a relay on this machine (127.0.0.1)"
                     );
                 }
             }
-            other => bail!("smtp_url: {other}:// is not smtp:// or smtps://"),
+            (other, _) => bail!("smtp_url: {other}:// is not smtp:// or smtps://"),
         }
         let mut shown = parsed.clone();
         if shown.password().is_some() {
@@ -295,6 +299,7 @@ mod tests {
         for refused in [
             "smtp://mail.example.com:25",
             "smtp://user:secret@mail.example.com",
+            "smtp://user:secret@mail.example.com:587?tls=opportunistic",
             "ftp://mail.example.com",
         ] {
             let err = Transport::from_settings(Some(refused), folder.clone())

@@ -57,6 +57,26 @@ fn file_then_env_then_flags() {
 }
 
 #[test]
+fn mail_settings_have_a_sender_from_the_issuer_and_refuse_a_bad_one() {
+    let raw: RawConfig = toml::from_str("issuer = \"https://auth.example.com\"").unwrap();
+    let c = Config::try_from(raw).unwrap();
+    assert_eq!(c.mail.from, "Portcullis <noreply@auth.example.com>");
+    assert_eq!(c.mail.smtp_url, None);
+    assert_eq!(
+        c.mail_folder(),
+        std::path::PathBuf::from("portcullis.db.mail")
+    );
+    let raw: RawConfig = toml::from_str("mail_from = \"not an address\"").unwrap();
+    let err = Config::try_from(raw).unwrap_err().to_string();
+    assert!(err.contains("mail_from"), "{err}");
+    // The SMTP URL may hold a password: never in a Debug print of the settings.
+    let raw: RawConfig =
+        toml::from_str("smtp_url = \"smtps://me:s3cret@mail.example.com\"").unwrap();
+    let c = Config::try_from(raw).unwrap();
+    assert!(!format!("{c:?} {:?}", c.mail).contains("s3cret"));
+}
+
+#[test]
 fn an_unset_signing_alg_keeps_the_databases_algorithm() {
     let unset = Config::try_from(RawConfig::default()).unwrap();
     assert_eq!(unset.alg_after(None), Algorithm::RS256);

@@ -990,3 +990,38 @@ on_each_store! {
         }
     }
 }
+
+on_each_store! {
+    /// Issue 28, finding 9: the sign-in page names the application only for a request
+    /// that names an enabled client and one of its registered redirect URIs, so a
+    /// made-up link cannot put a registered name on the page.
+    async fn the_sign_in_page_names_only_an_enabled_client_at_its_own_redirect_uri(url, dir) {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let (id, _) = register(&url, &["notes", "--scope", "openid", "--redirect-uri", CB]);
+        let page = |redirect_uri: &'static str| {
+            let request: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([("response_type", "code"), ("client_id", id.as_str()), ("redirect_uri", redirect_uri)])
+                .finish();
+            let login = format!(
+                "/login?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("return_to", &format!("/oauth/authorize?{request}"))
+                    .finish()
+            );
+            let server = &server;
+            async move { server.client.get(server.url(&login)).send().await.unwrap().text().await.unwrap() }
+        };
+        let named = page(CB).await;
+        assert!(named.contains("id=\"app-name\">notes</strong>"), "{named}");
+        let elsewhere = page("https://evil.example/cb").await;
+        assert!(!elsewhere.contains("app-name") && elsewhere.contains("An application asks"), "{elsewhere}");
+        // Through the store: `portcullis clients disable` run within a moment of the
+        // server's start sometimes waits out SQLite's busy timeout (noted for the next
+        // session); disabling is the same call.
+        let store = portcullis_store::open(&url).await.unwrap();
+        let now = portcullis::clock::Clock::now(&portcullis::clock::SystemClock);
+        assert!(store.set_client_disabled("notes", true, now).await.unwrap().is_some());
+        let disabled = page(CB).await;
+        assert!(!disabled.contains("app-name"), "{disabled}");
+    }
+}
