@@ -64,24 +64,33 @@ pub(crate) async fn create_account(
             return Err(hashing(e));
         }
     };
-    let user = state
-        .0
-        .store
-        .create_user(NewUser {
-            id: random_id()?,
-            skeleton: skeleton(&username),
-            username,
-            password_hash: hash,
-            scope: state.0.config.default_scope.clone(),
-            created_at: state.now(),
-            email,
-        })
-        .await
-        .map_err(|e| match e {
-            // The name, or a look-alike of it (UTS #39 skeleton), is taken.
-            portcullis_store::Error::Conflict => ApiError::UsernameTaken,
-            other => other.into(),
-        })?;
+    let new = NewUser {
+        id: random_id()?,
+        skeleton: skeleton(&username),
+        username,
+        password_hash: hash,
+        scope: state.0.config.default_scope.clone(),
+        created_at: state.now(),
+        email: email.clone(),
+    };
+    // With an address, its confirmation link and mail are written with the account.
+    let created = match email {
+        Some(email) => {
+            let (token, mail) =
+                crate::recovery::signup_verification(state, &new.id, &new.username, email)?;
+            state
+                .0
+                .store
+                .create_user_with_token(new, &token, &mail)
+                .await
+        }
+        None => state.0.store.create_user(new).await,
+    };
+    let user = created.map_err(|e| match e {
+        // The name, or a look-alike of it (UTS #39 skeleton), is taken.
+        portcullis_store::Error::Conflict => ApiError::UsernameTaken,
+        other => other.into(),
+    })?;
     tracing::info!(user = %user.id, "account created");
     Ok(user)
 }
@@ -201,6 +210,23 @@ async fn check_password_once(
         });
     }
     Ok(SignedIn { user, new_device })
+}
+
+/// Whether a login that checked `before`'s password was overtaken, before it started
+/// its family or session, by a password reset or change, a logout everywhere, or the
+/// account's disabling: the account's password or "not before" is no longer the one
+/// read. Such a login must not outlive what overtook it (a reset racing a login with
+/// the old password). Read after the grant is written, so that whatever commits
+/// later ends the grant itself.
+pub(crate) async fn overtaken(state: &AppState, before: &User) -> Result<bool, ApiError> {
+    Ok(match state.0.store.user_by_id(&before.id).await? {
+        Some(now) => {
+            now.disabled
+                || now.not_before != before.not_before
+                || now.password_hash != before.password_hash
+        }
+        None => true,
+    })
 }
 
 /// `Password` is not `Clone` (it is a secret); a rehash needs it once more.

@@ -53,6 +53,13 @@ pub enum ApiError {
     },
     /// 404 `not_found`.
     NotFound(&'static str),
+    /// 400 `invalid_link`: a one-time token from a mail that is unknown, used, expired,
+    /// replaced by a newer one, or for another purpose.
+    InvalidLink,
+    /// 409 `email_taken`: another account has verified this address.
+    EmailTaken,
+    /// 403 `wrong_password`: a signed-in person's current password did not match.
+    WrongPassword,
     /// 413 `invalid_request`: the body is over `max_body_bytes`.
     TooLarge,
     /// 415 `invalid_request`: a `Content-Type` other than JSON.
@@ -109,7 +116,9 @@ impl ApiError {
             | ApiError::OAuth { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotForClients => StatusCode::FORBIDDEN,
             ApiError::InvalidClient => StatusCode::UNAUTHORIZED,
-            ApiError::UsernameTaken => StatusCode::CONFLICT,
+            ApiError::UsernameTaken | ApiError::EmailTaken => StatusCode::CONFLICT,
+            ApiError::InvalidLink => StatusCode::BAD_REQUEST,
+            ApiError::WrongPassword => StatusCode::FORBIDDEN,
             ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
@@ -127,6 +136,11 @@ impl ApiError {
         match self {
             ApiError::InvalidCredentials => "The username or password is wrong.".into(),
             ApiError::UsernameTaken => "That username is taken. Choose another one.".into(),
+            ApiError::InvalidLink => "This link does not work any more: it was used, it \
+                                      expired, or a newer one was sent. Ask for a new one."
+                .into(),
+            ApiError::EmailTaken => "Another account already uses that email address.".into(),
+            ApiError::WrongPassword => "Your current password is wrong.".into(),
             ApiError::InvalidRequest(message) | ApiError::UnsupportedMediaType(message) => {
                 sentence(message)
             }
@@ -196,6 +210,19 @@ impl IntoResponse for ApiError {
                 "the username or password is wrong",
             ),
             ApiError::NotFound(what) => oauth(status, "not_found", what),
+            ApiError::InvalidLink => oauth(
+                status,
+                "invalid_link",
+                "the token is unknown, used, expired, replaced by a newer one, or for another purpose",
+            ),
+            ApiError::EmailTaken => oauth(
+                status,
+                "email_taken",
+                "another account has verified this email address",
+            ),
+            ApiError::WrongPassword => {
+                oauth(status, "wrong_password", "the current password is wrong")
+            }
             ApiError::OAuth { error, description } => oauth(status, error, description),
             ApiError::InvalidClient => {
                 let mut r = oauth(status, "invalid_client", "client authentication failed");

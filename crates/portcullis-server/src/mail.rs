@@ -4,16 +4,18 @@
 //!
 //! Transports:
 //! - **SMTP** (`smtp_url`): lettre over tokio, TLS by rustls on aws-lc-rs.
-//!   `smtps://host[:465]` is TLS from the first byte, `smtp://host[:587]?tls=required`
-//!   is STARTTLS, and plain `smtp://host:port` (no TLS) is refused unless the host is a
-//!   loopback address (a relay on the same machine). Credentials go in the URL
-//!   (`smtps://user:password@host`).
+//!   `smtps://host[:465]` is TLS from the first byte, `smtp+starttls://host[:587]` (or
+//!   `smtp://host[:587]?tls=required`) is STARTTLS, required, and plain
+//!   `smtp://host:port` (no TLS) is refused unless the host is a loopback address (a
+//!   relay on the same machine). Credentials go in the URL
+//!   (`smtps://user:password@host`), or the password in `smtp_password_file`.
 //! - **A folder** (no `smtp_url`, the embedded default): each message is written as
-//!   `<created>-<id>.eml` (mode 0600) to a folder of mode 0700, beside the SQLite database
+//!   `<created>-<id, 12 digits>.eml` (so that names sort in queue order) (mode 0600) to a folder of mode 0700, beside the SQLite database
 //!   (`<database>.mail`), for an operator or a test to read.
 //!
 //! Delivery is at least once: a message is marked sent after the transport accepted it,
-//! so a process that dies between the two sends it again once its lease (60 s) ends,
+//! so a process that dies between the two sends it again once its lease (`mail_lease`,
+//! 60 s by default) ends,
 //! with the same Message-ID, so that mail software can tell the copies apart. A
 //! transient failure (4xx, the network, a timeout) is retried after 30 s, doubling up
 //! to an hour, for at most [`MAX_ATTEMPTS`] attempts in all; a permanent one (5xx) is
@@ -34,12 +36,17 @@ use crate::state::AppState;
 /// Attempts before a message is given up on: with waits doubling from 30 s to an hour,
 /// about a day of trying.
 pub const MAX_ATTEMPTS: i64 = 30;
-/// How long a claim holds a message: longer than one delivery may take.
-const LEASE: i64 = 60;
+/// How long a claim holds a message by default (`mail_lease`): twice the longest a
+/// delivery may take.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// Messages claimed at once.
 const BATCH: i64 = 20;
-/// The longest an SMTP conversation for one message may take.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest an SMTP conversation for one message may take: half the lease, so
+/// that a delivery ends (done or given up) before its claim does and another sender
+/// never takes a message still being sent.
+fn send_timeout(lease: Duration) -> Duration {
+    lease / 2
+}
 
 /// Where mail goes.
 pub enum Transport {
@@ -48,6 +55,8 @@ pub enum Transport {
         mailer: AsyncSmtpTransport<Tokio1Executor>,
         /// The URL without its password, for messages.
         shown: String,
+        /// The longest one message's conversation may take.
+        timeout: Duration,
     },
     /// `.eml` files in a folder.
     Folder(PathBuf),
@@ -61,11 +70,28 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     /// From the settings: SMTP when `smtp_url` is set, else the folder.
-    pub fn from_settings(smtp_url: Option<&str>, folder: PathBuf) -> anyhow::Result<Transport> {
+    pub fn from_settings(
+        smtp_url: Option<&str>,
+        folder: PathBuf,
+        lease: Duration,
+    ) -> anyhow::Result<Transport> {
         let Some(url) = smtp_url else {
             return Ok(Transport::Folder(folder));
         };
-        let parsed = url::Url::parse(url).context("smtp_url is not a URL")?;
+        let mut parsed = url::Url::parse(url).context("smtp_url is not a URL")?;
+        // lettre's own spelling of STARTTLS, required: `smtp://…?tls=required`.
+        if parsed.scheme() == "smtp+starttls" {
+            let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
+            let mut again =
+                url::Url::parse(&format!("smtp://{rest}")).context("smtp_url is not a URL")?;
+            again
+                .query_pairs_mut()
+                .clear()
+                .append_pair("tls", "required");
+            parsed = again;
+        }
+        let url = parsed.to_string();
+        let url = url.as_str();
         let host = parsed.host_str().unwrap_or_default().to_owned();
         // `tls=opportunistic` would fall back to plain text whenever the server (or
         // anyone between) leaves STARTTLS out: off this machine only `required` will do.
@@ -90,7 +116,9 @@ impl Transport {
                     );
                 }
             }
-            (other, _) => bail!("smtp_url: {other}:// is not smtp:// or smtps://"),
+            (other, _) => {
+                bail!("smtp_url: {other}:// is not smtps://, smtp+starttls:// or smtp://")
+            }
         }
         let mut shown = parsed.clone();
         if shown.password().is_some() {
@@ -98,11 +126,12 @@ impl Transport {
         }
         let mailer = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .with_context(|| format!("smtp_url {shown}"))?
-            .timeout(Some(SEND_TIMEOUT))
+            .timeout(Some(send_timeout(lease)))
             .build();
         Ok(Transport::Smtp {
             mailer,
             shown: shown.to_string(),
+            timeout: send_timeout(lease),
         })
     }
 
@@ -133,19 +162,19 @@ impl Transport {
 
     async fn deliver(&self, message: Message, mail: &QueuedMail) -> Result<(), Failure> {
         match self {
-            Transport::Smtp { mailer, .. } => {
-                match tokio::time::timeout(SEND_TIMEOUT, mailer.send(message)).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(Failure {
-                        permanent: e.is_permanent(),
-                        text: e.to_string(),
-                    }),
-                    Err(_) => Err(Failure {
-                        permanent: false,
-                        text: format!("no answer within {} s", SEND_TIMEOUT.as_secs()),
-                    }),
-                }
-            }
+            Transport::Smtp {
+                mailer, timeout, ..
+            } => match tokio::time::timeout(*timeout, mailer.send(message)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(Failure {
+                    permanent: e.is_permanent(),
+                    text: e.to_string(),
+                }),
+                Err(_) => Err(Failure {
+                    permanent: false,
+                    text: format!("no answer within {} s", timeout.as_secs()),
+                }),
+            },
             Transport::Folder(folder) => write_eml(folder, mail, &message.formatted())
                 .await
                 .map_err(|e| Failure {
@@ -166,7 +195,7 @@ struct Failure {
 /// Writes the message to `<folder>/<created>-<id>.eml` through a temporary file, so that
 /// a reader never sees half of one; mode 0600.
 async fn write_eml(folder: &Path, mail: &QueuedMail, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = format!("{}-{}.eml", mail.created_at, mail.id);
+    let name = format!("{}-{:012}.eml", mail.created_at, mail.id);
     let tmp = folder.join(format!(".{name}.tmp"));
     crate::kek::write_private(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     tokio::fs::rename(&tmp, folder.join(&name))
@@ -221,7 +250,8 @@ pub async fn run(
     loop {
         let store: &dyn Store = state.0.store.as_ref();
         let now = state.now();
-        match store.claim_mail(now, LEASE, BATCH).await {
+        let lease = i64::try_from(state.0.config.mail.lease.as_secs()).unwrap_or(60);
+        match store.claim_mail(now, lease, BATCH).await {
             Ok(claimed) => {
                 for mail in &claimed {
                     send_one(&state, &transport, &from, mail).await;
@@ -302,7 +332,7 @@ mod tests {
             "smtp://user:secret@mail.example.com:587?tls=opportunistic",
             "ftp://mail.example.com",
         ] {
-            let err = Transport::from_settings(Some(refused), folder.clone())
+            let err = Transport::from_settings(Some(refused), folder.clone(), DEFAULT_LEASE)
                 .unwrap_err()
                 .to_string();
             assert!(!err.contains("secret"), "{err}");
@@ -313,12 +343,13 @@ mod tests {
             "smtp://[::1]:25",
             "smtps://user:secret@mail.example.com",
             "smtp://mail.example.com:587?tls=required",
+            "smtp+starttls://user:secret@mail.example.com:587",
         ] {
-            let t = Transport::from_settings(Some(allowed), folder.clone()).unwrap();
+            let t = Transport::from_settings(Some(allowed), folder.clone(), DEFAULT_LEASE).unwrap();
             assert!(!t.describe().contains("secret"), "{}", t.describe());
         }
         assert!(matches!(
-            Transport::from_settings(None, folder).unwrap(),
+            Transport::from_settings(None, folder, DEFAULT_LEASE).unwrap(),
             Transport::Folder(_)
         ));
     }

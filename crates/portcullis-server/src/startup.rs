@@ -78,6 +78,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let mail_transport = std::sync::Arc::new(crate::mail::Transport::from_settings(
         config.mail.smtp_url.as_deref(),
         config.mail_folder(),
+        config.mail.lease,
     )?);
     let mail_from: lettre::message::Mailbox = config.mail.from.parse().context("mail_from")?;
     let store = portcullis_store::open(&config.database_url)

@@ -41,6 +41,11 @@ pub struct Throttle {
     /// site cannot multiply its budget by taking addresses in 65,536 /64s.
     site: Budget,
     signup: Budget,
+    /// Mail one account or address is sent (reset links, resent confirmations): three
+    /// at once, then doubling waits up to an hour.
+    mail_to: Budget,
+    /// Mail-sending requests from one client address: ten, then waits up to an hour.
+    mail_from: Budget,
 }
 
 impl Throttle {
@@ -57,6 +62,8 @@ impl Throttle {
             address: Budget::new(free.saturating_mul(4), max),
             site: Budget::new(free.saturating_mul(64), max),
             signup: Budget::new(config.signups_before_delay, secs(config.signup_max_delay)),
+            mail_to: Budget::new(3, 3600),
+            mail_from: Budget::new(10, 3600),
         }
     }
 
@@ -116,6 +123,34 @@ impl Throttle {
         }]
     }
 
+    /// The counters a request that sends mail spends: the client address's, and the
+    /// recipient's (`to`: what the request named, an address or an account, normalised,
+    /// so that the counter is the same whether or not an account matches). Every
+    /// request counts; none is given back.
+    pub fn mail(&self, address: IpAddr, to: &str) -> Vec<Attempt> {
+        vec![
+            Attempt {
+                key: format!("mail-to:{to}"),
+                budget: self.mail_to,
+                lane: Lane::Spend,
+            },
+            Attempt {
+                key: format!("mail-from:{}", address_key(address)),
+                budget: self.mail_from,
+                lane: Lane::Spend,
+            },
+        ]
+    }
+
+    /// The counter a password reset (a new password hashed) from `address` spends.
+    pub fn reset(&self, address: IpAddr) -> Vec<Attempt> {
+        vec![Attempt {
+            key: format!("reset-from:{}", address_key(address)),
+            budget: self.mail_from,
+            lane: Lane::Spend,
+        }]
+    }
+
     /// How long a counter can matter after its last attempt (for pruning).
     pub fn idle(&self) -> i64 {
         [
@@ -124,6 +159,8 @@ impl Throttle {
             self.address,
             self.site,
             self.signup,
+            self.mail_to,
+            self.mail_from,
         ]
         .iter()
         .map(|b| b.reset_after)

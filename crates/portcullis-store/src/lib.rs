@@ -23,9 +23,10 @@ use portcullis::session::SessionStore;
 
 pub use error::Error;
 pub use model::{
-    AuthCode, Client, CodeExchange, Consent, Email, Event, EventKind, Exchanged, FamilyInfo,
-    MailQueue, NewMail, NewUser, Pruned, QueuedMail, RefreshInfo, Retention, RevokedState,
-    Rotation, ScopeChange, Started, StoredKey, TokenHash, User, not_before_after,
+    AuthCode, Client, CodeExchange, Consent, Email, EmailTokenKind, Event, EventKind, Exchanged,
+    FamilyInfo, MailQueue, NewEmailToken, NewMail, NewUser, Pruned, Purpose, QueuedMail, Redeemed,
+    RefreshInfo, Retention, RevokedState, Rotation, ScopeChange, Started, StoredKey, TokenHash,
+    User, not_before_after,
 };
 pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
@@ -46,6 +47,7 @@ pub trait Store:
     + EventStore
     + SessionStore
     + MailStore
+    + RecoveryStore
 {
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;
@@ -63,6 +65,10 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Looks an account up by id.
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, Error>;
+
+    /// The account that has verified the address with this key (`Email::key`), if
+    /// one has: unverified addresses never match.
+    async fn user_by_verified_email(&self, key: &str) -> Result<Option<User>, Error>;
 
     /// Every account, by username.
     async fn list_users(&self) -> Result<Vec<User>, Error>;
@@ -393,6 +399,67 @@ pub trait MailStore: Send + Sync + 'static {
 
     /// The outbox in numbers.
     async fn mail_queue(&self) -> Result<MailQueue, Error>;
+}
+
+/// Accounts people can get back into: one-time tokens sent by mail (address
+/// verification, address change, password reset) and password changes, each written
+/// with the mail it causes in one transaction. Part of [`Store`].
+///
+/// One live token per account and kind: issuing one voids the account's earlier ones
+/// of that kind, so of ten reset requests at once one link works. Tokens are kept
+/// hashed and used once.
+#[async_trait::async_trait]
+pub trait RecoveryStore: Send + Sync + 'static {
+    /// Creates an account and, in the same transaction, its verification token and
+    /// mail (signup with an address). [`Error::Conflict`] as [`UserStore::create_user`].
+    async fn create_user_with_token(
+        &self,
+        user: NewUser,
+        token: &NewEmailToken,
+        mail: &NewMail,
+    ) -> Result<User, Error>;
+
+    /// Issues `token` and queues `mails` in one transaction, under the account's lock;
+    /// false (nothing written) unless the account exists, is enabled and still fits
+    /// the token: for `Verify`, its address is `token.email` (verified or not); for
+    /// `Reset`, its *verified* address is `token.email`. The account's earlier live
+    /// tokens of this kind are voided.
+    async fn issue_email_token(
+        &self,
+        token: &NewEmailToken,
+        mails: &[NewMail],
+        now: i64,
+    ) -> Result<bool, Error>;
+
+    /// Uses a token for `purpose`, all in one transaction, or nothing: a `Verify` token
+    /// of the account's current address marks it verified; a `Change` token makes its
+    /// address the account's, verified; a `Reset` token replaces the password hash,
+    /// voids every other reset token, and ends everything the account is signed in
+    /// with (families, sessions, codes, devices; events for every instance). An address
+    /// another account has verified meanwhile is [`Error::Conflict`] (the token stays
+    /// unused).
+    async fn redeem_email_token(
+        &self,
+        hash: &TokenHash,
+        purpose: Purpose<'_>,
+        now: i64,
+    ) -> Result<Redeemed, Error>;
+
+    /// Replaces the password of a signed-in person who proved the current one: voids
+    /// every reset token and ends every refresh family and cookie session except
+    /// `keep` (the one the change was made from), with their events, and queues
+    /// `mails` (a notice), in one transaction. The ids ended, or `None` when the
+    /// account is gone or disabled, or its password is no longer `expected_hash` (a
+    /// change or reset won the race).
+    async fn change_password(
+        &self,
+        user_id: &str,
+        expected_hash: &str,
+        new_hash: &str,
+        keep: Option<&str>,
+        mails: &[NewMail],
+        now: i64,
+    ) -> Result<Option<Vec<String>>, Error>;
 }
 
 pub use sql::{Backend, NOTIFY_CHANNEL, PostgresStore, SqlStore, SqliteStore};

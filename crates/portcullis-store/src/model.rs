@@ -436,6 +436,8 @@ pub struct Pruned {
     pub devices: u64,
     /// Outbox messages sent or given up on long enough ago.
     pub mail: u64,
+    /// One-time mail tokens expired long enough ago.
+    pub email_tokens: u64,
 }
 
 /// What [`crate::UserStore::set_scope`] changed.
@@ -531,4 +533,86 @@ pub struct MailQueue {
     pub sent: i64,
     /// Messages given up on after their last retry.
     pub failed: i64,
+}
+
+/// What a one-time token sent by mail is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailTokenKind {
+    /// Proves the account's own address (after signup, or resent).
+    Verify,
+    /// Proves a new address, which becomes the account's (verified) when confirmed.
+    Change,
+    /// Sets a new password, ending everything the account is signed in with.
+    Reset,
+}
+
+impl EmailTokenKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            EmailTokenKind::Verify => "verify",
+            EmailTokenKind::Change => "change",
+            EmailTokenKind::Reset => "reset",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<EmailTokenKind> {
+        match s {
+            "verify" => Some(EmailTokenKind::Verify),
+            "change" => Some(EmailTokenKind::Change),
+            "reset" => Some(EmailTokenKind::Reset),
+            _ => None,
+        }
+    }
+}
+
+/// A one-time token to issue, with the mail that carries it.
+#[derive(Clone, Debug)]
+pub struct NewEmailToken {
+    /// SHA-256 of the token (the token itself is only in the mail).
+    pub hash: TokenHash,
+    /// The account it acts on.
+    pub user_id: String,
+    /// What it does.
+    pub kind: EmailTokenKind,
+    /// `Verify`: the account's address; `Change`: the new address; `Reset`: the
+    /// verified address the link goes to. Issuing checks it against the account under
+    /// the account's lock, so a link never reaches an address the account no longer
+    /// has.
+    pub email: Email,
+    /// When it stops working.
+    pub expires_at: i64,
+}
+
+/// What redeeming a one-time token did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Redeemed {
+    /// The address is the account's and verified.
+    Verified {
+        /// The account.
+        user_id: String,
+        /// The address now verified.
+        email: String,
+    },
+    /// The password is replaced; every refresh family, cookie session, authorization
+    /// code and known device of the account ended, and its "not before" moved.
+    PasswordReset {
+        /// The account.
+        user_id: String,
+        /// Ids of the families and sessions ended (each with its event).
+        ended: Vec<String>,
+        /// The account's new "not before".
+        not_before: i64,
+    },
+    /// Unknown, used, voided, expired, of another purpose, or its account disabled or
+    /// no longer at the address: nothing changed.
+    Invalid,
+}
+
+/// What a token is redeemed for.
+#[derive(Clone, Copy, Debug)]
+pub enum Purpose<'a> {
+    /// Confirming an address (`Verify` or `Change` tokens).
+    Address,
+    /// Setting this password hash (`Reset` tokens).
+    Password(&'a str),
 }

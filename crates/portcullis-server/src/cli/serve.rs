@@ -146,6 +146,15 @@ pub(crate) enum UsersCommand {
         #[arg(long)]
         remove: bool,
     },
+    /// Print a one-time password-reset link for an account (for deployments without
+    /// mail): it works once, for reset_token_ttl, and voids the account's earlier reset
+    /// links. The account needs a verified email address, as a mailed link does.
+    ResetLink {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The username.
+        username: String,
+    },
     /// Set an account's scopes: replace them all (SCOPE), or --add and --remove some.
     /// Live refresh families and sessions take the new scopes at once; when a scope is
     /// taken away, access tokens issued before are refused on every instance.
@@ -326,6 +335,29 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                     ),
                     None => println!("{name}: email removed"),
                 }
+            }
+            UsersCommand::ResetLink { config, username } => {
+                let (config, store) = config.open().await?;
+                let name = normalize_username(&username)?;
+                let Some(user) = store.user_by_username(&name).await? else {
+                    bail!("no such user: {username}");
+                };
+                if user.disabled {
+                    bail!("{name} is disabled: enable it first");
+                }
+                let now = portcullis::clock::Clock::now(&portcullis::clock::SystemClock);
+                let link =
+                    crate::recovery::reset_link_for_operator(&config, store.as_ref(), &user, now)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{}", e.for_people()))?;
+                let Some(link) = link else {
+                    bail!(
+                        "{name} has no verified email address: a reset link needs one (set one \
+                         with `portcullis users set-email {name} ADDRESS --verified`)"
+                    );
+                };
+                tracing::info!(user = %user.id, "reset link made by an operator");
+                println!("{link}");
             }
             UsersCommand::GrantScope {
                 config,

@@ -112,8 +112,13 @@ settings! {
     previous_key_encryption_key: SecretText,
     previous_key_encryption_key_file: std::path::PathBuf,
     smtp_url: SecretText,
+    smtp_password_file: std::path::PathBuf,
     mail_from: String,
     mail_folder: std::path::PathBuf,
+    mail_templates: std::path::PathBuf,
+    verify_token_ttl: RawDuration,
+    reset_token_ttl: RawDuration,
+    mail_lease: RawDuration,
     key_rotation_interval: RawDuration,
     key_publication_delay: RawDuration,
     metrics_bind: String,
@@ -249,6 +254,44 @@ pub struct MailSettings {
     pub from: String,
     /// `mail_folder`: where mail is written without `smtp_url`.
     pub folder: Option<std::path::PathBuf>,
+    /// The mails' texts: built in, or from `mail_templates` (`templates.rs`).
+    pub templates: crate::templates::Templates,
+    /// `verify_token_ttl`: how long an address-confirmation link works. Defaults to
+    /// 24 hours.
+    pub verify_token_ttl: Duration,
+    /// `reset_token_ttl`: how long a password-reset link works. Defaults to 30
+    /// minutes; between 5 minutes and 24 hours.
+    pub reset_token_ttl: Duration,
+    /// `mail_lease`: how long a sender holds a message it claimed; a sender that dies
+    /// leaves it to another (or to itself, restarted) this long after. Each SMTP
+    /// conversation is given half of it. Defaults to 60 seconds; between 10 seconds
+    /// and 1 hour.
+    pub lease: Duration,
+}
+
+/// `smtp_url` with the password read from `smtp_password_file` (its trailing line
+/// break removed): the URL must name a user and hold no password of its own.
+fn with_smtp_password(url: Option<&str>, file: &std::path::Path) -> anyhow::Result<String> {
+    let Some(url) = url else {
+        bail!("smtp_password_file is set without smtp_url");
+    };
+    let mut parsed = url::Url::parse(url).map_err(|_| anyhow!("smtp_url is not a URL"))?;
+    if parsed.username().is_empty() {
+        bail!("smtp_password_file needs a user in smtp_url (smtps://USER@host)");
+    }
+    if parsed.password().is_some() {
+        bail!("set the SMTP password in smtp_url or in smtp_password_file, not both");
+    }
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading smtp_password_file {}", file.display()))?;
+    let password = text.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("smtp_password_file {} is empty", file.display());
+    }
+    parsed
+        .set_password(Some(password))
+        .map_err(|_| anyhow!("smtp_url cannot carry a password"))?;
+    Ok(parsed.to_string())
 }
 
 impl std::fmt::Debug for MailSettings {
@@ -257,7 +300,10 @@ impl std::fmt::Debug for MailSettings {
             .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[redacted]"))
             .field("from", &self.from)
             .field("folder", &self.folder)
-            .finish()
+            .field("verify_token_ttl", &self.verify_token_ttl)
+            .field("reset_token_ttl", &self.reset_token_ttl)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
     }
 }
 
@@ -539,9 +585,33 @@ impl TryFrom<RawConfig> for Config {
         {
             bail!("set previous_key_encryption_key or previous_key_encryption_key_file, not both");
         }
+        let verify_token_ttl = dur(&raw.verify_token_ttl, "verify_token_ttl", 86_400)?;
+        if verify_token_ttl < Duration::from_secs(300)
+            || verify_token_ttl > Duration::from_secs(7 * 86_400)
+        {
+            bail!("verify_token_ttl must be between 5m and 7d");
+        }
+        let reset_token_ttl = dur(&raw.reset_token_ttl, "reset_token_ttl", 30 * 60)?;
+        if reset_token_ttl < Duration::from_secs(300)
+            || reset_token_ttl > Duration::from_secs(86_400)
+        {
+            bail!("reset_token_ttl must be between 5m and 1d");
+        }
+        let lease = dur(&raw.mail_lease, "mail_lease", 60)?;
+        if lease < Duration::from_secs(10) || lease > Duration::from_secs(3600) {
+            bail!("mail_lease must be between 10s and 1h");
+        }
+        let mut smtp_url = raw.smtp_url.map(|s| s.0).filter(|s| !s.trim().is_empty());
+        if let Some(file) = &raw.smtp_password_file {
+            smtp_url = Some(with_smtp_password(smtp_url.as_deref(), file)?);
+        }
         let mail = MailSettings {
-            smtp_url: raw.smtp_url.map(|s| s.0).filter(|s| !s.trim().is_empty()),
+            smtp_url,
             folder: raw.mail_folder,
+            templates: crate::templates::Templates::load(raw.mail_templates.as_deref())?,
+            verify_token_ttl,
+            reset_token_ttl,
+            lease,
             from: match raw.mail_from {
                 Some(from) => from,
                 None => {

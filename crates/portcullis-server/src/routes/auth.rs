@@ -129,6 +129,13 @@ pub async fn login(
         )
         .await?
         .ok_or(ApiError::InvalidCredentials)?;
+    if crate::accounts::overtaken(&state, user).await? {
+        if s.store.revoke_family(&user.id, &family, now).await? {
+            crate::events::apply_own(&state, EventKind::FamilyRevoked, &family, now);
+        }
+        tracing::info!(user = %user.id, "login overtaken by a password change or revocation: refused");
+        return Err(ApiError::InvalidCredentials);
+    }
     tracing::info!(user = %user.id, sid = %family, "login");
     let iat = issued_at(&state, &user.id, started.not_before).await?;
     token_response(

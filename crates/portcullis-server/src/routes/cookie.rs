@@ -89,6 +89,19 @@ pub(super) fn refuse_cross_site(state: &AppState, headers: &HeaderMap) -> Result
     }
 }
 
+/// A form posted by someone not signed in (the forgotten-password page, a mailed
+/// link's page): read, then refused when another site sent it (login CSRF).
+pub(super) async fn public_form<T: DeserializeOwned>(
+    state: &AppState,
+    request: axum::extract::Request,
+) -> Result<T, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers.clone();
+    let form = read_form(parts, body).await?;
+    refuse_cross_site(state, &headers)?;
+    Ok(form)
+}
+
 /// A 303 to `to` that also sets (or clears) the session cookie.
 pub(super) fn redirect_with_cookie(to: &str, cookie: HeaderValue) -> Response {
     let mut r = Redirect::to(to).into_response();

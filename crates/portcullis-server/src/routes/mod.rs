@@ -11,6 +11,7 @@ mod metadata;
 mod oauth;
 mod openapi;
 mod pages;
+mod recovery;
 mod schemas;
 mod session;
 
@@ -66,6 +67,9 @@ pub fn router(state: AppState) -> Router {
     let identified = Router::new()
         .route("/auth/logout-all", post(auth::logout_all))
         .route("/auth/me", get(auth::me))
+        .route("/auth/email/resend", post(recovery::resend))
+        .route("/auth/email/change", post(recovery::change_email))
+        .route("/auth/password/change", post(recovery::change_password))
         .route("/session/list", get(session::list))
         .route("/session/token", post(session::token))
         .route("/session/{id}", delete(session::delete))
@@ -78,6 +82,9 @@ pub fn router(state: AppState) -> Router {
         .route("/account/sessions/{id}/revoke", post(pages::revoke))
         .route("/account/logout-all", post(pages::logout_all))
         .route("/account/apps/{id}/revoke", post(pages::revoke_app))
+        .route("/account/password", post(recovery::account_password))
+        .route("/account/email", post(recovery::account_email))
+        .route("/account/email/resend", post(recovery::account_resend))
         .route_layer(who.clone())
         .route_layer(axum::middleware::from_fn(html::html_refusals));
     Router::new()
@@ -85,6 +92,9 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/email/verify", post(recovery::verify))
+        .route("/auth/password/forgot", post(recovery::forgot))
+        .route("/auth/password/reset", post(recovery::reset))
         .route(
             "/auth/revocations",
             get(feed::revocations).route_layer(feed),
@@ -125,6 +135,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/signup",
             get(pages::signup_form).post(pages::signup_submit),
+        )
+        .route(
+            "/forgot",
+            get(recovery::forgot_form).post(recovery::forgot_submit),
+        )
+        .route(
+            "/reset-password",
+            get(recovery::reset_form).post(recovery::reset_submit),
+        )
+        .route(
+            "/verify-email",
+            get(recovery::verify_form).post(recovery::verify_submit),
         )
         .route("/assets/portcullis.css", get(pages::stylesheet))
         .route("/healthz", get(meta::healthz))

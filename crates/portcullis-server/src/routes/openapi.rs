@@ -81,6 +81,13 @@ impl Modify for Security {
         super::pages::home, super::pages::login_form, super::pages::signup_form,
         super::pages::signup_submit, super::pages::account, super::pages::revoke,
         super::pages::logout_all, super::pages::stylesheet,
+        super::recovery::verify, super::recovery::resend, super::recovery::forgot,
+        super::recovery::reset, super::recovery::change_password, super::recovery::change_email,
+        super::recovery::forgot_form, super::recovery::forgot_submit,
+        super::recovery::reset_form, super::recovery::reset_submit,
+        super::recovery::verify_form, super::recovery::verify_submit,
+        super::recovery::account_password, super::recovery::account_email,
+        super::recovery::account_resend,
     ),
     modifiers(&Security),
 )]

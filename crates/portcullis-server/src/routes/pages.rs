@@ -132,12 +132,18 @@ impl Onward {
 pub(super) const SIGNED_OUT_HERE: &str = "/login?signed_out=here";
 /// Where "Sign out everywhere" goes.
 const SIGNED_OUT_EVERYWHERE: &str = "/login?signed_out=everywhere";
+/// Where a password reset goes: the sign-in page, to sign in with the new password.
+pub(super) const PASSWORD_RESET: &str = "/login?signed_out=reset";
 
 /// What the sign-in page says after a sign-out (`?signed_out=`): fixed sentences only,
 /// so that a link cannot put words of its own on the page.
 fn signed_out_note(signed_out: Option<&str>) -> Option<&'static str> {
     match signed_out? {
         "here" => Some("You are signed out in this browser."),
+        "reset" => Some(
+            "Your password is changed, and every sign-in of yours has ended. Sign in with \
+             the new password.",
+        ),
         "everywhere" => Some(
             "You are signed out everywhere: every browser session and API login of yours \
              has ended, and every access token issued before now is refused. Sign in again \
@@ -164,6 +170,7 @@ fn login_page_noting(
             @if let Some(note) = note { p #signed-out .notice role="status" { (note) } }
             @if let Some(asking) = onward.asking("asks you to sign in.") { (asking) }
             (credentials_form("/session/login", "Sign in", "current-password", username, error, onward.return_to(), None))
+            p { a #forgot href="/forgot" { "Forgot your password?" } }
             p { "No account yet? " a #create-account href=(onward.link("/signup")) { "Create one" } }
         },
     )
@@ -397,9 +404,25 @@ fn when(secs: i64) -> String {
     format!("{} {} UTC", &text[..10], &text[11..16])
 }
 
+/// What the account page says after one of its forms (`?done=`): fixed sentences.
+fn done_note(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "password" => Some(
+            "Your password is changed. Every other sign-in of yours has ended; this one goes on.",
+        ),
+        "email" => Some(
+            "A link to confirm the new address is on its way to it. The address changes when \
+             you open the link.",
+        ),
+        "resent" => Some("A new confirmation link is on its way to your address."),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn account_page(
-    username: &str,
-    user_id: &str,
+    user: &portcullis_store::User,
+    done: Option<&str>,
     scopes: &str,
     sessions: &[SessionRecord],
     api_logins: &[FamilyInfo],
@@ -407,6 +430,7 @@ fn account_page(
     current: &SessionContext,
 ) -> Markup {
     let token = current.csrf_token();
+    let (username, user_id) = (user.username.as_str(), user.id.as_str());
     // A program's short name; the full User-Agent only on hover, where it does not
     // crowd the words people read.
     let device = |label: &str| {
@@ -428,10 +452,52 @@ fn account_page(
         "Your account",
         html! {
             h1 { "Your account" }
+            @if let Some(note) = done_note(done) { p #done .notice role="status" { (note) } }
             dl.facts {
                 dt { "Signed in as" } dd #who { (username) }
                 dt { "User id" } dd { code { (user_id) } }
                 dt { "Permissions" } dd #scopes { (scope_words(scopes, "none")) }
+                dt { "Email" }
+                dd #email {
+                    @match &user.email {
+                        Some(address) => {
+                            (address) " "
+                            @if user.email_verified { span #email-state { "(verified)" } }
+                            @else { span #email-state { "(not verified yet)" } }
+                        }
+                        None => { "none" }
+                    }
+                }
+            }
+            @if user.email.is_some() && !user.email_verified {
+                form method="post" action="/account/email/resend" {
+                    input type="hidden" name="csrf_token" value=(token);
+                    button #resend type="submit" { "Send the confirmation link again" }
+                }
+            }
+            details #change-password {
+                summary { "Change your password…" }
+                p { "Every other browser, app and script signed in as you is signed out." }
+                form method="post" action="/account/password" {
+                    input type="hidden" name="csrf_token" value=(token);
+                    label for="current-password" { "Current password" }
+                    input #current-password name="current_password" type="password" autocomplete="current-password" required;
+                    label for="new-password" { "New password" }
+                    input #new-password name="new_password" type="password" autocomplete="new-password" required minlength="8";
+                    button type="submit" { "Change password" }
+                }
+            }
+            details #change-email {
+                summary { @if user.email.is_some() { "Change your email address…" } @else { "Add an email address…" } }
+                p { "We send a link to the new address; it becomes yours when you open it." }
+                form method="post" action="/account/email" {
+                    input type="hidden" name="csrf_token" value=(token);
+                    label for="new-email" { "New email address" }
+                    input #new-email name="email" type="email" autocomplete="email" required maxlength="254";
+                    label for="email-password" { "Your password" }
+                    input #email-password name="password" type="password" autocomplete="current-password" required;
+                    button type="submit" { "Send the link" }
+                }
             }
             h2 #sessions-heading { "Your browser sessions" }
             p { "Every browser where you are signed in. Revoke any you do not recognise." }
@@ -518,6 +584,7 @@ fn account_page(
 
 /// `GET /account`: who you are and your sessions; strangers go to the sign-in page.
 #[utoipa::path(get, path = "/account", tag = "pages", security(("session" = []), ()),
+    params(("done" = Option<String>, Query, description = "`password`, `email` or `resent`: the page says that form's outcome")),
     responses(
         (status = 200, description = "The account page (HTML)", content_type = "text/html"),
         (status = 303, description = "Strangers go to /login"),
@@ -527,8 +594,16 @@ fn account_page(
     ))]
 pub async fn account(
     State(state): State<AppState>,
+    parts: Parts,
     signed_in: Result<Option<CookieSession>, ApiError>,
 ) -> Response {
+    #[derive(Deserialize, Default)]
+    struct Done {
+        done: Option<String>,
+    }
+    let done = axum::extract::Query::<Done>::try_from_uri(&parts.uri)
+        .map(|q| q.0.done)
+        .unwrap_or_default();
     let rendered = async {
         let identity = match signed_in? {
             Some(CookieSession(identity)) => identity,
@@ -545,8 +620,8 @@ pub async fn account(
         let apps = state.0.store.consents_of(&user.id).await?;
         let scopes = current.record().scope.clone();
         Ok(Some(account_page(
-            &user.username,
-            &user.id,
+            &user,
+            done.as_deref(),
             &scopes,
             &sessions,
             &api_logins,

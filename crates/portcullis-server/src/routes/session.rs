@@ -138,6 +138,12 @@ async fn login_with(
     .await?;
     let user = &signed_in.user;
     let started = start_session(state, headers, &user.id, &user.scope).await?;
+    if crate::accounts::overtaken(state, user).await? {
+        let id = started.context.id().to_owned();
+        super::cookie::end_session(state, &id, &user.id).await?;
+        tracing::info!(user = %user.id, "session login overtaken by a password change or revocation: refused");
+        return Err(ApiError::InvalidCredentials);
+    }
     Ok((signed_in, started))
 }
 

@@ -2,7 +2,9 @@
 //! WebDriver by ChromeDriver (Debian's `chromium-driver`). A person signs up, signs
 //! out, fails a login, logs in, sees the account page, revokes another device's
 //! session and signs out; and an OAuth application signs a person in through the
-//! sign-in and consent pages and signs them out again (on SQLite and PostgreSQL).
+//! sign-in and consent pages and signs them out again (on SQLite and PostgreSQL); and
+//! a person confirms their address, forgets their password, resets it from the mailed
+//! link and changes it again from the account page.
 //!
 //! `.ci/run` installs both packages and sets `PORTCULLIS_REQUIRE_BROWSER=1`, so in CI
 //! a missing browser fails the test. Elsewhere, without them, each test says it skipped
@@ -157,6 +159,20 @@ async fn arrive(b: &Client, expected: &str) {
     panic!(
         "still on {} instead of {expected}:\n{}",
         path(b).await,
+        b.source().await.unwrap_or_default()
+    );
+}
+
+/// Waits (up to 10 s) until an element matching `css` is on the page.
+async fn appear(b: &Client, css: &str) {
+    for _ in 0..200 {
+        if b.find(Locator::Css(css)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{css} never appeared:\n{}",
         b.source().await.unwrap_or_default()
     );
 }
@@ -552,4 +568,118 @@ async fn an_application_signs_a_person_in_through_the_real_pages_in_chromium_on_
         }
         None => eprintln!("skipped: PORTCULLIS_TEST_POSTGRES is not set"),
     }
+}
+
+/// Issue 23: the way back in, in a browser: sign up with an address → the mailed link
+/// → confirm; forget the password → the mailed link → a new password → signed in with
+/// it; then change it from the account page.
+#[tokio::test]
+async fn a_person_confirms_their_address_and_resets_a_forgotten_password_in_chromium() {
+    use crate::recovery::{folder_mails, mails_reach};
+    let Some((chromium, chromedriver)) = browser_tools() else {
+        return;
+    };
+    let (url, dir) = sqlite_db();
+    let port = free_port();
+    let mail = tempfile::tempdir().unwrap();
+    let mut c = config(&url);
+    c.bind = format!("127.0.0.1:{port}").parse().unwrap();
+    c.issuer = format!("http://127.0.0.1:{port}");
+    c.audience = c.issuer.clone();
+    c.sessions = portcullis::session::SessionConfig::for_origin(&c.issuer).unwrap();
+    c.mail.folder = Some(mail.path().to_owned());
+    let server = TestServer::start(c).await.keep_dir(dir);
+    let base = server.base.clone();
+    let driver = Driver::start(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, &chromium, profile.path()).await;
+
+    // Sign up with an address: the account page says it is not verified yet.
+    b.goto(&format!("{base}/signup")).await.unwrap();
+    fill(&b, "#username", "erin").await;
+    fill(&b, "#password", PASSWORD).await;
+    fill(&b, "#email", "erin@example.com").await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/account").await;
+    assert_eq!(text(&b, "#email-state").await, "(not verified yet)");
+
+    // The mailed link opens a page with a button; the button confirms.
+    let mails = mails_reach(1, || folder_mails(mail.path())).await;
+    assert_eq!(mails[0].subject, "Confirm your email address");
+    let link = format!("{base}/verify-email?token={}", mails[0].token().unwrap());
+    assert!(mails[0].text.contains(&link), "{}", mails[0].text);
+    b.goto(&link).await.unwrap();
+    arrive(&b, "/verify-email").await;
+    screenshot(&b, "verify-email").await;
+    click(&b, "#confirm").await;
+    appear(&b, "#verified").await;
+    assert!(text(&b, "#verified").await.contains("erin@example.com"));
+    b.goto(&format!("{base}/account")).await.unwrap();
+    arrive(&b, "/account").await;
+    assert_eq!(text(&b, "#email-state").await, "(verified)");
+
+    // Signed out, the password forgotten: from the sign-in page to a mailed link.
+    click(&b, "#sign-out").await;
+    arrive(&b, "/login").await;
+    click(&b, "#forgot").await;
+    arrive(&b, "/forgot").await;
+    fill(&b, "#who", "erin@example.com").await;
+    click(&b, "button[type=submit]").await;
+    appear(&b, "#forgot-sent").await;
+    assert!(
+        text(&b, "#forgot-sent")
+            .await
+            .starts_with("If an account matches")
+    );
+    let mails = mails_reach(2, || folder_mails(mail.path())).await;
+    let reset = mails
+        .iter()
+        .find(|m| m.subject == "Reset your password")
+        .expect("a reset mail");
+    b.goto(&format!(
+        "{base}/reset-password?token={}",
+        reset.token().unwrap()
+    ))
+    .await
+    .unwrap();
+    arrive(&b, "/reset-password").await;
+    screenshot(&b, "reset-password").await;
+    fill(&b, "#password", "my brand new passphrase").await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/login").await;
+    assert!(
+        text(&b, "#signed-out")
+            .await
+            .starts_with("Your password is changed")
+    );
+
+    // Signed in with the new password; the old one no longer works.
+    assert_eq!(server.login("erin", PASSWORD).await.status(), 401);
+    fill(&b, "#username", "erin").await;
+    fill(&b, "#password", "my brand new passphrase").await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/account").await;
+    assert_eq!(text(&b, "#who").await, "erin");
+
+    // The account page changes the password again; this browser stays signed in.
+    click(&b, "#change-password summary").await;
+    fill(&b, "#current-password", "my brand new passphrase").await;
+    fill(&b, "#new-password", "and yet another passphrase").await;
+    click(&b, "#change-password button[type=submit]").await;
+    appear(&b, "#done").await;
+    assert!(
+        text(&b, "#done")
+            .await
+            .starts_with("Your password is changed")
+    );
+    screenshot(&b, "password-changed").await;
+    assert_eq!(
+        server
+            .login("erin", "and yet another passphrase")
+            .await
+            .status(),
+        200
+    );
+    b.close().await.unwrap();
+    server.stop().await;
 }

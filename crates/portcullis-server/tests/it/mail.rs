@@ -99,7 +99,7 @@ async fn outbox_row(url: &str, message_id: &str) -> (i64, Option<String>, i64) {
 
 /// A Python able to run aiosmtpd: `PORTCULLIS_TEST_SMTPD_PYTHON`, or `python3` if it
 /// imports aiosmtpd. `None` skips, unless `PORTCULLIS_REQUIRE_SMTP` is set (CI).
-fn smtpd_python() -> Option<String> {
+pub(crate) fn smtpd_python() -> Option<String> {
     let python = std::env::var("PORTCULLIS_TEST_SMTPD_PYTHON").unwrap_or_else(|_| "python3".into());
     let ok = std::process::Command::new(&python)
         .args(["-c", "import aiosmtpd"])
@@ -118,13 +118,41 @@ fn smtpd_python() -> Option<String> {
 
 /// An aiosmtpd server on a free loopback port, delivering into a Maildir in `dir`, or
 /// refusing every recipient with 550 when `refuse`; killed when dropped.
-struct Smtpd {
+pub(crate) struct Smtpd {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Smtpd {
-    fn start(python: &str, dir: &std::path::Path, refuse: bool) -> Smtpd {
+    pub(crate) fn start(python: &str, dir: &std::path::Path, refuse: bool) -> Smtpd {
+        Smtpd::run(
+            python,
+            dir,
+            if refuse {
+                Handler::Refuse
+            } else {
+                Handler::Accept
+            },
+        )
+    }
+
+    /// One that, on each message's DATA, writes `<dir>/data-started`, waits `seconds`,
+    /// then delivers into the Maildir: a slow server to die in front of.
+    pub(crate) fn start_slow(python: &str, dir: &std::path::Path) -> Smtpd {
+        Smtpd::run(python, dir, Handler::Slow)
+    }
+
+    /// The messages delivered into its Maildir so far, as text.
+    pub(crate) fn delivered(dir: &std::path::Path) -> Vec<String> {
+        match std::fs::read_dir(dir.join("maildir").join("new")) {
+            Ok(entries) => entries
+                .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn run(python: &str, dir: &std::path::Path, handler: Handler) -> Smtpd {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -137,6 +165,11 @@ impl Smtpd {
             "class Refuse550:\n    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):\n        return '550 5.1.1 No such user here'\n",
         )
         .unwrap();
+        std::fs::write(
+            handlers.join("slow.py"),
+            "import asyncio, pathlib\nfrom aiosmtpd.handlers import Mailbox\nclass Slow(Mailbox):\n    def __init__(self, folder):\n        super().__init__(str(pathlib.Path(folder) / 'maildir'))\n        self.folder = pathlib.Path(folder)\n    async def handle_DATA(self, server, session, envelope):\n        (self.folder / 'data-started').touch()\n        await asyncio.sleep(3)\n        return await super().handle_DATA(server, session, envelope)\n",
+        )
+        .unwrap();
         let mut cmd = std::process::Command::new(python);
         cmd.env("PYTHONPATH", &handlers).args([
             "-m",
@@ -146,11 +179,17 @@ impl Smtpd {
             &format!("127.0.0.1:{port}"),
             "-c",
         ]);
-        if refuse {
-            cmd.arg("refusing.Refuse550");
-        } else {
-            cmd.arg("aiosmtpd.handlers.Mailbox")
-                .arg(dir.join("maildir"));
+        match handler {
+            Handler::Refuse => {
+                cmd.arg("refusing.Refuse550");
+            }
+            Handler::Accept => {
+                cmd.arg("aiosmtpd.handlers.Mailbox")
+                    .arg(dir.join("maildir"));
+            }
+            Handler::Slow => {
+                cmd.arg("slow.Slow").arg(dir);
+            }
         }
         let child = cmd.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -160,6 +199,12 @@ impl Smtpd {
         }
         Smtpd { child, port }
     }
+}
+
+enum Handler {
+    Accept,
+    Refuse,
+    Slow,
 }
 
 impl Drop for Smtpd {

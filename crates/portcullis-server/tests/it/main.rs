@@ -14,6 +14,7 @@ mod keys_at_rest;
 mod mail;
 mod oauth;
 mod operations;
+mod recovery;
 mod server;
 mod sessions;
 mod support;

@@ -122,6 +122,13 @@ where
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        // One-time mail tokens, used or not, once expired: they refuse nothing more
+        // than an unknown token does.
+        let email_tokens = sqlx::query("DELETE FROM email_tokens WHERE expires_at < $1")
+            .bind(now - retention.keep)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(Pruned {
             events,
@@ -130,6 +137,7 @@ where
             throttle,
             devices,
             mail,
+            email_tokens,
         })
     }
 }

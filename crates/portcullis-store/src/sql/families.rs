@@ -279,57 +279,18 @@ where
     }
 
     async fn revoke_user(&self, user_id: &str, now: i64) -> Result<Vec<String>, Error> {
-        // Every token of the person's issued up to now, those of this second
-        // included: "not before" is the next second (`not_before_after`).
-        let not_before = not_before_after(now);
         let (_turn, mut tx) = self.begin_write().await?;
         // The user's row first, as `set_scope` does: one lock order, no deadlock.
         sqlx::query("UPDATE users SET not_before = not_before WHERE id = $1")
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        let revoked: Vec<(String,)> = sqlx::query_as(
-            "UPDATE refresh_families SET revoked_at = $1 \
-             WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
-        )
-        .bind(now)
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let sessions: Vec<(String,)> = sqlx::query_as(
-            "UPDATE sessions SET revoked_at = $1 \
-             WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
-        )
-        .bind(now)
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE users SET not_before = $1 WHERE id = $2")
-            .bind(not_before)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        // Codes not exchanged yet would start grants after this logout.
-        sqlx::query(
-            "UPDATE authorization_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        for (family_id,) in &revoked {
-            insert_event(&mut tx, EventKind::FamilyRevoked, family_id, now).await?;
-        }
-        for (session_id,) in &sessions {
-            insert_event(&mut tx, EventKind::SessionRevoked, session_id, now).await?;
-        }
-        insert_event(&mut tx, EventKind::UserNotBefore, user_id, not_before).await?;
+        let ended = end_user_grants(&mut tx, user_id, None, now).await?;
+        // Every token of the person's issued up to now, those of this second
+        // included: "not before" is the next second (`not_before_after`).
+        move_not_before(&mut tx, user_id, now).await?;
         tx.commit().await?;
-        Ok(revoked
-            .into_iter()
-            .chain(sessions)
-            .map(|(id,)| id)
-            .collect())
+        Ok(ended)
     }
 
     async fn family_of(
@@ -409,4 +370,87 @@ where
         tx.commit().await?;
         Ok(revoked.is_some())
     }
+}
+
+/// Inside a write transaction that holds the user's row: revokes every refresh family
+/// and cookie session of the user but `keep` (with their events) and uses up the
+/// authorization codes not exchanged yet; the ids revoked, families first.
+pub(super) async fn end_user_grants<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    user_id: &str,
+    keep: Option<&str>,
+    now: i64,
+) -> Result<Vec<String>, Error>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let keep = keep.unwrap_or("");
+    let revoked: Vec<(String,)> = sqlx::query_as(
+        "UPDATE refresh_families SET revoked_at = $1 \
+         WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3 RETURNING id",
+    )
+    .bind(now)
+    .bind(user_id)
+    .bind(keep)
+    .fetch_all(&mut **tx)
+    .await?;
+    let sessions: Vec<(String,)> = sqlx::query_as(
+        "UPDATE sessions SET revoked_at = $1 \
+         WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3 RETURNING id",
+    )
+    .bind(now)
+    .bind(user_id)
+    .bind(keep)
+    .fetch_all(&mut **tx)
+    .await?;
+    // Codes not exchanged yet would start grants after this.
+    sqlx::query(
+        "UPDATE authorization_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    for (family_id,) in &revoked {
+        insert_event(tx, EventKind::FamilyRevoked, family_id, now).await?;
+    }
+    for (session_id,) in &sessions {
+        insert_event(tx, EventKind::SessionRevoked, session_id, now).await?;
+    }
+    Ok(revoked
+        .into_iter()
+        .chain(sessions)
+        .map(|(id,)| id)
+        .collect())
+}
+
+/// Inside a write transaction that holds the user's row: refuses every token of the
+/// user's issued up to `now`, this second included, with its event; the new "not
+/// before".
+pub(super) async fn move_not_before<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    user_id: &str,
+    now: i64,
+) -> Result<i64, Error>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let not_before = not_before_after(now);
+    sqlx::query("UPDATE users SET not_before = $1 WHERE id = $2")
+        .bind(not_before)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    insert_event(tx, EventKind::UserNotBefore, user_id, not_before).await?;
+    Ok(not_before)
 }

@@ -3,6 +3,35 @@
 use super::{Backend, SqlStore};
 use crate::{Error, MailQueue, MailStore, NewMail, QueuedMail};
 
+/// Queues a message inside a write transaction (the transactional outbox: it commits
+/// or rolls back with the change that caused it). Due at once.
+pub(super) async fn insert_mail<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    mail: &NewMail,
+    now: i64,
+) -> Result<(), Error>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(
+        "INSERT INTO outbox (message_id, recipient, subject, text_body, html_body, \
+         created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(mail.message_id.as_str())
+    .bind(mail.recipient.as_str())
+    .bind(mail.subject.as_str())
+    .bind(mail.text_body.as_str())
+    .bind(mail.html_body.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl<DB> MailStore for SqlStore<DB>
 where
@@ -26,18 +55,7 @@ where
 {
     async fn enqueue_mail(&self, mail: &NewMail, now: i64) -> Result<(), Error> {
         let (_turn, mut tx) = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO outbox (message_id, recipient, subject, text_body, html_body, \
-             created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        )
-        .bind(&mail.message_id)
-        .bind(&mail.recipient)
-        .bind(&mail.subject)
-        .bind(&mail.text_body)
-        .bind(&mail.html_body)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        insert_mail(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! whether events also wake other instances through `pg_notify`) and in the two files
 //! that open a database (`sqlite.rs`, `postgres.rs`). Each narrow store trait has a
 //! file of its own (`users.rs`, `admission.rs`, `families.rs`, `clients.rs`,
-//! `grants.rs`, `keys.rs`, `events.rs`, `sessions.rs`).
+//! `grants.rs`, `keys.rs`, `events.rs`, `sessions.rs`, `mail.rs`, `recovery.rs`).
 //!
 //! The store is an adapter: it reads and writes under the right locks and leaves every
 //! decision to a pure function of the library (`portcullis::refresh::decide`,
@@ -26,6 +26,7 @@ mod grants;
 mod keys;
 mod mail;
 mod postgres;
+mod recovery;
 mod sessions;
 mod sqlite;
 mod users;
@@ -207,6 +208,7 @@ where
         + crate::KeyStore
         + crate::EventStore
         + crate::MailStore
+        + crate::RecoveryStore
         + portcullis::session::SessionStore,
     DB: Backend,
 {

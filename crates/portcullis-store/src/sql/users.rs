@@ -35,32 +35,10 @@ where
     usize: sqlx::ColumnIndex<DB::Row>,
 {
     async fn create_user(&self, new: NewUser) -> Result<User, Error> {
-        sqlx::query(
-            "INSERT INTO users (id, username, skeleton, password_hash, scope, created_at, \
-             email, email_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&new.id)
-        .bind(&new.username)
-        .bind(&new.skeleton)
-        .bind(&new.password_hash)
-        .bind(&new.scope)
-        .bind(new.created_at)
-        .bind(new.email.as_ref().map(|e| e.address.as_str()))
-        .bind(new.email.as_ref().map(|e| e.key.as_str()))
-        .execute(&self.pool)
-        .await?;
-        Ok(User {
-            id: new.id,
-            username: new.username,
-            password_hash: new.password_hash,
-            scope: new.scope,
-            disabled: false,
-            not_before: 0,
-            created_at: new.created_at,
-            email: new.email.map(|e| e.address),
-            email_verified: false,
-        })
+        let (_turn, mut tx) = self.begin_write().await?;
+        let user = insert_user(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(user)
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, Error> {
@@ -81,6 +59,17 @@ where
             " FROM users WHERE id = $1"
         ))
         .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn user_by_verified_email(&self, key: &str) -> Result<Option<User>, Error> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email_key = $1 AND email_verified"
+        ))
+        .bind(key)
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -211,4 +200,46 @@ where
             sessions,
         }))
     }
+}
+
+/// Inserts an account inside a write transaction; [`Error::Conflict`] when the name or
+/// its skeleton is taken.
+pub(super) async fn insert_user<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    new: NewUser,
+) -> Result<User, Error>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(
+        "INSERT INTO users (id, username, skeleton, password_hash, scope, created_at, \
+         email, email_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(new.id.as_str())
+    .bind(new.username.as_str())
+    .bind(new.skeleton.as_str())
+    .bind(new.password_hash.as_str())
+    .bind(new.scope.as_str())
+    .bind(new.created_at)
+    .bind(new.email.as_ref().map(|e| e.address.as_str()))
+    .bind(new.email.as_ref().map(|e| e.key.as_str()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(User {
+        id: new.id,
+        username: new.username,
+        password_hash: new.password_hash,
+        scope: new.scope,
+        disabled: false,
+        not_before: 0,
+        created_at: new.created_at,
+        email: new.email.map(|e| e.address),
+        email_verified: false,
+    })
 }

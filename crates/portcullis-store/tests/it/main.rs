@@ -1549,3 +1549,186 @@ conformance! {
         );
     }
 }
+
+fn address(text: &str) -> portcullis_store::Email {
+    portcullis_store::Email {
+        address: text.into(),
+        key: text.to_lowercase(),
+    }
+}
+
+fn email_token(
+    n: u8,
+    user_id: &str,
+    kind: portcullis_store::EmailTokenKind,
+    email: &str,
+) -> portcullis_store::NewEmailToken {
+    portcullis_store::NewEmailToken {
+        hash: hash(n),
+        user_id: user_id.into(),
+        kind,
+        email: address(email),
+        expires_at: 2000,
+    }
+}
+
+async fn user_with_email(s: &dyn Store, name: &str, email: &str, verified: bool) -> String {
+    let id = user(s, name).await;
+    assert!(
+        s.set_email(name, Some(&address(email)), verified)
+            .await
+            .unwrap()
+    );
+    id
+}
+
+conformance! {
+    /// Issue 23: a verification token is issued with its mail in one transaction, works
+    /// once, before it expires, for its purpose only; a token for an address the
+    /// account no longer has is issued nowhere.
+    async fn a_verification_token_works_once_for_its_account_and_address(db) {
+        use portcullis_store::{EmailTokenKind::*, Purpose, Redeemed};
+        let s = db.store.as_ref();
+        let uid = user_with_email(s, "vera", "Vera@example.com", false).await;
+        // Another address than the account's: nothing is written, not even the mail.
+        assert!(!s.issue_email_token(&email_token(1, &uid, Verify, "other@example.com"), &[mail(1)], 1000).await.unwrap());
+        assert_eq!(s.mail_queue().await.unwrap().waiting, 0);
+        assert!(s.issue_email_token(&email_token(2, &uid, Verify, "Vera@example.com"), &[mail(2)], 1000).await.unwrap());
+        assert_eq!(s.mail_queue().await.unwrap().waiting, 1);
+        // Unknown, altered, or for another purpose: nothing.
+        assert_eq!(s.redeem_email_token(&hash(9), Purpose::Address, 1001).await.unwrap(), Redeemed::Invalid);
+        assert_eq!(s.redeem_email_token(&hash(2), Purpose::Password("$x"), 1001).await.unwrap(), Redeemed::Invalid);
+        assert!(!s.user_by_id(&uid).await.unwrap().unwrap().email_verified);
+        // Expired: nothing.
+        assert_eq!(s.redeem_email_token(&hash(2), Purpose::Address, 2000).await.unwrap(), Redeemed::Invalid);
+        assert_eq!(
+            s.redeem_email_token(&hash(2), Purpose::Address, 1999).await.unwrap(),
+            Redeemed::Verified { user_id: uid.clone(), email: "Vera@example.com".into() }
+        );
+        assert!(s.user_by_id(&uid).await.unwrap().unwrap().email_verified);
+        // Used.
+        assert_eq!(s.redeem_email_token(&hash(2), Purpose::Address, 1999).await.unwrap(), Redeemed::Invalid);
+        // Only the hash is kept.
+        let stored = db.read("SELECT hash FROM email_tokens").await.unwrap();
+        assert_eq!(stored, vec![2u8; 32]);
+        // A token for the address the account had before a change verifies nothing.
+        let wes = user_with_email(s, "wes", "wes@example.com", false).await;
+        assert!(s.issue_email_token(&email_token(3, &wes, Verify, "wes@example.com"), &[], 1000).await.unwrap());
+        assert!(s.set_email("wes", Some(&address("wes2@example.com")), false).await.unwrap());
+        assert_eq!(s.redeem_email_token(&hash(3), Purpose::Address, 1001).await.unwrap(), Redeemed::Invalid);
+        assert!(!s.user_by_id(&wes).await.unwrap().unwrap().email_verified);
+    }
+}
+
+conformance! {
+    /// Issue 23: a change of address takes effect when the new address confirms, and
+    /// never onto an address another account verified (the token stays unused).
+    async fn a_new_address_becomes_the_accounts_when_confirmed_unless_verified_elsewhere(db) {
+        use portcullis_store::{EmailTokenKind::*, Purpose, Redeemed};
+        let s = db.store.as_ref();
+        let uid = user_with_email(s, "cora", "cora@example.com", true).await;
+        user_with_email(s, "dex", "taken@example.com", true).await;
+        assert!(s.issue_email_token(&email_token(1, &uid, Change, "Taken@example.com"), &[mail(1), mail(2)], 1000).await.unwrap());
+        assert_eq!(s.mail_queue().await.unwrap().waiting, 2, "both mails, with the token");
+        assert!(matches!(s.redeem_email_token(&hash(1), Purpose::Address, 1001).await, Err(Error::Conflict)));
+        let cora = s.user_by_id(&uid).await.unwrap().unwrap();
+        assert_eq!((cora.email.as_deref(), cora.email_verified), (Some("cora@example.com"), true));
+        // Once the other account lets the address go, the same link works.
+        assert!(s.set_email("dex", None, false).await.unwrap());
+        assert_eq!(
+            s.redeem_email_token(&hash(1), Purpose::Address, 1002).await.unwrap(),
+            Redeemed::Verified { user_id: uid.clone(), email: "Taken@example.com".into() }
+        );
+        let cora = s.user_by_id(&uid).await.unwrap().unwrap();
+        assert_eq!((cora.email.as_deref(), cora.email_verified), (Some("Taken@example.com"), true));
+    }
+}
+
+conformance! {
+    /// Issue 23: a reset replaces the password and ends everything the account is
+    /// signed in with (families, sessions, codes, devices), with events; a link to an
+    /// unverified address, or to one the account no longer has, does nothing.
+    async fn a_reset_ends_every_way_the_account_was_signed_in(db) {
+        use portcullis_store::{EmailTokenKind::*, Purpose, Redeemed};
+        let s = db.store.as_ref();
+        let uid = user_with_email(s, "rita", "rita@example.com", false).await;
+        // Unverified: no reset link is issued.
+        assert!(!s.issue_email_token(&email_token(1, &uid, Reset, "rita@example.com"), &[mail(1)], 1000).await.unwrap());
+        assert!(s.set_email("rita", Some(&address("rita@example.com")), true).await.unwrap());
+        assert!(s.issue_email_token(&email_token(2, &uid, Reset, "rita@example.com"), &[mail(2)], 1000).await.unwrap());
+        s.create_family("fam", &uid, &hash(50), "", 1000).await.unwrap().unwrap();
+        s.create_session(&new_session("ses", 51, &uid, 1000)).await.unwrap();
+        s.add_device(&hash(52), &uid, 1000).await.unwrap();
+        let cursor = s.last_event_id().await.unwrap();
+        let Redeemed::PasswordReset { user_id, mut ended, not_before } =
+            s.redeem_email_token(&hash(2), Purpose::Password("$argon2id$new"), 1010).await.unwrap()
+        else {
+            panic!("not reset")
+        };
+        ended.sort();
+        assert_eq!((user_id.as_str(), ended, not_before), (uid.as_str(), vec!["fam".to_owned(), "ses".to_owned()], 1011));
+        let rita = s.user_by_id(&uid).await.unwrap().unwrap();
+        assert_eq!((rita.password_hash.as_str(), rita.not_before), ("$argon2id$new", 1011));
+        assert_eq!(s.device_owner(&hash(52), 1012, 10_000).await.unwrap(), None);
+        let kinds: Vec<_> = s.events_after(cursor, 10).await.unwrap().into_iter().map(|e| e.kind).collect();
+        assert!(kinds.contains(&EventKind::FamilyRevoked) && kinds.contains(&EventKind::SessionRevoked) && kinds.contains(&EventKind::UserNotBefore), "{kinds:?}");
+        assert_eq!(s.redeem_email_token(&hash(2), Purpose::Password("$again"), 1012).await.unwrap(), Redeemed::Invalid);
+        // A link sent before the address changed resets nothing.
+        assert!(s.issue_email_token(&email_token(3, &uid, Reset, "rita@example.com"), &[], 1020).await.unwrap());
+        assert!(s.set_email("rita", Some(&address("rita@elsewhere.example")), true).await.unwrap());
+        assert_eq!(s.redeem_email_token(&hash(3), Purpose::Password("$x"), 1021).await.unwrap(), Redeemed::Invalid);
+    }
+}
+
+conformance! {
+    /// Issue 23: of ten reset requests at once, on two instances, one link works: each
+    /// new one voids the others.
+    async fn ten_reset_requests_at_once_leave_one_live_link(db) {
+        use portcullis_store::{EmailTokenKind::*, Purpose, Redeemed};
+        let s = db.store.clone();
+        let uid = user_with_email(s.as_ref(), "tess", "tess@example.com", true).await;
+        let other = db.another_instance().await;
+        let tasks: Vec<_> = (0..10u8)
+            .map(|n| {
+                let store = if n % 2 == 0 { s.clone() } else { other.clone() };
+                let token = email_token(100 + n, &uid, Reset, "tess@example.com");
+                tokio::spawn(async move { store.issue_email_token(&token, &[mail(usize::from(n))], 1000).await.unwrap() })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(s.mail_queue().await.unwrap().waiting, 10);
+        let mut worked = 0;
+        for n in 0..10u8 {
+            if let Redeemed::PasswordReset { .. } = s.redeem_email_token(&hash(100 + n), Purpose::Password("$new"), 1001).await.unwrap() {
+                worked += 1;
+            }
+        }
+        assert_eq!(worked, 1);
+    }
+}
+
+conformance! {
+    /// Issue 23: changing the password voids reset links and ends every other family
+    /// and session, keeping the one it was made from; a change that lost a race (the
+    /// password is not the one checked) changes nothing.
+    async fn a_password_change_ends_the_others_and_voids_reset_links(db) {
+        use portcullis_store::{EmailTokenKind::*, Purpose, Redeemed};
+        let s = db.store.as_ref();
+        let uid = user_with_email(s, "pia", "pia@example.com", true).await;
+        assert!(s.issue_email_token(&email_token(1, &uid, Reset, "pia@example.com"), &[], 1000).await.unwrap());
+        s.create_family("mine", &uid, &hash(60), "", 1000).await.unwrap().unwrap();
+        s.create_family("theirs", &uid, &hash(61), "", 1000).await.unwrap().unwrap();
+        s.create_session(&new_session("ses", 62, &uid, 1000)).await.unwrap();
+        assert_eq!(s.change_password(&uid, "$wrong", "$new", Some("mine"), &[mail(1)], 1001).await.unwrap(), None);
+        assert_eq!(s.mail_queue().await.unwrap().waiting, 0);
+        let mut ended = s.change_password(&uid, "$argon2id$stub", "$new", Some("mine"), &[mail(1)], 1001).await.unwrap().unwrap();
+        ended.sort();
+        assert_eq!(ended, ["ses", "theirs"]);
+        assert_eq!(s.mail_queue().await.unwrap().waiting, 1);
+        assert_eq!(s.families_of(&uid, 1002, POLICY).await.unwrap().iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["mine"]);
+        assert_eq!(s.redeem_email_token(&hash(1), Purpose::Password("$x"), 1002).await.unwrap(), Redeemed::Invalid);
+        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().password_hash, "$new");
+    }
+}
