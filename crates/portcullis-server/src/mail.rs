@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use portcullis_store::{QueuedMail, Store};
 use tokio::sync::watch;
@@ -221,11 +222,31 @@ fn message(from: &Mailbox, mail: &QueuedMail) -> Result<Message, Failure> {
         .subject(mail.subject.clone())
         .message_id(Some(format!("<{}>", mail.message_id)))
         .date(portcullis::clock::system_time(mail.created_at))
-        .multipart(MultiPart::alternative_plain_html(
-            mail.text_body.clone(),
-            mail.html_body.clone(),
-        ))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(part(ContentType::TEXT_PLAIN, &mail.text_body))
+                .singlepart(part(ContentType::TEXT_HTML, &mail.html_body)),
+        )
         .map_err(|e| permanent("the message", &e))
+}
+
+/// One body part. Plain ASCII whose lines fit SMTP's limit (998 octets, RFC 5322
+/// §2.1.1) goes as it is (`7bit`), so that a link stays one line that a person or
+/// `grep` can read in the raw message; lettre would quote-print any line over 76.
+/// Anything else gets lettre's choice of quoted-printable or base64.
+fn part(content_type: ContentType, text: &str) -> SinglePart {
+    let plain = text.is_ascii()
+        && !text.contains(['\0', '\r'])
+        && text.split('\n').all(|line| line.len() <= 998);
+    let body = if plain {
+        Body::dangerous_pre_encoded(
+            text.replace('\n', "\r\n").into_bytes(),
+            ContentTransferEncoding::SevenBit,
+        )
+    } else {
+        Body::new(text.to_owned())
+    };
+    SinglePart::builder().header(content_type).body(body)
 }
 
 /// When a message that failed transiently at its `attempts`-th attempt is tried again:
@@ -320,6 +341,36 @@ mod tests {
         assert_eq!(retry_at(1000, 8), Some(1000 + 3600));
         assert_eq!(retry_at(1000, MAX_ATTEMPTS - 1), Some(1000 + 3600));
         assert_eq!(retry_at(1000, MAX_ATTEMPTS), None);
+    }
+
+    #[test]
+    fn a_long_link_stays_one_readable_line_and_other_text_is_encoded() {
+        let link = format!(
+            "https://auth.example.com/reset-password?token={}",
+            "A".repeat(43)
+        );
+        let mail = QueuedMail {
+            id: 1,
+            message_id: "m@x".into(),
+            recipient: "a@example.com".into(),
+            subject: "Reset".into(),
+            text_body: format!("Open this link:\n\n{link}\n"),
+            html_body: "<p>Grüße</p>".into(),
+            created_at: 1_800_000_000,
+            attempts: 1,
+        };
+        let from: Mailbox = "Portcullis <noreply@example.com>".parse().unwrap();
+        let raw = String::from_utf8(message(&from, &mail).unwrap().formatted()).unwrap();
+        assert!(raw.contains(&format!("\r\n{link}\r\n")), "{raw}");
+        assert!(raw.contains("Content-Transfer-Encoding: 7bit"), "{raw}");
+        assert!(!raw.contains("Grüße"), "non-ASCII is encoded: {raw}");
+        // A line over SMTP's 998 octets is never sent as it is.
+        let long = QueuedMail {
+            text_body: "x".repeat(1200),
+            ..mail
+        };
+        let raw = String::from_utf8(message(&from, &long).unwrap().formatted()).unwrap();
+        assert!(raw.lines().all(|l| l.len() <= 998));
     }
 
     // lettre's connection pool starts a task: a runtime is needed to build one.

@@ -218,9 +218,9 @@ pub(crate) async fn forgot(
             Err(e) => return Err(ApiError::InvalidRequest(format!("email: {}", e.0))),
         },
         Forgotten::Username(text) => match portcullis::username::normalize_username(text) {
-            Ok(name) => format!("user:{name}"),
+            Ok(name) => format!("name:{name}"),
             // No account can have such a name: nothing to send, and nothing to tell.
-            Err(_) => format!("user?:{}", text.chars().take(64).collect::<String>()),
+            Err(_) => format!("name?:{}", text.chars().take(64).collect::<String>()),
         },
     };
     admit(state, &state.0.throttle.mail(client, &key)).await?;
@@ -252,6 +252,11 @@ async fn send_reset(state: &AppState, asked: &Forgotten) -> Result<(), ApiError>
     let Some(address) = user.email.as_deref() else {
         return Ok(());
     };
+    // Per account too: asking by address and by username spends one budget.
+    if let Err(e) = admit(state, &state.0.throttle.account_mail(&user.id)).await {
+        tracing::info!(user = %user.id, error = ?e, "password reset asked too often: nothing sent");
+        return Ok(());
+    }
     let (token, message) = token_and_mail(
         state,
         EmailTokenKind::Reset,

@@ -142,6 +142,16 @@ impl Throttle {
         ]
     }
 
+    /// The counter of the mail one account is sent, whatever named it (its address or
+    /// its username): what a reset request spends once it found the account.
+    pub fn account_mail(&self, user_id: &str) -> Vec<Attempt> {
+        vec![Attempt {
+            key: format!("mail-to:user:{user_id}"),
+            budget: self.mail_to,
+            lane: Lane::Spend,
+        }]
+    }
+
     /// The counter a password reset (a new password hashed) from `address` spends.
     pub fn reset(&self, address: IpAddr) -> Vec<Attempt> {
         vec![Attempt {

@@ -77,6 +77,58 @@ fn mail_settings_have_a_sender_from_the_issuer_and_refuse_a_bad_one() {
 }
 
 #[test]
+fn recovery_settings_have_defaults_bounds_and_a_password_file() {
+    let c = Config::defaults().unwrap();
+    assert_eq!(c.mail.verify_token_ttl, Duration::from_secs(86_400));
+    assert_eq!(c.mail.reset_token_ttl, Duration::from_secs(1800));
+    assert_eq!(c.mail.lease, Duration::from_secs(60));
+    let err = |toml: &str| {
+        format!(
+            "{:#}",
+            Config::try_from(toml::from_str::<RawConfig>(toml).unwrap()).unwrap_err()
+        )
+    };
+    assert!(err("reset_token_ttl = \"2d\"").contains("reset_token_ttl"));
+    assert!(err("reset_token_ttl = \"1m\"").contains("reset_token_ttl"));
+    assert!(err("verify_token_ttl = \"8d\"").contains("verify_token_ttl"));
+    assert!(err("mail_lease = \"5s\"").contains("mail_lease"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("smtp-password");
+    std::fs::write(&file, "p@ss w/rd\n").unwrap();
+    let with = |url: &str| {
+        format!(
+            "smtp_url = \"{url}\"\nsmtp_password_file = \"{}\"",
+            file.display()
+        )
+    };
+    let c = Config::try_from(
+        toml::from_str::<RawConfig>(&with("smtps://mailer@mail.example.com")).unwrap(),
+    )
+    .unwrap();
+    let url = url::Url::parse(c.mail.smtp_url.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (url.username(), url.password()),
+        ("mailer", Some("p%40ss%20w%2Frd"))
+    );
+    assert!(!format!("{c:?}").contains("p%40ss"));
+    assert!(err(&with("smtps://mail.example.com")).contains("needs a user"));
+    assert!(err(&with("smtps://mailer:other@mail.example.com")).contains("not both"));
+    std::fs::write(&file, "\n").unwrap();
+    assert!(err(&with("smtps://mailer@mail.example.com")).contains("is empty"));
+    let e = err(&format!("smtp_password_file = \"{}\"", file.display()));
+    assert!(e.contains("without smtp_url"), "{e}");
+
+    // Templates are read and checked at start.
+    std::fs::write(dir.path().join("reset.txt"), "{{link}} {{secret}}").unwrap();
+    let e = err(&format!("mail_templates = \"{}\"", dir.path().display()));
+    assert!(e.contains("smtp-password"), "a stray file is named: {e}");
+    std::fs::remove_file(&file).unwrap();
+    let e = err(&format!("mail_templates = \"{}\"", dir.path().display()));
+    assert!(e.contains("reset.txt") && e.contains("{{secret}}"), "{e}");
+}
+
+#[test]
 fn an_unset_signing_alg_keeps_the_databases_algorithm() {
     let unset = Config::try_from(RawConfig::default()).unwrap();
     assert_eq!(unset.alg_after(None), Algorithm::RS256);

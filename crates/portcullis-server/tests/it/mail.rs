@@ -152,12 +152,21 @@ impl Smtpd {
         }
     }
 
+    /// An accepting one on `port` (a server that comes back where it was).
+    pub(crate) fn start_on(python: &str, dir: &std::path::Path, port: u16) -> Smtpd {
+        Smtpd::run_on(python, dir, Handler::Accept, port)
+    }
+
     fn run(python: &str, dir: &std::path::Path, handler: Handler) -> Smtpd {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        Smtpd::run_on(python, dir, handler, port)
+    }
+
+    fn run_on(python: &str, dir: &std::path::Path, handler: Handler, port: u16) -> Smtpd {
         let handlers = dir.join("handlers");
         std::fs::create_dir_all(&handlers).unwrap();
         std::fs::write(

@@ -737,3 +737,81 @@ async fn two_postgres_instances_deliver_each_message_once() {
     drop(store);
     crate::support::drop_postgres(&url).await;
 }
+
+on_each_store! {
+    /// An SMTP server down for an hour: the reset mail is kept and tried again, 30 s
+    /// after the first attempt and then doubling, never lost and never given up on;
+    /// when the server comes back, it is delivered once, and its link works (its
+    /// lifetime is set to a day here: the 30-minute default would have run out, and a
+    /// person asks again). The clock is the test's: hours pass in seconds.
+    async fn an_smtp_server_down_for_an_hour_delays_mail_and_loses_none(url, dir) {
+        let Some(python) = smtpd_python() else { return };
+        let work = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let clock = crate::support::still_clock();
+        let mut c = config(&url);
+        c.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.mail.reset_token_ttl = Duration::from_secs(86_400);
+        let server = TestServer::start_with(c, clock.clone()).await.keep_dir(dir);
+        let store = portcullis_store::open(&url).await.unwrap();
+        assert!(server.signup("dan", PASSWORD).await.status().is_success());
+        store.set_email("dan", Some(&portcullis_store::Email { address: "dan@example.com".into(), key: "dan@example.com".into() }), true).await.unwrap();
+        assert_eq!(server.post("/auth/password/forgot", json!({ "username": "dan" })).await.status(), 202);
+        let attempts = |want: i64| {
+            let url = url.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let (n, error): (i64, Option<String>) = read_row(&url).await;
+                    if n >= want {
+                        return (n, error);
+                    }
+                    assert!(Instant::now() < deadline, "attempt {want} never came ({n} so far)");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let (_, error) = attempts(1).await;
+        assert!(error.is_some());
+        // The waits: 30 s, 60 s, 120 s … each attempt comes only once its wait is over.
+        let mut waited = 0;
+        for (n, wait) in [(2, 30), (3, 60), (4, 120), (5, 240), (6, 480), (7, 960), (8, 1920)] {
+            clock.advance(wait - 1);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let (now, _) = read_row(&url).await;
+            assert_eq!(now, n - 1, "attempt {n} came before its wait of {wait} s was over");
+            clock.advance(1);
+            attempts(n).await;
+            waited += wait;
+        }
+        assert!(waited >= 3600, "an hour has passed: {waited} s");
+        let queue = store.mail_queue().await.unwrap();
+        assert_eq!((queue.waiting, queue.sent, queue.failed), (1, 0, 0), "kept, not given up on");
+        // The server is back: the next attempt (at most an hour later) delivers it.
+        let smtpd = Smtpd::start_on(&python, work.path(), port);
+        clock.advance(3600);
+        let mails = mails_reach(1, || Smtpd::delivered(work.path()).iter().map(|t| parse(t)).collect()).await;
+        assert_eq!(mails.len(), 1);
+        let token = mails[0].token().unwrap();
+        assert_eq!(server.post("/auth/password/reset", json!({ "token": token, "password": NEW_PASSWORD })).await.status(), 204);
+        drop(smtpd);
+        server.stop().await;
+    }
+}
+
+/// The one outbox row's attempts and last error (none yet: 0).
+async fn read_row(url: &str) -> (i64, Option<String>) {
+    let sql = "SELECT attempts, last_error FROM outbox";
+    let row = if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let row = sqlx::query_as(sql).fetch_optional(&pool).await.unwrap();
+        pool.close().await;
+        row
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let row = sqlx::query_as(sql).fetch_optional(&pool).await.unwrap();
+        pool.close().await;
+        row
+    };
+    row.unwrap_or((0, None))
+}
