@@ -77,7 +77,7 @@ pub(crate) async fn create_account(
     let created = match email {
         Some(email) => {
             let (token, mail) =
-                crate::recovery::signup_verification(state, &new.id, &new.username, email)?;
+                crate::links::signup_verification(state, &new.id, &new.username, email)?;
             state
                 .0
                 .store

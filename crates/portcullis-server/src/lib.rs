@@ -15,6 +15,7 @@ mod error;
 mod events;
 pub mod kek;
 pub mod keyring;
+mod links;
 pub mod mail;
 pub mod prometheus;
 mod recovery;

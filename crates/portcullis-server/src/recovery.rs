@@ -8,143 +8,19 @@
 //! one voids the earlier ones; a use, a password change or a reset voids them too.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
-use portcullis::jwt::random_id;
 use portcullis::opaque::Opaque;
 use portcullis::password::Verification;
 use portcullis_store::{
-    EmailTokenKind, EventKind, NewEmailToken, NewMail, Purpose, Redeemed, TokenHash, User,
+    EmailTokenKind, EventKind, NewEmailToken, Purpose, Redeemed, TokenHash, User,
 };
 
 use crate::accounts::{admit, hashing, password, settle};
 use crate::error::ApiError;
+use crate::links::{RESET_PAGE, held, link, mail, opaque, token_and_mail};
 use crate::state::AppState;
-use crate::templates::{MailKind, Values};
+use crate::templates::MailKind;
 use portcullis_store::Settlement;
-
-/// The page a verification or address-change link opens (a confirm button: a `GET`
-/// changes nothing, since mail scanners follow links).
-pub const VERIFY_PAGE: &str = "/verify-email";
-/// The page a reset link opens.
-pub const RESET_PAGE: &str = "/reset-password";
-
-/// A duration in words, for mails: "30 minutes", "24 hours", "1 day".
-pub fn in_words(d: Duration) -> String {
-    let s = d.as_secs();
-    let (n, unit) = if s.is_multiple_of(86_400) && s > 86_400 {
-        (s / 86_400, "day")
-    } else if s.is_multiple_of(3600) {
-        (s / 3600, "hour")
-    } else {
-        (s.div_ceil(60), "minute")
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
-}
-
-fn opaque() -> Result<Opaque, ApiError> {
-    Opaque::generate().map_err(|_| ApiError::Unexpected(anyhow::anyhow!("no randomness")))
-}
-
-/// The link to `page` carrying `token`.
-pub fn link(issuer: &str, page: &str, token: &Opaque) -> String {
-    format!(
-        "{}{page}?token={}",
-        issuer.trim_end_matches('/'),
-        token.expose()
-    )
-}
-
-/// A message for the outbox: `kind` to `to`, with a Message-ID of its own under the
-/// issuer's host.
-pub fn mail(
-    state: &AppState,
-    kind: MailKind,
-    to: &str,
-    username: &str,
-    link: &str,
-    valid_for: &str,
-    email: &str,
-) -> Result<NewMail, ApiError> {
-    let config = &state.0.config;
-    let rendered = config.mail.templates.render(
-        kind,
-        &Values {
-            username,
-            link,
-            valid_for,
-            issuer: &config.issuer,
-            email,
-        },
-    );
-    let host = url::Url::parse(&config.issuer)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| "portcullis.invalid".into());
-    Ok(NewMail {
-        message_id: format!("{}.{}@{host}", kind.name(), random_id()?),
-        recipient: to.to_owned(),
-        subject: rendered.subject,
-        text_body: rendered.text,
-        html_body: rendered.html,
-    })
-}
-
-/// A token of `kind` for `user_id` at `email`, and the mail that carries its link.
-fn token_and_mail(
-    state: &AppState,
-    kind: EmailTokenKind,
-    user_id: &str,
-    username: &str,
-    email: portcullis_store::Email,
-) -> Result<(NewEmailToken, NewMail), ApiError> {
-    let config = &state.0.config;
-    let (ttl, page, mail_kind) = match kind {
-        EmailTokenKind::Verify => (config.mail.verify_token_ttl, VERIFY_PAGE, MailKind::Verify),
-        EmailTokenKind::Change => (config.mail.verify_token_ttl, VERIFY_PAGE, MailKind::Change),
-        EmailTokenKind::Reset => (config.mail.reset_token_ttl, RESET_PAGE, MailKind::Reset),
-    };
-    let token = opaque()?;
-    let link = link(&config.issuer, page, &token);
-    let message = mail(
-        state,
-        mail_kind,
-        &email.address,
-        username,
-        &link,
-        &in_words(ttl),
-        &email.address,
-    )?;
-    let expires_at = state
-        .now()
-        .saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
-    Ok((
-        NewEmailToken {
-            hash: TokenHash(token.sha256()),
-            user_id: user_id.to_owned(),
-            kind,
-            email,
-            expires_at,
-        },
-        message,
-    ))
-}
-
-/// The verification token and mail of a new account with an address.
-pub(crate) fn signup_verification(
-    state: &AppState,
-    user_id: &str,
-    username: &str,
-    email: portcullis_store::Email,
-) -> Result<(NewEmailToken, NewMail), ApiError> {
-    token_and_mail(state, EmailTokenKind::Verify, user_id, username, email)
-}
-
-/// The store's form of an address the account holds (already normalised).
-fn held(address: &str) -> Result<portcullis_store::Email, ApiError> {
-    crate::email::normalize(address)
-        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("a stored address: {}", e.0)))
-}
 
 /// `POST /auth/email/resend`: a new confirmation link for the account's unverified
 /// address (throttled per account and client address). An account without an address,
@@ -513,18 +389,4 @@ pub(crate) async fn reset_link_for_operator(
         )
         .await?;
     Ok(issued.then(|| link(&config.issuer, RESET_PAGE, &token)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_people_say_them() {
-        assert_eq!(in_words(Duration::from_secs(1800)), "30 minutes");
-        assert_eq!(in_words(Duration::from_secs(86_400)), "24 hours");
-        assert_eq!(in_words(Duration::from_secs(3600)), "1 hour");
-        assert_eq!(in_words(Duration::from_secs(2 * 86_400)), "2 days");
-        assert_eq!(in_words(Duration::from_secs(90)), "2 minutes");
-    }
 }
