@@ -142,14 +142,23 @@ impl Smtpd {
         Smtpd::run(python, dir, Handler::Slow)
     }
 
-    /// The messages delivered into its Maildir so far, as text.
+    /// The messages delivered into its Maildir so far, as text, in the order they
+    /// arrived (by modification time: Maildir names do not sort).
     pub(crate) fn delivered(dir: &std::path::Path) -> Vec<String> {
-        match std::fs::read_dir(dir.join("maildir").join("new")) {
-            Ok(entries) => entries
-                .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-                .collect(),
-            Err(_) => Vec::new(),
-        }
+        let Ok(entries) = std::fs::read_dir(dir.join("maildir").join("new")) else {
+            return Vec::new();
+        };
+        let mut files: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+            .map(|e| {
+                let path = e.unwrap().path();
+                (std::fs::metadata(&path).unwrap().modified().unwrap(), path)
+            })
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|(_, p)| std::fs::read_to_string(p).unwrap())
+            .collect()
     }
 
     /// An accepting one on `port` (a server that comes back where it was).
