@@ -118,6 +118,8 @@ pub(crate) struct SignedIn {
     pub user: User,
     /// A credential for this client, when it was not a known device of the account.
     pub new_device: Option<DeviceToken>,
+    /// The password, when the stored hash is due for a rehash ([`login_stands`]).
+    rehash: Option<Password>,
 }
 
 /// A password login, admitted by the throttle before the password is hashed, with one
@@ -199,17 +201,53 @@ async fn check_password_once(
         Some(_) => None,
         None => Some(device::issue(state, &user.id).await?),
     };
-    if needs_rehash {
-        let (state, user_id) = (state.clone(), user.id.clone());
+    Ok(SignedIn {
+        user,
+        new_device,
+        rehash: needs_rehash.then_some(password),
+    })
+}
+
+/// After a password login wrote its grant (refresh family or session): false when it
+/// was overtaken ([`overtaken`]; the caller ends the grant and refuses the login).
+/// Otherwise, when the stored hash is due for one (other parameters, or a hash
+/// imported from another system), rehashes the password in the background and stores
+/// it only over the hash this login checked, so that a reset or a change made
+/// meanwhile is never undone by the old password's rehash.
+pub(crate) async fn login_stands(
+    state: &AppState,
+    signed_in: &mut SignedIn,
+) -> Result<bool, ApiError> {
+    if overtaken(state, &signed_in.user).await? {
+        return Ok(false);
+    }
+    if let Some(password) = signed_in.rehash.take() {
+        let state = state.clone();
+        let (user_id, checked) = (
+            signed_in.user.id.clone(),
+            signed_in.user.password_hash.clone(),
+        );
         tokio::spawn(async move {
-            if let Ok(hash) = state.0.hasher.hash(password).await
-                && let Err(e) = state.0.store.set_password_hash(&user_id, &hash).await
-            {
-                tracing::warn!(error = %e, "could not store the rehashed password");
+            let stored = match state.0.hasher.hash(password).await {
+                Ok(hash) => {
+                    state
+                        .0
+                        .store
+                        .set_password_hash(&user_id, &checked, &hash)
+                        .await
+                }
+                Err(e) => return tracing::warn!(error = %e, "could not rehash the password"),
+            };
+            match stored {
+                Ok(true) => tracing::info!(user = %user_id, "password rehashed"),
+                Ok(false) => {
+                    tracing::info!(user = %user_id, "password changed before its rehash was stored: rehash dropped")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not store the rehashed password"),
             }
         });
     }
-    Ok(SignedIn { user, new_device })
+    Ok(true)
 }
 
 /// Whether a login that checked `before`'s password was overtaken, before it started
@@ -218,7 +256,7 @@ async fn check_password_once(
 /// read. Such a login must not outlive what overtook it (a reset racing a login with
 /// the old password). Read after the grant is written, so that whatever commits
 /// later ends the grant itself.
-pub(crate) async fn overtaken(state: &AppState, before: &User) -> Result<bool, ApiError> {
+async fn overtaken(state: &AppState, before: &User) -> Result<bool, ApiError> {
     Ok(match state.0.store.user_by_id(&before.id).await? {
         Some(now) => {
             now.disabled

@@ -73,8 +73,15 @@ pub trait UserStore: Send + Sync + 'static {
     /// Every account, by username.
     async fn list_users(&self) -> Result<Vec<User>, Error>;
 
-    /// Replaces a password hash (rehash on login).
-    async fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<(), Error>;
+    /// Replaces a password hash (a rehash after a login) if it is still `expected`, the
+    /// one the login checked; false when it changed since (a reset or a change won, and
+    /// must not be undone by the old password's rehash).
+    async fn set_password_hash(
+        &self,
+        user_id: &str,
+        expected: &str,
+        hash: &str,
+    ) -> Result<bool, Error>;
 
     /// Disables or enables an account; false when there is no such user.
     async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, Error>;

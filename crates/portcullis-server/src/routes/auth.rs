@@ -111,8 +111,10 @@ pub async fn login(
     let s = &state.0;
     // A malformed credential is no credential: the login is simply anonymous.
     let device = body.device_token.as_deref().and_then(DeviceToken::parse);
-    let signed_in = check_password(&state, client, device, &body.username, body.password).await?;
-    let user = &signed_in.user;
+    let mut signed_in =
+        check_password(&state, client, device, &body.username, body.password).await?;
+    let user = signed_in.user.clone();
+    let user = &user;
     let now = state.now();
     let family = random_id()?;
     let refresh = RefreshToken::generate()?;
@@ -129,7 +131,7 @@ pub async fn login(
         )
         .await?
         .ok_or(ApiError::InvalidCredentials)?;
-    if crate::accounts::overtaken(&state, user).await? {
+    if !crate::accounts::login_stands(&state, &mut signed_in).await? {
         if s.store.revoke_family(&user.id, &family, now).await? {
             crate::events::apply_own(&state, EventKind::FamilyRevoked, &family, now);
         }

@@ -128,7 +128,7 @@ async fn login_with(
 ) -> Result<(SignedIn, Started), ApiError> {
     refuse_cross_site(state, headers)?;
     let device = device::from_cookie(state, headers);
-    let signed_in = check_password(
+    let mut signed_in = check_password(
         state,
         client,
         device,
@@ -136,9 +136,9 @@ async fn login_with(
         credentials.password,
     )
     .await?;
-    let user = &signed_in.user;
+    let user = signed_in.user.clone();
     let started = start_session(state, headers, &user.id, &user.scope).await?;
-    if crate::accounts::overtaken(state, user).await? {
+    if !crate::accounts::login_stands(state, &mut signed_in).await? {
         let id = started.context.id().to_owned();
         super::cookie::end_session(state, &id, &user.id).await?;
         tracing::info!(user = %user.id, "session login overtaken by a password change or revocation: refused");

@@ -84,13 +84,20 @@ where
         .await?)
     }
 
-    async fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<(), Error> {
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    async fn set_password_hash(
+        &self,
+        user_id: &str,
+        expected: &str,
+        hash: &str,
+    ) -> Result<bool, Error> {
+        let done =
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(hash)
+                .bind(user_id)
+                .bind(expected)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, Error> {

@@ -201,7 +201,10 @@ conformance! {
         assert!(s.set_scope("nobody", "read", 5).await.unwrap().is_none());
         assert!(s.set_disabled("alice", true).await.unwrap());
         assert!(!s.set_disabled("nobody", true).await.unwrap());
-        s.set_password_hash(&id, "$argon2id$new").await.unwrap();
+        // A rehash replaces the hash it was made from, never one that replaced it since
+        // (a reset between a login and its rehash).
+        assert!(!s.set_password_hash(&id, "$argon2id$not-this-one", "$argon2id$lost").await.unwrap());
+        assert!(s.set_password_hash(&id, "$argon2id$stub", "$argon2id$new").await.unwrap());
         let u = s.user_by_id(&id).await.unwrap().unwrap();
         assert_eq!(
             (u.scope.as_str(), u.disabled, u.password_hash.as_str()),
