@@ -24,9 +24,9 @@ use portcullis::session::SessionStore;
 pub use error::Error;
 pub use model::{
     AuthCode, Client, CodeExchange, Consent, Email, EmailTokenKind, Event, EventKind, Exchanged,
-    FamilyInfo, MailQueue, NewEmailToken, NewMail, NewUser, Pruned, Purpose, QueuedMail, Redeemed,
-    RefreshInfo, Retention, RevokedState, Rotation, ScopeChange, Started, StoredKey, TokenHash,
-    User, not_before_after,
+    FamilyInfo, ImportOutcome, ImportedUser, MailQueue, NewEmailToken, NewMail, NewUser, Pruned,
+    Purpose, QueuedMail, Redeemed, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange,
+    Started, StoredKey, TokenHash, User, not_before_after,
 };
 pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
@@ -72,6 +72,19 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Every account, by username.
     async fn list_users(&self) -> Result<Vec<User>, Error>;
+
+    /// Imports accounts in one transaction (all or none of the batch), each in turn:
+    /// created; or, when its username is taken, [`ImportOutcome::Skipped`] (with
+    /// `update`, its password hash, scope, address and disabled flag replaced:
+    /// [`ImportOutcome::Updated`]); or [`ImportOutcome::Refused`] when its name looks
+    /// like another account's (UTS #39 skeleton) or its verified address is another
+    /// account's. With `dry_run` nothing is kept: the outcomes say what would happen.
+    async fn import_users(
+        &self,
+        users: &[ImportedUser],
+        update: bool,
+        dry_run: bool,
+    ) -> Result<Vec<ImportOutcome>, Error>;
 
     /// Replaces a password hash (a rehash after a login) if it is still `expected`, the
     /// one the login checked; false when it changed since (a reset or a change won, and

@@ -75,6 +75,31 @@ pub struct NewUser {
     pub email: Option<Email>,
 }
 
+/// An account to import from another system (`portcullis users import`).
+#[derive(Clone, Debug)]
+pub struct ImportedUser {
+    /// The account; `password_hash` is the other system's hash (the next login
+    /// rehashes it) or an unusable marker starting with `!`.
+    pub user: NewUser,
+    /// Whether the other system had proven the address.
+    pub email_verified: bool,
+    /// Imported disabled.
+    pub disabled: bool,
+}
+
+/// What importing one account did (or, in a dry run, would do).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Created.
+    Imported,
+    /// Its username was taken: replaced (`update`).
+    Updated,
+    /// Its username was taken: left as it was.
+    Skipped,
+    /// Not imported, for this reason.
+    Refused(String),
+}
+
 /// An email address as the store keeps it: the address, and the key under which a
 /// verified address is unique (the server normalises both).
 #[derive(Clone, PartialEq, Eq)]

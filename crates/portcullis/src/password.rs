@@ -7,6 +7,9 @@
 //! the same parameters (measured in `benches/password.rs`; figures in
 //! docs/BENCHMARKS.md). Its output is checked against RustCrypto's in the tests below.
 
+#[cfg(feature = "legacy-hashes")]
+pub mod legacy;
+
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -234,7 +237,25 @@ impl PasswordHasher {
         let known = stored.is_some();
         let stored: Arc<str> = stored.map_or_else(|| self.dummy.clone(), Arc::from);
         let current = self.params;
+        #[cfg(feature = "legacy-hashes")]
+        let dummy = self.dummy.clone();
         self.run(move |_| {
+            // Another system's hash (with `legacy-hashes`): a match is always due for a
+            // rehash to Argon2id at the current parameters.
+            #[cfg(feature = "legacy-hashes")]
+            if known && !uses_params(&stored, current) {
+                return match legacy::verify(&stored, password.bytes()) {
+                    Some(true) => Verification::Match { needs_rehash: true },
+                    Some(false) => Verification::Mismatch,
+                    // Nothing it can check (a hash kept from import as unusable): the
+                    // same work as an unknown account's, and no match.
+                    None => {
+                        let _ =
+                            Argon2::verify_password(&dummy, password.bytes(), Algorithm::Argon2id);
+                        Verification::Mismatch
+                    }
+                };
+            }
             let ok =
                 Argon2::verify_password(&stored, password.bytes(), Algorithm::Argon2id).is_ok();
             if !(ok && known) {

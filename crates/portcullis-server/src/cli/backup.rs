@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use sqlx::Connection as _;
 
-use super::serve::{ConfigArgs, runtime};
+use super::args::{ConfigArgs, runtime};
 use crate::kek::sqlite_path;
 
 #[derive(Debug, Args)]

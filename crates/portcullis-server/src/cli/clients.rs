@@ -11,7 +11,7 @@ use portcullis::jwt::random_id;
 use portcullis::opaque::Opaque;
 use portcullis_store::Client;
 
-use super::serve::{ConfigArgs, runtime};
+use super::args::{ConfigArgs, runtime};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClientsCommand {

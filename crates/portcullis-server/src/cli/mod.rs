@@ -4,8 +4,10 @@
 //! is on stderr); 2 for usage errors and for input the command cannot use (unreadable
 //! files, invalid keys or claims).
 
+mod args;
 mod backup;
 mod clients;
+mod import;
 mod keys;
 mod serve;
 mod token;

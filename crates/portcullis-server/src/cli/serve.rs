@@ -12,19 +12,8 @@ use portcullis::password::{HashParams, Password, PasswordHasher};
 use portcullis::username::{check_new_username, normalize_username, skeleton};
 use portcullis_store::{NewUser, UserStore};
 
-use crate::config::{Config, Overrides};
+use super::args::{ConfigArgs, open_existing, runtime};
 use crate::{keyring, startup, telemetry};
-
-/// Where the configuration comes from; shared by every command that opens the database.
-#[derive(Debug, Args, Clone, Default)]
-pub(crate) struct ConfigArgs {
-    /// A TOML configuration file.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// The database: sqlite://PATH (default sqlite://portcullis.db) or postgres://…
-    #[arg(long)]
-    database_url: Option<String>,
-}
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -39,56 +28,6 @@ pub(crate) struct ServeArgs {
     /// No start-up banner (the log still says what happens).
     #[arg(long)]
     quiet: bool,
-}
-
-impl ConfigArgs {
-    /// The configuration, and its existing database (admin commands never create one).
-    pub(crate) async fn open(
-        &self,
-    ) -> anyhow::Result<(Config, std::sync::Arc<dyn portcullis_store::Store>)> {
-        let config = self.load(None, None)?;
-        let store = open_existing(&config.database_url).await?;
-        Ok((config, store))
-    }
-
-    /// The configuration alone.
-    pub(crate) fn load_config(&self) -> anyhow::Result<Config> {
-        self.load(None, None)
-    }
-
-    fn load(&self, bind: Option<String>, issuer: Option<String>) -> anyhow::Result<Config> {
-        Config::load(
-            self.config.as_deref(),
-            Overrides {
-                bind,
-                database_url: self.database_url.clone(),
-                issuer,
-            },
-        )
-    }
-}
-
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-/// Opens the configured database for an admin command, which never creates one: a
-/// missing SQLite file is almost always the wrong folder or a typo, not a wish for an
-/// empty database.
-async fn open_existing(url: &str) -> anyhow::Result<std::sync::Arc<dyn portcullis_store::Store>> {
-    if let Some(path) = crate::kek::sqlite_path(url)
-        && !path.exists()
-    {
-        let shown = std::path::absolute(&path).unwrap_or(path);
-        bail!(
-            "no database at {}; start `portcullis serve` first, or pass --database-url",
-            shown.display()
-        );
-    }
-    startup::open_store(url).await
 }
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -146,6 +85,11 @@ pub(crate) enum UsersCommand {
         #[arg(long)]
         remove: bool,
     },
+    /// Import accounts from another system (JSON Lines, one per line; `-` for stdin),
+    /// with their password hashes: bcrypt, Argon2, scrypt or PBKDF2-SHA256 (PHC). Each
+    /// first login rehashes to Argon2id. Exit 2 when a line was refused (each is
+    /// listed with its number; the others are imported). docs/migrating-from-passport.md.
+    Import(super::import::ImportArgs),
     /// Print a one-time password-reset link for an account (for deployments without
     /// mail): it works once, for reset_token_ttl, and voids the account's earlier reset
     /// links. The account needs a verified email address, as a mailed link does.
@@ -336,6 +280,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                     None => println!("{name}: email removed"),
                 }
             }
+            UsersCommand::Import(args) => super::import::import(args).await?,
             UsersCommand::ResetLink { config, username } => {
                 let (config, store) = config.open().await?;
                 let name = normalize_username(&username)?;

@@ -3,7 +3,10 @@
 use portcullis::grant::{effective_scope, removes_scope};
 
 use super::{Affected as _, Backend, SqlStore, insert_event};
-use crate::{Email, Error, EventKind, NewUser, ScopeChange, User, UserStore, not_before_after};
+use crate::{
+    Email, Error, EventKind, ImportOutcome, ImportedUser, NewUser, ScopeChange, User, UserStore,
+    not_before_after,
+};
 
 /// The columns of a [`User`], as a literal so queries are `concat!`ed at compile time.
 macro_rules! user_columns {
@@ -82,6 +85,88 @@ where
         ))
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn import_users(
+        &self,
+        users: &[ImportedUser],
+        update: bool,
+        dry_run: bool,
+    ) -> Result<Vec<ImportOutcome>, Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        let mut outcomes = Vec::with_capacity(users.len());
+        for imported in users {
+            let new = &imported.user;
+            let found: Vec<(String, String)> = sqlx::query_as(
+                "SELECT id, username FROM users WHERE username = $1 OR skeleton = $2",
+            )
+            .bind(new.username.as_str())
+            .bind(new.skeleton.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            let same = found.iter().find(|(_, name)| *name == new.username);
+            if same.is_none()
+                && let Some((_, other)) = found.first()
+            {
+                outcomes.push(ImportOutcome::Refused(format!(
+                    "the username looks like the existing account {other:?} (UTS #39 confusables)"
+                )));
+                continue;
+            }
+            if same.is_some() && !update {
+                outcomes.push(ImportOutcome::Skipped);
+                continue;
+            }
+            let id = same.map_or(new.id.as_str(), |(id, _)| id.as_str());
+            let verified = imported.email_verified && new.email.is_some();
+            if verified
+                && let Some(email) = &new.email
+                && let Some((owner,)) = sqlx::query_as::<_, (String,)>(
+                    "SELECT username FROM users WHERE email_key = $1 AND email_verified AND id <> $2",
+                )
+                .bind(email.key.as_str())
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                outcomes.push(ImportOutcome::Refused(format!(
+                    "its verified email address is the account {owner:?}'s"
+                )));
+                continue;
+            }
+            let email = new.email.as_ref();
+            if same.is_some() {
+                sqlx::query(
+                    "UPDATE users SET password_hash = $1, scope = $2, disabled = $3, email = $4, \
+                     email_key = $5, email_verified = $6 WHERE id = $7",
+                )
+                .bind(new.password_hash.as_str())
+                .bind(new.scope.as_str())
+                .bind(imported.disabled)
+                .bind(email.map(|e| e.address.as_str()))
+                .bind(email.map(|e| e.key.as_str()))
+                .bind(verified)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                outcomes.push(ImportOutcome::Updated);
+            } else {
+                insert_user(&mut tx, new.clone()).await?;
+                sqlx::query("UPDATE users SET disabled = $1, email_verified = $2 WHERE id = $3")
+                    .bind(imported.disabled)
+                    .bind(verified)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                outcomes.push(ImportOutcome::Imported);
+            }
+        }
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(outcomes)
     }
 
     async fn set_password_hash(

@@ -1735,3 +1735,58 @@ conformance! {
         assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().password_hash, "$new");
     }
 }
+
+fn imported(
+    name: &str,
+    hash: &str,
+    email: Option<&str>,
+    verified: bool,
+) -> portcullis_store::ImportedUser {
+    portcullis_store::ImportedUser {
+        user: NewUser {
+            id: format!("id-{name}"),
+            username: name.into(),
+            skeleton: portcullis::username::skeleton(name),
+            password_hash: hash.into(),
+            scope: "read".into(),
+            created_at: 1_600_000_000,
+            email: email.map(address),
+        },
+        email_verified: verified,
+        disabled: false,
+    }
+}
+
+conformance! {
+    /// Issue 31: an import batch creates what is new, skips (or with `update` replaces)
+    /// what exists, refuses look-alikes and addresses another account verified, and a
+    /// dry run keeps nothing.
+    async fn an_import_creates_skips_updates_and_refuses_per_account(db) {
+        use portcullis_store::ImportOutcome::*;
+        let s = db.store.as_ref();
+        user_with_email(s, "paypal", "pp@example.com", true).await;
+        let batch = vec![
+            imported("ann", "$2b$10$a", Some("ann@example.com"), true),
+            imported("paypal", "$2b$10$b", None, false),
+            imported("pаypal", "$2b$10$c", None, false), // a Cyrillic а
+            imported("cy", "$2b$10$d", Some("PP@example.com"), true),
+            imported("ann", "$2b$10$e", None, false),
+        ];
+        let dry = s.import_users(&batch, false, true).await.unwrap();
+        assert!(matches!(dry[..], [Imported, Skipped, Refused(_), Refused(_), Skipped]), "{dry:?}");
+        assert!(s.user_by_username("ann").await.unwrap().is_none(), "a dry run keeps nothing");
+        let done = s.import_users(&batch, false, false).await.unwrap();
+        assert_eq!(done, dry);
+        let ann = s.user_by_username("ann").await.unwrap().unwrap();
+        assert_eq!((ann.password_hash.as_str(), ann.email_verified, ann.created_at), ("$2b$10$a", true, 1_600_000_000));
+        assert_eq!(s.user_by_username("paypal").await.unwrap().unwrap().password_hash, "$argon2id$stub");
+        // Again: everything there is skipped; with update, replaced.
+        let again = s.import_users(&batch[..2], false, false).await.unwrap();
+        assert_eq!(again, [Skipped, Skipped]);
+        let mut changed = imported("ann", "$2b$10$z", None, false);
+        changed.disabled = true;
+        assert_eq!(s.import_users(&[changed], true, false).await.unwrap(), [Updated]);
+        let ann = s.user_by_username("ann").await.unwrap().unwrap();
+        assert_eq!((ann.password_hash.as_str(), ann.disabled, ann.email), ("$2b$10$z", true, None));
+    }
+}
