@@ -492,6 +492,7 @@ fn back_to_account(outcome: &str) -> Response {
     responses(
         (status = 303, description = "Back to /account?done=password"),
         (status = 400, description = "The new password is refused (HTML)", content_type = "text/html"),
+        (status = 401, description = "Signed out meanwhile, or a bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "The current password is wrong, a wrong form token, or a cross-site form (HTML)", content_type = "text/html"),
         (status = 429, description = "Too many attempts (HTML)", content_type = "text/html"),
     ))]
@@ -529,6 +530,7 @@ pub async fn account_password(
     responses(
         (status = 303, description = "Back to /account?done=email"),
         (status = 400, description = "A malformed address (HTML)", content_type = "text/html"),
+        (status = 401, description = "Signed out meanwhile, or a bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "The password is wrong, a wrong form token, or a cross-site form (HTML)", content_type = "text/html"),
         (status = 429, description = "Too many attempts (HTML)", content_type = "text/html"),
     ))]
@@ -565,6 +567,7 @@ pub async fn account_email(
     responses(
         (status = 303, description = "Back to /account?done=resent"),
         (status = 400, description = "No address to confirm (HTML)", content_type = "text/html"),
+        (status = 401, description = "Signed out meanwhile, or a bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "A wrong form token or a cross-site form (HTML)", content_type = "text/html"),
         (status = 429, description = "Too many requests (HTML)", content_type = "text/html"),
     ))]
