@@ -103,13 +103,7 @@ impl Transport {
         match (parsed.scheme(), tls.as_deref()) {
             ("smtps", _) | ("smtp", Some("required")) => {}
             ("smtp", _) => {
-                let loopback = host == "localhost"
-                    || host
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback());
-                if !loopback {
+                if !crate::client::loopback_host(&host) {
                     bail!(
                         "smtp_url: smtp://{host} without tls=required could send mail, and any \
                          password in the URL, in the clear; use smtps:// (TLS) or \

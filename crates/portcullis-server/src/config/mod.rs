@@ -97,6 +97,7 @@ settings! {
     session_token_ttl: RawDuration,
     sessions_allow_insecure_http: bool,
     trusted_proxies: Vec<String>,
+    forward_auth_domains: Vec<String>,
     forwarded_header: String,
     signups_before_delay: u32,
     signup_max_delay: RawDuration,
@@ -219,6 +220,10 @@ pub struct Config {
     /// Where the key-encryption key of the signing keys comes from (see `kek.rs`).
     /// Defaults to a file beside an SQLite database; required with PostgreSQL.
     pub kek: crate::kek::KekSetting,
+    /// Hosts of apps behind a reverse proxy that asks `GET /auth/forward`: the sign-in
+    /// page goes back to a URL on one of them (`return_to`). `example.com` is that host
+    /// alone, `.example.com` any host under it. Defaults to none.
+    pub forward_auth_domains: Vec<String>,
     /// Peers whose `Forwarded` / `X-Forwarded-For` headers name the client address.
     /// Defaults to none: the TCP peer is the client.
     pub trusted_proxies: crate::client::TrustedProxies,
@@ -585,6 +590,27 @@ impl TryFrom<RawConfig> for Config {
         {
             bail!("set previous_key_encryption_key or previous_key_encryption_key_file, not both");
         }
+        let mut forward_auth_domains = Vec::new();
+        for entry in raw.forward_auth_domains.unwrap_or_default() {
+            let domain = entry.trim().to_ascii_lowercase();
+            let name = domain.strip_prefix('.').unwrap_or(&domain);
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                bail!(
+                    "forward_auth_domains: {entry:?} is not a host name (app.example.com) or a \
+                     domain with a leading dot (.example.com)"
+                );
+            }
+            forward_auth_domains.push(domain);
+        }
         let verify_token_ttl = dur(&raw.verify_token_ttl, "verify_token_ttl", 86_400)?;
         if verify_token_ttl < Duration::from_secs(300)
             || verify_token_ttl > Duration::from_secs(7 * 86_400)
@@ -647,6 +673,7 @@ impl TryFrom<RawConfig> for Config {
             idle_timeout,
             request_timeout,
             trusted_proxies,
+            forward_auth_domains,
             metrics_bind,
             token_cache_entries,
             signups_before_delay: raw.signups_before_delay.unwrap_or(5).max(1),

@@ -313,21 +313,7 @@ pub async fn me(
         return Ok(response);
     }
     let id = identity.subject();
-    let store = &state.0.store;
-    let profile =
-        state
-            .0
-            .session_cache
-            .profile(id, || async {
-                Ok::<_, ApiError>(store.user_by_id(id).await?.map(|u| {
-                    crate::session_cache::Profile {
-                        email: u.email.map(|e| (e, u.email_verified)),
-                        username: u.username,
-                    }
-                }))
-            })
-            .await?
-            .ok_or(ApiError::Auth(Rejection::MissingCredentials))?;
+    let profile = profile(&state, id).await?;
     let body = Me {
         email: profile.email.as_ref().map(|(e, _)| e.as_str()),
         email_verified: profile.email.as_ref().map(|(_, v)| *v),
@@ -340,6 +326,31 @@ pub async fn me(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// A signed-in person's name and address, from memory when fresh (`session_cache`),
+/// else from the store; an account that is gone is no longer signed in.
+pub(super) async fn profile(
+    state: &AppState,
+    id: &str,
+) -> Result<crate::session_cache::Profile, ApiError> {
+    let store = &state.0.store;
+    state
+        .0
+        .session_cache
+        .profile(id, || async {
+            Ok::<_, ApiError>(
+                store
+                    .user_by_id(id)
+                    .await?
+                    .map(|u| crate::session_cache::Profile {
+                        email: u.email.map(|e| (e, u.email_verified)),
+                        username: u.username,
+                    }),
+            )
+        })
+        .await?
+        .ok_or(ApiError::Auth(Rejection::MissingCredentials))
 }
 
 /// The answer to a login or a refresh; the access token is issued at `iat`

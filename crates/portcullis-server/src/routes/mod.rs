@@ -5,6 +5,7 @@ mod body;
 mod client_addr;
 mod cookie;
 mod feed;
+mod forward;
 mod html;
 mod meta;
 mod metadata;
@@ -92,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/forward", axum::routing::any(forward::forward))
         .route("/auth/email/verify", post(recovery::verify))
         .route("/auth/password/forgot", post(recovery::forgot))
         .route("/auth/password/reset", post(recovery::reset))

@@ -87,7 +87,7 @@ impl Modify for Security {
         super::recovery::reset_form, super::recovery::reset_submit,
         super::recovery::verify_form, super::recovery::verify_submit,
         super::recovery::account_password, super::recovery::account_email,
-        super::recovery::account_resend,
+        super::recovery::account_resend, super::forward::forward,
     ),
     modifiers(&Security),
 )]

@@ -78,18 +78,32 @@ fn credentials_form(
 struct Onward {
     return_to: Option<String>,
     app: Option<super::oauth::AppAsking>,
+    /// The origin of a protected app's URL to go back to (forward authentication).
+    forward_origin: Option<String>,
 }
 
 impl Onward {
     /// From a `return_to` that may be anything: kept only if it is an authorization
-    /// request of ours.
+    /// request of ours, or a URL of an app behind forward authentication
+    /// (`forward_auth_domains`).
     async fn read(state: &AppState, return_to: Option<&str>) -> Onward {
-        let Some(to) = return_to.and_then(super::oauth::return_target) else {
+        let Some(to) = return_to else {
             return Onward::default();
         };
-        Onward {
-            return_to: Some(to.to_owned()),
-            app: super::oauth::app_asking(state, to).await,
+        if let Some(to) = super::oauth::return_target(to) {
+            return Onward {
+                return_to: Some(to.to_owned()),
+                app: super::oauth::app_asking(state, to).await,
+                forward_origin: None,
+            };
+        }
+        match super::forward::forward_target(&state.0.config, to) {
+            Some(url) => Onward {
+                forward_origin: super::forward::origin_of(&url),
+                return_to: Some(url),
+                app: None,
+            },
+            None => Onward::default(),
         }
     }
 
@@ -98,7 +112,10 @@ impl Onward {
     }
 
     fn form_target(&self) -> Option<&str> {
-        self.app.as_ref().and_then(|a| a.form_target.as_deref())
+        self.app
+            .as_ref()
+            .and_then(|a| a.form_target.as_deref())
+            .or(self.forward_origin.as_deref())
     }
 
     /// `path`, keeping the way back (`/signup?return_to=…`).

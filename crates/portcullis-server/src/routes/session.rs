@@ -78,8 +78,11 @@ pub async fn login(
             .as_ref()
             .ok()
             .and_then(|c| c.return_to.as_deref())
-            .and_then(super::oauth::return_target)
-            .map(str::to_owned);
+            .and_then(|to| {
+                super::oauth::return_target(to)
+                    .map(str::to_owned)
+                    .or_else(|| super::forward::forward_target(&state.0.config, to))
+            });
         let result = match typed {
             Ok(credentials) => login_with(&state, client, &headers, credentials).await,
             Err(e) => Err(e),

@@ -126,13 +126,13 @@ async fn browser(driver: &Driver, chromium: &str, profile: &std::path::Path) -> 
         .expect("a WebDriver session")
 }
 
-async fn fill(b: &Client, css: &str, text: &str) {
+pub(crate) async fn fill(b: &Client, css: &str, text: &str) {
     let field = b.find(Locator::Css(css)).await.unwrap();
     field.clear().await.unwrap();
     field.send_keys(text).await.unwrap();
 }
 
-async fn click(b: &Client, css: &str) {
+pub(crate) async fn click(b: &Client, css: &str) {
     b.find(Locator::Css(css))
         .await
         .unwrap()
@@ -147,7 +147,7 @@ async fn path(b: &Client) -> String {
 
 /// Waits (up to 10 s) until the browser is on `expected` with the page loaded: a
 /// click that submits a form may return before the navigation it starts.
-async fn arrive(b: &Client, expected: &str) {
+pub(crate) async fn arrive(b: &Client, expected: &str) {
     for _ in 0..200 {
         if path(b).await == expected
             && b.execute("return document.readyState", vec![]).await.ok() == Some(json!("complete"))
@@ -177,7 +177,7 @@ async fn appear(b: &Client, css: &str) {
     );
 }
 
-async fn text(b: &Client, css: &str) -> String {
+pub(crate) async fn text(b: &Client, css: &str) -> String {
     b.find(Locator::Css(css))
         .await
         .unwrap()
@@ -682,4 +682,24 @@ async fn a_person_confirms_their_address_and_resets_a_forgotten_password_in_chro
     );
     b.close().await.unwrap();
     server.stop().await;
+}
+
+/// A headless Chromium for another module's test, or `None` when the tools are missing
+/// (and `PORTCULLIS_REQUIRE_BROWSER` is not set).
+pub(crate) struct Browser {
+    pub client: Client,
+    _driver: Driver,
+    _profile: tempfile::TempDir,
+}
+
+pub(crate) async fn start_browser() -> Option<Browser> {
+    let (chromium, chromedriver) = browser_tools()?;
+    let driver = Driver::start(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver, &chromium, profile.path()).await;
+    Some(Browser {
+        client,
+        _driver: driver,
+        _profile: profile,
+    })
 }

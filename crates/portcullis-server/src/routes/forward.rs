@@ -1,0 +1,281 @@
+//! `GET /auth/forward`: forward authentication for apps behind a reverse proxy
+//! (nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`), as
+//! oauth2-proxy and Authelia answer it.
+//!
+//! The proxy asks before each request to the app it protects, with the request's
+//! cookies and `Authorization` header. The answer authenticates them exactly as
+//! `GET /auth/me` does (a bearer token, else the session cookie, from memory), and says:
+//! - **200** with identity headers for the upstream: `X-Auth-Request-User` (the
+//!   username), `X-Auth-Request-Preferred-Username`, `X-Auth-Request-Email` (a verified
+//!   address only), `X-Portcullis-Sub`, `X-Portcullis-Scope`;
+//! - **403** when the person lacks a scope the location asks for (`?scope=a+b`);
+//! - **401** to an API client (no `text/html` in `Accept`), with the RFC 6750 challenge;
+//! - to a browser, the way to the sign-in page with the original URL as `return_to`:
+//!   a **302** there when the proxy follows Traefik's and Caddy's convention
+//!   (`X-Forwarded-Uri`), or a **401** naming it in `X-Portcullis-Login` for nginx,
+//!   whose `auth_request` passes only 2xx, 401 and 403 on (its `error_page 401`
+//!   redirects there; docs/deployment.md).
+//!
+//! The original request's method, scheme, host and path come from `X-Forwarded-Method`,
+//! `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Forwarded-Uri` (or nginx's
+//! `X-Original-URI`), read only from a peer in `trusted_proxies`: from anyone else they
+//! could make the sign-in page send people anywhere.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use portcullis::rejection::Rejection;
+use portcullis::strategy::{Actor, Identity};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `?scope=a+b`: scopes the location needs.
+#[derive(Deserialize, Default)]
+struct ForwardQuery {
+    scope: Option<String>,
+}
+
+/// The request the proxy asks about, as a trusted proxy tells it.
+struct Original {
+    url: String,
+    /// nginx's convention (`X-Original-URI`): a refusal is a 401 with the way to the
+    /// sign-in page in a header, not a redirect.
+    nginx: bool,
+}
+
+impl Original {
+    fn read(headers: &HeaderMap) -> Option<Original> {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        let (uri, nginx) = match (get("x-forwarded-uri"), get("x-original-uri")) {
+            (Some(uri), _) => (uri, false),
+            (None, Some(uri)) => (uri, true),
+            (None, None) => return None,
+        };
+        let scheme = match get("x-forwarded-proto").unwrap_or("https") {
+            "https" => "https",
+            "http" => "http",
+            _ => return None,
+        };
+        let host = get("x-forwarded-host").or_else(|| get("host"))?;
+        let host_ok = !host.is_empty()
+            && host.len() <= 255
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+        let uri_ok = uri.starts_with('/')
+            && !uri.starts_with("//")
+            && uri.len() <= 4096
+            && !uri
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b' ' || b == b'\\');
+        (host_ok && uri_ok).then(|| Original {
+            url: format!("{scheme}://{host}{uri}"),
+            nginx,
+        })
+    }
+}
+
+/// A URL the sign-in page may go back to after signing in, besides an authorization
+/// request of ours: an `https` URL (or `http` on a loopback host, for development)
+/// whose host `forward_auth_domains` names, with no credentials in it.
+pub(in crate::routes) fn forward_target(
+    config: &crate::config::Config,
+    to: &str,
+) -> Option<String> {
+    if config.forward_auth_domains.is_empty()
+        || to.len() > 4096
+        || to.bytes().any(|b| b.is_ascii_control() || b == b'\\')
+    {
+        return None;
+    }
+    let url = url::Url::parse(to).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    let scheme_ok =
+        url.scheme() == "https" || (url.scheme() == "http" && crate::client::loopback_host(&host));
+    let named = config
+        .forward_auth_domains
+        .iter()
+        .any(|d| match d.strip_prefix('.') {
+            Some(parent) => host == parent || host.ends_with(d.as_str()),
+            None => host == *d,
+        });
+    (scheme_ok && named && url.username().is_empty() && url.password().is_none())
+        .then(|| url.to_string())
+}
+
+/// The origin of a URL, for the sign-in page's `form-action` (the form's redirects end
+/// there).
+pub(in crate::routes) fn origin_of(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
+/// `GET /auth/forward` (any method a proxy sends; see the module documentation).
+#[utoipa::path(get, path = "/auth/forward", tag = "accounts",
+    security(("bearer" = []), ("session" = [])),
+    params(
+        ("scope" = Option<String>, Query, description = "Scopes the protected location needs, space separated: 403 without"),
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "The original path and query (Traefik, Caddy); from a trusted proxy"),
+        ("X-Original-URI" = Option<String>, Header, description = "The original path and query (nginx); from a trusted proxy"),
+    ),
+    responses(
+        (status = 200, description = "Signed in: identity headers X-Auth-Request-User, X-Auth-Request-Preferred-Username, X-Auth-Request-Email (verified only), X-Portcullis-Sub, X-Portcullis-Scope"),
+        (status = 302, description = "A browser, behind Traefik or Caddy (X-Forwarded-Uri): to the sign-in page, return_to the original URL"),
+        (status = 400, description = "A malformed Authorization header", body = super::schemas::ErrorBody),
+        (status = 401, description = "Not signed in: the RFC 6750 challenge; for a browser behind nginx, X-Portcullis-Login names the sign-in page with return_to", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope (the location's ?scope=), or access_denied (a machine client)", body = super::schemas::ErrorBody),
+    ))]
+pub async fn forward(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    parts: Parts,
+) -> Response {
+    let query: ForwardQuery = axum::extract::Query::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let original = state
+        .0
+        .config
+        .trusted_proxies
+        .trusts(peer.ip())
+        .then(|| Original::read(&parts.headers))
+        .flatten();
+    let identity = match state.0.chain.authenticate(&parts).await {
+        Ok(Some(identity)) => identity,
+        Ok(None) => {
+            return refuse(
+                &state,
+                &parts.headers,
+                original,
+                Rejection::MissingCredentials,
+            );
+        }
+        Err(rejection) => return refuse(&state, &parts.headers, original, rejection),
+    };
+    if !matches!(identity.actor(), Actor::Person { .. }) {
+        return ApiError::NotForClients.into_response();
+    }
+    if let Some(wanted) = query.scope.as_deref() {
+        let wanted: Vec<&str> = wanted.split([' ', '+']).filter(|s| !s.is_empty()).collect();
+        if let Err(rejection) = identity.require_all(&wanted) {
+            return ApiError::Auth(rejection).into_response();
+        }
+    }
+    match identity_headers(&state, &identity).await {
+        Ok(headers) => {
+            let mut r = StatusCode::OK.into_response();
+            r.headers_mut().extend(headers);
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Not signed in (or the credential was refused): 401 for a program; for a browser,
+/// the way to the sign-in page, back to the original URL when it is one of ours.
+fn refuse(
+    state: &AppState,
+    headers: &HeaderMap,
+    original: Option<Original>,
+    rejection: Rejection,
+) -> Response {
+    let browser = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"));
+    let mut r = ApiError::Auth(rejection).into_response();
+    if !browser {
+        return r;
+    }
+    let issuer = state.0.config.issuer.trim_end_matches('/');
+    let back = original
+        .as_ref()
+        .and_then(|o| forward_target(&state.0.config, &o.url));
+    let login = match &back {
+        Some(url) => format!(
+            "{issuer}/login?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("return_to", url)
+                .finish()
+        ),
+        None => format!("{issuer}/login"),
+    };
+    let Ok(location) = HeaderValue::from_str(&login) else {
+        return r;
+    };
+    if original.as_ref().is_some_and(|o| !o.nginx) {
+        let mut redirect = StatusCode::FOUND.into_response();
+        redirect.headers_mut().insert(header::LOCATION, location);
+        redirect
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return redirect;
+    }
+    r.headers_mut()
+        .insert(HeaderName::from_static("x-portcullis-login"), location);
+    r
+}
+
+/// The headers the upstream reads: who is signed in, from the token alone for a
+/// bearer request, from the session and the in-memory profile for a cookie.
+async fn identity_headers(state: &AppState, identity: &Identity) -> Result<HeaderMap, ApiError> {
+    let (username, email): (Option<String>, Option<String>) = match identity.claims() {
+        Some(claims) => {
+            let name = claims
+                .extra
+                .get("preferred_username")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            let verified = claims
+                .extra
+                .get("email_verified")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+            let email = claims
+                .extra
+                .get("email")
+                .and_then(serde_json::Value::as_str)
+                .filter(|_| verified)
+                .map(str::to_owned);
+            (name, email)
+        }
+        None => {
+            let profile = super::auth::profile(state, identity.subject()).await?;
+            let email = profile.email.filter(|(_, v)| *v).map(|(e, _)| e);
+            (Some(profile.username), email)
+        }
+    };
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    put("x-portcullis-sub", identity.subject());
+    put(
+        "x-portcullis-scope",
+        &identity.scopes().collect::<Vec<_>>().join(" "),
+    );
+    if let Some(name) = &username {
+        put("x-auth-request-user", name);
+        put("x-auth-request-preferred-username", name);
+    }
+    if let Some(email) = &email {
+        put("x-auth-request-email", email);
+    }
+    Ok(headers)
+}
