@@ -577,7 +577,7 @@ on_each_store! {
         let added: Value = serde_json::from_str(&crate::clients::clients(
             &url,
             &["add", "follower", "--scope", "revocations:read"],
-        ))
+        ).await)
         .unwrap();
         let machine: Value = server
             .client

@@ -408,7 +408,8 @@ async fn oauth_in_chromium(url: String, dir: Option<tempfile::TempDir>) {
             "--post-logout-redirect-uri",
             &format!("{app}/bye"),
         ],
-    );
+    )
+    .await;
     let added: Value = serde_json::from_str(&added).unwrap();
     let (id, secret) = (
         added["client_id"].as_str().unwrap(),

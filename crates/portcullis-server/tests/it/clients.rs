@@ -7,10 +7,14 @@ use serde_json::Value;
 use crate::support::{TestServer, config, on_each_store};
 
 /// Runs `portcullis clients ARGS` on the test's database; stdout, or a panic with stderr.
-pub(crate) fn clients(url: &str, args: &[&str]) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+///
+/// Awaited, never blocking: a test's runtime has one thread, which the in-process
+/// server's tasks share; a blocking wait for a CLI that needs the write lock one of
+/// those tasks holds would stall both until SQLite's busy timeout.
+pub(crate) async fn clients(url: &str, args: &[&str]) -> String {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
     cmd.arg("clients").args(args).args(["--database-url", url]);
-    let out = cmd.output().unwrap();
+    let out = cmd.output().await.unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -39,10 +43,10 @@ on_each_store! {
     async fn a_client_gets_tokens_as_itself_within_its_scope_and_nothing_else(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         let added: Value =
-            serde_json::from_str(&clients(&url, &["add", "blog", "--scope", "revocations:read audit"])).unwrap();
+            serde_json::from_str(&clients(&url, &["add", "blog", "--scope", "revocations:read audit"]).await).unwrap();
         let id = added["client_id"].as_str().unwrap().to_owned();
         let secret = added["client_secret"].as_str().unwrap().to_owned();
-        assert!(clients(&url, &["list"]).contains(&format!("{id}\tblog\tmachine\trevocations:read audit\tfalse")));
+        assert!(clients(&url, &["list"]).await.contains(&format!("{id}\tblog\tmachine\trevocations:read audit\tfalse")));
 
         // client_secret_basic, all its scopes.
         let grant = [("grant_type", "client_credentials")];
@@ -167,7 +171,7 @@ on_each_store! {
         }
 
         // Disabled: no new token, and the one it has is refused at once.
-        assert!(clients(&url, &["disable", "blog"]).contains("disabled"));
+        assert!(clients(&url, &["disable", "blog"]).await.contains("disabled"));
         let (status, _, body) = token_request(&server, Some((&id, &secret)), &grant).await;
         assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
         crate::support::eventually("the disabled client's token is refused", || async {
@@ -183,8 +187,8 @@ on_each_store! {
         })
         .await;
         // Enabled with a new secret: the old one no longer works.
-        clients(&url, &["enable", "blog"]);
-        let rotated: Value = serde_json::from_str(&clients(&url, &["rotate-secret", "blog"])).unwrap();
+        clients(&url, &["enable", "blog"]).await;
+        let rotated: Value = serde_json::from_str(&clients(&url, &["rotate-secret", "blog"]).await).unwrap();
         let new_secret = rotated["client_secret"].as_str().unwrap();
         let (status, _, _) = token_request(&server, Some((&id, &secret)), &grant).await;
         assert_eq!(status, 401);
@@ -205,10 +209,9 @@ async fn the_feed_never_skips_an_event_committed_out_of_order() {
         return;
     };
     let server = TestServer::start(config(&url)).await;
-    let added: Value = serde_json::from_str(&clients(
-        &url,
-        &["add", "follower", "--scope", "revocations:read"],
-    ))
+    let added: Value = serde_json::from_str(
+        &clients(&url, &["add", "follower", "--scope", "revocations:read"]).await,
+    )
     .unwrap();
     let (id, secret) = (
         added["client_id"].as_str().unwrap(),

@@ -9,12 +9,13 @@ use crate::support::{TestServer, config, on_each_store, s};
 const PASSWORD: &str = "correct horse battery";
 
 /// Runs `portcullis users ARGS` on the test's database: (exit code, stdout, stderr).
-fn users(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+async fn users(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("users")
         .args(args)
         .args(["--database-url", url])
         .output()
+        .await
         .unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -107,30 +108,30 @@ on_each_store! {
             assert_eq!(r.status(), 201, "{name}");
         }
         // An operator marks dora's verified; eve's copy, in another case, cannot be.
-        let (code, out, err) = users(&url, &["set-email", "dora", "dora@example.com", "--verified"]);
+        let (code, out, err) = users(&url, &["set-email", "dora", "dora@example.com", "--verified"]).await;
         assert_eq!(code, 0, "{err}");
         assert_eq!(out.trim(), "dora: email is now dora@example.com (verified)");
-        let (code, _, err) = users(&url, &["set-email", "eve", "Dora@EXAMPLE.com", "--verified"]);
+        let (code, _, err) = users(&url, &["set-email", "eve", "Dora@EXAMPLE.com", "--verified"]).await;
         assert_ne!(code, 0);
         assert!(err.contains("another account has verified that address"), "{err}");
         // Unverified, it still may be given.
-        let (code, out, _) = users(&url, &["set-email", "eve", "Dora@EXAMPLE.com"]);
+        let (code, out, _) = users(&url, &["set-email", "eve", "Dora@EXAMPLE.com"]).await;
         assert_eq!(code, 0);
         assert_eq!(out.trim(), "eve: email is now Dora@example.com (not verified)");
-        let (code, _, err) = users(&url, &["set-email", "nobody", "x@example.com"]);
+        let (code, _, err) = users(&url, &["set-email", "nobody", "x@example.com"]).await;
         assert_ne!(code, 0);
         assert!(err.contains("no such user"), "{err}");
-        let (code, _, err) = users(&url, &["set-email", "eve", "not an address"]);
+        let (code, _, err) = users(&url, &["set-email", "eve", "not an address"]).await;
         assert_ne!(code, 0);
         assert!(err.contains("@"), "{err}");
         // A new login carries the verified address.
         let tokens: Value = server.login("dora", PASSWORD).await.json().await.unwrap();
         let me: Value = server.me(&s(&tokens, "access_token")).await.json().await.unwrap();
         assert_eq!((&me["email"], &me["email_verified"]), (&json!("dora@example.com"), &json!(true)));
-        let (code, out, _) = users(&url, &["set-email", "dora", "--remove"]);
+        let (code, out, _) = users(&url, &["set-email", "dora", "--remove"]).await;
         assert_eq!((code, out.trim()), (0, "dora: email removed"));
         // Removed, the address is free to be verified by eve.
-        let (code, _, err) = users(&url, &["set-email", "eve", "dora@example.com", "--verified"]);
+        let (code, _, err) = users(&url, &["set-email", "eve", "dora@example.com", "--verified"]).await;
         assert_eq!(code, 0, "{err}");
     }
 }

@@ -72,9 +72,10 @@ fn vectors() -> Option<Vec<Vector>> {
     Some(out)
 }
 
-/// `portcullis users import` on the test's database.
-fn import(url: &str, file: &std::path::Path, flags: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+/// `portcullis users import` on the test's database, awaited (`clients::clients` says
+/// why never blocking).
+async fn import(url: &str, file: &std::path::Path, flags: &[&str]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
     cmd.args(["users", "import"])
         .arg(file)
         .args(flags)
@@ -82,7 +83,7 @@ fn import(url: &str, file: &std::path::Path, flags: &[&str]) -> std::process::Ou
     if url.starts_with("postgres") {
         cmd.env("PORTCULLIS_KEY_ENCRYPTION_KEY", crate::support::TEST_KEK);
     }
-    cmd.output().unwrap()
+    cmd.output().await.unwrap()
 }
 
 async fn stored_hash(url: &str, username: &str) -> String {
@@ -117,15 +118,15 @@ on_each_store! {
         std::fs::write(&file, lines.join("\n") + "\n").unwrap();
         let n = vectors.len();
 
-        let dry = import(&url, &file, &["--dry-run"]);
+        let dry = import(&url, &file, &["--dry-run"]).await;
         let dry_out = String::from_utf8_lossy(&dry.stdout).to_string();
-        assert!(dry_out.starts_with(&format!("dry run: would have imported {}", n + 1)), "{dry_out}");
+        assert!(dry_out.starts_with(&format!("dry run: would have imported {}", n + 1)), "{dry_out}{}", String::from_utf8_lossy(&dry.stderr));
         assert!(portcullis_store::open(&url).await.unwrap().user_by_username(&vectors[0].username).await.unwrap().is_none());
 
-        let out = import(&url, &file, &[]);
+        let out = import(&url, &file, &[]).await;
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert_eq!(out.status.code(), Some(2), "a refused line makes exit 2: {stdout}{stderr}");
-        assert!(stdout.starts_with(&format!("imported {}, updated 0, skipped 1 (username taken), refused 2", n + 1)), "{stdout}");
+        assert!(stdout.starts_with(&format!("imported {}, updated 0, skipped 1 (username taken), refused 2", n + 1)), "{stdout}{stderr}");
         assert!(stderr.contains(&format!("line {}: refused: not an account", n + 1)), "{stderr}");
         assert!(stderr.contains(&format!("line {}: refused: password_hash", n + 2)), "{stderr}");
         assert!(stderr.contains(&format!("line {}: imported disabled", n + 3)), "{stderr}");
@@ -158,7 +159,7 @@ on_each_store! {
         assert!(md5.disabled && md5.password_hash.starts_with('!'));
         assert_eq!(server.login("md5user", "password").await.status(), 401);
         // The same file again: nothing new; every account skipped.
-        let again = import(&url, &file, &[]);
+        let again = import(&url, &file, &[]).await;
         assert!(String::from_utf8_lossy(&again.stdout).starts_with(&format!("imported 0, updated 0, skipped {}", n + 2)), "{}", String::from_utf8_lossy(&again.stdout));
         server.stop().await;
     }

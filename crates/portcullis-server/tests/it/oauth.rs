@@ -124,10 +124,10 @@ fn authorize_url(server: &TestServer, params: &[(&str, &str)]) -> String {
 }
 
 /// A registered client: (id, secret).
-fn register(url: &str, args: &[&str]) -> (String, Option<String>) {
+async fn register(url: &str, args: &[&str]) -> (String, Option<String>) {
     let mut all = vec!["add"];
     all.extend_from_slice(args);
-    let added: Value = serde_json::from_str(&clients(url, &all)).unwrap();
+    let added: Value = serde_json::from_str(&clients(url, &all).await).unwrap();
     (
         added["client_id"].as_str().unwrap().to_owned(),
         added["client_secret"].as_str().map(str::to_owned),
@@ -231,7 +231,7 @@ on_each_store! {
         let (id, secret) = register(&url, &[
             "webapp", "--scope", "openid profile",
             "--redirect-uri", CB, "--post-logout-redirect-uri", "https://app.example/bye",
-        ]);
+        ]).await;
         let secret = secret.unwrap();
         let basic = Some((id.as_str(), secret.as_str()));
         let mut browser = Browser::new();
@@ -335,7 +335,7 @@ on_each_store! {
         let access2 = body["access_token"].as_str().unwrap().to_owned();
         assert!(body.get("id_token").is_none());
         // Another client cannot refresh it (and does not burn it).
-        let (other, other_secret) = register(&url, &["other", "--scope", "openid", "--redirect-uri", "https://other.example/cb"]);
+        let (other, other_secret) = register(&url, &["other", "--scope", "openid", "--redirect-uri", "https://other.example/cb"]).await;
         let other_secret = other_secret.unwrap();
         let (status, body) = token(&server, Some((&other, &other_secret)), &[("grant_type", "refresh_token"), ("refresh_token", &refresh2)]).await;
         assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_grant")));
@@ -423,7 +423,7 @@ on_each_store! {
     async fn errors_before_the_redirect_uri_is_trusted_are_shown_and_the_rest_go_back_to_the_client(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         assert_eq!(server.signup("bob", PASSWORD).await.status(), 201);
-        let (id, _) = register(&url, &["spa", "--public", "--scope", "openid", "--redirect-uri", CB, "--redirect-uri", "http://127.0.0.1/native"]);
+        let (id, _) = register(&url, &["spa", "--public", "--scope", "openid", "--redirect-uri", CB, "--redirect-uri", "http://127.0.0.1/native"]).await;
         let (_, challenge) = pkce();
         let good: Vec<(&str, &str)> = vec![
             ("response_type", "code"), ("client_id", &id), ("redirect_uri", CB), ("state", "s1"),
@@ -569,7 +569,7 @@ on_each_store! {
         assert_eq!((status.as_u16(), body["error"].as_str()), (401, Some("invalid_client")));
         let (status, body) = token(&server, None, &[("grant_type", "client_credentials"), ("client_id", &id)]).await;
         assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("unauthorized_client")));
-        let (machine, machine_secret) = register(&url, &["robot", "--scope", "revocations:read"]);
+        let (machine, machine_secret) = register(&url, &["robot", "--scope", "revocations:read"]).await;
         let (status, body) = token(&server, Some((&machine, machine_secret.as_deref().unwrap())), &[
             ("grant_type", "authorization_code"), ("code", "x"), ("redirect_uri", CB), ("code_verifier", &"a".repeat(43)),
         ]).await;
@@ -604,7 +604,7 @@ on_each_store! {
     async fn concurrent_exchanges_of_one_code_give_tokens_once(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         assert_eq!(server.signup("cara", PASSWORD).await.status(), 201);
-        let (id, secret) = register(&url, &["fast", "--first-party", "--scope", "openid", "--redirect-uri", CB]);
+        let (id, secret) = register(&url, &["fast", "--first-party", "--scope", "openid", "--redirect-uri", CB]).await;
         let secret = secret.unwrap();
         let (verifier, challenge) = pkce();
         let mut browser = Browser::new();
@@ -644,7 +644,7 @@ on_each_store! {
     async fn a_code_flow_client_gets_nothing_as_itself_and_a_refused_refresh_spends_nothing(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         assert_eq!(server.signup("dora", PASSWORD).await.status(), 201);
-        let (id, secret) = register(&url, &["forum", "--first-party", "--scope", "openid profile admin", "--redirect-uri", CB]);
+        let (id, secret) = register(&url, &["forum", "--first-party", "--scope", "openid profile admin", "--redirect-uri", CB]).await;
         let secret = secret.unwrap();
         let basic = Some((id.as_str(), secret.as_str()));
         // Its scopes are a ceiling on what people delegate, not its own: no
@@ -710,9 +710,9 @@ on_each_store! {
         let a = TestServer::start(config(&url)).await.keep_dir(dir);
         let b = TestServer::start(config(&url)).await;
         assert_eq!(a.signup("finn", PASSWORD).await.status(), 201);
-        let (id, secret) = register(&url, &["twin", "--first-party", "--scope", "openid", "--redirect-uri", CB]);
+        let (id, secret) = register(&url, &["twin", "--first-party", "--scope", "openid", "--redirect-uri", CB]).await;
         let secret = secret.unwrap();
-        let (other, other_secret) = register(&url, &["other-app", "--scope", "openid", "--redirect-uri", "https://other.example/cb"]);
+        let (other, other_secret) = register(&url, &["other-app", "--scope", "openid", "--redirect-uri", "https://other.example/cb"]).await;
         let mut browser = Browser::new();
         let (verifier, challenge) = pkce();
         let r = browser.get(&authorize_url(&a, &[
@@ -825,11 +825,11 @@ on_each_store! {
         let (app, app_secret) = register(&url, &[
             "app", "--scope", "openid", "--redirect-uri", CB,
             "--post-logout-redirect-uri", "https://app.example/bye",
-        ]);
+        ]).await;
         let app_secret = app_secret.unwrap();
-        let (nosy, nosy_secret) = register(&url, &["nosy", "--scope", "openid token:introspect", "--redirect-uri", CB]);
+        let (nosy, nosy_secret) = register(&url, &["nosy", "--scope", "openid token:introspect", "--redirect-uri", CB]).await;
         let nosy_secret = nosy_secret.unwrap();
-        let (api, api_secret) = register(&url, &["api", "--scope", "token:introspect"]);
+        let (api, api_secret) = register(&url, &["api", "--scope", "token:introspect"]).await;
         let api_secret = api_secret.unwrap();
         let basic = Some((app.as_str(), app_secret.as_str()));
 
@@ -893,7 +893,7 @@ on_each_store! {
         ]).await;
         assert_eq!(status, 200);
         let fresh_id_token = tokens["id_token"].as_str().unwrap().to_owned();
-        clients(&url, &["disable", "app"]);
+        clients(&url, &["disable", "app"]).await;
         // (Without post_logout_redirect_uri: a disabled client has none to send to.)
         let hint_only = server.url(&format!(
             "/oauth/logout?{}",
@@ -906,7 +906,7 @@ on_each_store! {
         assert!(r.text().await.unwrap().contains("Sign out of Portcullis?"));
         assert_eq!(browser.get(&server.url("/account")).await.status(), 200, "still signed in");
         // Enabled again, the same ID token ends this session at once.
-        clients(&url, &["enable", "app"]);
+        clients(&url, &["enable", "app"]).await;
         let r = browser.get(&logout(&fresh_id_token)).await;
         assert_eq!(r.status(), 303);
         assert_eq!(location(&r), "https://app.example/bye");
@@ -968,7 +968,7 @@ on_each_store! {
             ("mailer", "openid email", "See your email address", true),
             ("plain", "openid", "Allow plain?", false),
         ] {
-            let (id, secret) = register(&url, &[name, "--scope", scope, "--redirect-uri", CB]);
+            let (id, secret) = register(&url, &[name, "--scope", scope, "--redirect-uri", CB]).await;
             let secret = secret.unwrap();
             let (code, verifier) = code_through_consent(&server, &id, scope, "erin", says).await;
             let (status, body) = token(&server, Some((&id, &secret)), &[
@@ -997,7 +997,7 @@ on_each_store! {
     /// made-up link cannot put a registered name on the page.
     async fn the_sign_in_page_names_only_an_enabled_client_at_its_own_redirect_uri(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
-        let (id, _) = register(&url, &["notes", "--scope", "openid", "--redirect-uri", CB]);
+        let (id, _) = register(&url, &["notes", "--scope", "openid", "--redirect-uri", CB]).await;
         let page = |redirect_uri: &'static str| {
             let request: String = url::form_urlencoded::Serializer::new(String::new())
                 .extend_pairs([("response_type", "code"), ("client_id", id.as_str()), ("redirect_uri", redirect_uri)])

@@ -601,19 +601,19 @@ on_each_store! {
         verified_account(&server, &inbox, "ola", "ola@example.com").await;
         assert!(server.signup("pat", PASSWORD).await.status().is_success());
         let run = |name: &str| {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
             cmd.args(["users", "reset-link", name, "--database-url", &url])
                 .env("PORTCULLIS_ISSUER", "http://portcullis.test")
                 .env("PORTCULLIS_SESSIONS_ALLOW_INSECURE_HTTP", "true");
             if url.starts_with("postgres") {
                 cmd.env("PORTCULLIS_KEY_ENCRYPTION_KEY", crate::support::TEST_KEK);
             }
-            cmd.output().unwrap()
+            cmd.output()
         };
-        let out = run("pat");
+        let out = run("pat").await.unwrap();
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("no verified email address"), "{}", String::from_utf8_lossy(&out.stderr));
-        let out = run("ola");
+        let out = run("ola").await.unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let link = String::from_utf8(out.stdout).unwrap();
         let token = link.trim().strip_prefix("http://portcullis.test/reset-password?token=").expect(&link).to_owned();

@@ -842,7 +842,7 @@ on_each_store! {
         let cookie = session(&server, "nat").await;
         let minted = post(&server, "/session/token", &cookie, &[("origin", ORIGIN)]).await;
         let access = s(&minted.json::<Value>().await.unwrap(), "access_token");
-        let disable = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        let disable = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args([
                 "users",
                 "disable",
@@ -851,6 +851,7 @@ on_each_store! {
                 &server.database_url,
             ])
             .output()
+            .await
             .unwrap();
         assert!(
             disable.status.success(),
