@@ -24,7 +24,6 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portcullis::rejection::Rejection;
@@ -139,11 +138,17 @@ pub(in crate::routes) fn origin_of(url: &str) -> Option<String> {
 pub async fn forward(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    parts: Parts,
+    request: axum::extract::Request,
 ) -> Response {
-    let query: ForwardQuery = axum::extract::Query::try_from_uri(&parts.uri)
-        .map(|q| q.0)
-        .unwrap_or_default();
+    // The request's own parts, not a copy of them (this runs before every request the
+    // proxy lets through).
+    let (parts, _) = request.into_parts();
+    let query: ForwardQuery = match parts.uri.query() {
+        Some(_) => axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|q| q.0)
+            .unwrap_or_default(),
+        None => ForwardQuery::default(),
+    };
     let original = state
         .0
         .config
@@ -172,16 +177,13 @@ pub async fn forward(
             return ApiError::Auth(rejection).into_response();
         }
     }
-    match identity_headers(&state, &identity).await {
-        Ok(headers) => {
-            let mut r = StatusCode::OK.into_response();
-            r.headers_mut().extend(headers);
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
-        }
-        Err(e) => e.into_response(),
+    let mut r = StatusCode::OK.into_response();
+    if let Err(e) = identity_headers(&state, &identity, r.headers_mut()).await {
+        return e.into_response();
     }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// Not signed in (or the credential was refused): 401 for a program; for a browser,
@@ -232,7 +234,11 @@ fn refuse(
 
 /// The headers the upstream reads: who is signed in, from the token alone for a
 /// bearer request, from the session and the in-memory profile for a cookie.
-async fn identity_headers(state: &AppState, identity: &Identity) -> Result<HeaderMap, ApiError> {
+async fn identity_headers(
+    state: &AppState,
+    identity: &Identity,
+    headers: &mut HeaderMap,
+) -> Result<(), ApiError> {
     let (username, email): (Option<String>, Option<String>) = match identity.claims() {
         Some(claims) => {
             let name = claims
@@ -259,17 +265,20 @@ async fn identity_headers(state: &AppState, identity: &Identity) -> Result<Heade
             (Some(profile.username), email)
         }
     };
-    let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(HeaderName::from_static(name), v);
         }
     };
     put("x-portcullis-sub", identity.subject());
-    put(
-        "x-portcullis-scope",
-        &identity.scopes().collect::<Vec<_>>().join(" "),
-    );
+    match identity.claims() {
+        // The token's own scope string, as it is.
+        Some(claims) => put("x-portcullis-scope", claims.scope.as_deref().unwrap_or("")),
+        None => put(
+            "x-portcullis-scope",
+            &identity.scopes().collect::<Vec<_>>().join(" "),
+        ),
+    }
     if let Some(name) = &username {
         put("x-auth-request-user", name);
         put("x-auth-request-preferred-username", name);
@@ -277,5 +286,5 @@ async fn identity_headers(state: &AppState, identity: &Identity) -> Result<Heade
     if let Some(email) = &email {
         put("x-auth-request-email", email);
     }
-    Ok(headers)
+    Ok(())
 }
