@@ -76,8 +76,13 @@ pub(crate) async fn create_account(
     // With an address, its confirmation link and mail are written with the account.
     let created = match email {
         Some(email) => {
-            let (token, mail) =
-                crate::links::signup_verification(state, &new.id, &new.username, email)?;
+            let (token, mail) = crate::links::token_and_mail(
+                state,
+                portcullis_store::EmailTokenKind::Verify,
+                &new.id,
+                &new.username,
+                email,
+            )?;
             state
                 .0
                 .store

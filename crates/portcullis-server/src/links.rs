@@ -32,7 +32,7 @@ pub fn in_words(d: Duration) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
-pub(crate) fn opaque() -> Result<Opaque, ApiError> {
+fn opaque() -> Result<Opaque, ApiError> {
     Opaque::generate().map_err(|_| ApiError::Unexpected(anyhow::anyhow!("no randomness")))
 }
 
@@ -80,6 +80,41 @@ pub fn mail(
     })
 }
 
+/// A new one-time token of `kind` for `user_id` at `email`, valid from `now` for the
+/// kind's lifetime: what the store keeps (its hash), and the link that carries it.
+pub(crate) fn new_token(
+    config: &crate::config::Config,
+    kind: EmailTokenKind,
+    user_id: &str,
+    email: portcullis_store::Email,
+    now: i64,
+) -> Result<(NewEmailToken, String), ApiError> {
+    let token = opaque()?;
+    let page = match kind {
+        EmailTokenKind::Verify | EmailTokenKind::Change => VERIFY_PAGE,
+        EmailTokenKind::Reset => RESET_PAGE,
+    };
+    let ttl = token_ttl(config, kind);
+    Ok((
+        NewEmailToken {
+            hash: TokenHash(token.sha256()),
+            user_id: user_id.to_owned(),
+            kind,
+            email,
+            expires_at: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+        },
+        link(&config.issuer, page, &token),
+    ))
+}
+
+/// How long a token of `kind` works.
+fn token_ttl(config: &crate::config::Config, kind: EmailTokenKind) -> Duration {
+    match kind {
+        EmailTokenKind::Verify | EmailTokenKind::Change => config.mail.verify_token_ttl,
+        EmailTokenKind::Reset => config.mail.reset_token_ttl,
+    }
+}
+
 /// A token of `kind` for `user_id` at `email`, and the mail that carries its link.
 pub(crate) fn token_and_mail(
     state: &AppState,
@@ -89,45 +124,16 @@ pub(crate) fn token_and_mail(
     email: portcullis_store::Email,
 ) -> Result<(NewEmailToken, NewMail), ApiError> {
     let config = &state.0.config;
-    let (ttl, page, mail_kind) = match kind {
-        EmailTokenKind::Verify => (config.mail.verify_token_ttl, VERIFY_PAGE, MailKind::Verify),
-        EmailTokenKind::Change => (config.mail.verify_token_ttl, VERIFY_PAGE, MailKind::Change),
-        EmailTokenKind::Reset => (config.mail.reset_token_ttl, RESET_PAGE, MailKind::Reset),
+    let mail_kind = match kind {
+        EmailTokenKind::Verify => MailKind::Verify,
+        EmailTokenKind::Change => MailKind::Change,
+        EmailTokenKind::Reset => MailKind::Reset,
     };
-    let token = opaque()?;
-    let link = link(&config.issuer, page, &token);
-    let message = mail(
-        state,
-        mail_kind,
-        &email.address,
-        username,
-        &link,
-        &in_words(ttl),
-        &email.address,
-    )?;
-    let expires_at = state
-        .now()
-        .saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
-    Ok((
-        NewEmailToken {
-            hash: TokenHash(token.sha256()),
-            user_id: user_id.to_owned(),
-            kind,
-            email,
-            expires_at,
-        },
-        message,
-    ))
-}
-
-/// The verification token and mail of a new account with an address.
-pub(crate) fn signup_verification(
-    state: &AppState,
-    user_id: &str,
-    username: &str,
-    email: portcullis_store::Email,
-) -> Result<(NewEmailToken, NewMail), ApiError> {
-    token_and_mail(state, EmailTokenKind::Verify, user_id, username, email)
+    let to = email.address.clone();
+    let (token, link) = new_token(config, kind, user_id, email, state.now())?;
+    let valid_for = in_words(token_ttl(config, kind));
+    let message = mail(state, mail_kind, &to, username, &link, &valid_for, &to)?;
+    Ok((token, message))
 }
 
 /// The store's form of an address the account holds (already normalised).

@@ -11,13 +11,11 @@ use std::net::IpAddr;
 
 use portcullis::opaque::Opaque;
 use portcullis::password::Verification;
-use portcullis_store::{
-    EmailTokenKind, EventKind, NewEmailToken, Purpose, Redeemed, TokenHash, User,
-};
+use portcullis_store::{EmailTokenKind, EventKind, Purpose, Redeemed, TokenHash, User};
 
 use crate::accounts::{admit, hashing, password, settle};
 use crate::error::ApiError;
-use crate::links::{RESET_PAGE, held, link, mail, opaque, token_and_mail};
+use crate::links::{held, mail, new_token, token_and_mail};
 use crate::state::AppState;
 use crate::templates::MailKind;
 use portcullis_store::Settlement;
@@ -46,11 +44,7 @@ pub(crate) async fn resend(
             "this account's email address is already verified".into(),
         ));
     }
-    admit(
-        state,
-        &state.0.throttle.mail(client, &format!("user:{}", user.id)),
-    )
-    .await?;
+    admit(state, &state.0.throttle.mail_to_account(client, &user.id)).await?;
     let (token, message) = token_and_mail(
         state,
         EmailTokenKind::Verify,
@@ -178,7 +172,7 @@ pub(crate) async fn reset(
     client: IpAddr,
     token: &str,
     new_password: String,
-) -> Result<String, ApiError> {
+) -> Result<(), ApiError> {
     let new_password = password(new_password)?;
     let token = Opaque::parse(token).ok_or(ApiError::InvalidLink)?;
     let attempts = state.0.throttle.reset(client);
@@ -207,7 +201,7 @@ pub(crate) async fn reset(
             }
             crate::events::apply_own(state, EventKind::UserNotBefore, &user_id, not_before);
             tracing::info!(user = %user_id, ended = ended.len(), "password reset");
-            Ok(user_id)
+            Ok(())
         }
         _ => Err(ApiError::InvalidLink),
     }
@@ -323,11 +317,7 @@ pub(crate) async fn change_email(
             "that is already this account's verified address".into(),
         ));
     }
-    admit(
-        state,
-        &state.0.throttle.mail(client, &format!("user:{}", user.id)),
-    )
-    .await?;
+    admit(state, &state.0.throttle.mail_to_account(client, &user.id)).await?;
     let (token, confirm) = token_and_mail(
         state,
         EmailTokenKind::Change,
@@ -373,20 +363,7 @@ pub(crate) async fn reset_link_for_operator(
     let Some(address) = user.email.as_deref().filter(|_| user.email_verified) else {
         return Ok(None);
     };
-    let token = opaque()?;
-    let ttl = config.mail.reset_token_ttl;
-    let issued = store
-        .issue_email_token(
-            &NewEmailToken {
-                hash: TokenHash(token.sha256()),
-                user_id: user.id.clone(),
-                kind: EmailTokenKind::Reset,
-                email: held(address)?,
-                expires_at: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
-            },
-            &[],
-            now,
-        )
-        .await?;
-    Ok(issued.then(|| link(&config.issuer, RESET_PAGE, &token)))
+    let (token, link) = new_token(config, EmailTokenKind::Reset, &user.id, held(address)?, now)?;
+    let issued = store.issue_email_token(&token, &[], now).await?;
+    Ok(issued.then_some(link))
 }

@@ -146,10 +146,16 @@ impl Throttle {
     /// its username): what a reset request spends once it found the account.
     pub fn account_mail(&self, user_id: &str) -> Vec<Attempt> {
         vec![Attempt {
-            key: format!("mail-to:user:{user_id}"),
+            key: format!("mail-to:{}", account_key(user_id)),
             budget: self.mail_to,
             lane: Lane::Spend,
         }]
+    }
+
+    /// [`Throttle::mail`] for a signed-in person's own account (a confirmation sent
+    /// again, an address change): the account's counter and the address's.
+    pub fn mail_to_account(&self, address: IpAddr, user_id: &str) -> Vec<Attempt> {
+        self.mail(address, &account_key(user_id))
     }
 
     /// The counter a password reset (a new password hashed) from `address` spends.
@@ -191,6 +197,11 @@ impl Throttle {
 
 /// IPv6 clients are counted by their /64: one subscriber usually holds a whole /64
 /// and could otherwise take a fresh address for every guess.
+/// What names an account in the mail counters: one budget for all mail to it.
+fn account_key(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
 fn address_key(address: IpAddr) -> String {
     match address {
         IpAddr::V4(v4) => v4.to_string(),

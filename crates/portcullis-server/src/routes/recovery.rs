@@ -374,7 +374,7 @@ pub async fn reset_submit(
     };
     match result.await {
         // The reset ended every session, this browser's too: its cookie is cleared.
-        Ok(_) => super::cookie::redirect_with_cookie(
+        Ok(()) => super::cookie::redirect_with_cookie(
             super::pages::PASSWORD_RESET,
             state.0.sessions.config().clear_cookie(),
         ),
