@@ -129,6 +129,31 @@ fn recovery_settings_have_defaults_bounds_and_a_password_file() {
 }
 
 #[test]
+fn forward_auth_domains_are_host_names_or_dotted_domains() {
+    let raw: RawConfig =
+        toml::from_str("forward_auth_domains = [\"App.Example.com\", \".apps.example.com\"]")
+            .unwrap();
+    let c = Config::try_from(raw).unwrap();
+    assert_eq!(
+        c.forward_auth_domains,
+        ["app.example.com", ".apps.example.com"]
+    );
+    assert!(Config::defaults().unwrap().forward_auth_domains.is_empty());
+    for bad in [
+        "https://app.example.com",
+        "*.example.com",
+        "app.example.com/x",
+        "",
+        ".",
+        "a..b",
+    ] {
+        let raw: RawConfig = toml::from_str(&format!("forward_auth_domains = [{bad:?}]")).unwrap();
+        let e = format!("{:#}", Config::try_from(raw).unwrap_err());
+        assert!(e.contains("forward_auth_domains"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn an_unset_signing_alg_keeps_the_databases_algorithm() {
     let unset = Config::try_from(RawConfig::default()).unwrap();
     assert_eq!(unset.alg_after(None), Algorithm::RS256);

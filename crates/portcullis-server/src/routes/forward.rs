@@ -288,3 +288,91 @@ async fn identity_headers(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(domains: &[&str]) -> crate::config::Config {
+        let mut c = crate::config::Config::defaults().unwrap();
+        c.forward_auth_domains = domains.iter().map(|d| (*d).to_owned()).collect();
+        c
+    }
+
+    #[test]
+    fn only_the_protected_hosts_over_https_without_credentials_are_a_way_back() {
+        let c = config(&["app.test", ".apps.test"]);
+        for ok in [
+            "https://app.test/dash?x=1",
+            "https://a.apps.test/",
+            "https://apps.test/",
+        ] {
+            assert!(forward_target(&c, ok).is_some(), "{ok}");
+        }
+        for refused in [
+            "https://user:pw@app.test/",
+            "https://user@app.test/",
+            "http://app.test/",
+            "https://evil.test/",
+            "https://app.test.evil.test/",
+            "https://evilapps.test/",
+            "javascript:alert(1)",
+            "//app.test/",
+            "/dash",
+            "https://app.test/\u{0}",
+        ] {
+            assert_eq!(forward_target(&c, refused), None, "{refused}");
+        }
+        // Plain http only on this machine; nothing at all without the setting.
+        let local = config(&["127.0.0.1", "localhost"]);
+        assert!(forward_target(&local, "http://127.0.0.1:8081/x").is_some());
+        assert!(forward_target(&local, "http://localhost/x").is_some());
+        assert_eq!(forward_target(&config(&[]), "https://app.test/"), None);
+    }
+
+    #[test]
+    fn a_proxys_description_of_the_original_request_is_checked() {
+        let read = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            Original::read(&h).map(|o| (o.url, o.nginx))
+        };
+        let base = [
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.test"),
+        ];
+        assert_eq!(
+            read(&[base[0], base[1], ("x-forwarded-uri", "/a?b=c")]),
+            Some(("https://app.test/a?b=c".into(), false))
+        );
+        assert_eq!(
+            read(&[base[0], base[1], ("x-original-uri", "/a")]),
+            Some(("https://app.test/a".into(), true))
+        );
+        for bad in [
+            [base[0], base[1], ("x-forwarded-uri", "//evil.test/")],
+            [base[0], base[1], ("x-forwarded-uri", "relative")],
+            [base[0], base[1], ("x-forwarded-uri", "/a b")],
+            [
+                base[0],
+                ("x-forwarded-host", "app.test/evil"),
+                ("x-forwarded-uri", "/"),
+            ],
+            [
+                base[0],
+                ("x-forwarded-host", "user@evil.test"),
+                ("x-forwarded-uri", "/"),
+            ],
+            [
+                ("x-forwarded-proto", "ftp"),
+                base[1],
+                ("x-forwarded-uri", "/"),
+            ],
+        ] {
+            assert_eq!(read(&bad), None, "{bad:?}");
+        }
+        assert_eq!(read(&base), None, "no path: nothing to go back to");
+    }
+}
