@@ -4,7 +4,8 @@
 //! session and signs out; and an OAuth application signs a person in through the
 //! sign-in and consent pages and signs them out again (on SQLite and PostgreSQL); and
 //! a person confirms their address, forgets their password, resets it from the mailed
-//! link and changes it again from the account page.
+//! link and changes it again from the account page, then changes the address there and
+//! confirms it from the mailed link.
 //!
 //! `.ci/run` installs both packages and sets `PORTCULLIS_REQUIRE_BROWSER=1`, so in CI
 //! a missing browser fails the test. Elsewhere, without them, each test says it skipped
@@ -680,6 +681,41 @@ async fn a_person_confirms_their_address_and_resets_a_forgotten_password_in_chro
             .await
             .status(),
         200
+    );
+
+    // The account page asks to change the address: a link to the new one, opened in
+    // the browser, confirms it; until then the page shows the old address.
+    click(&b, "#change-email summary").await;
+    fill(&b, "#new-email", "erin@elsewhere.example").await;
+    fill(&b, "#email-password", "and yet another passphrase").await;
+    click(&b, "#change-email button[type=submit]").await;
+    appear(&b, "#done").await;
+    assert!(
+        text(&b, "#done")
+            .await
+            .starts_with("A link to confirm the new address")
+    );
+    assert!(text(&b, "#email").await.starts_with("erin@example.com"));
+    let mails = mails_reach(5, || folder_mails(mail.path())).await;
+    let confirm = mails
+        .iter()
+        .find(|m| m.to.contains("erin@elsewhere.example"))
+        .expect("a link to the new address");
+    assert_eq!(confirm.subject, "Confirm your new email address");
+    b.goto(&format!(
+        "{base}/verify-email?token={}",
+        confirm.token().unwrap()
+    ))
+    .await
+    .unwrap();
+    arrive(&b, "/verify-email").await;
+    click(&b, "#confirm").await;
+    appear(&b, "#verified").await;
+    b.goto(&format!("{base}/account")).await.unwrap();
+    arrive(&b, "/account").await;
+    assert_eq!(
+        text(&b, "#email").await,
+        "erin@elsewhere.example (verified)"
     );
     b.close().await.unwrap();
     server.stop().await;
