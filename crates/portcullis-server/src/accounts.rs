@@ -118,13 +118,42 @@ pub(crate) async fn settle(state: &AppState, attempts: &[Attempt], how: Settleme
     }
 }
 
-/// A successful password check.
+/// A sign-in with every factor the account has: its password alone, or its password
+/// and a second factor (`factors::second_step`).
 pub(crate) struct SignedIn {
     pub user: User,
     /// A credential for this client, when it was not a known device of the account.
     pub new_device: Option<DeviceToken>,
     /// The password, when the stored hash is due for a rehash ([`login_stands`]).
     rehash: Option<Password>,
+    /// How it was authenticated (RFC 8176 values, space separated): the `amr` of its
+    /// tokens.
+    pub amr: &'static str,
+}
+
+impl SignedIn {
+    /// Both steps done: `user` as the second step read it.
+    pub(crate) fn second_factor(
+        user: User,
+        new_device: Option<DeviceToken>,
+        amr: &'static str,
+    ) -> SignedIn {
+        SignedIn {
+            user,
+            new_device,
+            rehash: None,
+            amr,
+        }
+    }
+}
+
+/// What a right password leads to.
+pub(crate) enum Step {
+    /// Signed in: the account has no second factor.
+    Done(SignedIn),
+    /// The account has a second factor: the challenge to answer
+    /// (`factors::second_step`). No grant, session or device credential yet.
+    SecondFactor(crate::factors::Pending),
 }
 
 /// A password login, admitted by the throttle before the password is hashed, with one
@@ -136,7 +165,7 @@ pub(crate) async fn check_password(
     device: Option<DeviceToken>,
     username_text: &str,
     password_text: String,
-) -> Result<SignedIn, ApiError> {
+) -> Result<Step, ApiError> {
     let checked = check_password_once(state, client, device, username_text, password_text).await;
     crate::prometheus::login(match &checked {
         Ok(_) => "success",
@@ -155,7 +184,7 @@ async fn check_password_once(
     device: Option<DeviceToken>,
     username_text: &str,
     password_text: String,
-) -> Result<SignedIn, ApiError> {
+) -> Result<Step, ApiError> {
     let s = &state.0;
     // An unusable name cannot match any account: answer like a wrong password.
     let username = normalize_username(username_text).ok();
@@ -202,15 +231,27 @@ async fn check_password_once(
         return Err(ApiError::InvalidCredentials);
     };
     settle(state, &attempts, Settlement::Success).await;
+    if user.has_second_factor() {
+        // The password is right, so a rehash may be stored now; it is, before the
+        // challenge, so that the second step finds the hash it will compare with.
+        if needs_rehash {
+            rehash(state, user.id.clone(), user.password_hash.clone(), password).await;
+        }
+        // A known device spends its own lane in the second step too; it skips nothing.
+        return Ok(Step::SecondFactor(
+            crate::factors::challenge(state, &user, known_device.as_ref()).await?,
+        ));
+    }
     let new_device = match known_device {
         Some(_) => None,
         None => Some(device::issue(state, &user.id).await?),
     };
-    Ok(SignedIn {
+    Ok(Step::Done(SignedIn {
         user,
         new_device,
         rehash: needs_rehash.then_some(password),
-    })
+        amr: crate::factors::AMR_PASSWORD,
+    }))
 }
 
 /// After a password login wrote its grant (refresh family or session): false when it
@@ -232,27 +273,31 @@ pub(crate) async fn login_stands(
             signed_in.user.id.clone(),
             signed_in.user.password_hash.clone(),
         );
-        tokio::spawn(async move {
-            let stored = match state.0.hasher.hash(password).await {
-                Ok(hash) => {
-                    state
-                        .0
-                        .store
-                        .set_password_hash(&user_id, &checked, &hash)
-                        .await
-                }
-                Err(e) => return tracing::warn!(error = %e, "could not rehash the password"),
-            };
-            match stored {
-                Ok(true) => tracing::info!(user = %user_id, "password rehashed"),
-                Ok(false) => {
-                    tracing::info!(user = %user_id, "password changed before its rehash was stored: rehash dropped")
-                }
-                Err(e) => tracing::warn!(error = %e, "could not store the rehashed password"),
-            }
-        });
+        tokio::spawn(async move { rehash(&state, user_id, checked, password).await });
     }
     Ok(true)
+}
+
+/// Rehashes a right password with the current parameters and stores it over
+/// `checked`, the hash the login verified, only if that is still the stored one.
+async fn rehash(state: &AppState, user_id: String, checked: String, password: Password) {
+    let stored = match state.0.hasher.hash(password).await {
+        Ok(hash) => {
+            state
+                .0
+                .store
+                .set_password_hash(&user_id, &checked, &hash)
+                .await
+        }
+        Err(e) => return tracing::warn!(error = %e, "could not rehash the password"),
+    };
+    match stored {
+        Ok(true) => tracing::info!(user = %user_id, "password rehashed"),
+        Ok(false) => {
+            tracing::info!(user = %user_id, "password changed before its rehash was stored: rehash dropped")
+        }
+        Err(e) => tracing::warn!(error = %e, "could not store the rehashed password"),
+    }
 }
 
 /// Whether a login that checked `before`'s password was overtaken, before it started
@@ -328,13 +373,32 @@ pub(crate) async fn issued_at(state: &AppState, sub: &str, known: i64) -> Result
     }
 }
 
-/// Signs an access token for `user_id` in session (or refresh family) `sid`, issued at
-/// `iat` (from [`issued_at`]).
+/// What an access token is minted for: a session or refresh family `sid`, its scope,
+/// and how its sign-in was authenticated (`amr`, RFC 8176 values, space separated).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Grant<'a> {
+    pub sid: &'a str,
+    pub scope: &'a str,
+    pub amr: &'a str,
+}
+
+/// Adds `amr` (a JSON array) and the `acr` it makes (`factors::acr_of`) to a token of a
+/// person's sign-in; nothing when the grant does not say (`amr` empty).
+pub(crate) fn amr_claims(builder: TokenBuilder, amr: &str) -> TokenBuilder {
+    if amr.trim().is_empty() {
+        return builder;
+    }
+    let values: Vec<&str> = amr.split_ascii_whitespace().collect();
+    builder
+        .claim("amr", values)
+        .claim("acr", crate::factors::acr_of(amr))
+}
+
+/// Signs an access token for `user` in `grant`, issued at `iat` (from [`issued_at`]).
 pub(crate) fn mint_access_token(
     state: &AppState,
     user: &User,
-    scope: &str,
-    sid: &str,
+    grant: Grant<'_>,
     ttl: std::time::Duration,
     iat: i64,
 ) -> Result<String, ApiError> {
@@ -342,9 +406,10 @@ pub(crate) fn mint_access_token(
     let keys = s.keys.current();
     let mut builder = TokenBuilder::access_token(&s.config.issuer, &s.config.audience)
         .subject(&user.id)
-        .session_id(sid)
-        .scope(scope)
+        .session_id(grant.sid)
+        .scope(grant.scope)
         .claim("preferred_username", user.username.as_str());
+    builder = amr_claims(builder, grant.amr);
     // Our own first-party token, as the username is: `/auth/me` answers from it.
     if let Some(email) = &user.email {
         builder = builder

@@ -62,6 +62,17 @@ pub enum ApiError {
     WrongPassword,
     /// 413 `invalid_request`: the body is over `max_body_bytes`.
     TooLarge,
+    /// 400 `invalid_mfa_token`: a second step's `mfa_token` that is unknown, used,
+    /// expired, out of attempts, or overtaken by a password change or a revocation.
+    InvalidMfaToken,
+    /// 401 `invalid_code`: a second factor's code that is wrong or already used.
+    InvalidCode,
+    /// 403 `second_factor_locked`: too many wrong authenticator codes since the last
+    /// successful second step; a recovery code still works.
+    FactorLocked,
+    /// 409 `conflict`: the state does not allow this (a factor already enrolled, none
+    /// pending); the message says which.
+    Conflict(&'static str),
     /// 415 `invalid_request`: a `Content-Type` other than JSON.
     UnsupportedMediaType(String),
     /// 500: anything unexpected; logged with its context, never shown.
@@ -126,6 +137,10 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::InvalidMfaToken => StatusCode::BAD_REQUEST,
+            ApiError::InvalidCode => StatusCode::UNAUTHORIZED,
+            ApiError::FactorLocked => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -161,6 +176,14 @@ impl ApiError {
             ApiError::NotFound(what) => sentence(what),
             ApiError::TooLarge => "What you sent is too large.".into(),
             ApiError::InvalidGrant => "That sign-in has ended. Sign in again.".into(),
+            ApiError::InvalidMfaToken => "This sign-in took too long or was tried too many \
+                                          times. Sign in again."
+                .into(),
+            ApiError::InvalidCode => "That code is wrong or was already used.".into(),
+            ApiError::FactorLocked => "Too many wrong codes: codes from your authenticator app \
+                                       are refused now. Sign in with a recovery code."
+                .into(),
+            ApiError::Conflict(what) => sentence(what),
             // The token endpoint's answers; no page leads there.
             ApiError::InvalidClient
             | ApiError::UnsupportedGrantType
@@ -254,6 +277,24 @@ impl IntoResponse for ApiError {
                 "the request body is larger than max_body_bytes",
             ),
             ApiError::UnsupportedMediaType(message) => oauth(status, "invalid_request", &message),
+            ApiError::InvalidMfaToken => oauth(
+                status,
+                "invalid_mfa_token",
+                "the mfa_token is unknown, used, expired or out of attempts, or the account \
+                 changed since the password was checked: sign in again",
+            ),
+            ApiError::InvalidCode => oauth(
+                status,
+                "invalid_code",
+                "the code is wrong, or was already used",
+            ),
+            ApiError::Conflict(what) => oauth(status, "conflict", what),
+            ApiError::FactorLocked => oauth(
+                status,
+                "second_factor_locked",
+                "too many wrong authenticator codes: they are refused until a recovery code \
+                 signs in, the app is set up again, or an operator resets the account's factors",
+            ),
             ApiError::InvalidGrant => oauth(
                 status,
                 "invalid_grant",

@@ -85,7 +85,7 @@ pub async fn catch_up(state: &AppState) {
             let kind = match event.kind {
                 EventKind::FamilyRevoked | EventKind::SessionRevoked => "session",
                 EventKind::UserNotBefore => "not_before",
-                EventKind::KeysChanged => continue,
+                EventKind::KeysChanged | EventKind::FactorsReset => continue,
             };
             metrics::counter!("portcullis_revocations_applied_total", "kind" => kind).increment(1);
         }

@@ -13,6 +13,7 @@ mod device;
 mod email;
 mod error;
 mod events;
+mod factors;
 pub mod kek;
 pub mod keyring;
 mod links;

@@ -210,7 +210,7 @@ pub(crate) async fn reset(
 /// Checks a signed-in person's current password, through the same throttle as a
 /// login (the account's counters at this address), so that a stolen session cannot
 /// guess it faster than a login could.
-async fn confirm_password(
+pub(crate) async fn confirm_password(
     state: &AppState,
     client: IpAddr,
     user: &User,
@@ -237,7 +237,7 @@ async fn confirm_password(
     }
 }
 
-async fn signed_in_user(state: &AppState, user_id: &str) -> Result<User, ApiError> {
+pub(crate) async fn signed_in_user(state: &AppState, user_id: &str) -> Result<User, ApiError> {
     state
         .0
         .store

@@ -63,6 +63,7 @@ pub fn apply(list: &RevocationList, event: &Event) -> bool {
             list.set_not_before(&event.subject, event.at);
         }
         EventKind::KeysChanged => return true,
+        EventKind::FactorsReset => {}
     }
     false
 }

@@ -206,7 +206,9 @@ impl CachedSessions {
     pub fn apply(&self, event: &Event) {
         match event.kind {
             EventKind::SessionRevoked => self.mark_id(&event.subject),
-            EventKind::UserNotBefore => self.forget_user(&event.subject),
+            EventKind::UserNotBefore | EventKind::FactorsReset => {
+                self.forget_user(&event.subject);
+            }
             EventKind::FamilyRevoked | EventKind::KeysChanged => {}
         }
     }

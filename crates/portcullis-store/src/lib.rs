@@ -23,10 +23,11 @@ use portcullis::session::SessionStore;
 
 pub use error::Error;
 pub use model::{
-    AuthCode, Client, CodeExchange, Consent, Email, EmailTokenKind, Event, EventKind, Exchanged,
-    FamilyInfo, ImportOutcome, ImportedUser, MailQueue, NewEmailToken, NewMail, NewUser, Pruned,
-    Purpose, QueuedMail, Redeemed, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange,
-    Started, StoredKey, TokenHash, User, not_before_after,
+    AuthCode, Challenge, Client, CodeExchange, Completion, Consent, Email, EmailTokenKind, Event,
+    EventKind, Exchanged, FamilyInfo, ImportOutcome, ImportedUser, MailQueue, NewChallenge,
+    NewEmailToken, NewMail, NewUser, Pruned, Purpose, QueuedMail, Redeemed, RefreshInfo, Retention,
+    RevokedState, Rotation, ScopeChange, SecondFactor, Started, StoredKey, TokenHash, TotpSecret,
+    User, not_before_after,
 };
 pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
@@ -48,6 +49,7 @@ pub trait Store:
     + SessionStore
     + MailStore
     + RecoveryStore
+    + FactorStore
 {
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;
@@ -161,6 +163,22 @@ pub trait FamilyStore: Send + Sync + 'static {
         user_id: &str,
         token: &TokenHash,
         label: &str,
+        now: i64,
+    ) -> Result<Option<Started>, Error> {
+        self.create_family_with(family_id, user_id, token, label, "pwd", now)
+            .await
+    }
+
+    /// [`FamilyStore::create_family`] for a sign-in authenticated by `amr` (RFC 8176
+    /// values, space separated; `pwd` for a password alone), which every access token
+    /// of the family carries.
+    async fn create_family_with(
+        &self,
+        family_id: &str,
+        user_id: &str,
+        token: &TokenHash,
+        label: &str,
+        amr: &str,
         now: i64,
     ) -> Result<Option<Started>, Error>;
 
@@ -483,3 +501,101 @@ pub trait RecoveryStore: Send + Sync + 'static {
 }
 
 pub use sql::{Backend, NOTIFY_CHANNEL, PostgresStore, SqlStore, SqliteStore};
+
+/// Second factors: authenticator-app secrets, recovery codes, and the challenges a
+/// password step leaves for its second step. Part of [`Store`].
+///
+/// Every change to an account's factors is one write transaction that takes the
+/// account's row first (the lock order of every writer), and keeps `users.factors` in
+/// step, so that a password login learns from the row it reads whether a second step
+/// follows. Whether a code is right is the caller's decision (it holds the key that
+/// opens the secret); the store spends what was accepted, once, on every instance.
+#[async_trait::async_trait]
+pub trait FactorStore: Send + Sync + 'static {
+    /// Starts an authenticator enrolment with a new sealed secret, replacing one not
+    /// confirmed yet; false when the account has a confirmed one (remove it first) or
+    /// is gone.
+    async fn begin_totp(&self, user_id: &str, sealed_secret: &str, now: i64)
+    -> Result<bool, Error>;
+
+    /// The account's authenticator secret, confirmed or not.
+    async fn totp_of(&self, user_id: &str) -> Result<Option<TotpSecret>, Error>;
+
+    /// Confirms the pending enrolment with a code of time step `step`, and gives the
+    /// account `codes` as its recovery codes (replacing any): false when there is no
+    /// pending enrolment or `step` is not later than the last accepted one.
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        step: i64,
+        codes: &[TokenHash],
+        now: i64,
+    ) -> Result<bool, Error>;
+
+    /// Removes the authenticator secret, confirmed or not; with no second factor left,
+    /// the recovery codes go too. False when there was none.
+    async fn remove_totp(&self, user_id: &str) -> Result<bool, Error>;
+
+    /// Replaces the account's recovery codes; false when it has no second factor.
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        codes: &[TokenHash],
+        now: i64,
+    ) -> Result<bool, Error>;
+
+    /// How many recovery codes are left unused, and when the last one was used.
+    async fn recovery_codes_left(&self, user_id: &str) -> Result<(u32, Option<i64>), Error>;
+
+    /// Stores a password step awaiting its second factor.
+    async fn create_challenge(&self, challenge: &NewChallenge) -> Result<(), Error>;
+
+    /// Takes one attempt from a live challenge (not used, not expired, fewer than
+    /// `max_attempts` taken), atomically: of many concurrent attempts, `max_attempts`
+    /// at most get it. `None` for an unknown, used, expired or spent challenge.
+    async fn try_challenge(
+        &self,
+        hash: &TokenHash,
+        max_attempts: i64,
+        now: i64,
+    ) -> Result<Option<Challenge>, Error>;
+
+    /// Completes a challenge with a second factor the caller checked, in one
+    /// transaction under the account's row: the challenge must be unused and
+    /// unexpired, the account enabled with the "not before" the password step read,
+    /// and the factor unspent (a later TOTP step, an unused recovery code); then the
+    /// factor is spent and the challenge used.
+    async fn complete_challenge(
+        &self,
+        hash: &TokenHash,
+        factor: SecondFactor<'_>,
+        now: i64,
+    ) -> Result<Completion, Error>;
+
+    /// Every stored authenticator secret, sealed: `(user id, sealed secret)`, for a
+    /// change of key-encryption key.
+    async fn sealed_totp_secrets(&self) -> Result<Vec<(String, String)>, Error>;
+
+    /// Replaces a sealed secret with the same secret sealed under another key, if it
+    /// is still `old` (a secret replaced meanwhile is left as it is); true when
+    /// replaced.
+    async fn reseal_totp_secret(&self, user_id: &str, old: &str, new: &str) -> Result<bool, Error>;
+
+    /// Counts a wrong authenticator code against the account; the count since its
+    /// last successful second step.
+    async fn count_factor_failure(&self, user_id: &str) -> Result<i64, Error>;
+
+    /// Spends a TOTP code of `step` outside a login (a step-up, or removing a factor
+    /// by code): false when the step is not later than the last accepted one or the
+    /// account has no confirmed secret.
+    async fn spend_totp_step(&self, user_id: &str, step: i64) -> Result<bool, Error>;
+
+    /// Records how a cookie session's sign-in was authenticated (RFC 8176 values).
+    async fn set_session_amr(&self, session_id: &str, amr: &str) -> Result<(), Error>;
+
+    /// An operator's reset: removes every second factor and recovery code and
+    /// challenge of the account, ends its sessions and refresh families and moves its
+    /// "not before" (all with their events, and a [`EventKind::FactorsReset`]). The
+    /// ids ended, or `None` when there is no such user.
+    async fn reset_factors(&self, user_id: &str, now: i64) -> Result<Option<Vec<String>>, Error>;
+}

@@ -25,6 +25,21 @@ pub struct User {
     /// True once the address is proven (a link sent to it was followed, or an operator
     /// said so).
     pub email_verified: bool,
+    /// The second factors the account has confirmed, space separated (`totp`,
+    /// `webauthn`); empty for a password alone.
+    pub factors: String,
+}
+
+impl User {
+    /// The account's confirmed second factors.
+    pub fn factors(&self) -> impl Iterator<Item = &str> {
+        self.factors.split_ascii_whitespace()
+    }
+
+    /// True when a password alone does not sign the account in.
+    pub fn has_second_factor(&self) -> bool {
+        self.factors().next().is_some()
+    }
 }
 
 /// The "not before" that a revocation at `now` (seconds) writes: the next second.
@@ -162,6 +177,9 @@ pub enum Rotation {
         /// Its user's "not before" as the rotation read it: the access token it
         /// leads to must not be stamped earlier.
         not_before: i64,
+        /// How the family's sign-in was authenticated (RFC 8176 values, space
+        /// separated): its access tokens' `amr`.
+        amr: String,
     },
     /// Another token of the family (rotated, or replaced by a retry): the family is
     /// now revoked.
@@ -251,6 +269,9 @@ pub struct AuthCode {
     pub auth_time: i64,
     /// The cookie session the person was in: the ID token's `sid`.
     pub session_id: String,
+    /// How that session's sign-in was authenticated (RFC 8176 values, space
+    /// separated): the `amr` of the tokens the code leads to.
+    pub amr: String,
     /// When it was issued.
     pub created_at: i64,
     /// When it stops being redeemable.
@@ -401,6 +422,9 @@ pub enum EventKind {
     UserNotBefore,
     /// The signing keys changed; `subject` is the new kid.
     KeysChanged,
+    /// An operator removed every second factor of an account (`portcullis users
+    /// reset-mfa`); `subject` is the user id. A record: nothing to apply.
+    FactorsReset,
 }
 
 impl EventKind {
@@ -410,6 +434,7 @@ impl EventKind {
             EventKind::SessionRevoked => "session_revoked",
             EventKind::UserNotBefore => "user_not_before",
             EventKind::KeysChanged => "keys_changed",
+            EventKind::FactorsReset => "factors_reset",
         }
     }
 
@@ -419,6 +444,7 @@ impl EventKind {
             "session_revoked" => Some(EventKind::SessionRevoked),
             "user_not_before" => Some(EventKind::UserNotBefore),
             "keys_changed" => Some(EventKind::KeysChanged),
+            "factors_reset" => Some(EventKind::FactorsReset),
             _ => None,
         }
     }
@@ -463,6 +489,8 @@ pub struct Pruned {
     pub mail: u64,
     /// One-time mail tokens expired long enough ago.
     pub email_tokens: u64,
+    /// Second-factor challenges past their time.
+    pub challenges: u64,
 }
 
 /// What [`crate::UserStore::set_scope`] changed.
@@ -640,4 +668,87 @@ pub enum Purpose<'a> {
     Address,
     /// Setting this password hash (`Reset` tokens).
     Password(&'a str),
+}
+
+/// An account's authenticator-app secret ([`crate::FactorStore::totp_of`]).
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TotpSecret {
+    /// The secret, sealed with the key-encryption key.
+    pub sealed_secret: String,
+    /// When its enrolment was confirmed; `None` while it awaits its first code.
+    pub confirmed_at: Option<i64>,
+    /// The highest time step a code was accepted for.
+    pub last_step: i64,
+}
+
+impl fmt::Debug for TotpSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpSecret")
+            .field("confirmed_at", &self.confirmed_at)
+            .field("last_step", &self.last_step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A password step awaiting its second factor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewChallenge {
+    /// SHA-256 of the `mfa_token`.
+    pub hash: TokenHash,
+    /// The account whose password was checked.
+    pub user_id: String,
+    /// Its "not before" then: a revocation since voids the challenge.
+    pub not_before: i64,
+    /// The device credential's throttle lane the password step was admitted in, if any.
+    pub device: Option<String>,
+    /// When it was made.
+    pub created_at: i64,
+    /// When it stops being usable.
+    pub expires_at: i64,
+}
+
+/// A live challenge, one attempt taken ([`crate::FactorStore::try_challenge`]).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Challenge {
+    /// The account.
+    pub user_id: String,
+    /// Its "not before" when the password was checked.
+    pub not_before: i64,
+    /// The device lane of the password step.
+    pub device: Option<String>,
+    /// Attempts taken, this one included.
+    pub attempts: i64,
+}
+
+/// The second factor a challenge is completed with, as checked by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecondFactor<'a> {
+    /// An authenticator-app code, valid for this time step: accepted only when the
+    /// step is later than any accepted before, and the account has fewer than
+    /// `failure_limit` wrong codes since its last successful second step.
+    Totp {
+        /// The RFC 6238 time step the code matched.
+        step: i64,
+        /// Wrong codes at which codes stop being accepted.
+        failure_limit: i64,
+    },
+    /// A recovery code, by its hash: accepted once.
+    RecoveryCode(&'a TokenHash),
+    /// A passkey assertion, already verified: nothing to spend here.
+    Passkey,
+}
+
+/// The outcome of [`crate::FactorStore::complete_challenge`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// Both steps done: the account, as it is now.
+    Done(User),
+    /// The challenge is unknown, used, expired, or overtaken (a password change, a
+    /// logout everywhere, a disabled account): sign in again.
+    Invalid,
+    /// The code was wrong, already used, or of a step already used: nothing spent.
+    Refused,
+    /// Authenticator codes are locked for the account (too many wrong ones): even a
+    /// right one is refused, so that guessing on learns nothing.
+    Locked,
 }

@@ -26,6 +26,11 @@ pub enum Rejection {
     /// A state-changing request authenticated by a session cookie that does not come
     /// from the site's own pages (CSRF): 403.
     CrossSiteRequest,
+    /// The credential is valid but its sign-in was not strong enough for the route
+    /// (its `amr` lacks what the route demands): 401 with an RFC 9470 step-up
+    /// challenge, `error="insufficient_user_authentication"`, naming the `acr_values`
+    /// to ask the authorization server for (empty: none named).
+    InsufficientUserAuthentication(String),
 }
 
 /// What was wrong with a token, for logs and metrics only.
@@ -67,6 +72,7 @@ impl Rejection {
             Rejection::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Rejection::InsufficientUserAuthentication(_) => StatusCode::UNAUTHORIZED,
             Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::CrossSiteRequest => StatusCode::FORBIDDEN,
         }
@@ -105,6 +111,17 @@ impl Rejection {
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
                 quote(scope)
             ),
+            Rejection::InsufficientUserAuthentication(acr_values) if acr_values.is_empty() => {
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_user_authentication\", \
+                     error_description=\"a stronger sign-in is required\""
+                )
+            }
+            Rejection::InsufficientUserAuthentication(acr_values) => format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_user_authentication\", \
+                 error_description=\"a stronger sign-in is required\", acr_values=\"{}\"",
+                quote(acr_values)
+            ),
             Rejection::Unavailable | Rejection::CrossSiteRequest => {
                 format!("Bearer realm=\"{realm}\"")
             }
@@ -135,6 +152,16 @@ impl Rejection {
                 "error_description": format!("this needs scope {scope}"),
                 "scope": scope,
             }),
+            Rejection::InsufficientUserAuthentication(acr_values) => {
+                let mut body = json!({
+                    "error": "insufficient_user_authentication",
+                    "error_description": "a stronger sign-in is required: sign in again with a second factor",
+                });
+                if !acr_values.is_empty() {
+                    body["acr_values"] = acr_values.as_str().into();
+                }
+                body
+            }
             Rejection::Unavailable => json!({
                 "error": "temporarily_unavailable",
                 "error_description": "credentials cannot be checked right now; try again",
@@ -153,6 +180,7 @@ impl Rejection {
             Rejection::InvalidRequest(_) => "invalid_request",
             Rejection::InvalidToken(failure) => failure.code(),
             Rejection::InsufficientScope(_) => "insufficient_scope",
+            Rejection::InsufficientUserAuthentication(_) => "insufficient_user_authentication",
             Rejection::Unavailable => "unavailable",
             Rejection::CrossSiteRequest => "cross_site_request",
         }

@@ -99,6 +99,16 @@ pub(crate) enum UsersCommand {
         /// The username.
         username: String,
     },
+    /// Remove every second factor of an account (its authenticator app and recovery
+    /// codes), for a person who lost them: their sessions, refresh families and access
+    /// tokens end too, and the event log records it. Their password alone signs them
+    /// in again; they should set up a new factor.
+    ResetMfa {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The username.
+        username: String,
+    },
     /// Set an account's scopes: replace them all (SCOPE), or --add and --remove some.
     /// Live refresh families and sessions take the new scopes at once; when a scope is
     /// taken away, access tokens issued before are refused on every instance.
@@ -281,6 +291,23 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 }
             }
             UsersCommand::Import(args) => super::import::import(args).await?,
+            UsersCommand::ResetMfa { config, username } => {
+                let (_, store) = config.open().await?;
+                let name = normalize_username(&username)?;
+                let Some(user) = store.user_by_username(&name).await? else {
+                    bail!("no such user: {username}");
+                };
+                let had = user.factors.clone();
+                let Some(ended) = store.reset_factors(&user.id, SystemClock.now()).await? else {
+                    bail!("no such user: {username}");
+                };
+                tracing::warn!(user = %user.id, factors = %had, "second factors reset by an operator");
+                println!(
+                    "{name}: second factors removed ({}); {} sessions and refresh families ended, access tokens issued before now refused",
+                    if had.is_empty() { "it had none" } else { had.as_str() },
+                    ended.len()
+                );
+            }
             UsersCommand::ResetLink { config, username } => {
                 let (config, store) = config.open().await?;
                 let name = normalize_username(&username)?;
@@ -412,8 +439,9 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
                     crate::kek::Kek::from_text(&text, source)?
                 };
                 let moved = keyring::rewrap(store.as_ref(), &old, &new).await?;
+                let secrets = crate::factors::rewrap_secrets(store.as_ref(), &old, &new).await?;
                 println!(
-                    "sealed {moved} signing keys under the key in {} (key-encryption key {}); \
+                    "sealed {moved} signing keys and {secrets} authenticator secrets under the key in {} (key-encryption key {}); \
                      instances holding it (as key_encryption_key_file, or beside the old one as \
                      previous_key_encryption_key_file) open them and seal new keys under it. \
                      An instance holding only the old key adds no key until restarted with the \

@@ -16,7 +16,8 @@ use super::client_addr::ClientAddr;
 use super::cookie::Person;
 use super::token_json;
 use crate::accounts::{
-    check_password, create_account, end_everything, issued_at, mint_access_token,
+    Grant, SignedIn, Step, check_password, create_account, end_everything, issued_at,
+    mint_access_token,
 };
 use crate::device::DeviceToken;
 use crate::error::ApiError;
@@ -108,11 +109,71 @@ pub async fn login(
     headers: HeaderMap,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let s = &state.0;
     // A malformed credential is no credential: the login is simply anonymous.
     let device = body.device_token.as_deref().and_then(DeviceToken::parse);
-    let mut signed_in =
-        check_password(&state, client, device, &body.username, body.password).await?;
+    match check_password(&state, client, device, &body.username, body.password).await? {
+        Step::Done(signed_in) => grant_tokens(&state, &headers, signed_in).await,
+        Step::SecondFactor(pending) => Ok(token_json(pending.json())),
+    }
+}
+
+/// `{mfa_token, method, code}`: the second step of a sign-in.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecondStepRequest {
+    /// The `mfa_token` of the password step's answer.
+    mfa_token: String,
+    /// `totp` or `recovery_code`.
+    method: String,
+    /// Six digits from the authenticator app, or a recovery code.
+    #[schema(max_length = 64)]
+    code: String,
+}
+
+impl SecondStepRequest {
+    pub(super) fn mfa_token(&self) -> &str {
+        &self.mfa_token
+    }
+
+    /// Checks the shape before anything is spent.
+    pub(super) fn parts(&self) -> Result<(crate::factors::Method, &str), ApiError> {
+        let method = crate::factors::Method::parse(&self.method)?;
+        if self.code.len() > 64 {
+            return Err(ApiError::InvalidRequest("code: too long".into()));
+        }
+        Ok((method, self.code.as_str()))
+    }
+}
+
+/// `POST /auth/login/mfa` → 200 token response: the second step of a login whose
+/// password step answered `mfa_required`.
+#[utoipa::path(post, path = "/auth/login/mfa", tag = "tokens", request_body = SecondStepRequest,
+    responses(
+        (status = 200, description = "Tokens (with device_token for a new device)", body = super::schemas::TokenResponse),
+        (status = 400, description = "invalid_mfa_token (sign in again) or invalid_request", body = super::schemas::ErrorBody),
+        (status = 401, description = "invalid_code", body = super::schemas::ErrorBody),
+        crate::routes::schemas::JsonBodyRefusals,
+        (status = 429, description = "too_many_requests, with Retry-After", body = super::schemas::ErrorBody),
+    ))]
+pub async fn login_second_step(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SecondStepRequest>,
+) -> Result<Response, ApiError> {
+    let (method, code) = body.parts()?;
+    let signed_in =
+        crate::factors::second_step(&state, client, body.mfa_token(), method, code).await?;
+    grant_tokens(&state, &headers, signed_in).await
+}
+
+/// A refresh family and its first tokens for a finished sign-in.
+async fn grant_tokens(
+    state: &AppState,
+    headers: &HeaderMap,
+    mut signed_in: SignedIn,
+) -> Result<Response, ApiError> {
+    let s = &state.0;
     let user = signed_in.user.clone();
     let user = &user;
     let now = state.now();
@@ -122,29 +183,34 @@ pub async fn login(
     // password check: a scope removed meanwhile is not minted.
     let started = s
         .store
-        .create_family(
+        .create_family_with(
             &family,
             &user.id,
             &TokenHash(refresh.hash()),
-            &crate::user_agent::label(&headers),
+            &crate::user_agent::label(headers),
+            signed_in.amr,
             now,
         )
         .await?
         .ok_or(ApiError::InvalidCredentials)?;
-    if !crate::accounts::login_stands(&state, &mut signed_in).await? {
+    if !crate::accounts::login_stands(state, &mut signed_in).await? {
         if s.store.revoke_family(&user.id, &family, now).await? {
-            crate::events::apply_own(&state, EventKind::FamilyRevoked, &family, now);
+            crate::events::apply_own(state, EventKind::FamilyRevoked, &family, now);
         }
         tracing::info!(user = %user.id, "login overtaken by a password change or revocation: refused");
         return Err(ApiError::InvalidCredentials);
     }
-    tracing::info!(user = %user.id, sid = %family, "login");
-    let iat = issued_at(&state, &user.id, started.not_before).await?;
+    tracing::info!(user = %user.id, sid = %family, amr = signed_in.amr, "login");
+    let iat = issued_at(state, &user.id, started.not_before).await?;
+    let grant = Grant {
+        sid: &family,
+        scope: &started.scope,
+        amr: signed_in.amr,
+    };
     token_response(
-        &state,
+        state,
         user,
-        &started.scope,
-        &family,
+        grant,
         &refresh,
         signed_in.new_device.as_ref(),
         iat,
@@ -183,6 +249,7 @@ pub async fn refresh(
             user_id,
             scope,
             not_before,
+            amr,
         } => {
             if retry {
                 tracing::info!(sid = %family_id, "refresh retried within the grace window: the earlier successor is dead");
@@ -194,7 +261,12 @@ pub async fn refresh(
                 .await?
                 .ok_or(ApiError::InvalidGrant)?;
             let iat = issued_at(&state, &user.id, not_before).await?;
-            token_response(&state, &user, &scope, &family_id, &next, None, iat)
+            let grant = Grant {
+                sid: &family_id,
+                scope: &scope,
+                amr: &amr,
+            };
+            token_response(&state, &user, grant, &next, None, iat)
         }
         Rotation::ReuseDetected { family_id } => {
             crate::prometheus::refresh("reuse_detected");
@@ -358,20 +430,19 @@ pub(super) async fn profile(
 pub(super) fn token_response(
     state: &AppState,
     user: &portcullis_store::User,
-    scope: &str,
-    family: &str,
+    grant: Grant<'_>,
     refresh: &RefreshToken,
     device: Option<&DeviceToken>,
     iat: i64,
 ) -> Result<Response, ApiError> {
     let s = &state.0;
-    let access = mint_access_token(state, user, scope, family, s.config.access_token_ttl, iat)?;
+    let access = mint_access_token(state, user, grant, s.config.access_token_ttl, iat)?;
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": s.config.access_token_ttl.as_secs(),
         "refresh_token": refresh.expose(),
-        "scope": scope,
+        "scope": grant.scope,
     });
     if let Some(device) = device {
         body["device_token"] = device.expose().into();

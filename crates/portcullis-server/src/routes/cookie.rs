@@ -61,6 +61,7 @@ pub(super) async fn start_session(
     headers: &HeaderMap,
     user_id: &str,
     scope: &str,
+    amr: &str,
 ) -> Result<Started, ApiError> {
     let sessions = &state.0.sessions;
     if let Ok(Some(previous)) = sessions.lookup(headers).await
@@ -75,7 +76,19 @@ pub(super) async fn start_session(
         .start(user_id, scope, &crate::user_agent::label(headers))
         .await
         .map_err(ApiError::from)?;
-    tracing::info!(user = %user_id, sid = %started.context.id(), "session started");
+    // A session row says `pwd` until told otherwise: should this write fail, the
+    // session is ended rather than left claiming less than it is (or more).
+    if amr != crate::factors::AMR_PASSWORD
+        && let Err(e) = state
+            .0
+            .store
+            .set_session_amr(started.context.id(), amr)
+            .await
+    {
+        let _ = end_session(state, started.context.id(), user_id).await;
+        return Err(e.into());
+    }
+    tracing::info!(user = %user_id, sid = %started.context.id(), amr, "session started");
     Ok(started)
 }
 

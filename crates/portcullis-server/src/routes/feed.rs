@@ -83,6 +83,8 @@ pub async fn revocations(
                 at: event.at,
             }),
             EventKind::KeysChanged => keys.push(event.subject),
+            // A record for operators; its sessions' and families' own events follow.
+            EventKind::FactorsReset => {}
         }
     }
     Ok(Json(Page { feed, keys }))

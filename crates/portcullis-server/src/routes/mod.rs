@@ -4,6 +4,7 @@ mod auth;
 mod body;
 mod client_addr;
 mod cookie;
+mod factors;
 mod feed;
 mod forward;
 mod html;
@@ -71,6 +72,13 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/email/resend", post(recovery::resend))
         .route("/auth/email/change", post(recovery::change_email))
         .route("/auth/password/change", post(recovery::change_password))
+        .route("/auth/mfa", get(factors::status))
+        .route(
+            "/auth/mfa/totp",
+            post(factors::totp_begin).delete(factors::totp_remove),
+        )
+        .route("/auth/mfa/totp/confirm", post(factors::totp_confirm))
+        .route("/auth/mfa/recovery-codes", post(factors::recovery_codes))
         .route("/session/list", get(session::list))
         .route("/session/token", post(session::token))
         .route("/session/{id}", delete(session::delete))
@@ -86,11 +94,25 @@ pub fn router(state: AppState) -> Router {
         .route("/account/password", post(recovery::account_password))
         .route("/account/email", post(recovery::account_email))
         .route("/account/email/resend", post(recovery::account_resend))
+        .route("/account/mfa/totp", post(factors::account_totp))
+        .route(
+            "/account/mfa/totp/confirm",
+            post(factors::account_totp_confirm),
+        )
+        .route(
+            "/account/mfa/totp/remove",
+            post(factors::account_totp_remove),
+        )
+        .route(
+            "/account/mfa/recovery-codes",
+            post(factors::account_recovery_codes),
+        )
         .route_layer(who.clone())
         .route_layer(axum::middleware::from_fn(html::html_refusals));
     Router::new()
         .route("/auth/signup", post(auth::signup))
         .route("/auth/login", post(auth::login))
+        .route("/auth/login/mfa", post(auth::login_second_step))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/forward", axum::routing::any(forward::forward))
@@ -132,6 +154,7 @@ pub fn router(state: AppState) -> Router {
             get(metadata::metadata).layer(cors),
         )
         .route("/session/login", post(session::login))
+        .route("/session/login/mfa", post(session::login_second_step))
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form))
         .route(

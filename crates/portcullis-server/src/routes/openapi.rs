@@ -88,6 +88,11 @@ impl Modify for Security {
         super::recovery::verify_form, super::recovery::verify_submit,
         super::recovery::account_password, super::recovery::account_email,
         super::recovery::account_resend, super::forward::forward,
+        super::auth::login_second_step, super::session::login_second_step,
+        super::factors::status, super::factors::totp_begin, super::factors::totp_confirm,
+        super::factors::totp_remove, super::factors::recovery_codes,
+        super::factors::account_totp, super::factors::account_totp_confirm,
+        super::factors::account_totp_remove, super::factors::account_recovery_codes,
     ),
     modifiers(&Security),
 )]

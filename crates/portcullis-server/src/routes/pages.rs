@@ -354,7 +354,14 @@ pub async fn signup_submit(
             form.email.as_deref(),
         )
         .await?;
-        start_session(&state, &headers, &user.id, &user.scope).await
+        start_session(
+            &state,
+            &headers,
+            &user.id,
+            &user.scope,
+            crate::factors::AMR_PASSWORD,
+        )
+        .await
     };
     match result.await {
         Ok(started) => {
@@ -414,7 +421,7 @@ fn scope_words(scope: &str, none: &str) -> Markup {
     }
 }
 
-fn when(secs: i64) -> String {
+pub(super) fn when(secs: i64) -> String {
     let t = portcullis::clock::system_time(secs);
     // "2026-11-29T05:03:00Z" → "2026-11-29 05:03 UTC"
     let text = humantime::format_rfc3339_seconds(t).to_string();
@@ -432,6 +439,9 @@ fn done_note(done: Option<&str>) -> Option<&'static str> {
              you open the link.",
         ),
         "resent" => Some("A new confirmation link is on its way to your address."),
+        "totp-removed" => {
+            Some("Your authenticator app is turned off: your password alone signs you in again.")
+        }
         _ => None,
     }
 }
@@ -445,6 +455,7 @@ fn account_page(
     api_logins: &[FamilyInfo],
     apps: &[Consent],
     current: &SessionContext,
+    factors: &crate::factors::Overview,
 ) -> Markup {
     let token = current.csrf_token();
     let (username, user_id) = (user.username.as_str(), user.id.as_str());
@@ -516,6 +527,7 @@ fn account_page(
                     button type="submit" { "Send the link" }
                 }
             }
+            (super::factors::account_section(factors, token))
             h2 #sessions-heading { "Your browser sessions" }
             p { "Every browser where you are signed in. Revoke any you do not recognise." }
             table aria-labelledby="sessions-heading" {
@@ -636,6 +648,7 @@ pub async fn account(
         let api_logins = super::cookie::api_logins(&state, &user.id).await?;
         let apps = state.0.store.consents_of(&user.id).await?;
         let scopes = current.record().scope.clone();
+        let factors = crate::factors::overview(&state, &user).await?;
         Ok(Some(account_page(
             &user,
             done.as_deref(),
@@ -644,6 +657,7 @@ pub async fn account(
             &api_logins,
             &apps,
             current,
+            &factors,
         )))
     };
     match rendered.await {

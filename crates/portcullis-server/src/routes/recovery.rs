@@ -465,23 +465,32 @@ pub struct AccountEmailForm {
 
 /// Reads an account form of type `T` posted in a cookie session, its synchronizer
 /// token checked; `Ok(None)` when nobody is signed in.
-async fn account_form<T: serde::de::DeserializeOwned>(
+pub(super) async fn account_form<T: serde::de::DeserializeOwned>(
     signed_in: Result<Option<CookieSession>, ApiError>,
     request: Request,
     csrf: impl Fn(&T) -> &str,
-) -> Result<Option<(portcullis::strategy::Identity, T)>, ApiError> {
-    let signed_in = signed_in?;
-    if signed_in.is_none() {
-        return Ok(None);
+) -> Result<(portcullis::strategy::Identity, T), Response> {
+    let read = async {
+        let signed_in = signed_in?;
+        if signed_in.is_none() {
+            return Ok(None);
+        }
+        let (parts, body): (Parts, Body) = request.into_parts();
+        let form: T = read_form(parts, body).await?;
+        Ok(super::cookie::form_session(Ok(signed_in), csrf(&form))?
+            .map(|identity| (identity, form)))
+    };
+    match read.await {
+        Ok(Some(found)) => Ok(found),
+        // Signed out meanwhile: to the sign-in page.
+        Ok(None) => Err(Redirect::to("/login").into_response()),
+        Err(e) => Err(refused(e)),
     }
-    let (parts, body): (Parts, Body) = request.into_parts();
-    let form: T = read_form(parts, body).await?;
-    Ok(super::cookie::form_session(Ok(signed_in), csrf(&form))?.map(|identity| (identity, form)))
 }
 
 /// The account page again with `notice` or `error` over its forms (303 back to it
 /// with a query naming the outcome).
-fn back_to_account(outcome: &str) -> Response {
+pub(super) fn back_to_account(outcome: &str) -> Response {
     Redirect::to(&format!("/account?done={outcome}")).into_response()
 }
 
@@ -504,9 +513,8 @@ pub async fn account_password(
 ) -> Response {
     let (identity, form) =
         match account_form(signed_in, request, |f: &AccountPasswordForm| &f.csrf_token).await {
-            Ok(Some(found)) => found,
-            Ok(None) => return Redirect::to("/login").into_response(),
-            Err(e) => return refused(e),
+            Ok(found) => found,
+            Err(page) => return page,
         };
     match recovery::change_password(
         &state,
@@ -542,9 +550,8 @@ pub async fn account_email(
 ) -> Response {
     let (identity, form) =
         match account_form(signed_in, request, |f: &AccountEmailForm| &f.csrf_token).await {
-            Ok(Some(found)) => found,
-            Ok(None) => return Redirect::to("/login").into_response(),
-            Err(e) => return refused(e),
+            Ok(found) => found,
+            Err(page) => return page,
         };
     match recovery::change_email(
         &state,
@@ -582,9 +589,8 @@ pub async fn account_resend(
     })
     .await
     {
-        Ok(Some(found)) => found,
-        Ok(None) => return Redirect::to("/login").into_response(),
-        Err(e) => return refused(e),
+        Ok(found) => found,
+        Err(page) => return page,
     };
     match recovery::resend(&state, client, identity.subject()).await {
         Ok(()) => back_to_account("resent"),
@@ -593,7 +599,7 @@ pub async fn account_resend(
 }
 
 /// A refused account form: a page saying why, with the way back.
-fn account_refused(e: ApiError) -> Response {
+pub(super) fn account_refused(e: ApiError) -> Response {
     failed(e, |message| {
         layout(
             "That did not work",

@@ -23,7 +23,7 @@ use super::cookie::{
 };
 use super::pages;
 use super::token_json;
-use crate::accounts::{SignedIn, check_password, issued_at, mint_access_token};
+use crate::accounts::{SignedIn, Step, check_password, issued_at, mint_access_token};
 use crate::device;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -77,29 +77,57 @@ pub async fn login(
         let return_to = typed
             .as_ref()
             .ok()
-            .and_then(|c| c.return_to.as_deref())
-            .and_then(|to| {
-                super::oauth::return_target(to)
-                    .map(str::to_owned)
-                    .or_else(|| super::forward::forward_target(&state.0.config, to))
-            });
+            .and_then(|c| kept_return_to(&state, c.return_to.as_deref()));
         let result = match typed {
             Ok(credentials) => login_with(&state, client, &headers, credentials).await,
             Err(e) => Err(e),
         };
         return Ok(match result {
-            Ok((signed_in, started)) => {
-                let to = return_to.as_deref().unwrap_or("/account");
-                let mut r = redirect_with_cookie(to, started.set_cookie);
-                give_device_cookie(&state, &mut r, &signed_in);
-                r
+            Ok(SessionLogin::Started(done)) => {
+                let (signed_in, started) = *done;
+                signed_in_page(&state, return_to.as_deref(), &signed_in, started)
+            }
+            Ok(SessionLogin::SecondFactor(pending)) => {
+                super::factors::second_step_page(&state, &pending, None, return_to.as_deref()).await
             }
             Err(e) => pages::login_failed(&state, e, &username, return_to.as_deref()).await,
         });
     }
     let JsonBody(credentials) =
         JsonBody::from_request(Request::from_parts(parts, body), &()).await?;
-    let (signed_in, started) = login_with(&state, client, &headers, credentials).await?;
+    match login_with(&state, client, &headers, credentials).await? {
+        SessionLogin::Started(done) => {
+            let (signed_in, started) = *done;
+            Ok(session_json(&state, &signed_in, started))
+        }
+        SessionLogin::SecondFactor(pending) => Ok(token_json(pending.json())),
+    }
+}
+
+/// A form's `return_to` when the sign-in may go back there: an authorization request
+/// of ours, or an app behind forward authentication (`forward_auth_domains`).
+fn kept_return_to(state: &AppState, to: Option<&str>) -> Option<String> {
+    let to = to?;
+    super::oauth::return_target(to)
+        .map(str::to_owned)
+        .or_else(|| super::forward::forward_target(&state.0.config, to))
+}
+
+/// The 303 of a form sign-in: to where it was headed, with the cookies.
+fn signed_in_page(
+    state: &AppState,
+    return_to: Option<&str>,
+    signed_in: &SignedIn,
+    started: Started,
+) -> Response {
+    let to = return_to.unwrap_or("/account");
+    let mut r = redirect_with_cookie(to, started.set_cookie);
+    give_device_cookie(state, &mut r, signed_in);
+    r
+}
+
+/// The JSON answer of a session sign-in, with the cookies.
+fn session_json(state: &AppState, signed_in: &SignedIn, started: Started) -> Response {
     let user = &signed_in.user;
     let record = started.context.record();
     let mut r = Json(json!({
@@ -111,8 +139,85 @@ pub async fn login(
     let h = r.headers_mut();
     h.insert(header::SET_COOKIE, started.set_cookie);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    give_device_cookie(&state, &mut r, &signed_in);
-    Ok(r)
+    give_device_cookie(state, &mut r, signed_in);
+    r
+}
+
+/// `{mfa_token, method, code}` as a form, with the way back of the sign-in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecondStepForm {
+    mfa_token: String,
+    method: String,
+    code: String,
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+/// `POST /session/login/mfa`, JSON `{mfa_token, method, code}` → 200 as
+/// `/session/login`; form (the second-step page) → 303 on, or the page again with the
+/// error while the challenge has attempts left, else the sign-in page.
+#[utoipa::path(post, path = "/session/login/mfa", tag = "sessions", operation_id = "session_login_mfa",
+    request_body(content = super::auth::SecondStepRequest, description = "JSON, or the same fields as a form (with return_to)"),
+    responses(
+        (status = 200, description = "JSON: the session, with Set-Cookie", body = super::schemas::SessionStarted),
+        (status = 303, description = "Form: on to where the sign-in was headed, with Set-Cookie"),
+        (status = 400, description = "invalid_mfa_token (sign in again) or invalid_request", body = super::schemas::ErrorBody),
+        (status = 401, description = "invalid_code", body = super::schemas::ErrorBody),
+        (status = 403, description = "access_denied (a cross-site form)", body = super::schemas::ErrorBody),
+        (status = 429, description = "too_many_requests, with Retry-After", body = super::schemas::ErrorBody),
+    ))]
+pub async fn login_second_step(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers.clone();
+    if is_form(&headers) {
+        let form: SecondStepForm = match read_form(parts, body).await {
+            Ok(form) => form,
+            Err(e) => return Ok(pages::login_failed(&state, e, "", None).await),
+        };
+        let return_to = kept_return_to(&state, form.return_to.as_deref());
+        let result = async {
+            refuse_cross_site(&state, &headers)?;
+            let method = crate::factors::Method::parse(&form.method)?;
+            let signed_in =
+                crate::factors::second_step(&state, client, &form.mfa_token, method, &form.code)
+                    .await?;
+            start_signed_in(&state, &headers, signed_in).await
+        }
+        .await;
+        return Ok(match result {
+            Ok((signed_in, started)) => {
+                signed_in_page(&state, return_to.as_deref(), &signed_in, started)
+            }
+            // A wrong code: the same challenge again, while it has attempts left.
+            Err(e @ ApiError::InvalidCode) => {
+                super::factors::second_step_retry(&state, e, &form.mfa_token, return_to.as_deref())
+                    .await
+            }
+            Err(e) => pages::login_failed(&state, e, "", return_to.as_deref()).await,
+        });
+    }
+    let JsonBody(body) = JsonBody::<super::auth::SecondStepRequest>::from_request(
+        Request::from_parts(parts, body),
+        &(),
+    )
+    .await?;
+    refuse_cross_site(&state, &headers)?;
+    let (method, code) = body.parts()?;
+    let signed_in =
+        crate::factors::second_step(&state, client, body.mfa_token(), method, code).await?;
+    let (signed_in, started) = start_signed_in(&state, &headers, signed_in).await?;
+    Ok(session_json(&state, &signed_in, started))
+}
+
+/// What a session sign-in's password step led to.
+enum SessionLogin {
+    Started(Box<(SignedIn, Started)>),
+    SecondFactor(crate::factors::Pending),
 }
 
 /// Adds the device cookie when the login made this browser a known device.
@@ -128,19 +233,35 @@ async fn login_with(
     client: IpAddr,
     headers: &HeaderMap,
     credentials: LoginRequest,
-) -> Result<(SignedIn, Started), ApiError> {
+) -> Result<SessionLogin, ApiError> {
     refuse_cross_site(state, headers)?;
     let device = device::from_cookie(state, headers);
-    let mut signed_in = check_password(
+    match check_password(
         state,
         client,
         device,
         &credentials.username,
         credentials.password,
     )
-    .await?;
+    .await?
+    {
+        Step::Done(signed_in) => {
+            let done = start_signed_in(state, headers, signed_in).await?;
+            Ok(SessionLogin::Started(Box::new(done)))
+        }
+        Step::SecondFactor(pending) => Ok(SessionLogin::SecondFactor(pending)),
+    }
+}
+
+/// A session for a finished sign-in, unless a password change or a revocation
+/// overtook it.
+async fn start_signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    mut signed_in: SignedIn,
+) -> Result<(SignedIn, Started), ApiError> {
     let user = signed_in.user.clone();
-    let started = start_session(state, headers, &user.id, &user.scope).await?;
+    let started = start_session(state, headers, &user.id, &user.scope, signed_in.amr).await?;
     if !crate::accounts::login_stands(state, &mut signed_in).await? {
         let id = started.context.id().to_owned();
         super::cookie::end_session(state, &id, &user.id).await?;
@@ -337,7 +458,12 @@ pub async fn token(
         .session_token_ttl
         .min(std::time::Duration::from_secs(left));
     let iat = issued_at(&state, &user.id, user.not_before).await?;
-    let access = mint_access_token(&state, &user, scope, session.id(), ttl, iat)?;
+    let grant = crate::accounts::Grant {
+        sid: session.id(),
+        scope,
+        amr: &record.amr,
+    };
+    let access = mint_access_token(&state, &user, grant, ttl, iat)?;
     Ok(token_json(json!({
         "access_token": access,
         "token_type": "Bearer",

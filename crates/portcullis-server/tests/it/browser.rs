@@ -196,6 +196,19 @@ async fn screenshot(b: &Client, name: &str) {
     }
 }
 
+/// A server's settings for a browser: plain http on a loopback port of its own (the
+/// development exception of the cookie rules, exactly as `portcullis serve` runs), the
+/// issuer and the pages' origin on it.
+fn loopback_config(url: &str) -> portcullis_server::config::Config {
+    let port = free_port();
+    let mut c = config(url);
+    c.bind = format!("127.0.0.1:{port}").parse().unwrap();
+    c.issuer = format!("http://127.0.0.1:{port}");
+    c.audience = c.issuer.clone();
+    c.sessions = portcullis::session::SessionConfig::for_origin(&c.issuer).unwrap();
+    c
+}
+
 #[tokio::test]
 async fn a_person_signs_up_logs_in_revokes_a_session_and_logs_out_in_chromium() {
     let Some((chromium, chromedriver)) = browser_tools() else {
@@ -205,12 +218,7 @@ async fn a_person_signs_up_logs_in_revokes_a_session_and_logs_out_in_chromium() 
     // The server on the default kind of origin, plain http on loopback: the
     // development exception of the cookie rules, exactly as `portcullis serve` runs.
     let (url, dir) = sqlite_db();
-    let port = free_port();
-    let mut c = config(&url);
-    c.bind = format!("127.0.0.1:{port}").parse().unwrap();
-    c.issuer = format!("http://127.0.0.1:{port}");
-    c.audience = c.issuer.clone();
-    c.sessions = portcullis::session::SessionConfig::for_origin(&c.issuer).unwrap();
+    let c = loopback_config(&url);
     let server = TestServer::start(c).await.keep_dir(dir);
     let base = server.base.clone();
 
@@ -388,12 +396,7 @@ async fn oauth_in_chromium(url: String, dir: Option<tempfile::TempDir>) {
     let Some((chromium, chromedriver)) = browser_tools() else {
         return;
     };
-    let port = free_port();
-    let mut c = config(&url);
-    c.bind = format!("127.0.0.1:{port}").parse().unwrap();
-    c.issuer = format!("http://127.0.0.1:{port}");
-    c.audience = c.issuer.clone();
-    c.sessions = portcullis::session::SessionConfig::for_origin(&c.issuer).unwrap();
+    let c = loopback_config(&url);
     let server = TestServer::start(c).await.keep_dir(dir);
     let base = server.base.clone();
     let (app, app_task) = application().await;
@@ -717,6 +720,121 @@ async fn a_person_confirms_their_address_and_resets_a_forgotten_password_in_chro
         text(&b, "#email").await,
         "erin@elsewhere.example (verified)"
     );
+    b.close().await.unwrap();
+    server.stop().await;
+}
+
+/// Issue 24: a person turns on an authenticator app from the account page (the QR
+/// code and key, a code to confirm, the recovery codes shown once), signs in with a
+/// code, mistypes one, signs in with a recovery code, and turns the app off again; on a
+/// clock the test moves, with codes computed from the key the page showed.
+#[tokio::test]
+async fn a_person_turns_on_an_authenticator_app_and_signs_in_with_it_in_chromium() {
+    use crate::factors::totp;
+    let Some((chromium, chromedriver)) = browser_tools() else {
+        return;
+    };
+    let (url, dir) = sqlite_db();
+    let c = loopback_config(&url);
+    let clock = crate::support::still_clock();
+    let now = || portcullis::clock::Clock::now(clock.as_ref());
+    let server = TestServer::start_with(c, clock.clone()).await.keep_dir(dir);
+    let base = server.base.clone();
+    let driver = Driver::start(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, &chromium, profile.path()).await;
+    let sign_in = |name: &'static str| {
+        let b = b.clone();
+        let base = base.clone();
+        async move {
+            b.goto(&format!("{base}/login")).await.unwrap();
+            fill(&b, "#username", name).await;
+            fill(&b, "#password", PASSWORD).await;
+            click(&b, "button[type=submit]").await;
+        }
+    };
+
+    b.goto(&format!("{base}/signup")).await.unwrap();
+    fill(&b, "#username", "tomas").await;
+    fill(&b, "#password", PASSWORD).await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/account").await;
+    assert!(text(&b, "#mfa-state").await.starts_with("Off"));
+    click(&b, "#setup-totp summary").await;
+    fill(&b, "#setup-totp-password", PASSWORD).await;
+    click(&b, "#setup-totp button[type=submit]").await;
+    arrive(&b, "/account/mfa/totp").await;
+    appear(&b, "#qr svg").await;
+    screenshot(&b, "totp-setup").await;
+    let secret = text(&b, "#totp-secret").await;
+    fill(&b, "#code", &totp(&secret, now())).await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/account/mfa/totp/confirm").await;
+    appear(&b, "#recovery-codes").await;
+    let codes: Vec<String> = text(&b, "#recovery-codes")
+        .await
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    click(&b, "#done").await;
+    arrive(&b, "/account").await;
+    assert!(text(&b, "#mfa-state").await.starts_with("On"));
+    assert!(text(&b, "#recovery-left").await.starts_with("10 of 10"));
+
+    // Signed out, the password alone leads to the second step; a wrong code says so.
+    click(&b, "#sign-out").await;
+    arrive(&b, "/login").await;
+    clock.advance(30);
+    sign_in("tomas").await;
+    arrive(&b, "/session/login").await;
+    appear(&b, "#totp-form").await;
+    screenshot(&b, "second-step").await;
+    let right = totp(&secret, now());
+    fill(
+        &b,
+        "#code",
+        if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        },
+    )
+    .await;
+    click(&b, "#totp-form button[type=submit]").await;
+    appear(&b, "#form-error").await;
+    assert_eq!(
+        text(&b, "#form-error").await,
+        "That code is wrong or was already used."
+    );
+    fill(&b, "#code", &right).await;
+    click(&b, "#totp-form button[type=submit]").await;
+    arrive(&b, "/account").await;
+    assert_eq!(text(&b, "#who").await, "tomas");
+
+    // A recovery code, typed in lower case.
+    click(&b, "#sign-out").await;
+    arrive(&b, "/login").await;
+    sign_in("tomas").await;
+    arrive(&b, "/session/login").await;
+    click(&b, "#use-recovery-code summary").await;
+    fill(&b, "#recovery-code", &codes[0].to_lowercase()).await;
+    click(&b, "#recovery-form button[type=submit]").await;
+    arrive(&b, "/account").await;
+    assert!(text(&b, "#recovery-left").await.starts_with("9 of 10"));
+
+    // Turned off with the password: the password alone signs in again.
+    click(&b, "#remove-totp summary").await;
+    fill(&b, "#remove-totp-password", PASSWORD).await;
+    click(&b, "#remove-totp button[type=submit]").await;
+    arrive(&b, "/account").await;
+    assert!(text(&b, "#done").await.contains("turned off"));
+    assert!(text(&b, "#mfa-state").await.starts_with("Off"));
+    click(&b, "#sign-out").await;
+    arrive(&b, "/login").await;
+    sign_in("tomas").await;
+    arrive(&b, "/account").await;
     b.close().await.unwrap();
     server.stop().await;
 }

@@ -134,10 +134,36 @@ async fn the_embedded_database_and_its_key_are_readable_by_their_owner_only() {
 
 #[tokio::test]
 async fn rewrap_moves_the_keys_to_a_new_key_encryption_key() {
+    use crate::factors::{enrolled, totp};
     let (url, dir) = sqlite_db();
-    let server = TestServer::start(config(&url)).await;
+    let clock = crate::support::still_clock();
+    let server = TestServer::start_with(config(&url), clock.clone()).await;
     let before = server.account("alice").await;
+    // An authenticator secret is sealed too: the database file holds no trace of it.
+    let (secret, _) = enrolled(&server, &clock, "tove").await;
     server.stop().await;
+    let sealed_secret = || async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let (sealed,): (String,) = sqlx::query_as("SELECT sealed_secret FROM totp_secrets")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        sealed
+    };
+    let sealed = sealed_secret().await;
+    let hex: String = base32_to_hex(&secret);
+    assert!(sealed.starts_with("enc:v2:"), "{sealed}");
+    assert!(
+        !sealed.contains(&secret) && !sealed.to_lowercase().contains(&hex),
+        "{sealed}"
+    );
+    let file = std::fs::read(url.trim_start_matches("sqlite://")).unwrap();
+    let text = String::from_utf8_lossy(&file);
+    assert!(
+        !text.contains(&secret) && !text.contains(&hex),
+        "the secret in the file"
+    );
     let folder = dir.as_ref().unwrap().path().to_owned();
     let new = folder.join("new.kek");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
@@ -151,7 +177,12 @@ async fn rewrap_moves_the_keys_to_a_new_key_encryption_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("sealed 1 signing keys"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("sealed 1 signing keys and 1 authenticator secrets"),
+        "{said}"
+    );
+    assert_ne!(sealed_secret().await, sealed, "re-sealed under the new key");
     // The old key opens nothing now; the new one opens everything.
     let err = portcullis_server::startup::start(config(&url))
         .await
@@ -159,7 +190,7 @@ async fn rewrap_moves_the_keys_to_a_new_key_encryption_key() {
     assert!(format!("{err:#}").contains("does not hold"), "{err:#}");
     let mut c = config(&url);
     c.kek.file = Some(new);
-    let server = TestServer::start(c).await;
+    let server = TestServer::start_with(c, clock.clone()).await;
     assert_eq!(
         server
             .me(before["access_token"].as_str().unwrap())
@@ -167,8 +198,30 @@ async fn rewrap_moves_the_keys_to_a_new_key_encryption_key() {
             .status(),
         200
     );
+    // The app's codes still work: the secret opens under the new key.
+    let r = server.login("tove", "correct horse battery").await;
+    let token = r.json::<serde_json::Value>().await.unwrap()["mfa_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let now = portcullis::clock::Clock::now(clock.as_ref());
+    let r = server
+        .post(
+            "/auth/login/mfa",
+            serde_json::json!({ "mfa_token": token, "method": "totp", "code": totp(&secret, now) }),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
     server.stop().await;
     drop(dir);
+}
+
+/// The bytes of a base32 secret, in lower-case hex (how the server seals it).
+fn base32_to_hex(secret: &str) -> String {
+    crate::factors::base32(secret)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 on_each_store! {

@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod email;
 mod events;
+mod factors;
 mod forward;
 mod import;
 mod key_lifecycle;

@@ -1025,3 +1025,87 @@ on_each_store! {
         assert!(!disabled.contains("app-name"), "{disabled}");
     }
 }
+
+on_each_store! {
+    /// Issue 24: the authorization flow's sign-in asks for the second factor (a page
+    /// between the password and the way back); the code's tokens say how (`amr`,
+    /// `acr`); `acr_values=aal2` sends a password-only session to sign in again, and
+    /// an account without a factor goes on with `acr` `aal1`.
+    async fn the_authorization_flow_asks_for_the_second_factor(url, dir) {
+        use crate::factors::{enrolled, totp};
+        let clock = crate::support::still_clock();
+        let now = || portcullis::clock::Clock::now(clock.as_ref());
+        let server = TestServer::start_with(config(&url), clock.clone()).await.keep_dir(dir);
+        let (secret, _) = enrolled(&server, &clock, "mona").await;
+        let (id, secret_c) = register(&url, &["fast", "--first-party", "--scope", "openid", "--redirect-uri", CB]).await;
+        let secret_c = secret_c.unwrap();
+        let mut browser = Browser::new();
+        let (verifier, challenge) = pkce();
+        let request = authorize_url(&server, &[
+            ("response_type", "code"), ("client_id", &id), ("redirect_uri", CB),
+            ("scope", "openid"), ("code_challenge", &challenge), ("code_challenge_method", "S256"),
+        ]);
+        let r = browser.get(&request).await;
+        let login = location(&r);
+        let page = browser.get(&server.url(&login)).await.text().await.unwrap();
+        let return_to = hidden(&page, "return_to");
+        let r = browser.post(&server.url("/session/login"), &[("username", "mona"), ("password", PASSWORD), ("return_to", &return_to)]).await;
+        assert_eq!(r.status(), 200, "the second-step page, not a redirect");
+        assert!(browser.cookie.is_none(), "no session before the second factor");
+        let html = r.text().await.unwrap();
+        assert_eq!(hidden(&html, "return_to"), return_to);
+        let mfa_token = hidden(&html, "mfa_token");
+        let r = browser.post(&server.url("/session/login/mfa"), &[("mfa_token", &mfa_token), ("method", "totp"), ("code", &totp(&secret, now())), ("return_to", &return_to)]).await;
+        assert_eq!(r.status(), 303);
+        assert_eq!(location(&r), return_to);
+        let r = browser.get(&server.url(&return_to)).await;
+        let code = query(&location(&r))["code"].clone();
+        let (status, tokens) = token(&server, Some((&id, &secret_c)), &[
+            ("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier),
+        ]).await;
+        assert_eq!(status, 200, "{tokens}");
+        let access = claims_of(tokens["access_token"].as_str().unwrap());
+        let id_token = claims_of(tokens["id_token"].as_str().unwrap());
+        assert_eq!(access["amr"], json!(["pwd", "otp", "mfa"]));
+        assert_eq!((id_token["amr"].clone(), id_token["acr"].clone()), (json!(["pwd", "otp", "mfa"]), json!("aal2")));
+        // Refreshed by the client: the family keeps it.
+        let (_, refreshed) = token(&server, Some((&id, &secret_c)), &[
+            ("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ]).await;
+        assert_eq!(claims_of(refreshed["access_token"].as_str().unwrap())["acr"], "aal2");
+
+        // A password-only session of an account with a factor: aal2 asks again.
+        let _ = server.signup("nils", PASSWORD).await;
+        let mut other = Browser::new();
+        let r = other.post(&server.url("/session/login"), &[("username", "nils"), ("password", PASSWORD)]).await;
+        assert_eq!(r.status(), 303);
+        let aal2 = |challenge: &str| authorize_url(&server, &[
+            ("response_type", "code"), ("client_id", &id), ("redirect_uri", CB), ("scope", "openid"),
+            ("code_challenge", challenge), ("code_challenge_method", "S256"), ("acr_values", "aal2"),
+        ]);
+        // No factor: nothing more to ask; the code comes, and says aal1.
+        let (verifier2, challenge2) = pkce();
+        let r = other.get(&aal2(&challenge2)).await;
+        let code = query(&location(&r))["code"].clone();
+        let (_, t) = token(&server, Some((&id, &secret_c)), &[
+            ("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier2),
+        ]).await;
+        assert_eq!(claims_of(t["id_token"].as_str().unwrap())["acr"], "aal1");
+        // Mona's two-factor session meets aal2 as it is.
+        let (_, challenge3) = pkce();
+        let r = browser.get(&aal2(&challenge3)).await;
+        assert!(query(&location(&r)).contains_key("code"), "a two-factor session meets aal2");
+        // Nils turns on a factor: his password-only session no longer meets aal2.
+        let r = other.get(&server.url("/auth/me")).await;
+        assert_eq!(r.status(), 200);
+        let tokens = server.login("nils", PASSWORD).await.json::<Value>().await.unwrap();
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        let r = server.client.post(server.url("/auth/mfa/totp")).bearer_auth(&access).json(&json!({ "password": PASSWORD })).send().await.unwrap();
+        let nils_secret = r.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_owned();
+        let r = server.client.post(server.url("/auth/mfa/totp/confirm")).bearer_auth(&access).json(&json!({ "code": totp(&nils_secret, now()) })).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let (_, challenge4) = pkce();
+        let r = other.get(&aal2(&challenge4)).await;
+        assert!(location(&r).starts_with("/login?"), "{}", location(&r));
+    }
+}

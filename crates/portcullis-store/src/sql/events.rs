@@ -129,6 +129,12 @@ where
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        // Second-factor challenges live five minutes; once expired they are nothing.
+        let challenges = sqlx::query("DELETE FROM mfa_challenges WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(Pruned {
             events,
@@ -138,6 +144,7 @@ where
             devices,
             mail,
             email_tokens,
+            challenges,
         })
     }
 }

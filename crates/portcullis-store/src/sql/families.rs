@@ -23,6 +23,7 @@ struct FamilyRow {
     disabled: bool,
     client_id: Option<String>,
     not_before: i64,
+    amr: String,
 }
 
 fn hash32(bytes: Option<&[u8]>) -> Option<[u8; 32]> {
@@ -65,12 +66,13 @@ where
     for<'r> &'r str: sqlx::ColumnIndex<DB::Row>,
     usize: sqlx::ColumnIndex<DB::Row>,
 {
-    async fn create_family(
+    async fn create_family_with(
         &self,
         family_id: &str,
         user_id: &str,
         token: &TokenHash,
         label: &str,
+        amr: &str,
         now: i64,
     ) -> Result<Option<Started>, Error> {
         let (_turn, mut tx) = self.begin_write().await?;
@@ -82,8 +84,8 @@ where
             .execute(&mut *tx)
             .await?;
         let started: Option<(String,)> = sqlx::query_as(
-            "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, current_hash, label) \
-             SELECT $1, id, scope, $3, $3, $4, $5 FROM users WHERE id = $2 AND NOT disabled \
+            "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, current_hash, label, amr) \
+             SELECT $1, id, scope, $3, $3, $4, $5, $6 FROM users WHERE id = $2 AND NOT disabled \
              RETURNING scope",
         )
         .bind(family_id)
@@ -91,6 +93,7 @@ where
         .bind(now)
         .bind(&token.0[..])
         .bind(label)
+        .bind(amr)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((scope,)) = started else {
@@ -132,7 +135,7 @@ where
         let family: Option<FamilyRow> = sqlx::query_as(
             "SELECT f.id, f.user_id, f.scope, f.created_at, f.last_used_at, f.revoked_at, \
              f.current_hash, f.previous_hash, f.rotated_at, u.disabled, f.client_id, \
-             u.not_before \
+             u.not_before, f.amr \
              FROM refresh_tokens t \
              JOIN refresh_families f ON f.id = t.family_id \
              JOIN users u ON u.id = f.user_id \
@@ -211,6 +214,7 @@ where
             user_id: family.user_id,
             scope: family.scope,
             not_before: family.not_before,
+            amr: family.amr,
         })
     }
 

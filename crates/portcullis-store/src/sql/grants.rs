@@ -24,6 +24,7 @@ struct CodeRow {
     expires_at: i64,
     used_at: Option<i64>,
     family_id: Option<String>,
+    amr: String,
 }
 
 impl CodeRow {
@@ -38,6 +39,7 @@ impl CodeRow {
             nonce: self.nonce,
             auth_time: self.auth_time,
             session_id: self.session_id,
+            amr: self.amr,
             created_at: self.created_at,
             expires_at: self.expires_at,
         }
@@ -104,8 +106,8 @@ where
     async fn add_code(&self, code: &AuthCode) -> Result<(), Error> {
         sqlx::query(
             "INSERT INTO authorization_codes (hash, client_id, user_id, redirect_uri, scope, \
-             code_challenge, nonce, auth_time, session_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             code_challenge, nonce, auth_time, session_id, created_at, expires_at, amr) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&code.hash)
         .bind(&code.client_id)
@@ -118,6 +120,7 @@ where
         .bind(&code.session_id)
         .bind(code.created_at)
         .bind(code.expires_at)
+        .bind(&code.amr)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -154,7 +157,7 @@ where
             .await?;
         let row: Option<CodeRow> = sqlx::query_as(
             "SELECT hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, \
-             auth_time, session_id, created_at, expires_at, used_at, family_id \
+             auth_time, session_id, created_at, expires_at, used_at, family_id, amr \
              FROM authorization_codes WHERE hash = $1",
         )
         .bind(&x.code.0[..])
@@ -236,8 +239,8 @@ where
                 let scope = effective_scope(&row.scope, &account_scope);
                 sqlx::query(
                     "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, \
-                     current_hash, label, client_id, auth_time) \
-                     VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)",
+                     current_hash, label, client_id, auth_time, amr) \
+                     VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(x.family_id)
                 .bind(&row.user_id)
@@ -247,6 +250,7 @@ where
                 .bind(x.label)
                 .bind(x.client_id)
                 .bind(row.auth_time)
+                .bind(&row.amr)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(

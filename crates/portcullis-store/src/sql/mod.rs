@@ -6,7 +6,8 @@
 //! whether events also wake other instances through `pg_notify`) and in the two files
 //! that open a database (`sqlite.rs`, `postgres.rs`). Each narrow store trait has a
 //! file of its own (`users.rs`, `admission.rs`, `families.rs`, `clients.rs`,
-//! `grants.rs`, `keys.rs`, `events.rs`, `sessions.rs`, `mail.rs`, `recovery.rs`).
+//! `grants.rs`, `keys.rs`, `events.rs`, `sessions.rs`, `mail.rs`, `recovery.rs`,
+//! `factors.rs`).
 //!
 //! The store is an adapter: it reads and writes under the right locks and leaves every
 //! decision to a pure function of the library (`portcullis::refresh::decide`,
@@ -21,6 +22,7 @@
 mod admission;
 mod clients;
 mod events;
+mod factors;
 mod families;
 mod grants;
 mod keys;
@@ -209,12 +211,39 @@ where
         + crate::EventStore
         + crate::MailStore
         + crate::RecoveryStore
+        + crate::FactorStore
         + portcullis::session::SessionStore,
     DB: Backend,
 {
     fn backend(&self) -> &'static str {
         <DB as Backend>::NAME
     }
+}
+
+/// Locks an account's row inside a write transaction (a no-op update: a row lock on
+/// PostgreSQL; SQLite's write lock is already held), then reads it with `select` (a
+/// query of the `users` row by `$1`, the id): the first step of every writer that
+/// changes what an account may do, so that they all take one lock order.
+pub(super) async fn lock_user<DB, T>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    user_id: &str,
+    select: &'static str,
+) -> Result<Option<T>, Error>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    T: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+{
+    sqlx::query("UPDATE users SET not_before = not_before WHERE id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(sqlx::query_as(select)
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?)
 }
 
 /// Appends to the event log; on PostgreSQL, also wakes every listening instance when

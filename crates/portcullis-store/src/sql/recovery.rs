@@ -9,7 +9,7 @@
 use super::families::{end_user_grants, move_not_before};
 use super::mail::insert_mail;
 use super::users::insert_user;
-use super::{Backend, SqlStore};
+use super::{Backend, SqlStore, lock_user};
 use crate::{
     EmailTokenKind, Error, NewEmailToken, NewMail, NewUser, Purpose, RecoveryStore, Redeemed,
     TokenHash, User,
@@ -222,6 +222,11 @@ where
             .execute(&mut *tx)
             .await?;
         void_tokens(&mut tx, user_id, EmailTokenKind::Reset, now).await?;
+        // A sign-in waiting for its second factor checked the old password.
+        sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         let ended = end_user_grants(&mut tx, user_id, keep, now).await?;
         for mail in mails {
             insert_mail(&mut tx, mail, now).await?;
@@ -231,8 +236,7 @@ where
     }
 }
 
-/// Locks the account's row (a no-op update: a row lock on PostgreSQL; SQLite's write
-/// lock is already held) and reads it.
+/// Locks the account's row and reads it (`lock_user`).
 async fn lock_account<DB>(
     tx: &mut sqlx::Transaction<'static, DB>,
     user_id: &str,
@@ -242,21 +246,14 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'r> String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    for<'r> bool: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    for<'r> Option<String>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    for<'r> &'r str: sqlx::ColumnIndex<DB::Row>,
+    Account: for<'r> sqlx::FromRow<'r, DB::Row>,
 {
-    sqlx::query("UPDATE users SET not_before = not_before WHERE id = $1")
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(sqlx::query_as(
+    lock_user(
+        tx,
+        user_id,
         "SELECT disabled, email_key, email_verified, password_hash FROM users WHERE id = $1",
     )
-    .bind(user_id)
-    .fetch_optional(&mut **tx)
-    .await?)
+    .await
 }
 
 /// Voids the account's live tokens of `kind`.

@@ -19,6 +19,7 @@ struct SessionRow {
     created_at: i64,
     last_seen_at: i64,
     expires_at: i64,
+    amr: String,
 }
 
 fn session_record(row: SessionRow) -> SessionRecord {
@@ -31,6 +32,7 @@ fn session_record(row: SessionRow) -> SessionRecord {
     )
     .with_label(row.label)
     .with_last_seen_at(row.last_seen_at)
+    .with_amr(row.amr)
 }
 
 /// The library's session errors carry no sqlx type: the message is enough for a 503.
@@ -42,7 +44,8 @@ fn unavailable(e: impl Into<Error>) -> session::Error {
 /// compile time (the session lookup runs on every cookie request).
 macro_rules! session_columns {
     () => {
-        "s.id, s.user_id AS subject, s.scope, s.label, s.created_at, s.last_seen_at, s.expires_at"
+        "s.id, s.user_id AS subject, s.scope, s.label, s.created_at, s.last_seen_at, s.expires_at, \
+         s.amr"
     };
 }
 

@@ -12,7 +12,7 @@ use crate::{
 macro_rules! user_columns {
     () => {
         "id, username, password_hash, scope, disabled, not_before, created_at, email, \
-         email_verified"
+         email_verified, factors"
     };
 }
 
@@ -333,5 +333,6 @@ where
         created_at: new.created_at,
         email: new.email.map(|e| e.address),
         email_verified: false,
+        factors: String::new(),
     })
 }

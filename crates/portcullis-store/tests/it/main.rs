@@ -9,8 +9,8 @@ use std::sync::Arc;
 use portcullis::session::{NewSession, SessionHash, SessionRecord};
 use portcullis::throttle::{Admission, Attempt, Budget, Lane, Settlement};
 use portcullis_store::{
-    AuthCode, Client, CodeExchange, Error, EventKind, Exchanged, NewUser, Retention, Rotation,
-    RotationPolicy, Store, StoredKey, TokenHash,
+    AuthCode, Client, CodeExchange, Completion, Error, EventKind, Exchanged, NewChallenge, NewUser,
+    Retention, Rotation, RotationPolicy, SecondFactor, Store, StoredKey, TokenHash,
 };
 
 struct Db {
@@ -229,6 +229,7 @@ conformance! {
             user_id,
             scope,
             not_before,
+            amr,
         } = s.rotate(&hash(1), &hash(2), 1001, POLICY).await.unwrap()
         else {
             panic!("{}: first use rotates", s.backend());
@@ -237,6 +238,8 @@ conformance! {
             (family_id.as_str(), user_id.as_str(), scope.as_str(), not_before),
             ("fam", uid.as_str(), "read", 0)
         );
+        // A family started by `create_family` is a password's.
+        assert_eq!(amr, "pwd");
         // Within the grace window the old token gets another pair.
         assert!(matches!(
             s.rotate(&hash(1), &hash(3), 1005, POLICY).await.unwrap(),
@@ -493,6 +496,8 @@ conformance! {
             SessionRecord::new("s1", uid.clone(), "read write", 100, 1100)
                 .with_label("Firefox on Linux")
                 .with_last_seen_at(100)
+                .with_amr("pwd"),
+            "a session row says a password until told otherwise"
         );
         assert!(
             s.find_session(&SessionHash([9; 32]))
@@ -1142,6 +1147,7 @@ async fn code_for(s: &dyn Store, user_id: &str, code: u8) -> AuthCode {
         nonce: Some("n-1".into()),
         auth_time: 990,
         session_id: format!("sess-{user_id}"),
+        amr: "pwd otp mfa".into(),
         created_at: 1000,
         expires_at: 1060,
     };
@@ -1184,10 +1190,12 @@ conformance! {
             s.rotate_for(Some("other"), &hash(50), &hash(51), 1011, POLICY).await.unwrap(),
             Rotation::Refused
         );
-        assert!(matches!(
-            s.rotate_for(Some("app"), &hash(50), &hash(52), 1011, POLICY).await.unwrap(),
-            Rotation::Rotated { .. }
-        ), "the refusals above burned nothing");
+        let Rotation::Rotated { amr, .. } =
+            s.rotate_for(Some("app"), &hash(50), &hash(52), 1011, POLICY).await.unwrap()
+        else {
+            panic!("{}: the refusals above burned nothing", s.backend());
+        };
+        assert_eq!(amr, "pwd otp mfa", "the family keeps how its sign-in was made");
         let before = s.last_event_id().await.unwrap();
         assert_eq!(
             s.exchange_code(&exchange(&hash(1), "fam2", &hash(60)), 1012).await.unwrap(),
@@ -1788,5 +1796,110 @@ conformance! {
         assert_eq!(s.import_users(&[changed], true, false).await.unwrap(), [Updated]);
         let ann = s.user_by_username("ann").await.unwrap().unwrap();
         assert_eq!((ann.password_hash.as_str(), ann.disabled, ann.email), ("$2b$10$z", true, None));
+    }
+}
+
+/// A challenge of `uid`'s password step, as a login makes it.
+async fn challenge_for(s: &dyn Store, uid: &str, n: u8, not_before: i64) -> TokenHash {
+    s.create_challenge(&NewChallenge {
+        hash: hash(n),
+        user_id: uid.into(),
+        not_before,
+        device: None,
+        created_at: 1000,
+        expires_at: 1300,
+    })
+    .await
+    .unwrap();
+    hash(n)
+}
+
+conformance! {
+    /// Enrolment, confirmation and the `factors` column move together; a TOTP step is
+    /// spent once and never an earlier one; a recovery code once; a challenge once,
+    /// within its attempts and time, and not after a revocation.
+    async fn second_factors_are_spent_once(db) {
+        let s = db.store.as_ref();
+        let uid = user(s, "fay").await;
+        assert!(s.begin_totp(&uid, "sealed-1", 1000).await.unwrap());
+        assert!(s.begin_totp(&uid, "sealed-2", 1001).await.unwrap(), "an unconfirmed one is replaced");
+        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().factors, "");
+        let codes = [hash(201), hash(202)];
+        assert!(s.confirm_totp(&uid, 50, &codes, 1002).await.unwrap());
+        assert!(!s.confirm_totp(&uid, 51, &codes, 1002).await.unwrap(), "confirmed once");
+        assert!(!s.begin_totp(&uid, "sealed-3", 1003).await.unwrap(), "a confirmed one stays");
+        let stored = s.totp_of(&uid).await.unwrap().unwrap();
+        assert_eq!((stored.sealed_secret.as_str(), stored.last_step), ("sealed-2", 50));
+        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().factors, "totp");
+        assert_eq!(s.recovery_codes_left(&uid).await.unwrap(), (2, None));
+
+        let c = challenge_for(s, &uid, 1, 0).await;
+        assert_eq!(s.complete_challenge(&c, SecondFactor::Totp { step: 50, failure_limit: 100 }, 1010).await.unwrap(), Completion::Refused, "the confirmation's step");
+        assert_eq!(s.complete_challenge(&c, SecondFactor::Totp { step: 49, failure_limit: 100 }, 1010).await.unwrap(), Completion::Refused);
+        assert!(matches!(s.complete_challenge(&c, SecondFactor::Totp { step: 51, failure_limit: 100 }, 1010).await.unwrap(), Completion::Done(u) if u.id == uid));
+        assert_eq!(s.complete_challenge(&c, SecondFactor::Totp { step: 52, failure_limit: 100 }, 1010).await.unwrap(), Completion::Invalid, "used");
+        let c = challenge_for(s, &uid, 2, 0).await;
+        assert!(matches!(s.complete_challenge(&c, SecondFactor::RecoveryCode(&hash(201)), 1011).await.unwrap(), Completion::Done(_)));
+        let c = challenge_for(s, &uid, 3, 0).await;
+        assert_eq!(s.complete_challenge(&c, SecondFactor::RecoveryCode(&hash(201)), 1012).await.unwrap(), Completion::Refused);
+        assert_eq!(s.complete_challenge(&c, SecondFactor::RecoveryCode(&hash(99)), 1012).await.unwrap(), Completion::Refused);
+        assert_eq!(s.recovery_codes_left(&uid).await.unwrap(), (1, Some(1011)));
+        // Attempts and time.
+        for n in 1..=3 {
+            assert_eq!(s.try_challenge(&c, 3, 1012).await.unwrap().unwrap().attempts, n);
+        }
+        assert_eq!(s.try_challenge(&c, 3, 1012).await.unwrap(), None, "out of attempts");
+        let late = challenge_for(s, &uid, 4, 0).await;
+        assert_eq!(s.try_challenge(&late, 3, 1300).await.unwrap(), None, "expired");
+        assert_eq!(s.complete_challenge(&late, SecondFactor::Totp { step: 60, failure_limit: 100 }, 1300).await.unwrap(), Completion::Invalid);
+        // A logout everywhere moves "not before": the challenges made before are void.
+        let before = challenge_for(s, &uid, 5, 0).await;
+        s.revoke_user(&uid, 1020).await.unwrap();
+        assert_eq!(s.complete_challenge(&before, SecondFactor::Totp { step: 60, failure_limit: 100 }, 1021).await.unwrap(), Completion::Invalid);
+        // Concurrent completions with one step on ten challenges: one wins.
+        let not_before = s.user_by_id(&uid).await.unwrap().unwrap().not_before;
+        let mut tasks = Vec::new();
+        for n in 10..20u8 {
+            let c = challenge_for(s, &uid, n, not_before).await;
+            let store = db.store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.complete_challenge(&c, SecondFactor::Totp { step: 70, failure_limit: 100 }, 1030).await.unwrap()
+            }));
+        }
+        let mut done = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Completion::Done(_) => done += 1,
+                Completion::Refused => {}
+                other @ (Completion::Invalid | Completion::Locked) => {
+                    panic!("{}: a live challenge, no failures: {other:?}", s.backend())
+                }
+            }
+        }
+        assert_eq!(done, 1, "{}: one step, one sign-in", s.backend());
+        // Wrong codes counted up to the limit lock codes, right ones too; a success
+        // by recovery code starts the count over.
+        for n in 1..=3 {
+            assert_eq!(s.count_factor_failure(&uid).await.unwrap(), n);
+        }
+        let c = challenge_for(s, &uid, 30, not_before).await;
+        assert_eq!(s.complete_challenge(&c, SecondFactor::Totp { step: 90, failure_limit: 3 }, 1031).await.unwrap(), Completion::Locked);
+        assert!(matches!(s.complete_challenge(&c, SecondFactor::RecoveryCode(&hash(202)), 1031).await.unwrap(), Completion::Done(_)));
+        let c = challenge_for(s, &uid, 31, not_before).await;
+        assert!(matches!(s.complete_challenge(&c, SecondFactor::Totp { step: 90, failure_limit: 3 }, 1032).await.unwrap(), Completion::Done(_)));
+        assert_eq!(s.count_factor_failure(&uid).await.unwrap(), 1);
+        // Removal takes the codes when no factor is left; a reset takes everything.
+        assert!(s.remove_totp(&uid).await.unwrap());
+        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().factors, "");
+        assert_eq!(s.recovery_codes_left(&uid).await.unwrap().0, 0);
+        assert!(!s.replace_recovery_codes(&uid, &codes, 1040).await.unwrap(), "no factor, no codes");
+        assert!(s.begin_totp(&uid, "sealed-4", 1041).await.unwrap());
+        assert!(s.confirm_totp(&uid, 80, &codes, 1042).await.unwrap());
+        let events = s.last_event_id().await.unwrap();
+        assert!(s.reset_factors(&uid, 1050).await.unwrap().is_some());
+        assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().factors, "");
+        assert_eq!(s.totp_of(&uid).await.unwrap(), None);
+        assert!(s.events_after(events, 10).await.unwrap().iter().any(|e| e.kind == EventKind::FactorsReset && e.subject == uid));
+        assert_eq!(s.reset_factors("nobody", 1050).await.unwrap(), None);
     }
 }

@@ -53,6 +53,7 @@
 //! # }
 //! ```
 
+mod amr;
 mod extract;
 mod scope;
 
@@ -61,6 +62,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+pub use amr::{RequireAmr, RequireAmrService};
 pub use extract::{AuthRejection, Authenticated, NoClaims};
 use http::{HeaderValue, Request, Response, header};
 pub use scope::{RequireScope, RequireScopeService, ScopeFuture};

@@ -115,6 +115,24 @@ pin_project_lite::pin_project! {
     }
 }
 
+impl<F> ScopeFuture<F> {
+    /// The route's own future: the rule passed.
+    pub(super) fn passed(future: F) -> ScopeFuture<F> {
+        ScopeFuture {
+            kind: Kind::Inner { future },
+        }
+    }
+
+    /// The rule's refusal, answered without calling the route.
+    pub(super) fn refused(response: Response<axum_core::body::Body>) -> ScopeFuture<F> {
+        ScopeFuture {
+            kind: Kind::Refused {
+                response: Some(response),
+            },
+        }
+    }
+}
+
 impl<F> std::fmt::Debug for ScopeFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ScopeFuture")
@@ -152,16 +170,8 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         match self.rule.check(request.extensions().get::<Identity>()) {
-            Ok(()) => ScopeFuture {
-                kind: Kind::Inner {
-                    future: self.inner.call(request),
-                },
-            },
-            Err(rejection) => ScopeFuture {
-                kind: Kind::Refused {
-                    response: Some(rejection.into_response()),
-                },
-            },
+            Ok(()) => ScopeFuture::passed(self.inner.call(request)),
+            Err(rejection) => ScopeFuture::refused(rejection.into_response()),
         }
     }
 }

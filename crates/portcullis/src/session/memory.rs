@@ -59,6 +59,7 @@ impl SessionStore for MemorySessionStore {
                         created_at: s.created_at,
                         last_seen_at: s.created_at,
                         expires_at: s.expires_at,
+                        amr: String::new(),
                     },
                     revoked: false,
                 },

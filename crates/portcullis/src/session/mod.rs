@@ -97,6 +97,7 @@ pub(crate) mod tests {
             subject: "u".into(),
             scope: String::new(),
             label: String::new(),
+            amr: String::new(),
             created_at: 0,
             last_seen_at,
             expires_at,

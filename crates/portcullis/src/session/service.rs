@@ -101,6 +101,7 @@ impl Sessions {
             created_at: now,
             last_seen_at: now,
             expires_at: session.expires_at,
+            amr: String::new(),
         };
         Ok(Started {
             context: SessionContext::new(record, &secret),

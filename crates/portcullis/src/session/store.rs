@@ -44,6 +44,9 @@ pub struct SessionRecord {
     pub last_seen_at: i64,
     /// When it ends at the latest.
     pub expires_at: i64,
+    /// How its sign-in was authenticated: RFC 8176 `amr` values, space separated
+    /// (`pwd`, `otp`, `hwk`, `mfa`, …); empty when the store does not say.
+    pub amr: String,
 }
 
 impl SessionRecord {
@@ -65,7 +68,15 @@ impl SessionRecord {
             created_at,
             last_seen_at: created_at,
             expires_at,
+            amr: String::new(),
         }
+    }
+
+    /// How its sign-in was authenticated (RFC 8176 values, space separated).
+    #[must_use]
+    pub fn with_amr(mut self, amr: impl Into<String>) -> SessionRecord {
+        self.amr = amr.into();
+        self
     }
 
     /// What started it (the label the account page shows).

@@ -175,6 +175,38 @@ impl Identity {
         }
     }
 
+    /// How the sign-in behind this identity was authenticated: RFC 8176 `amr` values
+    /// (`pwd`, `otp`, `hwk`, `mfa`, …), from the token's `amr` claim (strings only) or
+    /// the session's record; none when neither says.
+    pub fn amr(&self) -> Vec<&str> {
+        match &self.credential {
+            Credential::Token(t) => t
+                .claims()
+                .extra
+                .get("amr")
+                .and_then(serde_json::Value::as_array)
+                .map(|values| {
+                    values
+                        .iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            #[cfg(feature = "sessions")]
+            Credential::Known {
+                session: Some(session),
+                ..
+            } => session.record().amr.split_ascii_whitespace().collect(),
+            Credential::Known { .. } => Vec::new(),
+        }
+    }
+
+    /// True when the sign-in behind this identity was authenticated with `method` (an
+    /// RFC 8176 `amr` value).
+    pub fn has_amr(&self, method: &str) -> bool {
+        self.amr().contains(&method)
+    }
+
     /// The token's claims, if a token strategy authenticated the request.
     pub fn claims(&self) -> Option<&Claims> {
         match &self.credential {

@@ -8,7 +8,9 @@
 //! `error`, `error_description`, `state` and `iss` on its redirect URI.
 //!
 //! Then the person: without a session (or with one older than `max_age`, or with
-//! `prompt=login`) they go to the sign-in page, which sends them back here; a client
+//! `prompt=login`, or signed in with a password alone when `acr_values` asks for `aal2`
+//! and the account has a second factor) they go to the sign-in page, which sends them
+//! back here; a client
 //! that is not first-party gets the consent page until the person allowed it every
 //! scope it asks for; then a single-use code, bound to the client, the redirect URI and
 //! the PKCE challenge, goes back with `state` and `iss` (RFC 9207).
@@ -57,6 +59,10 @@ struct AuthRequest {
     prompt_consent: bool,
     prompt_login: bool,
     max_age: Option<i64>,
+    /// `acr_values` asked for `aal2`: a sign-in with two factors, when the account has
+    /// a second factor (OpenID Connect Core §3.1.2.1: a voluntary request; the ID
+    /// token's `acr` says what was done).
+    wants_two_factors: bool,
     /// The parameters, to send the person back here after signing in.
     params: BTreeMap<String, String>,
 }
@@ -276,6 +282,9 @@ async fn parse(state: &AppState, query: &str) -> Result<AuthRequest, Refusal> {
         prompt_consent: prompt.contains(&"consent"),
         prompt_login: prompt.contains(&"login"),
         max_age,
+        wants_two_factors: params
+            .get("acr_values")
+            .is_some_and(|v| v.split_whitespace().any(|v| v == "aal2")),
         client,
         params,
     })
@@ -365,6 +374,7 @@ fn back_to_client(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
         ("nonce" = Option<String>, Query, description = "Put in the ID token"),
         ("prompt" = Option<String>, Query, description = "none, login or consent"),
         ("max_age" = Option<i64>, Query, description = "Sign in again if the session is older (seconds)"),
+        ("acr_values" = Option<String>, Query, description = "aal2: sign in with a second factor, when the account has one"),
     ),
     responses(
         (status = 200, description = "The consent page (HTML)", content_type = "text/html"),
@@ -498,6 +508,17 @@ async fn proceed(
     else {
         return login_required();
     };
+    // `acr_values=aal2`: a session signed in with the password alone signs in again,
+    // with the account's second factor. An account without one cannot do more than it
+    // did; it goes on, and `acr` says `aal1`.
+    let two_factors = session
+        .record()
+        .amr
+        .split_ascii_whitespace()
+        .any(|m| m == "mfa");
+    if request.wants_two_factors && !two_factors && user.has_second_factor() {
+        return login_required();
+    }
     let asked = request.scope.join(" ");
     let scope = effective_scope(&asked, &user.scope);
     if scope.is_empty() {
@@ -552,6 +573,7 @@ async fn proceed(
             nonce: request.nonce.clone(),
             auth_time,
             session_id: session.id().to_owned(),
+            amr: session.record().amr.clone(),
             created_at: now,
             expires_at: now + super::CODE_TTL,
         })

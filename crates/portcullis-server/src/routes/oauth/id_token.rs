@@ -23,6 +23,9 @@ pub(super) struct IdTokenFacts<'a> {
     pub auth_time: i64,
     /// The cookie session the person signed in with: what RP-initiated logout ends.
     pub sid: &'a str,
+    /// How that session's sign-in was authenticated (RFC 8176 values): `amr`, and the
+    /// `acr` it makes.
+    pub amr: &'a str,
 }
 
 /// The left half of the hash of `access_token` with the hash function of `alg`,
@@ -56,6 +59,7 @@ pub(super) fn id_token(
         .claim("at_hash", at_hash(keys.active.algorithm(), access_token))
         .session_id(facts.sid)
         .expires_in(s.config.access_token_ttl);
+    builder = crate::accounts::amr_claims(builder, facts.amr);
     if let Some(nonce) = facts.nonce {
         builder = builder.claim("nonce", nonce);
     }

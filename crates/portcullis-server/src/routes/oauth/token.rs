@@ -237,6 +237,7 @@ async fn authorization_code(
                 nonce: code.nonce.as_deref(),
                 auth_time: code.auth_time,
                 sid: &code.session_id,
+                amr: &code.amr,
             };
             let iat = crate::accounts::issued_at(state, &code.user_id, not_before).await?;
             grant_response(
@@ -247,6 +248,7 @@ async fn authorization_code(
                 &scope,
                 &family_id,
                 &refresh,
+                &code.amr,
                 Some(facts),
                 iat,
             )
@@ -318,6 +320,7 @@ async fn refresh_token(
             user_id,
             scope,
             not_before,
+            amr,
             ..
         } => {
             crate::prometheus::refresh("rotated");
@@ -349,6 +352,7 @@ async fn refresh_token(
                 &scope,
                 &family_id,
                 &next,
+                &amr,
                 None,
                 iat,
             )
@@ -379,6 +383,7 @@ fn grant_response(
     scope: &str,
     family_id: &str,
     refresh: &RefreshToken,
+    amr: &str,
     id: Option<IdTokenFacts<'_>>,
     iat: i64,
 ) -> Result<Response, ApiError> {
@@ -393,6 +398,7 @@ fn grant_response(
         .scope(scope)
         .issued_at(iat)
         .expires_in(ttl);
+    builder = crate::accounts::amr_claims(builder, amr);
     // The username is personal data: a client sees it with `profile` only.
     if profile {
         builder = builder.claim("preferred_username", username);
