@@ -119,7 +119,8 @@ pub(crate) async fn settle(state: &AppState, attempts: &[Attempt], how: Settleme
 }
 
 /// A sign-in with every factor the account has: its password alone, or its password
-/// and a second factor (`factors::second_step`).
+/// and a second factor (`factors::second_step`, which builds it with
+/// [`SignedIn::second_factor`]).
 pub(crate) struct SignedIn {
     pub user: User,
     /// A credential for this client, when it was not a known device of the account.
@@ -151,9 +152,33 @@ impl SignedIn {
 pub(crate) enum Step {
     /// Signed in: the account has no second factor.
     Done(SignedIn),
-    /// The account has a second factor: the challenge to answer
-    /// (`factors::second_step`). No grant, session or device credential yet.
-    SecondFactor(crate::factors::Pending),
+    /// The account has a second factor: `factors::password_step` makes the challenge.
+    /// No grant, session or device credential yet.
+    SecondFactor(PasswordRight),
+}
+
+/// A right password for an account with a second factor.
+pub(crate) struct PasswordRight {
+    pub user: User,
+    /// The known device the password step was admitted as, if any: the second step
+    /// spends the same lane.
+    pub device: Option<TokenHash>,
+}
+
+/// `amr` of a password alone (RFC 8176).
+pub(crate) const AMR_PASSWORD: &str = "pwd";
+/// `amr` of a password and a one-time code (an authenticator app's, or a recovery
+/// code: a single-use secret, NIST's "look-up secret").
+pub(crate) const AMR_PASSWORD_OTP: &str = "pwd otp mfa";
+
+/// The `acr` of a sign-in by its `amr`: `aal2` (NIST SP 800-63B) when two factors were
+/// used, `aal1` otherwise.
+pub(crate) fn acr_of(amr: &str) -> &'static str {
+    if amr.split_ascii_whitespace().any(|v| v == "mfa") {
+        "aal2"
+    } else {
+        "aal1"
+    }
 }
 
 /// A password login, admitted by the throttle before the password is hashed, with one
@@ -238,9 +263,10 @@ async fn check_password_once(
             rehash(state, user.id.clone(), user.password_hash.clone(), password).await;
         }
         // A known device spends its own lane in the second step too; it skips nothing.
-        return Ok(Step::SecondFactor(
-            crate::factors::challenge(state, &user, known_device.as_ref()).await?,
-        ));
+        return Ok(Step::SecondFactor(PasswordRight {
+            user,
+            device: known_device,
+        }));
     }
     let new_device = match known_device {
         Some(_) => None,
@@ -250,7 +276,7 @@ async fn check_password_once(
         user,
         new_device,
         rehash: needs_rehash.then_some(password),
-        amr: crate::factors::AMR_PASSWORD,
+        amr: AMR_PASSWORD,
     }))
 }
 
@@ -382,16 +408,14 @@ pub(crate) struct Grant<'a> {
     pub amr: &'a str,
 }
 
-/// Adds `amr` (a JSON array) and the `acr` it makes (`factors::acr_of`) to a token of a
+/// Adds `amr` (a JSON array) and the `acr` it makes ([`acr_of`]) to a token of a
 /// person's sign-in; nothing when the grant does not say (`amr` empty).
 pub(crate) fn amr_claims(builder: TokenBuilder, amr: &str) -> TokenBuilder {
     if amr.trim().is_empty() {
         return builder;
     }
     let values: Vec<&str> = amr.split_ascii_whitespace().collect();
-    builder
-        .claim("amr", values)
-        .claim("acr", crate::factors::acr_of(amr))
+    builder.claim("amr", values).claim("acr", acr_of(amr))
 }
 
 /// Signs an access token for `user` in `grant`, issued at `iat` (from [`issued_at`]).

@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use totp_rs::{Algorithm, TOTP};
 use zeroize::Zeroizing;
 
-use crate::accounts::SignedIn;
+use crate::accounts::{AMR_PASSWORD_OTP, SignedIn, Step};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -52,22 +52,6 @@ const SECRET_BYTES: usize = 20;
 /// Characters of a recovery code without its dashes: 16 base32 digits, 80 bits.
 const RECOVERY_CHARS: usize = 16;
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
-/// `amr` of a password alone (RFC 8176).
-pub(crate) const AMR_PASSWORD: &str = "pwd";
-/// `amr` of a password and a one-time code (an authenticator app's, or a recovery
-/// code: a single-use secret, NIST's "look-up secret").
-pub(crate) const AMR_PASSWORD_OTP: &str = "pwd otp mfa";
-
-/// The `acr` of a sign-in by its `amr`: `aal2` (NIST SP 800-63B) when two factors were
-/// used, `aal1` otherwise.
-pub(crate) fn acr_of(amr: &str) -> &'static str {
-    if amr.split_ascii_whitespace().any(|v| v == "mfa") {
-        "aal2"
-    } else {
-        "aal1"
-    }
-}
 
 /// How a second step proves itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +104,31 @@ impl Pending {
             "methods": self.methods,
             "expires_in": CHALLENGE_TTL,
         })
+    }
+}
+
+/// What a password step leads to.
+pub(crate) enum LoginStep {
+    /// Signed in: the account has no second factor.
+    Done(Box<SignedIn>),
+    /// The account has a second factor: the challenge to answer.
+    SecondFactor(Pending),
+}
+
+/// A password sign-in (`accounts::check_password`), then, for an account with a
+/// second factor, its challenge: the one way every route signs a person in by password.
+pub(crate) async fn password_step(
+    state: &AppState,
+    client: IpAddr,
+    device: Option<crate::device::DeviceToken>,
+    username: &str,
+    password: String,
+) -> Result<LoginStep, ApiError> {
+    match crate::accounts::check_password(state, client, device, username, password).await? {
+        Step::Done(signed_in) => Ok(LoginStep::Done(Box::new(signed_in))),
+        Step::SecondFactor(right) => Ok(LoginStep::SecondFactor(
+            challenge(state, &right.user, right.device.as_ref()).await?,
+        )),
     }
 }
 
@@ -623,6 +632,7 @@ mod tests {
 
     #[test]
     fn acr_follows_amr() {
+        use crate::accounts::{AMR_PASSWORD, acr_of};
         assert_eq!(acr_of(AMR_PASSWORD), "aal1");
         assert_eq!(acr_of(AMR_PASSWORD_OTP), "aal2");
     }

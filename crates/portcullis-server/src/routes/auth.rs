@@ -16,11 +16,11 @@ use super::client_addr::ClientAddr;
 use super::cookie::Person;
 use super::token_json;
 use crate::accounts::{
-    Grant, SignedIn, Step, check_password, create_account, end_everything, issued_at,
-    mint_access_token,
+    Grant, SignedIn, create_account, end_everything, issued_at, mint_access_token,
 };
 use crate::device::DeviceToken;
 use crate::error::ApiError;
+use crate::factors::LoginStep;
 use crate::state::AppState;
 
 /// `{username, password, email?}`.
@@ -111,9 +111,11 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     // A malformed credential is no credential: the login is simply anonymous.
     let device = body.device_token.as_deref().and_then(DeviceToken::parse);
-    match check_password(&state, client, device, &body.username, body.password).await? {
-        Step::Done(signed_in) => grant_tokens(&state, &headers, signed_in).await,
-        Step::SecondFactor(pending) => Ok(token_json(pending.json())),
+    match crate::factors::password_step(&state, client, device, &body.username, body.password)
+        .await?
+    {
+        LoginStep::Done(signed_in) => grant_tokens(&state, &headers, *signed_in).await,
+        LoginStep::SecondFactor(pending) => Ok(token_json(pending.json())),
     }
 }
 

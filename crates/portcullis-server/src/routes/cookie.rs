@@ -78,7 +78,7 @@ pub(super) async fn start_session(
         .map_err(ApiError::from)?;
     // A session row says `pwd` until told otherwise: should this write fail, the
     // session is ended rather than left claiming less than it is (or more).
-    if amr != crate::factors::AMR_PASSWORD
+    if amr != crate::accounts::AMR_PASSWORD
         && let Err(e) = state
             .0
             .store

@@ -16,8 +16,7 @@ use serde_json::json;
 use super::body::JsonBody;
 use super::client_addr::ClientAddr;
 use super::cookie::{CookieSession, Person};
-use super::html::{error_box, layout, page};
-use super::recovery::{account_form, account_refused, back_to_account};
+use super::html::{account_form, account_refused, back_to_account, error_box, layout, page};
 use super::token_json;
 use crate::error::ApiError;
 use crate::factors::{self, Enrolment, Pending};
@@ -246,7 +245,7 @@ pub(super) fn account_section(o: &factors::Overview, csrf_token: &str) -> Markup
             p #mfa-state { "On: signing in asks for a code from your authenticator app after your password." }
             p #recovery-left {
                 (o.recovery_codes_left) " of " (factors::RECOVERY_CODES) " recovery codes left"
-                @if let Some(at) = o.recovery_code_last_used_at { " (one was last used " (super::pages::when(at)) ")" }
+                @if let Some(at) = o.recovery_code_last_used_at { " (one was last used " (super::html::when(at)) ")" }
                 "."
             }
             details #new-recovery-codes {

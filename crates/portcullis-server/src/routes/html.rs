@@ -2,13 +2,16 @@
 //! page a refusal becomes, shared by the account pages (`pages`) and the OAuth pages
 //! (`oauth`).
 
+use axum::body::Body;
 use axum::extract::Request;
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use portcullis::rejection::Refusal;
 
+use super::cookie::{CookieSession, read_form};
 use crate::error::{ApiError, ForPeople};
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
@@ -183,6 +186,60 @@ pub(crate) fn refused(e: ApiError) -> Response {
             },
         )
     })
+}
+
+/// A moment for people: "2026-11-29 05:03 UTC".
+pub(crate) fn when(secs: i64) -> String {
+    let t = portcullis::clock::system_time(secs);
+    // "2026-11-29T05:03:00Z" → "2026-11-29 05:03 UTC"
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    format!("{} {} UTC", &text[..10], &text[11..16])
+}
+
+/// The account page again with `notice` or `error` over its forms (303 back to it
+/// with a query naming the outcome).
+pub(super) fn back_to_account(outcome: &str) -> Response {
+    Redirect::to(&format!("/account?done={outcome}")).into_response()
+}
+
+/// A refused account form: a page saying why, with the way back.
+pub(super) fn account_refused(e: ApiError) -> Response {
+    failed(e, |message| {
+        layout(
+            "That did not work",
+            html! {
+                h1 { "That did not work" }
+                (error_box(Some(message)))
+                p { a href="/account" { "Back to your account" } }
+            },
+        )
+    })
+}
+
+/// Reads an account form of type `T` posted in a cookie session, its synchronizer
+/// token checked; or the page to answer instead: the sign-in page when nobody is
+/// signed in, the refusal's page otherwise.
+pub(super) async fn account_form<T: serde::de::DeserializeOwned>(
+    signed_in: Result<Option<CookieSession>, ApiError>,
+    request: Request,
+    csrf: impl Fn(&T) -> &str,
+) -> Result<(portcullis::strategy::Identity, T), Response> {
+    let read = async {
+        let signed_in = signed_in?;
+        if signed_in.is_none() {
+            return Ok(None);
+        }
+        let (parts, body): (Parts, Body) = request.into_parts();
+        let form: T = read_form(parts, body).await?;
+        Ok(super::cookie::form_session(Ok(signed_in), csrf(&form))?
+            .map(|identity| (identity, form)))
+    };
+    match read.await {
+        Ok(Some(found)) => Ok(found),
+        // Signed out meanwhile: to the sign-in page.
+        Ok(None) => Err(Redirect::to("/login").into_response()),
+        Err(e) => Err(refused(e)),
+    }
 }
 
 #[cfg(test)]

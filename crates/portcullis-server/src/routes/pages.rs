@@ -23,7 +23,7 @@ use super::cookie::{
     start_session,
 };
 use super::html::{
-    error_box, failed, failed_with_target, layout, page, page_with_form_target, refused,
+    error_box, failed, failed_with_target, layout, page, page_with_form_target, refused, when,
 };
 use crate::accounts::{create_account, end_everything};
 use crate::error::ApiError;
@@ -359,7 +359,7 @@ pub async fn signup_submit(
             &headers,
             &user.id,
             &user.scope,
-            crate::factors::AMR_PASSWORD,
+            crate::accounts::AMR_PASSWORD,
         )
         .await
     };
@@ -419,13 +419,6 @@ fn scope_words(scope: &str, none: &str) -> Markup {
             }
         }
     }
-}
-
-pub(super) fn when(secs: i64) -> String {
-    let t = portcullis::clock::system_time(secs);
-    // "2026-11-29T05:03:00Z" → "2026-11-29 05:03 UTC"
-    let text = humantime::format_rfc3339_seconds(t).to_string();
-    format!("{} {} UTC", &text[..10], &text[11..16])
 }
 
 /// What the account page says after one of its forms (`?done=`): fixed sentences.

@@ -7,18 +7,19 @@
 //! and the `POST` does the work. The token travels in the query of the link and in a
 //! hidden field of the form; the request log records paths only, never queries.
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::body::JsonBody;
 use super::client_addr::ClientAddr;
-use super::cookie::{CookieSession, Person, public_form, read_form};
-use super::html::{error_box, failed, layout, page, refused};
+use super::cookie::{CookieSession, Person, public_form};
+use super::html::{
+    account_form, account_refused, back_to_account, error_box, failed, layout, page,
+};
 use crate::error::ApiError;
 use crate::recovery::{self, Forgotten};
 use crate::state::AppState;
@@ -463,37 +464,6 @@ pub struct AccountEmailForm {
     password: String,
 }
 
-/// Reads an account form of type `T` posted in a cookie session, its synchronizer
-/// token checked; `Ok(None)` when nobody is signed in.
-pub(super) async fn account_form<T: serde::de::DeserializeOwned>(
-    signed_in: Result<Option<CookieSession>, ApiError>,
-    request: Request,
-    csrf: impl Fn(&T) -> &str,
-) -> Result<(portcullis::strategy::Identity, T), Response> {
-    let read = async {
-        let signed_in = signed_in?;
-        if signed_in.is_none() {
-            return Ok(None);
-        }
-        let (parts, body): (Parts, Body) = request.into_parts();
-        let form: T = read_form(parts, body).await?;
-        Ok(super::cookie::form_session(Ok(signed_in), csrf(&form))?
-            .map(|identity| (identity, form)))
-    };
-    match read.await {
-        Ok(Some(found)) => Ok(found),
-        // Signed out meanwhile: to the sign-in page.
-        Ok(None) => Err(Redirect::to("/login").into_response()),
-        Err(e) => Err(refused(e)),
-    }
-}
-
-/// The account page again with `notice` or `error` over its forms (303 back to it
-/// with a query naming the outcome).
-pub(super) fn back_to_account(outcome: &str) -> Response {
-    Redirect::to(&format!("/account?done={outcome}")).into_response()
-}
-
 /// `POST /account/password` (form): changes the password (every other sign-in ends).
 #[utoipa::path(post, path = "/account/password", tag = "pages",
     request_body(content = AccountPasswordForm, content_type = "application/x-www-form-urlencoded"),
@@ -596,18 +566,4 @@ pub async fn account_resend(
         Ok(()) => back_to_account("resent"),
         Err(e) => account_refused(e),
     }
-}
-
-/// A refused account form: a page saying why, with the way back.
-pub(super) fn account_refused(e: ApiError) -> Response {
-    failed(e, |message| {
-        layout(
-            "That did not work",
-            html! {
-                h1 { "That did not work" }
-                (error_box(Some(message)))
-                p { a href="/account" { "Back to your account" } }
-            },
-        )
-    })
 }

@@ -23,9 +23,10 @@ use super::cookie::{
 };
 use super::pages;
 use super::token_json;
-use crate::accounts::{SignedIn, Step, check_password, issued_at, mint_access_token};
+use crate::accounts::{SignedIn, issued_at, mint_access_token};
 use crate::device;
 use crate::error::ApiError;
+use crate::factors::LoginStep;
 use crate::state::AppState;
 
 /// `{username, password}`, as JSON or as a form.
@@ -236,7 +237,7 @@ async fn login_with(
 ) -> Result<SessionLogin, ApiError> {
     refuse_cross_site(state, headers)?;
     let device = device::from_cookie(state, headers);
-    match check_password(
+    match crate::factors::password_step(
         state,
         client,
         device,
@@ -245,11 +246,11 @@ async fn login_with(
     )
     .await?
     {
-        Step::Done(signed_in) => {
-            let done = start_signed_in(state, headers, signed_in).await?;
+        LoginStep::Done(signed_in) => {
+            let done = start_signed_in(state, headers, *signed_in).await?;
             Ok(SessionLogin::Started(Box::new(done)))
         }
-        Step::SecondFactor(pending) => Ok(SessionLogin::SecondFactor(pending)),
+        LoginStep::SecondFactor(pending) => Ok(SessionLogin::SecondFactor(pending)),
     }
 }
 
