@@ -67,6 +67,9 @@ pub enum ApiError {
     InvalidMfaToken,
     /// 401 `invalid_code`: a second factor's code that is wrong or already used.
     InvalidCode,
+    /// 401 `invalid_passkey`: a WebAuthn ceremony that is unknown, used, expired or
+    /// another account's, or a credential that does not verify.
+    PasskeyRefused,
     /// 403 `second_factor_locked`: too many wrong authenticator codes since the last
     /// successful second step; a recovery code still works.
     FactorLocked,
@@ -140,6 +143,7 @@ impl ApiError {
             ApiError::InvalidMfaToken => StatusCode::BAD_REQUEST,
             ApiError::InvalidCode => StatusCode::UNAUTHORIZED,
             ApiError::FactorLocked => StatusCode::FORBIDDEN,
+            ApiError::PasskeyRefused => StatusCode::UNAUTHORIZED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -180,6 +184,9 @@ impl ApiError {
                                           times. Sign in again."
                 .into(),
             ApiError::InvalidCode => "That code is wrong or was already used.".into(),
+            ApiError::PasskeyRefused => {
+                "The passkey's answer was refused. Try again, or use another way to sign in.".into()
+            }
             ApiError::FactorLocked => "Too many wrong codes: codes from your authenticator app \
                                        are refused now. Sign in with a recovery code."
                 .into(),
@@ -289,6 +296,12 @@ impl IntoResponse for ApiError {
                 "the code is wrong, or was already used",
             ),
             ApiError::Conflict(what) => oauth(status, "conflict", what),
+            ApiError::PasskeyRefused => oauth(
+                status,
+                "invalid_passkey",
+                "the ceremony is unknown, used, expired or another account's, or the credential \
+                 does not verify",
+            ),
             ApiError::FactorLocked => oauth(
                 status,
                 "second_factor_locked",

@@ -562,6 +562,11 @@ pub(crate) struct Overview {
     pub totp_pending: bool,
     pub recovery_codes_left: u32,
     pub recovery_code_last_used_at: Option<i64>,
+    /// The account's passkeys, oldest first.
+    pub passkeys: Vec<portcullis_store::StoredPasskey>,
+    /// Whether this server can register and check passkeys (its issuer's host is a
+    /// domain name).
+    pub passkeys_available: bool,
 }
 
 pub(crate) async fn overview(state: &AppState, user: &User) -> Result<Overview, ApiError> {
@@ -572,6 +577,8 @@ pub(crate) async fn overview(state: &AppState, user: &User) -> Result<Overview, 
         totp_pending: totp.is_some_and(|t| t.confirmed_at.is_none()),
         recovery_codes_left: left,
         recovery_code_last_used_at: last_used,
+        passkeys: state.0.store.passkeys_of(&user.id).await?,
+        passkeys_available: state.0.webauthn.is_some(),
     })
 }
 

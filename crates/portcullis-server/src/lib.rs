@@ -18,6 +18,7 @@ pub mod kek;
 pub mod keyring;
 mod links;
 pub mod mail;
+mod passkeys;
 pub mod prometheus;
 mod recovery;
 mod revocation;

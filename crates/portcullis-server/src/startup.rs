@@ -188,6 +188,15 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
     })?;
     let addr = listener.local_addr()?;
     let throttle = Throttle::new(&config);
+    // Passkeys need a relying party id, which is a domain name: an issuer on an IP
+    // address (the default `http://127.0.0.1:8080`) serves everything else.
+    let webauthn = match crate::passkeys::relying_party(&config.issuer) {
+        Ok(rp) => Some(Arc::new(rp)),
+        Err(e) => {
+            tracing::info!(issuer = %config.issuer, reason = %e, "passkeys are off: they need an issuer whose host is a domain name (localhost works)");
+            None
+        }
+    };
     let state = AppState(Arc::new(Inner {
         config,
         store,
@@ -200,6 +209,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         session_cache,
         chain,
         throttle,
+        webauthn,
         events: crate::revocation::Cursor::new(cursor),
         clock,
         readiness: std::sync::Mutex::new(None),

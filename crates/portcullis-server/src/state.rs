@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub chain: Chain,
     /// Which throttle counters logins and signups spend (the counters are in the store).
     pub throttle: Throttle,
+    /// The passkeys' relying party (`passkeys.rs`), when the issuer's host is a domain.
+    pub webauthn: Option<Arc<webauthn_rs::prelude::Webauthn>>,
     /// Where this instance is in the event log; `events::catch_up` alone moves it and
     /// alone changes `revocations` and `keys` after start.
     pub events: crate::revocation::Cursor,

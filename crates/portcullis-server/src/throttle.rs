@@ -114,6 +114,17 @@ impl Throttle {
         }
     }
 
+    /// The counters a WebAuthn sign-in start from `address` spends (each start keeps a
+    /// ceremony for five minutes): the address's login budget, given back when the
+    /// sign-in succeeds.
+    pub fn ceremony(&self, address: IpAddr) -> Vec<Attempt> {
+        vec![Attempt {
+            key: format!("passkey-from:{}", address_key(address)),
+            budget: self.address,
+            lane: Lane::Address,
+        }]
+    }
+
     /// The counter a signup from `address` spends.
     pub fn signup(&self, address: IpAddr) -> Vec<Attempt> {
         vec![Attempt {

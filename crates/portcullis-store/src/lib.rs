@@ -23,11 +23,11 @@ use portcullis::session::SessionStore;
 
 pub use error::Error;
 pub use model::{
-    AuthCode, Challenge, Client, CodeExchange, Completion, Consent, Email, EmailTokenKind, Event,
-    EventKind, Exchanged, FamilyInfo, ImportOutcome, ImportedUser, MailQueue, NewChallenge,
-    NewEmailToken, NewMail, NewUser, Pruned, Purpose, QueuedMail, Redeemed, RefreshInfo, Retention,
-    RevokedState, Rotation, ScopeChange, SecondFactor, Started, StoredKey, TokenHash, TotpSecret,
-    User, not_before_after,
+    AuthCode, Ceremony, CeremonyKind, Challenge, Client, CodeExchange, Completion, Consent, Email,
+    EmailTokenKind, Event, EventKind, Exchanged, FamilyInfo, ImportOutcome, ImportedUser,
+    MailQueue, NewCeremony, NewChallenge, NewEmailToken, NewMail, NewPasskey, NewUser, Pruned,
+    Purpose, QueuedMail, Redeemed, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange,
+    SecondFactor, Started, StoredKey, StoredPasskey, TokenHash, TotpSecret, User, not_before_after,
 };
 pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
@@ -580,6 +580,34 @@ pub trait FactorStore: Send + Sync + 'static {
     /// is still `old` (a secret replaced meanwhile is left as it is); true when
     /// replaced.
     async fn reseal_totp_secret(&self, user_id: &str, old: &str, new: &str) -> Result<bool, Error>;
+
+    /// Adds a passkey to an account that has fewer than `max` (and `webauthn` to its
+    /// factors); false when the credential id is taken (on any account) or the account
+    /// has `max` already.
+    async fn add_passkey(&self, passkey: &NewPasskey, max: usize, now: i64) -> Result<bool, Error>;
+
+    /// An account's passkeys, oldest first.
+    async fn passkeys_of(&self, user_id: &str) -> Result<Vec<StoredPasskey>, Error>;
+
+    /// A passkey by its credential id.
+    async fn passkey(&self, id: &str) -> Result<Option<StoredPasskey>, Error>;
+
+    /// Records a passkey's use, with its credential as updated (its counter).
+    async fn touch_passkey(&self, id: &str, credential: &str, now: i64) -> Result<(), Error>;
+
+    /// Removes one of an account's passkeys; with no second factor left, the recovery
+    /// codes go too. False when the account has no such passkey.
+    async fn remove_passkey(&self, user_id: &str, id: &str) -> Result<bool, Error>;
+
+    /// Keeps a WebAuthn ceremony until its finish.
+    async fn create_ceremony(&self, ceremony: &NewCeremony) -> Result<(), Error>;
+
+    /// Takes a live ceremony for its finish, once: `None` when unknown, used or expired.
+    async fn take_ceremony(&self, hash: &TokenHash, now: i64) -> Result<Option<Ceremony>, Error>;
+
+    /// The account of a live password challenge (unused, unexpired), without taking an
+    /// attempt.
+    async fn challenge_user(&self, hash: &TokenHash, now: i64) -> Result<Option<String>, Error>;
 
     /// Counts a wrong authenticator code against the account; the count since its
     /// last successful second step.

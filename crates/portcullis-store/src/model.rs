@@ -752,3 +752,94 @@ pub enum Completion {
     /// right one is refused, so that guessing on learns nothing.
     Locked,
 }
+
+/// A passkey to store ([`crate::FactorStore::add_passkey`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPasskey {
+    /// The credential id, base64url: unique across accounts.
+    pub id: String,
+    /// Its account.
+    pub user_id: String,
+    /// What the person called it.
+    pub label: String,
+    /// The credential as the WebAuthn library keeps it (JSON: public key, counter,
+    /// flags).
+    pub credential: String,
+}
+
+/// A stored passkey.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredPasskey {
+    /// The credential id, base64url.
+    pub id: String,
+    /// Its account.
+    pub user_id: String,
+    /// What the person called it.
+    pub label: String,
+    /// The credential (JSON).
+    pub credential: String,
+    /// When it was added.
+    pub created_at: i64,
+    /// When it last signed in.
+    pub last_used_at: Option<i64>,
+}
+
+/// What a WebAuthn ceremony is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CeremonyKind {
+    /// Adding a passkey to a signed-in account.
+    Register,
+    /// Signing in with a passkey alone.
+    SignIn,
+    /// The second step after a password.
+    SecondStep,
+}
+
+impl CeremonyKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CeremonyKind::Register => "register",
+            CeremonyKind::SignIn => "sign_in",
+            CeremonyKind::SecondStep => "second_step",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<CeremonyKind> {
+        match s {
+            "register" => Some(CeremonyKind::Register),
+            "sign_in" => Some(CeremonyKind::SignIn),
+            "second_step" => Some(CeremonyKind::SecondStep),
+            _ => None,
+        }
+    }
+}
+
+/// A ceremony to keep between its start and its finish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCeremony {
+    /// SHA-256 of the token the browser holds.
+    pub hash: TokenHash,
+    /// What it is for.
+    pub kind: CeremonyKind,
+    /// The account, when known at the start (a registration, a second step).
+    pub user_id: Option<String>,
+    /// A second step's password challenge (its hash).
+    pub challenge: Option<TokenHash>,
+    /// The library's state (JSON).
+    pub state: String,
+    /// When it stops being usable.
+    pub expires_at: i64,
+}
+
+/// A ceremony taken for its finish ([`crate::FactorStore::take_ceremony`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ceremony {
+    /// What it is for.
+    pub kind: CeremonyKind,
+    /// The account, when known at the start.
+    pub user_id: Option<String>,
+    /// A second step's password challenge.
+    pub challenge: Option<TokenHash>,
+    /// The library's state (JSON).
+    pub state: String,
+}

@@ -170,7 +170,7 @@ pub async fn login_second_step(
 }
 
 /// A refresh family and its first tokens for a finished sign-in.
-async fn grant_tokens(
+pub(super) async fn grant_tokens(
     state: &AppState,
     headers: &HeaderMap,
     mut signed_in: SignedIn,

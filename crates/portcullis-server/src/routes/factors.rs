@@ -173,6 +173,12 @@ fn second_step_markup(
         html! {
             h1 { "Second step" }
             (error_box(error))
+            @if methods.contains(&"webauthn") {
+                p #passkey-error .error role="alert" hidden {}
+                p { "Your password is right. Confirm with your passkey" @if methods.contains(&"totp") { ", or enter a code from your authenticator app" } "." }
+                p { button #passkey-second-step type="button" data-passkey="second-step" data-mfa-token=(mfa_token) data-then=(return_to.unwrap_or("/account")) { "Use my passkey" } }
+                script src="/assets/passkeys.js" defer {}
+            }
             @if methods.contains(&"totp") {
                 p { "Your password is right. Enter the six-digit code your authenticator app shows now." }
                 form #totp-form method="post" action="/session/login/mfa" {
@@ -206,10 +212,12 @@ pub(super) async fn second_step_page(
     error: Option<&str>,
     return_to: Option<&str>,
 ) -> Response {
-    page(
-        StatusCode::OK,
-        second_step_markup(error, pending.token.expose(), &pending.methods, return_to),
-    )
+    let markup = second_step_markup(error, pending.token.expose(), &pending.methods, return_to);
+    if pending.methods.contains(&"webauthn") {
+        super::html::page_with_script(StatusCode::OK, markup, None)
+    } else {
+        page(StatusCode::OK, markup)
+    }
 }
 
 /// The second-step page again after a wrong code, with the same challenge (it counts
@@ -233,6 +241,7 @@ pub(super) async fn second_step_retry(
 /// The account page's section on second factors.
 pub(super) fn account_section(o: &factors::Overview, csrf_token: &str) -> Markup {
     let has_totp = o.methods.iter().any(|m| m == "totp");
+    let any = !o.methods.is_empty();
     let password_field = |id: &str| {
         html! {
             label for=(id) { "Your password" }
@@ -241,8 +250,12 @@ pub(super) fn account_section(o: &factors::Overview, csrf_token: &str) -> Markup
     };
     html! {
         h2 #mfa-heading { "Two-step sign-in" }
-        @if has_totp {
-            p #mfa-state { "On: signing in asks for a code from your authenticator app after your password." }
+        @if any {
+            p #mfa-state { "On: after your password, signing in asks for "
+                @if has_totp && !o.passkeys.is_empty() { "a code from your authenticator app or a passkey." }
+                @else if has_totp { "a code from your authenticator app." }
+                @else { "a passkey." }
+            }
             p #recovery-left {
                 (o.recovery_codes_left) " of " (factors::RECOVERY_CODES) " recovery codes left"
                 @if let Some(at) = o.recovery_code_last_used_at { " (one was last used " (super::html::when(at)) ")" }
@@ -257,9 +270,13 @@ pub(super) fn account_section(o: &factors::Overview, csrf_token: &str) -> Markup
                     button type="submit" { "Make new codes" }
                 }
             }
+        } @else {
+            p #mfa-state { "Off: your password alone signs you in. Add an authenticator app or a passkey so that a stolen password is not enough." }
+        }
+        h3 { "Authenticator app" }
+        @if has_totp {
             details #remove-totp {
                 summary { "Turn off the authenticator app…" }
-                p { "Then your password alone signs you in again." }
                 form method="post" action="/account/mfa/totp/remove" {
                     input type="hidden" name="csrf_token" value=(csrf_token);
                     (password_field("remove-totp-password"))
@@ -267,7 +284,6 @@ pub(super) fn account_section(o: &factors::Overview, csrf_token: &str) -> Markup
                 }
             }
         } @else {
-            p #mfa-state { "Off: your password alone signs you in. Add an authenticator app so that a stolen password is not enough." }
             details #setup-totp {
                 summary { "Set up an authenticator app…" }
                 form method="post" action="/account/mfa/totp" {
@@ -276,6 +292,39 @@ pub(super) fn account_section(o: &factors::Overview, csrf_token: &str) -> Markup
                     button type="submit" { "Continue" }
                 }
             }
+        }
+        @if o.passkeys_available {
+            h3 { "Passkeys" }
+            p { "A passkey signs you in with your device's screen lock, with no password, or as the second step after it." }
+            @if o.passkeys.is_empty() {
+                p #no-passkeys { "You have no passkey yet." }
+            } @else {
+                ul #passkeys {
+                    @for p in &o.passkeys {
+                        li data-passkey-id=(p.id) {
+                            strong { (p.label) } " — added " (super::html::when(p.created_at))
+                            @if let Some(at) = p.last_used_at { ", last used " (super::html::when(at)) }
+                            details.remove-passkey {
+                                summary { "Remove…" }
+                                form method="post" action={ "/account/passkeys/" (p.id) "/remove" } {
+                                    input type="hidden" name="csrf_token" value=(csrf_token);
+                                    label { "Your password" input name="password" type="password" autocomplete="current-password" required; }
+                                    button.danger type="submit" { "Remove" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            details #add-passkey {
+                summary { "Add a passkey…" }
+                p #passkey-error .error role="alert" hidden {}
+                label for="passkey-label" { "Name it (which device?)" }
+                input #passkey-label type="text" maxlength="64" placeholder="Laptop";
+                (password_field("passkey-password"))
+                button type="button" data-passkey="register" { "Add a passkey" }
+            }
+            script src="/assets/passkeys.js" defer {}
         }
     }
 }

@@ -31,16 +31,30 @@ pub(crate) fn page_with_form_target(
     markup: Markup,
     target: Option<&str>,
 ) -> Response {
+    send(status, markup, target, false)
+}
+
+/// [`page_with_form_target`], for a page with passkey buttons: it may run our one
+/// script (`/assets/passkeys.js`) and that script may call us (`script-src 'self';
+/// connect-src 'self'`); nothing else changes.
+pub(crate) fn page_with_script(
+    status: StatusCode,
+    markup: Markup,
+    target: Option<&str>,
+) -> Response {
+    send(status, markup, target, true)
+}
+
+fn send(status: StatusCode, markup: Markup, target: Option<&str>, script: bool) -> Response {
     let mut r = (status, markup).into_response();
-    let csp = match target.and_then(|t| {
-        HeaderValue::from_str(
-            &CSP.replace("form-action 'self'", &format!("form-action 'self' {t}")),
-        )
-        .ok()
-    }) {
-        Some(csp) => csp,
-        None => HeaderValue::from_static(CSP),
-    };
+    let mut policy = CSP.to_owned();
+    if let Some(t) = target {
+        policy = policy.replace("form-action 'self'", &format!("form-action 'self' {t}"));
+    }
+    if script {
+        policy.push_str("; script-src 'self'; connect-src 'self'");
+    }
+    let csp = HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(CSP));
     let h = r.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -13,6 +13,7 @@ mod metadata;
 mod oauth;
 mod openapi;
 mod pages;
+mod passkeys;
 mod recovery;
 mod schemas;
 mod session;
@@ -79,6 +80,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/auth/mfa/totp/confirm", post(factors::totp_confirm))
         .route("/auth/mfa/recovery-codes", post(factors::recovery_codes))
+        .route(
+            "/auth/webauthn/register/start",
+            post(passkeys::register_start),
+        )
+        .route(
+            "/auth/webauthn/register/finish",
+            post(passkeys::register_finish),
+        )
+        .route("/auth/webauthn/credentials", get(passkeys::list))
+        .route("/auth/webauthn/credentials/{id}", delete(passkeys::remove))
         .route("/session/list", get(session::list))
         .route("/session/token", post(session::token))
         .route("/session/{id}", delete(session::delete))
@@ -95,6 +106,10 @@ pub fn router(state: AppState) -> Router {
         .route("/account/email", post(recovery::account_email))
         .route("/account/email/resend", post(recovery::account_resend))
         .route("/account/mfa/totp", post(factors::account_totp))
+        .route(
+            "/account/passkeys/{id}/remove",
+            post(passkeys::account_remove),
+        )
         .route(
             "/account/mfa/totp/confirm",
             post(factors::account_totp_confirm),
@@ -113,6 +128,12 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/signup", post(auth::signup))
         .route("/auth/login", post(auth::login))
         .route("/auth/login/mfa", post(auth::login_second_step))
+        .route("/auth/webauthn/login/start", post(passkeys::login_start))
+        .route("/auth/webauthn/login/finish", post(passkeys::login_finish))
+        .route(
+            "/session/webauthn/login/finish",
+            post(passkeys::session_login_finish),
+        )
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/forward", axum::routing::any(forward::forward))
@@ -174,6 +195,7 @@ pub fn router(state: AppState) -> Router {
             get(recovery::verify_form).post(recovery::verify_submit),
         )
         .route("/assets/portcullis.css", get(pages::stylesheet))
+        .route("/assets/passkeys.js", get(pages::passkeys_script))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route("/openapi.json", get(openapi::openapi_json))

@@ -23,7 +23,8 @@ use super::cookie::{
     start_session,
 };
 use super::html::{
-    error_box, failed, failed_with_target, layout, page, page_with_form_target, refused, when,
+    error_box, failed, failed_with_target, layout, page_with_form_target, page_with_script,
+    refused, when,
 };
 use crate::accounts::{create_account, end_everything};
 use crate::error::ApiError;
@@ -171,14 +172,17 @@ fn signed_out_note(signed_out: Option<&str>) -> Option<&'static str> {
 }
 
 fn login_page(error: Option<&str>, username: &str, onward: &Onward) -> Markup {
-    login_page_noting(error, username, onward, None)
+    login_page_noting(error, username, onward, None, false)
 }
 
+/// The sign-in page; with `passkeys`, a button that signs in with one (the page is
+/// then sent with [`page_with_script`]).
 fn login_page_noting(
     error: Option<&str>,
     username: &str,
     onward: &Onward,
     note: Option<&str>,
+    passkeys: bool,
 ) -> Markup {
     layout(
         "Sign in",
@@ -187,6 +191,11 @@ fn login_page_noting(
             @if let Some(note) = note { p #signed-out .notice role="status" { (note) } }
             @if let Some(asking) = onward.asking("asks you to sign in.") { (asking) }
             (credentials_form("/session/login", "Sign in", "current-password", username, error, onward.return_to(), None))
+            @if passkeys {
+                p #passkey-error .error role="alert" hidden {}
+                p { button #passkey-sign-in type="button" data-passkey="sign-in" data-then=(onward.return_to().unwrap_or("/account")) { "Sign in with a passkey" } }
+                script src="/assets/passkeys.js" defer {}
+            }
             p { a #forgot href="/forgot" { "Forgot your password?" } }
             p { "No account yet? " a #create-account href=(onward.link("/signup")) { "Create one" } }
         },
@@ -251,11 +260,13 @@ pub async fn login_form(State(state): State<AppState>, parts: Parts) -> Response
         return Redirect::to("/account").into_response();
     }
     let note = signed_out_note(query.signed_out.as_deref());
-    page_with_form_target(
-        StatusCode::OK,
-        login_page_noting(None, "", &onward, note),
-        onward.form_target(),
-    )
+    let passkeys = state.0.webauthn.is_some();
+    let markup = login_page_noting(None, "", &onward, note, passkeys);
+    if passkeys {
+        page_with_script(StatusCode::OK, markup, onward.form_target())
+    } else {
+        page_with_form_target(StatusCode::OK, markup, onward.form_target())
+    }
 }
 
 /// The query of a page, if it parses.
@@ -432,6 +443,10 @@ fn done_note(done: Option<&str>) -> Option<&'static str> {
              you open the link.",
         ),
         "resent" => Some("A new confirmation link is on its way to your address."),
+        "passkey-added" => {
+            Some("Your passkey is added: sign in with it alone, or use it after your password.")
+        }
+        "passkey-removed" => Some("That passkey is removed."),
         "totp-removed" => {
             Some("Your authenticator app is turned off: your password alone signs you in again.")
         }
@@ -654,7 +669,7 @@ pub async fn account(
         )))
     };
     match rendered.await {
-        Ok(Some(markup)) => page(StatusCode::OK, markup),
+        Ok(Some(markup)) => page_with_script(StatusCode::OK, markup, None),
         Ok(None) => Redirect::to("/login").into_response(),
         Err(e) => failed(e, |message| {
             layout(
@@ -787,12 +802,28 @@ pub async fn logout_all(
 /// `GET /assets/portcullis.css`: the pages' only stylesheet.
 #[utoipa::path(get, path = "/assets/portcullis.css", tag = "pages", responses((status = 200, description = "The stylesheet", content_type = "text/css")))]
 pub async fn stylesheet() -> Response {
-    let mut r = include_str!("../../assets/portcullis.css").into_response();
+    asset(
+        include_str!("../../assets/portcullis.css"),
+        "text/css; charset=utf-8",
+    )
+}
+
+/// `GET /assets/passkeys.js`: the one script of the pages, which carries passkey
+/// ceremonies between the server and `navigator.credentials` (the account page, the
+/// sign-in page and the second step load it; no other page runs script).
+#[utoipa::path(get, path = "/assets/passkeys.js", tag = "pages",
+    responses((status = 200, description = "The script (JavaScript)", content_type = "text/javascript")))]
+pub async fn passkeys_script() -> Response {
+    asset(
+        include_str!("../../assets/passkeys.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+fn asset(text: &'static str, content_type: &'static str) -> Response {
+    let mut r = text.into_response();
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),

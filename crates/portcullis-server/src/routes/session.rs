@@ -215,6 +215,17 @@ pub async fn login_second_step(
     Ok(session_json(&state, &signed_in, started))
 }
 
+/// A cookie session for a finished sign-in (a passkey's), answered as the JSON
+/// `/session/login` is.
+pub(super) async fn session_signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    signed_in: SignedIn,
+) -> Result<Response, ApiError> {
+    let (signed_in, started) = start_signed_in(state, headers, signed_in).await?;
+    Ok(session_json(state, &signed_in, started))
+}
+
 /// What a session sign-in's password step led to.
 enum SessionLogin {
     Started(Box<(SignedIn, Started)>),

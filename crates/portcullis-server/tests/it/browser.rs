@@ -828,7 +828,8 @@ async fn a_person_turns_on_an_authenticator_app_and_signs_in_with_it_in_chromium
     click(&b, "#remove-totp summary").await;
     fill(&b, "#remove-totp-password", PASSWORD).await;
     click(&b, "#remove-totp button[type=submit]").await;
-    arrive(&b, "/account").await;
+    // Back on the same path: wait for the new page's note, not the old page.
+    appear(&b, "#done").await;
     assert!(text(&b, "#done").await.contains("turned off"));
     assert!(text(&b, "#mfa-state").await.starts_with("Off"));
     click(&b, "#sign-out").await;
@@ -836,6 +837,312 @@ async fn a_person_turns_on_an_authenticator_app_and_signs_in_with_it_in_chromium
     sign_in("tomas").await;
     arrive(&b, "/account").await;
     b.close().await.unwrap();
+    server.stop().await;
+}
+
+/// Chromium's virtual authenticator (the WebDriver WebAuthn extension, W3C WebAuthn
+/// §11.3): an internal CTAP2 authenticator with resident keys and user verification
+/// that says yes, as a phone's or a laptop's platform authenticator would.
+#[derive(Debug)]
+struct AddVirtualAuthenticator;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for AddVirtualAuthenticator {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/webauthn/authenticator",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(
+                json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserConsenting": true,
+                    "isUserVerified": true,
+                })
+                .to_string(),
+            ),
+        )
+    }
+}
+
+/// Issue 24: a person adds a passkey from the account page (Chromium's virtual
+/// authenticator answers), signs out, signs in with it alone (no username), then signs
+/// in with the password and the passkey as the second step, and removes it. The
+/// origin is `http://localhost:PORT`: WebAuthn takes no IP address as a relying party.
+#[tokio::test]
+async fn a_person_signs_in_with_a_passkey_in_chromium() {
+    let Some((chromium, chromedriver)) = browser_tools() else {
+        return;
+    };
+    let (url, dir) = sqlite_db();
+    let port = free_port();
+    let mut c = config(&url);
+    c.bind = format!("127.0.0.1:{port}").parse().unwrap();
+    c.issuer = format!("http://localhost:{port}");
+    c.audience = c.issuer.clone();
+    c.sessions = portcullis::session::SessionConfig::for_origin(&c.issuer).unwrap();
+    let server = TestServer::start(c).await.keep_dir(dir);
+    let base = format!("http://localhost:{port}");
+    let driver = Driver::start(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, &chromium, profile.path()).await;
+    b.issue_cmd(AddVirtualAuthenticator).await.unwrap();
+
+    b.goto(&format!("{base}/signup")).await.unwrap();
+    fill(&b, "#username", "pia").await;
+    fill(&b, "#password", PASSWORD).await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/account").await;
+    click(&b, "#add-passkey summary").await;
+    fill(&b, "#passkey-label", "Laptop").await;
+    fill(&b, "#passkey-password", PASSWORD).await;
+    click(&b, "#add-passkey button[data-passkey=register]").await;
+    // The account's first factor: its recovery codes, shown once, then on.
+    appear(&b, "#recovery-codes").await;
+    let codes = text(&b, "#recovery-codes").await;
+    assert_eq!(
+        codes.lines().filter(|l| !l.trim().is_empty()).count(),
+        10,
+        "{codes}"
+    );
+    click(&b, "#codes-saved").await;
+    appear(&b, "#done").await;
+    assert!(
+        text(&b, "#done").await.contains("passkey"),
+        "{}",
+        text(&b, "#done").await
+    );
+    assert!(text(&b, "#passkeys").await.contains("Laptop"));
+    assert!(text(&b, "#mfa-state").await.starts_with("On"));
+    screenshot(&b, "passkey-added").await;
+
+    // Passwordless: the sign-in page's button, no username typed.
+    click(&b, "#sign-out").await;
+    arrive(&b, "/login").await;
+    click(&b, "button[data-passkey=sign-in]").await;
+    arrive(&b, "/account").await;
+    assert_eq!(text(&b, "#who").await, "pia");
+
+    // The password, then the passkey as the second step.
+    click(&b, "#sign-out").await;
+    arrive(&b, "/login").await;
+    fill(&b, "#username", "pia").await;
+    fill(&b, "#password", PASSWORD).await;
+    click(&b, "form[action='/session/login'] button[type=submit]").await;
+    arrive(&b, "/session/login").await;
+    click(&b, "button[data-passkey=second-step]").await;
+    arrive(&b, "/account").await;
+    assert_eq!(text(&b, "#who").await, "pia");
+
+    // Removed with the password: a password alone signs in again.
+    click(&b, ".remove-passkey summary").await;
+    fill(&b, ".remove-passkey input[name=password]", PASSWORD).await;
+    click(&b, ".remove-passkey button[type=submit]").await;
+    appear(&b, "#done").await;
+    assert_eq!(text(&b, "#done").await, "That passkey is removed.");
+    assert!(text(&b, "#mfa-state").await.starts_with("Off"));
+    b.close().await.unwrap();
+    // The sessions say how they were signed in: the password at signup, the passkey
+    // alone (Chromium's virtual authenticator keeps its keys: `hwk`), then both.
+    let pool = sqlx::SqlitePool::connect(&server.database_url)
+        .await
+        .unwrap();
+    let amr: Vec<(String,)> = sqlx::query_as("SELECT amr FROM sessions ORDER BY created_at, rowid")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let amr: Vec<&str> = amr.iter().map(|(a,)| a.as_str()).collect();
+    assert_eq!(amr, ["pwd", "hwk user mfa", "pwd hwk mfa"]);
+    pool.close().await;
+    server.stop().await;
+}
+
+/// A passkey sign-in's finish at `server`.
+async fn finish(server: &TestServer, ceremony: &Value, credential: &Value) -> reqwest::Response {
+    server
+        .post(
+            "/auth/webauthn/login/finish",
+            json!({ "ceremony": ceremony, "credential": credential }),
+        )
+        .await
+}
+
+/// `navigator.credentials.get` in the browser's current page (its origin is the one
+/// the authenticator signs), with `options` as a server's login/start answered them;
+/// the credential as the server's finish takes it, or `{"error"}`.
+async fn assertion_in_page(b: &Client, options: &Value) -> Value {
+    const SCRIPT: &str = r#"
+        const [options, done] = arguments;
+        const dec = (s) => { s = s.replace(/-/g, "+").replace(/_/g, "/"); while (s.length % 4) s += "=";
+            return Uint8Array.from(atob(s), (c) => c.charCodeAt(0)).buffer; };
+        const enc = (b) => btoa(String.fromCharCode(...new Uint8Array(b)))
+            .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+        const pk = options.publicKey;
+        pk.challenge = dec(pk.challenge);
+        (pk.allowCredentials || []).forEach((c) => { c.id = dec(c.id); });
+        navigator.credentials.get({ publicKey: pk }).then((c) => done({
+            id: c.id, rawId: enc(c.rawId), type: c.type, extensions: {},
+            response: { clientDataJSON: enc(c.response.clientDataJSON),
+                authenticatorData: enc(c.response.authenticatorData),
+                signature: enc(c.response.signature),
+                userHandle: c.response.userHandle ? enc(c.response.userHandle) : null } }),
+            (e) => done({ error: String(e) }));
+    "#;
+    b.execute_async(SCRIPT, vec![options.clone()])
+        .await
+        .unwrap()
+}
+
+/// What an attacker tries with passkeys, with real assertions from Chromium's virtual
+/// authenticator: another account's passkey on a second step, a ceremony finished
+/// twice, an assertion replayed on a new ceremony, and an assertion made on another
+/// origin (a second instance on the same database, at another port). Each is refused
+/// with `invalid_passkey` and signs nobody in; the control case signs in.
+#[tokio::test]
+async fn passkey_assertions_that_do_not_work_in_chromium() {
+    let Some((chromium, chromedriver)) = browser_tools() else {
+        return;
+    };
+    let (url, dir) = sqlite_db();
+    let on = |port: u16| {
+        let mut c = config(&url);
+        c.bind = format!("127.0.0.1:{port}").parse().unwrap();
+        c.issuer = format!("http://localhost:{port}");
+        c.audience = c.issuer.clone();
+        c.sessions = portcullis::session::SessionConfig::for_origin(&c.issuer).unwrap();
+        c
+    };
+    let (port, other_port) = (free_port(), free_port());
+    let server = TestServer::start(on(port)).await.keep_dir(dir);
+    let other = TestServer::start(on(other_port)).await;
+    let base = format!("http://localhost:{port}");
+    let driver = Driver::start(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, &chromium, profile.path()).await;
+    b.issue_cmd(AddVirtualAuthenticator).await.unwrap();
+    for name in ["ada", "bob"] {
+        b.goto(&format!("{base}/signup")).await.unwrap();
+        fill(&b, "#username", name).await;
+        fill(&b, "#password", PASSWORD).await;
+        click(&b, "button[type=submit]").await;
+        arrive(&b, "/account").await;
+        click(&b, "#add-passkey summary").await;
+        fill(&b, "#passkey-password", PASSWORD).await;
+        click(&b, "#add-passkey button[data-passkey=register]").await;
+        appear(&b, "#codes-saved").await;
+        click(&b, "#codes-saved").await;
+        appear(&b, "#done").await;
+        click(&b, "#sign-out").await;
+        arrive(&b, "/login").await;
+    }
+    let store = portcullis_store::open(&url).await.unwrap();
+    let passkey_of = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let user = store.user_by_username(name).await.unwrap().unwrap();
+            store.passkeys_of(&user.id).await.unwrap().remove(0).id
+        }
+    };
+    let (_ada_key, bob_key) = (passkey_of("ada").await, passkey_of("bob").await);
+    // A page of the server's own origin with no Content-Security-Policy to run in.
+    b.goto(&format!("{base}/healthz")).await.unwrap();
+    let second_step = |server: &TestServer| {
+        let server_url = server.url("");
+        let client = server.client.clone();
+        async move {
+            let r = client
+                .post(format!("{server_url}/auth/login"))
+                .json(&json!({ "username": "ada", "password": PASSWORD }))
+                .send()
+                .await
+                .unwrap();
+            let token = r.json::<Value>().await.unwrap()["mfa_token"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let r = client
+                .post(format!("{server_url}/auth/webauthn/login/start"))
+                .json(&json!({ "mfa_token": token }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    // Bob's passkey answering Ada's second step.
+    let mut started = second_step(&server).await;
+    started["publicKey"]["allowCredentials"] = json!([{ "type": "public-key", "id": bob_key }]);
+    let bobs = assertion_in_page(&b, &started).await;
+    assert!(bobs.get("error").is_none(), "{bobs}");
+    let r = finish(&server, &started["ceremony"], &bobs).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_passkey");
+    // The control: Ada's own passkey signs her in; the ceremony then works no more, nor
+    // does the same assertion on a new ceremony (its challenge is another).
+    let started = second_step(&server).await;
+    let adas = assertion_in_page(&b, &started).await;
+    let r = finish(&server, &started["ceremony"], &adas).await;
+    assert_eq!(r.status(), 200);
+    let tokens: Value = r.json().await.unwrap();
+    assert_eq!(
+        crate::support::claims_of(tokens["access_token"].as_str().unwrap())["amr"],
+        json!(["pwd", "hwk", "mfa"])
+    );
+    assert_eq!(
+        finish(&server, &started["ceremony"], &adas).await.status(),
+        401,
+        "a ceremony works once"
+    );
+    let again = second_step(&server).await;
+    assert_eq!(
+        finish(&server, &again["ceremony"], &adas).await.status(),
+        401,
+        "a replayed assertion"
+    );
+    // Made on another origin (the second instance's port), for the first's ceremony.
+    b.goto(&format!("http://localhost:{other_port}/healthz"))
+        .await
+        .unwrap();
+    let started = second_step(&server).await;
+    let elsewhere = assertion_in_page(&b, &started).await;
+    assert!(elsewhere.get("error").is_none(), "{elsewhere}");
+    assert_eq!(
+        finish(&server, &started["ceremony"], &elsewhere)
+            .await
+            .status(),
+        401,
+        "another origin"
+    );
+    // Malformed ceremonies and credentials: refused, nothing spent.
+    for ceremony in [json!(""), json!("x".repeat(43)), json!(null)] {
+        let r = finish(&server, &ceremony, &adas).await;
+        assert!(
+            r.status() == 400 || r.status() == 401,
+            "{ceremony}: {}",
+            r.status()
+        );
+    }
+    let r = server
+        .post(
+            "/auth/webauthn/login/finish",
+            json!({ "ceremony": started["ceremony"], "credential": { "id": "x" } }),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    b.close().await.unwrap();
+    other.stop().await;
     server.stop().await;
 }
 

@@ -553,3 +553,59 @@ on_each_store! {
         assert_eq!(r.status(), 200, "unlocked by the recovery code's sign-in");
     }
 }
+
+on_each_store! {
+    /// Passkey ceremonies refused before any authenticator is involved: the password
+    /// again to register, an `mfa_token` that names nothing, an account without a
+    /// passkey, another account's ceremony, malformed credentials; and an issuer on an
+    /// IP address has no passkeys at all. (Real assertions are in the browser tests.)
+    async fn passkey_ceremonies_refused_without_an_authenticator(url, dir) {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let ana = s(&server.account("ana").await, "access_token");
+        let ben = s(&server.account("ben").await, "access_token");
+        let r = post_bearer(&server, "/auth/webauthn/register/start", &ana, json!({ "password": "wrong password" })).await;
+        assert_eq!(error_of(r).await, (StatusCode::FORBIDDEN, "wrong_password".into()));
+        let r = post_bearer(&server, "/auth/webauthn/register/start", &ana, json!({ "password": PASSWORD })).await;
+        assert_eq!(r.status(), 200);
+        let started: Value = r.json().await.unwrap();
+        let options = &started["publicKey"];
+        assert_eq!(options["rp"]["id"], "portcullis.test");
+        assert_eq!(options["authenticatorSelection"]["userVerification"], "required");
+        assert_eq!(options["authenticatorSelection"]["residentKey"], "required");
+        let ceremony = s(&started, "ceremony");
+        // Ben finishing Ana's ceremony, and credentials that are not credentials.
+        let garbage = json!({ "id": "AAAA", "rawId": "AAAA", "type": "public-key",
+            "response": { "attestationObject": "AAAA", "clientDataJSON": "AAAA" }, "extensions": {} });
+        let r = post_bearer(&server, "/auth/webauthn/register/finish", &ben, json!({ "ceremony": ceremony, "credential": garbage, "label": "x" })).await;
+        assert_eq!(error_of(r).await, (StatusCode::UNAUTHORIZED, "invalid_passkey".into()));
+        let r = post_bearer(&server, "/auth/webauthn/register/finish", &ana, json!({ "ceremony": ceremony, "credential": garbage, "label": "x" })).await;
+        assert_eq!(error_of(r).await, (StatusCode::UNAUTHORIZED, "invalid_passkey".into()), "the ceremony was spent by Ben's try");
+        let r = post_bearer(&server, "/auth/webauthn/register/finish", &ana, json!({ "ceremony": ceremony, "credential": { "id": 5 } })).await;
+        assert_eq!(r.status(), 400);
+        let r = post_bearer(&server, "/auth/webauthn/register/finish", &ana, json!({ "ceremony": ceremony, "credential": garbage, "label": "x".repeat(65) })).await;
+        assert_eq!(r.status(), 400);
+        let r = server.client.get(server.url("/auth/webauthn/credentials")).bearer_auth(&ana).send().await.unwrap();
+        assert_eq!(r.json::<Value>().await.unwrap()["passkeys"], json!([]), "nothing was added");
+        // Sign-in starts: no body is a passwordless start; a bad mfa_token is refused;
+        // an account without a passkey has none to offer.
+        let r = server.client.post(server.url("/auth/webauthn/login/start")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["publicKey"]["challenge"].is_string() && body["ceremony"].is_string(), "{body}");
+        assert!(body.get("mediation").is_none() || body["mediation"].is_null(), "{body}");
+        let r = server.post("/auth/webauthn/login/start", json!({ "mfa_token": "x".repeat(43) })).await;
+        assert_eq!(error_of(r).await, (StatusCode::BAD_REQUEST, "invalid_mfa_token".into()));
+        let r = server.post("/auth/webauthn/login/start", json!({ "username": "ana" })).await;
+        assert_eq!(r.status(), 400, "unknown members");
+        let r = server.post("/auth/webauthn/login/finish", json!({ "ceremony": s(&body, "ceremony"), "credential": garbage })).await;
+        assert_eq!(r.status(), 400, "an attestation is no assertion");
+        // An issuer on an IP address: passkeys are off, and say why.
+        let mut c = config(&url);
+        c.issuer = "http://127.0.0.1:9".into();
+        c.audience = c.issuer.clone();
+        let ip = TestServer::start(c).await;
+        let r = ip.client.post(ip.url("/auth/webauthn/login/start")).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        ip.stop().await;
+    }
+}

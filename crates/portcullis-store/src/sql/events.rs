@@ -129,12 +129,18 @@ where
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        // Second-factor challenges live five minutes; once expired they are nothing.
+        // Second-factor challenges and WebAuthn ceremonies live five minutes; once
+        // expired they are nothing.
         let challenges = sqlx::query("DELETE FROM mfa_challenges WHERE expires_at < $1")
             .bind(now)
             .execute(&mut *tx)
             .await?
-            .rows_affected();
+            .rows_affected()
+            + sqlx::query("DELETE FROM webauthn_ceremonies WHERE expires_at < $1")
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         tx.commit().await?;
         Ok(Pruned {
             events,

@@ -9,8 +9,8 @@
 use super::families::{end_user_grants, move_not_before};
 use super::{Affected as _, Backend, SqlStore, insert_event, lock_user};
 use crate::{
-    Challenge, Completion, Error, EventKind, FactorStore, NewChallenge, SecondFactor, TokenHash,
-    TotpSecret, User,
+    Ceremony, CeremonyKind, Challenge, Completion, Error, EventKind, FactorStore, NewCeremony,
+    NewChallenge, NewPasskey, SecondFactor, StoredPasskey, TokenHash, TotpSecret, User,
 };
 
 #[async_trait::async_trait]
@@ -22,7 +22,10 @@ where
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q [u8]>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'r> String: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Vec<u8>: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
     for<'r> i64: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
     for<'r> bool: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
     for<'r> Option<String>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
@@ -101,14 +104,7 @@ where
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let factors = sync_factors(&mut tx, user_id).await?;
-        if factors.is_empty() {
-            // Recovery codes stand in for a factor; with none left they mean nothing.
-            sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        after_removal(&mut tx, user_id).await?;
         tx.commit().await?;
         Ok(removed == 1)
     }
@@ -287,6 +283,140 @@ where
         Ok(replaced == 1)
     }
 
+    async fn add_passkey(&self, p: &NewPasskey, max: usize, now: i64) -> Result<bool, Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        if lock_account(&mut tx, &p.user_id).await?.is_none() {
+            return Ok(false);
+        }
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM passkeys WHERE user_id = $1")
+            .bind(p.user_id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+            return Ok(false);
+        }
+        let added = sqlx::query(
+            "INSERT INTO passkeys (id, user_id, label, credential, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(p.id.as_str())
+        .bind(p.user_id.as_str())
+        .bind(p.label.as_str())
+        .bind(p.credential.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if added != 1 {
+            return Ok(false);
+        }
+        sync_factors(&mut tx, &p.user_id).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn passkeys_of(&self, user_id: &str) -> Result<Vec<StoredPasskey>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_id, label, credential, created_at, last_used_at FROM passkeys \
+             WHERE user_id = $1 ORDER BY created_at, id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn passkey(&self, id: &str) -> Result<Option<StoredPasskey>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_id, label, credential, created_at, last_used_at FROM passkeys \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn touch_passkey(&self, id: &str, credential: &str, now: i64) -> Result<(), Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        sqlx::query("UPDATE passkeys SET credential = $1, last_used_at = $2 WHERE id = $3")
+            .bind(credential)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_passkey(&self, user_id: &str, id: &str) -> Result<bool, Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        if lock_account(&mut tx, user_id).await?.is_none() {
+            return Ok(false);
+        }
+        let removed = sqlx::query("DELETE FROM passkeys WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        after_removal(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(removed == 1)
+    }
+
+    async fn create_ceremony(&self, c: &NewCeremony) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO webauthn_ceremonies (hash, kind, user_id, challenge, state, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&c.hash.0[..])
+        .bind(c.kind.as_str())
+        .bind(c.user_id.as_deref())
+        .bind(c.challenge.as_ref().map(|h| &h.0[..]))
+        .bind(c.state.as_str())
+        .bind(c.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_ceremony(&self, hash: &TokenHash, now: i64) -> Result<Option<Ceremony>, Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        // The update is the check: of two finishes of one ceremony, one takes it.
+        let row: Option<(String, Option<String>, Option<Vec<u8>>, String)> = sqlx::query_as(
+            "UPDATE webauthn_ceremonies SET used_at = $1 \
+             WHERE hash = $2 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING kind, user_id, challenge, state",
+        )
+        .bind(now)
+        .bind(&hash.0[..])
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row.and_then(|(kind, user_id, challenge, state)| {
+            Some(Ceremony {
+                kind: CeremonyKind::parse(&kind)?,
+                user_id,
+                challenge: match challenge {
+                    Some(bytes) => Some(TokenHash(bytes.try_into().ok()?)),
+                    None => None,
+                },
+                state,
+            })
+        }))
+    }
+
+    async fn challenge_user(&self, hash: &TokenHash, now: i64) -> Result<Option<String>, Error> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT user_id FROM mfa_challenges \
+             WHERE hash = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(&hash.0[..])
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(u,)| u))
+    }
+
     async fn count_factor_failure(&self, user_id: &str) -> Result<i64, Error> {
         let (_turn, mut tx) = self.begin_write().await?;
         let count: Option<(i64,)> = sqlx::query_as(
@@ -324,7 +454,13 @@ where
         if lock_account(&mut tx, user_id).await?.is_none() {
             return Ok(None);
         }
-        for table in ["totp_secrets", "recovery_codes", "mfa_challenges"] {
+        for table in [
+            "totp_secrets",
+            "recovery_codes",
+            "mfa_challenges",
+            "passkeys",
+            "webauthn_ceremonies",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user_id)
                 .execute(&mut *tx)
@@ -424,6 +560,29 @@ where
     Ok(())
 }
 
+/// After a factor's removal: `users.factors` again, and, with no factor left, the
+/// recovery codes go (they stand in for a factor; alone they would mean nothing).
+async fn after_removal<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    user_id: &str,
+) -> Result<(), Error>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    if sync_factors(tx, user_id).await?.is_empty() {
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Recomputes `users.factors` from the factor tables (the one place that decides
 /// what the column says); the new value.
 async fn sync_factors<DB>(
@@ -440,8 +599,11 @@ where
 {
     // A new, removed or reset factor starts the count of wrong codes over.
     let (factors,): (String,) = sqlx::query_as(
-        "UPDATE users SET factors = CASE WHEN EXISTS (SELECT 1 FROM totp_secrets \
-         WHERE user_id = $1 AND confirmed_at IS NOT NULL) THEN 'totp' ELSE '' END, \
+        "UPDATE users SET factors = TRIM(\
+         CASE WHEN EXISTS (SELECT 1 FROM totp_secrets \
+         WHERE user_id = $1 AND confirmed_at IS NOT NULL) THEN 'totp' ELSE '' END || ' ' || \
+         CASE WHEN EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1) \
+         THEN 'webauthn' ELSE '' END), \
          factor_failures = 0 WHERE id = $1 RETURNING factors",
     )
     .bind(user_id)

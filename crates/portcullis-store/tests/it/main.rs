@@ -9,8 +9,9 @@ use std::sync::Arc;
 use portcullis::session::{NewSession, SessionHash, SessionRecord};
 use portcullis::throttle::{Admission, Attempt, Budget, Lane, Settlement};
 use portcullis_store::{
-    AuthCode, Client, CodeExchange, Completion, Error, EventKind, Exchanged, NewChallenge, NewUser,
-    Retention, Rotation, RotationPolicy, SecondFactor, Store, StoredKey, TokenHash,
+    AuthCode, CeremonyKind, Client, CodeExchange, Completion, Error, EventKind, Exchanged,
+    NewCeremony, NewChallenge, NewPasskey, NewUser, Retention, Rotation, RotationPolicy,
+    SecondFactor, Store, StoredKey, TokenHash,
 };
 
 struct Db {
@@ -1901,5 +1902,55 @@ conformance! {
         assert_eq!(s.totp_of(&uid).await.unwrap(), None);
         assert!(s.events_after(events, 10).await.unwrap().iter().any(|e| e.kind == EventKind::FactorsReset && e.subject == uid));
         assert_eq!(s.reset_factors("nobody", 1050).await.unwrap(), None);
+    }
+}
+
+conformance! {
+    /// Passkeys: an id is one account's, an account keeps `max`, `factors` says
+    /// `webauthn`; a ceremony is taken once, before it expires.
+    async fn passkeys_and_ceremonies(db) {
+        let s = db.store.as_ref();
+        let (ann, bo) = (user(s, "ann").await, user(s, "bo").await);
+        let key = |id: &str, user: &str| NewPasskey {
+            id: id.into(),
+            user_id: user.into(),
+            label: "Laptop".into(),
+            credential: "{}".into(),
+        };
+        assert!(s.add_passkey(&key("k1", &ann), 2, 10).await.unwrap());
+        assert!(!s.add_passkey(&key("k1", &bo), 2, 10).await.unwrap(), "another account's id");
+        assert!(s.add_passkey(&key("k2", &ann), 2, 11).await.unwrap());
+        assert!(!s.add_passkey(&key("k3", &ann), 2, 12).await.unwrap(), "at most two here");
+        assert_eq!(s.user_by_id(&ann).await.unwrap().unwrap().factors, "webauthn");
+        assert_eq!(s.passkeys_of(&ann).await.unwrap().iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["k1", "k2"]);
+        s.touch_passkey("k1", "{\"n\":1}", 20).await.unwrap();
+        let k1 = s.passkey("k1").await.unwrap().unwrap();
+        assert_eq!((k1.credential.as_str(), k1.last_used_at), ("{\"n\":1}", Some(20)));
+        assert!(s.begin_totp(&ann, "sealed", 21).await.unwrap());
+        assert!(s.confirm_totp(&ann, 5, &[hash(90)], 22).await.unwrap());
+        assert_eq!(s.user_by_id(&ann).await.unwrap().unwrap().factors, "totp webauthn");
+        assert!(!s.remove_passkey(&bo, "k1").await.unwrap(), "not Bo's");
+        assert!(s.remove_passkey(&ann, "k1").await.unwrap());
+        assert!(s.remove_passkey(&ann, "k2").await.unwrap());
+        assert_eq!(s.user_by_id(&ann).await.unwrap().unwrap().factors, "totp");
+        assert_eq!(s.recovery_codes_left(&ann).await.unwrap().0, 1, "the app still stands");
+        assert!(s.remove_totp(&ann).await.unwrap());
+        assert_eq!(s.recovery_codes_left(&ann).await.unwrap().0, 0);
+        // Ceremonies.
+        let ceremony = |n: u8, expires_at: i64| NewCeremony {
+            hash: hash(n),
+            kind: CeremonyKind::SecondStep,
+            user_id: Some(ann.clone()),
+            challenge: Some(hash(77)),
+            state: "{}".into(),
+            expires_at,
+        };
+        s.create_ceremony(&ceremony(1, 100)).await.unwrap();
+        s.create_ceremony(&ceremony(2, 100)).await.unwrap();
+        let taken = s.take_ceremony(&hash(1), 50).await.unwrap().unwrap();
+        assert_eq!((taken.kind, taken.user_id.as_deref(), taken.challenge), (CeremonyKind::SecondStep, Some(ann.as_str()), Some(hash(77))));
+        assert_eq!(s.take_ceremony(&hash(1), 50).await.unwrap(), None, "once");
+        assert_eq!(s.take_ceremony(&hash(2), 100).await.unwrap(), None, "expired");
+        assert_eq!(s.take_ceremony(&hash(3), 50).await.unwrap(), None, "unknown");
     }
 }
