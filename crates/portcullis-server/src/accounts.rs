@@ -408,6 +408,46 @@ pub(crate) struct Grant<'a> {
     pub amr: &'a str,
 }
 
+/// The scope a grant signed in as `amr` may use: `scope` without the scopes of
+/// `mfa_required_for_scopes` when the sign-in had one factor. Applied wherever a
+/// person's scope is handed out or read (tokens minted, a session's scope), never
+/// stored: a scope change later gives a family the account's whole scope, and this
+/// still withholds what its sign-in did not earn.
+pub(crate) fn granted_scope<'a>(
+    config: &crate::config::Config,
+    scope: &'a str,
+    amr: &str,
+) -> std::borrow::Cow<'a, str> {
+    let withheld = &config.mfa_required_for_scopes;
+    if withheld.is_empty() || amr.split_ascii_whitespace().any(|m| m == "mfa") {
+        return scope.into();
+    }
+    scope
+        .split_ascii_whitespace()
+        .filter(|s| !withheld.iter().any(|w| w == s))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .into()
+}
+
+/// The scopes a person's identity may use here: a token's as it says (minted with
+/// [`granted_scope`] applied), a cookie session's through [`granted_scope`].
+pub(crate) fn person_scopes(
+    config: &crate::config::Config,
+    identity: &portcullis::strategy::Identity,
+) -> Vec<String> {
+    match identity.session() {
+        Some(session) => {
+            let record = session.record();
+            granted_scope(config, &record.scope, &record.amr)
+                .split_ascii_whitespace()
+                .map(str::to_owned)
+                .collect()
+        }
+        None => identity.scopes().map(str::to_owned).collect(),
+    }
+}
+
 /// Adds `amr` (a JSON array) and the `acr` it makes ([`acr_of`]) to a token of a
 /// person's sign-in; nothing when the grant does not say (`amr` empty).
 pub(crate) fn amr_claims(builder: TokenBuilder, amr: &str) -> TokenBuilder {

@@ -86,6 +86,7 @@ settings! {
     refresh_idle: RawDuration,
     refresh_absolute: RawDuration,
     default_scope: String,
+    mfa_required_for_scopes: Vec<String>,
     hash_concurrency: usize,
     hash_queue: usize,
     max_body_bytes: usize,
@@ -174,6 +175,9 @@ pub struct Config {
     pub refresh_absolute: Duration,
     /// Scope given to new accounts. Defaults to none.
     pub default_scope: String,
+    /// Scopes a sign-in gets only with two factors (`amr` with `mfa`): a password-only
+    /// sign-in of an account that has them gets the others. Defaults to none.
+    pub mfa_required_for_scopes: Vec<String>,
     /// Defaults to the number of cores minus one, at least one.
     pub hash_concurrency: usize,
     /// Defaults to 64 waiting hashes; beyond that, 503.
@@ -590,6 +594,21 @@ impl TryFrom<RawConfig> for Config {
         {
             bail!("set previous_key_encryption_key or previous_key_encryption_key_file, not both");
         }
+        let mut mfa_required_for_scopes = Vec::new();
+        for scope in raw.mfa_required_for_scopes.clone().unwrap_or_default() {
+            let scope = scope.trim().to_owned();
+            if scope.is_empty()
+                || !scope
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            {
+                bail!(
+                    "mfa_required_for_scopes: {scope:?} is not a scope (printable ASCII, no \
+                     spaces, quotes or backslashes: RFC 6749 §3.3)"
+                );
+            }
+            mfa_required_for_scopes.push(scope);
+        }
         let mut forward_auth_domains = Vec::new();
         for entry in raw.forward_auth_domains.unwrap_or_default() {
             let domain = entry.trim().to_ascii_lowercase();
@@ -694,6 +713,7 @@ impl TryFrom<RawConfig> for Config {
             refresh_idle,
             refresh_absolute,
             default_scope: raw.default_scope.unwrap_or_default(),
+            mfa_required_for_scopes,
             hash_concurrency,
             hash_queue: raw.hash_queue.unwrap_or(64),
             max_body_bytes,

@@ -154,6 +154,26 @@ fn forward_auth_domains_are_host_names_or_dotted_domains() {
 }
 
 #[test]
+fn mfa_required_for_scopes_are_scope_tokens() {
+    let raw: RawConfig =
+        toml::from_str("mfa_required_for_scopes = [\"admin\", \" billing:write \"]").unwrap();
+    let c = Config::try_from(raw).unwrap();
+    assert_eq!(c.mfa_required_for_scopes, ["admin", "billing:write"]);
+    assert!(
+        Config::defaults()
+            .unwrap()
+            .mfa_required_for_scopes
+            .is_empty()
+    );
+    for bad in ["", "two words", "quo\"te", "back\\slash", "caf\u{e9}"] {
+        let raw: RawConfig =
+            toml::from_str(&format!("mfa_required_for_scopes = [{bad:?}]")).unwrap();
+        let e = format!("{:#}", Config::try_from(raw).unwrap_err());
+        assert!(e.contains("mfa_required_for_scopes"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn an_unset_signing_alg_keeps_the_databases_algorithm() {
     let unset = Config::try_from(RawConfig::default()).unwrap();
     assert_eq!(unset.alg_after(None), Algorithm::RS256);

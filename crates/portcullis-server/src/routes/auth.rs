@@ -204,9 +204,10 @@ pub(super) async fn grant_tokens(
     }
     tracing::info!(user = %user.id, sid = %family, amr = signed_in.amr, "login");
     let iat = issued_at(state, &user.id, started.not_before).await?;
+    let scope = crate::accounts::granted_scope(&s.config, &started.scope, signed_in.amr);
     let grant = Grant {
         sid: &family,
-        scope: &started.scope,
+        scope: &scope,
         amr: signed_in.amr,
     };
     token_response(
@@ -263,6 +264,7 @@ pub async fn refresh(
                 .await?
                 .ok_or(ApiError::InvalidGrant)?;
             let iat = issued_at(&state, &user.id, not_before).await?;
+            let scope = crate::accounts::granted_scope(&s.config, &scope, &amr);
             let grant = Grant {
                 sid: &family_id,
                 scope: &scope,
@@ -392,7 +394,9 @@ pub async fn me(
         email: profile.email.as_ref().map(|(e, _)| e.as_str()),
         email_verified: profile.email.as_ref().map(|(_, v)| *v),
         id,
-        scope: identity.scopes().collect::<Vec<_>>().join(" ").into(),
+        scope: crate::accounts::person_scopes(&state.0.config, &identity)
+            .join(" ")
+            .into(),
         username: Some(&profile.username),
     };
     let mut response = Json(body).into_response();

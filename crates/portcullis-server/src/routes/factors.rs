@@ -390,6 +390,8 @@ pub struct CodeForm {
     request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
     security(("session" = [])),
     responses(
+        (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
+        (status = 401, description = "Signed out meanwhile, or a bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 200, description = "The QR code, the key and the confirmation form (HTML)", content_type = "text/html"),
         (status = 403, description = "The password is wrong, a wrong form token, or a cross-site form (HTML)", content_type = "text/html"),
         (status = 409, description = "Already set up (HTML)", content_type = "text/html"),
@@ -422,8 +424,10 @@ pub async fn account_totp(
     request_body(content = CodeForm, content_type = "application/x-www-form-urlencoded"),
     security(("session" = [])),
     responses(
+        (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
+        (status = 403, description = "A wrong form token, or a cross-site form (HTML)", content_type = "text/html"),
         (status = 200, description = "The recovery codes, shown once (HTML)", content_type = "text/html"),
-        (status = 401, description = "A wrong code (HTML)", content_type = "text/html"),
+        (status = 401, description = "A wrong code, or signed out meanwhile (HTML)", content_type = "text/html"),
         (status = 409, description = "Nothing waits for a code (HTML)", content_type = "text/html"),
     ))]
 pub async fn account_totp_confirm(
@@ -450,6 +454,8 @@ pub async fn account_totp_confirm(
     request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
     security(("session" = [])),
     responses(
+        (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
+        (status = 401, description = "Signed out meanwhile, or a bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 303, description = "Back to /account?done=totp-removed"),
         (status = 403, description = "The password is wrong, a wrong form token, or a cross-site form (HTML)", content_type = "text/html"),
         (status = 409, description = "Nothing to remove (HTML)", content_type = "text/html"),
@@ -477,6 +483,8 @@ pub async fn account_totp_remove(
     request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
     security(("session" = [])),
     responses(
+        (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
+        (status = 401, description = "Signed out meanwhile, or a bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 200, description = "The new recovery codes, shown once (HTML)", content_type = "text/html"),
         (status = 403, description = "The password is wrong, a wrong form token, or a cross-site form (HTML)", content_type = "text/html"),
         (status = 409, description = "No second factor (HTML)", content_type = "text/html"),

@@ -244,6 +244,8 @@ pub struct RemoveForm {
     request_body(content = RemoveForm, content_type = "application/x-www-form-urlencoded"),
     security(("session" = [])),
     responses(
+        (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
+        (status = 401, description = "Signed out meanwhile, or a bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 303, description = "Back to /account?done=passkey-removed"),
         (status = 403, description = "The password is wrong, a wrong form token, or a cross-site form (HTML)", content_type = "text/html"),
         (status = 404, description = "No such passkey of yours (HTML)", content_type = "text/html"),

@@ -456,7 +456,7 @@ pub async fn token(
         .find(|s| s.id == session.id())
         .ok_or(ApiError::Auth(Rejection::MissingCredentials))?;
     let record = &fresh;
-    let scope = &record.scope;
+    let scope = &*crate::accounts::granted_scope(&state.0.config, &record.scope, &record.amr);
     // Never outliving the session: not past its absolute end, nor past the moment it
     // would time out if this were its last use (no event marks either).
     let now = state.now();

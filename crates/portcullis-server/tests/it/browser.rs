@@ -1010,11 +1010,26 @@ async fn assertion_in_page(b: &Client, options: &Value) -> Value {
 /// origin (a second instance on the same database, at another port). Each is refused
 /// with `invalid_passkey` and signs nobody in; the control case signs in.
 #[tokio::test]
-async fn passkey_assertions_that_do_not_work_in_chromium() {
+async fn passkey_assertions_that_do_not_work_in_chromium_on_sqlite() {
+    let (url, dir) = sqlite_db();
+    passkey_assertions_that_do_not_work(url, dir).await;
+}
+
+#[tokio::test]
+async fn passkey_assertions_that_do_not_work_in_chromium_on_postgres() {
+    match crate::support::fresh_postgres().await {
+        Some(url) => {
+            passkey_assertions_that_do_not_work(url.clone(), None).await;
+            crate::support::drop_postgres(&url).await;
+        }
+        None => eprintln!("skipped: PORTCULLIS_TEST_POSTGRES is not set"),
+    }
+}
+
+async fn passkey_assertions_that_do_not_work(url: String, dir: Option<tempfile::TempDir>) {
     let Some((chromium, chromedriver)) = browser_tools() else {
         return;
     };
-    let (url, dir) = sqlite_db();
     let on = |port: u16| {
         let mut c = config(&url);
         c.bind = format!("127.0.0.1:{port}").parse().unwrap();

@@ -609,3 +609,52 @@ on_each_store! {
         ip.stop().await;
     }
 }
+
+on_each_store! {
+    /// `mfa_required_for_scopes = ["admin"]`: a password-only sign-in of an account with
+    /// `admin` gets the other scopes (tokens, refreshes, a cookie session, forward
+    /// authentication); once it signs in with a second factor, it gets `admin` too.
+    async fn scopes_that_wait_for_a_second_factor(url, dir) {
+        let clock = still_clock();
+        let mut c = config(&url);
+        c.mfa_required_for_scopes = vec!["admin".into()];
+        let server = TestServer::start_with(c, clock.clone()).await.keep_dir(dir);
+        assert_eq!(server.signup("adam", PASSWORD).await.status(), 201);
+        let store = portcullis_store::open(&url).await.unwrap();
+        store.set_scope("adam", "read admin", now(&clock)).await.unwrap();
+        clock.advance(2);
+        let tokens: Value = server.login("adam", PASSWORD).await.json().await.unwrap();
+        assert_eq!(tokens["scope"], "read");
+        assert_eq!(claims_of(&s(&tokens, "access_token"))["scope"], "read");
+        let refreshed: Value = server.refresh(&s(&tokens, "refresh_token")).await.json().await.unwrap();
+        assert_eq!(claims_of(&s(&refreshed, "access_token"))["scope"], "read", "a refresh earns nothing");
+        // A cookie session: its token and forward authentication say the same.
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let r = client.post(server.url("/session/login")).json(&json!({ "username": "adam", "password": PASSWORD })).send().await.unwrap();
+        let cookie = r.headers().get_all("set-cookie").iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .find(|c| c.contains("session")).unwrap();
+        let r = client.post(server.url("/session/token")).header("cookie", &cookie).header("origin", "http://portcullis.test").send().await.unwrap();
+        assert_eq!(r.json::<Value>().await.unwrap()["scope"], "read");
+        let r = client.get(server.url("/auth/me")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(r.json::<Value>().await.unwrap()["scope"], "read");
+        let r = client.get(server.url("/auth/forward?scope=admin")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        let r = client.get(server.url("/auth/forward?scope=read")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-portcullis-scope"], "read");
+        // Enrolled, and signed in with both factors: admin too, kept by refreshes.
+        let access = s(&refreshed, "access_token");
+        let r = post_bearer(&server, "/auth/mfa/totp", &access, json!({ "password": PASSWORD })).await;
+        let secret = s(&r.json::<Value>().await.unwrap(), "secret");
+        let r = post_bearer(&server, "/auth/mfa/totp/confirm", &access, json!({ "code": totp(&secret, now(&clock)) })).await;
+        assert_eq!(r.status(), 200);
+        clock.advance(30);
+        let token = challenge(&server, "adam").await;
+        let r = second_step(&server, &token, "totp", &totp(&secret, now(&clock))).await;
+        let tokens: Value = r.json().await.unwrap();
+        assert_eq!(tokens["scope"], "read admin");
+        let refreshed: Value = server.refresh(&s(&tokens, "refresh_token")).await.json().await.unwrap();
+        assert_eq!(claims_of(&s(&refreshed, "access_token"))["scope"], "read admin");
+    }
+}

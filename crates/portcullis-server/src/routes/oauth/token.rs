@@ -388,6 +388,7 @@ fn grant_response(
     iat: i64,
 ) -> Result<Response, ApiError> {
     let s = &state.0;
+    let scope = &*crate::accounts::granted_scope(&s.config, scope, amr);
     let ttl = s.config.access_token_ttl;
     let keys = s.keys.current();
     let profile = scope.split_whitespace().any(|s| s == "profile");
