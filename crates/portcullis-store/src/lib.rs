@@ -75,6 +75,15 @@ pub trait UserStore: Send + Sync + 'static {
     /// Every account, by username.
     async fn list_users(&self) -> Result<Vec<User>, Error>;
 
+    /// Up to `limit` accounts by username, after the username `after` when given,
+    /// whose username or address contains `query` (case-insensitive) when given.
+    async fn users_page(
+        &self,
+        query: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<User>, Error>;
+
     /// Imports accounts in one transaction (all or none of the batch), each in turn:
     /// created; or, when its username is taken, [`ImportOutcome::Skipped`] (with
     /// `update`, its password hash, scope, address and disabled flag replaced:

@@ -597,11 +597,7 @@ impl TryFrom<RawConfig> for Config {
         let mut mfa_required_for_scopes = Vec::new();
         for scope in raw.mfa_required_for_scopes.clone().unwrap_or_default() {
             let scope = scope.trim().to_owned();
-            if scope.is_empty()
-                || !scope
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-            {
+            if !is_scope_token(&scope) {
                 bail!(
                     "mfa_required_for_scopes: {scope:?} is not a scope (printable ASCII, no \
                      spaces, quotes or backslashes: RFC 6749 §3.3)"
@@ -837,3 +833,11 @@ pub fn publishable(alg: Algorithm) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+/// A scope token as RFC 6749 §3.3 has it: printable ASCII, no space, quote or
+/// backslash.
+pub(crate) fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}

@@ -1,5 +1,6 @@
 //! The HTTP contract of docs/http-api.md.
 
+mod admin;
 mod auth;
 mod body;
 mod client_addr;
@@ -49,6 +50,20 @@ pub fn router(state: AppState) -> Router {
         .require(RequireScope::all([feed::FEED_SCOPE]));
     let userinfo = layer(Chain::new().with(state.0.bearer.clone()), true)
         .require(RequireScope::all(["openid"]));
+    // The admin API: bearer tokens with scope `admin` only (a cookie is no credential
+    // there: no page posts to it, and no CSRF check is then needed).
+    let admin_layer = layer(Chain::new().with(state.0.bearer.clone()), true)
+        .require(RequireScope::all([admin::ADMIN_SCOPE]));
+    let admin_routes = Router::new()
+        .route("/admin/users", get(admin::list_users))
+        .route(
+            "/admin/users/{id}",
+            get(admin::get_user).patch(admin::patch_user),
+        )
+        .route("/admin/users/{id}/logout", post(admin::logout_user))
+        .route("/admin/users/{id}/sessions", get(admin::user_sessions))
+        .route("/admin/users/{id}/mfa", delete(admin::reset_mfa))
+        .route_layer(admin_layer);
     // A form a browser posts, on a path whose GET is a page for anyone: the session
     // (with its CSRF checks) for the POST only, and refusals as pages.
     let form = |route: MethodRouter<AppState>| {
@@ -200,6 +215,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(meta::readyz))
         .route("/openapi.json", get(openapi::openapi_json))
         .merge(identified)
+        .merge(admin_routes)
         .merge(pages_identified)
         .fallback(meta::not_found)
         .with_state(state)

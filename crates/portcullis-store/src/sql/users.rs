@@ -87,6 +87,36 @@ where
         .await?)
     }
 
+    async fn users_page(
+        &self,
+        query: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<User>, Error> {
+        // The query's `%`, `_` and `\` match themselves.
+        let pattern = query.map(|q| {
+            let escaped = q
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE (CAST($1 AS TEXT) IS NULL OR username > $1) \
+             AND (CAST($2 AS TEXT) IS NULL OR LOWER(username) LIKE $2 ESCAPE '\\' \
+             OR LOWER(COALESCE(email, '')) LIKE $2 ESCAPE '\\') \
+             ORDER BY username LIMIT $3"
+        ))
+        .bind(after)
+        .bind(pattern.as_deref())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn import_users(
         &self,
         users: &[ImportedUser],

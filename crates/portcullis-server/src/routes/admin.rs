@@ -1,0 +1,358 @@
+//! The admin API, `/admin/…`: what `portcullis users …` does, over HTTP, for access
+//! tokens with scope `admin` (a person's, or a machine client's from
+//! `client_credentials`). Every change goes through the same store operations as the
+//! CLI's, so it takes effect everywhere the CLI's does: the revocation list and feed,
+//! the event log other instances follow.
+//!
+//! Built so far: the accounts (list with a cursor, read, change, log out, sessions,
+//! second factors). Not yet: creating and erasing accounts, clients, keys, the audit
+//! trail and webhooks (issue 25 goes on).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use portcullis::strategy::Identity;
+use portcullis_store::{EventKind, User};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body::JsonBody;
+use super::token_json;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The scope of the admin API.
+pub(crate) const ADMIN_SCOPE: &str = "admin";
+/// The longest page.
+const MAX_LIMIT: u32 = 200;
+
+fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "scope": u.scope,
+        "disabled": u.disabled,
+        "email": u.email,
+        "email_verified": u.email_verified,
+        "factors": u.factors().collect::<Vec<_>>(),
+        "created_at": u.created_at,
+    })
+}
+
+/// A page's cursor: the last username of the page before, base64url; anything else
+/// is refused (a cursor only says where to start, so a made-up one shows nothing the
+/// caller may not list anyway).
+fn cursor_of(username: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(username)
+}
+
+fn after_cursor(cursor: &str) -> Result<String, ApiError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|u| !u.is_empty() && u.len() <= 256)
+        .ok_or_else(|| ApiError::InvalidRequest("after: not a cursor this API gave".into()))
+}
+
+/// `?query=&limit=&after=`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Part of a username or an email address, case-insensitive.
+    #[serde(default)]
+    query: Option<String>,
+    /// 1–200, default 50.
+    #[serde(default)]
+    limit: Option<u32>,
+    /// The `next` cursor of the page before.
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// `GET /admin/users?query=&limit=&after=` → 200 `{"users": [...], "next"}`: accounts
+/// by username, `limit` at a time; `next` (absent on the last page) is the `after` of
+/// the next page.
+#[utoipa::path(get, path = "/admin/users", tag = "admin", params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of accounts"),
+        (status = 400, description = "invalid_request (a limit out of range, a cursor this API did not give)", body = super::schemas::ErrorBody),
+        (status = 401, description = "unauthorized / invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope: admin", body = super::schemas::ErrorBody),
+    ))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    let Query(q) = Query::<ListQuery>::try_from_uri(&uri)
+        .map_err(|e| ApiError::InvalidRequest(format!("query: {}", e.body_text())))?;
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit: from 1 to {MAX_LIMIT}"
+        )));
+    }
+    let after = q.after.as_deref().map(after_cursor).transpose()?;
+    let query = q.query.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if query.is_some_and(|t| t.chars().count() > 254) {
+        return Err(ApiError::InvalidRequest(
+            "query: at most 254 characters".into(),
+        ));
+    }
+    // One more than asked: whether a next page exists.
+    let mut users = state
+        .0
+        .store
+        .users_page(query, after.as_deref(), limit + 1)
+        .await?;
+    let more = users.len() > limit as usize;
+    users.truncate(limit as usize);
+    let mut body = json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() });
+    if more && let Some(last) = users.last() {
+        body["next"] = cursor_of(&last.username).into();
+    }
+    Ok(token_json(body))
+}
+
+async fn target(state: &AppState, id: &str) -> Result<User, ApiError> {
+    state
+        .0
+        .store
+        .user_by_id(id)
+        .await?
+        .ok_or(ApiError::NotFound("no such account"))
+}
+
+/// `GET /admin/users/{id}` → 200 the account.
+#[utoipa::path(get, path = "/admin/users/{id}", tag = "admin",
+    params(("id" = String, Path, description = "The account's id (its tokens' sub)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account"),
+        (status = 401, description = "unauthorized / invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope: admin", body = super::schemas::ErrorBody),
+        (status = 404, description = "not_found", body = super::schemas::ErrorBody),
+    ))]
+pub async fn get_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(token_json(user_json(&target(&state, &id).await?)))
+}
+
+/// `{disabled?, scope?, email?, email_verified?}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    /// Disable (every sign-in of the account ends) or enable it.
+    #[serde(default)]
+    disabled: Option<bool>,
+    /// The account's whole scope, space separated (taking one away refuses the access
+    /// tokens issued before).
+    #[serde(default)]
+    scope: Option<String>,
+    /// An address, or `null` to remove it (absent: unchanged).
+    #[serde(default, with = "serde_with_null")]
+    email: Option<Option<String>>,
+    /// Whether the address is proven (with `email`, or for the current one).
+    #[serde(default)]
+    email_verified: Option<bool>,
+}
+
+/// Tells an absent member (`None`) from `null` (`Some(None)`).
+mod serde_with_null {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+/// `PATCH /admin/users/{id}` `{disabled?, scope?, email?, email_verified?}` → 200 the
+/// account as it is now. Disabling also ends every sign-in of the account, as `users
+/// disable` does; an admin cannot disable itself, nor take `admin` from itself.
+#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", request_body = UserChange,
+    params(("id" = String, Path, description = "The account's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account, changed"),
+        (status = 400, description = "invalid_request (a malformed address or scope; email_verified with no address)", body = super::schemas::ErrorBody),
+        (status = 401, description = "unauthorized / invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope: admin", body = super::schemas::ErrorBody),
+        (status = 404, description = "not_found", body = super::schemas::ErrorBody),
+        (status = 409, description = "conflict (yourself: disabling, or removing admin), or email_taken", body = super::schemas::ErrorBody),
+        crate::routes::schemas::JsonBodyRefusals,
+    ))]
+pub async fn patch_user(
+    State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Identity>,
+    Path(id): Path<String>,
+    JsonBody(change): JsonBody<UserChange>,
+) -> Result<Response, ApiError> {
+    let user = target(&state, &id).await?;
+    let store = &state.0.store;
+    let now = state.now();
+    let itself = actor.subject() == user.id;
+    // Everything is checked before anything changes.
+    let scope = match &change.scope {
+        Some(text) => {
+            let words: Vec<&str> = text.split_whitespace().collect();
+            if !words.iter().all(|w| crate::config::is_scope_token(w)) {
+                return Err(ApiError::InvalidRequest(
+                    "scope: printable ASCII words, no quotes or backslashes (RFC 6749 §3.3)".into(),
+                ));
+            }
+            if itself && !words.contains(&ADMIN_SCOPE) {
+                return Err(ApiError::Conflict("an admin cannot take admin from itself"));
+            }
+            Some(words.join(" "))
+        }
+        None => None,
+    };
+    if itself && change.disabled == Some(true) {
+        return Err(ApiError::Conflict("an admin cannot disable itself"));
+    }
+    let email = match &change.email {
+        Some(Some(text)) => {
+            Some(Some(crate::email::normalize(text).map_err(|e| {
+                ApiError::InvalidRequest(format!("email: {}", e.0))
+            })?))
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
+    if change.email_verified.is_some() && email.is_none() && user.email.is_none() {
+        return Err(ApiError::InvalidRequest(
+            "email_verified: the account has no address".into(),
+        ));
+    }
+    if let Some(email) = &email {
+        let verified = change.email_verified.unwrap_or(false);
+        match store
+            .set_email(&user.username, email.as_ref(), verified)
+            .await
+        {
+            Ok(_) => {}
+            Err(portcullis_store::Error::Conflict) => return Err(ApiError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        }
+    } else if let Some(verified) = change.email_verified {
+        let current = crate::email::normalize(user.email.as_deref().unwrap_or_default())
+            .map_err(|e| ApiError::InvalidRequest(format!("email: {}", e.0)))?;
+        match store
+            .set_email(&user.username, Some(&current), verified)
+            .await
+        {
+            Ok(_) => {}
+            Err(portcullis_store::Error::Conflict) => return Err(ApiError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(scope) = &scope {
+        store.set_scope(&user.username, scope, now).await?;
+    }
+    match change.disabled {
+        Some(true) if !user.disabled => {
+            store.set_disabled(&user.username, true).await?;
+            crate::accounts::end_everything(&state, &user.id).await?;
+        }
+        Some(false) if user.disabled => {
+            store.set_disabled(&user.username, false).await?;
+        }
+        _ => {}
+    }
+    state.0.session_cache.forget_user(&user.id);
+    tracing::warn!(actor = %actor.subject(), user = %user.id, "account changed by an admin");
+    Ok(token_json(user_json(&target(&state, &id).await?)))
+}
+
+/// `POST /admin/users/{id}/logout` → 204: every session, refresh family and access
+/// token of the account ends, as its own "sign out everywhere" does.
+#[utoipa::path(post, path = "/admin/users/{id}/logout", tag = "admin",
+    params(("id" = String, Path, description = "The account's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every sign-in of the account ended"),
+        (status = 401, description = "unauthorized / invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope: admin", body = super::schemas::ErrorBody),
+        (status = 404, description = "not_found", body = super::schemas::ErrorBody),
+    ))]
+pub async fn logout_user(
+    State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Identity>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = target(&state, &id).await?;
+    crate::accounts::end_everything(&state, &user.id).await?;
+    tracing::warn!(actor = %actor.subject(), user = %user.id, "account signed out everywhere by an admin");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /admin/users/{id}/sessions` → 200 `{"sessions": [...], "api_logins": [...]}`.
+#[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "admin",
+    params(("id" = String, Path, description = "The account's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account's live browser sessions and API logins"),
+        (status = 401, description = "unauthorized / invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope: admin", body = super::schemas::ErrorBody),
+        (status = 404, description = "not_found", body = super::schemas::ErrorBody),
+    ))]
+pub async fn user_sessions(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = target(&state, &id).await?;
+    let sessions = state.0.sessions.list(&user.id).await?;
+    let api_logins = super::cookie::api_logins(&state, &user.id).await?;
+    Ok(token_json(json!({
+        "sessions": sessions.iter().map(|s| json!({
+            "id": s.id, "label": s.label, "created_at": s.created_at,
+            "last_seen_at": s.last_seen_at, "expires_at": s.expires_at, "amr": s.amr,
+        })).collect::<Vec<_>>(),
+        "api_logins": api_logins.iter().map(|f| json!({
+            "id": f.id, "label": f.label, "created_at": f.created_at, "last_used_at": f.last_used_at,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+/// `DELETE /admin/users/{id}/mfa` → 204: as `portcullis users reset-mfa`.
+#[utoipa::path(delete, path = "/admin/users/{id}/mfa", tag = "admin",
+    params(("id" = String, Path, description = "The account's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every second factor removed; every sign-in ended"),
+        (status = 401, description = "unauthorized / invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope: admin", body = super::schemas::ErrorBody),
+        (status = 404, description = "not_found", body = super::schemas::ErrorBody),
+    ))]
+pub async fn reset_mfa(
+    State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Identity>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = target(&state, &id).await?;
+    let now = state.now();
+    let ended = state
+        .0
+        .store
+        .reset_factors(&user.id, now)
+        .await?
+        .ok_or(ApiError::NotFound("no such account"))?;
+    for sid in &ended {
+        crate::events::apply_own(&state, EventKind::FamilyRevoked, sid, now);
+    }
+    crate::events::apply_own(
+        &state,
+        EventKind::UserNotBefore,
+        &user.id,
+        portcullis_store::not_before_after(now),
+    );
+    tracing::warn!(actor = %actor.subject(), user = %user.id, "second factors reset by an admin");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

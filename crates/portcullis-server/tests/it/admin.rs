@@ -1,0 +1,164 @@
+//! Issue 25, its first part: the admin API's accounts. Tokens with scope `admin` (a
+//! person's, or a machine client's) list, read, change and sign out accounts; every
+//! change takes effect as the CLI's does. On SQLite and PostgreSQL, with the bad inputs
+//! an attacker or a careless admin sends.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, config, eventually, on_each_store, s, still_clock};
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn call(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = server.client.request(method, server.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// An account's id, by name.
+async fn id_of(url: &str, name: &str) -> String {
+    let store = portcullis_store::open(url).await.unwrap();
+    store.user_by_username(name).await.unwrap().unwrap().id
+}
+
+on_each_store! {
+    /// Who may call it, pages with a cursor, reading and changing accounts (disable,
+    /// scope, address), signing one out, its sessions, its second factors; an admin
+    /// cannot disable itself or drop its own admin; a removed admin scope is refused
+    /// at once; a machine client with `admin` may call it too.
+    async fn the_admin_api_manages_accounts(url, dir) {
+        let clock = still_clock();
+        let now = || portcullis::clock::Clock::now(clock.as_ref());
+        let server = TestServer::start_with(config(&url), clock.clone()).await.keep_dir(dir);
+        let store = portcullis_store::open(&url).await.unwrap();
+        for name in ["root", "uma", "ulf", "vic"] {
+            assert_eq!(server.signup(name, PASSWORD).await.status(), 201);
+        }
+        store.set_scope("root", "admin", now()).await.unwrap();
+        clock.advance(2);
+        let root = s(&server.login("root", PASSWORD).await.json::<Value>().await.unwrap(), "access_token");
+        let uma_tokens: Value = server.login("uma", PASSWORD).await.json().await.unwrap();
+        let uma = s(&uma_tokens, "access_token");
+        use reqwest::Method as M;
+
+        // Nobody, a person without admin.
+        let (st, body) = call(&server, M::GET, "/admin/users", None, None).await;
+        assert_eq!(st, 401, "{body}");
+        let (st, body) = call(&server, M::GET, "/admin/users", Some(&uma), None).await;
+        assert_eq!((st, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("insufficient_scope")));
+
+        // Pages in username order, with a cursor.
+        let (st, page) = call(&server, M::GET, "/admin/users?limit=3", Some(&root), None).await;
+        assert_eq!(st, 200, "{page}");
+        let names = |p: &Value| p["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(&page), ["root", "ulf", "uma"]);
+        let next = s(&page, "next");
+        let (_, page) = call(&server, M::GET, &format!("/admin/users?limit=3&after={next}"), Some(&root), None).await;
+        assert_eq!(names(&page), ["vic"]);
+        assert!(page.get("next").is_none());
+        let (_, page) = call(&server, M::GET, "/admin/users?query=U", Some(&root), None).await;
+        assert_eq!(names(&page), ["ulf", "uma"]);
+        let (_, page) = call(&server, M::GET, "/admin/users?query=%25", Some(&root), None).await;
+        assert_eq!(names(&page), Vec::<String>::new(), "% is a character, not a wildcard");
+        for bad in ["limit=0", "limit=201", "limit=x", "after=!!!", "after=", "sort=name"] {
+            let (st, body) = call(&server, M::GET, &format!("/admin/users?{bad}"), Some(&root), None).await;
+            assert_eq!((st, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{bad}");
+        }
+        // A made-up cursor is only a place to start.
+        let (st, page) = call(&server, M::GET, "/admin/users?after=enp6", Some(&root), None).await;
+        assert_eq!((st, names(&page).len()), (StatusCode::OK, 0));
+
+        // One account; changes.
+        let uma_id = id_of(&url, "uma").await;
+        let (st, one) = call(&server, M::GET, &format!("/admin/users/{uma_id}"), Some(&root), None).await;
+        assert_eq!((st, one["username"].as_str(), one["disabled"].as_bool()), (StatusCode::OK, Some("uma"), Some(false)));
+        let (st, _) = call(&server, M::GET, "/admin/users/nobody", Some(&root), None).await;
+        assert_eq!(st, 404);
+        let uma_path = format!("/admin/users/{uma_id}");
+        let patch = |body: Value| call(&server, M::PATCH, &uma_path, Some(&root), Some(body));
+        let (st, changed) = patch(json!({ "scope": "read write", "email": "Uma@Example.com", "email_verified": true })).await;
+        assert_eq!(st, 200, "{changed}");
+        assert_eq!((changed["scope"].as_str(), changed["email"].as_str(), changed["email_verified"].as_bool()),
+            (Some("read write"), Some("Uma@example.com"), Some(true)));
+        for bad in [json!({ "disabled": "yes" }), json!({ "role": "admin" }), json!({ "email": "not an address" }), json!({ "scope": "a\"b" })] {
+            let (st, _) = patch(bad.clone()).await;
+            assert_eq!(st, 400, "{bad}");
+        }
+        // Another account's verified address.
+        let vic_id = id_of(&url, "vic").await;
+        let (st, body) = call(&server, M::PATCH, &format!("/admin/users/{vic_id}"), Some(&root), Some(json!({ "email": "uma@example.com", "email_verified": true }))).await;
+        assert_eq!((st, body["error"].as_str()), (StatusCode::CONFLICT, Some("email_taken")));
+        // Disabled: Uma's token and refresh stop at once, her login too.
+        let (st, one) = patch(json!({ "disabled": true })).await;
+        assert_eq!((st, one["disabled"].as_bool()), (StatusCode::OK, Some(true)));
+        assert_eq!(server.me(&uma).await.status(), 401);
+        assert_eq!(server.refresh(&s(&uma_tokens, "refresh_token")).await.status(), 400);
+        assert_eq!(server.login("uma", PASSWORD).await.status(), 401);
+        let (_, one) = patch(json!({ "disabled": false })).await;
+        assert_eq!(one["disabled"], false);
+        clock.advance(2);
+        assert_eq!(server.login("uma", PASSWORD).await.status(), 200);
+
+        // Not itself.
+        let root_id = id_of(&url, "root").await;
+        let (st, body) = call(&server, M::PATCH, &format!("/admin/users/{root_id}"), Some(&root), Some(json!({ "disabled": true }))).await;
+        assert_eq!((st, body["error"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
+        let (st, _) = call(&server, M::PATCH, &format!("/admin/users/{root_id}"), Some(&root), Some(json!({ "scope": "read" }))).await;
+        assert_eq!(st, 409);
+
+        // Signed out everywhere; its sessions listed.
+        let ulf_tokens: Value = server.login("ulf", PASSWORD).await.json().await.unwrap();
+        let ulf_id = id_of(&url, "ulf").await;
+        let (st, sessions) = call(&server, M::GET, &format!("/admin/users/{ulf_id}/sessions"), Some(&root), None).await;
+        assert_eq!((st, sessions["api_logins"].as_array().unwrap().len()), (StatusCode::OK, 1));
+        let (st, _) = call(&server, M::POST, &format!("/admin/users/{ulf_id}/logout"), Some(&root), None).await;
+        assert_eq!(st, 204);
+        assert_eq!(server.me(&s(&ulf_tokens, "access_token")).await.status(), 401);
+        let (_, sessions) = call(&server, M::GET, &format!("/admin/users/{ulf_id}/sessions"), Some(&root), None).await;
+        assert_eq!(sessions["api_logins"], json!([]));
+
+        // Second factors reset.
+        clock.advance(2);
+        let vic = s(&server.login("vic", PASSWORD).await.json::<Value>().await.unwrap(), "access_token");
+        let r = server.client.post(server.url("/auth/mfa/totp")).bearer_auth(&vic).json(&json!({ "password": PASSWORD })).send().await.unwrap();
+        let secret = s(&r.json::<Value>().await.unwrap(), "secret");
+        let code = crate::factors::totp(&secret, now());
+        let r = server.client.post(server.url("/auth/mfa/totp/confirm")).bearer_auth(&vic).json(&json!({ "code": code })).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(server.login("vic", PASSWORD).await.json::<Value>().await.unwrap()["mfa_required"], true);
+        let (st, _) = call(&server, M::DELETE, &format!("/admin/users/{vic_id}/mfa"), Some(&root), None).await;
+        assert_eq!(st, 204);
+        clock.advance(2);
+        assert!(server.login("vic", PASSWORD).await.json::<Value>().await.unwrap()["access_token"].is_string());
+
+        // A machine client with admin.
+        let added: Value = serde_json::from_str(&crate::clients::clients(&url, &["add", "ops", "--scope", "admin"]).await).unwrap();
+        let r = server.client.post(server.url("/oauth/token"))
+            .basic_auth(added["client_id"].as_str().unwrap(), added["client_secret"].as_str())
+            .form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+        let ops = s(&r.json::<Value>().await.unwrap(), "access_token");
+        let (st, _) = call(&server, M::GET, &format!("/admin/users/{uma_id}"), Some(&ops), None).await;
+        assert_eq!(st, 200);
+
+        // The admin scope taken away a moment ago: the token that had it is refused.
+        store.set_scope("root", "", now()).await.unwrap();
+        eventually("the scope's removal reaches the server", || async {
+            call(&server, M::GET, "/admin/users", Some(&root), None).await.0 == 401
+        })
+        .await;
+    }
+}
