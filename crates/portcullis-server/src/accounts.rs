@@ -28,12 +28,22 @@ pub(crate) fn hashing(e: PasswordError) -> ApiError {
     }
 }
 
-/// Creates an account (signup, by JSON or by the signup page): throttled per client
-/// address, and a taken name costs the same hash as a free one, so the answer's timing
-/// says nothing the 409 does not.
+/// Who creates an account.
+pub(crate) enum Creator {
+    /// Its person, signing up from this client address: throttled per address, and
+    /// `require_email` applies; the account gets `default_scope`.
+    Signup(IpAddr),
+    /// An admin (`POST /admin/users`): not throttled, with this scope or
+    /// `default_scope`.
+    Admin { scope: Option<String> },
+}
+
+/// Creates an account (signup, by JSON or by the signup page, or an admin's): a
+/// signup is throttled per client address, and a taken name costs the same hash as a
+/// free one, so the answer's timing says nothing the 409 does not.
 pub(crate) async fn create_account(
     state: &AppState,
-    client: IpAddr,
+    creator: Creator,
     username: &str,
     password_text: String,
     email: Option<&str>,
@@ -47,7 +57,7 @@ pub(crate) async fn create_account(
             crate::email::normalize(text)
                 .map_err(|e| ApiError::InvalidRequest(format!("email: {}", e.0)))?,
         ),
-        None if state.0.config.require_email => {
+        None if state.0.config.require_email && matches!(creator, Creator::Signup(_)) => {
             return Err(ApiError::InvalidRequest(
                 "email: an email address is required to sign up here".into(),
             ));
@@ -55,7 +65,16 @@ pub(crate) async fn create_account(
         None => None,
     };
     let password = password(password_text)?;
-    let attempts = state.0.throttle.signup(client);
+    let (attempts, scope) = match creator {
+        Creator::Signup(client) => (
+            state.0.throttle.signup(client),
+            state.0.config.default_scope.clone(),
+        ),
+        Creator::Admin { scope } => (
+            Vec::new(),
+            scope.unwrap_or_else(|| state.0.config.default_scope.clone()),
+        ),
+    };
     admit(state, &attempts).await?;
     let hash = match state.0.hasher.hash(password).await {
         Ok(hash) => hash,
@@ -69,7 +88,7 @@ pub(crate) async fn create_account(
         skeleton: skeleton(&username),
         username,
         password_hash: hash,
-        scope: state.0.config.default_scope.clone(),
+        scope,
         created_at: state.now(),
         email: email.clone(),
     };
@@ -353,10 +372,17 @@ fn password_clone(p: &Password) -> Result<Password, ApiError> {
 pub(crate) async fn end_everything(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     let now = state.now();
     let ended = state.0.store.revoke_user(user_id, now).await?;
-    // Refused here before the answer (other instances follow the log): every family
-    // and session ended, and every token of the person's issued up to now, this
-    // second included.
-    for id in &ended {
+    apply_ended(state, user_id, &ended, now);
+    tracing::info!(user = %user_id, sessions = ended.len(), "logout everywhere");
+    Ok(())
+}
+
+/// After the store ended every grant of `user_id` at `now` (a logout everywhere, an
+/// erasure, a reset of its factors): refused here before the answer (other instances
+/// follow the log): every family and session ended, and every token of the person's
+/// issued up to now, this second included.
+pub(crate) fn apply_ended(state: &AppState, user_id: &str, ended: &[String], now: i64) {
+    for id in ended {
         crate::events::apply_own(state, EventKind::FamilyRevoked, id, now);
     }
     crate::events::apply_own(
@@ -365,8 +391,7 @@ pub(crate) async fn end_everything(state: &AppState, user_id: &str) -> Result<()
         user_id,
         portcullis_store::not_before_after(now),
     );
-    tracing::info!(user = %user_id, sessions = ended.len(), "logout everywhere");
-    Ok(())
+    state.0.session_cache.forget_user(user_id);
 }
 
 /// The `iat` of a token for `sub`: now, once the clock has reached the subject's

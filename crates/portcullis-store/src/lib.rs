@@ -23,11 +23,12 @@ use portcullis::session::SessionStore;
 
 pub use error::Error;
 pub use model::{
-    AuthCode, Ceremony, CeremonyKind, Challenge, Client, CodeExchange, Completion, Consent, Email,
-    EmailTokenKind, Event, EventKind, Exchanged, FamilyInfo, ImportOutcome, ImportedUser,
-    MailQueue, NewCeremony, NewChallenge, NewEmailToken, NewMail, NewPasskey, NewUser, Pruned,
-    Purpose, QueuedMail, Redeemed, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange,
-    SecondFactor, Started, StoredKey, StoredPasskey, TokenHash, TotpSecret, User, not_before_after,
+    AuthCode, Ceremony, CeremonyKind, Challenge, Client, CodeExchange, Completion, Consent,
+    Deleted, Email, EmailTokenKind, Event, EventKind, Exchanged, FamilyInfo, ImportOutcome,
+    ImportedUser, MailQueue, NewCeremony, NewChallenge, NewEmailToken, NewMail, NewPasskey,
+    NewUser, Pruned, Purpose, QueuedMail, Redeemed, RefreshInfo, Retention, RevokedState, Rotation,
+    ScopeChange, SecondFactor, Started, StoredKey, StoredPasskey, TokenHash, TotpSecret, User,
+    not_before_after,
 };
 pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
@@ -106,6 +107,20 @@ pub trait UserStore: Send + Sync + 'static {
         expected: &str,
         hash: &str,
     ) -> Result<bool, Error>;
+
+    /// Erases an account in one transaction: its refresh families and sessions end
+    /// (with their events) and its "not before" moves (so every instance refuses its
+    /// tokens), then its row goes, and with it everything that references it
+    /// (devices, factors, mail tokens, consents, codes). Refused
+    /// ([`Deleted::LastWith`]) when it is the last enabled account whose scope has
+    /// `keep_one_with`; every holder is locked first, so two erasures at once cannot
+    /// remove the last two.
+    async fn delete_user(
+        &self,
+        user_id: &str,
+        keep_one_with: &str,
+        now: i64,
+    ) -> Result<Deleted, Error>;
 
     /// Disables or enables an account; false when there is no such user.
     async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, Error>;

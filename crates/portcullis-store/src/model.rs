@@ -843,3 +843,14 @@ pub struct Ceremony {
     /// The library's state (JSON).
     pub state: String,
 }
+
+/// The outcome of [`crate::UserStore::delete_user`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// Erased; the ids of the refresh families and sessions it ended.
+    Done(Vec<String>),
+    /// No such account.
+    NotFound,
+    /// It is the last enabled account with the protected scope: kept.
+    LastWith,
+}

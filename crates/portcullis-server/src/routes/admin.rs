@@ -4,16 +4,16 @@
 //! CLI's, so it takes effect everywhere the CLI's does: the revocation list and feed,
 //! the event log other instances follow.
 //!
-//! Built so far: the accounts (list with a cursor, read, change, log out, sessions,
-//! second factors). Not yet: creating and erasing accounts, clients, keys, the audit
-//! trail and webhooks (issue 25 goes on).
+//! Built so far: the accounts (list with a cursor, create, read, change, erase, log
+//! out, sessions, second factors). Not yet: clients, keys, the audit trail and
+//! webhooks (issue 25 goes on).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use portcullis::strategy::Identity;
-use portcullis_store::{EventKind, User};
+use portcullis_store::User;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -117,6 +117,22 @@ pub async fn list_users(
     Ok(token_json(body))
 }
 
+/// A scope as an admin wrote it: its words, once each, space separated.
+fn checked_scope(text: &str) -> Result<String, ApiError> {
+    let mut words: Vec<&str> = Vec::new();
+    for w in text.split_whitespace() {
+        if !crate::config::is_scope_token(w) {
+            return Err(ApiError::InvalidRequest(
+                "scope: printable ASCII words, no quotes or backslashes (RFC 6749 §3.3)".into(),
+            ));
+        }
+        if !words.contains(&w) {
+            words.push(w);
+        }
+    }
+    Ok(words.join(" "))
+}
+
 async fn target(state: &AppState, id: &str) -> Result<User, ApiError> {
     state
         .0
@@ -201,16 +217,11 @@ pub async fn patch_user(
     // Everything is checked before anything changes.
     let scope = match &change.scope {
         Some(text) => {
-            let words: Vec<&str> = text.split_whitespace().collect();
-            if !words.iter().all(|w| crate::config::is_scope_token(w)) {
-                return Err(ApiError::InvalidRequest(
-                    "scope: printable ASCII words, no quotes or backslashes (RFC 6749 §3.3)".into(),
-                ));
-            }
-            if itself && !words.contains(&ADMIN_SCOPE) {
+            let scope = checked_scope(text)?;
+            if itself && !scope.split(' ').any(|w| w == ADMIN_SCOPE) {
                 return Err(ApiError::Conflict("an admin cannot take admin from itself"));
             }
-            Some(words.join(" "))
+            Some(scope)
         }
         None => None,
     };
@@ -344,15 +355,95 @@ pub async fn reset_mfa(
         .reset_factors(&user.id, now)
         .await?
         .ok_or(ApiError::NotFound("no such account"))?;
-    for sid in &ended {
-        crate::events::apply_own(&state, EventKind::FamilyRevoked, sid, now);
-    }
-    crate::events::apply_own(
-        &state,
-        EventKind::UserNotBefore,
-        &user.id,
-        portcullis_store::not_before_after(now),
-    );
+    crate::accounts::apply_ended(&state, &user.id, &ended, now);
     tracing::warn!(actor = %actor.subject(), user = %user.id, "second factors reset by an admin");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `{username, password, email?, scope?}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    /// 1–64 characters after normalisation.
+    #[schema(min_length = 1, max_length = 64)]
+    username: String,
+    /// 8–1024 bytes.
+    #[schema(min_length = 8, max_length = 256)]
+    password: String,
+    /// An address; a confirmation link is mailed to it, as at signup (`PATCH` with
+    /// `email_verified` marks it proven instead).
+    #[serde(default)]
+    #[schema(max_length = 254)]
+    email: Option<String>,
+    /// The account's scope (default: `default_scope`).
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// `POST /admin/users {username, password, email?, scope?}` → 201 the account.
+#[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = NewAccount,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The account"),
+        (status = 400, description = "invalid_request", body = super::schemas::ErrorBody),
+        (status = 401, description = "unauthorized / invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope: admin", body = super::schemas::ErrorBody),
+        (status = 409, description = "username_taken (the name or a look-alike)", body = super::schemas::ErrorBody),
+        crate::routes::schemas::JsonBodyRefusals,
+        (status = 503, description = "temporarily_unavailable, with Retry-After", body = super::schemas::ErrorBody),
+    ))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Identity>,
+    JsonBody(body): JsonBody<NewAccount>,
+) -> Result<Response, ApiError> {
+    let scope = match body.scope.as_deref() {
+        Some(text) => Some(checked_scope(text)?),
+        None => None,
+    };
+    let user = crate::accounts::create_account(
+        &state,
+        crate::accounts::Creator::Admin { scope },
+        &body.username,
+        body.password,
+        body.email.as_deref(),
+    )
+    .await?;
+    tracing::warn!(actor = %actor.subject(), user = %user.id, "account created by an admin");
+    Ok((StatusCode::CREATED, axum::Json(user_json(&user))).into_response())
+}
+
+/// `DELETE /admin/users/{id}` → 204: the account is erased (its sessions, refresh
+/// families, devices, factors and mail tokens with it; its tokens refused everywhere).
+/// The last enabled account with `admin` is not, and an admin does not erase itself.
+#[utoipa::path(delete, path = "/admin/users/{id}", tag = "admin",
+    params(("id" = String, Path, description = "The account's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 401, description = "unauthorized / invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope: admin", body = super::schemas::ErrorBody),
+        (status = 404, description = "not_found", body = super::schemas::ErrorBody),
+        (status = 409, description = "conflict: yourself, or the last admin", body = super::schemas::ErrorBody),
+    ))]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Identity>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if actor.subject() == id {
+        return Err(ApiError::Conflict("an admin cannot erase itself"));
+    }
+    let now = state.now();
+    match state.0.store.delete_user(&id, ADMIN_SCOPE, now).await? {
+        portcullis_store::Deleted::NotFound => Err(ApiError::NotFound("no such account")),
+        portcullis_store::Deleted::LastWith => Err(ApiError::Conflict(
+            "this is the last enabled account with admin: give admin to another first",
+        )),
+        portcullis_store::Deleted::Done(ended) => {
+            crate::accounts::apply_ended(&state, &id, &ended, now);
+            tracing::warn!(actor = %actor.subject(), user = %id, "account erased by an admin");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+    }
 }

@@ -78,7 +78,7 @@ pub async fn signup(
 ) -> Result<Response, ApiError> {
     let user = create_account(
         &state,
-        client,
+        crate::accounts::Creator::Signup(client),
         &body.username,
         body.password,
         body.email.as_deref(),

@@ -55,10 +55,15 @@ pub fn router(state: AppState) -> Router {
     let admin_layer = layer(Chain::new().with(state.0.bearer.clone()), true)
         .require(RequireScope::all([admin::ADMIN_SCOPE]));
     let admin_routes = Router::new()
-        .route("/admin/users", get(admin::list_users))
+        .route(
+            "/admin/users",
+            get(admin::list_users).post(admin::create_user),
+        )
         .route(
             "/admin/users/{id}",
-            get(admin::get_user).patch(admin::patch_user),
+            get(admin::get_user)
+                .patch(admin::patch_user)
+                .delete(admin::delete_user),
         )
         .route("/admin/users/{id}/logout", post(admin::logout_user))
         .route("/admin/users/{id}/sessions", get(admin::user_sessions))

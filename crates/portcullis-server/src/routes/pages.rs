@@ -359,7 +359,7 @@ pub async fn signup_submit(
         refuse_cross_site(&state, &headers)?;
         let user = create_account(
             &state,
-            client,
+            crate::accounts::Creator::Signup(client),
             &form.username,
             form.password,
             form.email.as_deref(),

@@ -162,3 +162,77 @@ on_each_store! {
         .await;
     }
 }
+
+on_each_store! {
+    /// Accounts created and erased by an admin: checked as a signup is; erasure ends
+    /// every sign-in and leaves nothing to read; an admin does not erase itself, and
+    /// the last enabled admin is never erased, even when two admins erase each other
+    /// at once.
+    async fn admins_create_and_erase_accounts(url, dir) {
+        let clock = still_clock();
+        let now = || portcullis::clock::Clock::now(clock.as_ref());
+        let server = TestServer::start_with(config(&url), clock.clone()).await.keep_dir(dir);
+        let store = portcullis_store::open(&url).await.unwrap();
+        for name in ["ada", "bea"] {
+            assert_eq!(server.signup(name, PASSWORD).await.status(), 201);
+            store.set_scope(name, "admin", now()).await.unwrap();
+        }
+        clock.advance(2);
+        let ada = s(&server.login("ada", PASSWORD).await.json::<Value>().await.unwrap(), "access_token");
+        let bea = s(&server.login("bea", PASSWORD).await.json::<Value>().await.unwrap(), "access_token");
+        use reqwest::Method as M;
+        let (st, neo) = call(&server, M::POST, "/admin/users", Some(&ada), Some(json!({ "username": "Neo", "password": PASSWORD, "email": "neo@example.com", "scope": "read" }))).await;
+        assert_eq!(st, 201, "{neo}");
+        assert_eq!((neo["username"].as_str(), neo["scope"].as_str(), neo["email_verified"].as_bool()), (Some("neo"), Some("read"), Some(false)));
+        for (bad, status) in [
+            (json!({ "username": "neo", "password": PASSWORD }), 409),
+            (json!({ "username": "ne\u{200b}o", "password": PASSWORD }), 400),
+            (json!({ "username": "zed", "password": "short" }), 400),
+            (json!({ "username": "zed", "password": PASSWORD, "scope": "a\\b" }), 400),
+            (json!({ "username": "zed", "password": PASSWORD, "admin": true }), 400),
+        ] {
+            let (st, body) = call(&server, M::POST, "/admin/users", Some(&ada), Some(bad.clone())).await;
+            assert_eq!(st.as_u16(), status, "{bad}: {body}");
+        }
+        assert!(store.user_by_username("zed").await.unwrap().is_none(), "nothing half-made");
+        clock.advance(2);
+        let neo_tokens: Value = server.login("neo", PASSWORD).await.json().await.unwrap();
+        let neo_id = s(&neo, "id");
+        let (st, _) = call(&server, M::DELETE, &format!("/admin/users/{neo_id}"), Some(&ada), None).await;
+        assert_eq!(st, 204);
+        assert_eq!(server.me(&s(&neo_tokens, "access_token")).await.status(), 401);
+        assert_eq!(server.refresh(&s(&neo_tokens, "refresh_token")).await.status(), 400);
+        assert_eq!(server.login("neo", PASSWORD).await.status(), 401);
+        let (st, _) = call(&server, M::GET, &format!("/admin/users/{neo_id}"), Some(&ada), None).await;
+        assert_eq!(st, 404);
+        let (st, _) = call(&server, M::DELETE, &format!("/admin/users/{neo_id}"), Some(&ada), None).await;
+        assert_eq!(st, 404);
+        // Not itself.
+        let ada_id = id_of(&url, "ada").await;
+        let bea_id = id_of(&url, "bea").await;
+        let (st, _) = call(&server, M::DELETE, &format!("/admin/users/{ada_id}"), Some(&ada), None).await;
+        assert_eq!(st, 409);
+        // Two admins erasing each other at once: one is erased, the other is the last.
+        let (to_bea, to_ada) = (format!("/admin/users/{bea_id}"), format!("/admin/users/{ada_id}"));
+        let (a, b) = tokio::join!(
+            call(&server, M::DELETE, &to_bea, Some(&ada), None),
+            call(&server, M::DELETE, &to_ada, Some(&bea), None),
+        );
+        let mut outcomes = [a.0.as_u16(), b.0.as_u16()];
+        outcomes.sort_unstable();
+        // The loser's own token may already be refused (401) when the winner erased it
+        // first; never may both be erased.
+        assert!(outcomes == [204, 409] || outcomes == [204, 401], "{outcomes:?}");
+        let users = store.list_users().await.unwrap();
+        let admins: Vec<_> = users.iter().filter(|u| u.scope.split_whitespace().any(|s| s == "admin")).collect();
+        assert_eq!(admins.len(), 1, "one admin is left");
+        // A machine client with admin cannot erase the last one either.
+        let added: Value = serde_json::from_str(&crate::clients::clients(&url, &["add", "ops", "--scope", "admin"]).await).unwrap();
+        let r = server.client.post(server.url("/oauth/token"))
+            .basic_auth(added["client_id"].as_str().unwrap(), added["client_secret"].as_str())
+            .form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+        let ops = s(&r.json::<Value>().await.unwrap(), "access_token");
+        let (st, body) = call(&server, M::DELETE, &format!("/admin/users/{}", admins[0].id), Some(&ops), None).await;
+        assert_eq!((st, body["error"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
+    }
+}

@@ -54,6 +54,9 @@ pub trait Backend: Database<QueryResult: Affected> + sealed::Sealed {
     const NOTIFY: bool;
     /// The statement that begins a write transaction, when not the default `BEGIN`.
     const BEGIN_WRITE: Option<&'static str>;
+    /// What a `SELECT` ends with to lock the rows it reads (PostgreSQL's `FOR
+    /// UPDATE`); nothing on SQLite, whose write transaction holds the whole file.
+    const LOCK_ROWS: &'static str;
 }
 
 /// How many rows a statement changed (each backend's result type has the method; this
@@ -88,6 +91,7 @@ impl Backend for sqlx::Sqlite {
     /// that read first could not wait for it when another process holds it, and
     /// fails.
     const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    const LOCK_ROWS: &'static str = "";
 }
 
 impl Backend for sqlx::Postgres {
@@ -95,6 +99,7 @@ impl Backend for sqlx::Postgres {
     const NOTIFY: bool = true;
     /// PostgreSQL's row locks order the writers.
     const BEGIN_WRITE: Option<&'static str> = None;
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
 }
 
 /// A store over one database: [`SqliteStore`] or [`PostgresStore`].

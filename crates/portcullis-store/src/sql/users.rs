@@ -2,10 +2,11 @@
 
 use portcullis::grant::{effective_scope, removes_scope};
 
-use super::{Affected as _, Backend, SqlStore, insert_event};
+use super::families::{end_user_grants, move_not_before};
+use super::{Affected as _, Backend, SqlStore, insert_event, lock_user};
 use crate::{
-    Email, Error, EventKind, ImportOutcome, ImportedUser, NewUser, ScopeChange, User, UserStore,
-    not_before_after,
+    Deleted, Email, Error, EventKind, ImportOutcome, ImportedUser, NewUser, ScopeChange, User,
+    UserStore, not_before_after,
 };
 
 /// The columns of a [`User`], as a literal so queries are `concat!`ed at compile time.
@@ -115,6 +116,42 @@ where
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn delete_user(
+        &self,
+        user_id: &str,
+        keep_one_with: &str,
+        now: i64,
+    ) -> Result<Deleted, Error> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        // Every enabled holder of the scope first, in one order (PostgreSQL row locks;
+        // SQLite's write lock is held already): two erasures of the last two holders
+        // at once serialize here, and the second sees the first's result.
+        let holders: Vec<(String,)> = sqlx::query_as(&format!(
+            "SELECT id FROM users WHERE NOT disabled AND (' ' || scope || ' ') LIKE $1 \
+             ORDER BY id{}",
+            DB::LOCK_ROWS
+        ))
+        .bind(format!("% {keep_one_with} %"))
+        .fetch_all(&mut *tx)
+        .await?;
+        let found: Option<(String,)> =
+            lock_user(&mut tx, user_id, "SELECT id FROM users WHERE id = $1").await?;
+        if found.is_none() {
+            return Ok(Deleted::NotFound);
+        }
+        if holders.len() == 1 && holders[0].0 == user_id {
+            return Ok(Deleted::LastWith);
+        }
+        let ended = end_user_grants(&mut tx, user_id, None, now).await?;
+        move_not_before(&mut tx, user_id, now).await?;
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Deleted::Done(ended))
     }
 
     async fn import_users(
