@@ -267,6 +267,7 @@ pub(crate) async fn login_start(
     client: IpAddr,
     mfa_token: Option<&str>,
 ) -> Result<Started, ApiError> {
+    webauthn(state)?;
     crate::accounts::admit(state, &state.0.throttle.ceremony(client)).await?;
     match mfa_token {
         None => {
@@ -342,6 +343,7 @@ fn amr(result: &AuthenticationResult, after_password: bool) -> &'static str {
 /// account signed in, or the password step's challenge completed.
 pub(crate) async fn login_finish(
     state: &AppState,
+    client: IpAddr,
     ceremony: &str,
     credential: &PublicKeyCredential,
 ) -> Result<SignedIn, ApiError> {
@@ -430,6 +432,14 @@ pub(crate) async fn login_finish(
     } else {
         enabled(state, &stored.user_id).await?
     };
+    // A sign-in gives back the start it spent at this address (as a right password
+    // does), so people behind one address do not run out; failures stay counted.
+    crate::accounts::settle(
+        state,
+        &state.0.throttle.ceremony(client),
+        portcullis_store::Settlement::Success,
+    )
+    .await;
     tracing::info!(user = %user.id, passkey = %named, amr, "signed in with a passkey");
     let new_device = Some(crate::device::issue(state, &user.id).await?);
     Ok(SignedIn::second_factor(user, new_device, amr))

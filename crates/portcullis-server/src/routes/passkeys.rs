@@ -204,10 +204,12 @@ pub async fn login_start(
     ))]
 pub async fn login_finish(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     JsonBody(body): JsonBody<LoginFinish>,
 ) -> Result<Response, ApiError> {
-    let signed_in = crate::passkeys::login_finish(&state, &body.ceremony, &body.credential).await?;
+    let signed_in =
+        crate::passkeys::login_finish(&state, client, &body.ceremony, &body.credential).await?;
     super::auth::grant_tokens(&state, &headers, signed_in).await
 }
 
@@ -222,11 +224,13 @@ pub async fn login_finish(
     ))]
 pub async fn session_login_finish(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     JsonBody(body): JsonBody<LoginFinish>,
 ) -> Result<Response, ApiError> {
     refuse_cross_site(&state, &headers)?;
-    let signed_in = crate::passkeys::login_finish(&state, &body.ceremony, &body.credential).await?;
+    let signed_in =
+        crate::passkeys::login_finish(&state, client, &body.ceremony, &body.credential).await?;
     super::session::session_signed_in(&state, &headers, signed_in).await
 }
 

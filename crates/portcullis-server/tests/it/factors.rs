@@ -599,6 +599,19 @@ on_each_store! {
         assert_eq!(r.status(), 400, "unknown members");
         let r = server.post("/auth/webauthn/login/finish", json!({ "ceremony": s(&body, "ceremony"), "credential": garbage })).await;
         assert_eq!(r.status(), 400, "an attestation is no assertion");
+        // Starts are throttled per address (each keeps a ceremony five minutes): a flood
+        // is slowed with Retry-After; a sign-in gives its start back.
+        let mut throttled = None;
+        for n in 0..40 {
+            let r = server.client.post(server.url("/auth/webauthn/login/start")).send().await.unwrap();
+            if r.status() == 429 {
+                assert!(r.headers().contains_key("retry-after"));
+                throttled = Some(n);
+                break;
+            }
+            assert_eq!(r.status(), 200);
+        }
+        assert!(throttled.is_some_and(|n| n >= 18), "{throttled:?}");
         // An issuer on an IP address: passkeys are off, and say why.
         let mut c = config(&url);
         c.issuer = "http://127.0.0.1:9".into();
