@@ -33,6 +33,7 @@ use zeroize::Zeroizing;
 use crate::accounts::{AMR_PASSWORD_OTP, SignedIn, Step};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::throttle::hex;
 
 /// Seconds a challenge (an `mfa_token`) works.
 pub(crate) const CHALLENGE_TTL: i64 = 300;
@@ -480,10 +481,6 @@ pub(crate) async fn rewrap_secrets(
         }
     }
     Ok(moved)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex_bytes(text: &str) -> Option<Vec<u8>> {

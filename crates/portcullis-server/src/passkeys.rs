@@ -398,19 +398,16 @@ pub(crate) async fn login_finish(
     if !result.user_verified() {
         return Err(ApiError::PasskeyRefused);
     }
-    if passkey.update_credential(&result) == Some(true) {
-        state
-            .0
-            .store
-            .touch_passkey(&named, &state_json(&passkey)?, now)
-            .await?;
-    } else {
-        state
-            .0
-            .store
-            .touch_passkey(&named, &stored.credential, now)
-            .await?;
-    }
+    // Its counter and flags as this assertion left them, when they moved.
+    let credential = match passkey.update_credential(&result) {
+        Some(true) => state_json(&passkey)?,
+        _ => stored.credential.clone(),
+    };
+    state
+        .0
+        .store
+        .touch_passkey(&named, &credential, now)
+        .await?;
     let amr = amr(&result, after_password);
     let user = if after_password {
         let challenge = taken.challenge.ok_or(ApiError::PasskeyRefused)?;

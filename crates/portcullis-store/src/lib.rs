@@ -637,11 +637,6 @@ pub trait FactorStore: Send + Sync + 'static {
     /// last successful second step.
     async fn count_factor_failure(&self, user_id: &str) -> Result<i64, Error>;
 
-    /// Spends a TOTP code of `step` outside a login (a step-up, or removing a factor
-    /// by code): false when the step is not later than the last accepted one or the
-    /// account has no confirmed secret.
-    async fn spend_totp_step(&self, user_id: &str, step: i64) -> Result<bool, Error>;
-
     /// Records how a cookie session's sign-in was authenticated (RFC 8176 values).
     async fn set_session_amr(&self, session_id: &str, amr: &str) -> Result<(), Error>;
 

@@ -712,8 +712,6 @@ pub struct NewChallenge {
 pub struct Challenge {
     /// The account.
     pub user_id: String,
-    /// Its "not before" when the password was checked.
-    pub not_before: i64,
     /// The device lane of the password step.
     pub device: Option<String>,
     /// Attempts taken, this one included.

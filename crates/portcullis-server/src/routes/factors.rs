@@ -206,8 +206,7 @@ fn second_step_markup(
 }
 
 /// The second-step page after a right password.
-pub(super) async fn second_step_page(
-    _state: &AppState,
+pub(super) fn second_step_page(
     pending: &Pending,
     error: Option<&str>,
     return_to: Option<&str>,
@@ -222,12 +221,7 @@ pub(super) async fn second_step_page(
 
 /// The second-step page again after a wrong code, with the same challenge (it counts
 /// its attempts; once they are spent the next try goes back to the sign-in page).
-pub(super) async fn second_step_retry(
-    _state: &AppState,
-    e: ApiError,
-    mfa_token: &str,
-    return_to: Option<&str>,
-) -> Response {
+pub(super) fn second_step_retry(e: ApiError, mfa_token: &str, return_to: Option<&str>) -> Response {
     super::html::failed(e, |message| {
         second_step_markup(
             Some(message),

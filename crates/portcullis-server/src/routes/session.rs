@@ -89,7 +89,7 @@ pub async fn login(
                 signed_in_page(&state, return_to.as_deref(), &signed_in, started)
             }
             Ok(SessionLogin::SecondFactor(pending)) => {
-                super::factors::second_step_page(&state, &pending, None, return_to.as_deref()).await
+                super::factors::second_step_page(&pending, None, return_to.as_deref())
             }
             Err(e) => pages::login_failed(&state, e, &username, return_to.as_deref()).await,
         });
@@ -196,8 +196,7 @@ pub async fn login_second_step(
             }
             // A wrong code: the same challenge again, while it has attempts left.
             Err(e @ ApiError::InvalidCode) => {
-                super::factors::second_step_retry(&state, e, &form.mfa_token, return_to.as_deref())
-                    .await
+                super::factors::second_step_retry(e, &form.mfa_token, return_to.as_deref())
             }
             Err(e) => pages::login_failed(&state, e, "", return_to.as_deref()).await,
         });

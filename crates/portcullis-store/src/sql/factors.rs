@@ -164,7 +164,7 @@ where
         let taken: Option<Challenge> = sqlx::query_as(
             "UPDATE mfa_challenges SET attempts = attempts + 1 \
              WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3 \
-             RETURNING user_id, not_before, device, attempts",
+             RETURNING user_id, device, attempts",
         )
         .bind(&hash.0[..])
         .bind(now)
@@ -428,16 +428,6 @@ where
         .await?;
         tx.commit().await?;
         Ok(count.map_or(0, |(n,)| n))
-    }
-
-    async fn spend_totp_step(&self, user_id: &str, step: i64) -> Result<bool, Error> {
-        let (_turn, mut tx) = self.begin_write().await?;
-        if lock_account(&mut tx, user_id).await?.is_none() {
-            return Ok(false);
-        }
-        let spent = raise_step(&mut tx, user_id, step).await?;
-        tx.commit().await?;
-        Ok(spent)
     }
 
     async fn set_session_amr(&self, session_id: &str, amr: &str) -> Result<(), Error> {
