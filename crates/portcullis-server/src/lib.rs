@@ -5,6 +5,7 @@
 //! application, the routes implement the HTTP contract of docs/http-api.md.
 
 mod accounts;
+pub mod audit;
 mod banner;
 pub mod cli;
 pub mod client;
@@ -30,4 +31,5 @@ pub mod telemetry;
 pub mod templates;
 pub mod throttle;
 mod user_agent;
+pub mod webhooks;
 pub mod wire;

@@ -188,6 +188,11 @@ pub fn mail(outcome: &'static str) {
     metrics::counter!("portcullis_mail_deliveries_total", "outcome" => outcome).increment(1);
 }
 
+/// One webhook delivery attempt: `delivered`, `retry` or `failed` (given up on).
+pub fn webhook(outcome: &'static str) {
+    metrics::counter!("portcullis_webhook_deliveries_total", "outcome" => outcome).increment(1);
+}
+
 /// The outbox now: messages waiting, sent, and given up on.
 pub fn mail_queue(queue: portcullis_store::MailQueue) {
     for (state, n) in [

@@ -226,6 +226,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         mail_from,
         shutdown.subscribe(),
     ));
+    let webhook_sender = tokio::spawn(crate::webhooks::run(state.clone(), shutdown.subscribe()));
     let app = app(state.clone());
     let metrics = match state.0.config.metrics_bind {
         Some(bind) => {
@@ -265,6 +266,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         retention.abort();
         lifecycle.abort();
         mail_sender.abort();
+        webhook_sender.abort();
         if let Some((_, task)) = metrics {
             task.abort();
         }
@@ -339,7 +341,8 @@ impl<S> tower::Layer<S> for RequestContextLayer {
 }
 
 /// Gives the request an id (the caller's `x-request-id`, else a random UUID), runs it
-/// in a span that carries the id, puts the id on the answer, and passes the answer
+/// in a span that carries the id and with its [`crate::audit::Origin`] (for the audit
+/// trail), puts the id on the answer, and passes the answer
 /// through `error::finish` (which logs refusals and failures with the id).
 ///
 /// State-changing requests get an `info` span, so every line they log carries their
@@ -396,8 +399,13 @@ where
         } else {
             tracing::Span::none()
         };
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|axum::extract::ConnectInfo(addr)| addr.ip());
+        let origin = crate::audit::Origin::of(peer, request.headers());
         ContextFuture {
-            inner: self.inner.call(request).instrument(span),
+            inner: origin.scope(self.inner.call(request).instrument(span)),
             id: Some(id),
         }
     }
@@ -407,7 +415,7 @@ pin_project_lite::pin_project! {
     /// The answer of [`RequestContext`]: the inner answer, with its id and `finish`.
     pub struct ContextFuture<F> {
         #[pin]
-        inner: tracing::instrument::Instrumented<F>,
+        inner: tokio::task::futures::TaskLocalFuture<crate::audit::Origin, tracing::instrument::Instrumented<F>>,
         id: Option<HeaderValue>,
     }
 }
@@ -455,6 +463,7 @@ fn retention(config: &Config) -> portcullis_store::Retention {
         throttle_idle: Throttle::new(config).idle(),
         // A week, to answer "was my mail sent?".
         mail_kept: 7 * 86_400,
+        audit_kept: secs(config.audit_retention),
     }
 }
 

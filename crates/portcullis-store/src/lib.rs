@@ -13,6 +13,7 @@
 //! (`portcullis::refresh`, `portcullis::grant`, `portcullis::throttle`), tested
 //! without a database.
 
+mod audit;
 mod error;
 mod model;
 mod sql;
@@ -21,6 +22,10 @@ use std::sync::Arc;
 
 use portcullis::session::SessionStore;
 
+pub use audit::{
+    AuditFilter, AuditRecord, AuditStore, NewAudit, NewWebhook, QueuedDelivery, WebhookEvent,
+    WebhookInfo,
+};
 pub use error::Error;
 pub use model::{
     AuthCode, Ceremony, CeremonyKind, Challenge, Client, CodeExchange, Completion, Consent,
@@ -51,6 +56,7 @@ pub trait Store:
     + MailStore
     + RecoveryStore
     + FactorStore
+    + AuditStore
 {
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;

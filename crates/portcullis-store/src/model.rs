@@ -491,6 +491,10 @@ pub struct Pruned {
     pub email_tokens: u64,
     /// Second-factor challenges past their time.
     pub challenges: u64,
+    /// Rows of the audit trail past their retention.
+    pub audit: u64,
+    /// Webhook deliveries made or given up on long enough ago.
+    pub deliveries: u64,
 }
 
 /// What [`crate::UserStore::set_scope`] changed.
@@ -516,8 +520,11 @@ pub struct Retention {
     pub device_idle: i64,
     /// A throttle counter with no attempt for this long is spent.
     pub throttle_idle: i64,
-    /// A message of the outbox sent or given up on this long ago is deleted.
+    /// A message of the outbox (mail or webhook) sent or given up on this long ago is
+    /// deleted.
     pub mail_kept: i64,
+    /// A row of the audit trail this old is deleted.
+    pub audit_kept: i64,
 }
 
 /// A message to put in the outbox.

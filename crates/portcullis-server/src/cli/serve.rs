@@ -440,8 +440,9 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
                 };
                 let moved = keyring::rewrap(store.as_ref(), &old, &new).await?;
                 let secrets = crate::factors::rewrap_secrets(store.as_ref(), &old, &new).await?;
+                let hooks = crate::webhooks::rewrap_secrets(store.as_ref(), &old, &new).await?;
                 println!(
-                    "sealed {moved} signing keys and {secrets} authenticator secrets under the key in {} (key-encryption key {}); \
+                    "sealed {moved} signing keys, {secrets} authenticator secrets and {hooks} webhook secrets under the key in {} (key-encryption key {}); \
                      instances holding it (as key_encryption_key_file, or beside the old one as \
                      previous_key_encryption_key_file) open them and seal new keys under it. \
                      An instance holding only the old key adds no key until restarted with the \

@@ -121,6 +121,9 @@ settings! {
     verify_token_ttl: RawDuration,
     reset_token_ttl: RawDuration,
     mail_lease: RawDuration,
+    audit_retention: RawDuration,
+    webhook_timeout: RawDuration,
+    webhook_allow_loopback: bool,
     key_rotation_interval: RawDuration,
     key_publication_delay: RawDuration,
     metrics_bind: String,
@@ -251,6 +254,16 @@ pub struct Config {
     /// Where mail goes (see `mail.rs`). Defaults to `.eml` files in a folder beside the
     /// database.
     pub mail: MailSettings,
+    /// `audit_retention`: how long the audit trail keeps a record. Defaults to 365
+    /// days; at least 1 day.
+    pub audit_retention: Duration,
+    /// `webhook_timeout`: how long a webhook receiver has to answer a delivery before
+    /// it counts as failed (and is tried again). Defaults to 10 seconds; 1 s – 60 s.
+    pub webhook_timeout: Duration,
+    /// `webhook_allow_loopback`: webhook URLs may name a loopback address, over plain
+    /// `http` too (for tests and a receiver on the same machine). Defaults to false:
+    /// `https` only, to public addresses only.
+    pub webhook_allow_loopback: bool,
 }
 
 /// Where mail goes and who it is from. `Debug` hides the SMTP URL (it may hold a
@@ -642,6 +655,14 @@ impl TryFrom<RawConfig> for Config {
         if lease < Duration::from_secs(10) || lease > Duration::from_secs(3600) {
             bail!("mail_lease must be between 10s and 1h");
         }
+        let audit_retention = dur(&raw.audit_retention, "audit_retention", 365 * 86_400)?;
+        if audit_retention < Duration::from_secs(86_400) {
+            bail!("audit_retention must be at least 1d");
+        }
+        let webhook_timeout = dur(&raw.webhook_timeout, "webhook_timeout", 10)?;
+        if webhook_timeout < Duration::from_secs(1) || webhook_timeout > Duration::from_secs(60) {
+            bail!("webhook_timeout must be between 1s and 60s");
+        }
         let mut smtp_url = raw.smtp_url.map(|s| s.0).filter(|s| !s.trim().is_empty());
         if let Some(file) = &raw.smtp_password_file {
             smtp_url = Some(with_smtp_password(smtp_url.as_deref(), file)?);
@@ -694,6 +715,9 @@ impl TryFrom<RawConfig> for Config {
             signups_before_delay: raw.signups_before_delay.unwrap_or(5).max(1),
             require_email: raw.require_email.unwrap_or(false),
             mail,
+            audit_retention,
+            webhook_timeout,
+            webhook_allow_loopback: raw.webhook_allow_loopback.unwrap_or(false),
             signup_max_delay,
             device_lifetime,
             sessions,

@@ -179,7 +179,7 @@ async fn rewrap_moves_the_keys_to_a_new_key_encryption_key() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("sealed 1 signing keys and 1 authenticator secrets"),
+        said.contains("sealed 1 signing keys, 1 authenticator secrets and 0 webhook secrets"),
         "{said}"
     );
     assert_ne!(sealed_secret().await, sealed, "re-sealed under the new key");

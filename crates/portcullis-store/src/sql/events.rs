@@ -141,6 +141,19 @@ where
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        let audit = sqlx::query("DELETE FROM audit WHERE at < $1")
+            .bind(now - retention.audit_kept)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        // Deliveries still waiting are never deleted, however old.
+        let deliveries = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE delivered_at < $1 OR failed_at < $1",
+        )
+        .bind(now - retention.mail_kept)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(Pruned {
             events,
@@ -151,6 +164,8 @@ where
             mail,
             email_tokens,
             challenges,
+            audit,
+            deliveries,
         })
     }
 }

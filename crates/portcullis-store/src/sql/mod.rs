@@ -7,7 +7,7 @@
 //! that open a database (`sqlite.rs`, `postgres.rs`). Each narrow store trait has a
 //! file of its own (`users.rs`, `admission.rs`, `families.rs`, `clients.rs`,
 //! `grants.rs`, `keys.rs`, `events.rs`, `sessions.rs`, `mail.rs`, `recovery.rs`,
-//! `factors.rs`).
+//! `factors.rs`, `audit.rs`).
 //!
 //! The store is an adapter: it reads and writes under the right locks and leaves every
 //! decision to a pure function of the library (`portcullis::refresh::decide`,
@@ -20,6 +20,7 @@
 //! cannot be said once on [`Backend`]; both backends meet them.
 
 mod admission;
+mod audit;
 mod clients;
 mod events;
 mod factors;
@@ -217,6 +218,7 @@ where
         + crate::MailStore
         + crate::RecoveryStore
         + crate::FactorStore
+        + crate::AuditStore
         + portcullis::session::SessionStore,
     DB: Backend,
 {

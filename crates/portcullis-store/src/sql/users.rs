@@ -136,17 +136,31 @@ where
         .bind(format!("% {keep_one_with} %"))
         .fetch_all(&mut *tx)
         .await?;
-        let found: Option<(String,)> =
-            lock_user(&mut tx, user_id, "SELECT id FROM users WHERE id = $1").await?;
-        if found.is_none() {
+        let found: Option<(String, Option<String>)> =
+            lock_user(&mut tx, user_id, "SELECT id, email FROM users WHERE id = $1").await?;
+        let Some((_, email)) = found else {
             return Ok(Deleted::NotFound);
-        }
+        };
         if holders.len() == 1 && holders[0].0 == user_id {
             return Ok(Deleted::LastWith);
         }
         let ended = end_user_grants(&mut tx, user_id, None, now).await?;
         move_not_before(&mut tx, user_id, now).await?;
         sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        // The personal data kept beside the account: the mail to its address (sent or
+        // waiting: the links in it die with the account anyway), and the addresses and
+        // user agents of its audit rows. The trail keeps the rows under the account's
+        // random id, which names nobody once the account is gone.
+        if let Some(email) = email {
+            sqlx::query("DELETE FROM outbox WHERE recipient = $1")
+                .bind(email.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE audit SET address = NULL, user_agent = NULL WHERE subject = $1")
             .bind(user_id)
             .execute(&mut *tx)
             .await?;

@@ -165,6 +165,7 @@ fn retention(keep: i64) -> Retention {
         device_idle: 10_000,
         throttle_idle: 900,
         mail_kept: 1_000,
+        audit_kept: 5_000,
     }
 }
 
