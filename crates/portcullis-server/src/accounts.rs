@@ -65,6 +65,10 @@ pub(crate) async fn create_account(
         None => None,
     };
     let password = password(password_text)?;
+    let creator_kind = match creator {
+        Creator::Signup(_) => CreatorKind::Signup,
+        Creator::Admin { .. } => CreatorKind::Admin,
+    };
     let (attempts, scope) = match creator {
         Creator::Signup(client) => (
             state.0.throttle.signup(client),
@@ -116,7 +120,22 @@ pub(crate) async fn create_account(
         other => other.into(),
     })?;
     tracing::info!(user = %user.id, "account created");
+    if matches!(creator_kind, CreatorKind::Signup) {
+        crate::audit::record(
+            state,
+            crate::audit::Entry::own(crate::audit::Kind::UserCreated, &user.id)
+                .with("via", "signup"),
+        )
+        .await;
+    }
     Ok(user)
+}
+
+/// Who made an account, once the `Creator` is spent: the admin route writes its own
+/// audit record (it knows the actor).
+enum CreatorKind {
+    Signup,
+    Admin,
 }
 
 /// Takes a slot in every counter of `attempts`, or answers 429.
@@ -210,15 +229,41 @@ pub(crate) async fn check_password(
     username_text: &str,
     password_text: String,
 ) -> Result<Step, ApiError> {
-    let checked = check_password_once(state, client, device, username_text, password_text).await;
-    crate::prometheus::login(match &checked {
+    let mut refused = None;
+    let checked = check_password_once(
+        state,
+        client,
+        device,
+        username_text,
+        password_text,
+        &mut refused,
+    )
+    .await;
+    let outcome = match &checked {
         Ok(_) => "success",
         Err(ApiError::InvalidCredentials) => "invalid_credentials",
         Err(ApiError::Throttled { .. }) => "throttled",
         Err(ApiError::Busy) => "busy",
         Err(ApiError::InvalidRequest(_)) => "invalid_request",
         Err(_) => "error",
-    });
+    };
+    crate::prometheus::login(outcome);
+    if checked.is_err() {
+        // Why, as the server knows it (the answer says less): the account when one
+        // matched, never the name or password typed.
+        let (subject, reason) = match refused {
+            Some(found) => found,
+            None => (None, outcome),
+        };
+        let mut entry =
+            crate::audit::Entry::new(crate::audit::Kind::LoginFailed, crate::audit::Actor::Nobody)
+                .with("reason", reason)
+                .with("step", "password");
+        if let Some(id) = &subject {
+            entry = entry.on(id);
+        }
+        crate::audit::record(state, entry).await;
+    }
     checked
 }
 
@@ -228,6 +273,7 @@ async fn check_password_once(
     device: Option<DeviceToken>,
     username_text: &str,
     password_text: String,
+    refused: &mut Option<(Option<String>, &'static str)>,
 ) -> Result<Step, ApiError> {
     let s = &state.0;
     // An unusable name cannot match any account: answer like a wrong password.
@@ -252,7 +298,12 @@ async fn check_password_once(
     let attempts = s
         .throttle
         .login(&account_key, client, known_device.as_ref());
-    admit(state, &attempts).await?;
+    let known = user.as_ref().map(|u| u.id.clone());
+    if let Err(e) = admit(state, &attempts).await {
+        *refused = Some((known, "throttled"));
+        return Err(e);
+    }
+    let disabled = user.as_ref().is_some_and(|u| u.disabled);
     let usable = user.filter(|u| !u.disabled);
     // Unknown, disabled and wrong-password logins all run one full verify.
     let verification = match s
@@ -272,6 +323,11 @@ async fn check_password_once(
     let (Verification::Match { needs_rehash }, Some(user)) = (verification, usable) else {
         // Counted when admitted: nothing more to write.
         tracing::info!(peer = %client, known_device = known_device.is_some(), "login refused");
+        *refused = Some(match known {
+            None => (None, "unknown_account"),
+            Some(id) if disabled => (Some(id), "disabled"),
+            Some(id) => (Some(id), "wrong_password"),
+        });
         return Err(ApiError::InvalidCredentials);
     };
     settle(state, &attempts, Settlement::Success).await;
@@ -369,11 +425,22 @@ fn password_clone(p: &Password) -> Result<Password, ApiError> {
 
 /// Logout everywhere: one transaction in the store (with its events), applied here
 /// before the answer; other instances follow the event log.
-pub(crate) async fn end_everything(state: &AppState, user_id: &str) -> Result<(), ApiError> {
+pub(crate) async fn end_everything(
+    state: &AppState,
+    user_id: &str,
+    actor: crate::audit::Actor,
+) -> Result<(), ApiError> {
     let now = state.now();
     let ended = state.0.store.revoke_user(user_id, now).await?;
     apply_ended(state, user_id, &ended, now);
     tracing::info!(user = %user_id, sessions = ended.len(), "logout everywhere");
+    crate::audit::record(
+        state,
+        crate::audit::Entry::new(crate::audit::Kind::LogoutEverywhere, actor)
+            .on(user_id)
+            .with("ended", ended.len()),
+    )
+    .await;
     Ok(())
 }
 

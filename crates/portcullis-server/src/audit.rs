@@ -93,6 +93,8 @@ pub enum Actor {
     Client(String),
     /// Someone with a shell on the server (the CLI).
     Operator,
+    /// The server itself (an automatic key rotation).
+    System,
     /// Nobody known (a failed sign-in).
     Nobody,
 }
@@ -107,11 +109,21 @@ impl Actor {
         }
     }
 
+    /// The actor of a verified bearer token.
+    pub fn of_identity(identity: &portcullis::strategy::Identity) -> Actor {
+        let client = identity
+            .claims()
+            .and_then(|c| c.extra.get("client_id"))
+            .and_then(Value::as_str);
+        Actor::of_token(identity.subject(), client)
+    }
+
     fn text(&self) -> Option<String> {
         match self {
             Actor::User(id) => Some(format!("user:{id}")),
             Actor::Client(id) => Some(format!("client:{id}")),
             Actor::Operator => Some("operator".to_owned()),
+            Actor::System => Some("system".to_owned()),
             Actor::Nobody => None,
         }
     }
@@ -346,7 +358,7 @@ pub async fn record(state: &AppState, entry: Entry) {
 
 /// Appends `entry` from the CLI (actor and time as given; no request).
 pub async fn record_offline(
-    store: &dyn portcullis_store::Store,
+    store: &dyn portcullis_store::AuditStore,
     entry: Entry,
     now: i64,
 ) -> anyhow::Result<()> {

@@ -31,6 +31,7 @@ use totp_rs::{Algorithm, TOTP};
 use zeroize::Zeroizing;
 
 use crate::accounts::{AMR_PASSWORD_OTP, SignedIn, Step};
+use crate::audit::{Actor, Entry, Kind};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::throttle::hex;
@@ -173,6 +174,46 @@ pub(crate) async fn second_step(
     method: Method,
     code: &str,
 ) -> Result<SignedIn, ApiError> {
+    let mut account = None;
+    let done = second_step_once(state, client, mfa_token, method, code, &mut account).await;
+    let factor = match method {
+        Method::Totp => "totp",
+        Method::RecoveryCode => "recovery_code",
+    };
+    let entry = match (&done, account) {
+        (Ok(signed_in), _) => Some(Entry::own(Kind::MfaUsed, &signed_in.user.id)),
+        // Known account, wrong code (or throttled, or locked): the trail says which.
+        (Err(e), Some(user_id)) => Some(
+            Entry::new(Kind::MfaFailed, Actor::Nobody)
+                .on(&user_id)
+                .with(
+                    "reason",
+                    match e {
+                        ApiError::InvalidCode => "wrong_code",
+                        ApiError::FactorLocked => "locked",
+                        ApiError::Throttled { .. } => "throttled",
+                        ApiError::InvalidMfaToken => "invalid_mfa_token",
+                        _ => "error",
+                    },
+                ),
+        ),
+        // An unknown or spent mfa_token: nobody's.
+        (Err(_), None) => None,
+    };
+    if let Some(entry) = entry {
+        crate::audit::record(state, entry.with("factor", factor)).await;
+    }
+    done
+}
+
+async fn second_step_once(
+    state: &AppState,
+    client: IpAddr,
+    mfa_token: &str,
+    method: Method,
+    code: &str,
+    account: &mut Option<String>,
+) -> Result<SignedIn, ApiError> {
     let s = &state.0;
     let token = Opaque::parse(mfa_token).ok_or(ApiError::InvalidMfaToken)?;
     let hash = TokenHash(token.sha256());
@@ -182,6 +223,7 @@ pub(crate) async fn second_step(
         .try_challenge(&hash, ATTEMPTS_PER_CHALLENGE, now)
         .await?
         .ok_or(ApiError::InvalidMfaToken)?;
+    *account = Some(challenge.user_id.clone());
     let device = challenge.device.as_deref().and_then(unhex);
     let attempts = s.throttle.login(
         &format!("mfa:{}", challenge.user_id),
@@ -372,6 +414,11 @@ pub(crate) async fn confirm_totp(
         return Err(ApiError::InvalidCode);
     }
     tracing::info!(user = %user_id, "authenticator app confirmed");
+    crate::audit::record(
+        state,
+        Entry::own(Kind::MfaEnrolled, user_id).with("factor", "totp"),
+    )
+    .await;
     Ok(codes)
 }
 
@@ -523,6 +570,11 @@ pub(crate) async fn remove_totp(
         return Err(ApiError::Conflict("no authenticator app is set up"));
     }
     tracing::warn!(user = %user.id, "authenticator app removed");
+    crate::audit::record(
+        state,
+        Entry::own(Kind::MfaRemoved, &user.id).with("factor", "totp"),
+    )
+    .await;
     Ok(())
 }
 
@@ -548,6 +600,11 @@ pub(crate) async fn regenerate_recovery_codes(
         ));
     }
     tracing::info!(user = %user.id, "recovery codes replaced");
+    crate::audit::record(
+        state,
+        Entry::own(Kind::MfaEnrolled, &user.id).with("factor", "recovery_codes"),
+    )
+    .await;
     Ok(codes)
 }
 

@@ -230,6 +230,13 @@ pub(crate) async fn register_finish(
         ));
     }
     tracing::info!(user = %user_id, passkey = %id, "passkey added");
+    crate::audit::record(
+        state,
+        crate::audit::Entry::own(crate::audit::Kind::MfaEnrolled, user_id)
+            .with("factor", "passkey")
+            .with("passkey", id.as_str()),
+    )
+    .await;
     // An account's first factor comes with recovery codes, as an authenticator app's
     // does: without them, a lost passkey would leave only an operator's reset.
     let recovery_codes = match state.0.store.recovery_codes_left(user_id).await? {
@@ -438,6 +445,13 @@ pub(crate) async fn login_finish(
     )
     .await;
     tracing::info!(user = %user.id, passkey = %named, amr, "signed in with a passkey");
+    crate::audit::record(
+        state,
+        crate::audit::Entry::own(crate::audit::Kind::MfaUsed, &user.id)
+            .with("factor", "passkey")
+            .with("passkey", named.as_str()),
+    )
+    .await;
     let new_device = Some(crate::device::issue(state, &user.id).await?);
     Ok(SignedIn::second_factor(user, new_device, amr))
 }
@@ -467,5 +481,12 @@ pub(crate) async fn remove(
         return Err(ApiError::NotFound("no such passkey of yours"));
     }
     tracing::warn!(user = %user.id, passkey = %id, "passkey removed");
+    crate::audit::record(
+        state,
+        crate::audit::Entry::own(crate::audit::Kind::MfaRemoved, &user.id)
+            .with("factor", "passkey")
+            .with("passkey", id),
+    )
+    .await;
     Ok(())
 }

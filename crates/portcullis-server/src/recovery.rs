@@ -156,6 +156,11 @@ pub(crate) async fn verify(state: &AppState, token: &str) -> Result<String, ApiE
         Ok(Redeemed::Verified { user_id, email }) => {
             state.0.session_cache.forget_user(&user_id);
             tracing::info!(user = %user_id, "email address verified");
+            crate::audit::record(
+                state,
+                crate::audit::Entry::own(crate::audit::Kind::EmailVerified, &user_id),
+            )
+            .await;
             Ok(email)
         }
         Ok(_) => Err(ApiError::InvalidLink),
@@ -201,6 +206,17 @@ pub(crate) async fn reset(
             }
             crate::events::apply_own(state, EventKind::UserNotBefore, &user_id, not_before);
             tracing::info!(user = %user_id, ended = ended.len(), "password reset");
+            crate::audit::record(
+                state,
+                crate::audit::Entry::new(
+                    crate::audit::Kind::PasswordReset,
+                    crate::audit::Actor::Nobody,
+                )
+                .on(&user_id)
+                .with("ended", ended.len())
+                .with("via", "reset_link"),
+            )
+            .await;
             Ok(())
         }
         _ => Err(ApiError::InvalidLink),
@@ -289,6 +305,12 @@ pub(crate) async fn change_password(
         crate::events::apply_own(state, EventKind::FamilyRevoked, id, now);
     }
     tracing::info!(user = %user.id, ended = ended.len(), "password changed");
+    crate::audit::record(
+        state,
+        crate::audit::Entry::own(crate::audit::Kind::PasswordChanged, &user.id)
+            .with("ended", ended.len()),
+    )
+    .await;
     Ok(())
 }
 

@@ -576,6 +576,16 @@ async fn key_lifecycle(state: AppState, mut stop: watch::Receiver<bool>) {
         {
             Ok(Some(kid)) => {
                 tracing::info!(%kid, activates_at, "automatic key rotation: a new key is published");
+                crate::audit::record(
+                    &state,
+                    crate::audit::Entry::new(
+                        crate::audit::Kind::KeyRotated,
+                        crate::audit::Actor::System,
+                    )
+                    .with("kid", kid.as_str())
+                    .with("via", "automatic"),
+                )
+                .await;
                 crate::events::reload_keys(&state).await;
             }
             // Another instance made it: the event log brings it here.

@@ -165,7 +165,8 @@ pub fn check_url(text: &str, allow_loopback: bool) -> anyhow::Result<url::Url> {
     if url.fragment().is_some() {
         bail!("a webhook URL has no #fragment");
     }
-    let loopback_name = matches!(url.host(), Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost"));
+    let loopback_name =
+        matches!(url.host(), Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost"));
     let ip = match url.host() {
         Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
         Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
@@ -176,9 +177,9 @@ pub fn check_url(text: &str, allow_loopback: bool) -> anyhow::Result<url::Url> {
     match url.scheme() {
         "https" => {}
         "http" if allow_loopback && loopback => {}
-        "http" if loopback => bail!(
-            "http to a loopback address needs webhook_allow_loopback = true (for tests)"
-        ),
+        "http" if loopback => {
+            bail!("http to a loopback address needs webhook_allow_loopback = true (for tests)")
+        }
         _ => bail!("a webhook URL is https"),
     }
     if loopback && !allow_loopback {
@@ -204,9 +205,8 @@ impl reqwest::dns::Resolve for PublicOnly {
         let allow_loopback = self.allow_loopback;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let kept: Vec<SocketAddr> = found
                 .into_iter()
                 .filter(|a| allowed(a.ip(), allow_loopback))
@@ -252,7 +252,9 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                     continue;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "webhooks: reading the outbox failed; trying again"),
+            Err(e) => {
+                tracing::warn!(error = %e, "webhooks: reading the outbox failed; trying again")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -390,6 +392,26 @@ mod tests {
         assert!(!allowed("127.0.0.1".parse().unwrap(), false));
         assert!(allowed("127.0.0.1".parse().unwrap(), true));
         assert!(allowed("::1".parse().unwrap(), true));
+    }
+
+    #[tokio::test]
+    async fn the_resolver_drops_addresses_that_are_not_public() {
+        use reqwest::dns::Resolve as _;
+        let name = || "localhost".parse::<reqwest::dns::Name>().unwrap();
+        let refused = PublicOnly {
+            allow_loopback: false,
+        }
+        .resolve(name())
+        .await;
+        assert!(refused.is_err(), "localhost is no public address");
+        let kept: Vec<SocketAddr> = PublicOnly {
+            allow_loopback: true,
+        }
+        .resolve(name())
+        .await
+        .unwrap()
+        .collect();
+        assert!(!kept.is_empty() && kept.iter().all(|a| a.ip().is_loopback()));
     }
 
     #[test]

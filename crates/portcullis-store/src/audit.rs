@@ -174,8 +174,12 @@ pub trait AuditStore: Send + Sync + 'static {
 
     /// Queues `event` for the endpoint `id` alone (a test message); false if there is
     /// no such endpoint.
-    async fn enqueue_webhook(&self, id: &str, event: &WebhookEvent, now: i64)
-    -> Result<bool, Error>;
+    async fn enqueue_webhook(
+        &self,
+        id: &str,
+        event: &WebhookEvent,
+        now: i64,
+    ) -> Result<bool, Error>;
 
     /// Claims up to `limit` due deliveries until `now + lease`, oldest first.
     async fn claim_deliveries(

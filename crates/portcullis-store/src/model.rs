@@ -186,6 +186,8 @@ pub enum Rotation {
     ReuseDetected {
         /// The revoked family.
         family_id: String,
+        /// Its account.
+        user_id: String,
     },
     /// Unknown token, revoked or expired family, or disabled user.
     Refused,

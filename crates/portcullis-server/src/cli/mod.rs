@@ -11,6 +11,7 @@ mod import;
 mod keys;
 mod serve;
 mod token;
+mod webhooks;
 
 use std::io::Read as _;
 use std::process::ExitCode;
@@ -45,6 +46,11 @@ enum Command {
     /// Sign, verify and decode tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Read the audit trail: every security event, who did it, to whom, from where.
+    Audit(webhooks::AuditArgs),
+    /// Manage the webhook endpoints that hear of security events.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
 }
 
 /// How a command ended, beyond plain success.
@@ -72,6 +78,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Clients(cmd) => clients::run(cmd).map_err(Failure::Usage),
         Command::Keys(cmd) => keys::run(cmd).map_err(Failure::Usage),
         Command::Token(cmd) => token::run(cmd),
+        Command::Audit(args) => webhooks::audit(args).map_err(Failure::Usage),
+        Command::Webhooks(cmd) => webhooks::webhooks(cmd).map_err(Failure::Usage),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

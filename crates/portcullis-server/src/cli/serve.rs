@@ -10,9 +10,10 @@ use portcullis::jwt::random_id;
 use portcullis::keys::Algorithm;
 use portcullis::password::{HashParams, Password, PasswordHasher};
 use portcullis::username::{check_new_username, normalize_username, skeleton};
-use portcullis_store::{NewUser, UserStore};
+use portcullis_store::NewUser;
 
 use super::args::{ConfigArgs, open_existing, runtime};
+use crate::audit::{Actor, Entry, Kind};
 use crate::{keyring, startup, telemetry};
 
 #[derive(Debug, Args)]
@@ -141,7 +142,7 @@ pub(crate) enum UsersCommand {
 
 /// Applies a scope change and says what it did.
 async fn change_scope(
-    store: &dyn UserStore,
+    store: &dyn portcullis_store::Store,
     username: &str,
     replace: Option<String>,
     add: &[String],
@@ -168,6 +169,15 @@ async fn change_scope(
     let Some(change) = store.set_scope(&name, &scope, now()).await? else {
         bail!("no such user: {username}");
     };
+    crate::audit::record_offline(
+        store,
+        Entry::new(Kind::UserUpdated, Actor::Operator)
+            .on(&user.id)
+            .with("fields", ["scope"].as_slice())
+            .with("via", "cli"),
+        now(),
+    )
+    .await?;
     println!(
         "{name}: scope is now {scope:?} (was {:?}); {} refresh famil{} and {} session{} re-scoped{}",
         user.scope,
@@ -219,6 +229,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                         }
                         other => other.into(),
                     })?;
+                operator(store.as_ref(), Kind::UserCreated, &user.id, "cli").await?;
                 println!("{}\t{}", user.id, user.username);
             }
             UsersCommand::List { config } => {
@@ -238,6 +249,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 // Logout everywhere too: sessions, refresh families and every access
                 // token issued until now end on every running instance.
                 let ended = store.revoke_user(&user.id, SystemClock.now()).await?;
+                operator(store.as_ref(), Kind::UserDisabled, &user.id, "cli").await?;
                 let n = ended.len();
                 let what = if n == 1 {
                     "session or refresh family"
@@ -253,6 +265,9 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 let name = normalize_username(&username)?;
                 if !store.set_disabled(&name, false).await? {
                     bail!("no such user: {username}");
+                }
+                if let Some(user) = store.user_by_username(&name).await? {
+                    operator(store.as_ref(), Kind::UserEnabled, &user.id, "cli").await?;
                 }
                 println!("{name}: enabled; it can log in again (its old sessions stay ended)");
             }
@@ -281,6 +296,9 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                     Err(e) => return Err(e.into()),
                 }
                 tracing::info!(user = %name, verified, removed = email.is_none(), "email address set by an operator");
+                if let Some(user) = store.user_by_username(&name).await? {
+                    operator(store.as_ref(), Kind::UserUpdated, &user.id, "cli").await?;
+                }
                 match &email {
                     Some(e) => println!(
                         "{name}: email is now {} ({})",
@@ -302,6 +320,7 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                     bail!("no such user: {username}");
                 };
                 tracing::warn!(user = %user.id, factors = %had, "second factors reset by an operator");
+                operator(store.as_ref(), Kind::MfaReset, &user.id, "cli").await?;
                 println!(
                     "{name}: second factors removed ({}); {} sessions and refresh families ended, access tokens issued before now refused",
                     if had.is_empty() { "it had none" } else { had.as_str() },
@@ -390,6 +409,23 @@ pub(crate) enum ServerKeysCommand {
     },
 }
 
+/// An operator's change, in the audit trail (and to the webhooks it raises).
+async fn operator(
+    store: &dyn portcullis_store::Store,
+    kind: Kind,
+    user_id: &str,
+    via: &str,
+) -> anyhow::Result<()> {
+    crate::audit::record_offline(
+        store,
+        Entry::new(kind, Actor::Operator)
+            .on(user_id)
+            .with("via", via),
+        now(),
+    )
+    .await
+}
+
 pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         match cmd {
@@ -413,6 +449,15 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
                 crate::config::publishable(alg)?;
                 let (kid, activates_at) =
                     keyring::rotate(store.as_ref(), &config, alg, at_once, now()).await?;
+                crate::audit::record_offline(
+                    store.as_ref(),
+                    Entry::new(Kind::KeyRotated, Actor::Operator)
+                        .with("kid", kid.as_str())
+                        .with("alg", alg.as_str())
+                        .with("via", "cli"),
+                    now(),
+                )
+                .await?;
                 println!("{kid}");
                 eprintln!(
                     "key {kid} ({}) is published now and signs from {}",

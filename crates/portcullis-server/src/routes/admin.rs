@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::body::JsonBody;
 use super::token_json;
+use crate::audit::{self, Actor, Entry, Kind};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -270,7 +271,7 @@ pub async fn patch_user(
     match change.disabled {
         Some(true) if !user.disabled => {
             store.set_disabled(&user.username, true).await?;
-            crate::accounts::end_everything(&state, &user.id).await?;
+            crate::accounts::end_everything(&state, &user.id, Actor::of_identity(&actor)).await?;
         }
         Some(false) if user.disabled => {
             store.set_disabled(&user.username, false).await?;
@@ -279,6 +280,35 @@ pub async fn patch_user(
     }
     state.0.session_cache.forget_user(&user.id);
     tracing::warn!(actor = %actor.subject(), user = %user.id, "account changed by an admin");
+    let who = Actor::of_identity(&actor);
+    let mut fields: Vec<&str> = Vec::new();
+    if scope.is_some() {
+        fields.push("scope");
+    }
+    if email.is_some() {
+        fields.push("email");
+    }
+    if change.email_verified.is_some() {
+        fields.push("email_verified");
+    }
+    if !fields.is_empty() {
+        audit::record(
+            &state,
+            Entry::new(Kind::UserUpdated, who.clone())
+                .on(&user.id)
+                .with("fields", fields),
+        )
+        .await;
+    }
+    match change.disabled {
+        Some(true) if !user.disabled => {
+            audit::record(&state, Entry::new(Kind::UserDisabled, who).on(&user.id)).await;
+        }
+        Some(false) if user.disabled => {
+            audit::record(&state, Entry::new(Kind::UserEnabled, who).on(&user.id)).await;
+        }
+        _ => {}
+    }
     Ok(token_json(user_json(&target(&state, &id).await?)))
 }
 
@@ -299,7 +329,7 @@ pub async fn logout_user(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let user = target(&state, &id).await?;
-    crate::accounts::end_everything(&state, &user.id).await?;
+    crate::accounts::end_everything(&state, &user.id, Actor::of_identity(&actor)).await?;
     tracing::warn!(actor = %actor.subject(), user = %user.id, "account signed out everywhere by an admin");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -357,6 +387,11 @@ pub async fn reset_mfa(
         .ok_or(ApiError::NotFound("no such account"))?;
     crate::accounts::apply_ended(&state, &user.id, &ended, now);
     tracing::warn!(actor = %actor.subject(), user = %user.id, "second factors reset by an admin");
+    audit::record(
+        &state,
+        Entry::new(Kind::MfaReset, Actor::of_identity(&actor)).on(&user.id),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -410,6 +445,13 @@ pub async fn create_user(
     )
     .await?;
     tracing::warn!(actor = %actor.subject(), user = %user.id, "account created by an admin");
+    audit::record(
+        &state,
+        Entry::new(Kind::UserCreated, Actor::of_identity(&actor))
+            .on(&user.id)
+            .with("via", "admin"),
+    )
+    .await;
     Ok((StatusCode::CREATED, axum::Json(user_json(&user))).into_response())
 }
 
@@ -443,7 +485,178 @@ pub async fn delete_user(
         portcullis_store::Deleted::Done(ended) => {
             crate::accounts::apply_ended(&state, &id, &ended, now);
             tracing::warn!(actor = %actor.subject(), user = %id, "account erased by an admin");
+            audit::record(
+                &state,
+                Entry::new(Kind::UserDeleted, Actor::of_identity(&actor)).on(&id),
+            )
+            .await;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
     }
+}
+
+/// `?user=&kind=&after=&limit=`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only records about this account (its id).
+    #[serde(default)]
+    user: Option<String>,
+    /// Only records of this kind (`login.failed`, `user.disabled`, …).
+    #[serde(default)]
+    kind: Option<String>,
+    /// The `next` cursor of the page before.
+    #[serde(default)]
+    after: Option<String>,
+    /// 1–200, default 50.
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+fn audit_json(r: &portcullis_store::AuditRecord) -> Value {
+    json!({
+        "id": r.id,
+        "at": r.at,
+        "kind": r.kind,
+        "actor": r.actor,
+        "user": r.subject,
+        "address": r.address,
+        "user_agent": r.user_agent,
+        "detail": serde_json::from_str::<Value>(&r.detail).unwrap_or(Value::Null),
+    })
+}
+
+/// `GET /admin/audit?user=&kind=&after=&limit=` → 200 `{"records": [...], "next"}`:
+/// the audit trail, oldest first; `next` (absent on the last page) is the `after` of
+/// the next page, so a collector that polls with it reads every record once.
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", params(AuditQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the audit trail"),
+        (status = 400, description = "invalid_request (a limit out of range, an unknown kind, a cursor this API did not give)", body = super::schemas::ErrorBody),
+        (status = 401, description = "unauthorized / invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope: admin", body = super::schemas::ErrorBody),
+    ))]
+pub async fn audit_trail(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    let Query(q) = Query::<AuditQuery>::try_from_uri(&uri)
+        .map_err(|e| ApiError::InvalidRequest(format!("query: {}", e.body_text())))?;
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit: from 1 to {MAX_LIMIT}"
+        )));
+    }
+    if let Some(kind) = &q.kind
+        && !audit::KINDS.iter().any(|k| k.as_str() == kind)
+    {
+        return Err(ApiError::InvalidRequest(
+            "kind: not a kind of record (docs/operations.md lists them)".into(),
+        ));
+    }
+    if q.user.as_ref().is_some_and(|u| u.len() > 64) {
+        return Err(ApiError::InvalidRequest("user: an account id".into()));
+    }
+    let after =
+        match &q.after {
+            Some(text) => Some(text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ApiError::InvalidRequest("after: not a cursor this API gave".into())
+            })?),
+            None => None,
+        };
+    let mut records = state
+        .0
+        .store
+        .audit(&portcullis_store::AuditFilter {
+            subject: q.user.as_deref(),
+            kind: q.kind.as_deref(),
+            after,
+            since: None,
+            limit: i64::from(limit) + 1,
+        })
+        .await?;
+    let more = records.len() > limit as usize;
+    records.truncate(limit as usize);
+    let mut body = json!({ "records": records.iter().map(audit_json).collect::<Vec<_>>() });
+    if more && let Some(last) = records.last() {
+        body["next"] = last.id.to_string().into();
+    }
+    Ok(token_json(body))
+}
+
+/// `{alg?, now?}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotation {
+    /// The new key's algorithm (default: `signing_alg`, or the newest key's).
+    #[serde(default)]
+    alg: Option<String>,
+    /// Sign with it at once (an emergency: resource servers that cached the JWKS
+    /// refuse its tokens until they fetch it again). Default: after
+    /// `key_publication_delay`.
+    #[serde(default)]
+    now: bool,
+}
+
+/// `POST /admin/keys/rotate {alg?, now?}` → 201 `{kid, alg, signs_from}`: as
+/// `portcullis keys rotate`: the key is published at once (every instance loads it
+/// through the event log) and signs from `signs_from`.
+#[utoipa::path(post, path = "/admin/keys/rotate", tag = "admin", request_body = KeyRotation,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new key"),
+        (status = 400, description = "invalid_request (an algorithm that is not one, or a shared-secret one)", body = super::schemas::ErrorBody),
+        (status = 401, description = "unauthorized / invalid_token", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope: admin", body = super::schemas::ErrorBody),
+        crate::routes::schemas::JsonBodyRefusals,
+    ))]
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<Identity>,
+    JsonBody(body): JsonBody<KeyRotation>,
+) -> Result<Response, ApiError> {
+    let alg = match body.alg.as_deref() {
+        Some(text) => Some(
+            text.parse::<portcullis::keys::Algorithm>()
+                .map_err(|_| ApiError::InvalidRequest("alg: not a signing algorithm".into()))?,
+        ),
+        None => None,
+    };
+    let newest = state.0.keys.current().newest().map(|k| k.alg);
+    let alg = alg.unwrap_or_else(|| state.0.config.alg_after(newest));
+    crate::config::publishable(alg).map_err(|e| ApiError::InvalidRequest(format!("alg: {e}")))?;
+    let now = state.now();
+    let activates_at = if body.now {
+        now
+    } else {
+        now + portcullis::clock::secs(state.0.config.key_publication_delay)
+    };
+    let kid = crate::keyring::add_key(
+        state.0.store.as_ref(),
+        state.0.keys.keks(),
+        alg,
+        now,
+        activates_at,
+        None,
+    )
+    .await?
+    .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("the key was not added")))?;
+    crate::events::reload_keys(&state).await;
+    tracing::warn!(actor = %actor.subject(), %kid, "signing key added by an admin");
+    audit::record(
+        &state,
+        Entry::new(Kind::KeyRotated, Actor::of_identity(&actor))
+            .with("kid", kid.as_str())
+            .with("alg", alg.as_str())
+            .with("via", "admin"),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "kid": kid, "alg": alg.as_str(), "signs_from": activates_at })),
+    )
+        .into_response())
 }

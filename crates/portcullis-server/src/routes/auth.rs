@@ -203,6 +203,14 @@ pub(super) async fn grant_tokens(
         return Err(ApiError::InvalidCredentials);
     }
     tracing::info!(user = %user.id, sid = %family, amr = signed_in.amr, "login");
+    crate::audit::record(
+        state,
+        crate::audit::Entry::own(crate::audit::Kind::LoginSucceeded, &user.id)
+            .with("amr", signed_in.amr)
+            .with("sid", family.as_str())
+            .with("via", "token"),
+    )
+    .await;
     let iat = issued_at(state, &user.id, started.not_before).await?;
     let scope = crate::accounts::granted_scope(&s.config, &started.scope, signed_in.amr);
     let grant = Grant {
@@ -272,11 +280,21 @@ pub async fn refresh(
             };
             token_response(&state, &user, grant, &next, None, iat)
         }
-        Rotation::ReuseDetected { family_id } => {
+        Rotation::ReuseDetected { family_id, user_id } => {
             crate::prometheus::refresh("reuse_detected");
             // Its access tokens die here before the answer, and everywhere through the log.
             crate::events::apply_own(&state, EventKind::FamilyRevoked, &family_id, now);
             tracing::warn!(sid = %family_id, "refresh token reused: family revoked");
+            crate::audit::record(
+                &state,
+                crate::audit::Entry::new(
+                    crate::audit::Kind::RefreshReused,
+                    crate::audit::Actor::Nobody,
+                )
+                .on(&user_id)
+                .with("sid", family_id.as_str()),
+            )
+            .await;
             Err(ApiError::InvalidGrant)
         }
         Rotation::Refused => {
@@ -307,6 +325,13 @@ pub async fn logout(
         .ok_or(ApiError::InvalidGrant)?;
     crate::events::apply_own(&state, EventKind::FamilyRevoked, &family, now);
     tracing::info!(sid = %family, "logout");
+    crate::audit::record(
+        &state,
+        crate::audit::Entry::new(crate::audit::Kind::Logout, crate::audit::Actor::Nobody)
+            .with("sid", family.as_str())
+            .with("via", "refresh_token"),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -324,7 +349,12 @@ pub async fn logout_all(
     State(state): State<AppState>,
     Person(identity): Person,
 ) -> Result<Response, ApiError> {
-    end_everything(&state, identity.subject()).await?;
+    end_everything(
+        &state,
+        identity.subject(),
+        crate::audit::Actor::User(identity.subject().to_owned()),
+    )
+    .await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if identity.session().is_some() {
         response

@@ -89,6 +89,13 @@ pub(super) async fn start_session(
         return Err(e.into());
     }
     tracing::info!(user = %user_id, sid = %started.context.id(), amr, "session started");
+    crate::audit::record(
+        state,
+        crate::audit::Entry::own(crate::audit::Kind::LoginSucceeded, user_id)
+            .with("amr", amr)
+            .with("via", "session"),
+    )
+    .await;
     Ok(started)
 }
 
@@ -230,6 +237,13 @@ pub(super) async fn end_login(state: &AppState, id: &str, subject: &str) -> Resu
         // Its access tokens carry the family id as `sid`: refused from here on.
         crate::events::apply_own(state, EventKind::FamilyRevoked, id, now);
         tracing::info!(user = %subject, sid = %id, "API login ended");
+        crate::audit::record(
+            state,
+            crate::audit::Entry::own(crate::audit::Kind::Logout, subject)
+                .with("sid", id)
+                .with("via", "account"),
+        )
+        .await;
     }
     Ok(ended)
 }
@@ -252,6 +266,13 @@ pub(super) async fn end_session(
         // answer (the store logged a `session_revoked` event), everywhere else soon.
         crate::events::apply_own(state, EventKind::SessionRevoked, id, state.now());
         tracing::info!(user = %subject, sid = %id, "session ended");
+        crate::audit::record(
+            state,
+            crate::audit::Entry::own(crate::audit::Kind::Logout, subject)
+                .with("sid", id)
+                .with("via", "session"),
+        )
+        .await;
     }
     Ok(ended)
 }

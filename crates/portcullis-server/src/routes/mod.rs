@@ -68,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/{id}/logout", post(admin::logout_user))
         .route("/admin/users/{id}/sessions", get(admin::user_sessions))
         .route("/admin/users/{id}/mfa", delete(admin::reset_mfa))
+        .route("/admin/audit", get(admin::audit_trail))
+        .route("/admin/keys/rotate", post(admin::rotate_key))
         .route_layer(admin_layer);
     // A form a browser posts, on a path whose GET is a page for anyone: the session
     // (with its CSRF checks) for the POST only, and refusals as pages.

@@ -99,7 +99,8 @@ impl Modify for Security {
         super::passkeys::account_remove,
         super::admin::list_users, super::admin::get_user, super::admin::patch_user,
         super::admin::logout_user, super::admin::user_sessions, super::admin::reset_mfa,
-        super::admin::create_user, super::admin::delete_user,
+        super::admin::create_user, super::admin::delete_user, super::admin::audit_trail,
+        super::admin::rotate_key,
     ),
     modifiers(&Security),
 )]

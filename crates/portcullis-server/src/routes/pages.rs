@@ -762,6 +762,13 @@ pub async fn revoke_app(
                     crate::events::apply_own(&state, EventKind::FamilyRevoked, family, now);
                 }
                 tracing::info!(user = %user, client = %id, "application access removed");
+                crate::audit::record(
+                    &state,
+                    crate::audit::Entry::own(crate::audit::Kind::ConsentWithdrawn, user)
+                        .with("client", id.as_str())
+                        .with("ended", families.len()),
+                )
+                .await;
             }
             Redirect::to("/account").into_response()
         }
@@ -790,7 +797,13 @@ pub async fn logout_all(
         Ok(None) => return Redirect::to("/login").into_response(),
         Err(e) => return refused(e),
     };
-    match end_everything(&state, identity.subject()).await {
+    match end_everything(
+        &state,
+        identity.subject(),
+        crate::audit::Actor::User(identity.subject().to_owned()),
+    )
+    .await
+    {
         Ok(()) => redirect_with_cookie(
             SIGNED_OUT_EVERYWHERE,
             state.0.sessions.config().clear_cookie(),

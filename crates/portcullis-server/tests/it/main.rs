@@ -5,6 +5,7 @@
 
 mod admin;
 mod attacks;
+mod audit;
 mod browser;
 mod cli;
 mod clients;

@@ -235,9 +235,11 @@ where
     }
 
     async fn sealed_webhook_secrets(&self) -> Result<Vec<(String, String)>, Error> {
-        Ok(sqlx::query_as("SELECT id, secret FROM webhooks ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT id, secret FROM webhooks ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn reseal_webhook_secret(&self, id: &str, old: &str, new: &str) -> Result<bool, Error> {

@@ -147,13 +147,12 @@ where
             .await?
             .rows_affected();
         // Deliveries still waiting are never deleted, however old.
-        let deliveries = sqlx::query(
-            "DELETE FROM webhook_deliveries WHERE delivered_at < $1 OR failed_at < $1",
-        )
-        .bind(now - retention.mail_kept)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let deliveries =
+            sqlx::query("DELETE FROM webhook_deliveries WHERE delivered_at < $1 OR failed_at < $1")
+                .bind(now - retention.mail_kept)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         tx.commit().await?;
         Ok(Pruned {
             events,

@@ -166,6 +166,7 @@ where
                 tx.commit().await?;
                 return Ok(Rotation::ReuseDetected {
                     family_id: family.id,
+                    user_id: family.user_id,
                 });
             }
             Decision::Rotate => false,

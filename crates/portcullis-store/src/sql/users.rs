@@ -136,8 +136,12 @@ where
         .bind(format!("% {keep_one_with} %"))
         .fetch_all(&mut *tx)
         .await?;
-        let found: Option<(String, Option<String>)> =
-            lock_user(&mut tx, user_id, "SELECT id, email FROM users WHERE id = $1").await?;
+        let found: Option<(String, Option<String>)> = lock_user(
+            &mut tx,
+            user_id,
+            "SELECT id, email FROM users WHERE id = $1",
+        )
+        .await?;
         let Some((_, email)) = found else {
             return Ok(Deleted::NotFound);
         };

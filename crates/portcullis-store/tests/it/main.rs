@@ -251,7 +251,8 @@ conformance! {
         assert_eq!(
             s.rotate(&hash(1), &hash(4), 1012, POLICY).await.unwrap(),
             Rotation::ReuseDetected {
-                family_id: "fam".into()
+                family_id: "fam".into(),
+                user_id: uid.clone()
             }
         );
         assert_eq!(
@@ -767,7 +768,8 @@ conformance! {
                 .await
                 .unwrap(),
             Rotation::ReuseDetected {
-                family_id: "fam".into()
+                family_id: "fam".into(),
+                user_id: uid.clone()
             },
             "{backend}"
         );
@@ -1953,5 +1955,97 @@ conformance! {
         assert_eq!(s.take_ceremony(&hash(1), 50).await.unwrap(), None, "once");
         assert_eq!(s.take_ceremony(&hash(2), 100).await.unwrap(), None, "expired");
         assert_eq!(s.take_ceremony(&hash(3), 50).await.unwrap(), None, "unknown");
+    }
+}
+
+conformance! {
+    /// Issue 25: an audit record and its webhook message are written together, the
+    /// message once for each endpoint subscribed to its event (or to `*`); deliveries
+    /// are claimed once, retried, given up on and counted; the trail filters and
+    /// pages; erasure blanks an account's addresses; retention prunes.
+    async fn the_audit_trail_and_the_webhook_outbox(db) {
+        use portcullis_store::{AuditFilter, NewAudit, NewWebhook, WebhookEvent};
+        let s = db.store.as_ref();
+        let hook = |id: &str, events: &str| NewWebhook {
+            id: id.into(),
+            url: format!("https://{id}.example/"),
+            events: events.into(),
+            sealed_secret: "sealed".into(),
+        };
+        s.add_webhook(&hook("a", "user.created user.deleted"), 10).await.unwrap();
+        s.add_webhook(&hook("b", "*"), 11).await.unwrap();
+        s.add_webhook(&hook("c", "user.created_extra"), 12).await.unwrap();
+        let uid = user(s, "ann").await;
+        let record = |kind: &str, event: Option<&str>| NewAudit {
+            kind: kind.into(),
+            actor: Some(format!("user:{uid}")),
+            subject: Some(uid.clone()),
+            address: Some("192.0.2.1".into()),
+            user_agent: Some("test".into()),
+            detail: "{}".into(),
+            webhook: event.map(|e| WebhookEvent {
+                event: e.into(),
+                message_id: format!("msg_{kind}"),
+                payload: "{}".into(),
+            }),
+        };
+        let first = s.append_audit(&record("user.created", Some("user.created")), 100).await.unwrap();
+        let second = s.append_audit(&record("login.failed", None), 101).await.unwrap();
+        assert!(second > first);
+        s.append_audit(&NewAudit { kind: "login.failed".into(), detail: "{}".into(), ..Default::default() }, 102).await.unwrap();
+        // a and b get user.created; c's "user.created_extra" is no match.
+        let claimed = s.claim_deliveries(100, 30, 10).await.unwrap();
+        let mut to: Vec<&str> = claimed.iter().map(|d| d.webhook_id.as_str()).collect();
+        to.sort_unstable();
+        assert_eq!(to, ["a", "b"]);
+        assert_eq!(claimed[0].url, format!("https://{}.example/", claimed[0].webhook_id));
+        assert!(s.claim_deliveries(100, 30, 10).await.unwrap().is_empty(), "claimed once");
+        s.delivery_done(claimed[0].id, 101).await.unwrap();
+        s.delivery_failed(claimed[1].id, 101, "the receiver answered 500", Some(200)).await.unwrap();
+        assert!(s.claim_deliveries(150, 30, 10).await.unwrap().is_empty(), "not due yet");
+        let again = s.claim_deliveries(200, 30, 10).await.unwrap();
+        assert_eq!((again.len(), again[0].attempts), (1, 2));
+        s.delivery_failed(again[0].id, 201, "gave up", None).await.unwrap();
+        let infos = s.webhooks().await.unwrap();
+        let counts: Vec<(&str, i64, i64, i64, Option<&str>)> = infos.iter()
+            .map(|w| (w.id.as_str(), w.waiting, w.delivered, w.failed, w.last_error.as_deref())).collect();
+        let failed_one = claimed[1].webhook_id.as_str();
+        for (id, waiting, delivered, failed, error) in counts {
+            match id {
+                "c" => assert_eq!((waiting, delivered, failed, error), (0, 0, 0, None)),
+                id if id == failed_one => assert_eq!((waiting, delivered, failed, error), (0, 0, 1, Some("gave up"))),
+                _ => assert_eq!((waiting, delivered, failed, error), (0, 1, 0, None)),
+            }
+        }
+        // A test message to one endpoint; removing it takes what waits with it.
+        let test = WebhookEvent { event: "webhook.test".into(), message_id: "msg_t".into(), payload: "{}".into() };
+        assert!(s.enqueue_webhook("c", &test, 300).await.unwrap());
+        assert!(!s.enqueue_webhook("zz", &test, 300).await.unwrap());
+        assert!(s.remove_webhook("c").await.unwrap());
+        assert!(!s.remove_webhook("c").await.unwrap());
+        assert!(s.claim_deliveries(300, 30, 10).await.unwrap().is_empty());
+        // Filters and pages.
+        let all = s.audit(&AuditFilter { limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(all.len(), 3);
+        let about = s.audit(&AuditFilter { subject: Some(&uid), limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(about.len(), 2);
+        let failed = s.audit(&AuditFilter { kind: Some("login.failed"), after: Some(second), limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!((failed.len(), failed[0].subject.as_deref()), (1, None));
+        let recent = s.audit(&AuditFilter { since: Some(101), limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(recent.len(), 2);
+        // Erasure keeps the rows under the id, without the address or agent.
+        assert!(matches!(s.delete_user(&uid, "admin", 400).await.unwrap(), portcullis_store::Deleted::Done(_)));
+        let about = s.audit(&AuditFilter { subject: Some(&uid), limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(about.len(), 2);
+        assert!(about.iter().all(|r| r.address.is_none() && r.user_agent.is_none()));
+        // audit_kept is 5,000 s: at 5,101 the row of 100 goes.
+        let pruned = s.prune(5_101, &retention(100)).await.unwrap();
+        assert_eq!(pruned.audit, 1);
+        assert_eq!(pruned.deliveries, 2, "made or given up on over mail_kept ago");
+        // Sealed secrets, for rewrap.
+        let sealed = s.sealed_webhook_secrets().await.unwrap();
+        assert_eq!(sealed.len(), 2);
+        assert!(s.reseal_webhook_secret("a", "sealed", "resealed").await.unwrap());
+        assert!(!s.reseal_webhook_secret("a", "sealed", "again").await.unwrap(), "only if unchanged");
     }
 }

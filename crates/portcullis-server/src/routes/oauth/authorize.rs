@@ -536,6 +536,13 @@ async fn proceed(
             .grant_consent(&user.id, &request.client.id, &scope, now)
             .await?;
         tracing::info!(client = %request.client.id, user = %user.id, scope = %scope, "consent given");
+        crate::audit::record(
+            state,
+            crate::audit::Entry::own(crate::audit::Kind::ConsentGranted, &user.id)
+                .with("client", request.client.id.as_str())
+                .with("scope", scope.as_str()),
+        )
+        .await;
     } else if request.prompt_consent || !request.client.first_party {
         let allowed = state
             .0

@@ -259,6 +259,17 @@ async fn authorization_code(
                 crate::events::apply_own(state, EventKind::FamilyRevoked, family_id, now);
             }
             tracing::warn!(client = %client.id, sid = ?family_id, "authorization code used twice: what it issued is revoked");
+            crate::audit::record(
+                state,
+                crate::audit::Entry::new(
+                    crate::audit::Kind::RefreshReused,
+                    crate::audit::Actor::Client(client.id.clone()),
+                )
+                .with("sid", family_id.as_deref())
+                .with("client", client.id.as_str())
+                .with("grant", "authorization_code"),
+            )
+            .await;
             Err(grant_refused(
                 "the authorization code was used before; the tokens it gave are revoked",
             ))
@@ -357,10 +368,21 @@ async fn refresh_token(
                 iat,
             )
         }
-        Rotation::ReuseDetected { family_id } => {
+        Rotation::ReuseDetected { family_id, user_id } => {
             crate::prometheus::refresh("reuse_detected");
             crate::events::apply_own(state, EventKind::FamilyRevoked, &family_id, now);
             tracing::warn!(client = %client.id, sid = %family_id, "refresh token reused: family revoked");
+            crate::audit::record(
+                state,
+                crate::audit::Entry::new(
+                    crate::audit::Kind::RefreshReused,
+                    crate::audit::Actor::Client(client.id.clone()),
+                )
+                .on(&user_id)
+                .with("sid", family_id.as_str())
+                .with("client", client.id.as_str()),
+            )
+            .await;
             Err(refused())
         }
         Rotation::Refused => {
