@@ -5,8 +5,9 @@
 //! the event log other instances follow.
 //!
 //! Built so far: the accounts (list with a cursor, create, read, change, erase, log
-//! out, sessions, second factors). Not yet: clients, keys, the audit trail and
-//! webhooks (issue 25 goes on).
+//! out, sessions, second factors), the audit trail, key rotation. Every change is
+//! recorded in the audit trail with its actor (`audit.rs`). Not yet: clients (issue
+//! 25 goes on).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
