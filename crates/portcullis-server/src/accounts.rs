@@ -248,7 +248,9 @@ pub(crate) async fn check_password(
         Err(_) => "error",
     };
     crate::prometheus::login(outcome);
-    if checked.is_err() {
+    // A refusal for load (no hashing slot) judged nothing, and recording each one
+    // would add a write per request to an overloaded server.
+    if checked.is_err() && outcome != "busy" {
         // Why, as the server knows it (the answer says less): the account when one
         // matched, never the name or password typed.
         let (subject, reason) = match refused {
