@@ -65,10 +65,8 @@ pub(crate) async fn create_account(
         None => None,
     };
     let password = password(password_text)?;
-    let creator_kind = match creator {
-        Creator::Signup(_) => CreatorKind::Signup,
-        Creator::Admin { .. } => CreatorKind::Admin,
-    };
+    // The admin route writes its own audit record (it knows the actor).
+    let signup = matches!(creator, Creator::Signup(_));
     let (attempts, scope) = match creator {
         Creator::Signup(client) => (
             state.0.throttle.signup(client),
@@ -120,7 +118,7 @@ pub(crate) async fn create_account(
         other => other.into(),
     })?;
     tracing::info!(user = %user.id, "account created");
-    if matches!(creator_kind, CreatorKind::Signup) {
+    if signup {
         crate::audit::record(
             state,
             crate::audit::Entry::own(crate::audit::Kind::UserCreated, &user.id)
@@ -129,13 +127,6 @@ pub(crate) async fn create_account(
         .await;
     }
     Ok(user)
-}
-
-/// Who made an account, once the `Creator` is spent: the admin route writes its own
-/// audit record (it knows the actor).
-enum CreatorKind {
-    Signup,
-    Admin,
 }
 
 /// Takes a slot in every counter of `attempts`, or answers 429.

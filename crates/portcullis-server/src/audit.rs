@@ -350,8 +350,9 @@ pub async fn record(state: &AppState, entry: Entry) {
         .try_with(|origin| origin.resolve(state))
         .unwrap_or_default();
     let kind = entry.kind;
-    let record = entry.build(state.now(), address, user_agent);
-    if let Err(e) = state.0.store.append_audit(&record, state.now()).await {
+    let now = state.now();
+    let record = entry.build(now, address, user_agent);
+    if let Err(e) = state.0.store.append_audit(&record, now).await {
         tracing::error!(error = %e, kind = kind.as_str(), "the audit record could not be written");
     }
 }
