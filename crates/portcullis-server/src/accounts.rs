@@ -416,6 +416,42 @@ fn password_clone(p: &Password) -> Result<Password, ApiError> {
     Password::new(p.expose().to_owned()).map_err(hashing)
 }
 
+/// The scope of the admin API, which the last enabled account that has it keeps.
+pub(crate) const ADMIN_SCOPE: &str = "admin";
+
+/// Erases an account (an admin's `DELETE /admin/users/{id}`, the person's own `DELETE
+/// /auth/me`): one transaction in the store ends its sessions, families and tokens and
+/// removes its row with everything that references it, its mail, and the addresses in
+/// its audit records; applied here before the answer. The last enabled account with
+/// `admin` is refused (409), whoever asks.
+pub(crate) async fn erase(
+    state: &AppState,
+    user_id: &str,
+    actor: crate::audit::Actor,
+) -> Result<(), ApiError> {
+    let now = state.now();
+    match state.0.store.delete_user(user_id, ADMIN_SCOPE, now).await? {
+        portcullis_store::Deleted::NotFound => Err(ApiError::NotFound("no such account")),
+        portcullis_store::Deleted::LastWith => Err(ApiError::Conflict(
+            "this is the last enabled account with admin: give admin to another first",
+        )),
+        portcullis_store::Deleted::Done(ended) => {
+            apply_ended(state, user_id, &ended, now);
+            // A person's own erasure is recorded without the address and user agent
+            // it came from: they would name the person the erasure removed.
+            let own = actor == crate::audit::Actor::User(user_id.to_owned());
+            let mut entry = crate::audit::Entry::new(crate::audit::Kind::UserDeleted, actor)
+                .on(user_id)
+                .with("via", if own { "self" } else { "admin" });
+            if own {
+                entry = entry.without_origin();
+            }
+            crate::audit::record(state, entry).await;
+            Ok(())
+        }
+    }
+}
+
 /// Logout everywhere: one transaction in the store (with its events), applied here
 /// before the answer; other instances follow the event log.
 pub(crate) async fn end_everything(

@@ -160,6 +160,8 @@ pub enum Kind {
     KeyRotated,
     WebhookAdded,
     WebhookRemoved,
+    UsersImported,
+    ResetLinkMade,
 }
 
 /// Every kind, for the docs test and `--kind` checks.
@@ -191,6 +193,8 @@ pub const KINDS: &[Kind] = &[
     Kind::KeyRotated,
     Kind::WebhookAdded,
     Kind::WebhookRemoved,
+    Kind::UsersImported,
+    Kind::ResetLinkMade,
 ];
 
 /// The webhook event types, for `webhooks add --events`.
@@ -236,6 +240,8 @@ impl Kind {
             Kind::KeyRotated => "key.rotated",
             Kind::WebhookAdded => "webhook.added",
             Kind::WebhookRemoved => "webhook.removed",
+            Kind::UsersImported => "users.imported",
+            Kind::ResetLinkMade => "password.reset_link",
         }
     }
 
@@ -261,7 +267,9 @@ impl Kind {
             | Kind::ConsentWithdrawn
             | Kind::KeyRotated
             | Kind::WebhookAdded
-            | Kind::WebhookRemoved => return None,
+            | Kind::WebhookRemoved
+            | Kind::UsersImported
+            | Kind::ResetLinkMade => return None,
         })
     }
 }
@@ -273,6 +281,8 @@ pub struct Entry {
     actor: Actor,
     subject: Option<String>,
     detail: serde_json::Map<String, Value>,
+    /// Written without the request's address and user agent.
+    without_origin: bool,
 }
 
 impl Entry {
@@ -283,6 +293,7 @@ impl Entry {
             actor,
             subject: None,
             detail: serde_json::Map::new(),
+            without_origin: false,
         }
     }
 
@@ -300,6 +311,13 @@ impl Entry {
     /// With `key: value` in the detail. Never a secret.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Entry {
         self.detail.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Without the request's address and user agent: the record of a person's own
+    /// erasure, which they would otherwise outlive in.
+    pub fn without_origin(mut self) -> Entry {
+        self.without_origin = true;
         self
     }
 
@@ -346,9 +364,13 @@ pub fn timestamp(at: i64) -> String {
 /// Appends `entry` to the trail, with the address and user agent of the request it
 /// is made in, and queues its webhook message.
 pub async fn record(state: &AppState, entry: Entry) {
-    let (address, user_agent) = ORIGIN
-        .try_with(|origin| origin.resolve(state))
-        .unwrap_or_default();
+    let (address, user_agent) = if entry.without_origin {
+        (None, None)
+    } else {
+        ORIGIN
+            .try_with(|origin| origin.resolve(state))
+            .unwrap_or_default()
+    };
     let kind = entry.kind;
     let now = state.now();
     let record = entry.build(now, address, user_agent);

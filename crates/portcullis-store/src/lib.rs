@@ -28,12 +28,12 @@ pub use audit::{
 };
 pub use error::Error;
 pub use model::{
-    AuthCode, Ceremony, CeremonyKind, Challenge, Client, CodeExchange, Completion, Consent,
-    Deleted, Email, EmailTokenKind, Event, EventKind, Exchanged, FamilyInfo, ImportOutcome,
-    ImportedUser, MailQueue, NewCeremony, NewChallenge, NewEmailToken, NewMail, NewPasskey,
-    NewUser, Pruned, Purpose, QueuedMail, Redeemed, RefreshInfo, Retention, RevokedState, Rotation,
-    ScopeChange, SecondFactor, Started, StoredKey, StoredPasskey, TokenHash, TotpSecret, User,
-    not_before_after,
+    AccountRecords, AuthCode, Ceremony, CeremonyKind, Challenge, Client, ClientChange,
+    ClientChanged, CodeExchange, Completion, Consent, Deleted, Email, EmailTokenKind, Event,
+    EventKind, Exchanged, FamilyInfo, ImportOutcome, ImportedUser, MailLink, MailQueue, MailRecord,
+    NewCeremony, NewChallenge, NewEmailToken, NewMail, NewPasskey, NewUser, Pruned, Purpose,
+    QueuedMail, Redeemed, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange,
+    SecondFactor, Started, StoredKey, StoredPasskey, TokenHash, TotpSecret, User, not_before_after,
 };
 pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
@@ -127,6 +127,10 @@ pub trait UserStore: Send + Sync + 'static {
         keep_one_with: &str,
         now: i64,
     ) -> Result<Deleted, Error>;
+
+    /// What the store keeps about an account beside its row (devices, mail links,
+    /// mail), for the person's own export; empty lists for an unknown id.
+    async fn account_records(&self, user_id: &str) -> Result<AccountRecords, Error>;
 
     /// Disables or enables an account; false when there is no such user.
     async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, Error>;
@@ -280,24 +284,33 @@ pub trait ClientStore: Send + Sync + 'static {
     /// Every client, by name.
     async fn clients(&self) -> Result<Vec<Client>, Error>;
 
-    /// Disables (moving its "not before" past `now`, with an event, so that every token
-    /// issued to it so far is refused everywhere, and revoking every grant it holds for
-    /// people, with their events) or enables a client; `None` when there is no such
-    /// client.
-    async fn set_client_disabled(
+    /// Changes what `change` names, in one transaction; `None` when there is no such
+    /// client, [`Error::Conflict`] when a new name is taken. Disabling an enabled
+    /// client, or taking a scope from it, moves its "not before" past `now`, with an
+    /// event, so that every token issued to it so far is refused everywhere; disabling
+    /// also revokes every grant it holds for people, with their events: their ids are
+    /// in [`ClientChanged::ended`].
+    async fn update_client(
         &self,
-        name: &str,
-        disabled: bool,
+        id: &str,
+        change: &ClientChange<'_>,
         now: i64,
-    ) -> Result<Option<Client>, Error>;
+    ) -> Result<Option<ClientChanged>, Error>;
 
     /// Replaces a client's secret (the old one stops working at once; tokens already
-    /// issued live out their lifetime); `None` when there is no such client.
+    /// issued live out their lifetime); `None` when there is no such client or it is
+    /// public (it has none).
     async fn set_client_secret(
         &self,
-        name: &str,
+        id: &str,
         secret_hash: &[u8],
     ) -> Result<Option<Client>, Error>;
+
+    /// Deletes a client, in one transaction: every token issued to it is refused (its
+    /// "not before", with an event), every grant it holds for people is revoked (with
+    /// their events: the ids returned), its authorization codes and the consents people
+    /// gave it go with it. `None` when there is no such client.
+    async fn delete_client(&self, id: &str, now: i64) -> Result<Option<Vec<String>>, Error>;
 }
 
 /// The OAuth 2.1 authorization-code flow: codes, consents, and the grants (refresh

@@ -234,6 +234,79 @@ impl Client {
     }
 }
 
+/// What the store keeps about an account beside its row and the records other
+/// methods list: for the person's own export ([`crate::UserStore::account_records`]).
+/// Never a hash or a message's body (a mail may hold a live link).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountRecords {
+    /// Devices that signed in before: `(created_at, last_used_at)`.
+    pub devices: Vec<(i64, i64)>,
+    /// Mail links issued to it, used or not.
+    pub mail_links: Vec<MailLink>,
+    /// Mail written to its addresses (the current one and those of its links).
+    pub mail: Vec<MailRecord>,
+}
+
+/// A mail link of an account, as its export shows it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct MailLink {
+    /// `verify`, `change` or `reset`.
+    pub kind: String,
+    /// The address it went to.
+    pub email: String,
+    /// When it was issued.
+    pub created_at: i64,
+    /// When it stops working.
+    pub expires_at: i64,
+    /// When it was used, if it was.
+    pub used_at: Option<i64>,
+}
+
+/// A mail of the outbox, as an export shows it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct MailRecord {
+    /// The address.
+    pub recipient: String,
+    /// Its subject.
+    pub subject: String,
+    /// When it was written.
+    pub created_at: i64,
+    /// When the relay took it, if it has.
+    pub sent_at: Option<i64>,
+}
+
+/// What [`crate::ClientStore::update_client`] changes: each `Some` member, the rest
+/// left as it is (checked by the caller: the store writes what it is given).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientChange<'a> {
+    /// A new unique name.
+    pub name: Option<&'a str>,
+    /// The whole scope, space separated.
+    pub scope: Option<&'a str>,
+    /// The whole list of redirect URIs, space separated.
+    pub redirect_uris: Option<&'a str>,
+    /// The whole list of post-logout redirect URIs, space separated.
+    pub post_logout_redirect_uris: Option<&'a str>,
+    /// Whether people are asked to consent.
+    pub first_party: Option<bool>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+}
+
+/// A client as [`crate::ClientStore::update_client`] left it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientChanged {
+    /// The client, changed.
+    pub client: Client,
+    /// Whether this change disabled it (it was enabled before).
+    pub disabled_now: bool,
+    /// Whether the tokens issued to it so far are now refused: it was disabled, or
+    /// lost a scope (its "not before" moved, with an event).
+    pub tokens_refused: bool,
+    /// The grants (refresh families) revoked because it was disabled.
+    pub ended: Vec<String>,
+}
+
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")

@@ -7,11 +7,13 @@
 use anyhow::bail;
 use clap::Subcommand;
 use portcullis::clock::{Clock as _, SystemClock};
-use portcullis::jwt::random_id;
 use portcullis::opaque::Opaque;
-use portcullis_store::Client;
+use portcullis_store::{Client, ClientChange, Store};
 
 use super::args::{ConfigArgs, runtime};
+use crate::audit::{Actor, Entry, Kind};
+use crate::error::ApiError;
+use crate::routes::admin_clients::{self as rules, NewClient};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClientsCommand {
@@ -68,44 +70,28 @@ pub(crate) enum ClientsCommand {
         /// The client's name.
         name: String,
     },
+    /// Delete a client: its tokens are refused, the grants it holds for people end,
+    /// the consents people gave it go.
+    Remove {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The client's name.
+        name: String,
+    },
 }
 
-/// What a name may be: what fits in a log line and a table.
-fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok {
-        bail!("a client name is 1–64 of the characters a-z A-Z 0-9 - _ .");
+/// The shared rules' refusal, as the CLI says it.
+fn refused(e: ApiError) -> anyhow::Error {
+    match e {
+        ApiError::InvalidRequest(why) => anyhow::anyhow!(why),
+        ApiError::Conflict(why) => anyhow::anyhow!(why),
+        ApiError::Unexpected(e) => e,
+        other => anyhow::anyhow!(other.for_people()),
     }
-    Ok(())
-}
-
-fn secret() -> anyhow::Result<Opaque> {
-    Opaque::generate().map_err(|_| anyhow::anyhow!("the system random generator failed"))
 }
 
 fn shown_once(client: &Client, secret: Option<&Opaque>) {
-    let mut shown = serde_json::json!({
-        "client_id": client.id,
-        "name": client.name,
-        "scope": client.scope,
-        "type": kind(client),
-    });
-    if let Some(secret) = secret {
-        shown["client_secret"] = secret.expose().into();
-    }
-    if !client.redirect_uris.is_empty() {
-        shown["redirect_uris"] = client.redirect_uri_list().collect::<Vec<_>>().into();
-        shown["first_party"] = client.first_party.into();
-    }
-    if !client.post_logout_redirect_uris.is_empty() {
-        shown["post_logout_redirect_uris"] =
-            client.post_logout_uri_list().collect::<Vec<_>>().into();
-    }
-    println!("{shown}");
+    println!("{}", rules::client_json(client, secret));
     if secret.is_some() {
         eprintln!(
             "{}: keep the client_secret now; it is not shown again (only its SHA-256 is stored)",
@@ -114,29 +100,47 @@ fn shown_once(client: &Client, secret: Option<&Opaque>) {
     }
 }
 
-/// What kind of client, in words.
-fn kind(client: &Client) -> &'static str {
-    match (client.redirect_uris.is_empty(), client.public) {
-        (true, _) => "machine",
-        (false, false) => "confidential",
-        (false, true) => "public",
+async fn by_name(store: &dyn Store, name: &str) -> anyhow::Result<Client> {
+    match store.clients().await?.into_iter().find(|c| c.name == name) {
+        Some(client) => Ok(client),
+        None => bail!("no such client: {name}"),
     }
 }
 
-/// The URIs, checked, as stored (space separated).
-fn uri_list(uris: &[String], what: &str) -> anyhow::Result<String> {
-    for uri in uris {
-        if let Err(why) = crate::routes::redirect_check(uri) {
-            bail!("{what} {uri:?}: {why}");
-        }
+/// Appends the operator's change of `client` to the audit trail.
+async fn audited(
+    store: &dyn Store,
+    kind: Kind,
+    client: &Client,
+    fields: &[&str],
+) -> anyhow::Result<()> {
+    let mut entry = Entry::new(kind, Actor::Operator)
+        .on(&client.id)
+        .with("name", client.name.as_str())
+        .with("via", "cli");
+    if !fields.is_empty() {
+        entry = entry.with("fields", fields);
     }
-    let mut unique: Vec<&str> = Vec::new();
-    for uri in uris {
-        if !unique.contains(&uri.as_str()) {
-            unique.push(uri);
-        }
+    crate::audit::record_offline(store, entry, SystemClock.now()).await
+}
+
+async fn set_disabled(store: &dyn Store, name: &str, disabled: bool) -> anyhow::Result<()> {
+    let client = by_name(store, name).await?;
+    let change = ClientChange {
+        disabled: Some(disabled),
+        ..ClientChange::default()
+    };
+    let Some(changed) = store
+        .update_client(&client.id, &change, SystemClock.now())
+        .await?
+    else {
+        bail!("no such client: {name}");
+    };
+    let fields = rules::changed_fields(&client, &changed.client);
+    if !fields.is_empty() {
+        audited(store, Kind::ClientUpdated, &changed.client, &fields).await?;
     }
-    Ok(unique.join(" "))
+    Ok(())
 }
 
 pub(crate) fn run(cmd: ClientsCommand) -> anyhow::Result<()> {
@@ -151,38 +155,21 @@ pub(crate) fn run(cmd: ClientsCommand) -> anyhow::Result<()> {
                 public,
                 first_party,
             } => {
-                check_name(&name)?;
-                let redirect_uris = uri_list(&redirect_uris, "--redirect-uri")?;
-                let post_logout_redirect_uris =
-                    uri_list(&post_logout_redirect_uris, "--post-logout-redirect-uri")?;
-                if redirect_uris.is_empty() && !post_logout_redirect_uris.is_empty() {
-                    bail!("--post-logout-redirect-uri is for clients with a --redirect-uri");
-                }
+                let (client, secret) = rules::build(
+                    NewClient {
+                        name,
+                        scope,
+                        redirect_uris,
+                        post_logout_redirect_uris,
+                        public,
+                        first_party,
+                    },
+                    SystemClock.now(),
+                )
+                .map_err(refused)?;
                 let (_, store) = config.open().await?;
-                let secret = if public { None } else { Some(secret()?) };
-                let scope = scope.split_whitespace().collect::<Vec<_>>().join(" ");
-                let client = Client {
-                    id: random_id()?,
-                    name,
-                    secret_hash: secret
-                        .as_ref()
-                        .map(|s| s.sha256().to_vec())
-                        .unwrap_or_default(),
-                    scope,
-                    disabled: false,
-                    not_before: 0,
-                    created_at: SystemClock.now(),
-                    redirect_uris,
-                    post_logout_redirect_uris,
-                    public,
-                    first_party,
-                };
-                store.add_client(&client).await.map_err(|e| match e {
-                    portcullis_store::Error::Conflict => {
-                        anyhow::anyhow!("a client named {:?} exists", client.name)
-                    }
-                    other => other.into(),
-                })?;
+                rules::add(store.as_ref(), &client).await.map_err(refused)?;
+                audited(store.as_ref(), Kind::ClientCreated, &client, &[]).await?;
                 shown_once(&client, secret.as_ref());
             }
             ClientsCommand::List { config } => {
@@ -193,7 +180,7 @@ pub(crate) fn run(cmd: ClientsCommand) -> anyhow::Result<()> {
                         "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                         c.id,
                         c.name,
-                        kind(&c),
+                        rules::kind(&c),
                         c.scope,
                         c.disabled,
                         c.first_party,
@@ -203,41 +190,39 @@ pub(crate) fn run(cmd: ClientsCommand) -> anyhow::Result<()> {
             }
             ClientsCommand::Disable { config, name } => {
                 let (_, store) = config.open().await?;
-                if store
-                    .set_client_disabled(&name, true, SystemClock.now())
-                    .await?
-                    .is_none()
-                {
-                    bail!("no such client: {name}");
-                }
+                set_disabled(store.as_ref(), &name, true).await?;
                 println!("{name}: disabled; its access tokens issued before now are refused");
             }
             ClientsCommand::Enable { config, name } => {
                 let (_, store) = config.open().await?;
-                if store
-                    .set_client_disabled(&name, false, SystemClock.now())
-                    .await?
-                    .is_none()
-                {
-                    bail!("no such client: {name}");
-                }
+                set_disabled(store.as_ref(), &name, false).await?;
                 println!("{name}: enabled; it can get tokens again");
             }
             ClientsCommand::RotateSecret { config, name } => {
                 let (_, store) = config.open().await?;
-                if store
-                    .clients()
-                    .await?
-                    .iter()
-                    .any(|c| c.name == name && c.public)
-                {
+                let client = by_name(store.as_ref(), &name).await?;
+                if client.public {
                     bail!("{name} is a public client: it has no secret");
                 }
-                let secret = secret()?;
-                let Some(client) = store.set_client_secret(&name, &secret.sha256()).await? else {
+                let secret = rules::new_secret().map_err(refused)?;
+                let Some(client) = store.set_client_secret(&client.id, &secret.sha256()).await? else {
                     bail!("no such client: {name}");
                 };
+                audited(store.as_ref(), Kind::ClientSecretRotated, &client, &[]).await?;
                 shown_once(&client, Some(&secret));
+            }
+            ClientsCommand::Remove { config, name } => {
+                let (_, store) = config.open().await?;
+                let client = by_name(store.as_ref(), &name).await?;
+                let Some(ended) = store.delete_client(&client.id, SystemClock.now()).await? else {
+                    bail!("no such client: {name}");
+                };
+                audited(store.as_ref(), Kind::ClientDeleted, &client, &[]).await?;
+                println!(
+                    "{name}: deleted; its tokens are refused and {} grant{} it held for people ended",
+                    ended.len(),
+                    if ended.len() == 1 { "" } else { "s" }
+                );
             }
         }
         Ok(())

@@ -138,6 +138,25 @@ pub(crate) async fn import(args: ImportArgs) -> anyhow::Result<()> {
             String::new()
         }
     );
+    if !args.dry_run {
+        // One record for the run, not one per account: an import of a million
+        // accounts is one operator action, and per-account webhook messages would
+        // flood every receiver (docs/operations.md says to list accounts after one).
+        crate::audit::record_offline(
+            store.as_ref(),
+            crate::audit::Entry::new(
+                crate::audit::Kind::UsersImported,
+                crate::audit::Actor::Operator,
+            )
+            .with("imported", counts.imported)
+            .with("updated", counts.updated)
+            .with("skipped", counts.skipped)
+            .with("refused", counts.refused)
+            .with("disabled_weak", counts.disabled_weak),
+            portcullis::clock::Clock::now(&portcullis::clock::SystemClock),
+        )
+        .await?;
+    }
     if counts.refused > 0 {
         bail!(
             "{} line(s) refused (listed above); the others were {}",

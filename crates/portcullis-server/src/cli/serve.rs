@@ -348,6 +348,14 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                     );
                 };
                 tracing::info!(user = %user.id, "reset link made by an operator");
+                crate::audit::record_offline(
+                    store.as_ref(),
+                    Entry::new(Kind::ResetLinkMade, Actor::Operator)
+                        .on(&user.id)
+                        .with("via", "cli"),
+                    now,
+                )
+                .await?;
                 println!("{link}");
             }
             UsersCommand::GrantScope {

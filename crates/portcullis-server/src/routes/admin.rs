@@ -4,10 +4,10 @@
 //! CLI's, so it takes effect everywhere the CLI's does: the revocation list and feed,
 //! the event log other instances follow.
 //!
-//! Built so far: the accounts (list with a cursor, create, read, change, erase, log
-//! out, sessions, second factors), the audit trail, key rotation. Every change is
-//! recorded in the audit trail with its actor (`audit.rs`). Not yet: clients (issue
-//! 25 goes on).
+//! Here: the accounts (list with a cursor, create, read, change, erase, log out,
+//! sessions, second factors), the audit trail, key rotation; the clients are in
+//! `admin_clients.rs`. Every change is recorded in the audit trail with its actor
+//! (`audit.rs`).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -24,8 +24,7 @@ use crate::audit::{self, Actor, Entry, Kind};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The scope of the admin API.
-pub(crate) const ADMIN_SCOPE: &str = "admin";
+pub(crate) use crate::accounts::ADMIN_SCOPE;
 /// The longest page.
 const MAX_LIMIT: u32 = 200;
 
@@ -121,18 +120,7 @@ pub async fn list_users(
 
 /// A scope as an admin wrote it: its words, once each, space separated.
 fn checked_scope(text: &str) -> Result<String, ApiError> {
-    let mut words: Vec<&str> = Vec::new();
-    for w in text.split_whitespace() {
-        if !crate::config::is_scope_token(w) {
-            return Err(ApiError::InvalidRequest(
-                "scope: printable ASCII words, no quotes or backslashes (RFC 6749 §3.3)".into(),
-            ));
-        }
-        if !words.contains(&w) {
-            words.push(w);
-        }
-    }
-    Ok(words.join(" "))
+    super::admin_clients::checked_scope(text).map_err(ApiError::InvalidRequest)
 }
 
 async fn target(state: &AppState, id: &str) -> Result<User, ApiError> {
@@ -350,17 +338,10 @@ pub async fn user_sessions(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let user = target(&state, &id).await?;
-    let sessions = state.0.sessions.list(&user.id).await?;
-    let api_logins = super::cookie::api_logins(&state, &user.id).await?;
-    Ok(token_json(json!({
-        "sessions": sessions.iter().map(|s| json!({
-            "id": s.id, "label": s.label, "created_at": s.created_at,
-            "last_seen_at": s.last_seen_at, "expires_at": s.expires_at, "amr": s.amr,
-        })).collect::<Vec<_>>(),
-        "api_logins": api_logins.iter().map(|f| json!({
-            "id": f.id, "label": f.label, "created_at": f.created_at, "last_used_at": f.last_used_at,
-        })).collect::<Vec<_>>(),
-    })))
+    let (sessions, api_logins) = super::cookie::sign_ins_json(&state, &user.id).await?;
+    Ok(token_json(
+        json!({ "sessions": sessions, "api_logins": api_logins }),
+    ))
 }
 
 /// `DELETE /admin/users/{id}/mfa` → 204: as `portcullis users reset-mfa`.
@@ -477,23 +458,9 @@ pub async fn delete_user(
     if actor.subject() == id {
         return Err(ApiError::Conflict("an admin cannot erase itself"));
     }
-    let now = state.now();
-    match state.0.store.delete_user(&id, ADMIN_SCOPE, now).await? {
-        portcullis_store::Deleted::NotFound => Err(ApiError::NotFound("no such account")),
-        portcullis_store::Deleted::LastWith => Err(ApiError::Conflict(
-            "this is the last enabled account with admin: give admin to another first",
-        )),
-        portcullis_store::Deleted::Done(ended) => {
-            crate::accounts::apply_ended(&state, &id, &ended, now);
-            tracing::warn!(actor = %actor.subject(), user = %id, "account erased by an admin");
-            audit::record(
-                &state,
-                Entry::new(Kind::UserDeleted, Actor::of_identity(&actor)).on(&id),
-            )
-            .await;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-    }
+    crate::accounts::erase(&state, &id, Actor::of_identity(&actor)).await?;
+    tracing::warn!(actor = %actor.subject(), user = %id, "account erased by an admin");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `?user=&kind=&after=&limit=`.

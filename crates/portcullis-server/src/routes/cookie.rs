@@ -216,6 +216,36 @@ pub(super) async fn api_logins(
         .await?)
 }
 
+/// A user's live sign-ins as the admin API and the person's export show them:
+/// `(sessions, api_logins)`.
+pub(super) async fn sign_ins_json(
+    state: &AppState,
+    user_id: &str,
+) -> Result<(serde_json::Value, serde_json::Value), ApiError> {
+    let sessions = state.0.sessions.list(user_id).await?;
+    let api_logins = api_logins(state, user_id).await?;
+    Ok((
+        sessions
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "id": s.id, "label": s.label, "created_at": s.created_at,
+                    "last_seen_at": s.last_seen_at, "expires_at": s.expires_at, "amr": s.amr,
+                })
+            })
+            .collect(),
+        api_logins
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "id": f.id, "label": f.label, "created_at": f.created_at,
+                    "last_used_at": f.last_used_at,
+                })
+            })
+            .collect(),
+    ))
+}
+
 /// Ends one of a user's logins by id: a cookie session, or else an API login (a
 /// refresh family). False when the user has neither by that id.
 pub(super) async fn end_login(state: &AppState, id: &str, subject: &str) -> Result<bool, ApiError> {

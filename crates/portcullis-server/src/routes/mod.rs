@@ -1,6 +1,7 @@
 //! The HTTP contract of docs/http-api.md.
 
 mod admin;
+pub(crate) mod admin_clients;
 mod auth;
 mod body;
 mod client_addr;
@@ -9,6 +10,7 @@ mod factors;
 mod feed;
 mod forward;
 mod html;
+mod me;
 mod meta;
 mod metadata;
 mod oauth;
@@ -29,6 +31,8 @@ use portcullis::strategy::Chain;
 use crate::error::REALM;
 
 use crate::state::AppState;
+
+pub(crate) use admin::ADMIN_SCOPE;
 
 /// Every route. The routes that need to know who is asking sit behind the library's
 /// `AuthLayer` (the server's strategy chain: a bearer token, else the session cookie
@@ -68,6 +72,20 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/{id}/logout", post(admin::logout_user))
         .route("/admin/users/{id}/sessions", get(admin::user_sessions))
         .route("/admin/users/{id}/mfa", delete(admin::reset_mfa))
+        .route(
+            "/admin/clients",
+            get(admin_clients::list_clients).post(admin_clients::create_client),
+        )
+        .route(
+            "/admin/clients/{id}",
+            get(admin_clients::get_client)
+                .patch(admin_clients::patch_client)
+                .delete(admin_clients::delete_client),
+        )
+        .route(
+            "/admin/clients/{id}/secret",
+            post(admin_clients::rotate_secret),
+        )
         .route("/admin/audit", get(admin::audit_trail))
         .route("/admin/keys/rotate", post(admin::rotate_key))
         .route_layer(admin_layer);
@@ -91,7 +109,8 @@ pub fn router(state: AppState) -> Router {
         .max_age(std::time::Duration::from_secs(3600));
     let identified = Router::new()
         .route("/auth/logout-all", post(auth::logout_all))
-        .route("/auth/me", get(auth::me))
+        .route("/auth/me", get(auth::me).delete(me::delete_me))
+        .route("/auth/me/export", get(me::export_me))
         .route("/auth/email/resend", post(recovery::resend))
         .route("/auth/email/change", post(recovery::change_email))
         .route("/auth/password/change", post(recovery::change_password))
@@ -125,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .route("/account/logout-all", post(pages::logout_all))
         .route("/account/apps/{id}/revoke", post(pages::revoke_app))
         .route("/account/password", post(recovery::account_password))
+        .route("/account/delete", post(me::account_delete))
         .route("/account/email", post(recovery::account_email))
         .route("/account/email/resend", post(recovery::account_resend))
         .route("/account/mfa/totp", post(factors::account_totp))

@@ -101,6 +101,10 @@ impl Modify for Security {
         super::admin::logout_user, super::admin::user_sessions, super::admin::reset_mfa,
         super::admin::create_user, super::admin::delete_user, super::admin::audit_trail,
         super::admin::rotate_key,
+        super::me::export_me, super::me::delete_me, super::me::account_delete,
+        super::admin_clients::list_clients, super::admin_clients::get_client,
+        super::admin_clients::create_client, super::admin_clients::patch_client,
+        super::admin_clients::delete_client, super::admin_clients::rotate_secret,
     ),
     modifiers(&Security),
 )]

@@ -152,12 +152,18 @@ pub(super) const SIGNED_OUT_HERE: &str = "/login?signed_out=here";
 const SIGNED_OUT_EVERYWHERE: &str = "/login?signed_out=everywhere";
 /// Where a password reset goes: the sign-in page, to sign in with the new password.
 pub(super) const PASSWORD_RESET: &str = "/login?signed_out=reset";
+/// Where a person's own erasure goes.
+pub(super) const ACCOUNT_DELETED: &str = "/login?signed_out=deleted";
 
 /// What the sign-in page says after a sign-out (`?signed_out=`): fixed sentences only,
 /// so that a link cannot put words of its own on the page.
 fn signed_out_note(signed_out: Option<&str>) -> Option<&'static str> {
     match signed_out? {
         "here" => Some("You are signed out in this browser."),
+        "deleted" => Some(
+            "Your account is deleted: every sign-in of yours has ended, and what we held \
+             about you is gone.",
+        ),
         "reset" => Some(
             "Your password is changed, and every sign-in of yours has ended. Sign in with \
              the new password.",
@@ -602,6 +608,21 @@ fn account_page(
                 form method="post" action="/session/logout" {
                     input type="hidden" name="csrf_token" value=(token);
                     button #sign-out type="submit" { "Sign out" }
+                }
+            }
+            h2 #data-heading { "Your data" }
+            p {
+                a #export href="/auth/me/export" download="portcullis-account.json" { "Download everything we hold about you" }
+                " (JSON: your account, sign-ins, applications, devices, the mail we sent and the security events of your account)."
+            }
+            details #delete-account {
+                summary { "Delete your account…" }
+                p #delete-what { "Your account and everything that goes with it are deleted at once, and every sign-in of yours ends. This cannot be undone. The security log keeps only your account's random id, with nothing that names you." }
+                form method="post" action="/account/delete" {
+                    input type="hidden" name="csrf_token" value=(token);
+                    label for="delete-password" { "Your password" }
+                    input #delete-password name="password" type="password" autocomplete="current-password" required;
+                    button #delete-account-button .danger type="submit" { "Delete my account" }
                 }
             }
             details #everywhere {

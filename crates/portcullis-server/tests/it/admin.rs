@@ -236,3 +236,215 @@ on_each_store! {
         assert_eq!((st, body["error"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
     }
 }
+
+/// A client-credentials token, or the refusal's status.
+async fn machine_token(
+    server: &TestServer,
+    id: &str,
+    secret: &str,
+    scope: Option<&str>,
+) -> Result<String, (StatusCode, Value)> {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    let r = server
+        .client
+        .post(server.url("/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    if status == 200 {
+        Ok(s(&body, "access_token"))
+    } else {
+        Err((status, body))
+    }
+}
+
+/// A route a machine token with `revocations:read` may call, as a probe of whether
+/// the token is still good.
+async fn feed_status(server: &TestServer, token: &str) -> StatusCode {
+    server
+        .client
+        .get(server.url("/auth/revocations"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+on_each_store! {
+    /// Clients over the admin API: registered with the CLI's rules (secret shown once,
+    /// never listed), changed (a scope taken away refuses its tokens at once), given a
+    /// new secret, disabled, deleted; a client with `admin` cannot disable, delete or
+    /// demote itself; every refusal writes nothing; each change is in the audit trail
+    /// with its actor, and the CLI's with `operator`.
+    async fn the_admin_api_manages_clients(url, dir) {
+        let clock = still_clock();
+        let now = || portcullis::clock::Clock::now(clock.as_ref());
+        let server = TestServer::start_with(config(&url), clock.clone()).await.keep_dir(dir);
+        let store = portcullis_store::open(&url).await.unwrap();
+        assert_eq!(server.signup("root", PASSWORD).await.status(), 201);
+        store.set_scope("root", "admin", now()).await.unwrap();
+        clock.advance(2);
+        let root = s(&server.login("root", PASSWORD).await.json::<Value>().await.unwrap(), "access_token");
+        use reqwest::Method as M;
+        let (st, _) = call(&server, M::GET, "/admin/clients", None, None).await;
+        assert_eq!(st, 401);
+
+        // Registered: the secret once, then never again.
+        let (st, svc) = call(&server, M::POST, "/admin/clients", Some(&root),
+            Some(json!({ "name": "svc", "scope": "revocations:read extra extra" }))).await;
+        assert_eq!(st, 201, "{svc}");
+        assert_eq!((svc["type"].as_str(), svc["scope"].as_str()), (Some("machine"), Some("revocations:read extra")));
+        let (id, secret) = (s(&svc, "client_id"), s(&svc, "client_secret"));
+        assert!(secret.len() >= 40, "{secret}");
+        let (st, list) = call(&server, M::GET, "/admin/clients", Some(&root), None).await;
+        assert_eq!(st, 200);
+        assert_eq!(list["clients"].as_array().unwrap().len(), 1);
+        assert!(!list.to_string().contains(&secret), "a secret is shown once: {list}");
+        let (st, one) = call(&server, M::GET, &format!("/admin/clients/{id}"), Some(&root), None).await;
+        assert_eq!((st, one["name"].as_str(), one.get("client_secret")), (StatusCode::OK, Some("svc"), None));
+        let (st, _) = call(&server, M::GET, "/admin/clients/nobody", Some(&root), None).await;
+        assert_eq!(st, 404);
+        let token = machine_token(&server, &id, &secret, None).await.unwrap();
+        assert_eq!(feed_status(&server, &token).await, 200);
+
+        // Bad registrations: each refused, nothing written.
+        for (bad, status) in [
+            (json!({ "name": "two words" }), 400),
+            (json!({ "name": "" }), 400),
+            (json!({ "name": "x".repeat(65) }), 400),
+            (json!({ "name": "q", "scope": "a\"b" }), 400),
+            (json!({ "name": "q", "redirect_uris": ["http://app.example/cb"] }), 400),
+            (json!({ "name": "q", "redirect_uris": ["https://app.example/cb#frag"] }), 400),
+            (json!({ "name": "q", "public": true }), 400),
+            (json!({ "name": "q", "first_party": true }), 400),
+            (json!({ "name": "q", "post_logout_redirect_uris": ["https://app.example/bye"] }), 400),
+            (json!({ "name": "q", "public": "yes" }), 400),
+            (json!({ "name": "q", "client_secret": "mine" }), 400),
+            (json!({ "name": "svc" }), 409),
+        ] {
+            let (st, body) = call(&server, M::POST, "/admin/clients", Some(&root), Some(bad.clone())).await;
+            assert_eq!(st.as_u16(), status, "{bad}: {body}");
+            assert!(body["error_description"].is_string(), "{body}");
+        }
+        assert_eq!(store.clients().await.unwrap().len(), 1, "nothing written");
+
+        // A scope taken away: the token issued before is refused at once; a new one
+        // cannot have it.
+        let path = format!("/admin/clients/{id}");
+        let (st, changed) = call(&server, M::PATCH, &path, Some(&root), Some(json!({ "scope": "revocations:read", "name": "svc2" }))).await;
+        assert_eq!((st, changed["scope"].as_str(), changed["name"].as_str()), (StatusCode::OK, Some("revocations:read"), Some("svc2")));
+        assert_eq!(feed_status(&server, &token).await, 401);
+        clock.advance(2);
+        let (st, body) = machine_token(&server, &id, &secret, Some("extra")).await.unwrap_err();
+        assert_eq!((st, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")));
+        let token = machine_token(&server, &id, &secret, None).await.unwrap();
+        assert_eq!(feed_status(&server, &token).await, 200);
+        // Widening refuses nothing.
+        let (st, _) = call(&server, M::PATCH, &path, Some(&root), Some(json!({ "scope": "revocations:read more" }))).await;
+        assert_eq!(st, 200);
+        assert_eq!(feed_status(&server, &token).await, 200);
+        for bad in [json!({ "disabled": "no" }), json!({ "public": true }), json!({ "name": "a b" }),
+                    json!({ "first_party": true }), json!({ "redirect_uris": ["ftp://x/cb"] })] {
+            let (st, body) = call(&server, M::PATCH, &path, Some(&root), Some(bad.clone())).await;
+            assert_eq!(st, 400, "{bad}: {body}");
+        }
+        let (st, _) = call(&server, M::PATCH, "/admin/clients/nobody", Some(&root), Some(json!({ "disabled": true }))).await;
+        assert_eq!(st, 404);
+
+        // A new secret: the old one stops at once.
+        let (st, rotated) = call(&server, M::POST, &format!("{path}/secret"), Some(&root), None).await;
+        assert_eq!(st, 200, "{rotated}");
+        let new_secret = s(&rotated, "client_secret");
+        assert_ne!(new_secret, secret);
+        assert_eq!(machine_token(&server, &id, &secret, None).await.unwrap_err().0, 401);
+        let token = machine_token(&server, &id, &new_secret, None).await.unwrap();
+
+        // Disabled: its token refused, no new one; enabled again.
+        let (st, off) = call(&server, M::PATCH, &path, Some(&root), Some(json!({ "disabled": true }))).await;
+        assert_eq!((st, off["disabled"].as_bool()), (StatusCode::OK, Some(true)));
+        assert_eq!(feed_status(&server, &token).await, 401);
+        assert!(machine_token(&server, &id, &new_secret, None).await.is_err());
+        let (_, on) = call(&server, M::PATCH, &path, Some(&root), Some(json!({ "disabled": false }))).await;
+        assert_eq!(on["disabled"], false);
+        clock.advance(2);
+        let token = machine_token(&server, &id, &new_secret, None).await.unwrap();
+
+        // A public client has no secret to rotate.
+        let (st, app) = call(&server, M::POST, "/admin/clients", Some(&root), Some(json!({
+            "name": "spa", "scope": "openid", "redirect_uris": ["https://spa.example/cb", "https://spa.example/cb"], "public": true,
+        }))).await;
+        assert_eq!((st, app["type"].as_str(), app.get("client_secret")), (StatusCode::CREATED, Some("public"), None));
+        assert_eq!(app["redirect_uris"], json!(["https://spa.example/cb"]));
+        let spa = s(&app, "client_id");
+        let (st, _) = call(&server, M::POST, &format!("/admin/clients/{spa}/secret"), Some(&root), None).await;
+        assert_eq!(st, 409);
+        let (st, body) = call(&server, M::PATCH, &format!("/admin/clients/{spa}"), Some(&root), Some(json!({ "redirect_uris": [] }))).await;
+        assert_eq!(st, 400, "a public client keeps a redirect URI: {body}");
+
+        // A machine client with admin manages others, not itself.
+        let (_, ops) = call(&server, M::POST, "/admin/clients", Some(&root), Some(json!({ "name": "ops", "scope": "admin" }))).await;
+        let ops_id = s(&ops, "client_id");
+        let ops_token = machine_token(&server, &ops_id, &s(&ops, "client_secret"), None).await.unwrap();
+        let ops_path = format!("/admin/clients/{ops_id}");
+        for (method, body) in [(M::PATCH, Some(json!({ "disabled": true }))), (M::PATCH, Some(json!({ "scope": "read" }))), (M::DELETE, None)] {
+            let (st, answer) = call(&server, method, &ops_path, Some(&ops_token), body).await;
+            assert_eq!((st, answer["error"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{answer}");
+        }
+        let (st, _) = call(&server, M::PATCH, &format!("/admin/clients/{spa}"), Some(&ops_token), Some(json!({ "first_party": true }))).await;
+        assert_eq!(st, 200);
+
+        // Deleted: its token refused, its name free, gone for good.
+        let (st, _) = call(&server, M::DELETE, &path, Some(&root), None).await;
+        assert_eq!(st, 204);
+        assert_eq!(feed_status(&server, &token).await, 401);
+        assert_eq!(machine_token(&server, &id, &new_secret, None).await.unwrap_err().0, 401);
+        for method in [M::GET, M::DELETE] {
+            assert_eq!(call(&server, method, &path, Some(&root), None).await.0, 404);
+        }
+        assert_eq!(call(&server, M::POST, &format!("{path}/secret"), Some(&root), None).await.0, 404);
+
+        // The CLI's changes are the operator's.
+        crate::clients::clients(&url, &["disable", "spa"]).await;
+        crate::clients::clients(&url, &["remove", "spa"]).await;
+        assert!(store.client_by_id(&spa).await.unwrap().is_none());
+
+        // The trail: who did what to which client, no secret in it.
+        let root_id = id_of(&url, "root").await;
+        let records = store.audit(&portcullis_store::AuditFilter { subject: None, kind: None, after: None, since: None, limit: 100 }).await.unwrap();
+        let clients: Vec<(String, String, String)> = records
+            .iter()
+            .filter(|r| r.kind.starts_with("client."))
+            .map(|r| (r.kind.clone(), r.actor.clone().unwrap_or_default(), r.subject.clone().unwrap_or_default()))
+            .collect();
+        let root_actor = format!("user:{root_id}");
+        let by = |kind: &str, actor: &str, on: &str| (kind.to_owned(), actor.to_owned(), on.to_owned());
+        assert_eq!(clients, [
+            by("client.created", &root_actor, &id),
+            by("client.updated", &root_actor, &id),
+            by("client.updated", &root_actor, &id),
+            by("client.secret_rotated", &root_actor, &id),
+            by("client.updated", &root_actor, &id),
+            by("client.updated", &root_actor, &id),
+            by("client.created", &root_actor, &spa),
+            by("client.created", &root_actor, &ops_id),
+            by("client.updated", &format!("client:{ops_id}"), &spa),
+            by("client.deleted", &root_actor, &id),
+            by("client.updated", "operator", &spa),
+            by("client.deleted", "operator", &spa),
+        ]);
+        let first_change = records.iter().find(|r| r.kind == "client.updated").unwrap();
+        assert_eq!(first_change.detail, r#"{"fields":["name","scope"],"via":"admin"}"#);
+        let trail = format!("{records:?}");
+        for secret in [&secret, &new_secret] {
+            assert!(!trail.contains(secret.as_str()));
+        }
+    }
+}

@@ -1004,6 +1004,89 @@ async fn assertion_in_page(b: &Client, options: &Value) -> Value {
         .unwrap()
 }
 
+/// Issue 25: a person downloads what the server holds about them from the account
+/// page, then deletes the account there: a wrong password is refused and deletes
+/// nothing; the right one ends the session, the sign-in page says the account is gone,
+/// and the name no longer signs in.
+#[tokio::test]
+async fn a_person_downloads_their_data_and_deletes_their_account_in_chromium() {
+    let Some((chromium, chromedriver)) = browser_tools() else {
+        return;
+    };
+    let (url, dir) = sqlite_db();
+    let server = TestServer::start(loopback_config(&url)).await.keep_dir(dir);
+    let base = server.base.clone();
+    let driver = Driver::start(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, &chromium, profile.path()).await;
+
+    b.goto(&format!("{base}/signup")).await.unwrap();
+    fill(&b, "#username", "gwen").await;
+    fill(&b, "#password", PASSWORD).await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/account").await;
+
+    // The link downloads the export, which this session may read.
+    let href = b
+        .find(Locator::Css("#export"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap();
+    assert_eq!(href.as_deref(), Some("/auth/me/export"));
+    let exported = b
+        .execute_async(
+            "const done = arguments[0]; fetch('/auth/me/export').then((r) => r.json()).then((d) => done([d.account.username, d.sessions.length, d.audit.map((r) => r.kind)]), (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        exported,
+        json!(["gwen", 1, ["user.created", "login.succeeded"]])
+    );
+
+    // A wrong password: refused, nothing deleted.
+    click(&b, "#delete-account summary").await;
+    screenshot(&b, "delete-account").await;
+    fill(&b, "#delete-password", "not my password").await;
+    click(&b, "#delete-account-button").await;
+    arrive(&b, "/account/delete").await;
+    assert_eq!(
+        text(&b, "#form-error").await,
+        "Your current password is wrong."
+    );
+    click(&b, "a[href='/account']").await;
+    arrive(&b, "/account").await;
+    assert_eq!(text(&b, "#who").await, "gwen");
+
+    // The right one: gone.
+    click(&b, "#delete-account summary").await;
+    fill(&b, "#delete-password", PASSWORD).await;
+    click(&b, "#delete-account-button").await;
+    arrive(&b, "/login").await;
+    assert!(
+        text(&b, "#signed-out")
+            .await
+            .starts_with("Your account is deleted")
+    );
+    screenshot(&b, "account-deleted").await;
+    b.goto(&format!("{base}/account")).await.unwrap();
+    arrive(&b, "/login").await;
+    fill(&b, "#username", "gwen").await;
+    fill(&b, "#password", PASSWORD).await;
+    click(&b, "button[type=submit]").await;
+    arrive(&b, "/session/login").await;
+    assert_eq!(
+        text(&b, "[role=alert]").await,
+        "The username or password is wrong."
+    );
+    let store = portcullis_store::open(&url).await.unwrap();
+    assert!(store.user_by_username("gwen").await.unwrap().is_none());
+    b.close().await.unwrap();
+}
+
 /// What an attacker tries with passkeys, with real assertions from Chromium's virtual
 /// authenticator: another account's passkey on a second step, a ceremony finished
 /// twice, an assertion replayed on a new ceremony, and an assertion made on another

@@ -130,6 +130,13 @@ on_each_store! {
         assert!(stderr.contains(&format!("line {}: refused: not an account", n + 1)), "{stderr}");
         assert!(stderr.contains(&format!("line {}: refused: password_hash", n + 2)), "{stderr}");
         assert!(stderr.contains(&format!("line {}: imported disabled", n + 3)), "{stderr}");
+        // One audit record for the run (none for the dry run), with its counts.
+        let store = portcullis_store::open(&url).await.unwrap();
+        let runs = store.audit(&portcullis_store::AuditFilter { subject: None, kind: Some("users.imported"), after: None, since: None, limit: 10 }).await.unwrap();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let detail: serde_json::Value = serde_json::from_str(&runs[0].detail).unwrap();
+        assert_eq!((runs[0].actor.as_deref(), &detail["imported"], &detail["refused"], &detail["disabled_weak"]),
+            (Some("operator"), &json!(n + 1), &json!(2), &json!(1)));
 
         // Each kind: a wrong password is refused; the right one signs in, and the stored
         // hash becomes Argon2id at the server's parameters; it signs in again after.

@@ -19,6 +19,7 @@ mod keys_at_rest;
 mod mail;
 mod oauth;
 mod operations;
+mod own_data;
 mod recovery;
 mod server;
 mod sessions;

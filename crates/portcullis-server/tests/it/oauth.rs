@@ -641,6 +641,66 @@ on_each_store! {
 }
 
 on_each_store! {
+    /// Issue 25: an admin's change to an app reaches the grants people gave it: a scope
+    /// taken from the app is gone from the next refresh; a deleted app's grants end at
+    /// once (its access token for the person too, through the family's `sid`), with the
+    /// consent people gave it.
+    async fn an_apps_grants_follow_what_an_admin_does_to_it(url, dir) {
+        let server = TestServer::start(config(&url)).await.keep_dir(dir);
+        let store = portcullis_store::open(&url).await.unwrap();
+        assert_eq!(server.signup("root", PASSWORD).await.status(), 201);
+        assert_eq!(server.signup("erin", PASSWORD).await.status(), 201);
+        store.set_scope("root", "admin", 0).await.unwrap();
+        store.set_scope("erin", "notes:read notes:write", 0).await.unwrap();
+        let root = server.login("root", PASSWORD).await.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+        let (id, secret) = register(&url, &["notes", "--first-party", "--scope", "openid notes:read notes:write", "--redirect-uri", CB]).await;
+        let secret = secret.unwrap();
+        let basic = Some((id.as_str(), secret.as_str()));
+        let (verifier, challenge) = pkce();
+        let mut browser = Browser::new();
+        let request = authorize_url(&server, &[
+            ("response_type", "code"), ("client_id", &id), ("redirect_uri", CB),
+            ("scope", "openid notes:read notes:write"),
+            ("code_challenge", &challenge), ("code_challenge_method", "S256"),
+        ]);
+        let r = browser.get(&request).await;
+        let r = sign_in(&mut browser, &server, &location(&r), "erin").await;
+        let code = query(&location(&r))["code"].clone();
+        let (status, body) = token(&server, basic, &[
+            ("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier),
+        ]).await;
+        assert_eq!((status, body["scope"].as_str()), (StatusCode::OK, Some("openid notes:read notes:write")), "{body}");
+        let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+
+        let admin = |method: reqwest::Method, body: Option<Value>| {
+            let mut req = server.client.request(method, server.url(&format!("/admin/clients/{id}"))).bearer_auth(&root);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            req.send()
+        };
+        let r = admin(reqwest::Method::PATCH, Some(json!({ "scope": "openid notes:read" }))).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let (status, body) = token(&server, basic, &[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await;
+        assert_eq!((status, body["scope"].as_str()), (StatusCode::OK, Some("openid notes:read")), "{body}");
+        let access = body["access_token"].as_str().unwrap().to_owned();
+        let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        assert_eq!(userinfo(&server, &access).await.0, 200);
+
+        // (A first-party app asks no consent; one given to it as if it did.)
+        let erin = store.user_by_username("erin").await.unwrap().unwrap();
+        store.grant_consent(&erin.id, &id, "openid", 1).await.unwrap();
+        let r = admin(reqwest::Method::DELETE, None).await.unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(userinfo(&server, &access).await.0, 401, "the grant's access token ends with it");
+        let (status, _) = token(&server, basic, &[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await;
+        assert_eq!(status, 401, "the client is no more");
+        assert!(store.consents_of(&erin.id).await.unwrap().is_empty());
+        server.stop().await;
+    }
+}
+
+on_each_store! {
     async fn a_code_flow_client_gets_nothing_as_itself_and_a_refused_refresh_spends_nothing(url, dir) {
         let server = TestServer::start(config(&url)).await.keep_dir(dir);
         assert_eq!(server.signup("dora", PASSWORD).await.status(), 201);
@@ -1020,7 +1080,9 @@ on_each_store! {
         // session); disabling is the same call.
         let store = portcullis_store::open(&url).await.unwrap();
         let now = portcullis::clock::Clock::now(&portcullis::clock::SystemClock);
-        assert!(store.set_client_disabled("notes", true, now).await.unwrap().is_some());
+        let notes = store.clients().await.unwrap().into_iter().find(|c| c.name == "notes").unwrap();
+        let off = portcullis_store::ClientChange { disabled: Some(true), ..Default::default() };
+        assert!(store.update_client(&notes.id, &off, now).await.unwrap().is_some());
         let disabled = page(CB).await;
         assert!(!disabled.contains("app-name"), "{disabled}");
     }

@@ -619,6 +619,12 @@ on_each_store! {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let link = String::from_utf8(out.stdout).unwrap();
         let token = link.trim().strip_prefix("http://portcullis.test/reset-password?token=").expect(&link).to_owned();
+        // The trail says an operator made one for Ola, and holds no link.
+        let store = portcullis_store::open(&url).await.unwrap();
+        let ola = store.user_by_username("ola").await.unwrap().unwrap();
+        let made = store.audit(&portcullis_store::AuditFilter { subject: Some(&ola.id), kind: Some("password.reset_link"), after: None, since: None, limit: 10 }).await.unwrap();
+        assert_eq!(made.len(), 1);
+        assert_eq!((made[0].actor.as_deref(), made[0].detail.contains(&token)), (Some("operator"), false));
         assert_eq!(server.post("/auth/password/reset", json!({ "token": token, "password": NEW_PASSWORD })).await.status(), 204);
         login_as(&server, "ola", NEW_PASSWORD).await;
         server.stop().await;

@@ -5,8 +5,8 @@ use portcullis::grant::{effective_scope, removes_scope};
 use super::families::{end_user_grants, move_not_before};
 use super::{Affected as _, Backend, SqlStore, insert_event, lock_user};
 use crate::{
-    Deleted, Email, Error, EventKind, ImportOutcome, ImportedUser, NewUser, ScopeChange, User,
-    UserStore, not_before_after,
+    AccountRecords, Deleted, Email, Error, EventKind, ImportOutcome, ImportedUser, MailLink,
+    MailRecord, NewUser, ScopeChange, User, UserStore, not_before_after,
 };
 
 /// The columns of a [`User`], as a literal so queries are `concat!`ed at compile time.
@@ -150,17 +150,24 @@ where
         }
         let ended = end_user_grants(&mut tx, user_id, None, now).await?;
         move_not_before(&mut tx, user_id, now).await?;
-        sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
         // The personal data kept beside the account: the mail to its address (sent or
         // waiting: the links in it die with the account anyway), and the addresses and
         // user agents of its audit rows. The trail keeps the rows under the account's
         // random id, which names nobody once the account is gone.
-        if let Some(email) = email {
+        // (Those of its links too: a new address it asked to change to.)
+        let mut addresses: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT email FROM email_tokens WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        addresses.extend(email.map(|e| (e,)));
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        for (address,) in &addresses {
             sqlx::query("DELETE FROM outbox WHERE recipient = $1")
-                .bind(email.as_str())
+                .bind(address.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -170,6 +177,36 @@ where
             .await?;
         tx.commit().await?;
         Ok(Deleted::Done(ended))
+    }
+
+    async fn account_records(&self, user_id: &str) -> Result<AccountRecords, Error> {
+        let devices: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT created_at, last_used_at FROM devices WHERE user_id = $1 \
+             ORDER BY created_at",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mail_links: Vec<MailLink> = sqlx::query_as(
+            "SELECT kind, email, created_at, expires_at, used_at FROM email_tokens \
+             WHERE user_id = $1 ORDER BY created_at",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mail: Vec<MailRecord> = sqlx::query_as(
+            "SELECT recipient, subject, created_at, sent_at FROM outbox \
+             WHERE recipient IN (SELECT email FROM users WHERE id = $1 AND email IS NOT NULL \
+             UNION SELECT email FROM email_tokens WHERE user_id = $1) ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(AccountRecords {
+            devices,
+            mail_links,
+            mail,
+        })
     }
 
     async fn import_users(

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use portcullis::session::{NewSession, SessionHash, SessionRecord};
 use portcullis::throttle::{Admission, Attempt, Budget, Lane, Settlement};
 use portcullis_store::{
-    AuthCode, CeremonyKind, Client, CodeExchange, Completion, Error, EventKind, Exchanged,
-    NewCeremony, NewChallenge, NewPasskey, NewUser, Retention, Rotation, RotationPolicy,
+    AuthCode, CeremonyKind, Client, ClientChange, CodeExchange, Completion, Error, EventKind,
+    Exchanged, NewCeremony, NewChallenge, NewPasskey, NewUser, Retention, Rotation, RotationPolicy,
     SecondFactor, Store, StoredKey, TokenHash,
 };
 
@@ -1084,26 +1084,62 @@ conformance! {
         assert_eq!(s.client_by_id("cl_2").await.unwrap(), None);
         assert_eq!(s.clients().await.unwrap(), vec![client.clone()]);
 
-        let rotated = s.set_client_secret("blog", &[9; 32]).await.unwrap().unwrap();
+        let rotated = s.set_client_secret("cl_1", &[9; 32]).await.unwrap().unwrap();
         assert_eq!(rotated.secret_hash, vec![9; 32]);
         assert!(s.set_client_secret("nobody", &[9; 32]).await.unwrap().is_none());
 
+        // A change writes what it names and nothing else.
+        let disable = |on| ClientChange { disabled: Some(on), ..ClientChange::default() };
+        let renamed = s
+            .update_client("cl_1", &ClientChange { name: Some("journal"), scope: Some("a b"), ..ClientChange::default() }, 450)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((renamed.client.name.as_str(), renamed.client.scope.as_str()), ("journal", "a b"));
+        assert_eq!(renamed.client.secret_hash, vec![9; 32]);
+        assert!(!renamed.disabled_now && renamed.ended.is_empty());
+        // "revocations:read" was taken away: its tokens so far are refused.
+        assert!(renamed.tokens_refused);
+        assert_eq!(renamed.client.not_before, 451);
+        let widened = ClientChange { scope: Some("a b c"), ..ClientChange::default() };
+        let widened = s.update_client("cl_1", &widened, 455).await.unwrap().unwrap();
+        assert!(!widened.tokens_refused, "nothing taken away");
+        assert_eq!(widened.client.not_before, 451);
+        s.add_client(&Client { id: "cl_2".into(), name: "other".into(), ..client.clone() }).await.unwrap();
+        let taken = ClientChange { name: Some("other"), ..ClientChange::default() };
+        assert!(matches!(s.update_client("cl_1", &taken, 460).await, Err(Error::Conflict)));
+        assert_eq!(s.client_by_id("cl_1").await.unwrap().unwrap().name, "journal", "nothing written");
+        assert!(s.update_client("nobody", &disable(true), 460).await.unwrap().is_none());
+
         // Disabling moves "not before" with an event, which the revocation state shows.
         let start = s.last_event_id().await.unwrap();
-        let off = s.set_client_disabled("blog", true, 500).await.unwrap().unwrap();
-        assert!(off.disabled);
+        let off = s.update_client("cl_1", &disable(true), 500).await.unwrap().unwrap();
+        assert!(off.client.disabled && off.disabled_now);
         // Tokens of the disabling second are refused too: "not before" is the next one.
-        assert_eq!(off.not_before, 501);
+        assert_eq!(off.client.not_before, 501);
         let events = s.events_after(start, 10).await.unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!((events[0].kind, events[0].subject.as_str(), events[0].at), (EventKind::UserNotBefore, "cl_1", 501));
         let state = s.revoked_since(400).await.unwrap();
         assert!(state.not_before.contains(&("cl_1".to_owned(), 501)));
+        // Disabling a disabled client again moves nothing.
+        let again = s.update_client("cl_1", &disable(true), 550).await.unwrap().unwrap();
+        assert!(!again.disabled_now);
+        assert_eq!(again.client.not_before, 501);
+        assert_eq!(s.events_after(start, 10).await.unwrap().len(), 1);
         // Enabling keeps the "not before": old tokens stay refused.
-        let on = s.set_client_disabled("blog", false, 600).await.unwrap().unwrap();
-        assert!(!on.disabled);
-        assert_eq!(on.not_before, 501);
-        assert!(s.set_client_disabled("nobody", true, 600).await.unwrap().is_none());
+        let on = s.update_client("cl_1", &disable(false), 600).await.unwrap().unwrap();
+        assert!(!on.client.disabled);
+        assert_eq!(on.client.not_before, 501);
+
+        // Deleting refuses its tokens (an event) and frees the name.
+        let start = s.last_event_id().await.unwrap();
+        assert_eq!(s.delete_client("cl_1", 700).await.unwrap(), Some(Vec::new()));
+        let events = s.events_after(start, 10).await.unwrap();
+        assert_eq!((events[0].kind, events[0].subject.as_str(), events[0].at), (EventKind::UserNotBefore, "cl_1", 701));
+        assert_eq!(s.client_by_id("cl_1").await.unwrap(), None);
+        assert_eq!(s.delete_client("cl_1", 710).await.unwrap(), None);
+        s.add_client(&Client { id: "cl_3".into(), name: "journal".into(), ..client.clone() }).await.unwrap();
     }
 }
 
@@ -1378,7 +1414,9 @@ conformance! {
         s.create_session(&new_session("live", 201, &vic, 1000)).await.unwrap();
         code.session_id = "live".into();
         s.add_code(&code).await.unwrap();
-        s.set_client_disabled("app", true, 1007).await.unwrap();
+        s.update_client("app", &ClientChange { disabled: Some(true), ..ClientChange::default() }, 1007)
+            .await
+            .unwrap();
         assert_eq!(
             s.exchange_code(&exchange(&hash(4), "f4", &hash(54)), 1008).await.unwrap(),
             Exchanged::Refused
@@ -1422,7 +1460,12 @@ conformance! {
         assert_eq!(s.family_of(&hash(50)).await.unwrap(), Some(("fam".into(), Some("app".into()))));
         assert!(!s.revoke_client_family("other", "fam", 1011).await.unwrap(), "not its family");
         let before = s.last_event_id().await.unwrap();
-        s.set_client_disabled("app", true, 1012).await.unwrap().unwrap();
+        let off = s
+            .update_client("app", &ClientChange { disabled: Some(true), ..ClientChange::default() }, 1012)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(off.ended, ["fam"]);
         let revoked: Vec<_> = s
             .events_after(before, 10)
             .await
@@ -1434,6 +1477,30 @@ conformance! {
         assert_eq!(revoked, ["fam"]);
         assert!(s.refresh_info(&hash(50), 1013, POLICY).await.unwrap().is_none());
         assert!(!s.revoke_client_family("app", "fam", 1014).await.unwrap(), "already revoked");
+    }
+}
+
+conformance! {
+    async fn deleting_a_client_ends_its_grants_codes_and_consents(db) {
+        let s = db.store.as_ref();
+        let uid = user(s, "tara").await;
+        code_for(s, &uid, 1).await;
+        assert!(matches!(
+            s.exchange_code(&exchange(&hash(1), "fam", &hash(50)), 1010).await.unwrap(),
+            Exchanged::Granted { .. }
+        ));
+        code_for(s, &uid, 2).await; // not exchanged yet
+        s.grant_consent(&uid, "app", "read", 1010).await.unwrap();
+        assert_eq!(s.delete_client("app", 1012).await.unwrap(), Some(vec!["fam".to_owned()]));
+        assert!(s.refresh_info(&hash(50), 1013, POLICY).await.unwrap().is_none());
+        assert_eq!(s.consent(&uid, "app").await.unwrap(), None);
+        assert_eq!(
+            s.exchange_code(&exchange(&hash(2), "f2", &hash(52)), 1013).await.unwrap(),
+            Exchanged::Refused
+        );
+        // The revoked family is still known: its token presented again is reuse, not a
+        // stranger's guess.
+        assert_eq!(s.family_of(&hash(50)).await.unwrap(), Some(("fam".into(), Some("app".into()))));
     }
 }
 

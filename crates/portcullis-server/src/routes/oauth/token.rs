@@ -335,6 +335,13 @@ async fn refresh_token(
             ..
         } => {
             crate::prometheus::refresh("rotated");
+            // What an admin took from the client since the grant is left out: a
+            // grant never reaches past the client's scope as it is now.
+            let scope = scope
+                .split_whitespace()
+                .filter(|s| client.scope.split_whitespace().any(|c| c == *s))
+                .collect::<Vec<_>>()
+                .join(" ");
             // A narrower scope may be asked for this access token (RFC 6749 §6); the
             // family keeps what was granted. The token is redeemed by now: what the
             // grant lost since the check above is left out, not refused.
