@@ -9,6 +9,12 @@
 //!   username), `X-Auth-Request-Preferred-Username`, `X-Auth-Request-Email` (a verified
 //!   address only), `X-Portcullis-Sub`, `X-Portcullis-Scope`;
 //! - **403** when the person lacks a scope the location asks for (`?scope=a+b`);
+//! - when the sign-in lacks an authentication method the location asks for
+//!   (`?amr=mfa`: RFC 8176 values, all needed): **401** with RFC 9470's step-up
+//!   challenge (`error="insufficient_user_authentication"`, `acr_values="aal2"` for
+//!   `mfa`) to a program, **403** with a page saying how to turn a second factor on
+//!   to a browser (signing in again would not help: an account with a second factor
+//!   is always asked for it);
 //! - **401** to an API client (no `text/html` in `Accept`), with the RFC 6750 challenge;
 //! - to a browser, the way to the sign-in page with the original URL as `return_to`:
 //!   a **302** there when the proxy follows Traefik's and Caddy's convention
@@ -33,10 +39,16 @@ use serde::Deserialize;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// `?scope=a+b`: scopes the location needs.
+/// `?scope=a+b&amr=mfa`: scopes and authentication methods the location needs.
 #[derive(Deserialize, Default)]
 struct ForwardQuery {
     scope: Option<String>,
+    amr: Option<String>,
+}
+
+/// The words of a query value: space (or `+`) separated.
+fn words(value: &str) -> Vec<&str> {
+    value.split([' ', '+']).filter(|s| !s.is_empty()).collect()
 }
 
 /// The request the proxy asks about, as a trusted proxy tells it.
@@ -125,6 +137,7 @@ pub(in crate::routes) fn origin_of(url: &str) -> Option<String> {
     security(("bearer" = []), ("session" = [])),
     params(
         ("scope" = Option<String>, Query, description = "Scopes the protected location needs, space separated: 403 without"),
+        ("amr" = Option<String>, Query, description = "Authentication methods (RFC 8176: mfa, otp, hwk, …) the sign-in must have used, all of them: without, 401 insufficient_user_authentication to a program, 403 to a browser"),
         ("X-Forwarded-Uri" = Option<String>, Header, description = "The original path and query (Traefik, Caddy); from a trusted proxy"),
         ("X-Original-URI" = Option<String>, Header, description = "The original path and query (nginx); from a trusted proxy"),
     ),
@@ -132,8 +145,8 @@ pub(in crate::routes) fn origin_of(url: &str) -> Option<String> {
         (status = 200, description = "Signed in: identity headers X-Auth-Request-User, X-Auth-Request-Preferred-Username, X-Auth-Request-Email (verified only), X-Portcullis-Sub, X-Portcullis-Scope"),
         (status = 302, description = "A browser, behind Traefik or Caddy (X-Forwarded-Uri): to the sign-in page, return_to the original URL"),
         (status = 400, description = "A malformed Authorization header", body = super::schemas::ErrorBody),
-        (status = 401, description = "Not signed in: the RFC 6750 challenge; for a browser behind nginx, X-Portcullis-Login names the sign-in page with return_to", body = super::schemas::ErrorBody),
-        (status = 403, description = "insufficient_scope (the location's ?scope=), or access_denied (a machine client)", body = super::schemas::ErrorBody),
+        (status = 401, description = "Not signed in: the RFC 6750 challenge; for a browser behind nginx, X-Portcullis-Login names the sign-in page with return_to. Or a program's sign-in without the location's ?amr=: insufficient_user_authentication (RFC 9470)", body = super::schemas::ErrorBody),
+        (status = 403, description = "insufficient_scope (the location's ?scope=), access_denied (a machine client), or a browser's sign-in without the location's ?amr= (an HTML page)", body = super::schemas::ErrorBody),
     ))]
 pub async fn forward(
     State(state): State<AppState>,
@@ -171,8 +184,15 @@ pub async fn forward(
     if !matches!(identity.actor(), Actor::Person { .. }) {
         return ApiError::NotForClients.into_response();
     }
+    if let Some(wanted) = query.amr.as_deref() {
+        let wanted = words(wanted);
+        let has = identity.amr();
+        if !wanted.iter().all(|w| has.contains(w)) {
+            return weak_sign_in(&state, &parts.headers, &wanted);
+        }
+    }
     if let Some(wanted) = query.scope.as_deref() {
-        let wanted: Vec<&str> = wanted.split([' ', '+']).filter(|s| !s.is_empty()).collect();
+        let wanted = words(wanted);
         let has = crate::accounts::person_scopes(&state.0.config, &identity);
         if !wanted.iter().all(|w| has.iter().any(|h| h == w)) {
             return ApiError::Auth(Rejection::InsufficientScope(wanted.join(" "))).into_response();
@@ -187,6 +207,38 @@ pub async fn forward(
     r
 }
 
+/// Whether the request comes from a browser: an `Accept` with `text/html`.
+fn from_browser(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+/// Signed in, but not with the methods the location asks for.
+fn weak_sign_in(state: &AppState, headers: &HeaderMap, wanted: &[&str]) -> Response {
+    if !from_browser(headers) {
+        let acr = if wanted.contains(&"mfa") { "aal2" } else { "" };
+        return ApiError::Auth(Rejection::InsufficientUserAuthentication(acr.into()))
+            .into_response();
+    }
+    // The page shows at the protected app's address: the way to the account is whole.
+    let account = format!("{}/account", state.0.config.issuer.trim_end_matches('/'));
+    let page = super::html::layout(
+        "A second factor is needed",
+        maud::html! {
+            h1 { "This page needs a second factor" }
+            p #step-up { "You are signed in, but this page asks for a sign-in that used a second factor (an authenticator app or a passkey). Turn one on from your account, sign out, and sign in again with it." }
+            p { a #account href=(account) { "Your account" } }
+        },
+    );
+    let mut r = (StatusCode::FORBIDDEN, page).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// Not signed in (or the credential was refused): 401 for a program; for a browser,
 /// the way to the sign-in page, back to the original URL when it is one of ours.
 fn refuse(
@@ -195,13 +247,8 @@ fn refuse(
     original: Option<Original>,
     rejection: Rejection,
 ) -> Response {
-    let browser = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/html"));
     let mut r = ApiError::Auth(rejection).into_response();
-    if !browser {
+    if !from_browser(headers) {
         return r;
     }
     let issuer = state.0.config.issuer.trim_end_matches('/');

@@ -170,6 +170,82 @@ async fn forward_auth_answers_programs_browsers_and_each_proxy_convention() {
     server.stop().await;
 }
 
+/// `?amr=mfa`: a sign-in without a second factor is refused at that location (a
+/// program gets RFC 9470's step-up challenge, a browser a page saying how to turn one
+/// on, with the whole way to the account); one with it passes; every method asked for
+/// is needed.
+#[tokio::test]
+async fn a_location_that_asks_for_a_second_factor() {
+    let (url, dir) = sqlite_db();
+    let clock = crate::support::still_clock();
+    let server = TestServer::start_with(config(&url), clock.clone())
+        .await
+        .keep_dir(dir);
+    let http = client();
+    let ask = |path: &str, token: &str, accept: &str| {
+        http.get(server.url(path))
+            .bearer_auth(token)
+            .header(ACCEPT, accept)
+            .send()
+    };
+    let one = server.account("una").await;
+    let weak = s(&one, "access_token");
+    let r = ask("/auth/forward?amr=mfa", &weak, "application/json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.contains("error=\"insufficient_user_authentication\"")
+            && challenge.contains("acr_values=\"aal2\""),
+        "{challenge}"
+    );
+    let r = ask("/auth/forward?amr=mfa", &weak, "text/html")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("id=\"step-up\"")
+            && page.contains(&format!("href=\"{}/account\"", "http://portcullis.test")),
+        "{page}"
+    );
+    assert_eq!(
+        ask("/auth/forward?amr=pwd", &weak, "text/html")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let (secret, _) = crate::factors::enrolled(&server, &clock, "vera").await;
+    let r = server.login("vera", PASSWORD).await;
+    let token = s(&r.json::<serde_json::Value>().await.unwrap(), "mfa_token");
+    let now = portcullis::clock::Clock::now(clock.as_ref());
+    let r = server.post("/auth/login/mfa", json!({ "mfa_token": token, "method": "totp", "code": crate::factors::totp(&secret, now) })).await;
+    assert_eq!(r.status(), 200);
+    let strong = s(
+        &r.json::<serde_json::Value>().await.unwrap(),
+        "access_token",
+    );
+    for (path, status) in [
+        ("/auth/forward?amr=mfa", 200),
+        ("/auth/forward?amr=mfa+otp", 200),
+        ("/auth/forward?amr=mfa+hwk", 401),
+        ("/auth/forward?amr=mfa&scope=admin", 403),
+    ] {
+        assert_eq!(
+            ask(path, &strong, "application/json")
+                .await
+                .unwrap()
+                .status(),
+            status,
+            "{path}"
+        );
+    }
+    server.stop().await;
+}
+
 /// The sign-in page takes a protected app's URL as `return_to` only for the hosts of
 /// `forward_auth_domains`, lets its form end there (CSP `form-action`), and goes there
 /// after signing in; and forwarding headers count only from a trusted proxy.
