@@ -48,7 +48,19 @@ pub fn set(
     max_age: Duration,
     secure: bool,
 ) -> HeaderValue {
-    let cookie = Cookie::build((name, value))
+    set_in(name, value, same_site, max_age, secure, None)
+}
+
+/// [`set`], for every host under `domain` too when one is given (`Domain=`).
+pub(crate) fn set_in(
+    name: &str,
+    value: &str,
+    same_site: SameSite,
+    max_age: Duration,
+    secure: bool,
+    domain: Option<&str>,
+) -> HeaderValue {
+    let mut cookie = Cookie::build((name, value))
         .path("/")
         .http_only(true)
         .same_site(match same_site {
@@ -60,6 +72,9 @@ pub fn set(
         ))
         .secure(secure)
         .build();
+    if let Some(domain) = domain {
+        cookie.set_domain(domain.to_owned());
+    }
     // Our names and values are fixed ASCII and base64url: always a valid header value.
     let mut value =
         HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""));

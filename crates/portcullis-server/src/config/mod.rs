@@ -97,6 +97,7 @@ settings! {
     session_absolute: RawDuration,
     session_token_ttl: RawDuration,
     sessions_allow_insecure_http: bool,
+    session_cookie_domain: String,
     trusted_proxies: Vec<String>,
     forward_auth_domains: Vec<String>,
     forwarded_header: String,
@@ -517,6 +518,14 @@ impl TryFrom<RawConfig> for Config {
             dur(&raw.session_absolute, "session_absolute", 12 * 3600)?,
         )
         .map_err(|e| anyhow!("session_idle / session_absolute: {e}"))?;
+        let sessions = match raw.session_cookie_domain.as_deref().map(str::trim) {
+            Some(domain) if !domain.is_empty() => {
+                sessions.with_cookie_domain(domain).map_err(|e| {
+                    anyhow!("session_cookie_domain: {e} (the issuer's host is {origin})")
+                })?
+            }
+            _ => sessions,
+        };
         // 5 minutes, or the access-token lifetime when that is shorter.
         let session_token_ttl = dur(
             &raw.session_token_ttl,

@@ -154,6 +154,30 @@ fn forward_auth_domains_are_host_names_or_dotted_domains() {
 }
 
 #[test]
+fn a_session_cookie_domain_holds_the_issuers_host() {
+    let c = |text: &str| Config::try_from(toml::from_str::<RawConfig>(text).unwrap());
+    let shared =
+        c("issuer = \"https://auth.example.com\"\nsession_cookie_domain = \"example.com\"")
+            .unwrap();
+    assert_eq!(shared.sessions.cookie_domain(), Some("example.com"));
+    assert_eq!(shared.sessions.cookie_name(), "__Secure-portcullis_session");
+    assert_eq!(Config::defaults().unwrap().sessions.cookie_domain(), None);
+    for bad in ["other.com", "com", "1.2.3.4"] {
+        let e = format!(
+            "{:#}",
+            c(&format!(
+                "issuer = \"https://auth.example.com\"\nsession_cookie_domain = {bad:?}"
+            ))
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("session_cookie_domain") && e.contains("auth.example.com"),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
 fn mfa_required_for_scopes_are_scope_tokens() {
     let raw: RawConfig =
         toml::from_str("mfa_required_for_scopes = [\"admin\", \" billing:write \"]").unwrap();

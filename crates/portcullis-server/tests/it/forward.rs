@@ -26,6 +26,28 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A cookie session of `name`: its cookie (`name=value`) and CSRF token.
+async fn session_login(server: &TestServer, name: &str) -> (String, String) {
+    let r = client()
+        .post(server.url("/session/login"))
+        .json(&json!({ "username": name, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    (
+        cookie,
+        s(&r.json::<serde_json::Value>().await.unwrap(), "csrf_token"),
+    )
+}
+
 /// The server, trusting this machine as its proxy, for apps on `app.test`.
 async fn start(trusted: bool) -> TestServer {
     let (url, dir) = sqlite_db();
@@ -151,19 +173,7 @@ async fn forward_auth_answers_programs_browsers_and_each_proxy_convention() {
     .unwrap();
     assert_eq!(r.status(), 401);
     // A session cookie: 200 too, the name from memory.
-    let r = http
-        .post(server.url("/session/login"))
-        .json(&json!({ "username": "dana", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (cookie, _) = session_login(&server, "dana").await;
     let r = ask(&[("cookie", &cookie)]).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-auth-request-user"], "dana");
@@ -243,6 +253,99 @@ async fn a_location_that_asks_for_a_second_factor() {
             "{path}"
         );
     }
+    server.stop().await;
+}
+
+/// `session_cookie_domain`: one sign-in covers sibling subdomains (the cookie names
+/// the domain, and a sibling's forward check passes with it), while a sibling's own
+/// state-changing request is refused as any other site's, a cookie planted beside ours
+/// counts for nothing, and signing out clears the cookie for the whole domain.
+#[tokio::test]
+async fn a_cookie_for_sibling_subdomains_keeps_the_origin_rules() {
+    let (url, dir) = sqlite_db();
+    let mut c = config(&url);
+    c.issuer = "http://auth.portcullis.test".into();
+    c.audience = c.issuer.clone();
+    c.sessions = portcullis::session::SessionConfig::insecure_allow_http(&c.issuer)
+        .unwrap()
+        .with_cookie_domain("portcullis.test")
+        .unwrap();
+    c.trusted_proxies = portcullis_server::client::TrustedProxies::parse(&["127.0.0.1"]).unwrap();
+    c.forward_auth_domains = vec![".portcullis.test".into()];
+    let server = TestServer::start(c).await.keep_dir(dir);
+    let http = client();
+    assert_eq!(server.signup("sia", PASSWORD).await.status(), 201);
+    let r = http
+        .post(server.url("/session/login"))
+        .json(&json!({ "username": "sia", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("Domain=portcullis.test") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let forward = |cookie: String| {
+        http.get(server.url("/auth/forward"))
+            .header("cookie", cookie)
+            .header("x-forwarded-proto", "http")
+            .header("x-forwarded-host", "wiki.portcullis.test")
+            .header("x-forwarded-uri", "/")
+            .header(ACCEPT, "application/json")
+            .send()
+    };
+    let r = forward(cookie.clone()).await.unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()["x-auth-request-user"].to_str().unwrap()
+        ),
+        (200, "sia")
+    );
+
+    // A sibling's page posting with the cookie: refused, nothing ends.
+    for path in ["/session/logout", "/auth/logout-all", "/session/token"] {
+        let r = http
+            .post(server.url(path))
+            .header("cookie", &cookie)
+            .header("origin", "http://wiki.portcullis.test")
+            .header("sec-fetch-site", "same-site")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    assert_eq!(
+        forward(cookie.clone()).await.unwrap().status(),
+        200,
+        "still signed in"
+    );
+    // A cookie of the same name planted by a sibling beside ours: neither counts.
+    let (name, _) = cookie.split_once('=').unwrap();
+    let planted = format!("{cookie}; {name}=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    assert_eq!(forward(planted).await.unwrap().status(), 401);
+
+    // Signed out from the server's own origin: the cookie is cleared for the domain.
+    let csrf = session_login(&server, "sia").await;
+    let r = http
+        .post(server.url("/session/logout"))
+        .header("cookie", &csrf.0)
+        .header("origin", "http://auth.portcullis.test")
+        .header("x-csrf-token", &csrf.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let cleared = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.contains("Domain=portcullis.test") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    assert_eq!(forward(csrf.0).await.unwrap().status(), 401);
     server.stop().await;
 }
 

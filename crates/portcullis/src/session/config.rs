@@ -16,6 +16,10 @@ pub const DEFAULT_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 /// The cookie name on `https` origins (the `__Host-` prefix binds it to this host, path
 /// `/`, secure only).
 pub const SECURE_COOKIE_NAME: &str = "__Host-portcullis_session";
+/// The cookie name on `https` origins whose cookie covers a whole domain
+/// ([`SessionConfig::with_cookie_domain`]): `__Host-` forbids a `Domain`, so the
+/// `__Secure-` prefix (secure only) it is.
+pub const SECURE_DOMAIN_COOKIE_NAME: &str = "__Secure-portcullis_session";
 /// The cookie name in plain-`http` development.
 pub const DEV_COOKIE_NAME: &str = "portcullis_session";
 
@@ -34,6 +38,12 @@ pub enum ConfigError {
     /// The idle timeout is longer than the absolute one, or either is zero.
     #[error("session timeouts must be positive, with idle <= absolute")]
     Timeouts,
+    /// A cookie domain that is not a domain name of two labels or more containing the
+    /// origin's host.
+    #[error(
+        "cookie domain {0:?}: expected a domain name (two labels or more, not an address) that the origin's host is or is under"
+    )]
+    CookieDomain(String),
 }
 
 /// How sessions behave. Build with [`SessionConfig::for_origin`].
@@ -45,6 +55,7 @@ pub struct SessionConfig {
     pub(super) idle: Duration,
     pub(super) absolute: Duration,
     pub(super) touch_interval: Duration,
+    pub(super) cookie_domain: Option<String>,
 }
 
 impl SessionConfig {
@@ -75,6 +86,7 @@ impl SessionConfig {
             idle: DEFAULT_IDLE_TIMEOUT,
             absolute: DEFAULT_ABSOLUTE_TIMEOUT,
             touch_interval: DEFAULT_TOUCH_INTERVAL,
+            cookie_domain: None,
         })
     }
 
@@ -99,6 +111,47 @@ impl SessionConfig {
     pub fn with_allowed_origin(mut self, origin: &str) -> Result<SessionConfig, ConfigError> {
         self.extra_origins.push(normalize_origin(origin)?);
         Ok(self)
+    }
+
+    /// Sends the cookie to every host under `domain` as well (`Domain=`), so one
+    /// sign-in covers sibling subdomains (apps behind a forward-authenticating proxy).
+    /// The origin's host must be `domain` or under it. On `https` the cookie is then
+    /// named [`SECURE_DOMAIN_COOKIE_NAME`]. Every host under `domain` receives the
+    /// cookie and can set one of that name: use it only when all of them are yours.
+    /// State-changing requests must still come from the session's origin (or an
+    /// allowed one): a sibling's `Origin` is refused as any other site's.
+    pub fn with_cookie_domain(mut self, domain: &str) -> Result<SessionConfig, ConfigError> {
+        let refused = || ConfigError::CookieDomain(domain.to_owned());
+        let wanted = domain.trim().trim_start_matches('.').to_ascii_lowercase();
+        let labels: Vec<&str> = wanted.split('.').collect();
+        let name_ok = labels.len() >= 2
+            && wanted.len() <= 253
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            // The last label of a domain name is never all digits: that is an address.
+            && !labels[labels.len() - 1].bytes().all(|b| b.is_ascii_digit());
+        if !name_ok {
+            return Err(refused());
+        }
+        let host = url::Url::parse(&self.origin)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .ok_or_else(refused)?;
+        if host != wanted && !host.ends_with(&format!(".{wanted}")) {
+            return Err(refused());
+        }
+        self.cookie_domain = Some(wanted);
+        Ok(self)
+    }
+
+    /// The domain the cookie covers, when [`SessionConfig::with_cookie_domain`] set one.
+    pub fn cookie_domain(&self) -> Option<&str> {
+        self.cookie_domain.as_deref()
     }
 
     /// True when the cookie is `Secure` (an `https` origin).

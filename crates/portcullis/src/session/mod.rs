@@ -72,7 +72,7 @@ mod store;
 
 pub use config::{
     ConfigError, DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_TOUCH_INTERVAL,
-    DEV_COOKIE_NAME, SECURE_COOKIE_NAME, SessionConfig,
+    DEV_COOKIE_NAME, SECURE_COOKIE_NAME, SECURE_DOMAIN_COOKIE_NAME, SessionConfig,
 };
 pub use context::SessionContext;
 pub use error::Error;
@@ -118,6 +118,74 @@ pub(crate) mod tests {
         assert!(!cookie.contains("Domain"), "{cookie}");
         assert!(c.clear_cookie().to_str().unwrap().contains("Max-Age=0"));
         assert!(!format!("{:?}", c.set_cookie(&secret)).contains(secret.expose()));
+    }
+
+    #[test]
+    fn a_cookie_domain_covers_the_sites_siblings_with_the_secure_prefix() {
+        let c = SessionConfig::for_origin("https://auth.example.com")
+            .unwrap()
+            .with_cookie_domain(".Example.com")
+            .unwrap();
+        assert_eq!(c.cookie_domain(), Some("example.com"));
+        assert_eq!(c.cookie_name(), "__Secure-portcullis_session");
+        let secret = SessionSecret::generate().unwrap();
+        let cookie = c.set_cookie(&secret);
+        let cookie = cookie.to_str().unwrap();
+        assert!(
+            cookie.starts_with("__Secure-portcullis_session="),
+            "{cookie}"
+        );
+        for attr in [
+            "Domain=example.com",
+            "Path=/",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+        ] {
+            assert!(cookie.contains(attr), "{cookie}");
+        }
+        let cleared = c.clear_cookie();
+        let cleared = cleared.to_str().unwrap();
+        assert!(
+            cleared.contains("Domain=example.com") && cleared.contains("Max-Age=0"),
+            "{cleared}"
+        );
+        // The origin's own host as the domain is allowed too.
+        let own = SessionConfig::for_origin("https://example.com").unwrap();
+        assert!(own.with_cookie_domain("example.com").is_ok());
+        // A domain the origin is not under, a single label, an address, a malformed
+        // name: refused.
+        for bad in [
+            "other.com",
+            "com",
+            "ample.com",
+            "1.2.3.4",
+            "example..com",
+            "-x.com",
+            "exa mple.com",
+            "",
+        ] {
+            let c = SessionConfig::for_origin("https://auth.example.com").unwrap();
+            assert_eq!(
+                c.with_cookie_domain(bad).unwrap_err(),
+                ConfigError::CookieDomain(bad.to_owned()),
+                "{bad}"
+            );
+        }
+        let ip = SessionConfig::for_origin("http://127.0.0.1:8080").unwrap();
+        assert!(ip.with_cookie_domain("0.0.1").is_err());
+        // Plain http keeps its development name, with the domain.
+        let dev = SessionConfig::insecure_allow_http("http://auth.portcullis.test")
+            .unwrap()
+            .with_cookie_domain("portcullis.test")
+            .unwrap();
+        assert_eq!(dev.cookie_name(), "portcullis_session");
+        assert!(
+            dev.set_cookie(&secret)
+                .to_str()
+                .unwrap()
+                .contains("Domain=portcullis.test")
+        );
     }
 
     #[test]
