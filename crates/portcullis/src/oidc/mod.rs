@@ -41,8 +41,9 @@
 //!   be mixed up with this one's);
 //! - the code exchanged at the token endpoint with the verifier (PKCE, S256);
 //! - the ID token, with the library's own verifier over the provider's JWKS (fetched
-//!   again for a new kid): signature, `iss`, `aud` containing the client id (and `azp`
-//!   equal to it when there are other audiences), `exp`, `iat`, `sub`, a `typ` that is
+//!   again for a new kid): signature, `iss`, `aud` containing the client id and no
+//!   audience it does not trust (`OidcClientBuilder::trusted_audience`; `azp` equal to
+//!   the client id when there are other audiences), `exp`, `iat`, `sub`, a `typ` that is
 //!   not an access token's, `nonce` equal to the cookie's, and `at_hash` when present.
 //!
 //! Everything that reaches the provider is https, except on loopback addresses
@@ -134,6 +135,7 @@ pub struct OidcClientBuilder {
     flow_key: Option<Zeroizing<[u8; 32]>>,
     fetcher: Option<Arc<dyn JwksFetcher>>,
     clock: Arc<dyn Clock>,
+    trusted_audiences: Vec<String>,
 }
 
 impl std::fmt::Debug for OidcClientBuilder {
@@ -165,6 +167,14 @@ impl OidcClientBuilder {
     /// Required.
     pub fn flow_key(mut self, key: [u8; 32]) -> Self {
         self.flow_key = Some(Zeroizing::new(key));
+        self
+    }
+
+    /// An audience besides this client that its ID tokens may also name (call again
+    /// for more). OpenID Connect Core §3.1.3.7 refuses an ID token listing an audience
+    /// the client does not trust; by default it trusts none but itself.
+    pub fn trusted_audience(mut self, audience: impl Into<String>) -> Self {
+        self.trusted_audiences.push(audience.into());
         self
     }
 
@@ -285,6 +295,7 @@ impl OidcClientBuilder {
                 jwks,
                 http,
                 clock: self.clock,
+                trusted_audiences: self.trusted_audiences,
             }),
         })
     }
@@ -310,6 +321,7 @@ struct Inner {
     jwks: Arc<RemoteJwks>,
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
+    trusted_audiences: Vec<String>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -379,6 +391,7 @@ impl OidcClient {
             flow_key: None,
             fetcher: None,
             clock: Arc::new(SystemClock),
+            trusted_audiences: Vec::new(),
         }
     }
 
@@ -566,6 +579,17 @@ impl OidcClient {
         if (azp.is_some() || several) && azp.and_then(|a| a.as_str()) != Some(i.client_id.as_str())
         {
             return Err(OidcError::IdToken("azp is not this client".into()));
+        }
+        // Every other audience must be one this client trusts (§3.1.3.7, step 3): an
+        // ID token also meant for a stranger is not taken, whatever its `azp`.
+        if let Some(Audience::Many(list)) = &claims.aud
+            && let Some(stranger) = list
+                .iter()
+                .find(|a| **a != i.client_id && !i.trusted_audiences.contains(a))
+        {
+            return Err(OidcError::IdToken(format!(
+                "the audience {stranger:?} is not one this client trusts"
+            )));
         }
         if let Some(expected) = claims.extra.get("at_hash") {
             let alg = verified.header().alg.as_str();

@@ -37,6 +37,8 @@ enum Twist {
     Expired,
     NoNonce,
     AzpOther,
+    /// Two audiences with `azp` naming this client: refused unless it trusts the other.
+    StrangerWithAzp,
 }
 
 struct Provider {
@@ -169,6 +171,9 @@ async fn token(
     id = match twist {
         Twist::Audience => id.audience("another-client"),
         Twist::TwoAudiencesNoAzp => id.claim("aud", json!([CLIENT, "another-client"])),
+        Twist::StrangerWithAzp => id
+            .claim("aud", json!([CLIENT, "another-client"]))
+            .claim("azp", CLIENT),
         _ => id.audience(CLIENT),
     };
     let id_token = if twist == Twist::ForeignKey {
@@ -318,6 +323,7 @@ async fn a_sign_in_completes_and_each_check_refuses_on_its_own() {
         Twist::Audience,
         Twist::TwoAudiencesNoAzp,
         Twist::AzpOther,
+        Twist::StrangerWithAzp,
         Twist::AtHash,
         Twist::AccessTokenTyp,
         Twist::ForeignKey,
@@ -333,6 +339,24 @@ async fn a_sign_in_completes_and_each_check_refuses_on_its_own() {
         assert!(matches!(e, OidcError::IdToken(_)), "{twist:?}: {e}");
         assert!(!e.is_user_error());
     }
+    // The same two audiences, at a client that trusts the other one: taken.
+    *p.twist.lock().unwrap() = Twist::StrangerWithAzp;
+    let trusting = OidcClient::builder(&p.url, CLIENT, "http://127.0.0.1:9/callback")
+        .client_secret(SECRET)
+        .scope("profile")
+        .flow_key([9; 32])
+        .clock(clock.clone())
+        .trusted_audience("another-client")
+        .build()
+        .await
+        .unwrap();
+    let (headers, state) = begin(&p, &trusting);
+    assert!(
+        trusting
+            .complete(&headers, &callback(&p, &state))
+            .await
+            .is_ok()
+    );
     *p.twist.lock().unwrap() = Twist::Refuse;
     let (headers, state) = begin(&p, &oidc);
     let e = oidc
