@@ -41,10 +41,14 @@ const MAX_LABEL: usize = 64;
 /// The relying party, from the issuer: its host is the RP id, its origin the only one.
 pub fn relying_party(issuer: &str) -> anyhow::Result<Webauthn> {
     let origin = Url::parse(issuer)?;
-    let host = origin
-        .host_str()
-        .ok_or_else(|| anyhow::anyhow!("the issuer {issuer} has no host"))?
-        .to_owned();
+    // Asked first, not left to the builder: it logs an error of its own for an
+    // address, which the default issuer (`http://127.0.0.1:8080`) would print at
+    // every start.
+    let host = match origin.host() {
+        Some(url::Host::Domain(host)) => host.to_owned(),
+        Some(_) => anyhow::bail!("the issuer's host is an address, not a domain name"),
+        None => anyhow::bail!("the issuer {issuer} has no host"),
+    };
     Ok(WebauthnBuilder::new(&host, &origin)?
         .rp_name(&host)
         .build()?)
