@@ -1,7 +1,9 @@
 //! Several instances, one lost (issue 27): three `portcullis serve` on one PostgreSQL
 //! behind a real nginx (Debian's package) on loopback. Clients sign in, read
 //! `/auth/me`, refresh and sign out through the proxy; in the middle one instance is
-//! killed with SIGKILL, and brought back a while later. Reported, per phase (before
+//! killed with SIGKILL (just after every client refreshed and as many sign-ins began,
+//! so that some are in flight on it), and brought back a while later. Reported, per
+//! phase (before
 //! the kill, while it is down and just after it is back, after):
 //!
 //! - requests that failed (a 5xx or a broken connection; only those in flight on the
@@ -188,7 +190,7 @@ http {{
     bail!("nginx did not start")
 }
 
-/// The phases of the run, by when a request started.
+/// The phases of the run, by when a request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Before,
@@ -227,6 +229,8 @@ struct Tally {
     retries: u64,
     /// 429 answers waited out.
     throttled: u64,
+    /// Answers lost, by path.
+    lost: std::collections::BTreeMap<&'static str, u64>,
     refused_reads: u64,
     /// Delay until every running instance refused a signed-out token, ms.
     revocations: Vec<u64>,
@@ -240,6 +244,9 @@ struct Shared {
     timeline: Timeline,
     tally: Mutex<Tally>,
     instances: Vec<(u16, Arc<AtomicBool>)>,
+    /// Bumped just before the kill: every client refreshes at once, so that some
+    /// refreshes are in flight on the instance when it dies.
+    burst: tokio::sync::watch::Sender<u64>,
 }
 
 enum Outcome {
@@ -259,11 +266,10 @@ impl Shared {
         &self,
         from: usize,
         method: reqwest::Method,
-        path: &str,
+        path: &'static str,
         bearer: Option<&str>,
         body: Option<&Value>,
     ) -> Outcome {
-        let started = self.ms();
         let t = Instant::now();
         let mut req = self
             .http
@@ -295,11 +301,15 @@ impl Shared {
         };
         let latency = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
         let failed = matches!(outcome, Outcome::Lost);
-        self.tally
-            .lock()
-            .await
+        // A request counts in the phase it ended in: one that was in flight on the
+        // instance when it died fails at the kill, whenever it began.
+        let mut tally = self.tally.lock().await;
+        tally
             .requests
-            .push((self.timeline.phase(started), latency, failed));
+            .push((self.timeline.phase(self.ms()), latency, failed));
+        if failed {
+            *tally.lost.entry(path).or_default() += 1;
+        }
         outcome
     }
 
@@ -307,7 +317,12 @@ impl Shared {
     /// refresh within the grace window gets a fresh pair on the same chain).
     /// A 429 is waited out as its `Retry-After` says (not a failure: the server
     /// judged the request), at most a few times.
-    async fn post_retrying(&self, from: usize, path: &str, body: &Value) -> Option<(u16, Value)> {
+    async fn post_retrying(
+        &self,
+        from: usize,
+        path: &'static str,
+        body: &Value,
+    ) -> Option<(u16, Value)> {
         let mut lost = 0;
         for _ in 0..20 {
             match self
@@ -388,6 +403,8 @@ async fn client(shared: Arc<Shared>, n: usize, deadline: Instant) -> anyhow::Res
     let name = format!("f{n}");
     let (mut access, mut refresh) = shared.login(n, &name).await?;
     let mut last_refresh = Instant::now();
+    let mut burst = shared.burst.subscribe();
+    let mut refresh_now = false;
     // Spread the sign-outs over the run.
     let mut next_logout = Instant::now() + Duration::from_millis(5_000 + 331 * n as u64 % 10_000);
     while Instant::now() < deadline {
@@ -397,7 +414,8 @@ async fn client(shared: Arc<Shared>, n: usize, deadline: Instant) -> anyhow::Res
         {
             shared.tally.lock().await.refused_reads += 1;
         }
-        if last_refresh.elapsed() >= Duration::from_secs(1) {
+        if refresh_now || last_refresh.elapsed() >= Duration::from_secs(1) {
+            refresh_now = false;
             last_refresh = Instant::now();
             match shared
                 .post_retrying(n, "/auth/refresh", &json!({ "refresh_token": refresh }))
@@ -425,7 +443,10 @@ async fn client(shared: Arc<Shared>, n: usize, deadline: Instant) -> anyhow::Res
             (access, refresh) = shared.login(n, &name).await?;
             last_refresh = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            Ok(()) = burst.changed() => refresh_now = true,
+        }
     }
     let _ = shared
         .post_retrying(n, "/auth/logout", &json!({ "refresh_token": refresh }))
@@ -491,10 +512,26 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<bool> {
         });
     }
     let mut proxy = nginx(args, proxy_port, &ports).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients * 2)
+        .build()?;
+    // The clients' accounts, and as many more for the burst of sign-ins at the kill.
+    for n in 0..args.clients {
+        for name in [format!("f{n}"), format!("b{n}")] {
+            let r = http
+                .post(format!("{issuer}/auth/signup"))
+                .header("x-forwarded-for", address(n))
+                .json(&json!({ "username": name, "password": PASSWORD }))
+                .send()
+                .await?;
+            if r.status() != 201 {
+                bail!("signup {name}: {}", r.status());
+            }
+        }
+    }
+    // The clock of the run starts now: the signups are not part of it.
     let shared = Arc::new(Shared {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(args.clients * 2)
-            .build()?,
+        http,
         proxy: issuer.clone(),
         start: Instant::now(),
         timeline: Timeline::default(),
@@ -503,22 +540,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<bool> {
             .iter()
             .map(|i| (i.port, i.alive.clone()))
             .collect(),
-    });
-    for n in 0..args.clients {
-        let body = json!({ "username": format!("f{n}"), "password": PASSWORD });
-        match shared.post_retrying(n, "/auth/signup", &body).await {
-            Some((201, _)) => {}
-            other => bail!("signup f{n}: {:?}", other.map(|o| o.0)),
-        }
-    }
-    // The clock of the run starts now: the signups are not part of it.
-    let shared = Arc::new(Shared {
-        http: shared.http.clone(),
-        proxy: shared.proxy.clone(),
-        start: Instant::now(),
-        timeline: Timeline::default(),
-        tally: Mutex::new(Tally::default()),
-        instances: shared.instances.clone(),
+        burst: tokio::sync::watch::channel(0).0,
     });
     let total = Duration::from_secs(args.seconds);
     let deadline = Instant::now() + total;
@@ -527,18 +549,35 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<bool> {
         .collect();
 
     // The failure: SIGKILL, then the same instance started again on its port.
+    // Just before it: every client refreshes and half as many sign in, so that some
+    // of those are in flight on the instance when it dies (a sign-in's password hash
+    // takes tens of milliseconds). "During" starts here.
     tokio::time::sleep(total.mul_f64(args.kill_at)).await;
+    let killed_at = shared.ms();
+    shared
+        .timeline
+        .killed_ms
+        .store(killed_at, Ordering::Relaxed);
+    shared.burst.send_modify(|b| *b += 1);
+    let logins: Vec<_> = (0..args.clients)
+        .map(|n| {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.login(n, &format!("b{n}")).await.is_ok() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(15)).await;
     let victim = &mut instances[1];
     victim.alive.store(false, Ordering::Relaxed);
     if let Some(mut child) = victim.child.take() {
         child.start_kill()?;
         child.wait().await?;
     }
-    shared
-        .timeline
-        .killed_ms
-        .store(shared.ms(), Ordering::Relaxed);
-    let killed_at = shared.ms();
+    let mut burst_logins_failed = 0u64;
+    for l in logins {
+        if !l.await? {
+            burst_logins_failed += 1;
+        }
+    }
     tokio::time::sleep(total.mul_f64(args.down_for)).await;
     let restarted = spawn(args, victim.port, database_url, &issuer).await?;
     victim.child = Some(restarted);
@@ -585,6 +624,8 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<bool> {
         "broken_families": tally.broken_families,
         "families_with_two_live_tokens": two_live,
         "retries": tally.retries,
+        "lost_by_path": tally.lost,
+        "burst_logins_failed": burst_logins_failed,
         "throttled": tally.throttled,
         "refused_reads": tally.refused_reads,
         "revocations_probed": tally.revocations.len(),
@@ -646,8 +687,8 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<bool> {
         revocations.last().copied().unwrap_or(0)
     );
     println!(
-        "client retries of a lost answer: {}; 429s waited out: {}; reads refused (401) unexpectedly: {}",
-        tally.retries, tally.throttled, tally.refused_reads
+        "client retries of a lost answer: {} (lost: {:?}); 429s waited out: {}; reads refused (401) unexpectedly: {}; sign-ins of the burst that failed after retrying: {burst_logins_failed}",
+        tally.retries, tally.lost, tally.throttled, tally.refused_reads
     );
     println!("{report}");
     let missed = tally.broken_families > 0
@@ -655,6 +696,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<bool> {
         || tally.revocations_unseen > 0
         || failed_outside > 0
         || tally.refused_reads > 0
+        || burst_logins_failed > 0
         || revocations.is_empty();
     if missed {
         eprintln!("failover: a target was missed (see above)");
