@@ -6,7 +6,7 @@
 //! rotating order, so the machine's drift lands on both alike; the figure is the median
 //! of the per-round ratios with the 10th–90th percentile.
 //!
-//! Run: `cargo bench -p portcullis --bench password`.
+//! Run: `cargo bench -p portcullis --features password --bench password`.
 
 // A benchmark that cannot set up should stop loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
