@@ -355,13 +355,10 @@ pub async fn logout_all(
         crate::audit::Actor::User(identity.subject().to_owned()),
     )
     .await?;
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if identity.session().is_some() {
-        response
-            .headers_mut()
-            .insert(header::SET_COOKIE, state.0.sessions.config().clear_cookie());
-    }
-    Ok(response)
+    Ok(super::cookie::no_content(
+        &state,
+        identity.session().is_some(),
+    ))
 }
 
 /// `GET /auth/me` (bearer or session cookie) → 200 `{id, username, scope}`, with

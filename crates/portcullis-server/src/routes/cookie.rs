@@ -129,6 +129,18 @@ pub(super) fn redirect_with_cookie(to: &str, cookie: HeaderValue) -> Response {
     r
 }
 
+/// 204 No Content, clearing the session cookie when `clear` (the request's own
+/// session ended with it).
+pub(super) fn no_content(state: &AppState, clear: bool) -> Response {
+    let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
+    if clear {
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, state.0.sessions.config().clear_cookie());
+    }
+    response
+}
+
 /// A person the routes' `AuthLayer` authenticated, by bearer token or session cookie
 /// (the library's `Authenticated`, read from the request). A machine client's token is
 /// refused here (403): these routes are about a person's sessions and account.

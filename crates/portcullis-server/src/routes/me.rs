@@ -3,8 +3,8 @@
 //! again), with the account page's form for the second.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -163,13 +163,10 @@ pub async fn delete_me(
     JsonBody(body): JsonBody<DeleteRequest>,
 ) -> Result<Response, ApiError> {
     delete_account(&state, client, identity.subject(), body.password).await?;
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if identity.session().is_some() {
-        response
-            .headers_mut()
-            .insert(header::SET_COOKIE, state.0.sessions.config().clear_cookie());
-    }
-    Ok(response)
+    Ok(super::cookie::no_content(
+        &state,
+        identity.session().is_some(),
+    ))
 }
 
 /// The account page's deletion form.

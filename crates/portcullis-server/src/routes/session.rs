@@ -412,13 +412,10 @@ pub async fn delete(
     if !end_login(&state, &id, identity.subject()).await? {
         return Err(ApiError::NotFound("no such session"));
     }
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if identity.session().is_some_and(|s| s.id() == id) {
-        response
-            .headers_mut()
-            .insert(header::SET_COOKIE, state.0.sessions.config().clear_cookie());
-    }
-    Ok(response)
+    Ok(super::cookie::no_content(
+        &state,
+        identity.session().is_some_and(|s| s.id() == id),
+    ))
 }
 
 /// `POST /session/token` (cookie session, with the CSRF checks) → 200
