@@ -448,3 +448,59 @@ on_each_store! {
         }
     }
 }
+
+/// Polls until `server` refuses `token` at the revocation feed; fails after 1 s.
+async fn refused_within_a_second(server: &TestServer, token: &str) {
+    let start = std::time::Instant::now();
+    while feed_status(server, token).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "not refused within 1 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+on_each_store! {
+    /// A client's change made on one instance reaches another within a second: a scope
+    /// taken away, then the client deleted; its tokens, and the client itself, are
+    /// refused there.
+    async fn a_client_changed_on_one_instance_is_refused_by_another(url, dir) {
+        let a = TestServer::start(config(&url)).await.keep_dir(dir);
+        let b = TestServer::start(config(&url)).await;
+        let store = portcullis_store::open(&url).await.unwrap();
+        assert_eq!(a.signup("root", PASSWORD).await.status(), 201);
+        store.set_scope("root", "admin", 0).await.unwrap();
+        let root = s(&a.login("root", PASSWORD).await.json::<Value>().await.unwrap(), "access_token");
+        use reqwest::Method as M;
+        let (st, svc) = call(&a, M::POST, "/admin/clients", Some(&root), Some(json!({ "name": "svc", "scope": "revocations:read extra" }))).await;
+        assert_eq!(st, 201, "{svc}");
+        let (id, secret) = (s(&svc, "client_id"), s(&svc, "client_secret"));
+        let token = machine_token(&b, &id, &secret, None).await.unwrap();
+        assert_eq!(feed_status(&b, &token).await, 200);
+
+        let path = format!("/admin/clients/{id}");
+        let (st, _) = call(&a, M::PATCH, &path, Some(&root), Some(json!({ "scope": "revocations:read" }))).await;
+        assert_eq!(st, 200);
+        refused_within_a_second(&b, &token).await;
+
+        // A new token (the next second: the old ones' second is refused as a whole).
+        let mut fresh = None;
+        for _ in 0..40 {
+            if let Ok(t) = machine_token(&b, &id, &secret, None).await
+                && feed_status(&b, &t).await == 200
+            {
+                fresh = Some(t);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let fresh = fresh.expect("a token after the change");
+        let (st, _) = call(&a, M::DELETE, &path, Some(&root), None).await;
+        assert_eq!(st, 204);
+        refused_within_a_second(&b, &fresh).await;
+        assert_eq!(machine_token(&b, &id, &secret, None).await.unwrap_err().0, 401);
+        a.stop().await;
+        b.stop().await;
+    }
+}
