@@ -4,6 +4,7 @@
 //! `routes::pages`, `routes::oauth`) adapt requests and answers to these; none of them
 //! owns an operation another one needs.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use portcullis::jwt::{TokenBuilder, random_id};
@@ -156,9 +157,10 @@ pub(crate) struct SignedIn {
     pub new_device: Option<DeviceToken>,
     /// The password, when the stored hash is due for a rehash ([`login_stands`]).
     rehash: Option<Password>,
-    /// How it was authenticated (RFC 8176 values, space separated): the `amr` of its
+    /// How it was authenticated (RFC 8176 values, space separated, and `idp:NAME`
+    /// after an upstream provider: [`amr_values`], [`idp_of`]): the `amr` of its
     /// tokens.
-    pub amr: &'static str,
+    pub amr: Cow<'static, str>,
 }
 
 impl SignedIn {
@@ -166,15 +168,42 @@ impl SignedIn {
     pub(crate) fn second_factor(
         user: User,
         new_device: Option<DeviceToken>,
-        amr: &'static str,
+        amr: impl Into<Cow<'static, str>>,
     ) -> SignedIn {
         SignedIn {
             user,
             new_device,
             rehash: None,
-            amr,
+            amr: amr.into(),
         }
     }
+}
+
+/// The `amr` a grant stores after an upstream provider's sign-in: `fed` (the value
+/// Microsoft's and others' tokens use for a federated sign-in; RFC 8176 registers
+/// none) and the provider as `idp:NAME`, which [`amr_values`] leaves out and
+/// [`idp_of`] reads.
+pub(crate) fn federated_amr(provider: &str) -> String {
+    format!("{AMR_FEDERATED} {IDP_PREFIX}{provider}")
+}
+
+/// `amr` of a sign-in through an upstream provider.
+pub(crate) const AMR_FEDERATED: &str = "fed";
+/// How a stored `amr` names the upstream provider of its sign-in.
+const IDP_PREFIX: &str = "idp:";
+
+/// The `amr` values of a stored `amr` (RFC 8176 and `fed`): without the provider.
+pub(crate) fn amr_values(stored: &str) -> impl Iterator<Item = &str> {
+    stored
+        .split_ascii_whitespace()
+        .filter(|v| !v.starts_with(IDP_PREFIX))
+}
+
+/// The upstream provider a stored `amr` names, if its sign-in went through one.
+pub(crate) fn idp_of(stored: &str) -> Option<&str> {
+    stored
+        .split_ascii_whitespace()
+        .find_map(|v| v.strip_prefix(IDP_PREFIX))
 }
 
 /// What a right password leads to.
@@ -297,7 +326,10 @@ async fn check_password_once(
         return Err(e);
     }
     let disabled = user.as_ref().is_some_and(|u| u.disabled);
-    let usable = user.filter(|u| !u.disabled);
+    // An account made through an upstream provider has no password: it is checked
+    // like an unknown one (the same full verify, so its timing tells nothing).
+    let passwordless = user.as_ref().is_some_and(|u| !u.has_password());
+    let usable = user.filter(|u| !u.disabled && u.has_password());
     // Unknown, disabled and wrong-password logins all run one full verify.
     let verification = match s
         .hasher
@@ -319,6 +351,7 @@ async fn check_password_once(
         *refused = Some(match known {
             None => (None, "unknown_account"),
             Some(id) if disabled => (Some(id), "disabled"),
+            Some(id) if passwordless => (Some(id), "no_password"),
             Some(id) => (Some(id), "wrong_password"),
         });
         return Err(ApiError::InvalidCredentials);
@@ -344,7 +377,7 @@ async fn check_password_once(
         user,
         new_device,
         rehash: needs_rehash.then_some(password),
-        amr: AMR_PASSWORD,
+        amr: AMR_PASSWORD.into(),
     }))
 }
 
@@ -575,7 +608,11 @@ pub(crate) fn amr_claims(builder: TokenBuilder, amr: &str) -> TokenBuilder {
     if amr.trim().is_empty() {
         return builder;
     }
-    let values: Vec<&str> = amr.split_ascii_whitespace().collect();
+    let values: Vec<&str> = amr_values(amr).collect();
+    let builder = match idp_of(amr) {
+        Some(idp) => builder.claim("idp", idp),
+        None => builder,
+    };
     builder.claim("amr", values).claim("acr", acr_of(amr))
 }
 

@@ -162,6 +162,10 @@ pub enum Kind {
     WebhookRemoved,
     UsersImported,
     ResetLinkMade,
+    IdentityLinked,
+    IdentityUnlinked,
+    ProviderAdded,
+    ProviderRemoved,
 }
 
 /// Every kind, for the docs test and `--kind` checks.
@@ -195,6 +199,10 @@ pub const KINDS: &[Kind] = &[
     Kind::WebhookRemoved,
     Kind::UsersImported,
     Kind::ResetLinkMade,
+    Kind::IdentityLinked,
+    Kind::IdentityUnlinked,
+    Kind::ProviderAdded,
+    Kind::ProviderRemoved,
 ];
 
 /// The webhook event types, for `webhooks add --events`.
@@ -242,6 +250,10 @@ impl Kind {
             Kind::WebhookRemoved => "webhook.removed",
             Kind::UsersImported => "users.imported",
             Kind::ResetLinkMade => "password.reset_link",
+            Kind::IdentityLinked => "identity.linked",
+            Kind::IdentityUnlinked => "identity.unlinked",
+            Kind::ProviderAdded => "provider.added",
+            Kind::ProviderRemoved => "provider.removed",
         }
     }
 
@@ -249,7 +261,11 @@ impl Kind {
     pub fn webhook(self) -> Option<&'static str> {
         Some(match self {
             Kind::UserCreated => "user.created",
-            Kind::UserUpdated | Kind::UserEnabled | Kind::EmailVerified => "user.updated",
+            Kind::UserUpdated
+            | Kind::UserEnabled
+            | Kind::EmailVerified
+            | Kind::IdentityLinked
+            | Kind::IdentityUnlinked => "user.updated",
             Kind::UserDisabled => "user.disabled",
             Kind::UserDeleted => "user.deleted",
             Kind::RefreshReused | Kind::Logout | Kind::LogoutEverywhere => "session.revoked",
@@ -269,7 +285,9 @@ impl Kind {
             | Kind::WebhookAdded
             | Kind::WebhookRemoved
             | Kind::UsersImported
-            | Kind::ResetLinkMade => return None,
+            | Kind::ResetLinkMade
+            | Kind::ProviderAdded
+            | Kind::ProviderRemoved => return None,
         })
     }
 }

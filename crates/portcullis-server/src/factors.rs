@@ -129,18 +129,26 @@ pub(crate) async fn password_step(
     match crate::accounts::check_password(state, client, device, username, password).await? {
         Step::Done(signed_in) => Ok(LoginStep::Done(Box::new(signed_in))),
         Step::SecondFactor(right) => Ok(LoginStep::SecondFactor(
-            challenge(state, &right.user, right.device.as_ref()).await?,
+            challenge(
+                state,
+                &right.user,
+                right.device.as_ref(),
+                crate::accounts::AMR_PASSWORD,
+            )
+            .await?,
         )),
     }
 }
 
 /// Makes the challenge of a right password for an account with a second factor.
 /// `device`: the known device the password step was admitted as, if any (the second
-/// step is throttled in the same lane).
+/// step is throttled in the same lane); `first_step`: the `amr` of the first step
+/// (`pwd`, or an upstream provider's [`crate::accounts::federated_amr`]).
 pub(crate) async fn challenge(
     state: &AppState,
     user: &User,
     device: Option<&TokenHash>,
+    first_step: &str,
 ) -> Result<Pending, ApiError> {
     let token = Opaque::generate()?;
     let now = state.now();
@@ -154,6 +162,7 @@ pub(crate) async fn challenge(
             device: device.map(|d| hex(&d.0)),
             created_at: now,
             expires_at: now + CHALLENGE_TTL,
+            first_step: first_step.to_owned(),
         })
         .await?;
     tracing::info!(user = %user.id, "password right: second factor asked for");
@@ -275,7 +284,11 @@ async fn second_step_once(
         Some(_) => None,
         None => Some(crate::device::issue(state, &user.id).await?),
     };
-    Ok(SignedIn::second_factor(user, new_device, AMR_PASSWORD_OTP))
+    let amr = match challenge.first_step.as_str() {
+        crate::accounts::AMR_PASSWORD => AMR_PASSWORD_OTP.into(),
+        first => format!("{first} otp mfa"),
+    };
+    Ok(SignedIn::second_factor(user, new_device, amr))
 }
 
 /// Counts a wrong (or replayed) authenticator code; the answer: `invalid_code`, or

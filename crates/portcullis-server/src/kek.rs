@@ -46,6 +46,8 @@ const PREFIX_V2: &str = "enc:v2:";
 pub struct Kek {
     key: RandomizedNonceKey,
     id: String,
+    /// The key that seals upstream sign-ins' flow cookies ([`Kek::flow_key`]).
+    flow_key: Zeroizing<[u8; 32]>,
     /// Where it came from, for messages.
     pub source: String,
 }
@@ -95,7 +97,15 @@ impl Kek {
         ctx.update(b"portcullis key-encryption key id\0");
         ctx.update(bytes);
         let id = URL_SAFE_NO_PAD.encode(&ctx.finish().as_ref()[..8]);
+        // A key of its own for the flow cookies (HMAC-SHA-256 as a PRF, RFC 2104, under
+        // a label no other use shares): the same on every instance, no new setting,
+        // and nothing about the KEK learnt from it.
+        let prf = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, bytes);
+        let tag = aws_lc_rs::hmac::sign(&prf, b"portcullis upstream sign-in flow cookie\0");
+        let mut flow_key = Zeroizing::new([0u8; 32]);
+        flow_key.copy_from_slice(tag.as_ref());
         Ok(Kek {
+            flow_key,
             key: RandomizedNonceKey::new(&AES_256_GCM, bytes)
                 .map_err(|_| anyhow!("unusable key-encryption key"))?,
             id,
@@ -106,6 +116,12 @@ impl Kek {
     /// Its id, as sealed values name it.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The key that seals the flow cookie of a sign-in through an upstream provider
+    /// (derived from the KEK, so every instance has it).
+    pub fn flow_key(&self) -> [u8; 32] {
+        *self.flow_key
     }
 
     /// How every value sealed under this KEK begins.

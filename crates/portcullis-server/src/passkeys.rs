@@ -419,15 +419,22 @@ pub(crate) async fn login_finish(
         .store
         .touch_passkey(&named, &credential, now)
         .await?;
-    let amr = amr(&result, after_password);
+    let mut amr: std::borrow::Cow<'static, str> = amr(&result, after_password).into();
     let user = if after_password {
         let challenge = taken.challenge.ok_or(ApiError::PasskeyRefused)?;
-        state
+        let first = state
             .0
             .store
             .try_challenge(&challenge, crate::factors::ATTEMPTS_PER_CHALLENGE, now)
             .await?
-            .ok_or(ApiError::InvalidMfaToken)?;
+            .ok_or(ApiError::InvalidMfaToken)?
+            .first_step;
+        // After an upstream provider's sign-in rather than a password: its `amr`.
+        if let Some(rest) = amr.strip_prefix("pwd ")
+            && first != crate::accounts::AMR_PASSWORD
+        {
+            amr = format!("{first} {rest}").into();
+        }
         match state
             .0
             .store
@@ -448,7 +455,7 @@ pub(crate) async fn login_finish(
         portcullis_store::Settlement::Success,
     )
     .await;
-    tracing::info!(user = %user.id, passkey = %named, amr, "signed in with a passkey");
+    tracing::info!(user = %user.id, passkey = %named, amr = %amr, "signed in with a passkey");
     crate::audit::record(
         state,
         crate::audit::Entry::own(crate::audit::Kind::MfaUsed, &user.id)

@@ -210,6 +210,7 @@ pub async fn start_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result
         chain,
         throttle,
         webauthn,
+        upstreams: Default::default(),
         events: crate::revocation::Cursor::new(cursor),
         clock,
         readiness: std::sync::Mutex::new(None),

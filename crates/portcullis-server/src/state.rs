@@ -38,6 +38,8 @@ pub(crate) struct Inner {
     pub throttle: Throttle,
     /// The passkeys' relying party (`passkeys.rs`), when the issuer's host is a domain.
     pub webauthn: Option<Arc<webauthn_rs::prelude::Webauthn>>,
+    /// The upstream providers' clients built so far (`providers.rs`).
+    pub upstreams: crate::providers::Upstreams,
     /// Where this instance is in the event log; `events::catch_up` alone moves it and
     /// alone changes `revocations` and `keys` after start.
     pub events: crate::revocation::Cursor,

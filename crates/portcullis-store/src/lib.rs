@@ -16,6 +16,7 @@
 mod audit;
 mod error;
 mod model;
+mod providers;
 mod sql;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use model::{
 pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
 pub use portcullis::throttle::{Admission, Attempt, Settlement};
+pub use providers::{Linked, LinkedIdentity, Provider, ProviderStore, Unlinked};
 
 /// Everything the server keeps. Object-safe: the backend is chosen at run time. It is
 /// the narrow traits together ([`UserStore`], [`FamilyStore`], [`AdmissionStore`],
@@ -57,6 +59,7 @@ pub trait Store:
     + RecoveryStore
     + FactorStore
     + AuditStore
+    + ProviderStore
 {
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;

@@ -36,6 +36,12 @@ impl User {
         self.factors.split_ascii_whitespace()
     }
 
+    /// False for an account made through an upstream provider and given no password
+    /// since (its hash is empty: no password matches it).
+    pub fn has_password(&self) -> bool {
+        !self.password_hash.is_empty()
+    }
+
     /// True when a password alone does not sign the account in.
     pub fn has_second_factor(&self) -> bool {
         self.factors().next().is_some()
@@ -787,6 +793,9 @@ pub struct NewChallenge {
     pub created_at: i64,
     /// When it stops being usable.
     pub expires_at: i64,
+    /// How the first step was done: `pwd`, or `fed idp:NAME` through an upstream
+    /// provider (the second step's `amr` begins with it).
+    pub first_step: String,
 }
 
 /// A live challenge, one attempt taken ([`crate::FactorStore::try_challenge`]).
@@ -798,6 +807,8 @@ pub struct Challenge {
     pub device: Option<String>,
     /// Attempts taken, this one included.
     pub attempts: i64,
+    /// How the first step was done ([`NewChallenge::first_step`]).
+    pub first_step: String,
 }
 
 /// The second factor a challenge is completed with, as checked by the caller.

@@ -9,6 +9,7 @@ mod backup;
 mod clients;
 mod import;
 mod keys;
+mod providers;
 mod serve;
 mod token;
 mod webhooks;
@@ -51,6 +52,9 @@ enum Command {
     /// Manage the webhook endpoints that hear of security events.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// Manage the upstream identity providers people may sign in with.
+    #[command(subcommand)]
+    Providers(providers::ProvidersCommand),
 }
 
 /// How a command ended, beyond plain success.
@@ -80,6 +84,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token(cmd) => token::run(cmd),
         Command::Audit(args) => webhooks::audit(args).map_err(Failure::Usage),
         Command::Webhooks(cmd) => webhooks::webhooks(cmd).map_err(Failure::Usage),
+        Command::Providers(cmd) => providers::run(cmd).map_err(Failure::Usage),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,6 +54,14 @@ pub(crate) enum UsersCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Show one account: its id, scope, address, second factors, and the upstream
+    /// providers linked to it.
+    Show {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The username.
+        username: String,
+    },
     /// Disable an account: it can no longer log in or refresh, and every session,
     /// refresh family and access token it has ends.
     Disable {
@@ -238,6 +246,30 @@ pub(crate) fn users(cmd: UsersCommand) -> anyhow::Result<()> {
                 for u in store.list_users().await? {
                     println!("{}\t{}\t{}\t{}", u.id, u.username, u.scope, u.disabled);
                 }
+            }
+            UsersCommand::Show { config, username } => {
+                let (_, store) = config.open().await?;
+                let name = normalize_username(&username)?;
+                let Some(user) = store.user_by_username(&name).await? else {
+                    bail!("no such user: {username}");
+                };
+                let links = store.identities_of(&user.id).await?;
+                let shown = serde_json::json!({
+                    "id": user.id,
+                    "username": user.username,
+                    "scope": user.scope,
+                    "disabled": user.disabled,
+                    "created_at": user.created_at,
+                    "email": user.email,
+                    "email_verified": user.email_verified,
+                    "password": user.has_password(),
+                    "second_factors": user.factors().collect::<Vec<_>>(),
+                    "providers": links.iter().map(|l| serde_json::json!({
+                        "provider": l.provider, "subject": l.subject, "label": l.label,
+                        "linked_at": l.created_at, "last_used_at": l.last_used_at,
+                    })).collect::<Vec<_>>(),
+                });
+                println!("{}", serde_json::to_string_pretty(&shown)?);
             }
             UsersCommand::Disable { config, username } => {
                 let (_, store) = config.open().await?;
@@ -494,8 +526,10 @@ pub(crate) fn server_keys(cmd: ServerKeysCommand) -> anyhow::Result<()> {
                 let moved = keyring::rewrap(store.as_ref(), &old, &new).await?;
                 let secrets = crate::factors::rewrap_secrets(store.as_ref(), &old, &new).await?;
                 let hooks = crate::webhooks::rewrap_secrets(store.as_ref(), &old, &new).await?;
+                let upstream =
+                    crate::providers::rewrap_secrets(store.as_ref(), &old, &new).await?;
                 println!(
-                    "sealed {moved} signing keys, {secrets} authenticator secrets and {hooks} webhook secrets under the key in {} (key-encryption key {}); \
+                    "sealed {moved} signing keys, {secrets} authenticator secrets, {hooks} webhook secrets and {upstream} provider secrets under the key in {} (key-encryption key {}); \
                      instances holding it (as key_encryption_key_file, or beside the old one as \
                      previous_key_encryption_key_file) open them and seal new keys under it. \
                      An instance holding only the old key adds no key until restarted with the \

@@ -190,7 +190,7 @@ pub(super) async fn grant_tokens(
             &user.id,
             &TokenHash(refresh.hash()),
             &crate::user_agent::label(headers),
-            signed_in.amr,
+            &signed_in.amr,
             now,
         )
         .await?
@@ -202,21 +202,21 @@ pub(super) async fn grant_tokens(
         tracing::info!(user = %user.id, "login overtaken by a password change or revocation: refused");
         return Err(ApiError::InvalidCredentials);
     }
-    tracing::info!(user = %user.id, sid = %family, amr = signed_in.amr, "login");
+    tracing::info!(user = %user.id, sid = %family, amr = %signed_in.amr, "login");
     crate::audit::record(
         state,
         crate::audit::Entry::own(crate::audit::Kind::LoginSucceeded, &user.id)
-            .with("amr", signed_in.amr)
+            .with("amr", &*signed_in.amr)
             .with("sid", family.as_str())
             .with("via", "token"),
     )
     .await;
     let iat = issued_at(state, &user.id, started.not_before).await?;
-    let scope = crate::accounts::granted_scope(&s.config, &started.scope, signed_in.amr);
+    let scope = crate::accounts::granted_scope(&s.config, &started.scope, &signed_in.amr);
     let grant = Grant {
         sid: &family,
         scope: &scope,
-        amr: signed_in.amr,
+        amr: &signed_in.amr,
     };
     token_response(
         state,

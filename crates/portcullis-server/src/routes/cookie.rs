@@ -242,7 +242,9 @@ pub(super) async fn sign_ins_json(
             .map(|s| {
                 serde_json::json!({
                     "id": s.id, "label": s.label, "created_at": s.created_at,
-                    "last_seen_at": s.last_seen_at, "expires_at": s.expires_at, "amr": s.amr,
+                    "last_seen_at": s.last_seen_at, "expires_at": s.expires_at,
+                    "amr": crate::accounts::amr_values(&s.amr).collect::<Vec<_>>().join(" "),
+                    "idp": crate::accounts::idp_of(&s.amr),
                 })
             })
             .collect(),

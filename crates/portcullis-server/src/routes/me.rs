@@ -31,6 +31,7 @@ async fn export(state: &AppState, user_id: &str) -> Result<Value, ApiError> {
     let factors = crate::factors::overview(state, &user).await?;
     let totp = s.store.totp_of(&user.id).await?;
     let records = s.store.account_records(&user.id).await?;
+    let identities = s.store.identities_of(&user.id).await?;
     let mut audit = Vec::new();
     let mut after = None;
     let mut truncated = false;
@@ -74,6 +75,10 @@ async fn export(state: &AppState, user_id: &str) -> Result<Value, ApiError> {
                 "id": p.id, "label": p.label, "created_at": p.created_at, "last_used_at": p.last_used_at,
             })).collect::<Vec<_>>(),
         },
+        "providers": identities.iter().map(|i| json!({
+            "provider": i.provider, "subject": i.subject, "name_there": i.label,
+            "linked_at": i.created_at, "last_used_at": i.last_used_at,
+        })).collect::<Vec<_>>(),
         "sessions": sessions,
         "api_logins": api_logins,
         "applications": apps.iter().map(|a| json!({

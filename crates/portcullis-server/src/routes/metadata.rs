@@ -39,7 +39,7 @@ pub async fn metadata(State(state): State<AppState>) -> Json<Value> {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "amr", "acr", "preferred_username", "email", "email_verified"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "amr", "acr", "idp", "preferred_username", "email", "email_verified"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algs,
         "prompt_values_supported": ["none", "login", "consent"],

@@ -20,6 +20,7 @@ mod passkeys;
 mod recovery;
 mod schemas;
 mod session;
+mod upstream;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse as _, Response};
@@ -145,6 +146,8 @@ pub fn router(state: AppState) -> Router {
         .route("/account/apps/{id}/revoke", post(pages::revoke_app))
         .route("/account/password", post(recovery::account_password))
         .route("/account/delete", post(me::account_delete))
+        .route("/account/providers/{name}/link", post(upstream::link))
+        .route("/account/providers/{name}/unlink", post(upstream::unlink))
         .route("/account/email", post(recovery::account_email))
         .route("/account/email/resend", post(recovery::account_resend))
         .route("/account/mfa/totp", post(factors::account_totp))
@@ -220,6 +223,8 @@ pub fn router(state: AppState) -> Router {
         .route("/session/login/mfa", post(session::login_second_step))
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form))
+        .route("/login/{name}", get(upstream::start))
+        .route("/login/{name}/callback", get(upstream::callback))
         .route(
             "/signup",
             get(pages::signup_form).post(pages::signup_submit),

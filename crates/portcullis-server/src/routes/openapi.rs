@@ -102,6 +102,8 @@ impl Modify for Security {
         super::admin::create_user, super::admin::delete_user, super::admin::audit_trail,
         super::admin::rotate_key,
         super::me::export_me, super::me::delete_me, super::me::account_delete,
+        super::upstream::start, super::upstream::callback, super::upstream::link,
+        super::upstream::unlink,
         super::admin_clients::list_clients, super::admin_clients::get_client,
         super::admin_clients::create_client, super::admin_clients::patch_client,
         super::admin_clients::delete_client, super::admin_clients::rotate_secret,

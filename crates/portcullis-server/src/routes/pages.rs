@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use portcullis::session::{SessionContext, SessionRecord};
-use portcullis_store::{Consent, EventKind, FamilyInfo};
+use portcullis_store::{Consent, EventKind, FamilyInfo, Provider};
 use serde::Deserialize;
 
 use super::client_addr::ClientAddr;
@@ -81,6 +81,8 @@ struct Onward {
     app: Option<super::oauth::AppAsking>,
     /// The origin of a protected app's URL to go back to (forward authentication).
     forward_origin: Option<String>,
+    /// The upstream providers to offer ("Continue with …").
+    providers: Vec<Provider>,
 }
 
 impl Onward {
@@ -88,6 +90,15 @@ impl Onward {
     /// request of ours, or a URL of an app behind forward authentication
     /// (`forward_auth_domains`).
     async fn read(state: &AppState, return_to: Option<&str>) -> Onward {
+        // A store that fails here fails the sign-in too; the page still shows the form.
+        let providers = state.0.store.providers().await.unwrap_or_default();
+        Onward {
+            providers,
+            ..Onward::toward(state, return_to).await
+        }
+    }
+
+    async fn toward(state: &AppState, return_to: Option<&str>) -> Onward {
         let Some(to) = return_to else {
             return Onward::default();
         };
@@ -96,6 +107,7 @@ impl Onward {
                 return_to: Some(to.to_owned()),
                 app: super::oauth::app_asking(state, to).await,
                 forward_origin: None,
+                providers: Vec::new(),
             };
         }
         match super::forward::forward_target(&state.0.config, to) {
@@ -103,6 +115,7 @@ impl Onward {
                 forward_origin: super::forward::origin_of(&url),
                 return_to: Some(url),
                 app: None,
+                providers: Vec::new(),
             },
             None => Onward::default(),
         }
@@ -201,6 +214,9 @@ fn login_page_noting(
                 p #passkey-error .error role="alert" hidden {}
                 p { button #passkey-sign-in type="button" data-passkey="sign-in" data-then=(onward.return_to().unwrap_or("/account")) { "Sign in with a passkey" } }
                 script src="/assets/passkeys.js" defer {}
+            }
+            @for p in &onward.providers {
+                p { a.button data-provider=(p.name) href=(onward.link(&format!("/login/{}", p.name))) { "Continue with " (p.display_name) } }
             }
             p { a #forgot href="/forgot" { "Forgot your password?" } }
             p { "No account yet? " a #create-account href=(onward.link("/signup")) { "Create one" } }
@@ -453,10 +469,44 @@ fn done_note(done: Option<&str>) -> Option<&'static str> {
             Some("Your passkey is added: sign in with it alone, or use it after your password.")
         }
         "passkey-removed" => Some("That passkey is removed."),
+        "linked" => Some("Linked: you can sign in with it from now on."),
+        "unlinked" => Some("Unlinked: it no longer signs you in."),
         "totp-removed" => {
             Some("Your authenticator app is turned off: your password alone signs you in again.")
         }
         _ => None,
+    }
+}
+
+/// The account page's section: the providers linked, and the ones to link.
+fn providers_section(
+    linked: &[(portcullis_store::LinkedIdentity, String)],
+    available: &[Provider],
+    csrf_token: &str,
+) -> Markup {
+    html! {
+        @if !linked.is_empty() || !available.is_empty() {
+            h2 #providers-heading { "Other ways to sign in" }
+            @if !linked.is_empty() {
+                ul #linked-providers {
+                    @for (identity, display) in linked {
+                        li data-provider=(identity.provider) {
+                            (display) " — " (identity.label) " "
+                            form.inline method="post" action={ "/account/providers/" (identity.provider) "/unlink" } {
+                                input type="hidden" name="csrf_token" value=(csrf_token);
+                                button type="submit" aria-label={ "Unlink " (display) } { "Unlink" }
+                            }
+                        }
+                    }
+                }
+            }
+            @for p in available {
+                form method="post" action={ "/account/providers/" (p.name) "/link" } {
+                    input type="hidden" name="csrf_token" value=(csrf_token);
+                    button type="submit" data-link=(p.name) { "Link " (p.display_name) }
+                }
+            }
+        }
     }
 }
 
@@ -470,6 +520,7 @@ fn account_page(
     apps: &[Consent],
     current: &SessionContext,
     factors: &crate::factors::Overview,
+    providers: (&[(portcullis_store::LinkedIdentity, String)], &[Provider]),
 ) -> Markup {
     let token = current.csrf_token();
     let (username, user_id) = (user.username.as_str(), user.id.as_str());
@@ -542,6 +593,7 @@ fn account_page(
                 }
             }
             (super::factors::account_section(factors, token))
+            (providers_section(providers.0, providers.1, token))
             h2 #sessions-heading { "Your browser sessions" }
             p { "Every browser where you are signed in. Revoke any you do not recognise." }
             table aria-labelledby="sessions-heading" {
@@ -640,6 +692,37 @@ fn account_page(
     )
 }
 
+/// An account's links to upstream providers (with each provider's name to show; a
+/// removed provider's links show its name), and the providers it is not linked to.
+async fn provider_links(
+    state: &AppState,
+    user_id: &str,
+) -> Result<
+    (
+        Vec<(portcullis_store::LinkedIdentity, String)>,
+        Vec<Provider>,
+    ),
+    ApiError,
+> {
+    let providers = state.0.store.providers().await?;
+    let identities = state.0.store.identities_of(user_id).await?;
+    let linked = identities
+        .into_iter()
+        .map(|i| {
+            let display = providers
+                .iter()
+                .find(|p| p.name == i.provider)
+                .map_or_else(|| i.provider.clone(), |p| p.display_name.clone());
+            (i, display)
+        })
+        .collect::<Vec<_>>();
+    let available = providers
+        .into_iter()
+        .filter(|p| !linked.iter().any(|(i, _)| i.provider == p.name))
+        .collect();
+    Ok((linked, available))
+}
+
 /// `GET /account`: who you are and your sessions; strangers go to the sign-in page.
 #[utoipa::path(get, path = "/account", tag = "pages", security(("session" = []), ()),
     params(("done" = Option<String>, Query, description = "`password`, `email` or `resent`: the page says that form's outcome")),
@@ -678,6 +761,7 @@ pub async fn account(
         let apps = state.0.store.consents_of(&user.id).await?;
         let scopes = current.record().scope.clone();
         let factors = crate::factors::overview(&state, &user).await?;
+        let (linked, available) = provider_links(&state, &user.id).await?;
         Ok(Some(account_page(
             &user,
             done.as_deref(),
@@ -687,6 +771,7 @@ pub async fn account(
             &apps,
             current,
             &factors,
+            (&linked, &available),
         )))
     };
     match rendered.await {

@@ -115,7 +115,7 @@ fn kept_return_to(state: &AppState, to: Option<&str>) -> Option<String> {
 }
 
 /// The 303 of a form sign-in: to where it was headed, with the cookies.
-fn signed_in_page(
+pub(super) fn signed_in_page(
     state: &AppState,
     return_to: Option<&str>,
     signed_in: &SignedIn,
@@ -266,13 +266,13 @@ async fn login_with(
 
 /// A session for a finished sign-in, unless a password change or a revocation
 /// overtook it.
-async fn start_signed_in(
+pub(super) async fn start_signed_in(
     state: &AppState,
     headers: &HeaderMap,
     mut signed_in: SignedIn,
 ) -> Result<(SignedIn, Started), ApiError> {
     let user = signed_in.user.clone();
-    let started = start_session(state, headers, &user.id, &user.scope, signed_in.amr).await?;
+    let started = start_session(state, headers, &user.id, &user.scope, &signed_in.amr).await?;
     if !crate::accounts::login_stands(state, &mut signed_in).await? {
         let id = started.context.id().to_owned();
         super::cookie::end_session(state, &id, &user.id).await?;

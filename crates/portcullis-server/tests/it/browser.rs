@@ -25,7 +25,7 @@ const PASSWORD: &str = "correct horse battery";
 
 /// A port nobody is listening on right now (ChromeDriver and the server need theirs
 /// up front: the server's issuer, and so the pages' origin, includes it).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -36,7 +36,7 @@ fn free_port() -> u16 {
 /// Chromium and ChromeDriver, or `None` (with a line saying the test skipped) when
 /// either is missing and `PORTCULLIS_REQUIRE_BROWSER` is not set; when it is set, a
 /// missing one fails the test.
-fn browser_tools() -> Option<(String, String)> {
+pub(crate) fn browser_tools() -> Option<(String, String)> {
     match (
         find("chromium", "PORTCULLIS_CHROMIUM"),
         find("chromedriver", "PORTCULLIS_CHROMEDRIVER"),
@@ -67,13 +67,13 @@ fn find(program: &str, env: &str) -> Option<String> {
 }
 
 /// ChromeDriver as a child process, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: tokio::process::Child,
     url: String,
 }
 
 impl Driver {
-    async fn start(path: &str) -> Driver {
+    pub(crate) async fn start(path: &str) -> Driver {
         let port = free_port();
         let child = tokio::process::Command::new(path)
             .arg(format!("--port={port}"))
@@ -102,7 +102,7 @@ impl Drop for Driver {
     }
 }
 
-async fn browser(driver: &Driver, chromium: &str, profile: &std::path::Path) -> Client {
+pub(crate) async fn browser(driver: &Driver, chromium: &str, profile: &std::path::Path) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("chrome"));
     caps.insert(
@@ -165,7 +165,7 @@ pub(crate) async fn arrive(b: &Client, expected: &str) {
 }
 
 /// Waits (up to 10 s) until an element matching `css` is on the page.
-async fn appear(b: &Client, css: &str) {
+pub(crate) async fn appear(b: &Client, css: &str) {
     for _ in 0..200 {
         if b.find(Locator::Css(css)).await.is_ok() {
             return;
@@ -189,7 +189,7 @@ pub(crate) async fn text(b: &Client, css: &str) -> String {
 
 /// PORTCULLIS_BROWSER_SCREENSHOTS=DIR keeps a picture of the page as `NAME.png`, for
 /// people to look at.
-async fn screenshot(b: &Client, name: &str) {
+pub(crate) async fn screenshot(b: &Client, name: &str) {
     if let Some(dir) = std::env::var_os("PORTCULLIS_BROWSER_SCREENSHOTS") {
         let png = b.screenshot().await.unwrap();
         std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
@@ -199,7 +199,7 @@ async fn screenshot(b: &Client, name: &str) {
 /// A server's settings for a browser: plain http on a loopback port of its own (the
 /// development exception of the cookie rules, exactly as `portcullis serve` runs), the
 /// issuer and the pages' origin on it.
-fn loopback_config(url: &str) -> portcullis_server::config::Config {
+pub(crate) fn loopback_config(url: &str) -> portcullis_server::config::Config {
     let port = free_port();
     let mut c = config(url);
     c.bind = format!("127.0.0.1:{port}").parse().unwrap();
@@ -362,7 +362,7 @@ async fn a_person_signs_up_logs_in_revokes_a_session_and_logs_out_in_chromium() 
 }
 
 /// An application's redirect URI: an HTTP server on loopback that answers anything.
-async fn application() -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn application() -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().fallback(|| async {
@@ -374,8 +374,61 @@ async fn application() -> (String, tokio::task::JoinHandle<()>) {
     (base, task)
 }
 
+/// An authorization request of the client `id` (scope `openid profile`, state `s-1`,
+/// nonce `n-1`) back to `{app}/cb`, with PKCE: its URL and the verifier.
+pub(crate) fn authorization_request(base: &str, id: &str, app: &str) -> (String, String) {
+    let verifier = format!(
+        "{}{}",
+        portcullis::jwt::random_id().unwrap(),
+        portcullis::jwt::random_id().unwrap()
+    );
+    use base64::Engine as _;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(portcullis::opaque::sha256(verifier.as_bytes()));
+    let request = format!(
+        "{base}/oauth/authorize?{}",
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("response_type", "code")
+            .append_pair("client_id", id)
+            .append_pair("redirect_uri", &format!("{app}/cb"))
+            .append_pair("scope", "openid profile")
+            .append_pair("state", "s-1")
+            .append_pair("nonce", "n-1")
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .finish()
+    );
+    (request, verifier)
+}
+
+/// The token response for `code`, exchanged by the client `(id, secret)`.
+pub(crate) async fn exchange_code(
+    server: &TestServer,
+    (id, secret): (&str, &str),
+    app: &str,
+    code: &str,
+    verifier: &str,
+) -> Value {
+    server
+        .client
+        .post(server.url("/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &format!("{app}/cb")),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Waits (up to 10 s) until the browser is on `prefix…` (another origin: the app).
-async fn arrive_at(b: &Client, prefix: &str) -> String {
+pub(crate) async fn arrive_at(b: &Client, prefix: &str) -> String {
     for _ in 0..200 {
         let url = b.current_url().await.unwrap().to_string();
         if url.starts_with(prefix) {
@@ -424,27 +477,7 @@ async fn oauth_in_chromium(url: String, dir: Option<tempfile::TempDir>) {
     let profile = tempfile::tempdir().unwrap();
     let b = browser(&driver, &chromium, profile.path()).await;
 
-    let verifier = format!(
-        "{}{}",
-        portcullis::jwt::random_id().unwrap(),
-        portcullis::jwt::random_id().unwrap()
-    );
-    use base64::Engine as _;
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(portcullis::opaque::sha256(verifier.as_bytes()));
-    let request = format!(
-        "{base}/oauth/authorize?{}",
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("response_type", "code")
-            .append_pair("client_id", id)
-            .append_pair("redirect_uri", &format!("{app}/cb"))
-            .append_pair("scope", "openid profile")
-            .append_pair("state", "s-1")
-            .append_pair("nonce", "n-1")
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256")
-            .finish()
-    );
+    let (request, verifier) = authorization_request(&base, id, &app);
     b.goto(&request).await.unwrap();
     arrive(&b, "/login").await;
     // The page names the application that asks (issue 28, finding 9).
@@ -478,22 +511,7 @@ async fn oauth_in_chromium(url: String, dir: Option<tempfile::TempDir>) {
         ("s-1", base.as_str())
     );
 
-    let tokens: Value = server
-        .client
-        .post(format!("{base}/oauth/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", params["code"].as_str()),
-            ("redirect_uri", &format!("{app}/cb")),
-            ("code_verifier", &verifier),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens = exchange_code(&server, (id, secret), &app, &params["code"], &verifier).await;
     let id_token = tokens["id_token"].as_str().expect("an ID token");
     assert_eq!(crate::support::claims_of(id_token)["nonce"], "n-1");
     let info: Value = server

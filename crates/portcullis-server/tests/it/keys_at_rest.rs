@@ -165,6 +165,39 @@ async fn rewrap_moves_the_keys_to_a_new_key_encryption_key() {
         "the secret in the file"
     );
     let folder = dir.as_ref().unwrap().path().to_owned();
+    // An upstream provider's client secret is sealed too, and moves with the rest.
+    let provider_secret = folder.join("corp-secret");
+    std::fs::write(&provider_secret, "the-provider-secret-0123456789").unwrap();
+    let (ok, _, err) = crate::upstream::portcullis(
+        &url,
+        &[
+            "providers",
+            "add",
+            "corp",
+            "--issuer",
+            "https://id.example.com",
+            "--client-id",
+            "portcullis",
+            "--client-secret-file",
+            provider_secret.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let sealed_provider = || async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let (sealed,): (String,) = sqlx::query_as("SELECT sealed_secret FROM providers")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        sealed
+    };
+    let before_rewrap = sealed_provider().await;
+    assert!(
+        before_rewrap.starts_with("enc:v2:") && !before_rewrap.contains("the-provider-secret"),
+        "{before_rewrap}"
+    );
     let new = folder.join("new.kek");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["keys", "rewrap", "--database-url", &url, "--to"])
@@ -179,10 +212,24 @@ async fn rewrap_moves_the_keys_to_a_new_key_encryption_key() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("sealed 1 signing keys, 1 authenticator secrets and 0 webhook secrets"),
+        said.contains(
+            "sealed 1 signing keys, 1 authenticator secrets, 0 webhook secrets and 1 provider secrets"
+        ),
         "{said}"
     );
-    assert_ne!(sealed_secret().await, sealed, "re-sealed under the new key");
+    let resealed = sealed_secret().await;
+    assert_ne!(resealed, sealed, "re-sealed under the new key");
+    // Under the same new key as the authenticator secret (`enc:v2:ID:`).
+    let new_prefix = resealed
+        .splitn(4, ':')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(":");
+    assert!(
+        sealed_provider()
+            .await
+            .starts_with(&format!("{new_prefix}:"))
+    );
     // The old key opens nothing now; the new one opens everything.
     let err = portcullis_server::startup::start(config(&url))
         .await

@@ -24,4 +24,5 @@ mod recovery;
 mod server;
 mod sessions;
 mod support;
+mod upstream;
 mod wire;

@@ -139,7 +139,7 @@ where
     async fn create_challenge(&self, c: &NewChallenge) -> Result<(), Error> {
         sqlx::query(
             "INSERT INTO mfa_challenges (hash, user_id, not_before, device, created_at, \
-             expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+             expires_at, first_step) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&c.hash.0[..])
         .bind(c.user_id.as_str())
@@ -147,6 +147,7 @@ where
         .bind(c.device.as_deref())
         .bind(c.created_at)
         .bind(c.expires_at)
+        .bind(c.first_step.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -164,7 +165,7 @@ where
         let taken: Option<Challenge> = sqlx::query_as(
             "UPDATE mfa_challenges SET attempts = attempts + 1 \
              WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3 \
-             RETURNING user_id, device, attempts",
+             RETURNING user_id, device, attempts, first_step",
         )
         .bind(&hash.0[..])
         .bind(now)

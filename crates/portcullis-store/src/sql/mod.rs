@@ -7,7 +7,7 @@
 //! that open a database (`sqlite.rs`, `postgres.rs`). Each narrow store trait has a
 //! file of its own (`users.rs`, `admission.rs`, `families.rs`, `clients.rs`,
 //! `grants.rs`, `keys.rs`, `events.rs`, `sessions.rs`, `mail.rs`, `recovery.rs`,
-//! `factors.rs`, `audit.rs`).
+//! `factors.rs`, `audit.rs`, `providers.rs`).
 //!
 //! The store is an adapter: it reads and writes under the right locks and leaves every
 //! decision to a pure function of the library (`portcullis::refresh::decide`,
@@ -29,6 +29,7 @@ mod grants;
 mod keys;
 mod mail;
 mod postgres;
+mod providers;
 mod recovery;
 mod sessions;
 mod sqlite;
@@ -219,6 +220,7 @@ where
         + crate::RecoveryStore
         + crate::FactorStore
         + crate::AuditStore
+        + crate::ProviderStore
         + portcullis::session::SessionStore,
     DB: Backend,
 {

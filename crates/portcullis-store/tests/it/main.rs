@@ -1879,6 +1879,7 @@ async fn challenge_for(s: &dyn Store, uid: &str, n: u8, not_before: i64) -> Toke
         device: None,
         created_at: 1000,
         expires_at: 1300,
+        first_step: "pwd".into(),
     })
     .await
     .unwrap();
@@ -2114,5 +2115,140 @@ conformance! {
         assert_eq!(sealed.len(), 2);
         assert!(s.reseal_webhook_secret("a", "sealed", "resealed").await.unwrap());
         assert!(!s.reseal_webhook_secret("a", "sealed", "again").await.unwrap(), "only if unchanged");
+    }
+}
+
+fn corp(name: &str) -> portcullis_store::Provider {
+    portcullis_store::Provider {
+        name: name.into(),
+        kind: "oidc".into(),
+        issuer: "https://id.example.com".into(),
+        client_id: "portcullis".into(),
+        sealed_secret: Some("enc:v2:kek:sealed".into()),
+        scope: "openid email".into(),
+        display_name: "Corp".into(),
+        created_at: 10,
+    }
+}
+
+fn identity(provider: &str, subject: &str, user_id: &str) -> portcullis_store::LinkedIdentity {
+    portcullis_store::LinkedIdentity {
+        provider: provider.into(),
+        subject: subject.into(),
+        user_id: user_id.into(),
+        label: subject.into(),
+        created_at: 20,
+        last_used_at: 20,
+    }
+}
+
+fn passwordless(name: &str, email: Option<&str>) -> NewUser {
+    NewUser {
+        id: format!("id-{name}"),
+        username: name.into(),
+        skeleton: portcullis::username::skeleton(name),
+        password_hash: String::new(),
+        scope: "read".into(),
+        created_at: 1,
+        email: email.map(address),
+    }
+}
+
+conformance! {
+    /// Providers are registered once by name and removed without their links; an
+    /// account made through one has no password and is found by the identity only.
+    async fn providers_and_the_accounts_they_make(db) {
+        use portcullis_store::{Linked, Unlinked};
+        let s = db.store.as_ref();
+        s.add_provider(&corp("corp")).await.unwrap();
+        assert!(matches!(s.add_provider(&corp("corp")).await, Err(Error::Conflict)));
+        assert_eq!(s.providers().await.unwrap(), vec![corp("corp")]);
+        assert!(s.set_provider_secret("corp", "enc:v2:new:sealed").await.unwrap());
+        assert!(!s.set_provider_secret("other", "x").await.unwrap());
+        assert_eq!(
+            s.providers().await.unwrap()[0].sealed_secret.as_deref(),
+            Some("enc:v2:new:sealed")
+        );
+
+        let ada = s
+            .create_user_with_identity(passwordless("ada", Some("ada@example.com")), true, &identity("corp", "s-ada", ""))
+            .await
+            .unwrap();
+        assert!(!ada.has_password() && ada.email_verified);
+        let found = s.identity_owner("corp", "s-ada", 30).await.unwrap().unwrap();
+        assert_eq!(found.id, ada.id);
+        assert_eq!(s.identities_of(&ada.id).await.unwrap()[0].last_used_at, 30);
+        assert!(s.identity_owner("corp", "nobody", 30).await.unwrap().is_none());
+        // The same subject at another provider is another person.
+        assert!(s.identity_owner("elsewhere", "s-ada", 30).await.unwrap().is_none());
+
+        // Creating a second account for a linked identity, or with an address another
+        // account has proven, writes nothing.
+        let users = s.list_users().await.unwrap().len();
+        assert!(matches!(
+            s.create_user_with_identity(passwordless("ada2", None), false, &identity("corp", "s-ada", "")).await,
+            Err(Error::Conflict)
+        ));
+        assert!(matches!(
+            s.create_user_with_identity(passwordless("ada3", Some("ADA@example.com")), true, &identity("corp", "s-other", "")).await,
+            Err(Error::Conflict)
+        ));
+        assert_eq!(s.list_users().await.unwrap().len(), users);
+        assert!(s.identity_owner("corp", "s-other", 30).await.unwrap().is_none());
+
+        // Linking: to an account, once; never to a second account; one per provider.
+        let bob = user(s, "bob").await;
+        assert_eq!(s.link_identity(&identity("corp", "s-bob", &bob)).await.unwrap(), Linked::Done);
+        assert_eq!(s.link_identity(&identity("corp", "s-bob", &bob)).await.unwrap(), Linked::Already);
+        assert_eq!(
+            s.link_identity(&identity("corp", "s-ada", &bob)).await.unwrap(),
+            Linked::Taken(ada.id.clone())
+        );
+        assert!(matches!(s.link_identity(&identity("corp", "s-bob-2", &bob)).await, Err(Error::Conflict)));
+        s.set_disabled("bob", true).await.unwrap();
+        assert_eq!(
+            s.link_identity(&identity("other", "s-bob", &bob)).await.unwrap(),
+            Linked::NoAccount
+        );
+
+        // Unlinking: never the last way in; a password is a way in.
+        assert_eq!(s.unlink_identity(&ada.id, "corp").await.unwrap(), Unlinked::LastWayIn);
+        assert_eq!(s.unlink_identity(&ada.id, "other").await.unwrap(), Unlinked::NotFound);
+        assert_eq!(s.unlink_identity(&bob, "corp").await.unwrap(), Unlinked::Done);
+        assert!(s.identity_owner("corp", "s-bob", 40).await.unwrap().is_none());
+
+        // Removing the provider keeps the link; the account's erasure takes it.
+        assert!(s.remove_provider("corp").await.unwrap());
+        assert!(!s.remove_provider("corp").await.unwrap());
+        assert!(s.providers().await.unwrap().is_empty());
+        assert_eq!(s.identities_of(&ada.id).await.unwrap().len(), 1);
+        s.delete_user(&ada.id, "admin", 50).await.unwrap();
+        assert!(s.identities_of(&ada.id).await.unwrap().is_empty());
+    }
+}
+
+conformance! {
+    /// An account with no password and two links: two unlinks at once, on two
+    /// instances, leave one link (the account's row is locked first).
+    async fn two_unlinks_at_once_leave_a_way_in(db) {
+        use portcullis_store::Unlinked;
+        let s = db.store.clone();
+        let other = db.another_instance().await;
+        for round in 0..10 {
+            let name = format!("cy{round}");
+            let cy = s
+                .create_user_with_identity(passwordless(&name, None), false, &identity("corp", &name, ""))
+                .await
+                .unwrap();
+            s.link_identity(&identity("hub", &name, &cy.id)).await.unwrap();
+            let (a, b) = tokio::join!(
+                s.unlink_identity(&cy.id, "corp"),
+                other.unlink_identity(&cy.id, "hub"),
+            );
+            let mut outcomes = [a.unwrap(), b.unwrap()];
+            outcomes.sort_by_key(|o| format!("{o:?}"));
+            assert_eq!(outcomes, [Unlinked::Done, Unlinked::LastWayIn], "round {round}");
+            assert_eq!(s.identities_of(&cy.id).await.unwrap().len(), 1);
+        }
     }
 }
