@@ -25,6 +25,7 @@
 //! |---|---|---|
 //! | `remote` | on | `http` (`Bearer::from_issuer`, `HttpFetcher`: reqwest over rustls on aws-lc-rs), `feed` (`RevocationFollower`), `oidc` (`OidcClient`) and `cookies` |
 //! | `sessions` | off | `session`, the `Session` strategy and `cookies` |
+//! | `webapp` | off | `oidc::web`: a server-rendered axum application signs people in with an OpenID Connect provider (routes, `Person`, `CsrfForm`; implies `remote` and `sessions`) |
 //! | `password` | off | `password`: Argon2id hashing with a bounded queue |
 //! | `legacy-hashes` | off | `password::legacy`: `PasswordHasher::verify` also checks bcrypt, Argon2i, scrypt and PBKDF2-SHA256 hashes of other systems, and asks for their rehash (implies `password`) |
 //! | `server` | off | `username`, `refresh`, `throttle`, `grant`: the Portcullis server's rules. **Unstable**: public for the server, outside the semver promise below |

@@ -1,29 +1,25 @@
-//! A server-rendered application that signs people in with an OpenID Connect provider
-//! (a Portcullis server, or any other) through `portcullis::oidc`, and then keeps its
-//! own cookie sessions with `portcullis::session`. About a hundred lines of it are the
-//! sign-in; the rest is the page.
+//! A server-rendered notes application that signs people in with an OpenID Connect
+//! provider (a Portcullis server, or any other) through the library's web-app kit,
+//! `portcullis::oidc::web`. Its authentication is the lines that end in an `(auth)`
+//! comment: the README counts them.
 //!
-//! - `GET /` shows who is signed in, or a "Sign in" link.
-//! - `GET /auth/login` starts a sign-in at the provider (PKCE, state and nonce in the
-//!   sealed flow cookie) and `GET /auth/callback` ends it: every check is the
-//!   library's, then a local session starts.
-//! - `POST /auth/logout` (with the session's form token) ends the local session and
-//!   sends the browser to the provider's logout, which sends it back here.
+//! - `GET /` greets whoever is signed in, or offers to sign in.
+//! - `GET /notes` lists the person's notes (people only: a browser that is not signed
+//!   in is sent to sign in and comes back; a program gets 401), and `POST /notes` adds
+//!   one (a form with the session's CSRF token).
+//! - `/auth/login`, `/auth/callback` and `POST /auth/logout` are the kit's.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use base64::Engine as _;
+use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
-use portcullis::clock::SystemClock;
-use portcullis::oidc::OidcClient;
-use portcullis::session::{MemorySessionStore, SessionConfig, Sessions};
+use portcullis::oidc::web::{CsrfForm, Person, WebApp};
 use serde::Deserialize;
 
 /// The command line (each also from the environment).
@@ -32,7 +28,8 @@ pub struct Args {
     /// Where to listen.
     #[arg(long, env = "NOTES_BIND", default_value = "127.0.0.1:4000")]
     pub bind: SocketAddr,
-    /// This application's public URL (its origin; the redirect URIs hang off it).
+    /// This application's public URL (its origin; the redirect URI is
+    /// `{url}/auth/callback`).
     #[arg(long, env = "NOTES_URL", default_value = "http://127.0.0.1:4000")]
     pub url: String,
     /// The OpenID Connect provider (its issuer).
@@ -49,10 +46,11 @@ pub struct Args {
     /// A file holding the client secret (one line).
     #[arg(long, env = "NOTES_CLIENT_SECRET_FILE", value_name = "FILE")]
     pub client_secret_file: Option<std::path::PathBuf>,
-    /// The key that seals the sign-in flow cookie, 32 bytes in base64url; every
-    /// instance needs the same. Random at each start when not given (one instance).
-    #[arg(long, env = "NOTES_FLOW_KEY", hide_env_values = true)]
-    pub flow_key: Option<String>,
+    /// The key that seals the sign-in cookies, 32 bytes in base64url; every instance
+    /// needs the same. Random at each start when not given (one instance).
+    #[arg(long, env = "NOTES_KEY", hide_env_values = true)]
+    #[arg(value_parser = portcullis::oidc::web::parse_key)]
+    pub key: Option<[u8; 32]>, // (auth)
 }
 
 impl std::fmt::Debug for Args {
@@ -100,72 +98,30 @@ pub struct Running {
     pub addr: SocketAddr,
 }
 
-#[derive(Clone)]
-struct App {
-    oidc: OidcClient,
-    sessions: Sessions,
-    url: String,
-    /// What the page shows and logout needs, by local session id. A real
-    /// application keeps this with its sessions.
-    people: Arc<Mutex<HashMap<String, Person>>>,
-}
-
-#[derive(Clone)]
-struct Person {
-    name: String,
-    id_token: String,
-}
+/// Each person's notes, by their `sub` at the provider. A real application keeps them
+/// in its database.
+type Notes = Arc<Mutex<HashMap<String, Vec<String>>>>;
 
 /// Starts the application on `args.bind`.
 pub async fn start(args: Args) -> anyhow::Result<Running> {
-    let flow_key = match &args.flow_key {
-        Some(text) => base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .ok_or_else(|| anyhow::anyhow!("flow_key must be 32 bytes in base64url"))?,
-        None => {
-            let mut key = [0u8; 32];
-            for chunk in key.chunks_mut(16) {
-                chunk.copy_from_slice(&portcullis::jwt::random_bits()?);
-            }
-            key
-        }
-    };
-    let url = args.url.trim_end_matches('/').to_owned();
-    let oidc = OidcClient::builder(
-        &args.issuer,
-        &args.client_id,
-        format!("{url}/auth/callback"),
-    )
-    .client_secret(&args.client_secret)
-    .scope("openid profile")
-    .flow_key(flow_key)
-    .build()
-    .await?;
-    let sessions = Sessions::new(
-        Arc::new(MemorySessionStore::new()),
-        SessionConfig::for_origin(&url)?,
-        Arc::new(SystemClock),
-    );
-    let app = App {
-        oidc,
-        sessions,
-        url,
-        people: Arc::default(),
-    };
-    let router = Router::new()
+    let url = args.url.trim_end_matches('/');
+    let auth = WebApp::builder(&args.issuer, &args.client_id, url) // (auth)
+        .client_secret(&args.client_secret) // (auth)
+        .key(args.key) // (auth)
+        .build() // (auth)
+        .await?; // (auth)
+    let routes = Router::new()
         .route("/", get(home))
-        .route("/auth/login", get(login))
-        .route("/auth/callback", get(callback))
-        .route("/auth/logout", post(logout))
+        .route("/notes", get(notes).post(add_note))
+        .with_state(Notes::default());
+    let router = auth
+        .install(routes) // (auth)
         // A request not answered within 30 s is answered 408: a client that stops
         // sending, or a provider that stops answering, does not hold a connection.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             std::time::Duration::from_secs(30),
-        ))
-        .with_state(app);
+        ));
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -210,23 +166,28 @@ fn page(title: &str, body: Markup) -> Response {
     r
 }
 
-async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
-    let session = app.sessions.lookup(&headers).await.ok().flatten();
-    let person = session
-        .as_ref()
-        .and_then(|s| app.people.lock().ok().and_then(|p| p.get(s.id()).cloned()));
-    match (session, person) {
-        (Some(session), Some(person)) => page(
-            "Your notes",
+/// The sign-out button: a form with the session's CSRF token.
+fn sign_out(person: &Person) -> Markup {
+    html! {
+        form method="post" action="/auth/logout" { // (auth)
+            input type="hidden" name="csrf_token" value=(person.csrf_token()); // (auth)
+            button #sign-out type="submit" { "Sign out" }
+        }
+    }
+}
+
+async fn home(person: Option<Person>, // (auth)
+) -> Response {
+    match person {
+        Some(person) => page(
+            "Notes",
             html! {
-                h1 #hello { "Hello, " (person.name) }
-                form method="post" action="/auth/logout" {
-                    input type="hidden" name="csrf_token" value=(session.csrf_token());
-                    button #sign-out type="submit" { "Sign out" }
-                }
+                h1 #hello { "Hello, " (person.name()) }
+                p { a #notes href="/notes" { "Your notes" } }
+                (sign_out(&person))
             },
         ),
-        _ => page(
+        None => page(
             "Notes",
             html! {
                 h1 { "Notes" }
@@ -236,132 +197,44 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-struct LoginQuery {
-    return_to: Option<String>,
-}
-
-async fn login(State(app): State<App>, Query(q): Query<LoginQuery>) -> Response {
-    match app.oidc.begin(q.return_to.as_deref().unwrap_or("/")) {
-        Ok(begun) => {
-            let mut r = Redirect::to(&begun.location).into_response();
-            r.headers_mut().insert(header::SET_COOKIE, begun.set_cookie);
-            r
-        }
-        Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
-}
-
-async fn callback(State(app): State<App>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
-    let signed_in = match app.oidc.complete(&headers, uri.query().unwrap_or("")).await {
-        Ok(signed_in) => signed_in,
-        Err(e) if e.is_user_error() => {
-            tracing::info!(error = %e, "sign-in not completed");
-            return failure(
-                StatusCode::BAD_REQUEST,
-                "That sign-in did not complete. Try again.",
-            );
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "sign-in failed");
-            return failure(
-                StatusCode::BAD_GATEWAY,
-                "The sign-in service answered something we cannot use.",
-            );
-        }
-    };
-    let sub = signed_in.claims.sub.clone().unwrap_or_default();
-    let name = signed_in
-        .claims
-        .extra
-        .get("preferred_username")
-        .and_then(|n| n.as_str())
-        .unwrap_or(&sub)
-        .to_owned();
-    let label = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    // A browser signing in again leaves its previous session here: it ends.
-    if let Ok(Some(previous)) = app.sessions.lookup(&headers).await {
-        let _ = app
-            .sessions
-            .end(previous.id(), &previous.record().subject)
-            .await;
-        if let Ok(mut people) = app.people.lock() {
-            people.remove(previous.id());
-        }
-    }
-    let started = match app.sessions.start(&sub, "", label).await {
-        Ok(started) => started,
-        Err(e) => return failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
-    if let Ok(mut people) = app.people.lock() {
-        people.insert(
-            started.context.id().to_owned(),
-            Person {
-                name,
-                id_token: signed_in.id_token.clone(),
-            },
-        );
-    }
-    let mut r = Redirect::to(&signed_in.return_to).into_response();
-    let h = r.headers_mut();
-    h.append(header::SET_COOKIE, signed_in.clear_cookie);
-    h.append(header::SET_COOKIE, started.set_cookie);
-    r
-}
-
-#[derive(Deserialize)]
-struct LogoutForm {
-    csrf_token: String,
-}
-
-async fn logout(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Form(form): Form<LogoutForm>,
+async fn notes(
+    person: Person, // (auth)
+    State(notes): State<Notes>,
 ) -> Response {
-    let Ok(Some(session)) = app.sessions.lookup(&headers).await else {
-        return Redirect::to("/").into_response();
-    };
-    if session.check_csrf_token(&form.csrf_token).is_err() {
-        return failure(StatusCode::FORBIDDEN, "That form was not ours.");
-    }
-    let person = app
-        .people
+    let mine = notes
         .lock()
-        .ok()
-        .and_then(|mut p| p.remove(session.id()));
-    if let Err(e) = app
-        .sessions
-        .end(session.id(), &session.record().subject)
-        .await
-    {
-        tracing::warn!(error = %e, "ending the session failed");
-        return failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Signing out failed. Try again.",
-        );
-    }
-    // Signed out here; now at the provider too, which sends the browser back home.
-    let to = person
-        .and_then(|p| {
-            app.oidc
-                .logout_url(&p.id_token, Some(&format!("{}/", app.url)))
-        })
-        .unwrap_or_else(|| "/".to_owned());
-    let mut r = Redirect::to(&to).into_response();
-    r.headers_mut()
-        .insert(header::SET_COOKIE, app.sessions.config().clear_cookie());
-    r
+        .map(|n| n.get(&person.claims.sub).cloned().unwrap_or_default())
+        .unwrap_or_default();
+    page(
+        "Your notes",
+        html! {
+            h1 { "Your notes, " (person.name()) }
+            ul #list { @for note in &mine { li { (note) } } }
+            form method="post" action="/notes" {
+                input type="hidden" name="csrf_token" value=(person.csrf_token()); // (auth)
+                label for="note" { "A new note" }
+                input #note name="text" required maxlength="500";
+                button #add type="submit" { "Add" }
+            }
+            (sign_out(&person))
+        },
+    )
 }
 
-fn failure(status: StatusCode, message: &str) -> Response {
-    let mut r = page(
-        "Sign-in failed",
-        html! { h1 { "Sign-in failed" } p #problem { (message) } p { a href="/" { "Back" } } },
-    );
-    *r.status_mut() = status;
-    r
+#[derive(Deserialize)]
+struct NewNote {
+    text: String,
+}
+
+async fn add_note(
+    State(notes): State<Notes>,
+    CsrfForm(person, note): CsrfForm<NewNote>, // (auth)
+) -> Response {
+    let text: String = note.text.trim().chars().take(500).collect();
+    if !text.is_empty()
+        && let Ok(mut n) = notes.lock()
+    {
+        n.entry(person.claims.sub.clone()).or_default().push(text);
+    }
+    Redirect::to("/notes").into_response()
 }

@@ -141,7 +141,7 @@ async fn a_person_signs_in_to_the_notes_app_with_portcullis_and_signs_out_of_bot
         client_id: registered.0.clone(),
         client_secret: registered.1.clone(),
         client_secret_file: None,
-        flow_key: None,
+        key: None,
     })
     .await
     .unwrap();
@@ -262,7 +262,7 @@ async fn register(db: &str, app: &str) -> (String, String) {
             id: id.clone(),
             name: "notes".into(),
             secret_hash: secret.sha256().to_vec(),
-            scope: "openid profile".into(),
+            scope: "openid profile email".into(),
             disabled: false,
             not_before: 0,
             created_at: 0,
@@ -274,4 +274,176 @@ async fn register(db: &str, app: &str) -> (String, String) {
         .await
         .unwrap();
     (id, secret.expose().to_owned())
+}
+
+/// The same application against another provider, independently written: panva's
+/// `oidc-provider` (npm, pinned by `.ci/run`; `PORTCULLIS_TEST_OIDC_PROVIDER_MODULES`
+/// names its `node_modules`, and with `PORTCULLIS_REQUIRE_OIDC_PROVIDER` set a missing
+/// one fails the test), with its development sign-in and consent pages.
+#[tokio::test]
+async fn a_person_signs_in_to_the_notes_app_with_oidc_provider() {
+    let modules = match std::env::var_os("PORTCULLIS_TEST_OIDC_PROVIDER_MODULES") {
+        Some(m) => std::path::PathBuf::from(m),
+        None if std::env::var_os("PORTCULLIS_REQUIRE_OIDC_PROVIDER").is_some() => {
+            panic!("PORTCULLIS_TEST_OIDC_PROVIDER_MODULES is not set")
+        }
+        None => {
+            eprintln!("skipped: needs npm's oidc-provider (PORTCULLIS_TEST_OIDC_PROVIDER_MODULES)");
+            return;
+        }
+    };
+    let app_port = free_port();
+    let app = format!("http://localhost:{app_port}");
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).unwrap();
+    let script = dir.path().join("oidc_provider.mjs");
+    std::fs::write(
+        &script,
+        include_str!("../../../crates/portcullis-server/tests/oidc_provider.mjs"),
+    )
+    .unwrap();
+    let op_port = free_port();
+    let op = format!("http://127.0.0.1:{op_port}");
+    let secret = "a-test-client-secret-long-enough-for-hs256-0123";
+    let mut child = tokio::process::Command::new("node")
+        .arg(&script)
+        .args([
+            &op_port.to_string(),
+            "notes",
+            secret,
+            &format!("{app}/auth/callback"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line == "listening" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready.ok(), Some(true), "oidc-provider did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    oidc_notes::start(oidc_notes::Args {
+        bind: format!("127.0.0.1:{app_port}").parse().unwrap(),
+        url: app.clone(),
+        issuer: op.clone(),
+        client_id: "notes".into(),
+        client_secret: secret.into(),
+        client_secret_file: None,
+        key: Some([9; 32]),
+    })
+    .await
+    .unwrap();
+
+    let mut b = Browser::new();
+    // A person's page, not signed in: a browser is sent to sign in, a program 401.
+    let r = b.http.get(format!("{app}/notes")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = b
+        .http
+        .get(format!("{app}/notes"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let login = location(&r, &app);
+    assert_eq!(login, format!("{app}/auth/login?return_to=%2Fnotes"));
+
+    // Off to oidc-provider: its sign-in page, then its consent page, then back.
+    let r = b.get(&login).await;
+    let mut at = location(&r, &app);
+    assert!(at.starts_with(&format!("{op}/auth?")), "{at}");
+    let mut r = b.get(&at).await;
+    for _ in 0..10 {
+        if !(300..400).contains(&r.status().as_u16()) {
+            let html = r.text().await.unwrap();
+            let action = html
+                .split("action=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap()
+                .to_owned();
+            let target = url::Url::parse(&at)
+                .unwrap()
+                .join(&action)
+                .unwrap()
+                .to_string();
+            let form: &[(&str, &str)] = if html.contains("name=\"login\"") {
+                &[("prompt", "login"), ("login", "olive"), ("password", "x")]
+            } else {
+                &[("prompt", "consent")]
+            };
+            r = b.post(&target, &op, form).await;
+            at = target;
+            continue;
+        }
+        at = location(&r, &at);
+        if at.starts_with(&app) {
+            break;
+        }
+        r = b.get(&at).await;
+    }
+    assert!(at.starts_with(&format!("{app}/auth/callback?")), "{at}");
+    let r = b.get(&at).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r, &app), format!("{app}/notes"));
+
+    // Her notes: one added with the form's token; without it, nothing is added.
+    let page = b.get(&format!("{app}/notes")).await.text().await.unwrap();
+    assert!(page.contains("Your notes, olive"), "{page}");
+    let csrf = hidden(&page, "csrf_token");
+    let r = b
+        .post(
+            &format!("{app}/notes"),
+            &app,
+            &[("csrf_token", &csrf), ("text", "buy milk")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let r = b
+        .post(
+            &format!("{app}/notes"),
+            &app,
+            &[("csrf_token", "forged"), ("text", "forged note")],
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let page = b.get(&format!("{app}/notes")).await.text().await.unwrap();
+    assert!(
+        page.contains("<li>buy milk</li>") && !page.contains("forged note"),
+        "{page}"
+    );
+
+    // Signing out ends the session here and goes to oidc-provider's end_session.
+    let cookies = b.cookie_header(&app).unwrap();
+    let r = b
+        .post(
+            &format!("{app}/auth/logout"),
+            &app,
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(location(&r, &app).starts_with(&format!("{op}/session/end?")));
+    // The old cookies, replayed, are worth nothing: the session is over.
+    let r = b
+        .http
+        .get(format!("{app}/notes"))
+        .header(reqwest::header::COOKIE, cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let home = b.get(&format!("{app}/")).await.text().await.unwrap();
+    assert!(home.contains("id=\"sign-in\""));
 }

@@ -6,6 +6,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{FLOW_LIFETIME, OidcError};
@@ -44,75 +45,87 @@ pub(super) fn local_path(return_to: &str) -> bool {
         && return_to.len() <= 512
 }
 
-/// The flow cookie: what a sign-in must remember between leaving and coming back,
-/// sealed with AES-256-GCM (a random nonce per cookie; the cookie's name is the
-/// associated data, so a value cannot be moved to another cookie).
-pub(super) struct FlowCookie {
+/// A cookie whose value is sealed with AES-256-GCM (a random nonce per cookie; the
+/// cookie's name, a binding and, per value, extra data are the associated data, so a
+/// value cannot be moved to another cookie, client or session): the flow cookie, and
+/// the web-app kit's person cookie.
+pub(super) struct SealedCookie {
     key: RandomizedNonceKey,
-    name: &'static str,
+    name: String,
     secure: bool,
-    /// Associated data: the cookie's name, the issuer, the client and its redirect URI.
+    /// Associated data: the cookie's name and the binding.
     aad: Vec<u8>,
 }
 
-impl FlowCookie {
+impl SealedCookie {
+    /// `base` is the cookie's name over plain http (loopback development); over https
+    /// it is `__Host-` + `base`: only this origin, only over https, only `Path=/`.
     pub(super) fn new(
         key: &[u8; 32],
         secure: bool,
+        base: &str,
         binding: String,
-    ) -> Result<FlowCookie, OidcError> {
+    ) -> Result<SealedCookie, OidcError> {
         let name = if secure {
-            "__Host-portcullis_oidc"
+            format!("__Host-{base}")
         } else {
-            "portcullis_oidc"
+            base.to_owned()
         };
-        Ok(FlowCookie {
+        Ok(SealedCookie {
             aad: format!("{name}\n{binding}").into_bytes(),
             key: RandomizedNonceKey::new(&AES_256_GCM, key)
-                .map_err(|_| OidcError::Config("flow_key".into()))?,
-            // `__Host-`: only this origin, only over https, only Path=/. Plain http
-            // (loopback development) cannot have the prefix or `Secure`.
-            name: if secure {
-                "__Host-portcullis_oidc"
-            } else {
-                "portcullis_oidc"
-            },
+                .map_err(|_| OidcError::Config("the cookie key".into()))?,
+            name,
             secure,
         })
     }
 
     fn header(&self, value: &str, max_age: Duration) -> HeaderValue {
-        cookies::set(self.name, value, SameSite::Lax, max_age, self.secure)
+        cookies::set(&self.name, value, SameSite::Lax, max_age, self.secure)
     }
 
-    pub(super) fn set(&self, flow: &Flow) -> Result<HeaderValue, OidcError> {
-        let value = self.seal(flow)?;
-        // Browsers drop a cookie over 4 KiB; `return_to` is capped well below that.
-        if value.len() > 3000 {
-            return Err(OidcError::Config(
-                "the flow cookie would be too large".into(),
-            ));
+    /// The `Set-Cookie` of `value`, sealed with `extra` as associated data too.
+    pub(super) fn set<T: Serialize>(
+        &self,
+        value: &T,
+        extra: &[u8],
+        max_age: Duration,
+    ) -> Result<HeaderValue, OidcError> {
+        let sealed = self.seal(value, extra)?;
+        // Browsers drop a cookie over 4 KiB.
+        if sealed.len() > 3800 {
+            return Err(OidcError::Config(format!(
+                "the cookie {} would be too large",
+                self.name
+            )));
         }
-        Ok(self.header(&value, FLOW_LIFETIME))
+        Ok(self.header(&sealed, max_age))
     }
 
     pub(super) fn clear(&self) -> HeaderValue {
         self.header("", Duration::ZERO)
     }
 
-    pub(super) fn seal(&self, flow: &Flow) -> Result<String, OidcError> {
+    fn aad(&self, extra: &[u8]) -> Vec<u8> {
+        let mut aad = self.aad.clone();
+        aad.push(b'\n');
+        aad.extend_from_slice(extra);
+        aad
+    }
+
+    pub(super) fn seal<T: Serialize>(&self, value: &T, extra: &[u8]) -> Result<String, OidcError> {
         let mut data =
-            serde_json::to_vec(flow).map_err(|e| OidcError::Config(format!("flow: {e}")))?;
+            serde_json::to_vec(value).map_err(|e| OidcError::Config(format!("sealing: {e}")))?;
         let nonce = self
             .key
-            .seal_in_place_append_tag(Aad::from(self.aad.as_slice()), &mut data)
-            .map_err(|_| OidcError::Config("sealing the flow cookie failed".into()))?;
+            .seal_in_place_append_tag(Aad::from(self.aad(extra).as_slice()), &mut data)
+            .map_err(|_| OidcError::Config("sealing a cookie failed".into()))?;
         let mut out = nonce.as_ref().to_vec();
         out.extend_from_slice(&data);
         Ok(crate::b64::encode(&out))
     }
 
-    pub(super) fn open(&self, text: &str) -> Option<Flow> {
+    pub(super) fn open<T: DeserializeOwned>(&self, text: &str, extra: &[u8]) -> Option<T> {
         let mut bytes = crate::b64::decode(text.as_bytes())?;
         if bytes.len() < NONCE_LEN {
             return None;
@@ -121,14 +134,50 @@ impl FlowCookie {
         let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(self.aad.as_slice()), &mut data)
+            .open_in_place(nonce, Aad::from(self.aad(extra).as_slice()), &mut data)
             .ok()?;
         serde_json::from_slice(plain).ok()
     }
 
-    /// The flow of the one cookie of this name; none when there are several (a cookie
+    /// The value of the one cookie of this name; none when there are several (a cookie
     /// planted beside ours, from a sibling subdomain, must not choose which counts).
+    pub(super) fn read<T: DeserializeOwned>(&self, headers: &HeaderMap, extra: &[u8]) -> Option<T> {
+        self.open(cookies::single(headers, &self.name)?, extra)
+    }
+}
+
+/// The flow cookie: what a sign-in must remember between leaving and coming back,
+/// bound to the issuer, the client and its redirect URI.
+pub(super) struct FlowCookie(SealedCookie);
+
+impl FlowCookie {
+    pub(super) fn new(
+        key: &[u8; 32],
+        secure: bool,
+        binding: String,
+    ) -> Result<FlowCookie, OidcError> {
+        Ok(FlowCookie(SealedCookie::new(
+            key,
+            secure,
+            "portcullis_oidc",
+            binding,
+        )?))
+    }
+
+    pub(super) fn set(&self, flow: &Flow) -> Result<HeaderValue, OidcError> {
+        self.0.set(flow, b"flow", FLOW_LIFETIME)
+    }
+
+    pub(super) fn clear(&self) -> HeaderValue {
+        self.0.clear()
+    }
+
+    #[cfg(test)]
+    pub(super) fn open(&self, text: &str) -> Option<Flow> {
+        self.0.open(text, b"flow")
+    }
+
     pub(super) fn read(&self, headers: &HeaderMap) -> Option<Flow> {
-        self.open(cookies::single(headers, self.name)?)
+        self.0.read(headers, b"flow")
     }
 }

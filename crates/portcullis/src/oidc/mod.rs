@@ -1,6 +1,8 @@
 //! Signing people in with an OpenID Connect provider: the client side of the
 //! authorization-code flow with PKCE, for applications that keep their own cookie
-//! sessions (the Rust counterpart of passport-openidconnect).
+//! sessions (the Rust counterpart of passport-openidconnect). A whole server-rendered
+//! axum application's sign-in, routes and extractors included, is `oidc::web`
+//! (feature `webapp`, the counterpart of express-openid-connect).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), portcullis::oidc::OidcError> {
@@ -54,6 +56,8 @@
 //! symmetric key in its JWKS is ignored, and an RSA key without `alg` is RS256.
 
 mod flow;
+#[cfg(feature = "webapp")]
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
