@@ -24,8 +24,33 @@ use zeroize::Zeroizing;
 
 use crate::kek::{Kek, Keks};
 
-/// The kinds of provider.
+/// The kinds of provider: any OpenID Connect provider, by discovery.
 pub const KIND_OIDC: &str = "oidc";
+/// GitHub (or GitHub Enterprise Server): OAuth 2.0 without OpenID Connect; who signed
+/// in is asked of its REST API.
+pub const KIND_GITHUB: &str = "github";
+
+/// GitHub's site, the default issuer of the `github` preset.
+pub const GITHUB: &str = "https://github.com";
+/// The scopes asked of GitHub: the profile, and the addresses with whether each is
+/// verified.
+pub const GITHUB_SCOPE: &str = "read:user user:email";
+
+/// GitHub's endpoints under a site: authorization, token, and its REST API (github.com
+/// serves it at api.github.com, GitHub Enterprise Server at `/api/v3`).
+pub fn github_endpoints(site: &str) -> (String, String, String) {
+    let site = site.trim_end_matches('/');
+    let api = if site == GITHUB {
+        "https://api.github.com".to_owned()
+    } else {
+        format!("{site}/api/v3")
+    };
+    (
+        format!("{site}/login/oauth/authorize"),
+        format!("{site}/login/oauth/access_token"),
+        api,
+    )
+}
 
 /// The scopes asked of an OpenID Connect provider unless told otherwise.
 pub const DEFAULT_SCOPE: &str = "openid email profile";
@@ -122,6 +147,10 @@ impl Upstreams {
         )
         .scope(&provider.scope)
         .flow_key(kek.flow_key());
+        if provider.kind == KIND_GITHUB {
+            let (authorization, token, _) = github_endpoints(&provider.issuer);
+            builder = builder.oauth2_endpoints(authorization, token);
+        }
         if let Some(sealed) = &provider.sealed_secret {
             let secret = open_secret(keks, &provider.name, sealed)
                 .map_err(|e| OidcError::Config(format!("the client secret: {e:#}")))?;

@@ -83,6 +83,70 @@ impl Person {
     }
 }
 
+impl Person {
+    /// From GitHub's REST API with the sign-in's access token: `GET /user` (the id,
+    /// never the login, is the subject: a login can be renamed and reused) and
+    /// `GET /user/emails` (the primary address, and whether GitHub verified it).
+    pub(crate) async fn from_github(api: &str, access_token: &str) -> Result<Person, String> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let get = |path: &str| {
+            http.get(format!("{api}{path}"))
+                .bearer_auth(access_token)
+                .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+                .header("x-github-api-version", "2022-11-28")
+                .header(reqwest::header::USER_AGENT, "portcullis")
+                .send()
+        };
+        let read = |r: reqwest::Response| async move {
+            if !r.status().is_success() {
+                return Err(format!("GitHub's API answered {}", r.status()));
+            }
+            let bytes = r.bytes().await.map_err(|e| e.to_string())?;
+            if bytes.len() > 1024 * 1024 {
+                return Err("GitHub's API answered more than 1 MiB".into());
+            }
+            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string())
+        };
+        let user = read(get("/user").await.map_err(|e| e.to_string())?).await?;
+        let subject = match &user["id"] {
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return Err("GitHub's user has no numeric id".into()),
+        };
+        // Without `user:email` granted, the list is refused: no address, then.
+        let emails = match get("/user/emails").await {
+            Ok(r) => read(r).await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        let primary = emails
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["primary"] == true);
+        let text = |v: &serde_json::Value| {
+            v.as_str()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let login = text(&user["login"]);
+        let mut names: Vec<String> = login.iter().cloned().collect();
+        if let Some(name) = text(&user["name"]) {
+            names.push(name.replace(char::is_whitespace, "."));
+        }
+        Ok(Person {
+            label: login.clone().unwrap_or_else(|| subject.clone()),
+            subject,
+            names,
+            email: primary.and_then(|e| text(&e["email"])),
+            email_verified: primary.is_some_and(|e| e["verified"] == true),
+        })
+    }
+}
+
 /// Where a sign-in through a provider ended.
 pub(crate) enum Outcome {
     /// Signed in: start a session.

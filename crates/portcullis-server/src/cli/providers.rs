@@ -10,21 +10,29 @@ use portcullis_store::Provider;
 
 use super::args::{ConfigArgs, runtime};
 use crate::audit::{Actor, Entry, Kind};
-use crate::providers::{DEFAULT_SCOPE, KIND_OIDC, check_name, redirect_uri, seal_secret};
+use crate::providers::{
+    DEFAULT_SCOPE, GITHUB, GITHUB_SCOPE, KIND_GITHUB, KIND_OIDC, check_name, redirect_uri,
+    seal_secret,
+};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProvidersCommand {
-    /// Add an OpenID Connect provider (found by discovery at ISSUER). Prints the
-    /// redirect URI to register there. A running server offers it at its next sign-in
-    /// page.
+    /// Add an OpenID Connect provider (found by discovery at ISSUER), or GitHub
+    /// (`--preset github`). Prints the redirect URI to register there. A running server
+    /// offers it at its next sign-in page.
     Add {
         #[command(flatten)]
         config: ConfigArgs,
         /// Its name here: the sign-in path /login/NAME (lower-case letters, digits, -).
         name: String,
+        /// A provider that is not OpenID Connect: `github` (GitHub's OAuth app sign-in
+        /// and REST API; --issuer is then the site, https://github.com by default, or
+        /// a GitHub Enterprise Server).
+        #[arg(long, value_parser = ["github"])]
+        preset: Option<String>,
         /// The provider's issuer: https (http only on loopback addresses).
-        #[arg(long)]
-        issuer: String,
+        #[arg(long, required_unless_present = "preset")]
+        issuer: Option<String>,
         /// This server's client id there.
         #[arg(long)]
         client_id: String,
@@ -32,9 +40,10 @@ pub(crate) enum ProvidersCommand {
         /// key); without it the client is public and uses PKCE alone.
         #[arg(long, value_name = "FILE")]
         client_secret_file: Option<PathBuf>,
-        /// The scopes to ask for.
-        #[arg(long, default_value = DEFAULT_SCOPE)]
-        scope: String,
+        /// The scopes to ask for (default `openid email profile`; with `--preset
+        /// github`, `read:user user:email`).
+        #[arg(long)]
+        scope: Option<String>,
         /// What the sign-in page's button says after "Continue with" (default: NAME).
         #[arg(long)]
         display_name: Option<String>,
@@ -61,6 +70,7 @@ pub(crate) fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
             ProvidersCommand::Add {
                 config,
                 name,
+                preset,
                 issuer,
                 client_id,
                 client_secret_file,
@@ -68,17 +78,29 @@ pub(crate) fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
                 display_name,
             } => {
                 check_name(&name)?;
-                let issuer = issuer.trim_end_matches('/').to_owned();
+                let github = preset.as_deref() == Some("github");
+                let (kind, default_issuer, default_scope, default_display) = if github {
+                    (KIND_GITHUB, Some(GITHUB), GITHUB_SCOPE, "GitHub".to_owned())
+                } else {
+                    (KIND_OIDC, None, DEFAULT_SCOPE, name.clone())
+                };
+                let issuer = issuer
+                    .as_deref()
+                    .or(default_issuer)
+                    .unwrap_or_default()
+                    .trim_end_matches('/')
+                    .to_owned();
                 if !portcullis::remote::is_https_or_loopback(&issuer) {
                     bail!("--issuer {issuer:?}: https, or http on a loopback address only");
                 }
                 if client_id.trim().is_empty() {
                     bail!("--client-id: empty");
                 }
-                if !scope.split_whitespace().any(|s| s == "openid") {
+                let scope = scope.unwrap_or_else(|| default_scope.to_owned());
+                if !github && !scope.split_whitespace().any(|s| s == "openid") {
                     bail!("--scope {scope:?}: an OpenID Connect sign-in needs `openid`");
                 }
-                let display_name = display_name.unwrap_or_else(|| name.clone());
+                let display_name = display_name.unwrap_or(default_display);
                 if display_name.trim().is_empty() || display_name.chars().count() > 64 {
                     bail!("--display-name: 1 to 64 characters");
                 }
@@ -101,7 +123,7 @@ pub(crate) fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
                 let now = SystemClock.now();
                 let provider = Provider {
                     name: name.clone(),
-                    kind: KIND_OIDC.to_owned(),
+                    kind: kind.to_owned(),
                     issuer: issuer.clone(),
                     client_id,
                     sealed_secret: sealed,
@@ -131,11 +153,12 @@ pub(crate) fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
             }
             ProvidersCommand::List { config } => {
                 let (config, store) = config.open().await?;
-                println!("name\tissuer\tclient_id\tsecret\tscope\tredirect_uri");
+                println!("name\tkind\tissuer\tclient_id\tsecret\tscope\tredirect_uri");
                 for p in store.providers().await? {
                     println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                         p.name,
+                        p.kind,
                         p.issuer,
                         p.client_id,
                         if p.sealed_secret.is_some() {

@@ -176,9 +176,19 @@ pub async fn callback(
         Err(e) => return refused_callback(&p, &client, e),
     };
     let clear_flow = signed_in.clear_cookie.clone();
-    let Some(person) = Person::from_claims(&signed_in.claims) else {
-        tracing::warn!(provider = %p.name, "upstream ID token without a subject");
-        return unreachable_page(&p);
+    let person = if p.kind == crate::providers::KIND_GITHUB {
+        let (_, _, api) = crate::providers::github_endpoints(&p.issuer);
+        Person::from_github(&api, &signed_in.access_token).await
+    } else {
+        Person::from_claims(&signed_in.claims)
+            .ok_or_else(|| "an ID token without a subject".to_owned())
+    };
+    let person = match person {
+        Ok(person) => person,
+        Err(e) => {
+            tracing::warn!(provider = %p.name, error = %e, "upstream sign-in: who signed in is not known");
+            return unreachable_page(&p);
+        }
     };
     let mut r = match signed_in.return_to.strip_prefix(LINKING) {
         Some(tag) => linked(&state, &parts.headers, &p, &person, tag).await,

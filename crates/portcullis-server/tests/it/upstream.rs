@@ -716,3 +716,158 @@ crate::support::on_each_store! {
         assert_eq!(listed["providers"][0]["subject"], "tessa");
     }
 }
+
+/// A stand-in for GitHub on loopback (GitHub itself is not reachable from CI): its
+/// OAuth app endpoints and the two REST calls a sign-in makes, answering as GitHub's
+/// documentation says (a refused code is a 200 with `error`, as GitHub answers it),
+/// and checking what a real one checks: the client's secret, the code, PKCE (S256).
+async fn fake_github() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::extract::{Form, Query};
+    use axum::http::HeaderMap;
+    use axum::routing::{get, post};
+    type Codes = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
+    let codes = Codes::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site = format!("http://{}", listener.local_addr().unwrap());
+    let authorize = {
+        let codes = codes.clone();
+        move |Query(q): Query<std::collections::HashMap<String, String>>| async move {
+            assert_eq!(q["client_id"], "gh-client");
+            assert_eq!(q["code_challenge_method"], "S256");
+            assert!(q["scope"].contains("user:email"));
+            let code = portcullis::jwt::random_id().unwrap();
+            codes
+                .lock()
+                .unwrap()
+                .insert(code.clone(), q["code_challenge"].clone());
+            axum::response::Redirect::to(&format!(
+                "{}?code={code}&state={}",
+                q["redirect_uri"],
+                url::form_urlencoded::byte_serialize(q["state"].as_bytes()).collect::<String>()
+            ))
+        }
+    };
+    let token = {
+        let codes = codes.clone();
+        move |headers: HeaderMap, Form(f): Form<std::collections::HashMap<String, String>>| async move {
+            use base64::Engine as _;
+            let basic = headers["authorization"].to_str().unwrap().to_owned();
+            let expected = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("gh-client:gh-secret")
+            );
+            let challenge = codes.lock().unwrap().remove(&f["code"]);
+            let verified = challenge.is_some_and(|c| {
+                c == base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(portcullis::opaque::sha256(f["code_verifier"].as_bytes()))
+            });
+            if basic != expected || !verified {
+                return axum::Json(serde_json::json!({"error": "bad_verification_code"}));
+            }
+            axum::Json(serde_json::json!({
+                "access_token": "gho_test", "token_type": "bearer", "scope": "read:user,user:email"
+            }))
+        }
+    };
+    let authorized = |headers: &HeaderMap| {
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer gho_test")
+    };
+    let app = axum::Router::new()
+        .route("/login/oauth/authorize", get(authorize))
+        .route("/login/oauth/access_token", post(token))
+        .route(
+            "/api/v3/user",
+            get(move |headers: HeaderMap| async move {
+                if !authorized(&headers) {
+                    return Err(axum::http::StatusCode::UNAUTHORIZED);
+                }
+                Ok(axum::Json(serde_json::json!({
+                    "id": 4242, "login": "octocat", "name": "The Octocat", "email": null,
+                })))
+            }),
+        )
+        .route(
+            "/api/v3/user/emails",
+            get(move |headers: HeaderMap| async move {
+                if !authorized(&headers) {
+                    return Err(axum::http::StatusCode::UNAUTHORIZED);
+                }
+                Ok(axum::Json(serde_json::json!([
+                    {"email": "old@example.test", "primary": false, "verified": true},
+                    {"email": "octo@example.test", "primary": true, "verified": true},
+                ])))
+            }),
+        );
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (site, task)
+}
+
+/// GitHub (the `github` preset): OAuth 2.0 with PKCE and the REST API, not OpenID
+/// Connect. The account is made from the user's numeric id (never the login, which can
+/// be renamed and taken by someone else) and its primary verified address; a code that
+/// GitHub refuses gets the person the provider page.
+#[tokio::test]
+async fn github_signs_people_in_by_their_numeric_id() {
+    let (url, dir) = sqlite_db();
+    let config = loopback_config(&url);
+    let base = config.issuer.clone();
+    let server = TestServer::start(config).await.keep_dir(dir);
+    let (site, task) = fake_github().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("gh-secret");
+    std::fs::write(&secret, "gh-secret\n").unwrap();
+    let (ok, out, err) = portcullis(
+        &url,
+        &[
+            "providers",
+            "add",
+            "github",
+            "--preset",
+            "github",
+            "--issuer",
+            &site,
+            "--client-id",
+            "gh-client",
+            "--client-secret-file",
+            secret.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.trim_end().ends_with("/login/github/callback"));
+    let (ok, listed, _) = portcullis(&url, &["providers", "list"]).await;
+    assert!(ok && listed.contains("github\tgithub\t"), "{listed}");
+
+    let mut octo = Agent::new();
+    let page = octo.get(&format!("{base}/login")).await;
+    assert!(page.body.contains("Continue with GitHub"), "{}", page.body);
+    let (at, page) = octo.open(&format!("{base}/login/github")).await;
+    assert_eq!(at, format!("{base}/account"), "{}", page.body);
+    assert!(page.body.contains("octocat"), "{}", page.body);
+    let store = portcullis_store::open(&url).await.unwrap();
+    let user = store.user_by_username("octocat").await.unwrap().unwrap();
+    assert_eq!(
+        (user.email.as_deref(), user.email_verified),
+        (Some("octo@example.test"), true)
+    );
+    let links = store.identities_of(&user.id).await.unwrap();
+    assert_eq!(
+        (links[0].provider.as_str(), links[0].subject.as_str()),
+        ("github", "4242")
+    );
+
+    // A code GitHub refuses (here: one it never issued): the provider page, no session.
+    let mut other = Agent::new();
+    other.stop_before = Some(format!("{base}/login/github/callback"));
+    let (callback, _) = other.open(&format!("{base}/login/github")).await;
+    let forged = callback.replace("code=", "code=x");
+    let r = other.get(&forged).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(trouble_of(&r.body).contains("not answering"));
+    assert!(other.cookie("portcullis_session").is_none());
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+    task.abort();
+    server.stop().await;
+}

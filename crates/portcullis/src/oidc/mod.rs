@@ -140,6 +140,8 @@ pub struct OidcClientBuilder {
     fetcher: Option<Arc<dyn JwksFetcher>>,
     clock: Arc<dyn Clock>,
     trusted_audiences: Vec<String>,
+    /// OAuth 2.0 without OpenID Connect: the authorization and token endpoints.
+    oauth2: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for OidcClientBuilder {
@@ -182,6 +184,20 @@ impl OidcClientBuilder {
         self
     }
 
+    /// A provider that speaks OAuth 2.0 but not OpenID Connect (GitHub's sign-in): its
+    /// authorization and token endpoints, with no discovery and no keys. A sign-in
+    /// then checks the flow cookie and `state`, sends PKCE, exchanges the code, and
+    /// returns the access token with empty claims and no ID token: who the person is,
+    /// the provider's own API says (with that token). The scope is sent as given.
+    pub fn oauth2_endpoints(
+        mut self,
+        authorization_endpoint: impl Into<String>,
+        token_endpoint: impl Into<String>,
+    ) -> Self {
+        self.oauth2 = Some((authorization_endpoint.into(), token_endpoint.into()));
+        self
+    }
+
     /// The fetcher for discovery and keys (tests); default [`HttpFetcher`].
     pub fn fetcher(mut self, fetcher: Arc<dyn JwksFetcher>) -> Self {
         self.fetcher = Some(fetcher);
@@ -199,7 +215,9 @@ impl OidcClientBuilder {
     pub async fn build(self) -> Result<OidcClient, OidcError> {
         let key = self
             .flow_key
+            .clone()
             .ok_or_else(|| OidcError::Config("flow_key is required".into()))?;
+        let cookie = self.flow_cookie(&key)?;
         if !is_https_or_loopback(&self.redirect_uri) {
             return Err(OidcError::Config(format!(
                 "redirect_uri {:?} must be https (plain http only on loopback)",
@@ -207,18 +225,21 @@ impl OidcClientBuilder {
             )));
         }
         let mut scope: Vec<&str> = self.scope.split_whitespace().collect();
-        if !scope.contains(&"openid") {
+        if self.oauth2.is_none() && !scope.contains(&"openid") {
             scope.insert(0, "openid");
         }
         let scope = scope.join(" ");
-        let fetcher: Arc<dyn JwksFetcher> = match self.fetcher {
-            Some(f) => f,
-            None => Arc::new(HttpFetcher::new()?),
-        };
         // The token endpoint is called with the library's own client (rustls, 10 s
         // timeouts, and no redirects: a 307 would post the code and the PKCE verifier
         // wherever it points).
         let http = HttpFetcher::new()?.client().clone();
+        if let Some((authorization, token)) = self.oauth2.clone() {
+            return self.build_oauth2(&authorization, &token, scope, cookie, http);
+        }
+        let fetcher: Arc<dyn JwksFetcher> = match self.fetcher {
+            Some(f) => f,
+            None => Arc::new(HttpFetcher::new()?),
+        };
         let metadata = discover(&self.issuer, fetcher.as_ref())
             .await
             .map_err(RemoteError::from)?;
@@ -279,14 +300,9 @@ impl OidcClientBuilder {
                 reason,
             })?;
         tokio::spawn(crate::http::refresh_in_background(Arc::downgrade(&jwks)));
-        // The scheme as a URL parser reads it (`HTTPS://` is https too).
-        let secure = url::Url::parse(&self.redirect_uri).is_ok_and(|u| u.scheme() == "https");
-        // What the flow cookie is bound to: a cookie sealed for another client or
-        // provider (sharing the key) does not open here.
-        let binding = format!("{}\n{}\n{}", self.issuer, self.client_id, self.redirect_uri);
         Ok(OidcClient {
             inner: Arc::new(Inner {
-                cookie: FlowCookie::new(&key, secure, binding)?,
+                cookie,
                 issuer: self.issuer,
                 client_id: self.client_id,
                 client_secret: self.client_secret,
@@ -296,7 +312,70 @@ impl OidcClientBuilder {
                 token_endpoint,
                 metadata,
                 verifier,
-                jwks,
+                jwks: Some(jwks),
+                http,
+                clock: self.clock,
+                trusted_audiences: self.trusted_audiences,
+            }),
+        })
+    }
+
+    /// The flow cookie, `__Host-` and `Secure` when the redirect URI is https (as a URL
+    /// parser reads the scheme: `HTTPS://` is https too), bound to the issuer, the
+    /// client and the redirect URI: a cookie sealed for another client or provider
+    /// (sharing the key) does not open here.
+    fn flow_cookie(&self, key: &[u8; 32]) -> Result<FlowCookie, OidcError> {
+        let secure = url::Url::parse(&self.redirect_uri).is_ok_and(|u| u.scheme() == "https");
+        let binding = format!("{}\n{}\n{}", self.issuer, self.client_id, self.redirect_uri);
+        FlowCookie::new(key, secure, binding)
+    }
+
+    /// [`OidcClientBuilder::build`] for [`OidcClientBuilder::oauth2_endpoints`].
+    fn build_oauth2(
+        self,
+        authorization: &str,
+        token: &str,
+        scope: String,
+        cookie: FlowCookie,
+        http: reqwest::Client,
+    ) -> Result<OidcClient, OidcError> {
+        for (name, endpoint) in [("authorization", authorization), ("token", token)] {
+            if !is_https_or_loopback(endpoint) {
+                return Err(OidcError::Config(format!(
+                    "the {name} endpoint {endpoint:?} is not https"
+                )));
+            }
+        }
+        let metadata = IssuerMetadata {
+            issuer: self.issuer.clone(),
+            jwks_uri: String::new(),
+            token_endpoint: Some(token.to_owned()),
+            grant_types_supported: Vec::new(),
+            portcullis_revocation_feed: None,
+            authorization_endpoint: Some(authorization.to_owned()),
+            end_session_endpoint: None,
+            code_challenge_methods_supported: Vec::new(),
+            authorization_response_iss_parameter_supported: false,
+        };
+        // Never used: no ID token is checked in this mode.
+        let validation = Validation::builder()
+            .issuer(&self.issuer)
+            .audience(&self.client_id)
+            .build()
+            .map_err(RemoteError::from)?;
+        Ok(OidcClient {
+            inner: Arc::new(Inner {
+                cookie,
+                issuer: self.issuer,
+                client_id: self.client_id,
+                client_secret: self.client_secret,
+                redirect_uri: self.redirect_uri,
+                scope,
+                authorization_endpoint: authorization.to_owned(),
+                token_endpoint: token.to_owned(),
+                metadata,
+                verifier: Arc::new(Verifier::new(KeySet::default(), validation)),
+                jwks: None,
                 http,
                 clock: self.clock,
                 trusted_audiences: self.trusted_audiences,
@@ -322,7 +401,8 @@ struct Inner {
     token_endpoint: String,
     metadata: IssuerMetadata,
     verifier: Arc<Verifier>,
-    jwks: Arc<RemoteJwks>,
+    /// The provider's keys; `None` for OAuth 2.0 without OpenID Connect.
+    jwks: Option<Arc<RemoteJwks>>,
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     trusted_audiences: Vec<String>,
@@ -396,6 +476,7 @@ impl OidcClient {
             fetcher: None,
             clock: Arc::new(SystemClock),
             trusted_audiences: Vec::new(),
+            oauth2: None,
         }
     }
 
@@ -430,9 +511,11 @@ impl OidcClient {
             .append_pair("redirect_uri", &i.redirect_uri)
             .append_pair("scope", &i.scope)
             .append_pair("state", &flow.s)
-            .append_pair("nonce", &flow.n)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
+        if i.jwks.is_some() {
+            location.query_pairs_mut().append_pair("nonce", &flow.n);
+        }
         Ok(Begun {
             location: location.into(),
             set_cookie: i.cookie.set(&flow)?,
@@ -478,7 +561,11 @@ impl OidcClient {
             .get("code")
             .ok_or_else(|| OidcError::Token("the callback has no code".into()))?;
         let tokens = self.exchange(code, &flow.v).await?;
-        let claims = self.check_id_token(&tokens, &flow.n).await?;
+        let claims = match &i.jwks {
+            Some(jwks) => self.check_id_token(jwks, &tokens, &flow.n).await?,
+            // OAuth 2.0 alone: no ID token; the provider's API says who it is.
+            None => Claims::default(),
+        };
         Ok(SignedIn {
             claims,
             id_token: tokens.id_token.unwrap_or_default(),
@@ -542,6 +629,7 @@ impl OidcClient {
 
     async fn check_id_token(
         &self,
+        jwks: &RemoteJwks,
         tokens: &TokenResponse,
         nonce: &str,
     ) -> Result<Claims, OidcError> {
@@ -551,9 +639,7 @@ impl OidcClient {
             .as_deref()
             .ok_or_else(|| OidcError::IdToken("the token response has no id_token".into()))?;
         let verified = match i.verifier.verify_uncached(id_token) {
-            Err(e)
-                if e.reason() == Reason::UnknownKey && i.jwks.refresh_for_unknown_kid().await =>
-            {
+            Err(e) if e.reason() == Reason::UnknownKey && jwks.refresh_for_unknown_kid().await => {
                 i.verifier.verify_uncached(id_token)
             }
             other => other,

@@ -89,3 +89,39 @@ fn at_hash_matches_the_specifications_example() {
     );
     assert_eq!(at_hash("none", "x"), None);
 }
+
+#[tokio::test]
+async fn an_oauth2_provider_gets_state_and_pkce_but_no_nonce_or_openid() {
+    let client = OidcClient::builder("https://github.com", "app", "https://app.example/cb")
+        .oauth2_endpoints(
+            "https://github.com/login/oauth/authorize",
+            "https://github.com/login/oauth/access_token",
+        )
+        .scope("read:user user:email")
+        .flow_key([1; 32])
+        .build()
+        .await
+        .unwrap();
+    let begun = client.begin("/after").unwrap();
+    let q: std::collections::HashMap<String, String> = url::Url::parse(&begun.location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert!(
+        begun
+            .location
+            .starts_with("https://github.com/login/oauth/authorize?")
+    );
+    assert_eq!(q["scope"], "read:user user:email", "no openid added");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q.contains_key("state") && q.contains_key("code_challenge"));
+    assert!(!q.contains_key("nonce"));
+    // Plain http endpoints are refused (loopback excepted).
+    let refused = OidcClient::builder("https://github.com", "app", "https://app.example/cb")
+        .oauth2_endpoints("http://github.com/authorize", "https://github.com/token")
+        .flow_key([1; 32])
+        .build()
+        .await;
+    assert!(matches!(refused, Err(OidcError::Config(_))));
+}
