@@ -337,6 +337,8 @@ async fn linked(
     responses(
         (status = 200, description = "A page that goes on to the provider by itself (HTML, with the flow cookie)", content_type = "text/html"),
         (status = 303, description = "To /login when signed out"),
+        (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
+        (status = 401, description = "A bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "A wrong form token or a cross-site form (HTML)", content_type = "text/html"),
         (status = 404, description = "No such provider (HTML)", content_type = "text/html"),
         (status = 502, description = "The provider cannot be reached (HTML)", content_type = "text/html"),
@@ -398,7 +400,9 @@ pub async fn link(
     request_body(content = super::cookie::TokenForm, content_type = "application/x-www-form-urlencoded"),
     security(("session" = [])),
     responses(
-        (status = 303, description = "Back to /account"),
+        (status = 303, description = "Back to /account (or to /login when signed out)"),
+        (status = 400, description = "Not a form, or a malformed Authorization header (HTML)", content_type = "text/html"),
+        (status = 401, description = "A bad bearer token: pages are for the session cookie (HTML)", content_type = "text/html"),
         (status = 403, description = "A wrong form token or a cross-site form (HTML)", content_type = "text/html"),
         (status = 409, description = "It is the account's last way to sign in (HTML)", content_type = "text/html"),
     ))]
