@@ -4,7 +4,7 @@
 //! that changes what an account may do), so an unlink racing another unlink, or a
 //! password removal, is decided on what the other left.
 
-use super::users::insert_user;
+use super::users::{insert_user, user_columns};
 use super::{Affected as _, Backend, SqlStore, lock_user};
 use crate::providers::{Linked, LinkedIdentity, Provider, ProviderStore, Unlinked};
 use crate::{Error, NewUser, User};
@@ -110,10 +110,11 @@ where
         .await?;
         let user = match owner {
             Some((user_id,)) => {
-                sqlx::query_as(
-                    "SELECT id, username, password_hash, scope, disabled, not_before, \
-                     created_at, email, email_verified, factors FROM users WHERE id = $1",
-                )
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE id = $1"
+                ))
                 .bind(user_id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?

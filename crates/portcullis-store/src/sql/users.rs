@@ -16,6 +16,7 @@ macro_rules! user_columns {
          email_verified, factors"
     };
 }
+pub(super) use user_columns;
 
 #[async_trait::async_trait]
 impl<DB> UserStore for SqlStore<DB>

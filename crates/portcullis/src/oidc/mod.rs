@@ -311,8 +311,7 @@ impl OidcClientBuilder {
                 authorization_endpoint,
                 token_endpoint,
                 metadata,
-                verifier,
-                jwks: Some(jwks),
+                id_tokens: Some(IdTokenKeys { verifier, jwks }),
                 http,
                 clock: self.clock,
                 trusted_audiences: self.trusted_audiences,
@@ -357,12 +356,6 @@ impl OidcClientBuilder {
             code_challenge_methods_supported: Vec::new(),
             authorization_response_iss_parameter_supported: false,
         };
-        // Never used: no ID token is checked in this mode.
-        let validation = Validation::builder()
-            .issuer(&self.issuer)
-            .audience(&self.client_id)
-            .build()
-            .map_err(RemoteError::from)?;
         Ok(OidcClient {
             inner: Arc::new(Inner {
                 cookie,
@@ -374,14 +367,19 @@ impl OidcClientBuilder {
                 authorization_endpoint: authorization.to_owned(),
                 token_endpoint: token.to_owned(),
                 metadata,
-                verifier: Arc::new(Verifier::new(KeySet::default(), validation)),
-                jwks: None,
+                id_tokens: None,
                 http,
                 clock: self.clock,
                 trusted_audiences: self.trusted_audiences,
             }),
         })
     }
+}
+
+/// The verifier of a provider's ID tokens and the keys it fetches.
+struct IdTokenKeys {
+    verifier: Arc<Verifier>,
+    jwks: Arc<RemoteJwks>,
 }
 
 /// A provider this application signs people in with. Cheap to clone.
@@ -400,9 +398,8 @@ struct Inner {
     authorization_endpoint: String,
     token_endpoint: String,
     metadata: IssuerMetadata,
-    verifier: Arc<Verifier>,
-    /// The provider's keys; `None` for OAuth 2.0 without OpenID Connect.
-    jwks: Option<Arc<RemoteJwks>>,
+    /// What checks ID tokens; `None` for OAuth 2.0 without OpenID Connect.
+    id_tokens: Option<IdTokenKeys>,
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     trusted_audiences: Vec<String>,
@@ -513,7 +510,7 @@ impl OidcClient {
             .append_pair("state", &flow.s)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
-        if i.jwks.is_some() {
+        if i.id_tokens.is_some() {
             location.query_pairs_mut().append_pair("nonce", &flow.n);
         }
         Ok(Begun {
@@ -561,8 +558,8 @@ impl OidcClient {
             .get("code")
             .ok_or_else(|| OidcError::Token("the callback has no code".into()))?;
         let tokens = self.exchange(code, &flow.v).await?;
-        let claims = match &i.jwks {
-            Some(jwks) => self.check_id_token(jwks, &tokens, &flow.n).await?,
+        let claims = match &i.id_tokens {
+            Some(keys) => self.check_id_token(keys, &tokens, &flow.n).await?,
             // OAuth 2.0 alone: no ID token; the provider's API says who it is.
             None => Claims::default(),
         };
@@ -629,7 +626,7 @@ impl OidcClient {
 
     async fn check_id_token(
         &self,
-        jwks: &RemoteJwks,
+        keys: &IdTokenKeys,
         tokens: &TokenResponse,
         nonce: &str,
     ) -> Result<Claims, OidcError> {
@@ -638,9 +635,12 @@ impl OidcClient {
             .id_token
             .as_deref()
             .ok_or_else(|| OidcError::IdToken("the token response has no id_token".into()))?;
-        let verified = match i.verifier.verify_uncached(id_token) {
-            Err(e) if e.reason() == Reason::UnknownKey && jwks.refresh_for_unknown_kid().await => {
-                i.verifier.verify_uncached(id_token)
+        let verified = match keys.verifier.verify_uncached(id_token) {
+            Err(e)
+                if e.reason() == Reason::UnknownKey
+                    && keys.jwks.refresh_for_unknown_kid().await =>
+            {
+                keys.verifier.verify_uncached(id_token)
             }
             other => other,
         }
