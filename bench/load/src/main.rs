@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+
+mod support;
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -176,16 +178,7 @@ fn bare_hash_rate(threads: usize, seconds: u64) -> f64 {
         .map(|_| {
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let argon2 = argon2_rust::Argon2::new(
-                    argon2_rust::Algorithm::Argon2id,
-                    argon2_rust::Version::V0x13,
-                    argon2_rust::Params::builder()
-                        .memory(argon2_rust::params::Memory::kib(19 * 1024))
-                        .passes(2)
-                        .lanes(1)
-                        .build()
-                        .unwrap(),
-                );
+                let argon2 = support::server_argon2();
                 let mut n = 0u64;
                 let mut out = [0u8; 32];
                 while !stop.load(Ordering::Relaxed) {

@@ -584,6 +584,37 @@ pub(crate) fn granted_scope<'a>(
         .into()
 }
 
+/// [`person_scopes`] as one space-separated string, borrowed from the session's record
+/// when nothing is withheld and it is already in that form (the common case: a cookie
+/// request's `/auth/me` copies nothing).
+pub(crate) fn person_scope<'a>(
+    config: &crate::config::Config,
+    identity: &'a portcullis::strategy::Identity,
+) -> std::borrow::Cow<'a, str> {
+    let granted = match identity.session() {
+        Some(session) => {
+            let record = session.record();
+            granted_scope(config, &record.scope, &record.amr)
+        }
+        None => return identity.scopes().collect::<Vec<_>>().join(" ").into(),
+    };
+    let canonical = !granted.starts_with(' ')
+        && !granted.ends_with(' ')
+        && !granted.contains("  ")
+        && granted
+            .bytes()
+            .all(|b| b == b' ' || !b.is_ascii_whitespace());
+    if canonical {
+        granted
+    } else {
+        granted
+            .split_ascii_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .into()
+    }
+}
+
 /// The scopes a person's identity may use here: a token's as it says (minted with
 /// [`granted_scope`] applied), a cookie session's through [`granted_scope`].
 pub(crate) fn person_scopes(

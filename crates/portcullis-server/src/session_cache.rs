@@ -61,7 +61,8 @@ struct Entry {
 /// A username as read from the store.
 #[derive(Clone)]
 struct Name {
-    profile: Profile,
+    // Shared, not copied, on every cookie request that asks who is signed in.
+    profile: Arc<Profile>,
     read_at: Instant,
 }
 
@@ -215,7 +216,7 @@ impl CachedSessions {
 
     /// The profile of user `id`, from memory when it is fresh, else from `read`
     /// (which returns `None` for no such user; that is not cached).
-    pub async fn profile<F, Fut, E>(&self, id: &str, read: F) -> Result<Option<Profile>, E>
+    pub async fn profile<F, Fut, E>(&self, id: &str, read: F) -> Result<Option<Arc<Profile>>, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Option<Profile>, E>>,
@@ -227,7 +228,7 @@ impl CachedSessions {
             return Ok(Some(name.profile));
         }
         let read_at = Instant::now();
-        let found = read().await?;
+        let found = read().await?.map(Arc::new);
         if let Some(profile) = &found {
             self.names.insert(
                 id.to_owned(),
@@ -568,11 +569,17 @@ mod tests {
             Ok::<_, ()>(Some(kim.clone()))
         };
         for _ in 0..3 {
-            assert_eq!(cache.profile("u1", read).await, Ok(Some(kim.clone())));
+            assert_eq!(
+                cache.profile("u1", read).await,
+                Ok(Some(Arc::new(kim.clone())))
+            );
         }
         assert_eq!(reads.load(Ordering::SeqCst), 1);
         cache.apply(&event(EventKind::UserNotBefore, "u1"));
-        assert_eq!(cache.profile("u1", read).await, Ok(Some(kim.clone())));
+        assert_eq!(
+            cache.profile("u1", read).await,
+            Ok(Some(Arc::new(kim.clone())))
+        );
         assert_eq!(reads.load(Ordering::SeqCst), 2);
         // No such user: not cached.
         let none = || async { Ok::<_, ()>(None) };

@@ -478,13 +478,20 @@ fn cache_memory(alg: Algorithm) {
     use portcullis::jwt::{Validation, Verifier};
     use portcullis::keys::{KeySet, SigningKey};
     const N: usize = 20_000;
-    let key = SigningKey::generate(alg, Some("k1".into())).expect("key");
-    // Tokens shaped like the server's: iss, aud, sub, exp, iat, jti, sid, scope, name.
+    // The server's key ids are JWK thumbprints (43 characters).
+    let kid = "x".repeat(43);
+    let key = SigningKey::generate(alg, Some(kid)).expect("key");
+    // Tokens shaped like the server's access tokens (730 bytes with RS256): iss, aud,
+    // sub, exp, iat, jti, sid, scope, preferred_username, amr, acr.
     let tokens: Vec<String> = (0..N)
         .map(|i| {
             builder()
-                .subject(format!("user-{i:016}"))
+                .subject(format!("01JD{i:022}"))
+                .session_id(format!("01JS{i:022}"))
+                .scope("notes:read notes:write")
                 .claim("preferred_username", format!("person{i}"))
+                .claim("amr", vec!["pwd"])
+                .claim("acr", "aal1")
                 .sign(&key)
                 .expect("sign")
         })

@@ -33,12 +33,7 @@ impl Opaque {
     /// Parses presented text: exactly 43 base64url characters that decode canonically
     /// to 32 bytes, or `None`.
     pub fn parse(presented: &str) -> Option<Opaque> {
-        if presented.len() != OPAQUE_LEN {
-            return None;
-        }
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        b64::decode_into(presented.as_bytes(), bytes.as_mut_slice())?;
-        Some(Opaque(Zeroizing::new(presented.to_owned())))
+        well_formed(presented).then(|| Opaque(Zeroizing::new(presented.to_owned())))
     }
 
     /// The text, to hand to its holder.
@@ -50,6 +45,15 @@ impl Opaque {
     pub fn sha256(&self) -> [u8; 32] {
         sha256(self.0.as_bytes())
     }
+}
+
+/// True when `presented` is the shape [`Opaque::parse`] accepts (nothing is kept).
+pub(crate) fn well_formed(presented: &str) -> bool {
+    if presented.len() != OPAQUE_LEN {
+        return false;
+    }
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    b64::decode_into(presented.as_bytes(), bytes.as_mut_slice()).is_some()
 }
 
 /// SHA-256, as stored for every opaque credential (and for API keys).

@@ -4,7 +4,10 @@
 //! - `/jsonwebtoken`: a bearer token verified by the jsonwebtoken crate on every
 //!   request (issuer, audience, algorithm pinned), with the key from the issuer's JWKS;
 //! - `/library`: this project's `AuthLayer` with `Bearer::from_issuer` (verified-token
-//!   cache on, the default);
+//!   cache on, the default) and the claims read as a type (`Authenticated<Claims>`);
+//! - `/library-local`: the library's cheapest configuration: keys given locally (no
+//!   fetcher), cache on, no typed claims (`Authenticated`, the subject from the
+//!   identity);
 //! - `/library-uncached`: the same with the cache off, so every request pays the
 //!   signature.
 //!
@@ -53,6 +56,10 @@ async fn whoami(auth: Authenticated<Claims>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "sub": auth.claims.sub }))
 }
 
+async fn whoami_untyped(auth: Authenticated) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "sub": auth.identity.subject() }))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let issuer = env("PORTCULLIS_ISSUER")?;
@@ -90,6 +97,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .issuer(&issuer)
         .audience(&audience)
         .build()?;
+    let local = Bearer::new(Arc::new(Verifier::new(
+        KeySet::from_jwks_json(&jwks_text)?,
+        policy.clone(),
+    )));
     let uncached = Bearer::new(Arc::new(
         Verifier::new(KeySet::from_jwks_json(&jwks_text)?, policy).with_cache(0, 0),
     ));
@@ -100,6 +111,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route(
             "/library",
             get(whoami).layer(AuthLayer::required(Chain::new().with(cached))),
+        )
+        .route(
+            "/library-local",
+            get(whoami_untyped).layer(AuthLayer::required(Chain::new().with(local))),
         )
         .route(
             "/library-uncached",

@@ -239,7 +239,8 @@ pub struct Config {
     /// public port. Defaults to none: no metrics endpoint.
     pub metrics_bind: Option<SocketAddr>,
     /// Verified access tokens remembered (a repeat skips the signature check), about
-    /// 2 KiB each. Defaults to 10,000; 0 turns the cache off.
+    /// 1.5 KB each; never more than this many. Defaults to 10,000; 0 turns the cache
+    /// off.
     pub token_cache_entries: usize,
     /// How often an instance reads the event log (revocations, key changes) when not
     /// woken by a notification. Defaults to 500 ms.

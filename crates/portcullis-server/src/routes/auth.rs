@@ -421,9 +421,7 @@ pub async fn me(
         email: profile.email.as_ref().map(|(e, _)| e.as_str()),
         email_verified: profile.email.as_ref().map(|(_, v)| *v),
         id,
-        scope: crate::accounts::person_scopes(&state.0.config, &identity)
-            .join(" ")
-            .into(),
+        scope: crate::accounts::person_scope(&state.0.config, &identity),
         username: Some(&profile.username),
     };
     let mut response = Json(body).into_response();
@@ -438,7 +436,7 @@ pub async fn me(
 pub(super) async fn profile(
     state: &AppState,
     id: &str,
-) -> Result<crate::session_cache::Profile, ApiError> {
+) -> Result<std::sync::Arc<crate::session_cache::Profile>, ApiError> {
     let store = &state.0.store;
     state
         .0

@@ -309,8 +309,12 @@ async fn identity_headers(
         }
         None => {
             let profile = super::auth::profile(state, identity.subject()).await?;
-            let email = profile.email.filter(|(_, v)| *v).map(|(e, _)| e);
-            (Some(profile.username), email)
+            let email = profile
+                .email
+                .as_ref()
+                .filter(|(_, v)| *v)
+                .map(|(e, _)| e.clone());
+            (Some(profile.username.clone()), email)
         }
     };
     let mut put = |name: &'static str, value: &str| {
@@ -324,7 +328,7 @@ async fn identity_headers(
         Some(claims) => put("x-portcullis-scope", claims.scope.as_deref().unwrap_or("")),
         None => put(
             "x-portcullis-scope",
-            &crate::accounts::person_scopes(&state.0.config, identity).join(" "),
+            &crate::accounts::person_scope(&state.0.config, identity),
         ),
     }
     if let Some(name) = &username {

@@ -5,9 +5,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use quick_cache::Weighter;
 use quick_cache::sync::Cache;
-use quick_cache::{Equivalent, Weighter};
 
 use super::claims::Claims;
 use super::error::{Error, Reason};
@@ -19,18 +19,22 @@ use crate::keys::KeySet;
 /// Defaults to 10,000 tokens, weighing at most 24 MiB together.
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
 const DEFAULT_CACHE_BYTES: u64 = 24 * 1024 * 1024;
-/// What a cache entry costs in resident memory beyond the token's own bytes: the
-/// parsed header and claims, the shared token, the cache's slots and the allocator's
-/// share. Measured at about 1,390 bytes for tokens shaped like the server's
-/// (`PORTCULLIS_CACHE_MEMORY=RS256 target/release/deps/ratios-*`: 2,060 bytes per
-/// 677-byte RS256 token, 1,808 per 421-byte EdDSA one), so that the byte bound is
-/// about the memory the cache takes.
-pub const CACHE_ENTRY_OVERHEAD: u64 = 1_400;
+/// What a cache entry costs in resident memory beyond its claims' JSON: the parsed
+/// claims' structure and allocations, the digest it is found by, the cache's slot and
+/// the allocator's share (the header is shared by the entries of one key). Each entry
+/// weighs this plus the length of its decoded claims, so that the byte bound is about
+/// the memory the cache takes. Measured: 1,429–1,432 bytes an entry for tokens shaped
+/// like the server's (about 270 bytes of claims; `PORTCULLIS_CACHE_MEMORY=RS256
+/// target/release/deps/ratios-*`, docs/BENCHMARKS.md), of which the map of the claims
+/// outside the registered ones is 640.
+pub const CACHE_ENTRY_OVERHEAD: u64 = 1_100;
 
 /// A token that passed every check.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerifiedToken {
-    header: Header,
+    // Shared by every token of the same header (most of an issuer's tokens): a
+    // cached entry does not keep its own copy of the key id and type.
+    header: Arc<Header>,
     claims: Claims,
 }
 
@@ -49,12 +53,12 @@ impl VerifiedToken {
     #[cfg(test)]
     pub(crate) fn for_tests(claims: Claims) -> VerifiedToken {
         VerifiedToken {
-            header: Header {
+            header: Arc::new(Header {
                 alg: crate::keys::Algorithm::EdDSA,
                 kid: None,
                 typ: None,
                 cty: None,
-            },
+            }),
             claims,
         }
     }
@@ -68,62 +72,116 @@ struct Keys {
 #[derive(Clone)]
 struct Entry {
     generation: u64,
+    weight: u32,
     token: Arc<VerifiedToken>,
 }
 
-/// A cache key: the full bytes of a verified token, compared in full.
+/// A cache key: a 128-bit keyed digest of a verified token's bytes ([`Digester`]).
 ///
-/// It hashes only the token's length and its last [`HASHED_TAIL`] bytes, which are
-/// signature: hashing all of a token of a few hundred bytes was a third of the cost of
-/// a cache hit. Collisions cannot be forced: only tokens that verified are stored, and
-/// two verified tokens with the same signature tail would take the signing key to
-/// make; a lookup with any other token only compares against the few entries of its
-/// hash. The hasher is randomly seeded, as quick_cache's default is.
-#[derive(PartialEq, Eq)]
-struct TokenKey(Box<[u8]>);
+/// The digest, not the token: an entry keeps 16 bytes where it kept the whole token
+/// (about 730 bytes for an RS256 access token of the server's). A lookup digests the
+/// presented bytes in full, so a token that differs from a cached one in any byte
+/// (header, claims or signature) has another digest and misses, but for a chance
+/// under 2^-105 per try against a full cache of 10,000 (see [`Digester`]). The hash
+/// table's own hash is eight bytes of the digest, which no one can choose without the
+/// key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct TokenKey([u8; 16]);
 
-/// A lookup by borrowed token bytes, hashed as [`TokenKey`] is.
-struct TokenRef<'a>(&'a [u8]);
+/// Digests tokens for the cache: GMAC (AES-128-GCM sealing an empty message with the
+/// token as associated data) under a random key made with the verifier, which never
+/// leaves this process.
+///
+/// Why GMAC and not SHA-256: on every cached request the whole token is digested, and
+/// for a 730-byte token SHA-256 took about 400 ns here (a cache hit took 90 ns before
+/// it); GMAC takes about half that, most of it fixed setup. It is as safe for this
+/// use: the tag is GHASH, a universal hash, under the secret key, masked by a
+/// block of AES; two different tokens of at most ℓ 16-byte blocks get one tag with
+/// probability at most (ℓ + 1) / 2^128 over the key (ℓ ≤ 4,096 at the largest size
+/// cap a policy may set, 64 KiB: under 2^-115 per pair), and no tag is ever shown to
+/// anyone: an attacker learns only whether a request was
+/// answered, which it is for a token that verifies anyway. The fixed nonce is
+/// deliberate: nonce reuse matters to GCM when its ciphertexts or tags are seen, and
+/// here neither is. Should the primitive fail (it cannot for these inputs), the
+/// digest is SHA-256's first 16 bytes: a miss, never a wrong hit.
+struct Digester(Option<aws_lc_rs::aead::LessSafeKey>);
 
-const HASHED_TAIL: usize = 24;
+impl Digester {
+    fn new() -> Digester {
+        use aws_lc_rs::aead::{AES_128_GCM, LessSafeKey, UnboundKey};
+        let mut secret = zeroize::Zeroizing::new([0u8; 16]);
+        let key = aws_lc_rs::rand::fill(secret.as_mut_slice())
+            .ok()
+            .and_then(|()| UnboundKey::new(&AES_128_GCM, secret.as_slice()).ok())
+            .map(LessSafeKey::new);
+        Digester(key)
+    }
 
-fn hash_token<H: Hasher>(token: &[u8], state: &mut H) {
-    state.write_usize(token.len());
-    state.write(&token[token.len().saturating_sub(HASHED_TAIL)..]);
+    fn of(&self, token: &[u8]) -> TokenKey {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        let mut out = [0u8; 16];
+        let tag = self.0.as_ref().and_then(|key| {
+            key.seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([0u8; 12]),
+                Aad::from(token),
+                &mut [],
+            )
+            .ok()
+        });
+        match tag {
+            Some(tag) => out.copy_from_slice(tag.as_ref()),
+            None => {
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+                out.copy_from_slice(&digest.as_ref()[..16]);
+            }
+        }
+        TokenKey(out)
+    }
 }
 
 impl Hash for TokenKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_token(&self.0, state);
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_ne_bytes(head));
     }
 }
 
-impl Hash for TokenRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_token(self.0, state);
-    }
-}
-
-impl Equivalent<TokenKey> for TokenRef<'_> {
-    fn equivalent(&self, key: &TokenKey) -> bool {
-        *self.0 == *key.0
-    }
-}
-
+/// An entry's weight: its estimated size, but never less than the byte bound's share
+/// of one entry (`bytes / entries`).
+///
+/// The cache has one bound, on the sum of weights; its item count is only an
+/// estimate for allocating. With every entry weighing at least `bytes / entries`, the
+/// one bound keeps both: the sum of sizes is at most `bytes`, and the number of entries
+/// at most `entries`. (Weighed by size alone, a cache of 10,000 entries and a byte bound
+/// made for large tokens held 73,000 small ones.)
 #[derive(Clone)]
-struct TokenWeight;
+struct TokenWeight {
+    floor: u64,
+}
 
 impl Weighter<TokenKey, Entry> for TokenWeight {
-    fn weight(&self, key: &TokenKey, _: &Entry) -> u64 {
-        key.0.len() as u64 + CACHE_ENTRY_OVERHEAD
+    fn weight(&self, _: &TokenKey, entry: &Entry) -> u64 {
+        u64::from(entry.weight).max(self.floor)
     }
+}
+
+/// A cache of at most `entries` tokens weighing at most `bytes` ([`TokenWeight`]).
+fn token_cache(entries: usize, bytes: u64) -> Cache<TokenKey, Entry, TokenWeight> {
+    let entries = entries.max(1);
+    let floor = (bytes / entries as u64).max(1);
+    Cache::with_weighter(
+        entries,
+        floor.saturating_mul(entries as u64),
+        TokenWeight { floor },
+    )
 }
 
 /// Verifies access tokens: format, header, key, signature, then every claim rule of its
 /// [`Validation`].
 ///
-/// Tokens that pass are remembered in a bounded cache keyed by the full token bytes
-/// (never a hash alone): a repeat skips the signature check and the parsing, but its
+/// Tokens that pass are remembered in a bounded cache keyed by a keyed 128-bit digest
+/// of the full token bytes (never the token itself): a repeat skips the signature check and the parsing, but its
 /// time claims are checked against the clock again. Replacing the key set with
 /// [`Verifier::set_keys`] empties the cache.
 pub struct Verifier {
@@ -133,6 +191,9 @@ pub struct Verifier {
     hits: AtomicU64,
     misses: AtomicU64,
     counting: bool,
+    // The header of the last token verified, shared with the next one that has the same.
+    last_header: ArcSwapOption<Header>,
+    digester: Digester,
 }
 
 /// How the verified-token cache is doing, for metrics (see [`Verifier::cache_stats`]).
@@ -145,7 +206,10 @@ pub struct CacheStats {
     pub misses: u64,
     /// Tokens held now.
     pub entries: u64,
-    /// Their weight now, in bytes (token bytes plus a fixed overhead each).
+    /// Their weight now, in bytes: each its decoded claims' length plus
+    /// [`CACHE_ENTRY_OVERHEAD`], but at least the byte bound's share of one entry
+    /// (`bytes / entries` of [`Verifier::with_cache`]), which is how one bound keeps
+    /// both.
     pub bytes: u64,
 }
 
@@ -168,14 +232,12 @@ impl Verifier {
                 generation: 0,
             }),
             validation,
-            cache: Some(Cache::with_weighter(
-                DEFAULT_CACHE_ENTRIES,
-                DEFAULT_CACHE_BYTES,
-                TokenWeight,
-            )),
+            cache: Some(token_cache(DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_BYTES)),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             counting: false,
+            last_header: ArcSwapOption::empty(),
+            digester: Digester::new(),
         }
     }
 
@@ -202,11 +264,12 @@ impl Verifier {
         })
     }
 
-    /// Sets the cache size: at most `entries` tokens and `bytes` of token data. Zero
+    /// Sets the cache size: at most `entries` tokens, weighing at most `bytes` (an
+    /// entry weighs its decoded claims' length plus [`CACHE_ENTRY_OVERHEAD`]). Zero
     /// entries turns the cache off.
     #[must_use]
     pub fn with_cache(mut self, entries: usize, bytes: u64) -> Self {
-        self.cache = (entries > 0).then(|| Cache::with_weighter(entries, bytes, TokenWeight));
+        self.cache = (entries > 0).then(|| token_cache(entries, bytes));
         self
     }
 
@@ -248,8 +311,12 @@ impl Verifier {
             ));
         }
         let keys = self.keys.load();
-        if let Some(cache) = &self.cache
-            && let Some(hit) = cache.get(&TokenRef(bytes))
+        let Some(cache) = &self.cache else {
+            let (token, _) = self.verify_with(&keys.set, bytes)?;
+            return Ok(Arc::new(self.share_header(token)));
+        };
+        let key = self.digester.of(bytes);
+        if let Some(hit) = cache.get(&key)
             && hit.generation == keys.generation
         {
             if self.counting {
@@ -259,28 +326,47 @@ impl Verifier {
             self.validation.check_time(&hit.token.claims, now)?;
             return Ok(hit.token);
         }
-        if self.counting && self.cache.is_some() {
+        if self.counting {
             self.misses.fetch_add(1, Ordering::Relaxed);
         }
-        let verified = Arc::new(self.verify_with(&keys.set, bytes)?);
-        if let Some(cache) = &self.cache {
-            cache.insert(
-                TokenKey(bytes.into()),
-                Entry {
-                    generation: keys.generation,
-                    token: verified.clone(),
-                },
-            );
-        }
+        let (token, claims_len) = self.verify_with(&keys.set, bytes)?;
+        let verified = Arc::new(self.share_header(token));
+        let weight = CACHE_ENTRY_OVERHEAD.saturating_add(claims_len as u64);
+        cache.insert(
+            key,
+            Entry {
+                generation: keys.generation,
+                weight: u32::try_from(weight).unwrap_or(u32::MAX),
+                token: verified.clone(),
+            },
+        );
         Ok(verified)
+    }
+
+    /// The token with the header of the last one verified when it is the same, so
+    /// that cached tokens of one key share one header.
+    fn share_header(&self, token: VerifiedToken) -> VerifiedToken {
+        let last = self.last_header.load();
+        match last.as_ref() {
+            Some(shared) if **shared == *token.header => VerifiedToken {
+                header: shared.clone(),
+                claims: token.claims,
+            },
+            _ => {
+                self.last_header.store(Some(token.header.clone()));
+                token
+            }
+        }
     }
 
     /// Verifies a token without consulting or filling the cache.
     pub fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, Error> {
         self.verify_with(&self.keys.load().set, token.as_bytes())
+            .map(|(token, _)| token)
     }
 
-    fn verify_with(&self, keys: &KeySet, token: &[u8]) -> Result<VerifiedToken, Error> {
+    /// The verified token and the length of its decoded claims.
+    fn verify_with(&self, keys: &KeySet, token: &[u8]) -> Result<(VerifiedToken, usize), Error> {
         let parts = jws::split(token, self.validation.max_token_size())?;
         let (header, _key) = jws::verify_parts(&parts, keys)?;
         let mut stack = [0u8; 1024];
@@ -290,6 +376,13 @@ impl Verifier {
         let claims = Claims::parse(payload)?;
         self.validation.check_typ(header.typ.as_deref())?;
         self.validation.check_claims(&claims)?;
-        Ok(VerifiedToken { header, claims })
+        let claims_len = payload.len();
+        Ok((
+            VerifiedToken {
+                header: Arc::new(header),
+                claims,
+            },
+            claims_len,
+        ))
     }
 }

@@ -1,5 +1,7 @@
 //! What a request authenticated by a session knows about it.
 
+use std::sync::{Arc, OnceLock};
+
 use crate::rejection::Rejection;
 
 use super::secret::SessionSecret;
@@ -10,7 +12,10 @@ use super::store::SessionRecord;
 #[derive(Clone)]
 pub struct SessionContext {
     pub(super) record: SessionRecord,
-    pub(super) csrf_token: String,
+    // The synchronizer token is derived (a SHA-256) only when something asks for it:
+    // a page with a form, a state-changing request. A read does not pay for it.
+    secret: Arc<SessionSecret>,
+    csrf_token: OnceLock<String>,
 }
 
 impl std::fmt::Debug for SessionContext {
@@ -22,10 +27,11 @@ impl std::fmt::Debug for SessionContext {
 }
 
 impl SessionContext {
-    pub(crate) fn new(record: SessionRecord, secret: &SessionSecret) -> SessionContext {
+    pub(crate) fn new(record: SessionRecord, secret: SessionSecret) -> SessionContext {
         SessionContext {
             record,
-            csrf_token: secret.csrf_token(),
+            secret: Arc::new(secret),
+            csrf_token: OnceLock::new(),
         }
     }
 
@@ -41,14 +47,14 @@ impl SessionContext {
 
     /// The synchronizer token to put in this session's HTML forms.
     pub fn csrf_token(&self) -> &str {
-        &self.csrf_token
+        self.csrf_token.get_or_init(|| self.secret.csrf_token())
     }
 
     /// Checks a form's synchronizer token, in constant time.
     pub fn check_csrf_token(&self, presented: &str) -> Result<(), Rejection> {
         if aws_lc_rs::constant_time::verify_slices_are_equal(
             presented.as_bytes(),
-            self.csrf_token.as_bytes(),
+            self.csrf_token().as_bytes(),
         )
         .is_ok()
         {

@@ -103,9 +103,10 @@ impl Sessions {
             expires_at: session.expires_at,
             amr: String::new(),
         };
+        let set_cookie = self.config.set_cookie(&secret);
         Ok(Started {
-            context: SessionContext::new(record, &secret),
-            set_cookie: self.config.set_cookie(&secret),
+            context: SessionContext::new(record, secret),
+            set_cookie,
         })
     }
 
@@ -153,6 +154,6 @@ impl Sessions {
                 Err(e) => tracing::warn!(error = %e, "could not record session use"),
             }
         }
-        Ok(Some(SessionContext::new(record, &secret)))
+        Ok(Some(SessionContext::new(record, secret)))
     }
 }

@@ -46,6 +46,9 @@ pub struct Identity {
 #[derive(Clone, Debug)]
 enum Credential {
     Token(Arc<VerifiedToken>),
+    // A cookie session: subject and scopes read from its record, nothing copied.
+    #[cfg(feature = "sessions")]
+    Session(Arc<crate::session::SessionContext>),
     Known {
         subject: String,
         scopes: Vec<String>,
@@ -104,10 +107,24 @@ impl Identity {
     #[cfg(feature = "sessions")]
     #[must_use]
     pub fn with_session(mut self, context: crate::session::SessionContext) -> Identity {
-        if let Credential::Known { session, .. } = &mut self.credential {
-            *session = Some(Arc::new(context));
+        match &mut self.credential {
+            Credential::Known { session, .. } => *session = Some(Arc::new(context)),
+            Credential::Session(session) => *session = Arc::new(context),
+            Credential::Token(_) => {}
         }
         self
+    }
+
+    /// The identity a cookie session establishes: the subject and scopes of its record.
+    #[cfg(feature = "sessions")]
+    pub(crate) fn from_session(
+        context: crate::session::SessionContext,
+        strategy: &'static str,
+    ) -> Identity {
+        Identity {
+            credential: Credential::Session(Arc::new(context)),
+            strategy,
+        }
     }
 
     /// The session, when a cookie session authenticated the request: its id and the
@@ -116,6 +133,7 @@ impl Identity {
     pub fn session(&self) -> Option<&crate::session::SessionContext> {
         match &self.credential {
             Credential::Known { session, .. } => session.as_deref(),
+            Credential::Session(session) => Some(session),
             Credential::Token(_) => None,
         }
     }
@@ -132,6 +150,8 @@ impl Identity {
     pub fn subject(&self) -> &str {
         match &self.credential {
             Credential::Known { subject, .. } => subject,
+            #[cfg(feature = "sessions")]
+            Credential::Session(session) => &session.record().subject,
             Credential::Token(t) => t.claims().sub.as_deref().unwrap_or(""),
         }
     }
@@ -157,6 +177,8 @@ impl Identity {
     pub fn scopes(&self) -> Box<dyn Iterator<Item = &str> + '_> {
         match &self.credential {
             Credential::Token(t) => Box::new(t.claims().scopes()),
+            #[cfg(feature = "sessions")]
+            Credential::Session(session) => Box::new(session.record().scope.split_whitespace()),
             Credential::Known { scopes, .. } => Box::new(scopes.iter().map(String::as_str)),
         }
     }
@@ -171,6 +193,12 @@ impl Identity {
     pub fn has_scope(&self, scope: &str) -> bool {
         match &self.credential {
             Credential::Token(t) => t.claims().scopes().any(|s| s == scope),
+            #[cfg(feature = "sessions")]
+            Credential::Session(session) => session
+                .record()
+                .scope
+                .split_whitespace()
+                .any(|s| s == scope),
             Credential::Known { scopes, .. } => scopes.iter().any(|s| s == scope),
         }
     }
@@ -197,6 +225,8 @@ impl Identity {
                 session: Some(session),
                 ..
             } => session.record().amr.split_ascii_whitespace().collect(),
+            #[cfg(feature = "sessions")]
+            Credential::Session(session) => session.record().amr.split_ascii_whitespace().collect(),
             Credential::Known { .. } => Vec::new(),
         }
     }
@@ -211,6 +241,8 @@ impl Identity {
     pub fn claims(&self) -> Option<&Claims> {
         match &self.credential {
             Credential::Token(t) => Some(t.claims()),
+            #[cfg(feature = "sessions")]
+            Credential::Session(_) => None,
             Credential::Known { .. } => None,
         }
     }

@@ -35,11 +35,7 @@ impl Strategy for Session {
 
     fn authenticate_now(&self, parts: &Parts) -> Option<Outcome> {
         // No cookie of ours: decided without touching the store.
-        self.sessions
-            .config()
-            .secret_from(&parts.headers)
-            .is_none()
-            .then_some(Outcome::Skip)
+        (!self.sessions.config().carries_secret(&parts.headers)).then_some(Outcome::Skip)
     }
 
     fn authenticate<'a>(&'a self, parts: &'a Parts) -> StrategyFuture<'a> {
@@ -63,11 +59,7 @@ impl Strategy for Session {
             if let Err(rejection) = csrf::check_request(parts, self.sessions.config(), &context) {
                 return Outcome::Reject(rejection);
             }
-            let record = context.record();
-            let scopes = record.scope.split_whitespace().map(str::to_owned).collect();
-            Outcome::Authenticated(
-                Identity::new(record.subject.clone(), scopes, "session").with_session(context),
-            )
+            Outcome::Authenticated(Identity::from_session(context, "session"))
         })
     }
 }

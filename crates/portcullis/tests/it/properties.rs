@@ -126,8 +126,8 @@ proptest! {
     }
 
     /// Changing any one byte of a valid token, or cutting it short, never yields a
-    /// token that verifies; not even from the cache, where the original sits (its key
-    /// hashes only the length and the tail, so most mutations share its hash).
+    /// token that verifies; not even from the cache, where the original sits (found by
+    /// the SHA-256 digest of the token's bytes).
     #[test]
     fn no_single_byte_mutation_of_a_valid_token_is_accepted(
         pick in 0usize..3,

@@ -354,6 +354,80 @@ fn a_cached_token_is_returned_again_but_still_expires() {
 }
 
 #[test]
+fn tokens_of_one_key_share_a_header_and_each_keeps_its_own_claims() {
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let a = fx.verifier.verify(&fx.token()).unwrap();
+    let b = fx
+        .verifier
+        .verify(
+            &fx.builder()
+                .subject("someone-else")
+                .sign_at(&fx.key, &fx.clock)
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(std::ptr::eq(a.header(), b.header()), "one header for both");
+    assert_ne!(a.claims().sub, b.claims().sub);
+    // A token of another key (another kid) gets its own header, not the shared one.
+    let other = SigningKey::generate(Algorithm::EdDSA, Some("k2".into())).unwrap();
+    fx.verifier.set_keys(
+        KeySet::new(vec![
+            fx.key.verifying_key().unwrap(),
+            other.verifying_key().unwrap(),
+        ])
+        .unwrap(),
+    );
+    let c = fx
+        .verifier
+        .verify(&fx.builder().sign_at(&other, &fx.clock).unwrap())
+        .unwrap();
+    assert_eq!(c.header().kid.as_deref(), Some("k2"));
+    let d = fx.verifier.verify(&fx.token()).unwrap();
+    assert_eq!(d.header().kid, a.header().kid);
+    assert_eq!(*d.header(), *a.header());
+}
+
+#[test]
+fn the_cache_keeps_both_its_bounds_on_entries_and_on_bytes() {
+    // A byte bound made for large tokens must not let many small ones past the
+    // entry bound (the server's 10,000-entry cache once held 73,000 tokens).
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let fill = |verifier: &Verifier| {
+        for i in 0..600 {
+            let token = fx
+                .builder()
+                .subject(format!("user-{i}"))
+                .sign_at(&fx.key, &fx.clock)
+                .unwrap();
+            verifier.verify(&token).unwrap();
+        }
+        verifier.cache_stats().unwrap()
+    };
+    let policy = || validation(&fx.clock);
+    let keys = || KeySet::new(vec![fx.key.verifying_key().unwrap()]).unwrap();
+    let by_count = Verifier::new(keys(), policy())
+        .with_cache(50, 100 * 1024 * 1024)
+        .with_cache_stats();
+    let stats = fill(&by_count);
+    assert!(stats.entries <= 50, "{stats:?}");
+    assert!(
+        stats.entries >= 25,
+        "the cache should still hold tokens: {stats:?}"
+    );
+    // The bytes bound: 40 KB holds at most 40 entries of CACHE_ENTRY_OVERHEAD bytes.
+    let by_bytes = Verifier::new(keys(), policy())
+        .with_cache(10_000, 40_000)
+        .with_cache_stats();
+    let stats = fill(&by_bytes);
+    assert!(
+        stats.entries <= 40_000 / portcullis::jwt::CACHE_ENTRY_OVERHEAD,
+        "{stats:?}"
+    );
+    assert!(stats.bytes <= 40_000, "{stats:?}");
+    assert!(stats.entries > 0, "{stats:?}");
+}
+
+#[test]
 fn changing_the_key_set_flushes_the_cache() {
     let fx = Fixture::new(Algorithm::EdDSA);
     let token = fx.token();
@@ -376,13 +450,13 @@ fn failures_are_not_cached_and_a_near_copy_is_not_a_hit() {
     let near = String::from_utf8(bytes).unwrap();
     assert_eq!(reason(&fx, &near), Reason::InvalidSignature);
     assert_eq!(reason(&fx, &near), Reason::InvalidSignature);
-    // A change before the hashed tail (the cache key hashes the length and the last 24
-    // bytes): same bucket as the cached token, and still no hit.
+    // A change far from the end (the signature's tail unchanged): another digest, so
+    // no hit, and refused.
     let mut bytes = token.clone().into_bytes();
     let i = bytes.len() - 30;
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
-    let same_bucket = String::from_utf8(bytes).unwrap();
-    assert_eq!(reason(&fx, &same_bucket), Reason::InvalidSignature);
+    let same_tail = String::from_utf8(bytes).unwrap();
+    assert_eq!(reason(&fx, &same_tail), Reason::InvalidSignature);
     // A failure is not remembered: a token not valid yet verifies once it is.
     let now = portcullis::clock::Clock::now(&fx.clock);
     let early = fx

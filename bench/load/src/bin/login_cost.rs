@@ -1,0 +1,168 @@
+//! A login's CPU against a bare password hash's, on one core (issue 30).
+//!
+//! Starts the release server pinned to one CPU (`taskset -c 0`: one async worker, as
+//! the runtime counts the cores it may use) with one hashing slot, on a fresh SQLite
+//! file, and signs one account in, over and over, from two clients. In rounds, in turn:
+//!
+//! - **bare**: Argon2id at the server's parameters (m = 19 MiB, t = 2, p = 1, the
+//!   same crate) in a thread of this process, its CPU time read from
+//!   `/proc/thread-self/schedstat` (nanoseconds);
+//! - **logins**: `POST /auth/login`, the server process's CPU time (every thread: the
+//!   worker, the hashing thread, SQLite's) read from `/proc/PID/stat` (in 10 ms ticks:
+//!   100 logins a round make that 1 % of a round).
+//!
+//! The ratio of a round is the server's CPU per login over the bare CPU per hash; the
+//! run prints each round's, their median and range, and the verdict of the target
+//! (≤ 1.10 in every round).
+//!
+//! Run: `cargo build --release --bin portcullis && cargo build --release -p
+//! portcullis-load && target/release/login-cost --server target/release/portcullis`.
+
+// A benchmark that cannot set up should stop loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support.rs"]
+mod support;
+
+use clap::Parser;
+use serde_json::json;
+use support::Server;
+
+#[derive(Parser)]
+#[command(about = "A login's CPU against a bare Argon2id hash, on one core")]
+struct Args {
+    /// The server binary.
+    #[arg(long, default_value = "target/release/portcullis")]
+    server: String,
+    /// Rounds.
+    #[arg(long, default_value_t = 9)]
+    rounds: usize,
+    /// Hashes and logins per round.
+    #[arg(long, default_value_t = 100)]
+    per_round: usize,
+    /// The CPU the server is pinned to.
+    #[arg(long, default_value = "0")]
+    cpu: String,
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// User + system CPU seconds in a `/proc/.../stat` file.
+fn cpu_of(stat: &str) -> f64 {
+    let text = std::fs::read_to_string(stat).unwrap();
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // The kernel's USER_HZ is 100 on Linux whatever the tick rate.
+    ticks as f64 / 100.0
+}
+
+/// This thread's CPU seconds, to the nanosecond (the scheduler's own count).
+fn thread_cpu() -> f64 {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    let ns: u64 = text.split_whitespace().next().unwrap().parse().unwrap();
+    ns as f64 / 1e9
+}
+
+fn bare_cpu_per_hash(n: usize) -> f64 {
+    std::thread::spawn(move || {
+        let argon2 = support::server_argon2();
+        let mut out = [0u8; 32];
+        let before = thread_cpu();
+        for _ in 0..n {
+            argon2
+                .hash_into(PASSWORD.as_bytes(), b"0123456789abcdef", &mut out)
+                .unwrap();
+        }
+        (thread_cpu() - before) / n as f64
+    })
+    .join()
+    .unwrap()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let env = [("PORTCULLIS_HASH_CONCURRENCY".to_owned(), "1".to_owned())];
+    let server = Server::start(&args.server, Some(&args.cpu), &env).await?;
+    let stat = format!("/proc/{}/stat", server.child.id());
+    let base = server.base.clone();
+    let client = reqwest::Client::new();
+    let body = json!({ "username": "loader", "password": PASSWORD });
+    let r = client
+        .post(format!("{base}/auth/signup"))
+        .json(&body)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 201, "signup: {}", r.status());
+
+    let login = |client: reqwest::Client, base: String, body: serde_json::Value, n: usize| async move {
+        for _ in 0..n {
+            let r = client
+                .post(format!("{base}/auth/login"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "login");
+        }
+    };
+    // Warm-up: the server's first logins (connections, statements, the WAL).
+    login(client.clone(), base.clone(), body.clone(), 10).await;
+
+    let mut ratios = Vec::new();
+    let (mut bares, mut logins) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        let bare = bare_cpu_per_hash(args.per_round);
+        let before = cpu_of(&stat);
+        // Two clients, so that the one core always has a login to work on.
+        let half = args.per_round / 2;
+        tokio::join!(
+            login(client.clone(), base.clone(), body.clone(), half),
+            login(
+                client.clone(),
+                base.clone(),
+                body.clone(),
+                args.per_round - half
+            ),
+        );
+        let per_login = (cpu_of(&stat) - before) / args.per_round as f64;
+        let ratio = per_login / bare;
+        println!(
+            "round {}: bare hash {:.2} ms CPU, login {:.2} ms CPU: {ratio:.3}",
+            round + 1,
+            bare * 1e3,
+            per_login * 1e3
+        );
+        ratios.push(ratio);
+        bares.push(bare);
+        logins.push(per_login);
+    }
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &r| (a.min(r), b.max(r)));
+    println!(
+        "\nlogin CPU ÷ bare hash CPU, one core ({} rounds of {}): median {:.3} ({lo:.3}–{hi:.3}); \
+         bare {:.2} ms, login {:.2} ms (medians)",
+        args.rounds,
+        args.per_round,
+        median(&ratios),
+        median(&bares) * 1e3,
+        median(&logins) * 1e3
+    );
+    println!(
+        "target ≤ 1.10 in every round: {}",
+        if hi <= 1.10 { "met" } else { "not met" }
+    );
+    Ok(())
+}
