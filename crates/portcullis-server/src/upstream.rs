@@ -39,10 +39,19 @@ pub(crate) struct Person {
     email_verified: bool,
 }
 
+/// The longest `sub` kept: OpenID Connect Core §2 says a subject "MUST NOT exceed 255
+/// ASCII characters in length". A provider chosen by the operator sends it, but an
+/// identity is stored and looked up by it, so a longer one is refused, not kept.
+const MAX_SUBJECT: usize = 255;
+
 impl Person {
-    /// From a verified ID token's claims; `None` without a `sub`.
+    /// From a verified ID token's claims; `None` without a `sub`, or with one longer
+    /// than [`MAX_SUBJECT`] bytes.
     pub(crate) fn from_claims(claims: &Claims) -> Option<Person> {
-        let subject = claims.sub.clone().filter(|s| !s.is_empty())?;
+        let subject = claims
+            .sub
+            .clone()
+            .filter(|s| !s.is_empty() && s.len() <= MAX_SUBJECT)?;
         let text = |name: &str| {
             claims
                 .extra
@@ -386,6 +395,22 @@ pub(crate) async fn link(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subject_over_255_bytes_is_refused_not_kept() {
+        let with_sub = |sub: &str| {
+            let mut claims = Claims::default();
+            claims.sub = Some(sub.to_owned());
+            Person::from_claims(&claims)
+        };
+        assert_eq!(with_sub(&"a".repeat(255)).unwrap().subject.len(), 255);
+        assert!(with_sub(&"a".repeat(256)).is_none());
+        // 128 two-byte characters: 256 bytes, over the cap (bytes are counted, as the
+        // spec's ASCII characters are bytes).
+        assert!(with_sub(&"é".repeat(128)).is_none());
+        assert!(with_sub("").is_none());
+        assert!(Person::from_claims(&Claims::default()).is_none());
+    }
 
     #[test]
     fn usernames_come_from_the_hints_then_numbers_then_chance() {

@@ -181,7 +181,7 @@ pub async fn callback(
         Person::from_github(&api, &signed_in.access_token).await
     } else {
         Person::from_claims(&signed_in.claims)
-            .ok_or_else(|| "an ID token without a subject".to_owned())
+            .ok_or_else(|| "an ID token without a subject, or with one over 255 bytes".to_owned())
     };
     let person = match person {
         Ok(person) => person,
