@@ -78,6 +78,22 @@ impl Server {
         }
         anyhow::bail!("the server did not start")
     }
+
+    /// Creates the account `username` (`POST /auth/signup`, which must answer 201).
+    pub async fn sign_up(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<()> {
+        let r = client
+            .post(format!("{}/auth/signup", self.base))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 201, "signup of {username}: {}", r.status());
+        Ok(())
+    }
 }
 
 impl Drop for Server {

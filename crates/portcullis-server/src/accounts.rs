@@ -584,9 +584,11 @@ pub(crate) fn granted_scope<'a>(
         .into()
 }
 
-/// [`person_scopes`] as one space-separated string, borrowed from the session's record
-/// when nothing is withheld and it is already in that form (the common case: a cookie
-/// request's `/auth/me` copies nothing).
+/// The scopes a person's identity may use here, space-separated: a token's as it says
+/// (minted with [`granted_scope`] applied), a cookie session's through
+/// [`granted_scope`]. Borrowed from the session's record when nothing is withheld and
+/// it is already in that form (the common case: a cookie request's `/auth/me` copies
+/// nothing).
 pub(crate) fn person_scope<'a>(
     config: &crate::config::Config,
     identity: &'a portcullis::strategy::Identity,
@@ -612,24 +614,6 @@ pub(crate) fn person_scope<'a>(
             .collect::<Vec<_>>()
             .join(" ")
             .into()
-    }
-}
-
-/// The scopes a person's identity may use here: a token's as it says (minted with
-/// [`granted_scope`] applied), a cookie session's through [`granted_scope`].
-pub(crate) fn person_scopes(
-    config: &crate::config::Config,
-    identity: &portcullis::strategy::Identity,
-) -> Vec<String> {
-    match identity.session() {
-        Some(session) => {
-            let record = session.record();
-            granted_scope(config, &record.scope, &record.amr)
-                .split_ascii_whitespace()
-                .map(str::to_owned)
-                .collect()
-        }
-        None => identity.scopes().map(str::to_owned).collect(),
     }
 }
 

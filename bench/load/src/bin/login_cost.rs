@@ -98,13 +98,8 @@ async fn main() -> anyhow::Result<()> {
     let stat = format!("/proc/{}/stat", server.child.id());
     let base = server.base.clone();
     let client = reqwest::Client::new();
+    server.sign_up(&client, "loader", PASSWORD).await?;
     let body = json!({ "username": "loader", "password": PASSWORD });
-    let r = client
-        .post(format!("{base}/auth/signup"))
-        .json(&body)
-        .send()
-        .await?;
-    anyhow::ensure!(r.status() == 201, "signup: {}", r.status());
 
     let login = |client: reqwest::Client, base: String, body: serde_json::Value, n: usize| async move {
         for _ in 0..n {

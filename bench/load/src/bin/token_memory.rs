@@ -103,13 +103,9 @@ async fn main() -> anyhow::Result<()> {
     // Accounts and their first tokens.
     let mut families = Vec::new();
     for i in 0..args.clients {
-        let body = json!({ "username": format!("memory-{i}"), "password": PASSWORD });
-        let r = client
-            .post(format!("{base}/auth/signup"))
-            .json(&body)
-            .send()
-            .await?;
-        anyhow::ensure!(r.status() == 201, "signup: {}", r.status());
+        let username = format!("memory-{i}");
+        server.sign_up(&client, &username, PASSWORD).await?;
+        let body = json!({ "username": username, "password": PASSWORD });
         let t: Value = client
             .post(format!("{base}/auth/login"))
             .json(&body)

@@ -193,8 +193,11 @@ pub async fn forward(
     }
     if let Some(wanted) = query.scope.as_deref() {
         let wanted = words(wanted);
-        let has = crate::accounts::person_scopes(&state.0.config, &identity);
-        if !wanted.iter().all(|w| has.iter().any(|h| h == w)) {
+        let has = crate::accounts::person_scope(&state.0.config, &identity);
+        if !wanted
+            .iter()
+            .all(|w| has.split_ascii_whitespace().any(|h| h == *w))
+        {
             return ApiError::Auth(Rejection::InsufficientScope(wanted.join(" "))).into_response();
         }
     }

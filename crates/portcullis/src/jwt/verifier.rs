@@ -181,9 +181,9 @@ fn token_cache(entries: usize, bytes: u64) -> Cache<TokenKey, Entry, TokenWeight
 /// [`Validation`].
 ///
 /// Tokens that pass are remembered in a bounded cache keyed by a keyed 128-bit digest
-/// of the full token bytes (never the token itself): a repeat skips the signature check and the parsing, but its
-/// time claims are checked against the clock again. Replacing the key set with
-/// [`Verifier::set_keys`] empties the cache.
+/// of the full token bytes (never the token itself): a repeat skips the signature
+/// check and the parsing, but its time claims are checked against the clock again.
+/// Replacing the key set with [`Verifier::set_keys`] empties the cache.
 pub struct Verifier {
     keys: ArcSwap<Keys>,
     validation: Validation,
@@ -312,8 +312,9 @@ impl Verifier {
         }
         let keys = self.keys.load();
         let Some(cache) = &self.cache else {
+            // Nothing is kept: no header to share.
             let (token, _) = self.verify_with(&keys.set, bytes)?;
-            return Ok(Arc::new(self.share_header(token)));
+            return Ok(Arc::new(token));
         };
         let key = self.digester.of(bytes);
         if let Some(hit) = cache.get(&key)
