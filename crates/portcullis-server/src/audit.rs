@@ -112,8 +112,8 @@ impl Actor {
     /// The actor of a verified bearer token.
     pub fn of_identity(identity: &portcullis::strategy::Identity) -> Actor {
         let client = identity
-            .claims()
-            .and_then(|c| c.extra.get("client_id"))
+            .token()
+            .and_then(|t| t.claim("client_id"))
             .and_then(Value::as_str);
         Actor::of_token(identity.subject(), client)
     }

@@ -523,7 +523,7 @@ async fn cache_watch(state: AppState, mut stop: watch::Receiver<bool>) {
                     "the verified-token cache is too small for the tokens in use: most \
                      requests paid a signature check in the last minute with the cache full; \
                      set token_cache_entries to about the number of access tokens alive at \
-                     once (about 1.5 KB each; docs/defaults.md)"
+                     once (about 1 KB each; docs/defaults.md)"
                 );
             }
         }

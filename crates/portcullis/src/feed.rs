@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, secs};
 use crate::http::{HttpFetcher, RemoteError, chain};
-use crate::jwt::Claims;
+use crate::jwt::{Claims, VerifiedToken};
 use crate::rejection::TokenFailure;
 use crate::remote::discover;
 use crate::revocation::{RevocationFeed, RevocationList};
@@ -276,6 +276,11 @@ impl FollowedRevocations {
 }
 
 impl RevocationCheck for FollowedRevocations {
+    // Its list reads `sid`, `sub` and `iat` alone.
+    fn check_token(&self, token: &VerifiedToken) -> Result<(), TokenFailure> {
+        self.check(token.registered_claims())
+    }
+
     fn check(&self, claims: &Claims) -> Result<(), TokenFailure> {
         let silence = self.silence();
         if silence > self.max_silence {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::jwt::Claims;
+use crate::jwt::{Claims, VerifiedToken};
 use crate::rejection::TokenFailure;
 use crate::strategy::RevocationCheck;
 
@@ -123,6 +123,11 @@ impl RevocationList {
 }
 
 impl RevocationCheck for RevocationList {
+    // Reads `sid`, `sub` and `iat` alone.
+    fn check_token(&self, token: &VerifiedToken) -> Result<(), TokenFailure> {
+        self.check(token.registered_claims())
+    }
+
     fn check(&self, claims: &Claims) -> Result<(), TokenFailure> {
         if let Some(sid) = &claims.sid
             && read(&self.sessions).contains(sid)

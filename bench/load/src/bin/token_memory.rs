@@ -48,7 +48,7 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     cache_entries: u64,
     /// Bytes an entry takes (docs/defaults.md, `token_cache_entries`).
-    #[arg(long, default_value_t = 1_500)]
+    #[arg(long, default_value_t = 1_000)]
     entry_bytes: u64,
     /// NAME=VALUE for the server's environment, repeatable.
     #[arg(long = "env")]

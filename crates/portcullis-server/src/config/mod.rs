@@ -239,7 +239,7 @@ pub struct Config {
     /// public port. Defaults to none: no metrics endpoint.
     pub metrics_bind: Option<SocketAddr>,
     /// Verified access tokens remembered (a repeat skips the signature check), about
-    /// 1.5 KB each; never more than this many. Defaults to 10,000; 0 turns the cache
+    /// 1 KB each; never more than this many. Defaults to 10,000; 0 turns the cache
     /// off.
     pub token_cache_entries: usize,
     /// How often an instance reads the event log (revocations, key changes) when not

@@ -388,25 +388,21 @@ pub async fn me(
     }
     // A bearer request is answered from the token alone; this path is as hot as
     // `/public`-style routes get, so it builds no JSON tree.
-    if let Some(claims) = identity.claims() {
-        let email = claims
-            .extra
-            .get("email")
-            .and_then(serde_json::Value::as_str);
+    if let Some(token) = identity.token() {
+        let claims = token.registered_claims();
+        let email = token.claim("email").and_then(serde_json::Value::as_str);
         let mut response = Json(Me {
             email,
             email_verified: email.map(|_| {
-                claims
-                    .extra
-                    .get("email_verified")
+                token
+                    .claim("email_verified")
                     .and_then(serde_json::Value::as_bool)
                     .unwrap_or(false)
             }),
             id: claims.sub.as_deref().unwrap_or_default(),
             scope: claims.scope.as_deref().unwrap_or_default().into(),
-            username: claims
-                .extra
-                .get("preferred_username")
+            username: token
+                .claim("preferred_username")
                 .and_then(serde_json::Value::as_str),
         })
         .into_response();

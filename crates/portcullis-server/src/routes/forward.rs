@@ -290,21 +290,18 @@ async fn identity_headers(
     identity: &Identity,
     headers: &mut HeaderMap,
 ) -> Result<(), ApiError> {
-    let (username, email): (Option<String>, Option<String>) = match identity.claims() {
-        Some(claims) => {
-            let name = claims
-                .extra
-                .get("preferred_username")
+    let (username, email): (Option<String>, Option<String>) = match identity.token() {
+        Some(token) => {
+            let name = token
+                .claim("preferred_username")
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned);
-            let verified = claims
-                .extra
-                .get("email_verified")
+            let verified = token
+                .claim("email_verified")
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false);
-            let email = claims
-                .extra
-                .get("email")
+            let email = token
+                .claim("email")
                 .and_then(serde_json::Value::as_str)
                 .filter(|_| verified)
                 .map(str::to_owned);
@@ -326,9 +323,12 @@ async fn identity_headers(
         }
     };
     put("x-portcullis-sub", identity.subject());
-    match identity.claims() {
+    match identity.token() {
         // The token's own scope string, as it is.
-        Some(claims) => put("x-portcullis-scope", claims.scope.as_deref().unwrap_or("")),
+        Some(token) => put(
+            "x-portcullis-scope",
+            token.registered_claims().scope.as_deref().unwrap_or(""),
+        ),
         None => put(
             "x-portcullis-scope",
             &crate::accounts::person_scope(&state.0.config, identity),

@@ -91,7 +91,9 @@ fn forgotten(email: Option<String>, username: Option<String>) -> Result<Forgotte
 fn current_login(identity: &portcullis::strategy::Identity) -> Option<String> {
     match identity.session() {
         Some(session) => Some(session.id().to_owned()),
-        None => identity.claims().and_then(|c| c.sid.clone()),
+        None => identity
+            .token()
+            .and_then(|t| t.registered_claims().sid.clone()),
     }
 }
 

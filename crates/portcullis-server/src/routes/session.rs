@@ -338,10 +338,11 @@ fn describe(record: &SessionRecord, current: bool) -> serde_json::Value {
 
 /// The session id a request is in: the cookie's, or a token's `sid`.
 pub(super) fn current_sid(identity: &Identity) -> Option<&str> {
-    identity
-        .session()
-        .map(|s| s.id())
-        .or_else(|| identity.claims().and_then(|c| c.sid.as_deref()))
+    identity.session().map(|s| s.id()).or_else(|| {
+        identity
+            .token()
+            .and_then(|t| t.registered_claims().sid.as_deref())
+    })
 }
 
 /// An API login (a live refresh family) as `GET /session/list` shows it.

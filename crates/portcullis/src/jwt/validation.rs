@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::claims::Claims;
+use super::claims::{Claims, OtherClaims};
 use super::error::{Error, Reason};
 use crate::clock::{Clock, SystemClock, UnixTime, secs};
 
@@ -142,10 +142,11 @@ impl Validation {
         self.typ.check(typ)
     }
 
-    /// Checks every claim rule against the clock's current time.
-    pub(crate) fn check_claims(&self, claims: &Claims) -> Result<(), Error> {
+    /// Checks every claim rule against the clock's current time: `claims` holds the
+    /// registered claims, `others` the rest.
+    pub(crate) fn check_claims(&self, claims: &Claims, others: &OtherClaims) -> Result<(), Error> {
         for name in &self.required {
-            if !claims.has(name) {
+            if !claims.has(name) && others.get(name).is_none() {
                 return Err(missing(name));
             }
         }

@@ -2,14 +2,14 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use super::claims::Claims;
+use super::claims::{Claims, OtherClaims};
 use super::error::{Error, Reason};
 use super::header::Header;
 use super::jws;
@@ -23,44 +23,158 @@ const DEFAULT_CACHE_BYTES: u64 = 24 * 1024 * 1024;
 /// claims' structure and allocations, the digest it is found by, the cache's slot and
 /// the allocator's share (the header is shared by the entries of one key). Each entry
 /// weighs this plus the length of its decoded claims, so that the byte bound is about
-/// the memory the cache takes. Measured: 1,429–1,432 bytes an entry for tokens shaped
-/// like the server's (about 270 bytes of claims; `PORTCULLIS_CACHE_MEMORY=RS256
-/// target/release/deps/ratios-*`, docs/BENCHMARKS.md), of which the map of the claims
-/// outside the registered ones is 640.
-pub const CACHE_ENTRY_OVERHEAD: u64 = 1_100;
+/// the memory the cache takes. Measured: 980–984 bytes an entry for an 814-byte RS256
+/// token shaped like the server's, whose claims are about 290 bytes
+/// (`PORTCULLIS_CACHE_MEMORY=RS256 target/release/deps/ratios-*`, docs/BENCHMARKS.md);
+/// rounded up, for tokens with more claims than the server's.
+pub const CACHE_ENTRY_OVERHEAD: u64 = 750;
 
 /// A token that passed every check.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// The verifier's cache keeps these for as long as it keeps the token, so a token is
+/// kept compact: the registered claims typed, the others in a sorted slice. The
+/// `Map` of [`Claims::extra`] is built only when [`VerifiedToken::claims`] is first
+/// asked of a token (then kept with it); the readers of one claim
+/// ([`VerifiedToken::claim`], [`VerifiedToken::registered_claims`]) never build it.
+#[derive(Clone)]
 pub struct VerifiedToken {
     // Shared by every token of the same header (most of an issuer's tokens): a
     // cached entry does not keep its own copy of the key id and type.
     header: Arc<Header>,
-    claims: Claims,
+    // The registered claims; `extra` is always empty here.
+    registered: Claims,
+    others: OtherClaims,
+    // Every claim, built on the first `claims()`.
+    full: OnceLock<Box<Claims>>,
 }
 
 impl VerifiedToken {
+    fn new(header: Arc<Header>, registered: Claims, others: OtherClaims) -> VerifiedToken {
+        VerifiedToken {
+            header,
+            registered,
+            others,
+            full: OnceLock::new(),
+        }
+    }
+
     /// The header.
     pub fn header(&self) -> &Header {
         &self.header
     }
 
-    /// The claims.
+    /// Every claim: the registered ones typed, the others in [`Claims::extra`].
+    ///
+    /// The first call on a token builds the map of its other claims, which the token
+    /// then keeps (and a cached token with it weighs what the map weighs, about 650
+    /// bytes more): a reader of a few claims spares that with
+    /// [`VerifiedToken::registered_claims`] and [`VerifiedToken::claim`].
     pub fn claims(&self) -> &Claims {
-        &self.claims
+        self.full
+            .get_or_init(|| Box::new(self.registered.clone().with_others(&self.others)))
+    }
+
+    /// The registered claims alone (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`,
+    /// `sid`, `scope`): its `extra` is empty whatever the token carries, so reading
+    /// them builds nothing. The others are [`VerifiedToken::claim`]'s.
+    pub fn registered_claims(&self) -> &Claims {
+        &self.registered
+    }
+
+    /// A claim outside the registered ones, by name (what `claims().extra.get(name)`
+    /// gives, without building the map). `None` for a registered name: those are
+    /// [`VerifiedToken::registered_claims`]'s fields.
+    pub fn claim(&self, name: &str) -> Option<&serde_json::Value> {
+        self.others.get(name)
+    }
+
+    /// The claims as one JSON object, written from the compact form (the same
+    /// members `claims()` serializes to, in the same order).
+    pub(crate) fn claims_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&AllClaims(self)).unwrap_or_default()
     }
 
     /// A token with these claims, as if verified: for unit tests of what reads them.
     #[cfg(test)]
     pub(crate) fn for_tests(claims: Claims) -> VerifiedToken {
-        VerifiedToken {
-            header: Arc::new(Header {
+        let bytes = serde_json::to_vec(&claims).unwrap();
+        let (registered, others) = Claims::parse_split(&bytes).unwrap();
+        VerifiedToken::new(
+            Arc::new(Header {
                 alg: crate::keys::Algorithm::EdDSA,
                 kid: None,
                 typ: None,
                 cty: None,
             }),
-            claims,
+            registered,
+            others,
+        )
+    }
+}
+
+impl PartialEq for VerifiedToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.header == other.header
+            && self.registered == other.registered
+            && self.others == other.others
+    }
+}
+
+impl fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedToken")
+            .field("header", &self.header)
+            .field("claims", &AllClaims(self))
+            .finish()
+    }
+}
+
+/// Every claim of a token, serialized or shown as one object without building the map.
+struct AllClaims<'a>(&'a VerifiedToken);
+
+impl serde::Serialize for AllClaims<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let token = self.0;
+        // The members `Claims` serializes, in its order (a unit test holds the two
+        // together): the registered ones present, then the others.
+        let r = &token.registered;
+        let mut map = serializer.serialize_map(None)?;
+        let strings = [("iss", &r.iss), ("sub", &r.sub)];
+        for (name, value) in strings {
+            if let Some(value) = value {
+                map.serialize_entry(name, value)?;
+            }
         }
+        if let Some(aud) = &r.aud {
+            map.serialize_entry("aud", aud)?;
+        }
+        for (name, value) in [("exp", r.exp), ("nbf", r.nbf), ("iat", r.iat)] {
+            if let Some(value) = value {
+                map.serialize_entry(name, &value)?;
+            }
+        }
+        for (name, value) in [("jti", &r.jti), ("sid", &r.sid), ("scope", &r.scope)] {
+            if let Some(value) = value {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        for (name, value) in token.others.iter() {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl fmt::Debug for AllClaims<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = self.0;
+        let mut map = f.debug_map();
+        map.entry(&"registered", &token.registered);
+        for (name, value) in token.others.iter() {
+            map.entry(&name, value);
+        }
+        map.finish()
     }
 }
 
@@ -324,7 +438,7 @@ impl Verifier {
                 self.hits.fetch_add(1, Ordering::Relaxed);
             }
             let now = self.validation.clock().now();
-            self.validation.check_time(&hit.token.claims, now)?;
+            self.validation.check_time(&hit.token.registered, now)?;
             return Ok(hit.token);
         }
         if self.counting {
@@ -351,7 +465,7 @@ impl Verifier {
         match last.as_ref() {
             Some(shared) if **shared == *token.header => VerifiedToken {
                 header: shared.clone(),
-                claims: token.claims,
+                ..token
             },
             _ => {
                 self.last_header.store(Some(token.header.clone()));
@@ -374,16 +488,38 @@ impl Verifier {
         let mut heap = Vec::new();
         let payload = jws::decode_segment(parts.payload, &mut stack, &mut heap)
             .ok_or_else(|| Error::new(Reason::Malformed, "payload is not strict base64url"))?;
-        let claims = Claims::parse(payload)?;
+        let (claims, others) = Claims::parse_split(payload)?;
         self.validation.check_typ(header.typ.as_deref())?;
-        self.validation.check_claims(&claims)?;
+        self.validation.check_claims(&claims, &others)?;
         let claims_len = payload.len();
         Ok((
-            VerifiedToken {
-                header: Arc::new(header),
-                claims,
-            },
+            VerifiedToken::new(Arc::new(header), claims, others),
             claims_len,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON written from the compact form is what the full claims serialize to,
+    /// member for member and in order (`Authenticated<C>` reads it).
+    #[test]
+    fn the_compact_form_writes_what_the_claims_serialize_to() {
+        let every = Claims::parse(
+            br#"{"iss":"i","sub":"s","aud":["a","b"],"exp":10,"nbf":1,"iat":2,"jti":"j","sid":"x","scope":"a b","zeta":[1,{"k":null}],"alpha":"v","mid":true}"#,
+        )
+        .unwrap();
+        let few = Claims::parse(br#"{"sub":"s","aud":"a","exp":10}"#).unwrap();
+        for claims in [every, few, Claims::default()] {
+            let token = VerifiedToken::for_tests(claims.clone());
+            assert_eq!(
+                String::from_utf8(token.claims_json()).unwrap(),
+                serde_json::to_string(&claims).unwrap()
+            );
+            assert_eq!(token.claims(), &claims);
+            assert!(token.registered_claims().extra.is_empty());
+        }
     }
 }

@@ -66,8 +66,8 @@ fn custom<C: DeserializeOwned + 'static>(identity: &Identity) -> Result<C, Rejec
     }
     // Through bytes, not a `serde_json::Value`: building the value's map of every claim
     // was most of what a cached request cost the middleware beyond axum.
-    let set = match identity.claims() {
-        Some(claims) => serde_json::to_vec(claims).unwrap_or_default(),
+    let set = match identity.token() {
+        Some(token) => token.claims_json(),
         None => serde_json::to_vec(&serde_json::json!({
             "sub": identity.subject(),
             "scope": identity.scopes().collect::<Vec<_>>().join(" "),

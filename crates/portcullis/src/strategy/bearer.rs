@@ -17,6 +17,16 @@ pub trait RevocationCheck: Send + Sync + 'static {
     /// `Err` when the token must be refused although it verifies.
     fn check(&self, claims: &Claims) -> Result<(), TokenFailure>;
 
+    /// [`RevocationCheck::check`] of a verified token: what [`Bearer`] calls. By
+    /// default `check(token.claims())`; a check that reads only registered claims
+    /// (`sid`, `sub`, `iat`, …) answers from [`VerifiedToken::registered_claims`]
+    /// instead, and spares building the map of the token's other claims on every
+    /// request (the library's [`RevocationList`](crate::revocation::RevocationList)
+    /// and the revocation feed's follower do).
+    fn check_token(&self, token: &VerifiedToken) -> Result<(), TokenFailure> {
+        self.check(token.claims())
+    }
+
     /// True when the issuer announced signing key `kid` (the revocation feed names the
     /// keys it adds: [`crate::feed`]). A [`Bearer`] with a remote JWKS then refetches
     /// the key set for a token of that key at once, whatever the unknown-kid cooldown
@@ -129,7 +139,7 @@ impl Bearer {
             }
         };
         if let Some(check) = &self.revocation
-            && let Err(failure) = check.check(verified.claims())
+            && let Err(failure) = check.check_token(&verified)
         {
             return Outcome::Reject(match failure {
                 TokenFailure::RevocationsUnknown => Rejection::Unavailable,

@@ -152,7 +152,7 @@ impl Identity {
             Credential::Known { subject, .. } => subject,
             #[cfg(feature = "sessions")]
             Credential::Session(session) => &session.record().subject,
-            Credential::Token(t) => t.claims().sub.as_deref().unwrap_or(""),
+            Credential::Token(t) => t.registered_claims().sub.as_deref().unwrap_or(""),
         }
     }
 
@@ -160,7 +160,7 @@ impl Identity {
     /// client as itself ([`Actor`]).
     pub fn actor(&self) -> Actor<'_> {
         let subject = self.subject();
-        let Some(client_id) = self.claims().and_then(|c| c.extra.get("client_id")) else {
+        let Some(client_id) = self.token().and_then(|t| t.claim("client_id")) else {
             return Actor::Person { subject };
         };
         // A `client_id` that is not a string names no client we know, but says a
@@ -176,7 +176,7 @@ impl Identity {
     /// The granted scopes.
     pub fn scopes(&self) -> Box<dyn Iterator<Item = &str> + '_> {
         match &self.credential {
-            Credential::Token(t) => Box::new(t.claims().scopes()),
+            Credential::Token(t) => Box::new(t.registered_claims().scopes()),
             #[cfg(feature = "sessions")]
             Credential::Session(session) => Box::new(session.record().scope.split_whitespace()),
             Credential::Known { scopes, .. } => Box::new(scopes.iter().map(String::as_str)),
@@ -192,7 +192,7 @@ impl Identity {
     /// behind a scope rule).
     pub fn has_scope(&self, scope: &str) -> bool {
         match &self.credential {
-            Credential::Token(t) => t.claims().scopes().any(|s| s == scope),
+            Credential::Token(t) => t.registered_claims().scopes().any(|s| s == scope),
             #[cfg(feature = "sessions")]
             Credential::Session(session) => session
                 .record()
@@ -209,9 +209,7 @@ impl Identity {
     pub fn amr(&self) -> Vec<&str> {
         match &self.credential {
             Credential::Token(t) => t
-                .claims()
-                .extra
-                .get("amr")
+                .claim("amr")
                 .and_then(serde_json::Value::as_array)
                 .map(|values| {
                     values
@@ -237,10 +235,17 @@ impl Identity {
         self.amr().contains(&method)
     }
 
-    /// The token's claims, if a token strategy authenticated the request.
+    /// The token's claims, if a token strategy authenticated the request (see
+    /// [`VerifiedToken::claims`]: the first call builds the map of its other claims;
+    /// [`Identity::token`] reads one claim without it).
     pub fn claims(&self) -> Option<&Claims> {
+        self.token().map(|t| t.claims())
+    }
+
+    /// The verified token, if a token strategy authenticated the request.
+    pub fn token(&self) -> Option<&VerifiedToken> {
         match &self.credential {
-            Credential::Token(t) => Some(t.claims()),
+            Credential::Token(t) => Some(t),
             #[cfg(feature = "sessions")]
             Credential::Session(_) => None,
             Credential::Known { .. } => None,

@@ -388,6 +388,83 @@ fn tokens_of_one_key_share_a_header_and_each_keeps_its_own_claims() {
 }
 
 #[test]
+fn one_claim_reads_as_the_whole_claims_set_says_and_builds_no_map() {
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let token = fx
+        .builder()
+        .scope("read")
+        .session_id("s1")
+        .claim("tenant", "t9")
+        .claim("amr", serde_json::json!(["pwd", "otp"]))
+        .claim("zz", serde_json::json!({"k": [1, 2]}))
+        .claim("email_verified", true)
+        .sign_at(&fx.key, &fx.clock)
+        .unwrap();
+    let verified = fx.verifier.verify(&token).unwrap();
+    // The registered claims alone: typed, and no other claim with them.
+    let registered = verified.registered_claims();
+    assert_eq!(registered.sub.as_deref(), Some("user-1"));
+    assert_eq!(registered.sid.as_deref(), Some("s1"));
+    assert!(registered.extra.is_empty(), "{registered:?}");
+    // Each other claim, as the full set has it; none for a registered or absent name.
+    let all = verified.claims();
+    assert_eq!(all.extra.len(), 4, "{all:?}");
+    for (name, value) in &all.extra {
+        assert_eq!(verified.claim(name), Some(value), "{name}");
+    }
+    assert_eq!(verified.claim("tenant"), Some(&serde_json::json!("t9")));
+    assert_eq!(verified.claim("sub"), None);
+    assert_eq!(verified.claim("absent"), None);
+    assert_eq!(all.sub, registered.sub);
+    // A cache hit is the same token, its claims the same.
+    let again = fx.verifier.verify(&token).unwrap();
+    assert_eq!(again.claims(), all);
+    assert_eq!(again.claim("zz"), Some(&serde_json::json!({"k": [1, 2]})));
+}
+
+#[test]
+fn a_required_claim_outside_the_registered_ones_is_still_required() {
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let policy = Validation::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .clock(Arc::new(fx.clock.clone()))
+        .required_claims(["exp", "sub", "tenant"])
+        .build()
+        .unwrap();
+    let verifier = Verifier::new(
+        KeySet::new(vec![fx.key.verifying_key().unwrap()]).unwrap(),
+        policy,
+    );
+    let without = fx.token();
+    assert_eq!(
+        verifier.verify(&without).unwrap_err().reason(),
+        Reason::MissingClaim
+    );
+    let with = fx
+        .builder()
+        .claim("tenant", "t9")
+        .sign_at(&fx.key, &fx.clock)
+        .unwrap();
+    assert!(verifier.verify(&with).is_ok());
+}
+
+#[test]
+fn a_duplicate_other_claim_is_malformed_on_either_parser() {
+    let fx = Fixture::new(Algorithm::HS256);
+    // The fast parser (flat members) and the full one (a nested value) both refuse.
+    for extra in [
+        r#","tenant":"a","tenant":"b""#,
+        r#","tenant":{"x":1},"tenant":"b""#,
+        r#","b":1,"a":2,"c":3,"a":4"#,
+    ] {
+        let header = r#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#;
+        let token = sign_raw(header, &claims_json(extra), &fx.key);
+        assert_eq!(reason(&fx, &token), Reason::Malformed, "{extra}");
+    }
+}
+
+#[test]
 fn the_cache_keeps_both_its_bounds_on_entries_and_on_bytes() {
     // A byte bound made for large tokens must not let many small ones past the
     // entry bound (the server's 10,000-entry cache once held 73,000 tokens).

@@ -70,7 +70,11 @@ async fn read(
 /// An access token of ours that verifies and is not revoked.
 fn live_access_token(state: &AppState, token: &str) -> Option<std::sync::Arc<VerifiedToken>> {
     let verified = state.0.verifier.verify(token).ok()?;
-    state.0.revocations.check(verified.claims()).ok()?;
+    state
+        .0
+        .revocations
+        .check(verified.registered_claims())
+        .ok()?;
     Some(verified)
 }
 
@@ -207,10 +211,9 @@ pub async fn revoke(State(state): State<AppState>, request: Request) -> Result<R
     } else {
         // Expired or already revoked access tokens have nothing left to end.
         live_access_token(&state, token).and_then(|verified| {
-            let claims = verified.claims();
-            let owner = claims.extra.get("client_id").and_then(Value::as_str);
+            let owner = verified.claim("client_id").and_then(Value::as_str);
             (owner == Some(client.id.as_str()))
-                .then(|| claims.sid.clone())
+                .then(|| verified.registered_claims().sid.clone())
                 .flatten()
         })
     };
