@@ -790,3 +790,54 @@ async fn a_503_refusal_says_when_to_try_again() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers.get("retry-after").unwrap(), "5");
 }
+
+/// A revocation check written against `check(&Claims)` alone still sees every claim,
+/// the ones outside the registered set included (the default `check_token` hands it
+/// the whole set), on the first request and on a cached repeat.
+#[tokio::test]
+async fn a_revocation_check_of_its_own_sees_the_other_claims() {
+    use portcullis::jwt::Claims;
+    use portcullis::rejection::TokenFailure;
+    use portcullis::strategy::RevocationCheck;
+
+    struct BlockedTenant;
+    impl RevocationCheck for BlockedTenant {
+        fn check(&self, claims: &Claims) -> Result<(), TokenFailure> {
+            match claims.extra.get("tenant").and_then(|t| t.as_str()) {
+                Some("blocked") => Err(TokenFailure::SessionRevoked),
+                _ => Ok(()),
+            }
+        }
+    }
+    let fx = Fixture::new(Algorithm::EdDSA);
+    let verifier = Arc::new(portcullis::jwt::Verifier::new(
+        fx.verifier.with_keys(|k| k.clone()),
+        crate::support::validation(&fx.clock),
+    ));
+    let app = Router::new()
+        .route("/me", get(|_: Authenticated| async { "me" }))
+        .layer(AuthLayer::required(Chain::new().with(
+            Bearer::new(verifier).with_revocation(Arc::new(BlockedTenant)),
+        )));
+    let token = |tenant: &str| {
+        fx.builder()
+            .claim("tenant", tenant)
+            .sign_at(&fx.key, &fx.clock)
+            .unwrap()
+    };
+    let (blocked, open) = (token("blocked"), token("open"));
+    for _ in 0..2 {
+        let (status, _, _) = send(
+            &app,
+            get_with("/me", &[("authorization", &format!("Bearer {blocked}"))]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = send(
+            &app,
+            get_with("/me", &[("authorization", &format!("Bearer {open}"))]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
