@@ -31,6 +31,7 @@ mod state;
 pub mod telemetry;
 pub mod templates;
 pub mod throttle;
+pub mod timeout;
 mod upstream;
 mod user_agent;
 pub mod webhooks;

@@ -17,7 +17,6 @@ use portcullis_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 pub use crate::banner::{Connections, Started};
 use crate::banner::{banner, raise_descriptors};
@@ -302,10 +301,7 @@ pub fn app(state: AppState) -> App {
     };
     tower::ServiceBuilder::new()
         .layer(RequestContextLayer)
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+        .layer(crate::timeout::TimeoutLayer::new(timeout))
         .map_response(into_axum_body as fn(_) -> _)
         .layer(RequestBodyLimitLayer::new(limit))
         .service(router)
@@ -313,7 +309,7 @@ pub fn app(state: AppState) -> App {
 
 /// What [`app`] builds: the router inside the layers every request passes.
 pub type App = RequestContext<
-    tower_http::timeout::Timeout<
+    crate::timeout::Timeout<
         tower::util::MapResponse<
             tower_http::limit::RequestBodyLimit<Router>,
             fn(
