@@ -66,9 +66,11 @@ impl VerifiedToken {
     /// Every claim: the registered ones typed, the others in [`Claims::extra`].
     ///
     /// The first call on a token builds the map of its other claims, which the token
-    /// then keeps (and a cached token with it weighs what the map weighs, about 650
-    /// bytes more): a reader of a few claims spares that with
-    /// [`VerifiedToken::registered_claims`] and [`VerifiedToken::claim`].
+    /// then keeps beside a copy of the registered ones: a cached token asked for its
+    /// claims holds several hundred bytes more than its weight in the cache counts
+    /// (the byte bound's floor of `bytes / entries` per entry, 2.5 KB by default,
+    /// still covers it for tokens of the usual size). A reader of a few claims spares
+    /// that with [`VerifiedToken::registered_claims`] and [`VerifiedToken::claim`].
     pub fn claims(&self) -> &Claims {
         self.full
             .get_or_init(|| Box::new(self.registered.clone().with_others(&self.others)))
