@@ -755,6 +755,20 @@ fn each_refusal_is_counted_once_and_carries_its_refusal() {
     assert!(counts.is_empty(), "{counts:?}");
 }
 
+/// `/me` behind a bearer strategy of `fx`'s keys (its own verifier, cache on) that
+/// consults `check` after a token verifies.
+fn me_with_revocation(fx: &Fixture, check: impl portcullis::strategy::RevocationCheck) -> Router {
+    let verifier = Arc::new(portcullis::jwt::Verifier::new(
+        fx.verifier.with_keys(|k| k.clone()),
+        crate::support::validation(&fx.clock),
+    ));
+    Router::new()
+        .route("/me", get(|_: Authenticated| async { "me" }))
+        .layer(AuthLayer::required(
+            Chain::new().with(Bearer::new(verifier).with_revocation(Arc::new(check))),
+        ))
+}
+
 /// A refusal that is not the credential's fault (here: the revocation feed unread for
 /// too long) is a 503 that says when to come back (issue 28, finding 13).
 #[tokio::test]
@@ -770,15 +784,7 @@ async fn a_503_refusal_says_when_to_try_again() {
         }
     }
     let fx = Fixture::new(Algorithm::EdDSA);
-    let verifier = Arc::new(portcullis::jwt::Verifier::new(
-        fx.verifier.with_keys(|k| k.clone()),
-        crate::support::validation(&fx.clock),
-    ));
-    let app = Router::new()
-        .route("/me", get(|_: Authenticated| async { "me" }))
-        .layer(AuthLayer::required(Chain::new().with(
-            Bearer::new(verifier).with_revocation(Arc::new(Unknown)),
-        )));
+    let app = me_with_revocation(&fx, Unknown);
     let (status, headers, _) = send(
         &app,
         get_with(
@@ -810,15 +816,7 @@ async fn a_revocation_check_of_its_own_sees_the_other_claims() {
         }
     }
     let fx = Fixture::new(Algorithm::EdDSA);
-    let verifier = Arc::new(portcullis::jwt::Verifier::new(
-        fx.verifier.with_keys(|k| k.clone()),
-        crate::support::validation(&fx.clock),
-    ));
-    let app = Router::new()
-        .route("/me", get(|_: Authenticated| async { "me" }))
-        .layer(AuthLayer::required(Chain::new().with(
-            Bearer::new(verifier).with_revocation(Arc::new(BlockedTenant)),
-        )));
+    let app = me_with_revocation(&fx, BlockedTenant);
     let token = |tenant: &str| {
         fx.builder()
             .claim("tenant", tenant)
