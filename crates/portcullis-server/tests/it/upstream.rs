@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::io::AsyncBufReadExt as _;
 
 use crate::browser::{
-    application, arrive, arrive_at, click, fill, free_port, loopback_config, screenshot,
+    appear, application, arrive, arrive_at, click, fill, free_port, loopback_config, screenshot,
     start_browser, text,
 };
 use crate::support::{TEST_KEK, TestServer, claims_of, sqlite_db};
@@ -324,6 +324,8 @@ async fn people_sign_in_through_an_upstream_provider_in_chromium() {
     assert!(store.user_by_username("bobby").await.unwrap().is_none());
     // He has a password too, so unlinking is his to do.
     click(b, "#linked-providers li[data-provider=corp] button").await;
+    // Already on /account before the click: wait for the answer's notice, not the path.
+    appear(b, "#done").await;
     arrive(b, "/account").await;
     assert!(text(b, "#done").await.starts_with("Unlinked"));
     drop(bob);
