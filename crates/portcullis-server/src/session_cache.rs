@@ -28,10 +28,11 @@
 //! answer, off the request path.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use portcullis::clock::Clock;
 use portcullis::session::{NewSession, SessionHash, SessionRecord, SessionStore, StoreFuture};
 use portcullis_store::{Event, EventKind};
@@ -52,9 +53,10 @@ pub const DEFAULT_ENTRIES: usize = 100_000;
 struct Entry {
     /// The key it is cached under, so that a mark by id can drop it.
     hash: SessionHash,
-    record: SessionRecord,
-    /// "Last seen", moved by touches through this instance.
-    last_seen_at: AtomicI64,
+    /// The record, handed out shared (`find_session_shared`): a hit copies no string.
+    /// A touch through this instance replaces it with one whose "last seen" moved,
+    /// never edits it, so a reader's copy stays whole.
+    record: ArcSwap<SessionRecord>,
     read_at: Instant,
 }
 
@@ -250,17 +252,16 @@ impl CachedSessions {
         }
     }
 
-    fn fresh(&self, hash: &SessionHash) -> Option<SessionRecord> {
+    fn fresh(&self, hash: &SessionHash) -> Option<Arc<SessionRecord>> {
         let entry = self.by_hash.get(hash)?;
+        let record = entry.record.load_full();
         if entry.read_at.elapsed() >= MAX_AGE
             || self
                 .marks()
-                .stale(Some(&entry.record.id), &entry.record.subject, entry.read_at)
+                .stale(Some(&record.id), &record.subject, entry.read_at)
         {
             return None;
         }
-        let mut record = entry.record.clone();
-        record.last_seen_at = entry.last_seen_at.load(Ordering::Relaxed);
         // Looks ended by time: maybe used on another instance since; ask the store.
         if record.is_expired(self.clock.now(), self.idle) {
             return None;
@@ -276,13 +277,25 @@ impl SessionStore for CachedSessions {
 
     fn find_session<'a>(&'a self, hash: &'a SessionHash) -> StoreFuture<'a, Option<SessionRecord>> {
         Box::pin(async move {
+            Ok(self
+                .find_session_shared(hash)
+                .await?
+                .map(Arc::unwrap_or_clone))
+        })
+    }
+
+    fn find_session_shared<'a>(
+        &'a self,
+        hash: &'a SessionHash,
+    ) -> StoreFuture<'a, Option<Arc<SessionRecord>>> {
+        Box::pin(async move {
             if let Some(record) = self.fresh(hash) {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(record));
             }
             self.misses.fetch_add(1, Ordering::Relaxed);
             let read_at = Instant::now();
-            let found = self.inner.find_session(hash).await?;
+            let found = self.inner.find_session_shared(hash).await?;
             match &found {
                 Some(record)
                     if !self
@@ -291,8 +304,7 @@ impl SessionStore for CachedSessions {
                 {
                     let entry = Arc::new(Entry {
                         hash: *hash,
-                        last_seen_at: record.last_seen_at.into(),
-                        record: record.clone(),
+                        record: ArcSwap::new(record.clone()),
                         read_at,
                     });
                     self.by_id.insert(record.id.clone(), entry.clone());
@@ -308,7 +320,14 @@ impl SessionStore for CachedSessions {
 
     fn touch_session<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, ()> {
         if let Some(entry) = self.by_id.get(id) {
-            entry.last_seen_at.fetch_max(at, Ordering::Relaxed);
+            entry.record.rcu(|record| {
+                if record.last_seen_at >= at {
+                    return record.clone();
+                }
+                let mut moved = SessionRecord::clone(record);
+                moved.last_seen_at = at;
+                Arc::new(moved)
+            });
         }
         // Written behind: the answer does not wait for the database.
         let inner = self.inner.clone();
@@ -526,6 +545,35 @@ mod tests {
         // Revoked through this cache: gone at once, without waiting for the event.
         assert!(cache.revoke_session("s1", Some("u1"), NOW).await.unwrap());
         assert!(cache.find_session(&hash).await.unwrap().is_none());
+    }
+
+    /// Hits hand out the cached record itself; a touch replaces it (a reader's copy
+    /// stays whole), and a late touch with an earlier time does not move it back.
+    #[tokio::test]
+    async fn hits_share_the_record_and_a_touch_replaces_it_without_going_back() {
+        let (inner, cache, hash, _) = setup().await;
+        let first = cache.find_session_shared(&hash).await.unwrap().unwrap();
+        let again = cache.find_session_shared(&hash).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "a hit copies nothing");
+        assert_eq!(inner.reads.load(Ordering::SeqCst), 1);
+        let seen = first.last_seen_at;
+        cache.touch_session("s1", seen + 600).await.unwrap();
+        cache.touch_session("s1", seen + 300).await.unwrap();
+        let touched = cache.find_session_shared(&hash).await.unwrap().unwrap();
+        assert_eq!(touched.last_seen_at, seen + 600);
+        assert_eq!(
+            first.last_seen_at, seen,
+            "the copy a request holds is unchanged"
+        );
+        assert_eq!(
+            (touched.id.as_str(), touched.subject.as_str()),
+            ("s1", "u1")
+        );
+        assert_eq!(
+            inner.reads.load(Ordering::SeqCst),
+            1,
+            "answered from memory"
+        );
     }
 
     #[tokio::test]

@@ -11,16 +11,27 @@ use http::{HeaderMap, HeaderValue, header};
 /// The value of the one cookie named `name` in a request; `None` when there is none or
 /// when there are several: a cookie planted beside ours (from a sibling subdomain, or
 /// over plain http) must not choose which one counts.
+///
+/// Read by hand rather than with the `cookie` crate's `Cookie::split_parse`, which
+/// builds a whole `Cookie` (attributes and all) per pair: every request with a session
+/// cookie reads it, and that parse was about 0.25 µs of a 11 µs request in a profile of
+/// `/auth/me`. The rule is the crate's, pair for pair (a property test below holds the
+/// two to the same answers): pairs split at `;`, each trimmed; a pair without `=` or
+/// with an empty name is skipped; the name and the value are trimmed around the first
+/// `=`; nothing is unquoted or percent-decoded.
 pub fn single<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     let mut found = None;
     for value in headers.get_all(header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
-        for cookie in Cookie::split_parse(text).flatten() {
-            if cookie.name_raw() == Some(name) {
+        for pair in text.split(';') {
+            let Some((n, v)) = pair.split_once('=') else {
+                continue;
+            };
+            if n.trim() == name && !name.is_empty() {
                 if found.is_some() {
                     return None;
                 }
-                found = cookie.value_raw();
+                found = Some(v.trim());
             }
         }
     }
@@ -106,6 +117,55 @@ mod tests {
         assert_eq!(single(&headers(&["bb=1; b=2"]), "b"), Some("2"));
         // Garbage beside it is skipped.
         assert_eq!(single(&headers(&["junk; b=2"]), "b"), Some("2"));
+    }
+
+    /// What the `cookie` crate's parser says `single` is: the rule `single` keeps.
+    fn single_by_the_cookie_crate<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+        let mut found = None;
+        for value in headers.get_all(header::COOKIE) {
+            let Ok(text) = value.to_str() else { continue };
+            for cookie in Cookie::split_parse(text).flatten() {
+                if cookie.name_raw() == Some(name) {
+                    if found.is_some() {
+                        return None;
+                    }
+                    found = cookie.value_raw();
+                }
+            }
+        }
+        found
+    }
+
+    proptest::proptest! {
+        /// Any header a client can send, read by hand and by the `cookie` crate: the
+        /// same cookie, or none, for our names and for names that look like them.
+        #[test]
+        fn single_reads_as_the_cookie_crate_does(
+            values in proptest::collection::vec("[ab=; \\t\"%,x-]{0,24}", 1..3),
+            name in proptest::sample::select(vec!["a", "b", "ab", " a", "a ", ""]),
+        ) {
+            let h = headers(&values.iter().map(String::as_str).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(single(&h, name), single_by_the_cookie_crate(&h, name));
+        }
+    }
+
+    #[test]
+    fn a_cookie_with_spaces_or_an_empty_value_reads_as_before() {
+        for (values, name) in [
+            (&[" a = 1 ;b=2"][..], "a"),
+            (&["a=; b=2"][..], "a"),
+            (&["=1; a=2"][..], ""),
+            (&["a=\"q\"; b"][..], "a"),
+            (&["a=1=2"][..], "a"),
+            (&["\ta=1"][..], "a"),
+        ] {
+            let h = headers(values);
+            assert_eq!(
+                single(&h, name),
+                single_by_the_cookie_crate(&h, name),
+                "{values:?}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@ use super::store::SessionRecord;
 /// [`crate::strategy::Identity::session`].
 #[derive(Clone)]
 pub struct SessionContext {
-    pub(super) record: SessionRecord,
+    // Shared with the store's cache when it keeps one (`find_session_shared`).
+    pub(super) record: Arc<SessionRecord>,
     // The synchronizer token is derived (a SHA-256) only when something asks for it:
     // a page with a form, a state-changing request. A read does not pay for it.
     secret: Arc<SessionSecret>,
@@ -27,7 +28,7 @@ impl std::fmt::Debug for SessionContext {
 }
 
 impl SessionContext {
-    pub(crate) fn new(record: SessionRecord, secret: SessionSecret) -> SessionContext {
+    pub(crate) fn new(record: Arc<SessionRecord>, secret: SessionSecret) -> SessionContext {
         SessionContext {
             record,
             secret: Arc::new(secret),

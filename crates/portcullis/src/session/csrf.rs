@@ -97,7 +97,7 @@ mod tests {
 
     fn ctx() -> (SessionContext, String) {
         let secret = SessionSecret::generate().unwrap();
-        let c = SessionContext::new(record(0, 10), secret);
+        let c = SessionContext::new(std::sync::Arc::new(record(0, 10)), secret);
         let token = c.csrf_token().to_owned();
         (c, token)
     }

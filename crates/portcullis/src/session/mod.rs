@@ -291,7 +291,7 @@ pub(crate) mod tests {
         assert_ne!(a.csrf_token(), b.csrf_token());
         assert_ne!(a.csrf_token(), a.expose());
         let a_token = a.csrf_token();
-        let ctx = SessionContext::new(record(0, 10), a);
+        let ctx = SessionContext::new(std::sync::Arc::new(record(0, 10)), a);
         assert!(ctx.check_csrf_token(&a_token).is_ok());
         assert!(ctx.check_csrf_token(&b.csrf_token()).is_err());
         assert!(ctx.check_csrf_token("").is_err());

@@ -105,7 +105,7 @@ impl Sessions {
         };
         let set_cookie = self.config.set_cookie(&secret);
         Ok(Started {
-            context: SessionContext::new(record, secret),
+            context: SessionContext::new(std::sync::Arc::new(record), secret),
             set_cookie,
         })
     }
@@ -137,7 +137,7 @@ impl Sessions {
         let Some(secret) = self.config.secret_from(headers) else {
             return Ok(None);
         };
-        let Some(record) = self.store.find_session(&secret.hash()).await? else {
+        let Some(mut record) = self.store.find_session_shared(&secret.hash()).await? else {
             return Ok(None);
         };
         let now = self.now();
@@ -147,10 +147,10 @@ impl Sessions {
             }
             return Ok(None);
         }
-        let mut record = record;
         if now - record.last_seen_at >= secs(self.config.touch_interval) {
             match self.store.touch_session(&record.id, now).await {
-                Ok(()) => record.last_seen_at = now,
+                // Our own copy from here on (a cache's stays as the store keeps it).
+                Ok(()) => std::sync::Arc::make_mut(&mut record).last_seen_at = now,
                 Err(e) => tracing::warn!(error = %e, "could not record session use"),
             }
         }

@@ -5,6 +5,7 @@ use super::secret::SessionHash;
 use crate::clock::secs;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A session to store.
@@ -112,6 +113,18 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The live (not revoked) session with this secret hash, if any. A store may also
     /// refuse sessions of users it knows to be disabled.
     fn find_session<'a>(&'a self, hash: &'a SessionHash) -> StoreFuture<'a, Option<SessionRecord>>;
+
+    /// [`find_session`](Self::find_session), as a shared record: what
+    /// [`super::Sessions::lookup`] calls on every request with a cookie. A store that
+    /// keeps records in memory (a cache in front of a database) overrides it to hand
+    /// out its own copy instead of cloning the record's strings per request; the
+    /// default wraps `find_session`.
+    fn find_session_shared<'a>(
+        &'a self,
+        hash: &'a SessionHash,
+    ) -> StoreFuture<'a, Option<Arc<SessionRecord>>> {
+        Box::pin(async move { Ok(self.find_session(hash).await?.map(Arc::new)) })
+    }
 
     /// Records that the session was used at `at`.
     fn touch_session<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, ()>;
