@@ -284,6 +284,12 @@ impl SessionStore for CachedSessions {
         })
     }
 
+    fn cached_session(&self, hash: &SessionHash) -> Option<Arc<SessionRecord>> {
+        let record = self.fresh(hash)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(record)
+    }
+
     fn find_session_shared<'a>(
         &'a self,
         hash: &'a SessionHash,

@@ -131,6 +131,23 @@ impl Sessions {
         Ok(sessions)
     }
 
+    /// [`Sessions::lookup`] when it can answer without waiting: the store has the
+    /// session in memory ([`SessionStore::cached_session`]), it is live, and its "last
+    /// seen" is not due to be written. `None` otherwise (no cookie, a miss, a session
+    /// that looks ended or is due a touch): then `lookup` decides, and does what it
+    /// must (ask the store, revoke, touch).
+    pub fn lookup_now(&self, headers: &HeaderMap) -> Option<SessionContext> {
+        let secret = self.config.secret_from(headers)?;
+        let record = self.store.cached_session(&secret.hash())?;
+        let now = self.now();
+        if record.is_expired(now, self.config.idle)
+            || now - record.last_seen_at >= secs(self.config.touch_interval)
+        {
+            return None;
+        }
+        Some(SessionContext::new(record, secret))
+    }
+
     /// The session a request's cookie names, if it is live: expired sessions are
     /// revoked on sight, and "last seen" is refreshed once per touch interval.
     pub async fn lookup(&self, headers: &HeaderMap) -> Result<Option<SessionContext>, Error> {

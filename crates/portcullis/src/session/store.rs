@@ -126,6 +126,18 @@ pub trait SessionStore: Send + Sync + 'static {
         Box::pin(async move { Ok(self.find_session(hash).await?.map(Arc::new)) })
     }
 
+    /// The live session with this secret hash when the store can say so at once, from
+    /// memory, without waiting; `None` when it would have to ask (a miss, or a store
+    /// that keeps nothing in memory: the default), which says nothing about whether
+    /// the session exists. [`super::Sessions`] answers a request from it without a
+    /// boxed future when it can, and otherwise calls
+    /// [`find_session_shared`](Self::find_session_shared). A store that answers here
+    /// must be as strict as `find_session_shared` would be at the same moment.
+    fn cached_session(&self, hash: &SessionHash) -> Option<Arc<SessionRecord>> {
+        let _ = hash;
+        None
+    }
+
     /// Records that the session was used at `at`.
     fn touch_session<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, ()>;
 

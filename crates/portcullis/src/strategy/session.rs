@@ -35,18 +35,23 @@ impl Strategy for Session {
 
     fn authenticate_now(&self, parts: &Parts) -> Option<Outcome> {
         // No cookie of ours: decided without touching the store.
-        (!self.sessions.config().carries_secret(&parts.headers)).then_some(Outcome::Skip)
+        if !self.sessions.config().carries_secret(&parts.headers) {
+            return Some(Outcome::Skip);
+        }
+        if let Some(refused) = two_credentials(parts) {
+            return Some(refused);
+        }
+        // A live session the store holds in memory: decided here, with no boxed
+        // future (the usual cookie request on the server, whose store caches). The
+        // rest (a miss, a touch due, one that looks ended) waits in `authenticate`.
+        let context = self.sessions.lookup_now(&parts.headers)?;
+        Some(self.conclude(parts, context))
     }
 
     fn authenticate<'a>(&'a self, parts: &'a Parts) -> StrategyFuture<'a> {
         Box::pin(async move {
-            // A cookie beside an Authorization header that no earlier strategy took (a
-            // scheme this chain does not accept): credentials in two places, so the
-            // request is refused rather than judged by the cookie alone.
-            if parts.headers.contains_key(http::header::AUTHORIZATION) {
-                return Outcome::Reject(Rejection::InvalidRequest(
-                    "credentials in more than one place: an Authorization header and a session cookie",
-                ));
+            if let Some(refused) = two_credentials(parts) {
+                return refused;
             }
             let context = match self.sessions.lookup(&parts.headers).await {
                 Ok(Some(context)) => context,
@@ -56,10 +61,29 @@ impl Strategy for Session {
                     return Outcome::Reject(Rejection::Unavailable);
                 }
             };
-            if let Err(rejection) = csrf::check_request(parts, self.sessions.config(), &context) {
-                return Outcome::Reject(rejection);
-            }
-            Outcome::Authenticated(Identity::from_session(context, "session"))
+            self.conclude(parts, context)
         })
     }
+}
+
+impl Session {
+    /// A live session's answer: the CSRF checks, then the identity.
+    fn conclude(&self, parts: &Parts, context: crate::session::SessionContext) -> Outcome {
+        if let Err(rejection) = csrf::check_request(parts, self.sessions.config(), &context) {
+            return Outcome::Reject(rejection);
+        }
+        Outcome::Authenticated(Identity::from_session(context, "session"))
+    }
+}
+
+/// A cookie beside an Authorization header that no earlier strategy took (a scheme
+/// this chain does not accept): credentials in two places, so the request is refused
+/// rather than judged by the cookie alone.
+fn two_credentials(parts: &Parts) -> Option<Outcome> {
+    parts
+        .headers
+        .contains_key(http::header::AUTHORIZATION)
+        .then_some(Outcome::Reject(Rejection::InvalidRequest(
+            "credentials in more than one place: an Authorization header and a session cookie",
+        )))
 }

@@ -221,3 +221,148 @@ async fn sessions_end_when_idle_when_too_old_and_when_revoked() {
     }
     assert_eq!(send(&app, me(cookie_of(&other))).await.0, StatusCode::OK);
 }
+
+/// A store that knows its sessions in memory and says so through `cached_session`
+/// (as the server's cache does), counting the lookups that had to wait.
+struct InMemoryFirst {
+    inner: MemorySessionStore,
+    waited: std::sync::atomic::AtomicUsize,
+}
+
+impl portcullis::session::SessionStore for InMemoryFirst {
+    fn create_session<'a>(
+        &'a self,
+        s: &'a portcullis::session::NewSession,
+    ) -> portcullis::session::StoreFuture<'a, ()> {
+        self.inner.create_session(s)
+    }
+    fn find_session<'a>(
+        &'a self,
+        h: &'a portcullis::session::SessionHash,
+    ) -> portcullis::session::StoreFuture<'a, Option<portcullis::session::SessionRecord>> {
+        self.waited
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.find_session(h)
+    }
+    fn cached_session(
+        &self,
+        h: &portcullis::session::SessionHash,
+    ) -> Option<Arc<portcullis::session::SessionRecord>> {
+        // The memory store's lookup never waits: polled once, it is done.
+        let mut find = self.inner.find_session(h);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match find.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(found)) => found.map(Arc::new),
+            _ => None,
+        }
+    }
+    fn touch_session<'a>(
+        &'a self,
+        id: &'a str,
+        at: i64,
+    ) -> portcullis::session::StoreFuture<'a, ()> {
+        self.inner.touch_session(id, at)
+    }
+    fn revoke_session<'a>(
+        &'a self,
+        id: &'a str,
+        s: Option<&'a str>,
+        at: i64,
+    ) -> portcullis::session::StoreFuture<'a, bool> {
+        self.inner.revoke_session(id, s, at)
+    }
+    fn revoke_sessions_of<'a>(
+        &'a self,
+        s: &'a str,
+        at: i64,
+    ) -> portcullis::session::StoreFuture<'a, Vec<String>> {
+        self.inner.revoke_sessions_of(s, at)
+    }
+    fn sessions_of<'a>(
+        &'a self,
+        s: &'a str,
+    ) -> portcullis::session::StoreFuture<'a, Vec<portcullis::session::SessionRecord>> {
+        self.inner.sessions_of(s)
+    }
+}
+
+/// A session the store holds in memory is decided without waiting, by the same rules:
+/// the CSRF checks and "one credential" still refuse, and a session due a touch or
+/// looking ended takes the waiting path, which touches it or ends it.
+#[tokio::test]
+async fn a_session_held_in_memory_is_decided_at_once_by_the_same_rules() {
+    use portcullis::rejection::Rejection;
+    use std::sync::atomic::Ordering::SeqCst;
+    let store = Arc::new(InMemoryFirst {
+        inner: MemorySessionStore::new(),
+        waited: 0.into(),
+    });
+    let clock = ManualClock::new(NOW);
+    let config = SessionConfig::for_origin("https://app.example")
+        .unwrap()
+        .with_timeouts(Duration::from_secs(600), Duration::from_secs(3600))
+        .unwrap();
+    let sessions = Sessions::new(store.clone(), config, Arc::new(clock.clone()));
+    let chain = Chain::new().with(Session::new(sessions.clone()));
+    let s = sessions.start("user-1", "read", "test").await.unwrap();
+    let cookie = cookie_pair(&s.set_cookie);
+    let parts = |method: &str, extra: &[(&str, &str)]| {
+        let mut h = vec![("cookie", cookie.as_str())];
+        h.extend_from_slice(extra);
+        request(method, "/me", &h).into_parts().0
+    };
+
+    // A read: decided at once, nothing waited for.
+    let decided = chain
+        .authenticate_now(&parts("GET", &[]))
+        .expect("decided at once");
+    let identity = decided.unwrap().expect("authenticated");
+    assert_eq!(
+        (identity.strategy(), identity.subject()),
+        ("session", "user-1")
+    );
+    assert_eq!(store.waited.load(SeqCst), 0);
+    // A cross-site change, and a cookie beside another scheme: refused at once.
+    assert!(matches!(
+        chain.authenticate_now(&parts("POST", &[("sec-fetch-site", "cross-site")])),
+        Some(Err(Rejection::CrossSiteRequest))
+    ));
+    assert!(matches!(
+        chain.authenticate_now(&parts("GET", &[("authorization", "Basic dTpw")])),
+        Some(Err(Rejection::InvalidRequest(_)))
+    ));
+
+    // Due a touch: the waiting path, which moves "last seen".
+    clock.advance(299);
+    assert!(chain.authenticate_now(&parts("GET", &[])).is_none());
+    assert!(
+        chain
+            .authenticate(&parts("GET", &[]))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.waited.load(SeqCst), 1);
+    let seen = sessions.list("user-1").await.unwrap()[0].last_seen_at;
+    assert_eq!(seen, NOW + 299);
+    assert!(
+        chain.authenticate_now(&parts("GET", &[])).is_some(),
+        "touched: at once again"
+    );
+
+    // Idle too long: not decided at once; the waiting path ends it.
+    clock.advance(600);
+    assert!(chain.authenticate_now(&parts("GET", &[])).is_none());
+    assert!(
+        chain
+            .authenticate(&parts("GET", &[]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        sessions.list("user-1").await.unwrap().is_empty(),
+        "revoked on sight"
+    );
+    assert!(chain.authenticate_now(&parts("GET", &[])).is_none());
+}
