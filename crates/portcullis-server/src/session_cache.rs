@@ -23,6 +23,10 @@
 //! minute. A session that looks expired in memory is read again before it is ended,
 //! since another instance may have seen it used since.
 //!
+//! A hit is answered without waiting (`SessionStore::cached_session`: the session
+//! strategy then decides the request synchronously, as the bearer strategy does) and
+//! shares the cached record instead of copying it.
+//!
 //! "Last seen" is written behind: the cached copy moves at once, and the database
 //! write (at most once per touch interval per session, as before) runs after the
 //! answer, off the request path.
