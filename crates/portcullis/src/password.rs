@@ -279,13 +279,14 @@ impl PasswordHasher {
 ///
 /// A fresh arena per hash (the one-shot API) costs a login its page faults over the
 /// whole `m` (19 MiB at the defaults) and an `mmap`/`munmap` pair: a profile of logins
-/// put that at about 6 % of the server's CPU. A kept arena skips both. It is wiped when
-/// each hash returns, as the one-shot arena was before it was freed (the crate's
-/// `zeroize-memory`, named in the workspace's `Cargo.toml` so that it cannot be lost
-/// with the defaults), so no password-derived block outlives its hash;
-/// the price is `m` of resident memory per hashing slot once that many hashes have run
-/// at once — the memory the slots would take under load anyway. At most one arena per
-/// slot is kept, since a hash holds a slot while it has an arena.
+/// put that at about 6 % of the server's CPU on one machine, and `login-cost` at a
+/// quarter of the hash on another (docs/BENCHMARKS.md). A kept arena skips both. It is
+/// wiped when each hash returns, as the one-shot arena was before it was freed (the
+/// crate's `zeroize-memory`, named in the workspace's `Cargo.toml` so that it cannot be
+/// lost with the defaults), so no password-derived block outlives its hash. The price
+/// is `m` of resident memory per hashing slot once that many hashes have run at once:
+/// the memory the slots would take under load anyway. At most one arena per slot is
+/// kept, since a hash holds a slot while it has an arena.
 struct Arenas {
     argon2: Argon2,
     idle: Mutex<Vec<Hasher>>,
