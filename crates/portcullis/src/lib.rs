@@ -36,7 +36,7 @@
 //! (`cargo semver-checks`, in CI), with two exceptions: the items of the `server`
 //! feature, which are the Portcullis server's building blocks and change with it, and
 //! anything `#[doc(hidden)]`. Types that will grow are `#[non_exhaustive]` (match them
-//! with a wildcard; a store builds a [`session::SessionRecord`] with its constructor).
+//! with a wildcard; a store builds a `session::SessionRecord` with its constructor).
 //! No type of another crate appears in a signature where a new version of that crate
 //! could break you: reqwest stays inside `http`, aws-lc-rs's errors inside
 //! [`keys::Error`].
