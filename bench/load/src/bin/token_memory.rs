@@ -8,7 +8,10 @@
 //! cache, and most of them evicted again. It prints the server's resident set size
 //! (`VmRSS`) idle (after the sign-ins and a warm-up) and every `--every` requests, and
 //! the verdict of the target: the last reading ≤ 2 × idle + the cache's bound
-//! (`--cache-entries` × `--entry-bytes`, the figure docs/defaults.md gives).
+//! (`--cache-entries` × `--entry-bytes`, the figure docs/defaults.md gives), where
+//! "idle" leaves out the one password-hashing arena the server keeps from the
+//! sign-ins (19 MiB at the default parameters; the sign-ins run one at a time, so one
+//! slot's): it is counted once, not doubled.
 //!
 //! Run: `cargo build --release --bin portcullis && cargo build --release -p
 //! portcullis-load && target/release/token-memory --server target/release/portcullis`.
@@ -56,6 +59,10 @@ struct Args {
 }
 
 const PASSWORD: &str = "correct horse battery staple";
+
+/// The arena one password-hashing slot keeps between hashes at the server's default
+/// parameters (m = 19 MiB), resident after the first sign-in.
+const HASH_ARENA_KIB: u64 = 19 * 1024;
 
 /// A `kB` line of `/proc/PID/status`.
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -204,7 +211,9 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let settled = rss_kib(pid);
     let bound_kib = args.cache_entries * args.entry_bytes / 1024;
-    let limit = 2 * idle + bound_kib;
+    // The hashing slot's kept arena is in `idle` once; doubling it would loosen the
+    // target by as much.
+    let limit = 2 * idle.saturating_sub(HASH_ARENA_KIB) + HASH_ARENA_KIB + bound_kib;
     println!(
         "\n{} requests over {} distinct access tokens in {:.1} s ({} clients)",
         done.load(Ordering::Relaxed),
@@ -221,7 +230,9 @@ async fn main() -> anyhow::Result<()> {
         mib(peak)
     );
     println!(
-        "target: ≤ 2 × idle + the cache's bound ({} entries × {} bytes = {:.1} MiB) = {:.1} MiB: {}",
+        "target: ≤ 2 × (idle − the kept hashing arena, {:.1} MiB) + the arena + the cache's bound \
+         ({} entries × {} bytes = {:.1} MiB) = {:.1} MiB: {}",
+        mib(HASH_ARENA_KIB),
         args.cache_entries,
         args.entry_bytes,
         mib(bound_kib),
