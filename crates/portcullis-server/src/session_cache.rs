@@ -299,8 +299,7 @@ impl SessionStore for CachedSessions {
         hash: &'a SessionHash,
     ) -> StoreFuture<'a, Option<Arc<SessionRecord>>> {
         Box::pin(async move {
-            if let Some(record) = self.fresh(hash) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
+            if let Some(record) = self.cached_session(hash) {
                 return Ok(Some(record));
             }
             self.misses.fetch_add(1, Ordering::Relaxed);

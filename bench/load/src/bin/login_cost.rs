@@ -17,8 +17,9 @@
 //! through a kept arena (the same call the server makes, so a cheaper hash in the
 //! server is not counted as less overhead); the run prints each round's, their median
 //! and range, and the verdict of the target (≤ 1.10 in every round). The ratio over
-//! the one-shot hash is printed beside it, for comparison with earlier runs. The bare hash runs on the server's CPU too (in a child
-//! process under `taskset -c CPU`), so both meet the same core and caches.
+//! the one-shot hash is printed beside it, for comparison with earlier runs. The bare
+//! hash runs on the server's CPU too (in a child process under `taskset -c CPU`), so
+//! both meet the same core and caches.
 //!
 //! Where the rest goes is a profile's to say, not this harness's (the hash runs on
 //! whichever of the runtime's blocking threads is free, so no one thread is "the

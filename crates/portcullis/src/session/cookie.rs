@@ -50,9 +50,4 @@ impl SessionConfig {
     pub fn secret_from(&self, headers: &HeaderMap) -> Option<SessionSecret> {
         SessionSecret::parse(cookies::single(headers, self.cookie_name())?)
     }
-
-    /// True when [`SessionConfig::secret_from`] would find a secret, without copying it.
-    pub(crate) fn carries_secret(&self, headers: &HeaderMap) -> bool {
-        cookies::single(headers, self.cookie_name()).is_some_and(crate::opaque::well_formed)
-    }
 }

@@ -137,15 +137,22 @@ impl Sessions {
     /// that looks ended or is due a touch): then `lookup` decides, and does what it
     /// must (ask the store, revoke, touch).
     pub fn lookup_now(&self, headers: &HeaderMap) -> Option<SessionContext> {
-        let secret = self.config.secret_from(headers)?;
+        self.cached(self.config.secret_from(headers)?)
+    }
+
+    /// [`Sessions::lookup_now`] for a secret already read from the cookie.
+    pub(crate) fn cached(&self, secret: SessionSecret) -> Option<SessionContext> {
         let record = self.store.cached_session(&secret.hash())?;
         let now = self.now();
-        if record.is_expired(now, self.config.idle)
-            || now - record.last_seen_at >= secs(self.config.touch_interval)
-        {
+        if record.is_expired(now, self.config.idle) || self.touch_due(&record, now) {
             return None;
         }
         Some(SessionContext::new(record, secret))
+    }
+
+    /// True when the session's "last seen" is due to be written.
+    fn touch_due(&self, record: &SessionRecord, now: i64) -> bool {
+        now - record.last_seen_at >= secs(self.config.touch_interval)
     }
 
     /// The session a request's cookie names, if it is live: expired sessions are
@@ -164,7 +171,7 @@ impl Sessions {
             }
             return Ok(None);
         }
-        if now - record.last_seen_at >= secs(self.config.touch_interval) {
+        if self.touch_due(&record, now) {
             match self.store.touch_session(&record.id, now).await {
                 // Our own copy from here on (a cache's stays as the store keeps it).
                 Ok(()) => std::sync::Arc::make_mut(&mut record).last_seen_at = now,

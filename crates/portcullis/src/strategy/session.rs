@@ -35,16 +35,16 @@ impl Strategy for Session {
 
     fn authenticate_now(&self, parts: &Parts) -> Option<Outcome> {
         // No cookie of ours: decided without touching the store.
-        if !self.sessions.config().carries_secret(&parts.headers) {
+        let Some(secret) = self.sessions.config().secret_from(&parts.headers) else {
             return Some(Outcome::Skip);
-        }
+        };
         if let Some(refused) = two_credentials(parts) {
             return Some(refused);
         }
         // A live session the store holds in memory: decided here, with no boxed
         // future (the usual cookie request on the server, whose store caches). The
         // rest (a miss, a touch due, one that looks ended) waits in `authenticate`.
-        let context = self.sessions.lookup_now(&parts.headers)?;
+        let context = self.sessions.cached(secret)?;
         Some(self.conclude(parts, context))
     }
 
