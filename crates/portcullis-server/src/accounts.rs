@@ -161,22 +161,86 @@ pub(crate) struct SignedIn {
     /// after an upstream provider: [`amr_values`], [`idp_of`]): the `amr` of its
     /// tokens.
     pub amr: Cow<'static, str>,
+    /// What the last step has still to write, with the grant.
+    deferred: Deferred,
+}
+
+/// The writes of a right password or second factor that wait for the grant, so that a
+/// refresh family is started with them in one transaction
+/// (`portcullis_store::LoginStore::finish_family_login`): the throttle's settlement as
+/// a success and the new device's row. A grant that starts otherwise (a cookie
+/// session) writes them first, on their own ([`write_deferred`]). Never written (the
+/// step's error answered first): the attempt stays counted, the safe side, and the
+/// device credential, never handed out, was never stored.
+#[derive(Default)]
+pub(crate) struct Deferred {
+    pub settle: Vec<Attempt>,
+    pub device: Option<TokenHash>,
 }
 
 impl SignedIn {
-    /// Both steps done: `user` as the second step read it.
+    /// Both steps done: `user` as the second step read it, with what that step has
+    /// still to write.
     pub(crate) fn second_factor(
         user: User,
         new_device: Option<DeviceToken>,
         amr: impl Into<Cow<'static, str>>,
+        deferred: Deferred,
     ) -> SignedIn {
         SignedIn {
             user,
             new_device,
             rehash: None,
             amr: amr.into(),
+            deferred,
         }
     }
+
+    /// What the last step has still to write; nothing after the first call.
+    pub(crate) fn take_deferred(&mut self) -> Deferred {
+        std::mem::take(&mut self.deferred)
+    }
+}
+
+/// Writes what the last step of `signed_in` deferred, on its own: for a grant that is
+/// not a refresh family.
+pub(crate) async fn write_deferred(
+    state: &AppState,
+    signed_in: &mut SignedIn,
+) -> Result<(), ApiError> {
+    let Deferred {
+        settle: attempts,
+        device,
+    } = signed_in.take_deferred();
+    settle(state, &attempts, Settlement::Success).await;
+    if let Some(hash) = device {
+        state
+            .0
+            .store
+            .add_device(&hash, &signed_in.user.id, state.now())
+            .await?;
+    }
+    Ok(())
+}
+
+/// A new device credential, not stored yet: its hash goes with the grant
+/// ([`Deferred`]).
+pub(crate) fn mint_device() -> Result<(DeviceToken, TokenHash), ApiError> {
+    let token = device::mint()?;
+    let hash = TokenHash(token.sha256());
+    Ok((token, hash))
+}
+
+/// [`mint_device`] for a client that was not a known device of the account; nothing
+/// for one that was.
+pub(crate) fn unless_known(
+    known: bool,
+) -> Result<(Option<DeviceToken>, Option<TokenHash>), ApiError> {
+    if known {
+        return Ok((None, None));
+    }
+    let (token, hash) = mint_device()?;
+    Ok((Some(token), Some(hash)))
 }
 
 /// The `amr` a grant stores after an upstream provider's sign-in: `fed` (the value
@@ -356,8 +420,10 @@ async fn check_password_once(
         });
         return Err(ApiError::InvalidCredentials);
     };
-    settle(state, &attempts, Settlement::Success).await;
     if user.has_second_factor() {
+        // No grant follows this step: settled now (the second step is admitted and
+        // settled on its own).
+        settle(state, &attempts, Settlement::Success).await;
         // The password is right, so a rehash may be stored now; it is, before the
         // challenge, so that the second step finds the hash it will compare with.
         if needs_rehash {
@@ -369,15 +435,17 @@ async fn check_password_once(
             device: known_device,
         }));
     }
-    let new_device = match known_device {
-        Some(_) => None,
-        None => Some(device::issue(state, &user.id).await?),
-    };
+    // The settlement and the new device's row are written with the grant.
+    let (new_device, device_hash) = unless_known(known_device.is_some())?;
     Ok(Step::Done(SignedIn {
         user,
         new_device,
         rehash: needs_rehash.then_some(password),
         amr: AMR_PASSWORD.into(),
+        deferred: Deferred {
+            settle: attempts,
+            device: device_hash,
+        },
     }))
 }
 
@@ -394,6 +462,13 @@ pub(crate) async fn login_stands(
     if overtaken(state, &signed_in.user).await? {
         return Ok(false);
     }
+    rehash_later(state, signed_in);
+    Ok(true)
+}
+
+/// When the stored hash is due for one, rehashes the password in the background
+/// ([`login_stands`]); for a login that stands.
+pub(crate) fn rehash_later(state: &AppState, signed_in: &mut SignedIn) {
     if let Some(password) = signed_in.rehash.take() {
         let state = state.clone();
         let (user_id, checked) = (
@@ -402,7 +477,6 @@ pub(crate) async fn login_stands(
         );
         tokio::spawn(async move { rehash(&state, user_id, checked, password).await });
     }
-    Ok(true)
 }
 
 /// Rehashes a right password with the current parameters and stores it over

@@ -382,6 +382,17 @@ pub fn timestamp(at: i64) -> String {
 /// Appends `entry` to the trail, with the address and user agent of the request it
 /// is made in, and queues its webhook message.
 pub async fn record(state: &AppState, entry: Entry) {
+    let kind = entry.kind;
+    let now = state.now();
+    let record = build(state, entry, now);
+    if let Err(e) = state.0.store.append_audit(&record, now).await {
+        tracing::error!(error = %e, kind = kind.as_str(), "the audit record could not be written");
+    }
+}
+
+/// The row [`record`] appends, for a caller that writes it in a transaction of its own
+/// (a login's, with its refresh family).
+pub fn build(state: &AppState, entry: Entry, now: i64) -> portcullis_store::NewAudit {
     let (address, user_agent) = if entry.without_origin {
         (None, None)
     } else {
@@ -389,12 +400,7 @@ pub async fn record(state: &AppState, entry: Entry) {
             .try_with(|origin| origin.resolve(state))
             .unwrap_or_default()
     };
-    let kind = entry.kind;
-    let now = state.now();
-    let record = entry.build(now, address, user_agent);
-    if let Err(e) = state.0.store.append_audit(&record, now).await {
-        tracing::error!(error = %e, kind = kind.as_str(), "the audit record could not be written");
-    }
+    entry.build(now, address, user_agent)
 }
 
 /// Appends `entry` from the CLI (actor and time as given; no request).

@@ -66,14 +66,7 @@ pub async fn owner(state: &AppState, token: &DeviceToken) -> Result<Option<Strin
         .await?)
 }
 
-/// A new credential for a device that just signed in as `user_id`.
-pub async fn issue(state: &AppState, user_id: &str) -> Result<DeviceToken, ApiError> {
-    let token =
-        Opaque::generate().map_err(|_| ApiError::Unexpected(anyhow::anyhow!("no randomness")))?;
-    state
-        .0
-        .store
-        .add_device(&TokenHash(token.sha256()), user_id, state.now())
-        .await?;
-    Ok(token)
+/// A new device credential, not stored yet.
+pub fn mint() -> Result<DeviceToken, ApiError> {
+    Opaque::generate().map_err(|_| ApiError::Unexpected(anyhow::anyhow!("no randomness")))
 }

@@ -276,19 +276,20 @@ async fn second_step_once(
         }
         Completion::Invalid => return Err(ApiError::InvalidMfaToken),
     };
-    crate::accounts::settle(state, &attempts, portcullis_store::Settlement::Success).await;
     if method == Method::RecoveryCode {
         tracing::warn!(user = %user.id, "recovery code used");
     }
-    let new_device = match device {
-        Some(_) => None,
-        None => Some(crate::device::issue(state, &user.id).await?),
-    };
+    // The settlement and the new device's row are written with the grant.
+    let (new_device, device_hash) = crate::accounts::unless_known(device.is_some())?;
     let amr = match challenge.first_step.as_str() {
         crate::accounts::AMR_PASSWORD => AMR_PASSWORD_OTP.into(),
         first => format!("{first} otp mfa"),
     };
-    Ok(SignedIn::second_factor(user, new_device, amr))
+    let deferred = crate::accounts::Deferred {
+        settle: attempts,
+        device: device_hash,
+    };
+    Ok(SignedIn::second_factor(user, new_device, amr, deferred))
 }
 
 /// Counts a wrong (or replayed) authenticator code; the answer: `invalid_code`, or

@@ -448,13 +448,13 @@ pub(crate) async fn login_finish(
         enabled(state, &stored.user_id).await?
     };
     // A sign-in gives back the start it spent at this address (as a right password
-    // does), so people behind one address do not run out; failures stay counted.
-    crate::accounts::settle(
-        state,
-        &state.0.throttle.ceremony(client),
-        portcullis_store::Settlement::Success,
-    )
-    .await;
+    // does), so people behind one address do not run out; failures stay counted. The
+    // settlement and the new device's row are written with the grant.
+    let (new_device, device_hash) = crate::accounts::mint_device()?;
+    let deferred = crate::accounts::Deferred {
+        settle: state.0.throttle.ceremony(client),
+        device: Some(device_hash),
+    };
     tracing::info!(user = %user.id, passkey = %named, amr = %amr, "signed in with a passkey");
     crate::audit::record(
         state,
@@ -463,8 +463,12 @@ pub(crate) async fn login_finish(
             .with("passkey", named.as_str()),
     )
     .await;
-    let new_device = Some(crate::device::issue(state, &user.id).await?);
-    Ok(SignedIn::second_factor(user, new_device, amr))
+    Ok(SignedIn::second_factor(
+        user,
+        Some(new_device),
+        amr,
+        deferred,
+    ))
 }
 
 async fn enabled(state: &AppState, user_id: &str) -> Result<User, ApiError> {

@@ -203,11 +203,17 @@ pub(crate) async fn sign_in(
         let pending = crate::factors::challenge(state, &user, None, &amr).await?;
         return Ok(Outcome::SecondFactor(pending));
     }
-    let device = crate::device::issue(state, &user.id).await?;
+    // The new device's row is written with the grant.
+    let (device, device_hash) = crate::accounts::mint_device()?;
+    let deferred = crate::accounts::Deferred {
+        settle: Vec::new(),
+        device: Some(device_hash),
+    };
     Ok(Outcome::SignedIn(Box::new(SignedIn::second_factor(
         user,
         Some(device),
         amr,
+        deferred,
     ))))
 }
 

@@ -31,10 +31,11 @@ pub use error::Error;
 pub use model::{
     AccountRecords, AuthCode, Ceremony, CeremonyKind, Challenge, Client, ClientChange,
     ClientChanged, CodeExchange, Completion, Consent, Deleted, Email, EmailTokenKind, Event,
-    EventKind, Exchanged, FamilyInfo, ImportOutcome, ImportedUser, MailLink, MailQueue, MailRecord,
-    NewCeremony, NewChallenge, NewEmailToken, NewMail, NewPasskey, NewUser, Pruned, Purpose,
-    QueuedMail, Redeemed, RefreshInfo, Retention, RevokedState, Rotation, ScopeChange,
-    SecondFactor, Started, StoredKey, StoredPasskey, TokenHash, TotpSecret, User, not_before_after,
+    EventKind, Exchanged, FamilyInfo, FamilyLogin, FamilyStart, ImportOutcome, ImportedUser,
+    MailLink, MailQueue, MailRecord, NewCeremony, NewChallenge, NewEmailToken, NewMail, NewPasskey,
+    NewUser, Pruned, Purpose, QueuedMail, Redeemed, RefreshInfo, Retention, RevokedState, Rotation,
+    ScopeChange, SecondFactor, Started, StoredKey, StoredPasskey, TokenHash, TotpSecret, User,
+    not_before_after,
 };
 pub use portcullis::grant::{IDENTITY_SCOPES, effective_scope};
 pub use portcullis::refresh::RotationPolicy;
@@ -60,9 +61,26 @@ pub trait Store:
     + FactorStore
     + AuditStore
     + ProviderStore
+    + LoginStore
 {
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;
+}
+
+/// The writes that finish a sign-in, together: one transaction instead of one per
+/// narrow trait. Part of [`Store`].
+#[async_trait::async_trait]
+pub trait LoginStore: Send + Sync + 'static {
+    /// Finishes a password sign-in (with or without a second factor) with a refresh
+    /// family, in one transaction: locks the account's row ([`FamilyStore::create_family`]'s
+    /// lock order), starts the family unless the account is gone or disabled or its
+    /// password hash or "not before" moved since `login` read them (then nothing is
+    /// started: the sign-in was overtaken by a reset, a change or a logout everywhere,
+    /// which either committed before and is read here, or waits for this and then
+    /// ends the family like any other), remembers the new device and appends the
+    /// audit record with the family, and settles the throttle's counters as a success
+    /// in every case.
+    async fn finish_family_login(&self, login: &FamilyLogin<'_>) -> Result<FamilyStart, Error>;
 }
 
 /// Accounts. Part of [`Store`]; callers take the narrowest trait they need.

@@ -166,6 +166,49 @@ pub struct Started {
     pub not_before: i64,
 }
 
+/// What starting a refresh family came to ([`crate::LoginStore::finish_family_login`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FamilyStart {
+    /// Started: its scope and the account's "not before".
+    Started(Started),
+    /// The account is gone or disabled: nothing started.
+    Refused,
+    /// The account's password or "not before" moved after the sign-in read them (a
+    /// reset, a change, a logout everywhere): nothing started.
+    Overtaken,
+}
+
+/// A sign-in to finish with a refresh family, in one transaction
+/// ([`crate::LoginStore::finish_family_login`]).
+#[derive(Clone, Debug)]
+pub struct FamilyLogin<'a> {
+    /// The new family's id.
+    pub family_id: &'a str,
+    /// The account.
+    pub user_id: &'a str,
+    /// The SHA-256 of the family's first refresh token.
+    pub token: &'a TokenHash,
+    /// What the family is shown as (the client's User-Agent, shortened).
+    pub label: &'a str,
+    /// How the sign-in was authenticated (RFC 8176 values, space separated).
+    pub amr: &'a str,
+    /// The account's password hash as the sign-in read it before checking the password.
+    pub checked_hash: &'a str,
+    /// The account's "not before" as the sign-in read it.
+    pub checked_not_before: i64,
+    /// The throttle's counters the sign-in was admitted on, to settle as a success
+    /// (whether or not the family starts: the password was right).
+    pub settle: &'a [crate::Attempt],
+    /// A device credential to remember for the account (the SHA-256 of a new one),
+    /// when the family starts.
+    pub device: Option<&'a TokenHash>,
+    /// The sign-in's audit record, appended (with its webhook deliveries) when the
+    /// family starts.
+    pub audit: Option<&'a crate::NewAudit>,
+    /// Now.
+    pub now: i64,
+}
+
 /// The outcome of redeeming a refresh token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rotation {

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use portcullis::jwt::random_id;
 use portcullis::refresh::RefreshToken;
 use portcullis::rejection::Rejection;
-use portcullis_store::{EventKind, Rotation, TokenHash};
+use portcullis_store::{EventKind, FamilyLogin, FamilyStart, Rotation, TokenHash};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -169,7 +169,11 @@ pub async fn login_second_step(
     grant_tokens(&state, &headers, signed_in).await
 }
 
-/// A refresh family and its first tokens for a finished sign-in.
+/// A refresh family and its first tokens for a finished sign-in: the family, what the
+/// sign-in's last step deferred (the throttle's settlement, the new device) and the
+/// audit record are written in one transaction, which also finds whether a reset, a
+/// password change or a logout everywhere overtook the sign-in (then nothing but the
+/// settlement is written, and the login is refused).
 pub(super) async fn grant_tokens(
     state: &AppState,
     headers: &HeaderMap,
@@ -181,36 +185,44 @@ pub(super) async fn grant_tokens(
     let now = state.now();
     let family = random_id()?;
     let refresh = RefreshToken::generate()?;
-    // The family takes the account's scope as it is now, not as it was read before the
-    // password check: a scope removed meanwhile is not minted.
-    let started = s
-        .store
-        .create_family_with(
-            &family,
-            &user.id,
-            &TokenHash(refresh.hash()),
-            &crate::user_agent::label(headers),
-            &signed_in.amr,
-            now,
-        )
-        .await?
-        .ok_or(ApiError::InvalidCredentials)?;
-    if !crate::accounts::login_stands(state, &mut signed_in).await? {
-        if s.store.revoke_family(&user.id, &family, now).await? {
-            crate::events::apply_own(state, EventKind::FamilyRevoked, &family, now);
-        }
-        tracing::info!(user = %user.id, "login overtaken by a password change or revocation: refused");
-        return Err(ApiError::InvalidCredentials);
-    }
-    tracing::info!(user = %user.id, sid = %family, amr = %signed_in.amr, "login");
-    crate::audit::record(
+    let deferred = signed_in.take_deferred();
+    let audit = crate::audit::build(
         state,
         crate::audit::Entry::own(crate::audit::Kind::LoginSucceeded, &user.id)
             .with("amr", &*signed_in.amr)
             .with("sid", family.as_str())
             .with("via", "token"),
-    )
-    .await;
+        now,
+    );
+    let label = crate::user_agent::label(headers);
+    // The family takes the account's scope as it is now, not as it was read before the
+    // password check: a scope removed meanwhile is not minted.
+    let finished = s
+        .store
+        .finish_family_login(&FamilyLogin {
+            family_id: &family,
+            user_id: &user.id,
+            token: &TokenHash(refresh.hash()),
+            label: &label,
+            amr: &signed_in.amr,
+            checked_hash: &user.password_hash,
+            checked_not_before: user.not_before,
+            settle: &deferred.settle,
+            device: deferred.device.as_ref(),
+            audit: Some(&audit),
+            now,
+        })
+        .await?;
+    let started = match finished {
+        FamilyStart::Started(started) => started,
+        FamilyStart::Refused => return Err(ApiError::InvalidCredentials),
+        FamilyStart::Overtaken => {
+            tracing::info!(user = %user.id, "login overtaken by a password change or revocation: refused");
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    crate::accounts::rehash_later(state, &mut signed_in);
+    tracing::info!(user = %user.id, sid = %family, amr = %signed_in.amr, "login");
     let iat = issued_at(state, &user.id, started.not_before).await?;
     let scope = crate::accounts::granted_scope(&s.config, &started.scope, &signed_in.amr);
     let grant = Grant {

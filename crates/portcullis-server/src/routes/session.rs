@@ -272,6 +272,7 @@ pub(super) async fn start_signed_in(
     mut signed_in: SignedIn,
 ) -> Result<(SignedIn, Started), ApiError> {
     let user = signed_in.user.clone();
+    crate::accounts::write_deferred(state, &mut signed_in).await?;
     let started = start_session(state, headers, &user.id, &user.scope, &signed_in.amr).await?;
     if !crate::accounts::login_stands(state, &mut signed_in).await? {
         let id = started.context.id().to_owned();

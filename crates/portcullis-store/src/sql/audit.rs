@@ -32,32 +32,7 @@ where
 {
     async fn append_audit(&self, r: &NewAudit, now: i64) -> Result<i64, Error> {
         let (_turn, mut tx) = self.begin_write().await?;
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO audit (at, kind, actor, subject, address, user_agent, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(now)
-        .bind(r.kind.as_str())
-        .bind(r.actor.as_deref())
-        .bind(r.subject.as_deref())
-        .bind(r.address.as_deref())
-        .bind(r.user_agent.as_deref())
-        .bind(r.detail.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        if let Some(w) = &r.webhook {
-            sqlx::query(&format!(
-                "INSERT INTO webhook_deliveries \
-                 (webhook_id, message_id, event, payload, created_at, next_attempt_at) \
-                 SELECT id, $2, $1, $3, $4, $4 FROM webhooks WHERE {SUBSCRIBED}"
-            ))
-            .bind(w.event.as_str())
-            .bind(w.message_id.as_str())
-            .bind(w.payload.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let id = append_audit_in(&mut tx, r, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -254,4 +229,49 @@ where
         tx.commit().await?;
         Ok(replaced == 1)
     }
+}
+
+/// Inside a write transaction: appends `r` at `now`, with one delivery of its webhook
+/// event to every endpoint subscribed to it ([`AuditStore::append_audit`]).
+pub(super) async fn append_audit_in<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    r: &NewAudit,
+    now: i64,
+) -> Result<i64, Error>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> i64: sqlx::Encode<'r, DB> + sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO audit (at, kind, actor, subject, address, user_agent, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(now)
+    .bind(r.kind.as_str())
+    .bind(r.actor.as_deref())
+    .bind(r.subject.as_deref())
+    .bind(r.address.as_deref())
+    .bind(r.user_agent.as_deref())
+    .bind(r.detail.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    if let Some(w) = &r.webhook {
+        sqlx::query(&format!(
+            "INSERT INTO webhook_deliveries \
+             (webhook_id, message_id, event, payload, created_at, next_attempt_at) \
+             SELECT id, $2, $1, $3, $4, $4 FROM webhooks WHERE {SUBSCRIBED}"
+        ))
+        .bind(w.event.as_str())
+        .bind(w.message_id.as_str())
+        .bind(w.payload.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(id)
 }

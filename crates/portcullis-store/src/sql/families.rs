@@ -4,8 +4,8 @@ use portcullis::refresh::{Decision, FamilyView, decide};
 
 use super::{Backend, SqlStore, insert_event};
 use crate::{
-    Error, EventKind, FamilyInfo, FamilyStore, RevokedState, Rotation, RotationPolicy, Started,
-    TokenHash, not_before_after,
+    Error, EventKind, FamilyInfo, FamilyStart, FamilyStore, RevokedState, Rotation, RotationPolicy,
+    Started, TokenHash, not_before_after,
 };
 
 /// A family row as the rotation reads it.
@@ -76,41 +76,19 @@ where
         now: i64,
     ) -> Result<Option<Started>, Error> {
         let (_turn, mut tx) = self.begin_write().await?;
-        // The user's row first, as `set_scope` and `revoke_user` take it: in
-        // PostgreSQL a plain read would not wait for a scope change in flight, and
-        // the family would keep the old scope after that change committed.
-        sqlx::query("UPDATE users SET scope = scope WHERE id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        let started: Option<(String,)> = sqlx::query_as(
-            "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, current_hash, label, amr) \
-             SELECT $1, id, scope, $3, $3, $4, $5, $6 FROM users WHERE id = $2 AND NOT disabled \
-             RETURNING scope",
-        )
-        .bind(family_id)
-        .bind(user_id)
-        .bind(now)
-        .bind(&token.0[..])
-        .bind(label)
-        .bind(amr)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((scope,)) = started else {
+        let family = NewFamily {
+            id: family_id,
+            user_id,
+            token,
+            label,
+            amr,
+        };
+        let FamilyStart::Started(started) = start_family_in(&mut tx, &family, None, now).await?
+        else {
             return Ok(None);
         };
-        let (not_before,): (i64,) = sqlx::query_as("SELECT not_before FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES ($1, $2, $3)")
-            .bind(&token.0[..])
-            .bind(family_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(Some(Started { scope, not_before }))
+        Ok(Some(started))
     }
 
     async fn rotate_for(
@@ -458,4 +436,87 @@ where
         .await?;
     insert_event(tx, EventKind::UserNotBefore, user_id, not_before).await?;
     Ok(not_before)
+}
+
+/// A refresh family to start: its id, account, first token, label and `amr`.
+pub(super) struct NewFamily<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub token: &'a TokenHash,
+    pub label: &'a str,
+    pub amr: &'a str,
+}
+
+/// The account's row as a family start reads it, under its lock.
+#[derive(sqlx::FromRow)]
+pub(super) struct Holder {
+    scope: String,
+    not_before: i64,
+    password_hash: String,
+    disabled: bool,
+}
+
+/// Inside a write transaction: locks the account's row first (as `set_scope`,
+/// `revoke_user`, a password change and a reset do: one lock order, and a change in
+/// flight either committed before and is read here, or waits and then reaches the new
+/// family), then starts `family` with the account's scope as it is now. `checked`:
+/// the password hash and "not before" the sign-in read before it checked the
+/// password; when either moved since, the sign-in was overtaken and nothing is
+/// written.
+pub(super) async fn start_family_in<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    family: &NewFamily<'_>,
+    checked: Option<(&str, i64)>,
+    now: i64,
+) -> Result<FamilyStart, Error>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Holder: for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let holder: Option<Holder> = sqlx::query_as(
+        "UPDATE users SET scope = scope WHERE id = $1 \
+         RETURNING scope, not_before, password_hash, disabled",
+    )
+    .bind(family.user_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(holder) = holder else {
+        return Ok(FamilyStart::Refused);
+    };
+    if holder.disabled {
+        return Ok(FamilyStart::Refused);
+    }
+    if let Some((password_hash, not_before)) = checked
+        && (holder.password_hash != password_hash || holder.not_before != not_before)
+    {
+        return Ok(FamilyStart::Overtaken);
+    }
+    sqlx::query(
+        "INSERT INTO refresh_families (id, user_id, scope, created_at, last_used_at, \
+         current_hash, label, amr) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+    )
+    .bind(family.id)
+    .bind(family.user_id)
+    .bind(holder.scope.as_str())
+    .bind(now)
+    .bind(&family.token.0[..])
+    .bind(family.label)
+    .bind(family.amr)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("INSERT INTO refresh_tokens (hash, family_id, created_at) VALUES ($1, $2, $3)")
+        .bind(&family.token.0[..])
+        .bind(family.id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(FamilyStart::Started(Started {
+        scope: holder.scope,
+        not_before: holder.not_before,
+    }))
 }

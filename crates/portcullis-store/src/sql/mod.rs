@@ -7,7 +7,8 @@
 //! that open a database (`sqlite.rs`, `postgres.rs`). Each narrow store trait has a
 //! file of its own (`users.rs`, `admission.rs`, `families.rs`, `clients.rs`,
 //! `grants.rs`, `keys.rs`, `events.rs`, `sessions.rs`, `mail.rs`, `recovery.rs`,
-//! `factors.rs`, `audit.rs`, `providers.rs`).
+//! `factors.rs`, `audit.rs`, `providers.rs`), and `logins.rs` writes what finishes a
+//! sign-in across several of them in one transaction.
 //!
 //! The store is an adapter: it reads and writes under the right locks and leaves every
 //! decision to a pure function of the library (`portcullis::refresh::decide`,
@@ -27,6 +28,7 @@ mod factors;
 mod families;
 mod grants;
 mod keys;
+mod logins;
 mod mail;
 mod postgres;
 mod providers;
@@ -221,6 +223,7 @@ where
         + crate::FactorStore
         + crate::AuditStore
         + crate::ProviderStore
+        + crate::LoginStore
         + portcullis::session::SessionStore,
     DB: Backend,
 {

@@ -10,8 +10,8 @@ use portcullis::session::{NewSession, SessionHash, SessionRecord};
 use portcullis::throttle::{Admission, Attempt, Budget, Lane, Settlement};
 use portcullis_store::{
     AuthCode, CeremonyKind, Client, ClientChange, CodeExchange, Completion, Error, EventKind,
-    Exchanged, NewCeremony, NewChallenge, NewPasskey, NewUser, Retention, Rotation, RotationPolicy,
-    SecondFactor, Store, StoredKey, TokenHash,
+    Exchanged, FamilyLogin, FamilyStart, NewCeremony, NewChallenge, NewPasskey, NewUser, Retention,
+    Rotation, RotationPolicy, SecondFactor, Store, StoredKey, TokenHash,
 };
 
 struct Db {
@@ -1812,6 +1812,172 @@ conformance! {
         assert_eq!(s.families_of(&uid, 1002, POLICY).await.unwrap().iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["mine"]);
         assert_eq!(s.redeem_email_token(&hash(1), Purpose::Password("$x"), 1002).await.unwrap(), Redeemed::Invalid);
         assert_eq!(s.user_by_id(&uid).await.unwrap().unwrap().password_hash, "$new");
+    }
+}
+
+/// A login of `uid` as it read the account (`checked`: its password hash and "not
+/// before"), finishing family `id` with an audit record and no new device.
+fn family_login<'a>(
+    uid: &'a str,
+    id: &'a str,
+    token: &'a TokenHash,
+    checked: (&'a str, i64),
+    attempts: &'a [Attempt],
+    audit: &'a portcullis_store::NewAudit,
+    now: i64,
+) -> FamilyLogin<'a> {
+    FamilyLogin {
+        family_id: id,
+        user_id: uid,
+        token,
+        label: "test",
+        amr: "pwd",
+        checked_hash: checked.0,
+        checked_not_before: checked.1,
+        settle: attempts,
+        device: None,
+        audit: Some(audit),
+        now,
+    }
+}
+
+fn login_record(uid: &str) -> portcullis_store::NewAudit {
+    portcullis_store::NewAudit {
+        kind: "login.succeeded".into(),
+        actor: Some(format!("user:{uid}")),
+        subject: Some(uid.into()),
+        detail: "{}".into(),
+        ..Default::default()
+    }
+}
+
+async fn login_records(s: &dyn Store, uid: &str) -> usize {
+    s.audit(&portcullis_store::AuditFilter {
+        subject: Some(uid),
+        kind: Some("login.succeeded"),
+        after: None,
+        since: None,
+        limit: 100,
+    })
+    .await
+    .unwrap()
+    .len()
+}
+
+conformance! {
+    /// Issue 30: a login's family, device, audit record and settlement are one
+    /// transaction; a login the account's password, "not before" or disabling
+    /// overtook starts nothing (and still gives back its throttle slots).
+    async fn a_login_finishes_in_one_transaction_and_an_overtaken_one_starts_nothing(db) {
+        let s = db.store.as_ref();
+        let uid = user(s, "lou").await;
+        let attempts = login_attempts("lou");
+        let record = login_record(&uid);
+        // Four wrong passwords, then a right one: the account's counter is at five.
+        for _ in 0..5 {
+            assert_eq!(s.admit(&attempts, 10).await.unwrap(), Admission::Admitted);
+        }
+        assert!(matches!(s.admit(&attempts, 10).await.unwrap(), Admission::Refused { .. }));
+        let checked = ("$argon2id$stub", 0);
+        let started = s
+            .finish_family_login(&FamilyLogin { device: Some(&hash(71)), ..family_login(&uid, "f1", &hash(70), checked, &attempts, &record, 10) })
+            .await
+            .unwrap();
+        assert_eq!(started, FamilyStart::Started(portcullis_store::Started { scope: "read".into(), not_before: 0 }));
+        let live: Vec<String> = s.families_of(&uid, 11, POLICY).await.unwrap().into_iter().map(|f| f.id).collect();
+        assert_eq!(live, ["f1"]);
+        assert_eq!(s.device_owner(&hash(71), 11, 100).await.unwrap(), Some(uid.clone()));
+        assert_eq!(login_records(s, &uid).await, 1);
+        // Settled as a success: the account starts over.
+        for _ in 0..5 {
+            assert_eq!(s.admit(&attempts, 11).await.unwrap(), Admission::Admitted);
+        }
+        // A reset or change committed after the login read the account: nothing starts,
+        // no device, no record; the slots still come back.
+        assert!(s.change_password(&uid, "$argon2id$stub", "$new", None, &[], 12).await.unwrap().is_some());
+        let refused = s
+            .finish_family_login(&FamilyLogin { device: Some(&hash(73)), ..family_login(&uid, "f2", &hash(72), checked, &attempts, &record, 12) })
+            .await
+            .unwrap();
+        assert_eq!(refused, FamilyStart::Overtaken);
+        assert!(s.families_of(&uid, 13, POLICY).await.unwrap().is_empty(), "the change ended f1; f2 never started");
+        assert_eq!(s.device_owner(&hash(73), 13, 100).await.unwrap(), None);
+        assert_eq!(login_records(s, &uid).await, 1);
+        assert_eq!(s.family_of(&hash(72)).await.unwrap(), None);
+        for _ in 0..5 {
+            assert_eq!(s.admit(&attempts, 13).await.unwrap(), Admission::Admitted, "settled although overtaken");
+        }
+        // A logout everywhere moves "not before": a login that read the old one starts
+        // nothing; one that read the new one does.
+        s.revoke_user(&uid, 20).await.unwrap();
+        let moved = s.user_by_id(&uid).await.unwrap().unwrap().not_before;
+        assert!(moved > 0);
+        let refused = s
+            .finish_family_login(&family_login(&uid, "f3", &hash(74), ("$new", 0), &[], &record, 21))
+            .await
+            .unwrap();
+        assert_eq!(refused, FamilyStart::Overtaken);
+        let started = s
+            .finish_family_login(&family_login(&uid, "f4", &hash(75), ("$new", moved), &[], &record, 21))
+            .await
+            .unwrap();
+        assert!(matches!(started, FamilyStart::Started(_)));
+        assert_eq!(login_records(s, &uid).await, 2);
+        // Disabled, or gone: refused.
+        assert!(s.set_disabled("lou", true).await.unwrap());
+        let refused = s
+            .finish_family_login(&family_login(&uid, "f5", &hash(76), ("$new", moved), &[], &record, 22))
+            .await
+            .unwrap();
+        assert_eq!(refused, FamilyStart::Refused);
+        let refused = s
+            .finish_family_login(&family_login("id-nobody", "f6", &hash(77), ("$new", moved), &[], &record, 22))
+            .await
+            .unwrap();
+        assert_eq!(refused, FamilyStart::Refused);
+        assert_eq!(login_records(s, &uid).await, 2);
+    }
+}
+
+conformance! {
+    /// Issue 30, as an attacker would race it: logins that checked the old password,
+    /// finishing on two instances while the password changes. Whatever the order,
+    /// none of them leaves a live family (each either saw the change and started
+    /// nothing, or committed first and was ended by it).
+    async fn logins_racing_a_password_change_on_two_instances_leave_no_family(db) {
+        let other = db.another_instance().await;
+        let uid = user(db.store.as_ref(), "max").await;
+        let record = Arc::new(login_record(&uid));
+        let mut tasks = Vec::new();
+        for i in 0..24u8 {
+            let store = if i % 2 == 0 { db.store.clone() } else { other.clone() };
+            let (who, record) = (uid.clone(), record.clone());
+            tasks.push(tokio::spawn(async move {
+                let id = format!("race-{i}");
+                let token = hash(100 + i);
+                store
+                    .finish_family_login(&family_login(&who, &id, &token, ("$argon2id$stub", 0), &[], &record, 30))
+                    .await
+                    .unwrap()
+            }));
+            if i == 12 {
+                let (store, uid) = (db.store.clone(), uid.clone());
+                tasks.push(tokio::spawn(async move {
+                    store.change_password(&uid, "$argon2id$stub", "$new", None, &[], 30).await.unwrap();
+                    FamilyStart::Refused
+                }));
+            }
+        }
+        let mut started = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), FamilyStart::Started(_)) {
+                started += 1;
+            }
+        }
+        eprintln!("{started} of 24 logins started a family before the change");
+        assert_eq!(db.store.user_by_id(&uid).await.unwrap().unwrap().password_hash, "$new");
+        assert!(db.store.families_of(&uid, 31, POLICY).await.unwrap().is_empty(), "a login with the old password outlived the change");
+        assert_eq!(login_records(db.store.as_ref(), &uid).await, started);
     }
 }
 
