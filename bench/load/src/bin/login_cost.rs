@@ -75,6 +75,26 @@ fn cpu_of(stat: &str) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// The context switches (voluntary and not) of every thread of process `pid` so far:
+/// each hand-off between the async worker, the hashing thread and SQLite's threads
+/// is one or two, so fewer round trips to the database show here exactly where the
+/// CPU figures are too noisy to.
+fn switches_of(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        // A thread that ended meanwhile has no status left: it counts no more.
+        let Ok(status) = std::fs::read_to_string(task.unwrap().path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
 /// This thread's CPU seconds, to the nanosecond (the scheduler's own count).
 fn thread_cpu() -> f64 {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
@@ -163,9 +183,11 @@ async fn main() -> anyhow::Result<()> {
 
     let mut ratios = Vec::new();
     let (mut bares, mut one_shots, mut logins) = (Vec::new(), Vec::new(), Vec::new());
+    let mut switch_counts = Vec::new();
     for round in 0..args.rounds {
         let (bare, one_shot) = bare_cpu_per_hash(args.per_round, &args.cpu);
         let before = cpu_of(&stat);
+        let switched = switches_of(server.child.id());
         // Two clients, so that the one core always has a login to work on.
         let half = args.per_round / 2;
         tokio::join!(
@@ -178,10 +200,11 @@ async fn main() -> anyhow::Result<()> {
             ),
         );
         let per_login = (cpu_of(&stat) - before) / args.per_round as f64;
+        let switches = (switches_of(server.child.id()) - switched) as f64 / args.per_round as f64;
         let ratio = per_login / bare;
         println!(
             "round {}: bare hash {:.2} ms CPU (one-shot {:.2}), login {:.2} ms CPU: {ratio:.3} \
-             (÷ one-shot {:.3})",
+             (÷ one-shot {:.3}); {switches:.1} context switches a login",
             round + 1,
             bare * 1e3,
             one_shot * 1e3,
@@ -192,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
         bares.push(bare);
         one_shots.push(one_shot);
         logins.push(per_login);
+        switch_counts.push(switches);
     }
     let (lo, hi) = ratios
         .iter()
@@ -206,6 +230,10 @@ async fn main() -> anyhow::Result<()> {
         median(&logins) * 1e3,
         median(&one_shots) * 1e3,
         median(&logins) / median(&one_shots),
+    );
+    println!(
+        "context switches a login (the server's threads): median {:.1}",
+        median(&switch_counts)
     );
     println!(
         "target ≤ 1.10 in every round: {}",
