@@ -449,8 +449,10 @@ async fn check_password_once(
     }))
 }
 
-/// After a password login wrote its grant (refresh family or session): false when it
-/// was overtaken ([`overtaken`]; the caller ends the grant and refuses the login).
+/// After a login wrote its cookie session: false when it was overtaken
+/// ([`overtaken`]; the caller ends the session and refuses the login). A refresh
+/// family decides this inside the transaction that starts it instead
+/// (`LoginStore::finish_family_login`, then [`rehash_later`]).
 /// Otherwise, when the stored hash is due for one (other parameters, or a hash
 /// imported from another system), rehashes the password in the background and stores
 /// it only over the hash this login checked, so that a reset or a change made
