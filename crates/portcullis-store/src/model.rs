@@ -179,8 +179,9 @@ pub enum FamilyStart {
 }
 
 /// A sign-in to finish with a refresh family, in one transaction
-/// ([`crate::LoginStore::finish_family_login`]).
-#[derive(Clone, Debug)]
+/// ([`crate::LoginStore::finish_family_login`]). Its `Debug` leaves the password hash
+/// out, as [`User`]'s does.
+#[derive(Clone)]
 pub struct FamilyLogin<'a> {
     /// The new family's id.
     pub family_id: &'a str,
@@ -207,6 +208,24 @@ pub struct FamilyLogin<'a> {
     pub audit: Option<&'a crate::NewAudit>,
     /// Now.
     pub now: i64,
+}
+
+impl fmt::Debug for FamilyLogin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FamilyLogin")
+            .field("family_id", &self.family_id)
+            .field("user_id", &self.user_id)
+            .field("token", &self.token)
+            .field("label", &self.label)
+            .field("amr", &self.amr)
+            .field("checked_hash", &"[redacted]")
+            .field("checked_not_before", &self.checked_not_before)
+            .field("settle", &self.settle)
+            .field("device", &self.device)
+            .field("audit", &self.audit)
+            .field("now", &self.now)
+            .finish()
+    }
 }
 
 /// The outcome of redeeming a refresh token.
@@ -987,4 +1006,34 @@ pub enum Deleted {
     NotFound,
     /// It is the last enabled account with the protected scope: kept.
     LastWith,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_family_login_prints_no_password_hash() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+        let token = TokenHash([7; 32]);
+        let login = FamilyLogin {
+            family_id: "f",
+            user_id: "u",
+            token: &token,
+            label: "l",
+            amr: "pwd",
+            checked_hash: hash,
+            checked_not_before: 0,
+            settle: &[],
+            device: None,
+            audit: None,
+            now: 1,
+        };
+        let printed = format!("{login:?}");
+        assert!(!printed.contains("argon2id"), "{printed}");
+        assert!(
+            printed.contains("checked_hash: \"[redacted]\""),
+            "{printed}"
+        );
+    }
 }

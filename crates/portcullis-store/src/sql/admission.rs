@@ -247,6 +247,7 @@ where
 
     async fn settle(&self, attempts: &[Attempt], how: Settlement) -> Result<(), Error> {
         if how == Settlement::Failure {
+            // Nothing to write (`settle_in` says why): no transaction either.
             return Ok(());
         }
         let (_turn, mut tx) = self.begin_write().await?;
